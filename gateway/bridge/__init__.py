@@ -1,0 +1,1 @@
+"""Per-call orchestration between the call leg and the Realtime session."""

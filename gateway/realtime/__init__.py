@@ -1,0 +1,1 @@
+"""Realtime API: protocol dialects, the WebSocket client, auth, the embedded agent."""

@@ -1,0 +1,1 @@
+"""Signalling: a thin adapter over aiosipua plus our conformance fixes."""
