@@ -1,0 +1,317 @@
+"""The daemon: SIP listeners, the call registry, limits, and one task per call.
+
+A call is answered only once its Realtime session is open and configured;
+anything that fails before that gets a precise SIP error, never 200 then silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+
+import structlog
+from aiosipua import IncomingCall, SipRequest, serialize_sdp
+from aiosipua.dialog import DialogState
+from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport
+
+from . import __version__
+from .bridge.call import CallBridge
+from .config import GatewayConfig, api_key
+from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
+from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
+from .realtime.client import RealtimeConnectError, RealtimeSession
+from .realtime.embedded import EmbeddedRealtimeServer
+from .realtime.protocol import dialect_for
+from .sip.sdp import NotAcceptable, build_answer, plan_media
+from .sip.uas import GatewayUAS, reject
+
+log = structlog.get_logger("gateway")
+
+USER_AGENT = f"sip-realtime-gateway/{__version__}"
+SHUTDOWN_GRACE_S = 5.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start (port taken, credentials missing): exit non-zero."""
+
+
+@dataclass
+class ActiveCall:
+    id: str
+    sip: IncomingCall
+    uas: GatewayUAS
+    received_at: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
+    end_reason: str | None = None
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.calls: dict[str, ActiveCall] = {}  # by SIP Call-ID
+        self._uas: list[GatewayUAS] = []
+        self._ports = PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
+        self._allow = [ipaddress.ip_network(c, strict=False) for c in cfg.sip.allow_from]
+        self._embedded: EmbeddedRealtimeServer | None = None
+        self._auth: Auth = NoAuth()
+        self._base_url = cfg.realtime.url
+        self._dialect = dialect_for(cfg.realtime.protocol)
+        self.sip_port = cfg.sip.port
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        rt = self.cfg.realtime
+        if rt.embedded:
+            self._embedded = EmbeddedRealtimeServer("127.0.0.1", 0)
+            await self._embedded.start()
+            self._base_url = self._embedded.url
+        elif rt.auth.method == "api_key":
+            key = api_key(self.cfg)
+            if not key:
+                raise StartupError(
+                    f"realtime.auth.api_key_env: environment variable {rt.auth.api_key_env} "
+                    "is not set"
+                )
+            self._auth = ApiKeyAuth(key)
+        elif rt.auth.method == "entra":
+            self._auth = EntraAuth(rt.auth.entra_scope)
+
+        sip = self.cfg.sip
+        for kind in sip.transports:
+            transport: SipTransport
+            if kind == "udp":
+                transport = UdpSipTransport(local_addr=(sip.bind, self.sip_port))
+            else:
+                transport = TcpSipTransport(local_addr=(sip.bind, self.sip_port))
+            uas = GatewayUAS(transport, user_agent=USER_AGENT)
+            uas.on_invite = lambda call, uas=uas: self._on_invite(uas, call)
+            uas.on_bye = self._on_bye
+            uas.on_cancel = self._on_cancel
+            uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
+            try:
+                await uas.start()
+            except OSError as exc:
+                await self.stop()
+                raise StartupError(
+                    f"cannot listen for SIP on {kind} {sip.bind}:{self.sip_port}: {exc.strerror}"
+                ) from None
+            self._uas.append(uas)
+            # With port 0 (tests), every further transport shares the port the first one got.
+            self.sip_port = _bound_port(transport) or self.sip_port
+            transport.local_addr = (transport.local_addr[0], self.sip_port)
+        log.info(
+            "gateway.ready",
+            sip=f"{sip.bind}:{self.sip_port}",
+            transports=sip.transports,
+            realtime="embedded:echo" if rt.embedded else rt.url,
+            deployment=None if rt.embedded else rt.deployment,
+            version=__version__,
+        )
+
+    async def stop(self) -> None:
+        """Hang up every call, then close listeners and the embedded agent."""
+        for call in list(self.calls.values()):
+            self._end(call.sip.call_id, "shutdown")
+        tasks = [c.task for c in self.calls.values() if c.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+        for uas in self._uas:
+            await uas.stop()
+        self._uas.clear()
+        if self._embedded is not None:
+            await self._embedded.close()
+            self._embedded = None
+        await self._auth.close()
+        log.info("gateway.stopped")
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("gateway.stopping", active_calls=len(self.calls))
+        finally:
+            await self.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    # --- SIP events ---------------------------------------------------------------------------
+
+    def _on_invite(self, uas: GatewayUAS, sip: IncomingCall) -> None:
+        source = sip.source_addr[0]
+        clog = log.bind(sip_call_id=sip.call_id, source=f"{source}:{sip.source_addr[1]}")
+        if not self._allowed(source):
+            clog.warning("call.rejected", status=403, reason="source not in sip.allow_from")
+            reject(sip, 403, "Forbidden")
+            uas.forget(sip)
+            return
+        if len(self.calls) >= self.cfg.sip.max_calls:
+            clog.warning("call.rejected", status=503, reason="sip.max_calls reached")
+            reject(sip, 503, "Service Unavailable", retry_after=5)
+            uas.forget(sip)
+            return
+        call = ActiveCall(secrets.token_hex(6), sip, uas)
+        self.calls[sip.call_id] = call
+        call.task = asyncio.get_running_loop().create_task(
+            self._handle_call(call), name=f"call-{call.id}"
+        )
+
+    def _on_bye(self, sip: IncomingCall, request: SipRequest) -> None:
+        self._end(sip.call_id, "caller_bye")
+
+    def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        self._end(request.call_id or "", "caller_cancel")
+
+    def _end(self, sip_call_id: str, reason: str) -> None:
+        call = self.calls.get(sip_call_id)
+        if call is None or call.task is None or call.end_reason is not None:
+            return
+        call.end_reason = reason
+        call.task.cancel()
+
+    def _allowed(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._allow)
+
+    # --- one call -----------------------------------------------------------------------------
+
+    async def _handle_call(self, call: ActiveCall) -> None:
+        sip = call.sip
+        clog = log.bind(call_id=call.id, sip_call_id=sip.call_id)
+        clog.info(
+            "call.received",
+            caller=sip.caller,
+            callee=sip.callee,
+            source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+        )
+        session: RealtimeSession | None = None
+        stream: RtpStream | None = None
+        answered_at: float | None = None
+        reason = "unknown"
+        try:
+            local_ip = self._local_ip(sip.source_addr[0])
+            sip.advertised_addr = (local_ip, self.sip_port)
+            if sip.sdp_offer is None:
+                raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
+            plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
+            stream = await RtpStream.open(
+                self._ports,
+                self.cfg.sip.bind,
+                lambda: RtpStream(plan.codec, plan.payload_type, plan.remote, _drop, plan.ptime_ms),
+            )
+            started = time.monotonic()
+            session = await RealtimeSession.open(
+                base_url=self._base_url,
+                deployment=self.cfg.realtime.deployment,
+                dialect=self._dialect,
+                auth=self._auth,
+                agent=self.cfg.agent,
+                audio_format=self.cfg.realtime.audio_format,
+                codec=plan.codec.name,
+                connect_timeout=self.cfg.realtime.connect_timeout_s,
+            )
+            clog.info(
+                "realtime.session_open",
+                session_id=session.id,
+                handshake_ms=round((time.monotonic() - started) * 1000),
+            )
+            bridge = CallBridge(
+                session,
+                stream,
+                plan.codec,
+                self.cfg.realtime.audio_format,
+                self.cfg.agent.greeting,
+                clog,
+            )
+            stream.on_payload = bridge.on_payload
+            answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
+            sip.accept(answer)
+            answered_at = time.monotonic()
+            clog.info(
+                "call.answered",
+                codec=plan.codec.name,
+                rtp_local=f"{local_ip}:{stream.port}",
+                rtp_remote=_fmt(plan.remote),
+                ptime_ms=plan.ptime_ms,
+            )
+            clog.debug("sip.sdp_answer", sdp=serialize_sdp(answer))
+            reason = await bridge.run()
+            clog.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
+        except NotAcceptable as exc:
+            reason = "not_acceptable"
+            clog.warning("call.rejected", status=488, reason=str(exc))
+            reject(sip, 488, "Not Acceptable Here")
+        except NoPortAvailable as exc:
+            reason = "no_rtp_port"
+            clog.error("call.rejected", status=503, reason=str(exc))
+            reject(sip, 503, "Service Unavailable", retry_after=5)
+        except RealtimeConnectError as exc:
+            reason = "realtime_unavailable"
+            clog.error("call.rejected", status=503, reason=exc.reason, http_status=exc.status)
+            reject(sip, 503, "Service Unavailable", retry_after=exc.retry_after)
+        except asyncio.CancelledError:
+            reason = call.end_reason or "cancelled"
+            if call.end_reason is None:
+                raise
+        except Exception:
+            reason = "internal_error"
+            clog.exception("call.failed")
+            if answered_at is None and sip.dialog.state == DialogState.EARLY:
+                reject(sip, 500, "Server Internal Error")
+        finally:
+            reason = call.end_reason or reason
+            if sip.dialog.state == DialogState.CONFIRMED and reason != "caller_bye":
+                sip.hangup()
+            if session is not None:
+                await session.close()
+            if stream is not None:
+                stream.close()
+                self._ports.release(stream.port)
+            call.uas.forget(sip)
+            self.calls.pop(sip.call_id, None)
+            clog.info(
+                "call.ended",
+                reason=reason,
+                duration_s=round(time.monotonic() - answered_at, 3) if answered_at else 0.0,
+                setup_ms=round(
+                    ((answered_at or time.monotonic()) - call.received_at) * 1000
+                ),
+            )
+
+    def _local_ip(self, peer: str) -> str:
+        """The address to put in Contact and SDP: configured, bound, or the route's source."""
+        sip = self.cfg.sip
+        if sip.advertise_address:
+            return sip.advertise_address
+        if sip.bind not in ("0.0.0.0", "::"):
+            return sip.bind
+        return local_ip_towards(peer)
+
+
+def _drop(payload: bytes) -> None:
+    """RTP that arrives before the bridge exists (early media from the caller)."""
+
+
+def _fmt(addr: tuple[str, int] | None) -> str | None:
+    return f"{addr[0]}:{addr[1]}" if addr else None
+
+
+def _bound_port(transport: SipTransport) -> int | None:
+    udp = getattr(transport, "_udp_transport", None)
+    if udp is not None:
+        return int(udp.get_extra_info("sockname")[1])
+    server = getattr(transport, "_server", None)
+    if server is not None and server.sockets:
+        return int(server.sockets[0].getsockname()[1])
+    return None

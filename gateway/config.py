@@ -1,0 +1,1061 @@
+"""Gateway configuration: the one place where it is defined and validated.
+
+``load_config(path)`` reads a YAML file and returns a :class:`GatewayConfig`, or raises
+:class:`ConfigError` listing *every* problem found, one per line, as
+``FILE: dotted.field.path: reason`` (list items appear as ``sip.allow_from[1]``).
+
+Secrets never live in the file. The file names an environment variable
+(``realtime.auth.api_key_env``); :func:`check_environment` reports whether it is usable and
+:func:`api_key` reads it. No error message ever contains a secret value.
+
+The ``description`` of every field is the user-facing config reference: it says what the key
+means, its unit and its default, for the PBX engineer who reads the generated reference.
+"""
+
+import difflib
+import ipaddress
+import os
+import re
+import types
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "SECRETS_MESSAGE",
+    "AgentConfig",
+    "AuthConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "InputTranscriptionConfig",
+    "LoggingConfig",
+    "ManualTurns",
+    "MediaConfig",
+    "RealtimeConfig",
+    "SemanticVad",
+    "ServerVad",
+    "SipConfig",
+    "TurnDetection",
+    "api_key",
+    "check_environment",
+    "load_config",
+    "parse_config",
+]
+
+SECRETS_MESSAGE = (
+    "secrets are not read from the config file; "
+    "set the environment variable named by realtime.auth.api_key_env"
+)
+
+EMBEDDED_ECHO = "embedded:echo"
+_URL_FORMS = (
+    "must be embedded:echo (the built-in echo agent, no network or credentials) or a ws:// or "
+    "wss:// base URL such as wss://RESOURCE.openai.azure.com/openai/v1/realtime"
+)
+DEFAULT_INSTRUCTIONS = (
+    "You are a helpful voice assistant answering a telephone call. "
+    "Keep every answer short and spoken: one or two sentences, plain words, "
+    "no lists, no markdown, no web addresses. "
+    "Reply in the caller's language. "
+    "If you did not understand the caller, ask them to repeat."
+)
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+
+
+class ConfigError(Exception):
+    """Carries every problem found, each as 'FILE: dotted.field.path: reason'."""
+
+    errors: list[str]
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+    def __str__(self) -> str:
+        return "\n".join(self.errors)
+
+
+# --------------------------------------------------------------------------------------------
+# Reusable field validators. They raise ValueError with a message written for the reader of
+# the config file; _format_errors() puts the file name and dotted path in front.
+
+
+def _kind(value: object) -> str:
+    """Name a YAML value's type the way a config file author sees it."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (YAML reads unquoted yes/no/on/off as true/false)"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _one_of(options: Sequence[str]) -> str:
+    quoted = [str(o) for o in options]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _choice(
+    *options: str, upper: bool = False, aliases: Mapping[str, str] | None = None
+) -> BeforeValidator:
+    """Accept one of ``options`` case-insensitively, normalised to lower (or upper) case."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"expected {_one_of(options)}, got {_kind(value)}")
+        norm = value.strip().upper() if upper else value.strip().lower()
+        norm = (aliases or {}).get(norm, norm)
+        if norm not in options:
+            raise ValueError(f"{value!r} is not accepted; use {_one_of(options)}")
+        return norm
+
+    return BeforeValidator(check)
+
+
+def _unique_nonempty(what: str) -> AfterValidator:
+    def check(items: list[Any]) -> list[Any]:
+        if not items:
+            raise ValueError(f"must list at least one {what}")
+        seen: set[Any] = set()
+        for item in items:
+            if item in seen:
+                raise ValueError(f"{item!r} is listed twice")
+            seen.add(item)
+        return items
+
+    return AfterValidator(check)
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Run ``check`` on a value unless it is None (null = not set)."""
+    return lambda value: None if value is None else check(value)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {_kind(value)}")
+    return value
+
+
+def _nonblank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _parse_ip(value: object) -> str:
+    text = _text(value).strip().removeprefix("[").removesuffix("]")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address; use 0.0.0.0 (every IPv4 interface), "
+            ":: (every IPv6 interface) or one address of this host"
+        ) from None
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+
+
+def _parse_host(value: object) -> str:
+    text = _text(value).strip().removeprefix("[").removesuffix("]")
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        name = text.removesuffix(".")
+        labels = name.split(".")
+        if (
+            0 < len(name) <= 253
+            and all(_HOST_LABEL.match(label) for label in labels)
+            and not labels[-1].isdigit()
+        ):
+            return text
+        raise ValueError(f"{value!r} is neither an IP address nor a valid host name") from None
+    if ip.is_unspecified:
+        raise ValueError(
+            f"{text} cannot be advertised (peers cannot send to it); give the address the "
+            "PBX should send to, or leave this empty to use the address of the socket"
+        )
+    return str(ip)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_network(value: object) -> IPNetwork:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(
+            f"expected a network such as 192.168.1.0/24 or 2001:db8::/32, got {_kind(value)}"
+        )
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or a network in CIDR form "
+            "(such as 192.168.1.0/24, 10.1.2.3 or 2001:db8::/32)"
+        ) from None
+
+
+NetworkEntry = Annotated[
+    IPNetwork,
+    PlainValidator(_parse_network, json_schema_input_type=str),
+    PlainSerializer(str, return_type=str),
+]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _looks_like_secret_value(text: str) -> bool:
+    """True for something that looks like an API key or token rather than a variable name."""
+    return (
+        "sk-" in text
+        or text.startswith(("eyJ", "Bearer ", "bearer "))  # a JWT or an Authorization header
+        # Azure keys: 32 hex digits or 84 mixed-case alphanumerics; names are UPPER_CASE
+        or (
+            len(text) >= 24
+            and "_" not in text
+            and (any(c.islower() for c in text) or sum(c.isdigit() for c in text) >= 4)
+        )
+    )
+
+
+def _parse_env_name(value: object) -> str:
+    # Never echo the value: someone may have pasted the key itself here.
+    if not isinstance(value, str):
+        raise ValueError(f"expected the name of an environment variable, got {_kind(value)}")
+    text = value.strip()
+    if _looks_like_secret_value(text):
+        raise ValueError(
+            "this looks like an API key itself, not the name of an environment variable: "
+            "secrets are not read from the config file; put the key in an environment "
+            "variable (e.g. AZURE_OPENAI_API_KEY) and write that variable's name here"
+        )
+    if not _ENV_NAME.match(text):
+        raise ValueError(
+            "must be the name of an environment variable (letters, digits and _, not starting "
+            "with a digit), such as AZURE_OPENAI_API_KEY"
+        )
+    return text
+
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "apikey", "credential", "bearer")
+
+
+def _is_secret_name(key: str) -> bool:
+    """Does a key (or a query parameter name) look like it would hold a secret?"""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+    words = re.split(r"[^a-z0-9]+", spaced)
+    return (
+        any(w in spaced.replace("-", "").replace("_", "") for w in _SECRET_WORDS)
+        or "key" in words
+        or "pwd" in words
+        or "sig" in words
+    )
+
+
+def _parse_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{_URL_FORMS}; got {_kind(value)}")
+    text = value.strip()
+    if text.lower().startswith("embedded:"):
+        if text.lower() != EMBEDDED_ECHO:
+            raise ValueError(f"unknown embedded agent; the only one is {EMBEDDED_ECHO}")
+        return EMBEDDED_ECHO
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"not a valid URL: it {_URL_FORMS}") from None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        ws = "wss" if scheme == "https" else "ws"
+        raise ValueError(
+            f"the Realtime API is a WebSocket endpoint: write {ws}:// instead of {scheme}:// "
+            "(e.g. wss://RESOURCE.openai.azure.com/openai/v1/realtime)"
+        )
+    if scheme not in ("ws", "wss"):
+        raise ValueError(_URL_FORMS)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"the URL must not contain a user name or password; {SECRETS_MESSAGE}")
+    if not parts.hostname:
+        raise ValueError(f"the URL has no host name: it {_URL_FORMS}")
+    if parts.query:
+        names = [p.split("=", 1)[0] for p in parts.query.split("&")]
+        if any(_is_secret_name(n) for n in names):
+            raise ValueError(f"the URL must not carry a key; {SECRETS_MESSAGE}")
+        raise ValueError(
+            "the URL must not have a query string (?...): the gateway adds it; put the "
+            "deployment in realtime.deployment and the api-version in realtime.api_version"
+        )
+    if parts.fragment:
+        raise ValueError("the URL must not have a #fragment")
+    del port
+    return text.rstrip("/")
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section_means_defaults(cls, data: Any) -> Any:
+        """``sip:`` with nothing under it (YAML null) means "all defaults", like ``sip: {}``."""
+        if isinstance(data, dict):
+            empty = [
+                key
+                for key, value in data.items()
+                if value is None
+                and key in cls.model_fields
+                and _is_model(cls.model_fields[key].annotation)
+            ]
+            if empty:
+                data = {k: v for k, v in data.items() if k not in empty}
+        return data
+
+
+class SipConfig(_Model):
+    """SIP signalling: where the gateway listens and whom it accepts calls from."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    bind: Annotated[str, BeforeValidator(_parse_ip)] = Field(
+        "0.0.0.0",
+        description="Local IP address the SIP listener binds to: 0.0.0.0 = every IPv4 "
+        "interface, :: = every IPv6 interface, or one address of this host. Default 0.0.0.0.",
+    )
+    port: int = Field(
+        5060,
+        ge=1,
+        le=65535,
+        description="SIP listening port, for every transport (1-65535). Default 5060.",
+    )
+    transports: Annotated[
+        list[Annotated[Literal["udp", "tcp"], _choice("udp", "tcp")]],
+        _unique_nonempty("transport"),
+    ] = Field(
+        default_factory=lambda: ["udp"],
+        description="SIP transports to listen on: udp, tcp, or both. Default [udp].",
+    )
+    advertise_address: Annotated[str | None, BeforeValidator(_optional(_parse_host))] = Field(
+        None,
+        description="IP address or host name written in Contact, Via and the SDP c= line, "
+        "e.g. the public address when the gateway sits behind NAT. Default none = the "
+        "address of the local socket that carries the call.",
+    )
+    allow_from: list[NetworkEntry] = Field(
+        default_factory=lambda: [
+            ipaddress.ip_network(n)
+            for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+        ],
+        description="Source addresses or networks (CIDR) allowed to send INVITEs; an INVITE "
+        "from anywhere else is answered 403 Forbidden. Use 0.0.0.0/0 and ::/0 to accept any "
+        "source. Default: loopback and the private ranges 10.0.0.0/8, 172.16.0.0/12, "
+        "192.168.0.0/16.",
+    )
+    max_calls: int = Field(
+        100,
+        ge=1,
+        description="Maximum number of simultaneous calls; INVITEs beyond it are refused. "
+        "Default 100.",
+    )
+
+    @field_validator("allow_from", mode="after")
+    @classmethod
+    def _allow_from_not_empty(cls, value: list[IPNetwork]) -> list[IPNetwork]:
+        if not value:
+            raise ValueError(
+                "an empty list would refuse every call; list the PBX addresses or networks "
+                "(use 0.0.0.0/0 and ::/0 to accept calls from anywhere)"
+            )
+        return value
+
+
+class MediaConfig(_Model):
+    """RTP media: the UDP port range and the G.711 codecs."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    rtp_port_min: int = Field(
+        10000,
+        ge=1024,
+        le=65535,
+        description="Lowest local UDP port used for RTP audio (1024-65535). Open "
+        "rtp_port_min-rtp_port_max in the firewall. Default 10000.",
+    )
+    rtp_port_max: int = Field(
+        20000,
+        ge=1024,
+        le=65535,
+        description="Highest local UDP port used for RTP audio (1024-65535, greater than "
+        "rtp_port_min). Default 20000.",
+    )
+    codecs: Annotated[
+        list[Annotated[Literal["PCMU", "PCMA"], _choice("PCMU", "PCMA", upper=True)]],
+        _unique_nonempty("codec"),
+    ] = Field(
+        default_factory=lambda: ["PCMU", "PCMA"],
+        description="G.711 codecs the gateway accepts, in its order of preference: PCMU "
+        "(mu-law, North America/Japan) and PCMA (A-law, most other countries). A call "
+        "offering none of them is rejected with 488. Default [PCMU, PCMA].",
+    )
+
+    @field_validator("rtp_port_max", mode="after")
+    @classmethod
+    def _range_holds_two_ports(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("rtp_port_min")
+        if low is not None and value <= low:
+            raise ValueError(
+                f"must be greater than media.rtp_port_min ({low}): the range must hold at "
+                "least 2 ports"
+            )
+        return value
+
+
+class AuthConfig(_Model):
+    """How the gateway authenticates to the Realtime endpoint."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    method: Annotated[
+        Literal["api_key", "entra", "none"],
+        _choice("api_key", "entra", "none", aliases={"api-key": "api_key", "apikey": "api_key"}),
+    ] = Field(
+        "api_key",
+        description="api_key = an API key read from the environment variable named by "
+        "api_key_env; entra = a Microsoft Entra ID token (managed identity, workload "
+        "identity or az login); none = no credentials (e.g. a local test server). Default "
+        "api_key.",
+    )
+    api_key_env: Annotated[str, BeforeValidator(_parse_env_name)] = Field(
+        "AZURE_OPENAI_API_KEY",
+        description="NAME of the environment variable that holds the API key (never the key "
+        "itself: keys are not read from this file). Default AZURE_OPENAI_API_KEY.",
+    )
+    entra_scope: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        "https://cognitiveservices.azure.com/.default",
+        description="OAuth scope requested for the Entra ID token (method entra). Default "
+        "https://cognitiveservices.azure.com/.default.",
+    )
+
+
+class RealtimeConfig(_Model):
+    """The Realtime API endpoint the calls are bridged to."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    url: Annotated[str, BeforeValidator(_parse_url)] = Field(
+        EMBEDDED_ECHO,
+        description="embedded:echo (the built-in echo agent: no network, no credentials) or "
+        "the WebSocket base URL of the Realtime API, e.g. "
+        "wss://RESOURCE.openai.azure.com/openai/v1/realtime (the gateway adds the query "
+        "string). Default embedded:echo.",
+    )
+    deployment: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        "gpt-realtime",
+        description="Azure OpenAI deployment name (or OpenAI model name) to talk to. "
+        "Default gpt-realtime.",
+    )
+    protocol: Annotated[Literal["ga", "preview"], _choice("ga", "preview")] = Field(
+        "ga",
+        description="Realtime API dialect: ga (generally available, /openai/v1/realtime) or "
+        "preview (Azure preview API, /openai/realtime, deprecated from 2026-04-30). "
+        "Default ga.",
+    )
+    api_version: str | None = Field(
+        None,
+        validate_default=True,
+        description="Azure api-version, e.g. 2025-04-01-preview: required with protocol "
+        "preview, not allowed with ga. Default none.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="Credentials for the Realtime endpoint (unused with embedded:echo).",
+    )
+    audio_format: Annotated[Literal["pcm16", "g711"], _choice("pcm16", "g711")] = Field(
+        "pcm16",
+        description="Audio sent to and received from the model: pcm16 (16-bit 24 kHz; the "
+        "gateway converts from/to the call's G.711) or g711 (the call's G.711 passed through "
+        "unchanged). Default pcm16.",
+    )
+    connect_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Seconds to wait for the Realtime WebSocket to open before giving up on "
+        "the call (more than 0, at most 60). Default 5.0.",
+    )
+
+    @property
+    def embedded(self) -> bool:
+        """True when calls go to a built-in agent rather than a remote endpoint."""
+        return self.url.startswith("embedded:")
+
+    @field_validator("protocol", mode="after")
+    @classmethod
+    def _path_matches_protocol(cls, value: str, info: ValidationInfo) -> str:
+        url = info.data.get("url")
+        if not url or url.startswith("embedded:"):
+            return value
+        path = urlsplit(url).path.rstrip("/")
+        if value == "ga" and path.endswith("/openai/realtime"):
+            raise ValueError(
+                "realtime.url is an Azure preview endpoint (/openai/realtime); for ga use "
+                ".../openai/v1/realtime, or set protocol: preview and an api_version"
+            )
+        if value == "preview" and path.endswith("/openai/v1/realtime"):
+            raise ValueError(
+                "realtime.url is a GA endpoint (/openai/v1/realtime); for preview use "
+                ".../openai/realtime, or set protocol: ga"
+            )
+        return value
+
+    @field_validator("api_version", mode="after")
+    @classmethod
+    def _api_version_matches_protocol(cls, value: str | None, info: ValidationInfo) -> str | None:
+        protocol = info.data.get("protocol")
+        if value is not None:
+            value = value.strip()
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(-[a-z]+)?", value):
+                raise ValueError(f"{value!r} is not an api-version such as 2025-04-01-preview")
+        if protocol == "preview" and value is None:
+            raise ValueError("required when realtime.protocol is preview (e.g. 2025-04-01-preview)")
+        if protocol == "ga" and value is not None:
+            raise ValueError(
+                "only used with realtime.protocol: preview (the GA protocol has no "
+                "api-version); remove it"
+            )
+        return value
+
+
+class ServerVad(_Model):
+    """Turn detection by the server from silence (voice activity detection)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["server_vad"] = Field(
+        "server_vad", description="server_vad: the caller's turn ends after a silence."
+    )
+    threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Speech detection threshold from 0.0 to 1.0; raise it on noisy lines. "
+        "Default 0.5.",
+    )
+    prefix_padding_ms: int = Field(
+        300,
+        ge=0,
+        le=10_000,
+        description="Audio kept from before the detected start of speech, in milliseconds. "
+        "Default 300.",
+    )
+    silence_duration_ms: int = Field(
+        500,
+        ge=0,
+        le=10_000,
+        description="Silence that ends the caller's turn, in milliseconds; lower answers "
+        "faster but may cut in on pauses. Default 500.",
+    )
+    idle_timeout_ms: int | None = Field(
+        None,
+        gt=0,
+        description="If the caller says nothing for this many milliseconds after the model "
+        "finished speaking, the model prompts them again. Default none = never.",
+    )
+    create_response: bool = Field(
+        True,
+        description="Answer automatically when the caller's turn ends. Default true.",
+    )
+    interrupt_response: bool = Field(
+        True,
+        description="Stop the model's answer when the caller starts talking over it "
+        "(barge-in). Default true.",
+    )
+
+
+class SemanticVad(_Model):
+    """Turn detection by the model from what the caller says."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["semantic_vad"] = Field(
+        "semantic_vad",
+        description="semantic_vad: the model judges from the words whether the caller is done.",
+    )
+    eagerness: Annotated[
+        Literal["low", "medium", "high", "auto"], _choice("low", "medium", "high", "auto")
+    ] = Field(
+        "auto",
+        description="How soon the model takes its turn: low (waits up to 8 s), medium "
+        "(4 s), high (2 s) or auto (= medium). Default auto.",
+    )
+    create_response: bool = Field(
+        True,
+        description="Answer automatically when the caller's turn ends. Default true.",
+    )
+    interrupt_response: bool = Field(
+        True,
+        description="Stop the model's answer when the caller starts talking over it "
+        "(barge-in). Default true.",
+    )
+
+
+class ManualTurns(_Model):
+    """No automatic turn detection."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["none"] = Field(
+        "none",
+        description="none: no automatic turn detection; the gateway ends turns itself.",
+    )
+
+
+TurnDetection = Annotated[ServerVad | SemanticVad | ManualTurns, Field(discriminator="type")]
+
+
+def _language(value: object) -> object:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(
+            "YAML read an unquoted language code (no, on, ...) as true/false; put it in "
+            'quotes, e.g. language: "no"'
+        )
+    code = _text(value).strip().lower()
+    if not re.fullmatch(r"[a-z]{2}", code):
+        raise ValueError(f"{value!r} is not a two-letter ISO-639-1 code such as en, de or fr")
+    return code
+
+
+class InputTranscriptionConfig(_Model):
+    """Transcription of the caller's speech."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    model: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        "gpt-4o-mini-transcribe",
+        description="Transcription model, e.g. gpt-4o-mini-transcribe, gpt-4o-transcribe or "
+        "whisper-1. Default gpt-4o-mini-transcribe.",
+    )
+    language: Annotated[str | None, BeforeValidator(_language)] = Field(
+        None,
+        description="The caller's language as a two-letter ISO-639-1 code (en, de, fr, ...); "
+        "improves accuracy and latency. Default none = detect automatically.",
+    )
+
+
+class AgentConfig(_Model):
+    """What the voice agent says and how it takes turns."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    instructions: Annotated[str, BeforeValidator(_text)] = Field(
+        DEFAULT_INSTRUCTIONS,
+        description="Instructions for the model: its role, tone and rules. Default: a phone "
+        "assistant that gives short spoken answers in the caller's language.",
+    )
+    voice: Annotated[Literal[VOICES], _choice(*VOICES)] = Field(  # type: ignore[valid-type]
+        "marin",
+        description="Voice the model speaks with: alloy, ash, ballad, coral, echo, sage, "
+        "shimmer, verse, marin or cedar (marin and cedar exist in the GA protocol only). "
+        "Default marin.",
+    )
+    greeting: str | None = Field(
+        None,
+        description="When set, the agent speaks first as soon as the call is answered, "
+        "following this instruction (e.g. 'Greet the caller and ask how you can help'). "
+        "Default none = the agent waits for the caller to speak.",
+    )
+    turn_detection: TurnDetection = Field(
+        default_factory=ServerVad,
+        description="How the end of the caller's turn is detected: type server_vad "
+        "(silence), semantic_vad (meaning) or none (manual). Default server_vad.",
+    )
+    input_transcription: InputTranscriptionConfig | None = Field(
+        None,
+        description="Transcribe what the caller says (for logs and transcripts); {} turns it "
+        "on with the defaults. Default none = off.",
+    )
+
+    @field_validator("greeting", mode="after")
+    @classmethod
+    def _blank_greeting_is_none(cls, value: str | None) -> str | None:
+        return value if value is None or value.strip() else None
+
+    @field_validator("turn_detection", mode="before")
+    @classmethod
+    def _turn_detection_type(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(
+                "expected a mapping with a type (server_vad, semantic_vad or none); for "
+                "manual turns write type: none, or remove the key for the default server_vad"
+            )
+        if isinstance(value, dict):
+            kind = value.get("type", "server_vad")  # the documented default
+            if isinstance(kind, str):
+                kind = kind.strip().lower()
+            value = {**value, "type": kind}
+        return value
+
+
+class LoggingConfig(_Model):
+    """Log output."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    format: Annotated[
+        Literal["json", "console"] | None,
+        BeforeValidator(_optional(_choice("json", "console").func)),
+    ] = Field(
+        None,
+        description="json (one JSON object per line, for journald, Loki, ELK) or console "
+        "(readable text). Default none = console on a terminal, json otherwise.",
+    )
+    level: Annotated[
+        Literal["debug", "info", "warning", "error"],
+        _choice("debug", "info", "warning", "error", aliases={"warn": "warning"}),
+    ] = Field(
+        "info",
+        description="Lowest level logged: debug, info, warning or error. Default info.",
+    )
+
+
+class GatewayConfig(_Model):
+    """The whole gateway configuration: one YAML file with these five sections."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    sip: SipConfig = Field(
+        default_factory=SipConfig, description="SIP signalling: listener and call admission."
+    )
+    media: MediaConfig = Field(
+        default_factory=MediaConfig, description="RTP audio: port range and codecs."
+    )
+    realtime: RealtimeConfig = Field(
+        default_factory=RealtimeConfig,
+        description="The Realtime API endpoint (or the embedded echo agent) and its credentials.",
+    )
+    agent: AgentConfig = Field(
+        default_factory=AgentConfig,
+        description="The voice agent: instructions, voice, greeting and turn-taking.",
+    )
+    logging: LoggingConfig = Field(
+        default_factory=LoggingConfig, description="Log format and level."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Turning pydantic's errors into 'FILE: dotted.path: reason' lines
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] down to the type that validates the value."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _resolve_loc(loc: Sequence[int | str]) -> tuple[str, type[BaseModel] | None]:
+    """Dotted path of a pydantic error location, and the model that holds its last key.
+
+    Discriminated-union tags that pydantic inserts (agent.turn_detection.server_vad.x) are
+    dropped, so the path is the one the user wrote (agent.turn_detection.x).
+    """
+    path = ""
+    parent: type[BaseModel] | None = GatewayConfig
+    current: Any = GatewayConfig
+    for item in loc:
+        current = _unwrap(current)
+        origin = get_origin(current)
+        if origin in (Union, types.UnionType):
+            members = {m.model_fields["type"].default: m for m in get_args(current) if _is_model(m)}
+            if item in members:
+                current = members[item]
+                continue
+            current = None
+        if _is_model(current):
+            parent = current
+            field = current.model_fields.get(item) if isinstance(item, str) else None
+            path = f"{path}.{item}" if path else str(item)
+            current = field.annotation if field is not None else None
+        elif origin is list and isinstance(item, int):
+            path = f"{path}[{item}]"
+            current = get_args(current)[0]
+        else:
+            path = f"{path}[{item}]" if isinstance(item, int) else f"{path}.{item}"
+            current = None
+    return path, parent
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, list[str]]:
+    """Every key name in the schema -> the dotted paths where it is valid."""
+    found: dict[str, list[str]] = {}
+    for name, field in model.model_fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        found.setdefault(name, []).append(path)
+        inner = _unwrap(field.annotation)
+        subs = [inner] if _is_model(inner) else [a for a in get_args(inner) if _is_model(a)]
+        for sub in subs:
+            for key, paths in _field_paths(sub, path).items():
+                found.setdefault(key, [])
+                found[key] += [p for p in paths if p not in found[key]]
+    return found
+
+
+_ALL_FIELD_PATHS = _field_paths(GatewayConfig)
+
+
+def _unknown_key_reason(key: object, path: str, parent: type[BaseModel] | None) -> str:
+    """Explain a key the schema does not know: a misplaced key, a typo, or a secret."""
+    allowed = list(parent.model_fields) if parent is not None else []
+    name = str(key)
+    what = "section" if parent is GatewayConfig else "key"
+    elsewhere = [p for p in _ALL_FIELD_PATHS.get(name, []) if p != path]
+    if elsewhere:
+        return (
+            f"unknown key here; {name} belongs at {' or '.join(elsewhere)} (check the indentation)"
+        )
+    typo = difflib.get_close_matches(name, allowed, n=1, cutoff=0.85)
+    if typo:
+        return f"unknown {what}; did you mean {typo[0]!r}?"
+    typo_elsewhere = difflib.get_close_matches(name, list(_ALL_FIELD_PATHS), n=1, cutoff=0.85)
+    if typo_elsewhere:
+        return f"unknown {what}; did you mean {' or '.join(_ALL_FIELD_PATHS[typo_elsewhere[0]])}?"
+    if _is_secret_name(name):
+        return SECRETS_MESSAGE
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown {what}; did you mean {close[0]!r}?"
+    return f"unknown {what}; the {what}s accepted here are {', '.join(allowed)}"
+
+
+def _reason(err: Mapping[str, Any], path: str, parent: type[BaseModel] | None) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return _unknown_key_reason(err["loc"][-1] if err["loc"] else "", path, parent)
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return (
+            f"expected a mapping (indented 'key: value' lines), got {_kind(err.get('input', ...))}"
+        )
+    if kind == "union_tag_invalid":
+        return f"type {ctx.get('tag')!r} is not accepted; use {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"missing {ctx.get('discriminator', 'type')}"
+    if kind == "string_type":
+        return f"expected text, got {_kind(err.get('input', ...))}"
+    if kind == "list_type":
+        return f"expected a list ('- item' lines or [a, b]), got {_kind(err.get('input', ...))}"
+    return str(err["msg"])
+
+
+def _format_errors(exc: ValidationError, source: str) -> list[str]:
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        path, parent = _resolve_loc(err["loc"])
+        reason = _reason(err, path, parent)
+        line = f"{source}: {path}: {reason}" if path else f"{source}: {reason}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    reason = f"{where}YAML syntax error: {problem}"
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        reason += f" ({context} at line {context_mark.line + 1})"
+    if "'\\t'" in problem or "\t" in problem:
+        reason += "; YAML does not allow tabs for indentation, use spaces"
+    elif "<block end>" in problem:
+        reason += "; check the indentation of this line"
+    elif "mapping values are not allowed" in problem:
+        reason += "; check the indentation, and quote a value that contains ': '"
+    return reason
+
+
+def _duplicate_keys(node: yaml.Node, path: str = "", seen: set[int] | None = None) -> list[str]:
+    """YAML silently keeps the last of two equal keys; a config must not."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return []
+    seen.add(id(node))
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                key_node, yaml.ScalarNode
+            ):
+                continue
+            key = key_node.value
+            child = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in first:
+                problems.append(
+                    f"{child}: written twice (lines {first[key]} and {line}); "
+                    "YAML would silently keep only the last one"
+                )
+            else:
+                first[key] = line
+            problems += _duplicate_keys(value_node, child, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems += _duplicate_keys(item, f"{path}[{index}]", seen)
+    return problems
+
+
+def _read_yaml(text: str, source: str) -> tuple[object, list[str]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        duplicates = [f"{source}: {p}" for p in _duplicate_keys(node)]
+        return loader.construct_document(node), duplicates
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: {_yaml_error(exc)}"]) from None
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def parse_config(data: object, source: str = "<config>") -> GatewayConfig:
+    """Validate already-parsed config data (None = empty = all defaults).
+
+    Raises ConfigError with every problem, each as 'SOURCE: dotted.path: reason'.
+    """
+    return _validate(data, source, [])
+
+
+def _validate(data: object, source: str, earlier: list[str]) -> GatewayConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                *earlier,
+                f"{source}: the top level must be a mapping with the sections "
+                f"{', '.join(GatewayConfig.model_fields)} (got {_kind(data)})",
+            ]
+        )
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([*earlier, *_format_errors(exc, source)]) from None
+    if earlier:
+        raise ConfigError(earlier)
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and validate a YAML config file.
+
+    Raises ConfigError for a missing or unreadable file, a YAML syntax error (with line and
+    column), duplicate keys, a top level that is not a mapping, and every schema error.
+    """
+    source = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{source}: is a directory, not a config file"]) from None
+    except PermissionError:
+        raise ConfigError([f"{source}: cannot read the file: permission denied"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{source}: not UTF-8 text (invalid byte at offset {exc.start})"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read the file: {exc.strerror or exc}"]) from None
+    data, duplicates = _read_yaml(text, source)
+    return _validate(data, source, duplicates)
+
+
+def _needs_api_key(cfg: GatewayConfig) -> bool:
+    return not cfg.realtime.embedded and cfg.realtime.auth.method == "api_key"
+
+
+def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Problems with the environment the config relies on; empty when all is well.
+
+    Never includes a secret value.
+    """
+    problems: list[str] = []
+    if _needs_api_key(cfg):
+        name = cfg.realtime.auth.api_key_env
+        value = environ.get(name)
+        if value is None:
+            problems.append(f"realtime.auth.api_key_env: environment variable {name} is not set")
+        elif not value.strip():
+            problems.append(f"realtime.auth.api_key_env: environment variable {name} is empty")
+    return problems
+
+
+def api_key(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The API key from the environment variable the config names.
+
+    None when auth is not api_key, when the url is embedded, or when the variable is unset
+    or empty (check_environment() reports that case).
+    """
+    if not _needs_api_key(cfg):
+        return None
+    value = environ.get(cfg.realtime.auth.api_key_env, "").strip()
+    return value or None

@@ -1,0 +1,151 @@
+"""One Realtime WebSocket session per call.
+
+The session is opened, configured and confirmed (session.updated) before the
+call is answered: a refused handshake becomes SIP 503, never 200 then silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from ..config import AgentConfig
+from .auth import Auth
+from .protocol import GaDialect, ProtocolError, ServerEvent, ServiceError, SessionReady
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a long answer's delta stays far below this
+PING_INTERVAL_S = 20.0
+
+_STATUS_HINTS = {
+    400: "the deployment's model is not realtime-capable, or the URL is wrong",
+    401: "the API key or token was refused (a GA URL must not carry api-version)",
+    403: "access denied: the identity lacks the 'Cognitive Services OpenAI User' role",
+    404: "deployment not found (check realtime.deployment and the GA/preview path)",
+    429: "quota or concurrency limit reached",
+}
+
+
+class RealtimeConnectError(Exception):
+    """The session could not be opened or configured; the call is refused with 503."""
+
+    def __init__(
+        self, reason: str, *, status: int | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RealtimeSession:
+    """A configured Realtime session: send client events, iterate server events."""
+
+    def __init__(self, ws: ClientConnection, dialect: GaDialect, session: dict[str, Any]) -> None:
+        self._ws = ws
+        self.dialect = dialect
+        self.session = session
+        self.id: str = str(session.get("id", ""))
+
+    @classmethod
+    async def open(
+        cls,
+        *,
+        base_url: str,
+        deployment: str,
+        dialect: GaDialect,
+        auth: Auth,
+        agent: AgentConfig,
+        audio_format: str,
+        codec: str,
+        connect_timeout: float,
+    ) -> RealtimeSession:
+        """Connect, send session.update, wait for session.updated: all within the timeout."""
+        url = dialect.url(base_url, deployment)
+        try:
+            async with asyncio.timeout(connect_timeout):
+                headers = {**dialect.handshake_headers(), **await auth.headers()}
+                ws = await connect(
+                    url,
+                    additional_headers=headers,
+                    compression=None,  # base64 audio hardly compresses; deflate costs CPU per frame
+                    max_size=MAX_MESSAGE_BYTES,
+                    ping_interval=PING_INTERVAL_S,
+                    ping_timeout=PING_INTERVAL_S,
+                    close_timeout=2,
+                    open_timeout=None,  # the outer timeout covers the whole opening
+                    proxy=None if _is_loopback(url) else True,
+                )
+                try:
+                    await ws.send(dialect.session_update(agent, audio_format, codec))
+                    session = await _wait_session_updated(ws, dialect)
+                except BaseException:
+                    await ws.close()
+                    raise
+        except TimeoutError:
+            raise RealtimeConnectError(
+                f"no session within {connect_timeout:g} s (connect timeout)"
+            ) from None
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            hint = _STATUS_HINTS.get(status, "the service refused the handshake")
+            retry = exc.response.headers.get("Retry-After")
+            raise RealtimeConnectError(
+                f"handshake refused with HTTP {status}: {hint}",
+                status=status,
+                retry_after=int(retry) if retry and retry.isdigit() else None,
+            ) from None
+        except (InvalidHandshake, InvalidURI) as exc:
+            raise RealtimeConnectError(f"handshake failed: {exc}") from None
+        except ConnectionClosed as exc:
+            raise RealtimeConnectError(f"service closed the session while opening: {exc}") from None
+        except OSError as exc:
+            raise RealtimeConnectError(f"cannot reach the service: {exc.strerror or exc}") from None
+        except ProtocolError as exc:
+            raise RealtimeConnectError(str(exc)) from None
+        return cls(ws, dialect, session)
+
+    async def send(self, text: str) -> None:
+        await self._ws.send(text)
+
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Server events until the socket closes; a clean close ends the iteration."""
+        async for frame in self._ws:
+            yield self.dialect.parse(frame)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._ws.close_code
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+async def _wait_session_updated(ws: ClientConnection, dialect: GaDialect) -> dict[str, Any]:
+    async for frame in ws:
+        event = dialect.parse(frame)
+        if isinstance(event, SessionReady) and not event.created:
+            return event.session
+        if isinstance(event, ServiceError):
+            raise RealtimeConnectError(
+                f"session.update rejected: {event.code or event.type}: {event.message}"
+            )
+    raise RealtimeConnectError(
+        f"service closed the session while opening (code {ws.close_code})"
+    )
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+

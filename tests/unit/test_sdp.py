@@ -1,0 +1,62 @@
+"""SDP answers: our codec preference, the offer's telephone-event payload type, 488 cases."""
+
+from __future__ import annotations
+
+import pytest
+from aiosipua import parse_sdp, serialize_sdp
+
+from gateway.sip.sdp import NotAcceptable, build_answer, plan_media
+
+
+def offer(m_line: str, *attrs: str, c: str = "192.0.2.10") -> str:
+    lines = ["v=0", f"o=- 1 1 IN IP4 {c}", "s=-", f"c=IN IP4 {c}", "t=0 0", m_line, *attrs]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def test_our_preference_wins_and_telephone_event_keeps_the_offered_pt() -> None:
+    sdp = parse_sdp(
+        offer(
+            "m=audio 4000 RTP/AVP 8 0 96",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:96 telephone-event/8000",
+            "a=fmtp:96 0-16",
+        )
+    )
+    plan = plan_media(sdp, ["PCMU", "PCMA"])
+    assert (plan.codec.name, plan.payload_type, plan.dtmf_payload_type) == ("PCMU", 0, 96)
+    assert plan.remote == ("192.0.2.10", 4000)
+    text = serialize_sdp(build_answer(sdp, plan, "192.0.2.1", 10002))
+    assert "m=audio 10002 RTP/AVP 0 96\r\n" in text
+    assert "a=rtpmap:96 telephone-event/8000" in text
+    assert "c=IN IP4 192.0.2.1" in text
+    assert "101" not in text
+
+
+def test_pcma_only_offer_gets_pcma_and_no_dtmf_when_not_offered() -> None:
+    sdp = parse_sdp(offer("m=audio 4000 RTP/AVP 8", "a=ptime:30"))
+    plan = plan_media(sdp, ["PCMU", "PCMA"])
+    assert (plan.codec.name, plan.dtmf_payload_type, plan.ptime_ms) == ("PCMA", None, 30)
+    text = serialize_sdp(build_answer(sdp, plan, "192.0.2.1", 10002))
+    assert "m=audio 10002 RTP/AVP 8\r\n" in text
+    assert "telephone-event" not in text
+    assert "a=ptime:30" in text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        offer("m=audio 4000 RTP/AVP 18", "a=rtpmap:18 G729/8000"),
+        offer("m=audio 0 RTP/AVP 0"),
+        offer("m=video 4000 RTP/AVP 96", "a=rtpmap:96 H264/90000"),
+        offer("m=audio 4000 RTP/SAVP 0"),
+    ],
+)
+def test_unanswerable_offers_are_not_acceptable(body: str) -> None:
+    with pytest.raises(NotAcceptable):
+        plan_media(parse_sdp(body), ["PCMU", "PCMA"])
+
+
+def test_hold_address_means_remote_unknown_until_latched() -> None:
+    plan = plan_media(parse_sdp(offer("m=audio 4000 RTP/AVP 0", c="0.0.0.0")), ["PCMU"])
+    assert plan.remote is None
