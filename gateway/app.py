@@ -55,7 +55,7 @@ class Gateway:
         self.calls: dict[str, ActiveCall] = {}  # by SIP Call-ID
         self._uas: list[GatewayUAS] = []
         self._ports = PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
-        self._allow = [ipaddress.ip_network(c, strict=False) for c in cfg.sip.allow_from]
+        self._allow = list(cfg.sip.allow_from)
         self._embedded: EmbeddedRealtimeServer | None = None
         self._auth: Auth = NoAuth()
         self._base_url = cfg.realtime.url

@@ -75,7 +75,10 @@ DEFAULT_INSTRUCTIONS = (
     "Reply in the caller's language. "
     "If you did not understand the caller, ask them to repeat."
 )
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+Voice = Literal[
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"
+]
+VOICES: tuple[str, ...] = get_args(Voice)
 
 
 class ConfigError(Exception):
@@ -152,6 +155,17 @@ def _unique_nonempty(what: str) -> AfterValidator:
 def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Run ``check`` on a value unless it is None (null = not set)."""
     return lambda value: None if value is None else check(value)
+
+
+def _number(value: object) -> object:
+    """Refuse true/false where a number belongs (pydantic would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {_kind(value)}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_number)]
+Float = Annotated[float, BeforeValidator(_number)]
 
 
 def _text(value: object) -> str:
@@ -264,19 +278,20 @@ def _parse_env_name(value: object) -> str:
     return text
 
 
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "apikey", "credential", "bearer")
+_SECRET_PARTS = ("password", "passwd", "secret", "apikey", "credential")  # inside any key
+_SECRET_WORDS = {"key", "token", "pwd", "pass", "bearer", "sig"}  # as a whole word
 
 
 def _is_secret_name(key: str) -> bool:
-    """Does a key (or a query parameter name) look like it would hold a secret?"""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
-    words = re.split(r"[^a-z0-9]+", spaced)
-    return (
-        any(w in spaced.replace("-", "").replace("_", "") for w in _SECRET_WORDS)
-        or "key" in words
-        or "pwd" in words
-        or "sig" in words
-    )
+    """Does a key (or a URL query parameter) look like it would hold a secret?
+
+    ``api_key``, ``apiKey``, ``client_secret``, ``access_token``, ``password`` do;
+    ``max_output_tokens`` or ``monkey`` do not.
+    """
+    snake = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+    words = set(re.split(r"[^a-z0-9]+", snake))
+    squashed = re.sub(r"[^a-z0-9]", "", snake)
+    return any(part in squashed for part in _SECRET_PARTS) or bool(words & _SECRET_WORDS)
 
 
 def _parse_url(value: object) -> str:
@@ -289,7 +304,7 @@ def _parse_url(value: object) -> str:
         return EMBEDDED_ECHO
     try:
         parts = urlsplit(text)
-        port = parts.port
+        _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
     except ValueError:
         raise ValueError(f"not a valid URL: it {_URL_FORMS}") from None
     scheme = parts.scheme.lower()
@@ -315,7 +330,6 @@ def _parse_url(value: object) -> str:
         )
     if parts.fragment:
         raise ValueError("the URL must not have a #fragment")
-    del port
     return text.rstrip("/")
 
 
@@ -357,7 +371,7 @@ class SipConfig(_Model):
         description="Local IP address the SIP listener binds to: 0.0.0.0 = every IPv4 "
         "interface, :: = every IPv6 interface, or one address of this host. Default 0.0.0.0.",
     )
-    port: int = Field(
+    port: Int = Field(
         5060,
         ge=1,
         le=65535,
@@ -386,7 +400,7 @@ class SipConfig(_Model):
         "source. Default: loopback and the private ranges 10.0.0.0/8, 172.16.0.0/12, "
         "192.168.0.0/16.",
     )
-    max_calls: int = Field(
+    max_calls: Int = Field(
         100,
         ge=1,
         description="Maximum number of simultaneous calls; INVITEs beyond it are refused. "
@@ -409,14 +423,14 @@ class MediaConfig(_Model):
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    rtp_port_min: int = Field(
+    rtp_port_min: Int = Field(
         10000,
         ge=1024,
         le=65535,
         description="Lowest local UDP port used for RTP audio (1024-65535). Open "
         "rtp_port_min-rtp_port_max in the firewall. Default 10000.",
     )
-    rtp_port_max: int = Field(
+    rtp_port_max: Int = Field(
         20000,
         ge=1024,
         le=65535,
@@ -491,6 +505,7 @@ class RealtimeConfig(_Model):
     )
     protocol: Annotated[Literal["ga", "preview"], _choice("ga", "preview")] = Field(
         "ga",
+        validate_default=True,  # so that the url/protocol check also runs for the default
         description="Realtime API dialect: ga (generally available, /openai/v1/realtime) or "
         "preview (Azure preview API, /openai/realtime, deprecated from 2026-04-30). "
         "Default ga.",
@@ -511,7 +526,7 @@ class RealtimeConfig(_Model):
         "gateway converts from/to the call's G.711) or g711 (the call's G.711 passed through "
         "unchanged). Default pcm16.",
     )
-    connect_timeout_s: float = Field(
+    connect_timeout_s: Float = Field(
         5.0,
         gt=0,
         le=60,
@@ -569,28 +584,28 @@ class ServerVad(_Model):
     type: Literal["server_vad"] = Field(
         "server_vad", description="server_vad: the caller's turn ends after a silence."
     )
-    threshold: float = Field(
+    threshold: Float = Field(
         0.5,
         ge=0,
         le=1,
         description="Speech detection threshold from 0.0 to 1.0; raise it on noisy lines. "
         "Default 0.5.",
     )
-    prefix_padding_ms: int = Field(
+    prefix_padding_ms: Int = Field(
         300,
         ge=0,
         le=10_000,
         description="Audio kept from before the detected start of speech, in milliseconds. "
         "Default 300.",
     )
-    silence_duration_ms: int = Field(
+    silence_duration_ms: Int = Field(
         500,
         ge=0,
         le=10_000,
         description="Silence that ends the caller's turn, in milliseconds; lower answers "
         "faster but may cut in on pauses. Default 500.",
     )
-    idle_timeout_ms: int | None = Field(
+    idle_timeout_ms: Int | None = Field(
         None,
         gt=0,
         description="If the caller says nothing for this many milliseconds after the model "
@@ -689,7 +704,7 @@ class AgentConfig(_Model):
         description="Instructions for the model: its role, tone and rules. Default: a phone "
         "assistant that gives short spoken answers in the caller's language.",
     )
-    voice: Annotated[Literal[VOICES], _choice(*VOICES)] = Field(  # type: ignore[valid-type]
+    voice: Annotated[Voice, _choice(*VOICES)] = Field(
         "marin",
         description="Voice the model speaks with: alloy, ash, ballad, coral, echo, sage, "
         "shimmer, verse, marin or cedar (marin and cedar exist in the GA protocol only). "
@@ -846,6 +861,7 @@ def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, list[str
 
 
 _ALL_FIELD_PATHS = _field_paths(GatewayConfig)
+_TURN_TYPES: tuple[type[BaseModel], ...] = get_args(get_args(TurnDetection)[0])
 
 
 def _unknown_key_reason(key: object, path: str, parent: type[BaseModel] | None) -> str:
@@ -853,6 +869,15 @@ def _unknown_key_reason(key: object, path: str, parent: type[BaseModel] | None) 
     allowed = list(parent.model_fields) if parent is not None else []
     name = str(key)
     what = "section" if parent is GatewayConfig else "key"
+    if parent in _TURN_TYPES:
+        tag = parent.model_fields["type"].default
+        for sibling in _TURN_TYPES:
+            fields = list(sibling.model_fields)
+            match = [name] if name in fields else difflib.get_close_matches(name, fields, 1, 0.85)
+            if sibling is not parent and match and match[0] not in parent.model_fields:
+                other = sibling.model_fields["type"].default
+                fix = "" if match[0] == name else f"did you mean {match[0]!r}? "
+                return f"{fix}{match[0]} is used only with type: {other} (here type is {tag})"
     elsewhere = [p for p in _ALL_FIELD_PATHS.get(name, []) if p != path]
     if elsewhere:
         return (

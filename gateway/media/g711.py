@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["PCMA", "PCMU", "G711", "codec_by_name", "codec_by_payload_type"]
+__all__ = ["G711", "PCMA", "PCMU", "codec_by_name", "codec_by_payload_type"]
 
 
 def _all_int16() -> np.ndarray:

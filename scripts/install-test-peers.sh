@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Install the real SIP/RTP peers used by the integration tests (tests/integration):
+#   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox.
+#
+# Idempotent and fast: when every tool is already present it makes no apt call at all.
+# Otherwise it runs `apt-get update` once and installs only what is missing
+# (--no-install-recommends), using sudo when not root (and sudo exists).
+# Exits non-zero with a clear message if it cannot install something.
+#
+# Usage: scripts/install-test-peers.sh
+set -euo pipefail
+
+BARESIP_MODULE_DIR="${BARESIP_MODULE_PATH:-/usr/lib/baresip/modules}"
+# Modules the harness config loads (tests/integration/peers/baresip/config.in).
+BARESIP_MODULES=(g711 aufile aubridge sndfile account menu)
+
+say() { printf 'install-test-peers: %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+baresip_ok() {
+    command -v baresip >/dev/null 2>&1 || return 1
+    local m
+    for m in "${BARESIP_MODULES[@]}"; do
+        [[ -f "$BARESIP_MODULE_DIR/$m.so" ]] || return 1
+    done
+}
+
+missing_packages() {
+    command -v sipp >/dev/null 2>&1 || echo sip-tester
+    baresip_ok || echo baresip-core
+    command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
+    command -v sox >/dev/null 2>&1 || echo sox
+}
+
+mapfile -t MISSING < <(missing_packages)
+if [[ ${#MISSING[@]} -eq 0 ]]; then
+    say "all test peers present (sipp, baresip, espeak-ng, sox)"
+    exit 0
+fi
+
+say "missing: ${MISSING[*]}"
+command -v apt-get >/dev/null 2>&1 \
+    || die "apt-get not found; install these packages by hand: ${MISSING[*]}"
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 \
+        || die "not root and sudo is not available; as root run: apt-get update && apt-get install -y --no-install-recommends ${MISSING[*]}"
+    if [[ -t 0 ]]; then
+        SUDO=(sudo)
+    else
+        SUDO=(sudo -n)   # never hang on a password prompt in CI
+    fi
+fi
+
+APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120)
+
+"${APT[@]}" update -q \
+    || die "apt-get update failed (no network, or no permission?)"
+"${APT[@]}" install -y -q --no-install-recommends "${MISSING[@]}" \
+    || die "apt-get install failed for: ${MISSING[*]}"
+
+mapfile -t STILL < <(missing_packages)
+if [[ ${#STILL[@]} -ne 0 ]]; then
+    die "still missing after install: ${STILL[*]} (baresip modules expected in $BARESIP_MODULE_DIR)"
+fi
+say "installed: ${MISSING[*]}"
