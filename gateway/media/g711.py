@@ -37,7 +37,7 @@ def _bit_length(v: np.ndarray) -> np.ndarray:
 
 
 def _ulaw_encode_table() -> np.ndarray:
-    """G.191 ``ulaw_compress`` over all int16 inputs (G.711 Table 2a, 14-bit magnitudes)."""
+    """G.191 ``ulaw_compress`` over all int16 inputs (G.711 Table 2, 14-bit linear)."""
     x = _all_int16()
     absno = np.minimum((np.where(x < 0, ~x, x) >> 2) + 33, 0x1FFF)  # 33: the µ-law bias
     segno = 1 + _bit_length(absno >> 6)  # 1..8
@@ -47,13 +47,13 @@ def _ulaw_encode_table() -> np.ndarray:
 
 
 def _alaw_encode_table() -> np.ndarray:
-    """G.191 ``alaw_compress`` over all int16 inputs (G.711 Table 1a, 12-bit magnitudes)."""
+    """G.191 ``alaw_compress`` over all int16 inputs (G.711 Table 1, 13-bit linear)."""
     x = _all_int16()
     ix = np.where(x < 0, ~x, x) >> 4  # 0..2047
     iexp = np.maximum(_bit_length(ix) - 4, 0)  # segment 0 and 1 share the step size
     mant = np.where(iexp > 0, (ix >> np.maximum(iexp - 1, 0)) & 0x0F, ix)
     code = (iexp << 4) | mant | np.where(x >= 0, 0x80, 0)
-    return (code ^ 0x55).astype(np.uint8)  # even bits toggled (G.711 §3, Table 1a note)
+    return (code ^ 0x55).astype(np.uint8)  # A-law inverts the even bits on the line
 
 
 def _ulaw_decode_table() -> np.ndarray:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import copy
 import hmac
 import http
@@ -106,7 +105,10 @@ SERVER_VAD_KEYS = frozenset(DEFAULT_SERVER_VAD)
 SEMANTIC_VAD_KEYS = frozenset(DEFAULT_SEMANTIC_VAD)
 
 REFUSALS: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "The 'model' query parameter is required: /openai/v1/realtime?model=<deployment>."),
+    400: (
+        "BadRequest",
+        "The 'model' query parameter is required: /openai/v1/realtime?model=<deployment>.",
+    ),
     401: (
         "401",
         "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
@@ -233,7 +235,9 @@ def _check_keys(d: dict[str, Any], allowed: frozenset[str] | set[str], path: str
     for key in d:
         if key not in allowed:
             raise InvalidRequest(
-                f"Unknown parameter: '{path}.{key}'.", param=f"{path}.{key}", code="unknown_parameter"
+                f"Unknown parameter: '{path}.{key}'.",
+                param=f"{path}.{key}",
+                code="unknown_parameter",
             )
 
 
@@ -377,11 +381,7 @@ def _voice(value: Any, path: str) -> Any:
 
 
 def _modalities(value: Any, path: str) -> list[str]:
-    if (
-        not isinstance(value, list)
-        or len(value) != 1
-        or value[0] not in ("audio", "text")
-    ):
+    if not isinstance(value, list) or len(value) != 1 or value[0] not in ("audio", "text"):
         raise InvalidRequest(
             "Invalid value: output_modalities must be ['audio'] or ['text'].", param=path
         )
@@ -389,16 +389,31 @@ def _modalities(value: Any, path: str) -> list[str]:
 
 
 def _max_tokens(value: Any, path: str) -> Any:
-    if value == "inf" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096):
+    if value == "inf" or (
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4096
+    ):
         return value
     raise InvalidRequest(
         f"Invalid value: {value!r}. Expected an integer between 1 and 4096, or 'inf'.", param=path
     )
 
 
-def merge_session(
-    current: dict[str, Any], update: Any, *, voice_locked: bool
-) -> dict[str, Any]:
+def _metadata(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or len(value) > 16
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    ):
+        raise InvalidRequest(
+            "Invalid 'response.metadata': expected at most 16 string keys with string values.",
+            param="response.metadata",
+        )
+    return dict(value)
+
+
+def merge_session(current: dict[str, Any], update: Any, *, voice_locked: bool) -> dict[str, Any]:
     """Apply a partial ``session.update`` to the effective session; raise :class:`InvalidRequest`.
 
     Only fields present change; ``null`` clears turn_detection, transcription and noise_reduction.
@@ -424,7 +439,9 @@ def merge_session(
             continue
         if key == "instructions":
             if value is not None and not isinstance(value, str):
-                raise InvalidRequest("Invalid type for 'session.instructions'.", param=path, code="invalid_type")
+                raise InvalidRequest(
+                    "Invalid type for 'session.instructions'.", param=path, code="invalid_type"
+                )
             new[key] = value or ""
         elif key == "model":
             if not isinstance(value, str) or not value:
@@ -442,12 +459,17 @@ def merge_session(
             new[key] = _max_tokens(value, path)
         elif key == "tools":
             if not isinstance(value, list):
-                raise InvalidRequest("Invalid type for 'session.tools': expected an array.", param=path, code="invalid_type")
+                raise InvalidRequest(
+                    "Invalid type for 'session.tools': expected an array.",
+                    param=path,
+                    code="invalid_type",
+                )
             for i, tool in enumerate(value):
                 t = _need_dict(tool, f"{path}[{i}]")
                 if t.get("type") not in ("function", "mcp"):
                     raise InvalidRequest(
-                        f"Invalid value: {t.get('type')!r}. Supported values are: 'function' and 'mcp'.",
+                        f"Invalid value: {t.get('type')!r}. Supported values are: 'function' "
+                        "and 'mcp'.",
                         param=f"{path}[{i}].type",
                     )
                 if t["type"] == "function" and not isinstance(t.get("name"), str):
@@ -461,7 +483,8 @@ def merge_session(
             if isinstance(value, str):
                 if value not in ("none", "auto", "required"):
                     raise InvalidRequest(
-                        f"Invalid value: '{value}'. Supported values are: 'none', 'auto' and 'required'.",
+                        f"Invalid value: '{value}'. Supported values are: 'none', 'auto' and "
+                        "'required'.",
                         param=path,
                     )
                 new[key] = value
@@ -478,20 +501,27 @@ def merge_session(
             if "input" in audio:
                 inp = _need_dict(audio["input"], f"{path}.input")
                 ipath = f"{path}.input"
-                _check_keys(inp, {"format", "noise_reduction", "transcription", "turn_detection"}, ipath)
+                _check_keys(
+                    inp, {"format", "noise_reduction", "transcription", "turn_detection"}, ipath
+                )
                 target = new["audio"]["input"]
                 if "format" in inp:
                     target["format"] = _format(inp["format"], f"{ipath}.format")
                 if "turn_detection" in inp:
                     target["turn_detection"] = _turn_detection(
-                        inp["turn_detection"], current["audio"]["input"]["turn_detection"],
+                        inp["turn_detection"],
+                        current["audio"]["input"]["turn_detection"],
                         f"{ipath}.turn_detection",
                     )
                 if "transcription" in inp:
-                    target["transcription"] = _optional_dict(inp["transcription"], f"{ipath}.transcription")
+                    target["transcription"] = _optional_dict(
+                        inp["transcription"], f"{ipath}.transcription"
+                    )
                 if "noise_reduction" in inp:
                     target["noise_reduction"] = _optional_dict(
-                        inp["noise_reduction"], f"{ipath}.noise_reduction", ("near_field", "far_field")
+                        inp["noise_reduction"],
+                        f"{ipath}.noise_reduction",
+                        ("near_field", "far_field"),
                     )
             if "output" in audio:
                 out = _need_dict(audio["output"], f"{path}.output")
@@ -514,7 +544,11 @@ def merge_session(
                     target["speed"] = out["speed"]
         elif key == "parallel_tool_calls":
             if not isinstance(value, bool):
-                raise InvalidRequest("Invalid type for 'session.parallel_tool_calls'.", param=path, code="invalid_type")
+                raise InvalidRequest(
+                    "Invalid type for 'session.parallel_tool_calls'.",
+                    param=path,
+                    code="invalid_type",
+                )
             new[key] = value
         elif key == "include":
             if value is not None and (
@@ -634,7 +668,9 @@ class EmbeddedSession:
         self._user_audio: tuple[str, np.ndarray] | None = None  # latest user audio item
         self._voice_locked = False
         self.active: _Response | None = None
-        self._configure_input(None)
+        self._tg: asyncio.TaskGroup | None = None
+        self._configure_input()
+        self._configure_vad()
         self._handlers: dict[str, Callable[[dict[str, Any], str | None], Awaitable[None]]] = {
             "session.update": self._on_session_update,
             "input_audio_buffer.append": self._on_append,
@@ -688,6 +724,7 @@ class EmbeddedSession:
             log.info("embedded_session_closed", session_id=self.id, code=self.close_code)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        assert self._tg is not None
         task = self._tg.create_task(self._guard(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -749,7 +786,7 @@ class EmbeddedSession:
             event = json.loads(message)
         except ValueError as exc:
             await self._error(
-                f"We could not parse the JSON body of your event ({exc.msg} at position {exc.pos}).",
+                f"We could not parse the JSON of your event ({exc.msg} at position {exc.pos}).",
                 code="invalid_json",
             )
             return
@@ -815,12 +852,12 @@ class EmbeddedSession:
         new = merge_session(old, event["session"], voice_locked=self._voice_locked)
         self.config = new
         if new["audio"]["input"]["format"] != old["audio"]["input"]["format"]:
-            self._configure_input(None)
+            self._configure_input()
         if new["audio"]["input"]["turn_detection"] != old["audio"]["input"]["turn_detection"]:
             self._configure_vad()
         await self._send({"type": "session.updated", "session": self.config})
 
-    def _configure_input(self, _: None) -> None:
+    def _configure_input(self) -> None:
         fmt = self.config["audio"]["input"]["format"]["type"]
         self._in_fmt = fmt
         self._pcm_carry = b""
@@ -830,8 +867,6 @@ class EmbeddedSession:
         else:
             self._in_codec = _g711(fmt)
             self._in_resampler = soxr.ResampleStream(G711_RATE, RATE, 1, dtype="int16")
-        if self._vad is None:
-            self._configure_vad()
 
     def _configure_vad(self) -> None:
         td = self.config["audio"]["input"]["turn_detection"]
@@ -912,7 +947,11 @@ class EmbeddedSession:
         item_id = self._turn_item or new_id("item")
         self._turn_item = None
         await self._send(
-            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": audio_end_ms, "item_id": item_id}
+            {
+                "type": "input_audio_buffer.speech_stopped",
+                "audio_end_ms": audio_end_ms,
+                "item_id": item_id,
+            }
         )
         audio = self._ring.read(self._turn_start_ms * RATE // 1000, audio_end_ms * RATE // 1000)
         self._buf_start = max(self._buf_start, audio_end_ms * RATE // 1000)
@@ -924,7 +963,11 @@ class EmbeddedSession:
     async def _commit_user_audio(self, item_id: str, audio: np.ndarray) -> None:
         previous = self._order[-1] if self._order else None
         await self._send(
-            {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": previous}
+            {
+                "type": "input_audio_buffer.committed",
+                "item_id": item_id,
+                "previous_item_id": previous,
+            }
         )
         item = {
             "id": item_id,
@@ -936,8 +979,12 @@ class EmbeddedSession:
         }
         self._add_item(item, previous)
         self._user_audio = (item_id, audio)
-        await self._send({"type": "conversation.item.added", "item": item, "previous_item_id": previous})
-        await self._send({"type": "conversation.item.done", "item": item, "previous_item_id": previous})
+        await self._send(
+            {"type": "conversation.item.added", "item": item, "previous_item_id": previous}
+        )
+        await self._send(
+            {"type": "conversation.item.done", "item": item, "previous_item_id": previous}
+        )
         if self.config["audio"]["input"]["transcription"] is not None:
             seconds = audio.size / RATE
             await self._send(
@@ -973,7 +1020,9 @@ class EmbeddedSession:
             self._vad.reset()
         await self._send({"type": "input_audio_buffer.cleared"})
 
-    async def _on_output_audio_buffer_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_output_audio_buffer_clear(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         raise InvalidRequest(
             "output_audio_buffer.clear is only supported for WebRTC and SIP sessions; over "
             "WebSocket the client owns playback.",
@@ -1017,7 +1066,9 @@ class EmbeddedSession:
     async def _on_item_create(self, event: dict[str, Any], event_id: str | None) -> None:
         if "item" not in event:
             raise InvalidRequest(
-                "Missing required parameter: 'item'.", param="item", code="missing_required_parameter"
+                "Missing required parameter: 'item'.",
+                param="item",
+                code="missing_required_parameter",
             )
         item = copy.deepcopy(_need_dict(event["item"], "item"))
         typ = item.get("type")
@@ -1030,7 +1081,8 @@ class EmbeddedSession:
             }
             if role not in allowed:
                 raise InvalidRequest(
-                    f"Invalid value: {role!r}. Supported values are: 'user', 'assistant' and 'system'.",
+                    f"Invalid value: {role!r}. Supported values are: 'user', 'assistant' and "
+                    "'system'.",
                     param="item.role",
                 )
             content = item.get("content")
@@ -1086,12 +1138,18 @@ class EmbeddedSession:
             part.pop("audio", None)  # audio bytes are never echoed back
             if part.get("type") == "input_audio":
                 part.setdefault("transcript", None)
-        previous_out = previous if previous is not None else (self._order[-1] if self._order else None)
+        previous_out = (
+            previous if previous is not None else (self._order[-1] if self._order else None)
+        )
         self._add_item(item, previous)
         if audio is not None and audio.size:
             self._user_audio = (item_id, audio)
-        await self._send({"type": "conversation.item.added", "item": item, "previous_item_id": previous_out})
-        await self._send({"type": "conversation.item.done", "item": item, "previous_item_id": previous_out})
+        await self._send(
+            {"type": "conversation.item.added", "item": item, "previous_item_id": previous_out}
+        )
+        await self._send(
+            {"type": "conversation.item.done", "item": item, "previous_item_id": previous_out}
+        )
 
     def _need_item(self, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         item_id = event.get("item_id")
@@ -1139,7 +1197,11 @@ class EmbeddedSession:
                     code="invalid_type" if not isinstance(value, int) else "invalid_value",
                 )
         if item.get("type") != "message" or item.get("role") != "assistant":
-            kind = f"a {item.get('role')} message" if item.get("type") == "message" else item.get("type")
+            kind = (
+                f"a {item.get('role')} message"
+                if item.get("type") == "message"
+                else item.get("type")
+            )
             raise InvalidRequest(
                 f"Only assistant messages can be truncated; item '{item_id}' is {kind}.",
                 param="item_id",
@@ -1232,7 +1294,10 @@ class EmbeddedSession:
             data, per_ms = _encode_output(audio, fmt)
             step = per_ms * CHUNK_MS
             chunks = [
-                (base64.b64encode(data[i : i + step]).decode("ascii"), len(data[i : i + step]) / per_ms)
+                (
+                    base64.b64encode(data[i : i + step]).decode("ascii"),
+                    len(data[i : i + step]) / per_ms,
+                )
                 for i in range(0, len(data), step)
             ]
             self._voice_locked = True
@@ -1245,10 +1310,12 @@ class EmbeddedSession:
             chunks=chunks,
             transcript=transcript,
             input_audio_ms=input_ms,
-            metadata=params.get("metadata"),
+            metadata=_metadata(params.get("metadata")),
         )
         self.active = resp
-        await self._send({"type": "response.created", "response": self._response_obj(resp, "in_progress")})
+        await self._send(
+            {"type": "response.created", "response": self._response_obj(resp, "in_progress")}
+        )
         await self._send(
             {
                 "type": "rate_limits.updated",
@@ -1270,21 +1337,39 @@ class EmbeddedSession:
         self._add_item(item, previous)
         if modality == "audio":
             self._audio_item_ms[resp.item_id] = 0.0
-        await self._send({"type": "conversation.item.added", "item": item, "previous_item_id": previous})
         await self._send(
-            {"type": "response.output_item.added", "response_id": resp.id, "output_index": 0, "item": item}
+            {"type": "conversation.item.added", "item": item, "previous_item_id": previous}
         )
-        part = {"type": "audio", "transcript": ""} if modality == "audio" else {"type": "text", "text": ""}
+        await self._send(
+            {
+                "type": "response.output_item.added",
+                "response_id": resp.id,
+                "output_index": 0,
+                "item": item,
+            }
+        )
+        part = (
+            {"type": "audio", "transcript": ""}
+            if modality == "audio"
+            else {"type": "text", "text": ""}
+        )
         await self._send({"type": "response.content_part.added", **self._ids(resp), "part": part})
         delta_type = (
-            "response.output_audio_transcript.delta" if modality == "audio" else "response.output_text.delta"
+            "response.output_audio_transcript.delta"
+            if modality == "audio"
+            else "response.output_text.delta"
         )
         await self._send({"type": delta_type, **self._ids(resp), "delta": resp.transcript})
         resp.task = self._spawn(self._stream(resp))
 
     @staticmethod
     def _ids(resp: _Response) -> dict[str, Any]:
-        return {"response_id": resp.id, "item_id": resp.item_id, "output_index": 0, "content_index": 0}
+        return {
+            "response_id": resp.id,
+            "item_id": resp.item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
 
     async def _stream(self, resp: _Response) -> None:
         loop = asyncio.get_running_loop()
@@ -1297,7 +1382,9 @@ class EmbeddedSession:
             resp.audio_ms += ms
             if resp.item_id in self._audio_item_ms:
                 self._audio_item_ms[resp.item_id] = resp.audio_ms
-            await self._send({"type": "response.output_audio.delta", **self._ids(resp), "delta": delta})
+            await self._send(
+                {"type": "response.output_audio.delta", **self._ids(resp), "delta": delta}
+            )
             sent_ms += ms
             delay = t0 + sent_ms / 1000 / speed - loop.time() if math.isfinite(speed) else 0.0
             await asyncio.sleep(max(0.0, delay))
@@ -1315,7 +1402,13 @@ class EmbeddedSession:
     async def _finish(self, resp: _Response, status: str, reason: str | None) -> None:
         ids = self._ids(resp)
         if resp.modality == "audio":
-            await self._send({"type": "response.output_audio_transcript.done", **ids, "transcript": resp.transcript})
+            await self._send(
+                {
+                    "type": "response.output_audio_transcript.done",
+                    **ids,
+                    "transcript": resp.transcript,
+                }
+            )
             await self._send({"type": "response.output_audio.done", **ids})
             part = {"type": "audio", "transcript": resp.transcript}
             content = [{"type": "output_audio", "transcript": resp.transcript}]
@@ -1335,11 +1428,18 @@ class EmbeddedSession:
             }
         )
         await self._send(
-            {"type": "response.output_item.done", "response_id": resp.id, "output_index": 0, "item": item}
+            {
+                "type": "response.output_item.done",
+                "response_id": resp.id,
+                "output_index": 0,
+                "item": item,
+            }
         )
         idx = self._order.index(resp.item_id) if resp.item_id in self._order else 0
         previous = self._order[idx - 1] if idx > 0 else None
-        await self._send({"type": "conversation.item.done", "item": item, "previous_item_id": previous})
+        await self._send(
+            {"type": "conversation.item.done", "item": item, "previous_item_id": previous}
+        )
         resp.state = _Response.DONE
         if self.active is resp:
             self.active = None
@@ -1383,7 +1483,11 @@ class EmbeddedSession:
                     "audio_tokens": audio_in,
                     "image_tokens": 0,
                     "cached_tokens": 0,
-                    "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+                    "cached_tokens_details": {
+                        "text_tokens": 0,
+                        "audio_tokens": 0,
+                        "image_tokens": 0,
+                    },
                 },
                 "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
             }
@@ -1416,6 +1520,8 @@ class EmbeddedRealtimeServer:
     ) -> None:
         if not burst_speed > 0:
             raise ValueError(f"burst_speed must be > 0, got {burst_speed}")
+        if refuse_status is not None:
+            http.HTTPStatus(refuse_status)  # ValueError when it is not an HTTP status
         if max_session_s is not None and max_session_s <= 0:
             raise ValueError(f"max_session_s must be > 0, got {max_session_s}")
         self.host = host
@@ -1466,9 +1572,13 @@ class EmbeddedRealtimeServer:
 
     # -- handshake ---------------------------------------------------------------------------
 
-    def _refuse(self, connection: ServerConnection, status: int, message: str | None = None) -> Response:
+    def _refuse(
+        self, connection: ServerConnection, status: int, message: str | None = None
+    ) -> Response:
         code, default = REFUSALS.get(status, (str(status), http.HTTPStatus(status).phrase))
-        body = {"error": {"code": code, "message": (message or default).format(retry_after=self.retry_after_s)}}
+        if message is None:
+            message = default.format(retry_after=self.retry_after_s)
+        body = {"error": {"code": code, "message": message}}
         response = connection.respond(status, json.dumps(body) + "\n")
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
@@ -1483,7 +1593,9 @@ class EmbeddedRealtimeServer:
             return self._refuse(connection, self.refuse_status)
         if url.path.rstrip("/") not in PATHS:
             return self._refuse(
-                connection, 404, f"Resource not found: {url.path} (use {PATHS[0]}?model=<deployment>)."
+                connection,
+                404,
+                f"Resource not found: {url.path} (use {PATHS[0]}?model=<deployment>).",
             )
         if self.api_key is not None and not self._authorized(request, query):
             return self._refuse(connection, 401)

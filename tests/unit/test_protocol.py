@@ -18,7 +18,9 @@ def agent(**overrides: object):
     return parse_config({"agent": overrides}).agent
 
 
-@pytest.mark.parametrize("audio_format,codec", [("pcm16", "PCMU"), ("g711", "PCMU"), ("g711", "PCMA")])
+@pytest.mark.parametrize(
+    "audio_format,codec", [("pcm16", "PCMU"), ("g711", "PCMU"), ("g711", "PCMA")]
+)
 def test_session_update_is_valid(audio_format: str, codec: str) -> None:
     event = json.loads(GA.session_update(agent(greeting="hi"), audio_format, codec))
     validate_client_event(event)
@@ -114,8 +116,10 @@ def test_parse_dispatches_on_type() -> None:
         )
     )
     assert done == rt.ResponseDone("r", "cancelled", "turn_detected", {"total_tokens": 7})
-    err = GA.parse('{"type":"error","event_id":"e","error":{"type":"invalid_request_error",'
-                   '"code":"response_cancel_not_active","message":"no active response"}}')
+    err = GA.parse(
+        '{"type":"error","event_id":"e","error":{"type":"invalid_request_error",'
+        '"code":"response_cancel_not_active","message":"no active response"}}'
+    )
     assert isinstance(err, rt.ServiceError) and err.benign
     assert GA.parse('{"type":"rate_limits.updated","rate_limits":[]}') == rt.Other(
         "rate_limits.updated"
