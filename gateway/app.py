@@ -67,7 +67,7 @@ class Gateway:
     async def start(self) -> None:
         rt = self.cfg.realtime
         if rt.embedded:
-            self._embedded = EmbeddedRealtimeServer("127.0.0.1", 0)
+            self._embedded = EmbeddedRealtimeServer("127.0.0.1", 0, keep_events=0)
             await self._embedded.start()
             self._base_url = self._embedded.url
         elif rt.auth.method == "api_key":

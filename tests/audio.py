@@ -113,8 +113,23 @@ def speech_wav(
         conv = Path(tmp) / "conv.wav"
         _run(["espeak-ng", "-v", voice, "-s", str(speed_wpm), "-w", str(raw), "--", text])
         _run(
-            ["sox", "-D", "-V1", str(raw), "-r", str(rate), "-c", "1", "-b", "16",
-             "-e", "signed-integer", str(conv), "norm", str(peak_dbfs)]
+            [
+                "sox",
+                "-D",
+                "-V1",
+                str(raw),
+                "-r",
+                str(rate),
+                "-c",
+                "1",
+                "-b",
+                "16",
+                "-e",
+                "signed-integer",
+                str(conv),
+                "norm",
+                str(peak_dbfs),
+            ]
         )
         conv_rate, speech = read_wav(conv)
     if conv_rate != rate:

@@ -189,15 +189,28 @@ def chime(rate: int = RATE) -> np.ndarray:
 
 
 class _Ring:
-    """The last ``capacity`` samples of a stream, addressed by absolute sample index."""
+    """The last ``capacity`` samples of a stream, addressed by absolute sample index.
 
-    def __init__(self, capacity: int) -> None:
-        self._buf = np.zeros(capacity, dtype=np.int16)
+    Storage starts small and doubles up to ``capacity`` as audio arrives, so a short call does
+    not hold a minute of audio.
+    """
+
+    def __init__(self, capacity: int, initial: int = 5 * RATE) -> None:
+        self.capacity = capacity
+        self._buf = np.zeros(min(initial, capacity), dtype=np.int16)
         self.total = 0
 
     def append(self, x: np.ndarray) -> None:
-        cap = self._buf.size
         n = x.size
+        if self.total + n > self._buf.size < self.capacity:
+            size = self._buf.size
+            while size < self.total + n and size < self.capacity:
+                size *= 2
+            kept = self.read(0, self.total)
+            self._buf = np.zeros(min(size, self.capacity), dtype=np.int16)
+            if kept.size:
+                self._buf[np.arange(self.total - kept.size, self.total) % self._buf.size] = kept
+        cap = self._buf.size
         if n >= cap:
             x = x[-cap:]
             start = self.total + n - cap
@@ -217,6 +230,10 @@ class _Ring:
             return np.zeros(0, dtype=np.int16)
         idx = np.arange(start, end) % cap
         return self._buf[idx]
+
+    def release(self) -> None:
+        self._buf = np.zeros(1, dtype=np.int16)
+        self.capacity = 1
 
 
 def _encode_output(samples: np.ndarray, fmt: dict[str, Any]) -> tuple[bytes, int]:
@@ -654,7 +671,6 @@ class EmbeddedSession:
         self._ring = _Ring(RING_SECONDS * RATE)
         self._buf_start = 0  # first sample of the uncommitted input buffer
         self._pcm_carry = b""
-        self._in_fmt: str = ""
         self._in_codec: Any = None
         self._in_resampler: Any = None
         self._vad: EnergyVad | None = None
@@ -719,6 +735,8 @@ class EmbeddedSession:
                         task.cancel()
         finally:
             self.active = None
+            self._ring.release()  # closed sessions stay listed for tests: keep them light
+            self._user_audio = None
             self.close_code = self._ws.close_code
             self._closed.set()
             log.info("embedded_session_closed", session_id=self.id, code=self.close_code)
@@ -859,7 +877,6 @@ class EmbeddedSession:
 
     def _configure_input(self) -> None:
         fmt = self.config["audio"]["input"]["format"]["type"]
-        self._in_fmt = fmt
         self._pcm_carry = b""
         if fmt == "audio/pcm":
             self._in_codec = None

@@ -132,19 +132,43 @@ def _proc_net_addr(host: str, port: int) -> tuple[str, str]:
     return f"{addr}:{port:04X}", f"00000000:{port:04X}"
 
 
-def udp_port_bound(port: int, host: str = LOOPBACK) -> bool:
-    """True if some process has bound UDP ``host:port`` (or ``0.0.0.0:port``).
-
-    Reads /proc/net/udp (no side effect: probing by binding could steal the port from the
-    process we are waiting for). Falls back to a bind probe where /proc is missing.
-    """
+def _udp_socket_inodes(port: int, host: str) -> set[str] | None:
+    """Inodes of UDP sockets bound to ``host:port`` or ``0.0.0.0:port`` (None without /proc)."""
     wanted = _proc_net_addr(host, port)
     try:
         with open("/proc/net/udp") as f:
             next(f, None)
-            return any(line.split()[1] in wanted for line in f if line.strip())
+            rows = [line.split() for line in f if line.strip()]
     except OSError:
+        return None
+    return {row[9] for row in rows if len(row) > 9 and row[1] in wanted}
+
+
+def _process_socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(OSError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    return inodes
+
+
+def udp_port_bound(port: int, host: str = LOOPBACK, *, pid: int | None = None) -> bool:
+    """True if UDP ``host:port`` (or ``0.0.0.0:port``) is bound, by process ``pid`` if given.
+
+    Reads /proc/net/udp (and /proc/PID/fd): no side effect, whereas probing by binding could
+    steal the port from the process we are waiting for, and a bare "is it bound" check would
+    be satisfied by someone else holding the port. Falls back to a bind probe without /proc.
+    """
+    inodes = _udp_socket_inodes(port, host)
+    if inodes is None:
         return not _bindable(port, host, socket.SOCK_DGRAM)
+    if pid is None:
+        return bool(inodes)
+    return bool(inodes & _process_socket_inodes(pid))
 
 
 async def wait_udp_bound(
@@ -155,14 +179,16 @@ async def wait_udp_bound(
     proc: asyncio.subprocess.Process | None = None,
     what: str = "peer",
 ) -> None:
-    """Wait until every UDP port in ``ports`` is bound, polling /proc/net/udp every 20 ms.
+    """Wait until ``proc`` (or anyone, without ``proc``) has bound every UDP port in
+    ``ports``, polling /proc every 20 ms.
 
     Raises ``PeerError`` if ``proc`` exits first or ``timeout`` seconds pass.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    pid = proc.pid if proc is not None else None
     while True:
-        if all(udp_port_bound(p, host) for p in ports):
+        if all(udp_port_bound(p, host, pid=pid) for p in ports):
             return
         if proc is not None and proc.returncode is not None:
             raise PeerError(f"{what} exited with code {proc.returncode} before binding {ports}")
@@ -208,12 +234,17 @@ _STATUS_LINE = re.compile(r"^\s*\[\d+:\d\d:\d\d\]\s+audio=")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def _clean_lines(text: str) -> list[str]:
-    """Split on CR/LF, drop ANSI codes, baresip's per-100 ms status lines and blank lines."""
+def _clean_lines(text: str, commands: Sequence[str] = ()) -> list[str]:
+    """Split on CR/LF; drop ANSI codes, blank lines, baresip's per-100 ms status lines and the
+    menu's keystroke-by-keystroke echo of the ``-e`` ``commands`` ("/", "/d", "/di", ...)."""
     out = []
     for line in re.split(r"[\r\n]+", _ANSI.sub("", text)):
-        if line.strip() and not _STATUS_LINE.match(line):
-            out.append(line.rstrip())
+        stripped = line.strip()
+        if not stripped or _STATUS_LINE.match(line):
+            continue
+        if stripped.startswith("/") and any(c.startswith(stripped) for c in commands):
+            continue
+        out.append(line.rstrip())
     return out
 
 
@@ -264,7 +295,9 @@ class BaresipResult:
         )
 
     def failure(self, why: str, lines: int = 40) -> PeerError:
-        return PeerError(f"{why}\n{self.describe()}\n--- baresip log (tail) ---\n{self.tail(lines)}")
+        return PeerError(
+            f"{why}\n{self.describe()}\n--- baresip log (tail) ---\n{self.tail(lines)}"
+        )
 
     def check(self, *, need_audio: bool = True) -> BaresipResult:
         """Raise ``PeerError`` (with the log tail) unless baresip exited cleanly after an
@@ -411,8 +444,11 @@ class Baresip:
             lines = []
             for line in template.splitlines():
                 # Leave comments alone: they mention the placeholders by name.
-                lines.append(line if line.startswith("#") else pattern.sub(
-                    lambda m: values[m.group(1)], line))
+                lines.append(
+                    line
+                    if line.startswith("#")
+                    else pattern.sub(lambda m: values[m.group(1)], line)
+                )
             if name == "config":
                 lines.extend(self.extra_config)
             (self.config_dir / name).write_text("\n".join(lines) + "\n")
@@ -421,8 +457,13 @@ class Baresip:
     @property
     def argv(self) -> list[str]:
         return [
-            "baresip", "-f", str(self.config_dir), "-e", f"/dial {self.uri}",
-            "-t", str(self.max_call_seconds),
+            "baresip",
+            "-f",
+            str(self.config_dir),
+            "-e",
+            f"/dial {self.uri}",
+            "-t",
+            str(self.max_call_seconds),
         ]
 
     # -- process -------------------------------------------------------------------------
@@ -530,7 +571,7 @@ class Baresip:
 
     def result(self) -> BaresipResult:
         raw = "".join(self._out) + "".join(self._err)
-        log = "\n".join(_clean_lines(raw))
+        log = "\n".join(_clean_lines(raw, [f"/dial {self.uri}"]))
         dec = sorted(self.rec_dir.glob("dump-*-dec.wav"))
         enc = sorted(self.rec_dir.glob("dump-*-enc.wav"))
         reason = None
@@ -640,8 +681,14 @@ class Sipp:
     def argv(self) -> list[str]:
         argv = ["sipp", "-nostdin", *self.args]
         if self.trace:
-            argv += ["-trace_err", "-error_file", str(self.errors_path),
-                     "-trace_msg", "-message_file", str(self.messages_path)]
+            argv += [
+                "-trace_err",
+                "-error_file",
+                str(self.errors_path),
+                "-trace_msg",
+                "-message_file",
+                str(self.messages_path),
+            ]
         return argv
 
     @property
@@ -652,8 +699,9 @@ class Sipp:
         if self.proc is not None:
             raise RuntimeError("sipp already started")
         if shutil.which("sipp") is None:
-            raise FileNotFoundError("sipp not found (Debian package sip-tester; run "
-                                    "scripts/install-test-peers.sh)")
+            raise FileNotFoundError(
+                "sipp not found (Debian package sip-tester; run scripts/install-test-peers.sh)"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
@@ -694,8 +742,12 @@ class Sipp:
     def report(self, lines: int = 30) -> str:
         """Command line, exit code and the tails of SIPp's logs (for failure messages)."""
         parts = [f"{self.name}: {' '.join(self.argv)}", f"exit code: {self.returncode}"]
-        for label, path in (("errors", self.errors_path), ("screen", self.stdout_path),
-                            ("stderr", self.stderr_path), ("messages", self.messages_path)):
+        for label, path in (
+            ("errors", self.errors_path),
+            ("screen", self.stdout_path),
+            ("stderr", self.stderr_path),
+            ("messages", self.messages_path),
+        ):
             if path.exists() and path.stat().st_size:
                 parts.append(f"--- {label} ({path}) ---\n{_tail_file(path, lines)}")
         return "\n".join(parts)

@@ -38,8 +38,7 @@ def require(*tools: str) -> None:
     missing = missing_peer_tools(*tools)
     if missing:
         pytest.skip(
-            f"peer binaries not installed: {', '.join(missing)} "
-            "(run scripts/install-test-peers.sh)"
+            f"peer binaries not installed: {', '.join(missing)} (run scripts/install-test-peers.sh)"
         )
 
 
@@ -164,21 +163,40 @@ UAS_PLAY_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
+@pytest.fixture
+def other_ulaw(speech: dict[str, Speech], tmp_path: Path) -> Path:
+    """The other sentence as raw mu-law, for SIPp's <exec rtp_stream>."""
+    require("sox")
+    ulaw = tmp_path / "other.ulaw"
+    subprocess.run(
+        [
+            "sox",
+            "-V1",
+            str(speech["other"].path),
+            "-t",
+            "ul",
+            "-r",
+            str(RATE),
+            "-c",
+            "1",
+            str(ulaw),
+        ],
+        check=True,
+        timeout=30,
+    )
+    return ulaw
+
+
 async def test_recordings_are_sent_and_received_audio(
-    speech: dict[str, Speech], tmp_path: Path
+    speech: dict[str, Speech], other_ulaw: Path, tmp_path: Path
 ) -> None:
     """baresip sends sentence A while SIPp plays sentence B: the received WAV is B, the sent
     WAV is A (an echo cannot tell the two recordings apart). Also dials a full SIP URI with
     another user and checks it on the wire."""
-    require("baresip", "sipp", "sox")
+    require("baresip", "sipp")
     main, other = speech["main"], speech["other"]
-    ulaw = tmp_path / "other.ulaw"
-    subprocess.run(
-        ["sox", "-V1", str(other.path), "-t", "ul", "-r", str(RATE), "-c", "1", str(ulaw)],
-        check=True, timeout=30,
-    )
     scenario = tmp_path / "uas_play.xml"
-    scenario.write_text(UAS_PLAY_SCENARIO.replace("ULAW_FILE", str(ulaw)))
+    scenario.write_text(UAS_PLAY_SCENARIO.replace("ULAW_FILE", str(other_ulaw)))
 
     async with Sipp.uas(tmp_path / "sipp", scenario=scenario) as uas:
         uri = uas.uri("sales")

@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.bridge.playback import ItemKey, Playback  # noqa: E402
-from gateway.media.g711 import PCMU  # noqa: E402
-from gateway.media.resample import Resampler  # noqa: E402
-from gateway.media.rtp import RtpSender, parse_rtp  # noqa: E402
-from gateway.realtime.protocol import GaDialect  # noqa: E402
+from gateway.bridge.playback import ItemKey, Playback
+from gateway.media.g711 import PCMU
+from gateway.media.resample import Resampler
+from gateway.media.rtp import RtpSender, parse_rtp
+from gateway.realtime.protocol import GaDialect
 
 
 def speechlike(seconds: float, rate: int, seed: int = 1) -> np.ndarray:
