@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 from aiosipua import IncomingCall, SipRequest, serialize_sdp
 from aiosipua.dialog import DialogState
-from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport
+from aiosipua.transport import SipTransport, TcpSipTransport
 
 from . import __version__
 from .bridge.call import CallBridge
@@ -27,6 +27,7 @@ from .realtime.client import RealtimeConnectError, RealtimeSession
 from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.protocol import dialect_for
 from .sip.sdp import NotAcceptable, build_answer, plan_media
+from .sip.transport import UdpTransport
 from .sip.uas import GatewayUAS, reject
 
 log = structlog.get_logger("gateway")
@@ -85,7 +86,7 @@ class Gateway:
         for kind in sip.transports:
             transport: SipTransport
             if kind == "udp":
-                transport = UdpSipTransport(local_addr=(sip.bind, self.sip_port))
+                transport = UdpTransport(local_addr=(sip.bind, self.sip_port))
             else:
                 transport = TcpSipTransport(local_addr=(sip.bind, self.sip_port))
             uas = GatewayUAS(transport, user_agent=USER_AGENT)

@@ -121,8 +121,8 @@ class RtpStream(asyncio.DatagramProtocol):
         )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # CPython 3.11's selector transport is not a DatagramTransport subclass: no isinstance.
+        self._transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # Expedited Forwarding, as phones and PBXs mark voice (RFC 3246).
