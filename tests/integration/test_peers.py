@@ -109,7 +109,7 @@ async def test_baresip_call_to_sipp_echo(speech: dict[str, Speech], tmp_path: Pa
     peak, lag = normalized_xcorr(main.ref, heard)
     unrelated, _ = normalized_xcorr(speech["other"].ref, heard)
     print(
-        f"\necho call: received vs sent speech peak={peak:.3f} lag={lag} samples "
+        f"\necho call: received vs sent speech peak={peak:.4f} lag={lag} samples "
         f"({ms(lag):.1f} ms; {ms(lag - main.offset):+.1f} ms vs the WAV's own offset)"
         f"\n  sent WAV vs speech: {sent_peak:.4f} (lag {ms(sent_lag):.1f} ms)"
         f"\n  received vs unrelated sentence: {unrelated:.3f}"
@@ -215,7 +215,7 @@ async def test_recordings_are_sent_and_received_audio(
     sent_a, _ = normalized_xcorr(main.ref, sent)
     sent_b, _ = normalized_xcorr(other.ref, sent)
     print(
-        f"\nplay call: received~B {heard_b:.3f} (lag {ms(lag_b):.1f} ms), received~A "
+        f"\nplay call: received~B {heard_b:.4f} (lag {ms(lag_b):.1f} ms), received~A "
         f"{heard_a:.3f}, sent~A {sent_a:.4f}, sent~B {sent_b:.3f}"
     )
     assert heard_b >= ECHO_MIN, result.failure(f"received vs peer's speech {heard_b:.3f}")

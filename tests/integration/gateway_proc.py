@@ -1,0 +1,143 @@
+"""The gateway as users run it: `python -m gateway run --config FILE`, in a subprocess.
+
+Its JSON log lines are the test's window into it: `start()` returns on
+`gateway.ready`, and `wait_for(event)` waits for a log event, never on a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .peers import LOOPBACK, free_port_block, free_udp_port
+
+RTP_PORTS = 40
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class GatewayProcess:
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_udp_port(also_tcp=True)
+        rtp = free_port_block(RTP_PORTS)
+        base = {
+            "sip": {"bind": LOOPBACK, "port": self.port, "allow_from": ["127.0.0.0/8"]},
+            "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + RTP_PORTS - 1},
+            "logging": {"format": "json", "level": "debug"},
+        }
+        self.config = _merge(base, config or {})
+        self.config_path = workdir / "gateway.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        self.log_path = workdir / "gateway.log"
+        self.events: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    def uri(self, user: str = "echo") -> str:
+        return f"sip:{user}@{LOOPBACK}:{self.port}"
+
+    async def start(self, timeout: float = 20.0) -> GatewayProcess:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "run",
+            "--config",
+            str(self.config_path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for("gateway.ready", timeout=timeout)
+        return self
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        with self.log_path.open("w") as log:
+            async for raw in self._proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                log.write(line + "\n")
+                log.flush()
+                self.raw.append(line)
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        self.events.append(event)
+                self._changed.set()
+        self._changed.set()
+
+    def find(self, name: str, **fields: Any) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.events
+            if e.get("event") == name and all(e.get(k) == v for k, v in fields.items())
+        ]
+
+    async def wait_for(
+        self,
+        name: str,
+        *,
+        timeout: float,
+        where: Callable[[dict[str, Any]], bool] = lambda e: True,
+    ) -> dict[str, Any]:
+        """The first log event `name` that satisfies `where`, waiting up to `timeout`."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for event in self.events:
+                        if event.get("event") == name and where(event):
+                            return event
+                    if self._reader is not None and self._reader.done():
+                        raise AssertionError(f"gateway exited before {name}:\n{self.tail()}")
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"no {name} within {timeout} s:\n{self.tail()}") from None
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.raw[-lines:])
+
+    async def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, as systemd would; returns the exit code."""
+        if self._proc is None:
+            return None
+        if self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._proc.wait()
+        except TimeoutError:
+            self._proc.kill()
+            await self._proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self._reader
+        return self._proc.returncode
+
+    async def __aenter__(self) -> GatewayProcess:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,111 @@
+"""SIPp scenarios written for one expectation each (exit code 0 = it was met)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="INVITE answered with {status}">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP {formats}
+{rtpmaps}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="{status}">
+{checks}
+  </recv>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+{references}
+</scenario>
+"""
+
+_OPTIONS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="OPTIONS answered with {status}">
+  <send retrans="500">
+    <![CDATA[
+      OPTIONS sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 OPTIONS
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="{status}"/>
+</scenario>
+"""
+
+_HEADER_CHECK = (
+    '    <action><ereg regexp="{regexp}" search_in="hdr" header="{header}:" '
+    'check_it="true" assign_to="dummy_{n}"/></action>'
+)
+
+PCMU = ("0 101", ["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"])
+G729_ONLY = ("18", ["a=rtpmap:18 G729/8000"])
+
+
+def invite_expecting(
+    path: Path,
+    status: int,
+    *,
+    offer: tuple[str, list[str]] = PCMU,
+    headers: dict[str, str] | None = None,
+) -> Path:
+    """An INVITE that must get `status` (after an optional 100), then ACKs it.
+
+    `headers` maps a header name to a regexp its value must match in that response.
+    """
+    formats, rtpmaps = offer
+    checks = "\n".join(
+        _HEADER_CHECK.format(regexp=regexp, header=name, n=i)
+        for i, (name, regexp) in enumerate((headers or {}).items())
+    )
+    names = ",".join(f"dummy_{i}" for i in range(len(headers or {})))
+    references = f'  <Reference variables="{names}"/>' if names else ""
+    body = _INVITE.format(
+        status=status,
+        formats=formats,
+        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
+        checks=checks,
+        references=references,
+    )
+    path.write_text(body)
+    return path
+
+
+def options_expecting(path: Path, status: int) -> Path:
+    path.write_text(_OPTIONS.format(status=status))
+    return path
