@@ -20,6 +20,7 @@ import yaml
 from .peers import LOOPBACK, free_port_block, free_udp_port
 
 RTP_PORTS = 40
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +67,7 @@ class GatewayProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=REPO,
         )
         self._reader = asyncio.create_task(self._read())
         await self.wait_for("gateway.ready", timeout=timeout)
