@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 LOOPBACK = "127.0.0.1"
-TEMPLATE_DIR = Path(__file__).resolve().parent / "peers" / "baresip"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "peer_configs" / "baresip"
 BARESIP_MODULE_PATH = os.environ.get("BARESIP_MODULE_PATH", "/usr/lib/baresip/modules")
 
 
@@ -332,7 +332,7 @@ class Baresip:
     """baresip as a real caller: dials once, plays a WAV as its microphone, records both ways.
 
     Each instance renders its own config dir into ``workdir`` from
-    ``tests/integration/peers/baresip/{config,accounts}.in`` with per-test ports (SIP on
+    ``tests/integration/peer_configs/baresip/{config,accounts}.in`` with per-test ports (SIP on
     ``caller_port``, RTP in a free 4-port block, never the fixed 10000-10100) and runs::
 
         baresip -f WORKDIR/config -e "/dial URI" -t MAX_CALL_SECONDS </dev/null

@@ -16,10 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:  # the repository root is on sys.path (python -m pytest, or pytest pythonpath=["."])
-    from tests.audio import active_bounds, normalized_xcorr, read_wav, speech_wav
-except ModuleNotFoundError:  # default pytest "prepend" import mode puts tests/ on sys.path
-    from audio import active_bounds, normalized_xcorr, read_wav, speech_wav
+from tests.audio import active_bounds, normalized_xcorr, read_wav, speech_wav
 
 from .peers import Baresip, PeerError, Sipp, free_udp_port, missing_peer_tools
 
