@@ -1,0 +1,58 @@
+"""A real call, end to end: baresip dials the gateway on the embedded echo agent and hears
+its own words back through SIP, RTP, G.711, soxr, the Realtime WebSocket and the pacer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.audio import active_bounds, normalized_xcorr, read_wav, speech_wav
+
+from .gateway_proc import GatewayProcess
+from .peers import Baresip, missing_peer_tools
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        bool(missing_peer_tools("baresip", "espeak-ng", "sox")),
+        reason="needs baresip, espeak-ng and sox (scripts/install-test-peers.sh)",
+    ),
+]
+
+SENTENCE = "Hello, this is a test call to the echo line, please say it back to me"
+RATE = 8000
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+async def test_caller_hears_their_own_words_back(tmp_path: Path, codec: str) -> None:
+    # Lead silence, the sentence, then enough silence for the echo to come back and play
+    # out: baresip hangs up when its WAV ends.
+    speech = speech_wav(tmp_path / "speech.wav", SENTENCE, RATE, 0.5, 9.0)
+    start, end = active_bounds(speech, RATE)
+    reference = speech[start:end]
+    assert 2.0 < len(reference) / RATE < 6.0, "espeak-ng produced an unexpected sentence length"
+
+    async with GatewayProcess(tmp_path) as gateway:
+        caller = Baresip(tmp_path / "baresip", tmp_path / "speech.wav", gateway.uri(), codecs=codec)
+        result = (await caller.run(timeout=60)).check()
+        ended = await gateway.wait_for("call.ended", timeout=15)
+
+    answered = gateway.find("call.answered")
+    assert len(answered) == 1 and answered[0]["codec"] == codec
+    assert ended["reason"] == "caller_bye"
+    assert answered[0]["call_id"] == ended["call_id"]
+
+    assert result.received_wav is not None
+    rate, heard = read_wav(result.received_wav)
+    assert rate == RATE
+    peak, lag = normalized_xcorr(reference, heard)
+    # The gateway sends RTP continuously (silence when idle), so the received file is on the
+    # wall clock: the echo must start only after the caller finished the sentence.
+    lag_s = lag / RATE
+    print(f"\necho {codec}: correlation {peak:.3f}, echo starts {lag_s:.2f} s into the call")
+    assert peak >= 0.8
+    assert lag_s > end / RATE, "the echo started before the caller finished speaking"
+    before_echo = heard[: max(lag - RATE // 4, 0)].astype(np.float64)
+    assert np.sqrt(np.mean(before_echo**2)) < 300, "the gateway sent noise before the echo"
