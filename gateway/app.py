@@ -23,8 +23,9 @@ from .bridge.call import CallBridge
 from .config import GatewayConfig, api_key
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
-from .realtime.client import RealtimeConnectError, RealtimeSession
+from .realtime.client import RealtimeConnectError
 from .realtime.embedded import EmbeddedRealtimeServer
+from .realtime.link import RealtimeLink
 from .realtime.protocol import dialect_for
 from .sip.sdp import NotAcceptable, build_answer, plan_media
 from .sip.transport import UdpTransport
@@ -60,7 +61,7 @@ class Gateway:
         self._embedded: EmbeddedRealtimeServer | None = None
         self._auth: Auth = NoAuth()
         self._base_url = cfg.realtime.url
-        self._dialect = dialect_for(cfg.realtime.protocol)
+        self._dialect = dialect_for(cfg.realtime.protocol, cfg.realtime.api_version)
         self.sip_port = cfg.sip.port
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -71,14 +72,16 @@ class Gateway:
             self._embedded = EmbeddedRealtimeServer("127.0.0.1", 0, keep_events=0)
             await self._embedded.start()
             self._base_url = self._embedded.url
-        elif rt.auth.method == "api_key":
+        elif rt.auth.method in ("api_key", "bearer"):
             key = api_key(self.cfg)
             if not key:
                 raise StartupError(
                     f"realtime.auth.api_key_env: environment variable {rt.auth.api_key_env} "
                     "is not set"
                 )
-            self._auth = ApiKeyAuth(key)
+            self._auth = ApiKeyAuth(
+                key, env_name=rt.auth.api_key_env, bearer=rt.auth.method == "bearer"
+            )
         elif rt.auth.method == "entra":
             self._auth = EntraAuth(rt.auth.entra_scope)
 
@@ -196,7 +199,7 @@ class Gateway:
             callee=sip.callee,
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
         )
-        session: RealtimeSession | None = None
+        session: RealtimeLink | None = None
         stream: RtpStream | None = None
         answered_at: float | None = None
         reason = "unknown"
@@ -212,15 +215,13 @@ class Gateway:
                 lambda: RtpStream(plan.codec, plan.payload_type, plan.remote, _drop, plan.ptime_ms),
             )
             started = time.monotonic()
-            session = await RealtimeSession.open(
+            session = await RealtimeLink.connect(
+                self.cfg,
                 base_url=self._base_url,
-                deployment=self.cfg.realtime.deployment,
                 dialect=self._dialect,
                 auth=self._auth,
-                agent=self.cfg.agent,
-                audio_format=self.cfg.realtime.audio_format,
                 codec=plan.codec.name,
-                connect_timeout=self.cfg.realtime.connect_timeout_s,
+                log=clog,
             )
             clog.info(
                 "realtime.session_open",

@@ -19,7 +19,7 @@ from ..media.g711 import G711
 from ..media.resample import Resampler
 from ..media.stream import RtpStream
 from ..realtime import protocol as rt
-from ..realtime.client import RealtimeSession
+from ..realtime.link import RealtimeLink
 from .playback import ItemKey, Playback
 
 UPLINK_QUEUE_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then the oldest goes
@@ -51,7 +51,7 @@ class CallStats:
 class CallBridge:
     def __init__(
         self,
-        session: RealtimeSession,
+        session: RealtimeLink,
         rtp: RtpStream,
         codec: G711,
         audio_format: str,
