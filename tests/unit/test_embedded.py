@@ -254,8 +254,12 @@ async def test_handshake_refusals(server):
         assert ("Retry-After" in exc.response.headers) == (status == 429)
     assert exc.response.headers["Retry-After"] == "1"
     server.refuse_status = None
-    exc = await refused(server.url.replace("/openai/v1/realtime", "/openai/realtime") + "?model=x")
+    exc = await refused(server.url.replace("/openai/v1/realtime", "/openai/realtim") + "?model=x")
     assert exc.response.status_code == 404
+    # The preview path exists, but wants its api-version (tests/unit/test_embedded_preview.py).
+    exc = await refused(server.preview_url + "?model=x")
+    assert exc.response.status_code == 400
+    assert "api-version" in json.loads(exc.response.body)["error"]["message"]
     c = await open_client(server)
     await c.ws.close()
 
