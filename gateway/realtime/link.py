@@ -259,7 +259,13 @@ class RealtimeLink:
                     replayed = await self._switch(new)
             except (TimeoutError, RealtimeConnectError, ConnectionClosed) as exc:
                 self.stats.reconnect_failures += 1
-                why = exc.reason if isinstance(exc, RealtimeConnectError) else repr(exc)
+                why = (
+                    exc.reason
+                    if isinstance(exc, RealtimeConnectError)
+                    else "timed out"
+                    if isinstance(exc, TimeoutError)
+                    else f"the new session closed ({exc})"
+                )
                 self.log.error(
                     "realtime.reconnect_failed",
                     code=code,
