@@ -90,8 +90,7 @@ class EntraAuth:
             token = await self._credential.get_token(self._scope)
         except ClientAuthenticationError as exc:
             # azure-identity's messages describe the attempts, never the token.
-            first = (exc.message or str(exc)).strip().splitlines()[0][:300]
-            raise AuthError(f"no Entra ID token for {self._scope}: {first}") from None
+            raise AuthError(f"no Entra ID token for {self._scope}: {_summary(exc)}") from None
         return {"Authorization": f"Bearer {token.token}"}
 
     def refusal_hint(self, status: int) -> str | None:
@@ -109,3 +108,11 @@ class EntraAuth:
 
     async def close(self) -> None:
         await self._credential.close()
+
+
+def _summary(exc: Exception) -> str:
+    """azure-identity's multi-line explanation on one line, without the troubleshooting links."""
+    text = str(getattr(exc, "message", None) or exc)
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line and not line.startswith("To mitigate")]
+    return " ".join(kept)[:500]
