@@ -34,8 +34,14 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class GatewayProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.env = env  # None: the test's own environment
         self.port = free_udp_port(also_tcp=True)
         rtp = free_port_block(RTP_PORTS)
         base = {
@@ -68,6 +74,7 @@ class GatewayProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=REPO,
+            env=self.env,
         )
         self._reader = asyncio.create_task(self._read())
         await self.wait_for("gateway.ready", timeout=timeout)

@@ -62,10 +62,12 @@ class TokenRequest:
 
 @dataclass
 class LoopbackManagedIdentity:
-    """Hands out `token-1`, `token-2`, ... each valid for `lifetime_s` (negative: expired)."""
+    """Hands out `token-1-…`, `token-2-…` (or always `token`), each valid for `lifetime_s`
+    (negative: already expired)."""
 
     lifetime_s: float = 3600.0
     status: int = 200
+    token: str | None = None  # hand out this token every time instead of new ones
     header: str = field(default_factory=lambda: secrets.token_hex(8))
     requests: list[TokenRequest] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
@@ -89,7 +91,7 @@ class LoopbackManagedIdentity:
                 {"error": "invalid_request", "error_description": "Identity not found"},
                 status=self.status,
             )
-        token = f"token-{next(self._serial)}-{secrets.token_hex(4)}"
+        token = self.token or f"token-{next(self._serial)}-{secrets.token_hex(4)}"
         self.tokens.append(token)
         body = {
             "access_token": token,
