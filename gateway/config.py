@@ -1116,6 +1116,8 @@ def _combination_problems(cfg: GatewayConfig) -> list[str]:
             "realtime.protocol: preview is Azure's preview API; api.openai.com speaks ga "
             "(wss://api.openai.com/v1/realtime)"
         )
+    if rt.protocol == "preview" and rt.embedded:
+        problems.append(f"realtime.protocol: {EMBEDDED_ECHO} speaks ga; remove protocol: preview")
     if rt.protocol == "preview":
         problems += _preview_problems(cfg.agent)
     return problems

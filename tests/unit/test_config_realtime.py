@@ -127,6 +127,11 @@ def test_preview_defaults_to_a_preview_voice() -> None:
     )
 
 
+def test_embedded_agent_speaks_ga_only() -> None:
+    errors = errors_of({"realtime": {"protocol": "preview", "api_version": "2025-04-01-preview"}})
+    assert "speaks ga" in only(errors, "x.yaml: realtime.protocol: ")
+
+
 def test_preview_refuses_what_only_ga_has() -> None:
     errors = errors_of(
         {
