@@ -72,29 +72,27 @@ def _check_extras(model: BaseModel, allowed: frozenset[str], d: dict) -> None:
         )
 
 
+def _validate(adapter: TypeAdapter, allowed: frozenset[str], d: dict) -> BaseModel:
+    model = adapter.validate_python(d)
+    _check_extras(model, allowed, d)
+    return model
+
+
 def validate_client_event(d: dict) -> BaseModel:
     """Validate one client event (a parsed JSON object) strictly against the GA client union."""
-    model = _CLIENT.validate_python(d)
-    _check_extras(model, frozenset(), d)
-    return model
+    return _validate(_CLIENT, frozenset(), d)
 
 
 def validate_server_event(d: dict) -> BaseModel:
     """Validate one server event (a parsed JSON object) strictly against the GA server union."""
-    model = _SERVER.validate_python(d)
-    _check_extras(model, _SERVER_EXTRAS, d)
-    return model
+    return _validate(_SERVER, _SERVER_EXTRAS, d)
 
 
 def validate_preview_client_event(d: dict) -> BaseModel:
     """Validate one client event strictly against the preview (beta) client union."""
-    model = _BETA_CLIENT.validate_python(d)
-    _check_extras(model, frozenset(), d)
-    return model
+    return _validate(_BETA_CLIENT, frozenset(), d)
 
 
 def validate_preview_server_event(d: dict) -> BaseModel:
     """Validate one server event strictly against the preview (beta) server union."""
-    model = _BETA_SERVER.validate_python(d)
-    _check_extras(model, _SERVER_EXTRAS, d)
-    return model
+    return _validate(_BETA_SERVER, _SERVER_EXTRAS, d)

@@ -45,7 +45,7 @@ _INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-{references}
+{tail}
 </scenario>
 """
 
@@ -68,48 +68,7 @@ _OPTIONS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
-_CALL_UNTIL_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="answered call that the gateway ends with BYE">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200"/>
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="BYE" timeout="{bye_timeout_ms}"/>
+_BYE_FROM_GATEWAY = """  <recv request="BYE" timeout="{bye_timeout_ms}"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -121,9 +80,7 @@ _CALL_UNTIL_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
 
     ]]>
-  </send>
-</scenario>
-"""
+  </send>"""
 
 _HEADER_CHECK = (
     '    <action><ereg regexp="{regexp}" search_in="hdr" header="{header}:" '
@@ -145,21 +102,13 @@ def invite_expecting(
 
     `headers` maps a header name to a regexp its value must match in that response.
     """
-    formats, rtpmaps = offer
     checks = "\n".join(
         _HEADER_CHECK.format(regexp=regexp, header=name, n=i)
         for i, (name, regexp) in enumerate((headers or {}).items())
     )
     names = ",".join(f"dummy_{i}" for i in range(len(headers or {})))
     references = f'  <Reference variables="{names}"/>' if names else ""
-    body = _INVITE.format(
-        status=status,
-        formats=formats,
-        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
-        checks=checks,
-        references=references,
-    )
-    path.write_text(body)
+    path.write_text(_invite(status, offer, checks, references))
     return path
 
 
@@ -170,5 +119,17 @@ def options_expecting(path: Path, status: int) -> Path:
 
 def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
     """A PCMU call that must be answered (200, ACK), then ended by the gateway's BYE."""
-    path.write_text(_CALL_UNTIL_BYE.format(bye_timeout_ms=int(bye_timeout_s * 1000)))
+    bye = _BYE_FROM_GATEWAY.format(bye_timeout_ms=int(bye_timeout_s * 1000))
+    path.write_text(_invite(200, PCMU, "", bye))
     return path
+
+
+def _invite(status: int, offer: tuple[str, list[str]], checks: str, tail: str) -> str:
+    formats, rtpmaps = offer
+    return _INVITE.format(
+        status=status,
+        formats=formats,
+        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
+        checks=checks,
+        tail=tail,
+    )

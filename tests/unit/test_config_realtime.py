@@ -25,11 +25,11 @@ from gateway.config import (
     PREVIEW_VOICES,
     TRANSCRIPTION_MODELS,
     VOICES,
-    ConfigError,
     SemanticVad,
     check_environment,
     parse_config,
 )
+from tests.unit.test_config import errors_of, only
 
 REPO = Path(__file__).resolve().parents[2]
 AZURE_URL = "wss://res.openai.azure.com/openai/v1/realtime"
@@ -45,18 +45,6 @@ def literals(annotation: Any) -> set[Any]:
     if get_origin(annotation) is Union or isinstance(annotation, type(int | None)):
         return set().union(*(literals(a) for a in get_args(annotation)))
     return set()
-
-
-def errors_of(data: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(data, "x.yaml")
-    return info.value.errors
-
-
-def only(errors: list[str], prefix: str) -> str:
-    matching = [e for e in errors if e.startswith(prefix)]
-    assert len(matching) == 1, errors
-    return matching[0]
 
 
 # --- the accepted values are the SDK's -------------------------------------------------------

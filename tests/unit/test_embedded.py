@@ -78,20 +78,23 @@ def best_ncc(haystack: np.ndarray, needle: np.ndarray) -> float:
 
 
 class Client:
+    validate_client = staticmethod(validate_client_event)
+    validate_server = staticmethod(validate_server_event)
+
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
 
     async def send(self, event: dict[str, Any], *, check: bool = True) -> None:
         if check:
-            validate_client_event(event)
+            self.validate_client(event)
         await self.ws.send(json.dumps(event))
 
     async def recv(self) -> dict[str, Any]:
         async with asyncio.timeout(TIMEOUT):
             raw = await self.ws.recv()
         event = json.loads(raw)
-        validate_server_event(event)
+        self.validate_server(event)
         self.events.append(event)
         return event
 

@@ -12,42 +12,23 @@ import base64
 import json
 from typing import Any
 
-import numpy as np
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.realtime.embedded import ECHO_TRANSCRIPT, EmbeddedRealtimeServer
 from tests.realtime_schema import validate_preview_client_event, validate_preview_server_event
-from tests.unit.test_embedded import as_pcm, best_ncc, noise, pcm, refused, speechlike
+from tests.unit.test_embedded import Client, as_pcm, best_ncc, noise, pcm, refused, speechlike
 
 TIMEOUT = 5.0
 QUERY = "?api-version=2025-04-01-preview&deployment=my-realtime"
 
 
-class PreviewClient:
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.events: list[dict[str, Any]] = []
+class PreviewClient(Client):
+    """The GA test client, validating against the beta models instead."""
 
-    async def send(self, event: dict[str, Any], *, check: bool = True) -> None:
-        if check:
-            validate_preview_client_event(event)
-        await self.ws.send(json.dumps(event))
-
-    async def until(self, type_: str) -> dict[str, Any]:
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                event = json.loads(await self.ws.recv())
-                validate_preview_server_event(event)
-                self.events.append(event)
-                if event["type"] == type_:
-                    return event
-
-    async def append(self, samples: np.ndarray, chunk: int = 480) -> None:
-        for i in range(0, len(samples), chunk):
-            audio = base64.b64encode(samples[i : i + chunk].astype("<i2").tobytes()).decode()
-            await self.send({"type": "input_audio_buffer.append", "audio": audio})
+    validate_client = staticmethod(validate_preview_client_event)
+    validate_server = staticmethod(validate_preview_server_event)
 
 
 @pytest.fixture
