@@ -96,6 +96,7 @@ class RealtimeLink:
         self._response_items: dict[str, bool] = {}  # item id -> audio done
         self._pause = asyncio.Event()
         self._pause.set()
+        self._replaced = asyncio.Event()  # set each time a new session takes over
         self._ends_at = self._end_of(session)
         self._start_pump(session)
         self._spawn(self._rollover_loop(), "rollover")
@@ -286,12 +287,18 @@ class RealtimeLink:
         """Before each session's end: open the next one, switch at a pause."""
         while True:
             session = self._session
+            self._replaced.clear()
             opens_at = self._ends_at - self._margin_s
             force_at = self._ends_at - self._margin_s / 4
-            await asyncio.sleep(max(0.0, opens_at - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, opens_at - time.monotonic())):
+                    await self._replaced.wait()  # a reconnect starts the count anew
             new = await self._open_spare(session, force_at)
             if new is None:
-                return  # the session ends at its limit and the reconnect path takes over
+                # Replaced meanwhile, or no spare could be opened: then the session ends at its
+                # limit and the reconnect path takes over. Either way, start on the next one.
+                await self._replaced.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, force_at - time.monotonic())):
                     await self._pause.wait()
@@ -348,6 +355,7 @@ class RealtimeLink:
         self._response = None
         self._response_items = {}
         self._pause.set()
+        self._replaced.set()
         for event in cut_off or ():
             await self._queue.put((new, event))
         self._start_pump(new)

@@ -392,6 +392,16 @@ async def test_rollover_at_a_pause_loses_no_audio() -> None:
             assert second.received[0]["session"]["instructions"] == "Be the echo line."
 
 
+async def test_rollover_goes_on_after_a_reconnect() -> None:
+    async with EmbeddedRealtimeServer(burst_speed=40.0, max_session_s=4) as server:
+        async with linked(server, config({"rollover_margin_s": 3})) as (link, _, log):
+            await server.sessions[0].drop(1011)
+            await log.wait("realtime.reconnected")
+            rolled = await log.wait("realtime.rolled_over")
+            assert rolled["previous_session_id"] == server.sessions[1].id
+            assert link.stats.reconnects == 1 and link.stats.rollovers >= 1
+
+
 async def test_forced_rollover_cuts_the_answer_once() -> None:
     """An answer still playing at the last moment is closed, and nothing of it comes after."""
     async with EmbeddedRealtimeServer(burst_speed=0.1, max_session_s=4) as server:
