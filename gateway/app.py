@@ -26,6 +26,7 @@ from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 from .realtime.client import RealtimeConnectError, RealtimeSession
 from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.protocol import dialect_for
+from .routing import CallInfo, Router
 from .sip.sdp import NotAcceptable, build_answer, plan_media
 from .sip.transport import UdpTransport
 from .sip.uas import GatewayUAS, reject
@@ -62,6 +63,7 @@ class Gateway:
         self._base_url = cfg.realtime.url
         self._dialect = dialect_for(cfg.realtime.protocol)
         self.sip_port = cfg.sip.port
+        self.router = Router(cfg)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -206,6 +208,8 @@ class Gateway:
             if sip.sdp_offer is None:
                 raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
             plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
+            route = self.router.select(CallInfo.from_invite(sip))
+            clog.info("call.routed", profile=route.profile)
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
@@ -217,7 +221,7 @@ class Gateway:
                 deployment=self.cfg.realtime.deployment,
                 dialect=self._dialect,
                 auth=self._auth,
-                agent=self.cfg.agent,
+                agent=route.agent,
                 audio_format=self.cfg.realtime.audio_format,
                 codec=plan.codec.name,
                 connect_timeout=self.cfg.realtime.connect_timeout_s,
@@ -232,7 +236,7 @@ class Gateway:
                 stream,
                 plan.codec,
                 self.cfg.realtime.audio_format,
-                self.cfg.agent.greeting,
+                route.agent.greeting,
                 clog,
             )
             stream.on_payload = bridge.on_payload

@@ -770,6 +770,50 @@ class LoggingConfig(_Model):
     )
 
 
+def _parse_regex(value: object) -> re.Pattern[str]:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a regular expression (text), got {_kind(value)}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+
+
+Regex = Annotated[re.Pattern[str], BeforeValidator(_parse_regex)]
+
+
+class RouteMatch(_Model):
+    """What a call must look like for a route to apply; every given condition must match."""
+
+    dialed: Regex | None = Field(
+        None,
+        description="Regular expression searched in the dialed number (the user part of the "
+        "request URI), e.g. '^1000$' or '^\\+4420'. Anchor with ^ and $ for an exact match.",
+    )
+    to: Regex | None = Field(
+        None, description="Regular expression searched in the user part of the To header."
+    )
+    caller: Regex | None = Field(
+        None,
+        description="Regular expression searched in the caller ID (the user part of From).",
+    )
+    headers: dict[str, Regex] = Field(
+        default_factory=dict,
+        description="SIP header name (case-insensitive) -> regular expression searched in its "
+        "value, e.g. {X-Customer-Tier: '^gold$'}. A missing header does not match.",
+    )
+
+
+class Route(_Model):
+    """One routing rule: calls that match use the named agent profile."""
+
+    match: RouteMatch = Field(
+        default_factory=RouteMatch,
+        description="Conditions on the call; an empty match takes every call.",
+    )
+    profile: str = Field(description="Name of the profile (under profiles) to use.")
+
+
 class GatewayConfig(_Model):
     """The whole gateway configuration: one YAML file with these five sections."""
 
@@ -792,6 +836,45 @@ class GatewayConfig(_Model):
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Log format and level."
     )
+    profiles: dict[str, AgentConfig] = Field(
+        default_factory=dict,
+        description="Named agent profiles chosen by routes. Each is written like the agent "
+        "section and inherits every key it does not set from it. In instructions and greeting, "
+        "${caller}, ${caller_name}, ${dialed}, ${to} and ${x_...} (an X- header, e.g. "
+        "${x_crm_id} for X-CRM-Id) are replaced with the call's values.",
+    )
+    routes: list[Route] = Field(
+        default_factory=list,
+        description="Rules that choose a profile for each call, tried in order: the first "
+        "match wins; a call no route matches uses the agent section.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profiles_inherit_agent(cls, data: Any) -> Any:
+        """A profile is the agent section with the profile's own keys on top."""
+        if not isinstance(data, dict):
+            return data
+        agent, profiles = data.get("agent") or {}, data.get("profiles")
+        if not isinstance(profiles, dict) or not isinstance(agent, dict):
+            return data
+        merged = {
+            name: {**agent, **profile} if isinstance(profile, dict) else profile
+            for name, profile in profiles.items()
+        }
+        return {**data, "profiles": merged}
+
+    @model_validator(mode="after")
+    def _routes_name_profiles(self) -> "GatewayConfig":
+        unknown = [
+            f"routes[{i}].profile: no profile named {r.profile!r} (profiles: "
+            f"{', '.join(self.profiles) or 'none defined'})"
+            for i, r in enumerate(self.routes)
+            if r.profile not in self.profiles
+        ]
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -839,6 +922,9 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[str, type[BaseModel] | None]
         elif origin is list and isinstance(item, int):
             path = f"{path}[{item}]"
             current = get_args(current)[0]
+        elif origin is dict:
+            path = f"{path}.{item}"
+            current = get_args(current)[1]
         else:
             path = f"{path}[{item}]" if isinstance(item, int) else f"{path}.{item}"
             current = None
