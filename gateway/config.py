@@ -694,6 +694,87 @@ class InputTranscriptionConfig(_Model):
     )
 
 
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _tool_name(value: object) -> str:
+    if not isinstance(value, str) or not _TOOL_NAME.match(value):
+        raise ValueError("a tool name is 1-64 letters, digits, _ or - (the model calls it by it)")
+    return value
+
+
+def _json_schema(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("type") != "object":
+        raise ValueError("parameters must be a JSON schema with type: object")
+    return value
+
+
+def _http_url(value: object) -> str:
+    text = _text(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError(f"the URL must not contain a user name or password; {SECRETS_MESSAGE}")
+    return text
+
+
+class WebhookTool(_Model):
+    """A function the model may call, answered by an HTTP POST to your service."""
+
+    type: Literal["webhook"] = Field("webhook", description="webhook")
+    name: Annotated[str, BeforeValidator(_tool_name)] = Field(
+        description="The function name the model calls, e.g. lookup_order."
+    )
+    description: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        description="When and why the model should call it: the model reads this."
+    )
+    parameters: Annotated[dict[str, Any], BeforeValidator(_json_schema)] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema (type: object) of the arguments the model passes.",
+    )
+    url: Annotated[str, BeforeValidator(_http_url)] = Field(
+        description="Where the call is POSTed as JSON {tool, arguments, call}; the JSON "
+        "response goes back to the model."
+    )
+    timeout_s: float = Field(
+        5.0, gt=0, le=30, description="How long to wait for the response (s). Default 5."
+    )
+    headers_from_env: dict[str, Annotated[str, BeforeValidator(_parse_env_name)]] = Field(
+        default_factory=dict,
+        description="HTTP header name -> name of the environment variable holding its value "
+        "(e.g. Authorization: CRM_TOKEN), so secrets stay out of the file.",
+    )
+
+
+class EndCallTool(_Model):
+    """Lets the model hang up once its last answer has been heard."""
+
+    type: Literal["end_call"] = Field("end_call", description="end_call")
+    description: str = Field(
+        "End the phone call. Call it after saying goodbye, when the caller is done.",
+        description="What the model is told about the tool.",
+    )
+
+
+class TransferTool(_Model):
+    """Lets the model transfer the caller (SIP REFER) to a configured destination."""
+
+    type: Literal["transfer_call"] = Field("transfer_call", description="transfer_call")
+    targets: dict[str, str] = Field(
+        min_length=1,
+        description="Destination name the model chooses -> SIP URI the PBX should call, e.g. "
+        "{sales: 'sip:600@pbx.example', support: 'sip:queue-support@pbx.example'}.",
+    )
+    description: str = Field(
+        "Transfer the caller to a human or another department.",
+        description="What the model is told about the tool.",
+    )
+
+
+Tool = Annotated[WebhookTool | EndCallTool | TransferTool, Field(discriminator="type")]
+
+
 class AgentConfig(_Model):
     """What the voice agent says and how it takes turns."""
 
@@ -725,6 +806,12 @@ class AgentConfig(_Model):
         None,
         description="Transcribe what the caller says (for logs and transcripts); {} turns it "
         "on with the defaults. Default none = off.",
+    )
+    tools: list[Tool] = Field(
+        default_factory=list,
+        description="Functions the model may call: type webhook (an HTTP POST to your "
+        "service), end_call (hang up after the goodbye) or transfer_call (SIP REFER to a "
+        "configured target). Default none.",
     )
 
     @field_validator("greeting", mode="after")
