@@ -27,6 +27,7 @@ from .realtime.client import RealtimeConnectError
 from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.link import RealtimeLink
 from .realtime.protocol import dialect_for
+from .routing import CallInfo, Router
 from .sip.sdp import NotAcceptable, build_answer, plan_media
 from .sip.transport import UdpTransport
 from .sip.uas import GatewayUAS, reject
@@ -63,6 +64,7 @@ class Gateway:
         self._base_url = cfg.realtime.url
         self._dialect = dialect_for(cfg.realtime.protocol, cfg.realtime.api_version)
         self.sip_port = cfg.sip.port
+        self.router = Router(cfg)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -209,6 +211,8 @@ class Gateway:
             if sip.sdp_offer is None:
                 raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
             plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
+            route = self.router.select(CallInfo.from_invite(sip))
+            clog.info("call.routed", profile=route.profile)
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
@@ -216,7 +220,8 @@ class Gateway:
             )
             started = time.monotonic()
             session = await RealtimeLink.connect(
-                self.cfg,
+                self.cfg.realtime,
+                route.agent,
                 base_url=self._base_url,
                 dialect=self._dialect,
                 auth=self._auth,
@@ -233,7 +238,7 @@ class Gateway:
                 stream,
                 plan.codec,
                 self.cfg.realtime.audio_format,
-                self.cfg.agent.greeting,
+                route.agent.greeting,
                 clog,
             )
             stream.on_payload = bridge.on_payload

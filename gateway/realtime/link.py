@@ -30,7 +30,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from ..config import GatewayConfig
+from ..config import AgentConfig, RealtimeConfig
 from . import protocol as rt
 from .auth import Auth
 from .client import RealtimeConnectError, RealtimeSession
@@ -109,7 +109,8 @@ class RealtimeLink:
     @classmethod
     async def connect(
         cls,
-        cfg: GatewayConfig,
+        realtime: RealtimeConfig,
+        agent: AgentConfig,
         *,
         base_url: str,
         dialect: rt.Dialect,
@@ -117,8 +118,7 @@ class RealtimeLink:
         codec: str,
         log: Any,
     ) -> RealtimeLink:
-        """A link for one call, each of its sessions opened and configured from `cfg`."""
-        realtime, agent = cfg.realtime, cfg.agent
+        """A link for one call, each of its sessions opened and configured the same way."""
         opener = functools.partial(
             RealtimeSession.open,
             base_url=base_url,

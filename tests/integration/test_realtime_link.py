@@ -106,7 +106,8 @@ async def linked(
 ) -> AsyncIterator[tuple[RealtimeLink, Reader, Recorder]]:
     log = Recorder()
     link = await RealtimeLink.connect(
-        cfg,
+        cfg.realtime,
+        cfg.agent,
         base_url=base_url or server.url,
         dialect=rt.dialect_for(cfg.realtime.protocol, cfg.realtime.api_version),
         auth=auth or NoAuth(),

@@ -115,6 +115,22 @@ def test_preview_defaults_to_a_preview_voice() -> None:
     )
 
 
+def test_preview_checks_every_profile() -> None:
+    errors = errors_of(
+        {
+            "realtime": PREVIEW,
+            "profiles": {"vip": {"voice": "marin"}, "plain": {}},
+            "routes": [{"match": {"dialed": "^1$"}, "profile": "vip"}],
+        }
+    )
+    assert errors == [
+        "x.yaml: profiles.vip.voice: marin exists only with realtime.protocol: ga; the preview "
+        "protocol's voices are alloy, ash, ballad, coral, echo, sage, shimmer or verse"
+    ]
+    cfg = parse_config({"realtime": PREVIEW, "profiles": {"plain": {}}})
+    assert cfg.profiles["plain"].voice == "alloy"
+
+
 def test_embedded_agent_speaks_ga_only() -> None:
     errors = errors_of({"realtime": {"protocol": "preview", "api_version": "2025-04-01-preview"}})
     assert "speaks ga" in only(errors, "x.yaml: realtime.protocol: ")
