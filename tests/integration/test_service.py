@@ -4,11 +4,14 @@ reloading, metrics scraped over HTTP during calls, and logs that never hold a se
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import aiohttp
+import aiohttp.web
 import pytest
 
 from gateway.realtime.embedded import EmbeddedRealtimeServer
@@ -229,3 +232,90 @@ async def test_not_ready_and_exit_1_when_the_api_key_is_missing(tmp_path: Path) 
     assert "SIPGW_TEST_MISSING_KEY is not set" in gateway.tail()
     assert not systemd.with_key("READY")
     assert not gateway.find("gateway.ready")
+
+
+class IdentityEndpoint:
+    """A loopback managed-identity endpoint, as azure-identity's ManagedIdentityCredential
+    calls it (TESTING.md): GET ?api-version=2019-08-01&resource=... with X-IDENTITY-HEADER."""
+
+    def __init__(self, token: str, status: int = 200) -> None:
+        self.token = token
+        self.status = status
+        self.requests = 0
+        self.port = 0
+        self._runner: aiohttp.web.AppRunner | None = None
+
+    async def __aenter__(self) -> IdentityEndpoint:
+        app = aiohttp.web.Application()
+        app.router.add_get("/msi/token", self._token)
+        self._runner = aiohttp.web.AppRunner(app)
+        await self._runner.setup()
+        site = aiohttp.web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _token(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        self.requests += 1
+        if request.headers.get("X-IDENTITY-HEADER") != "test-identity-header":
+            return aiohttp.web.json_response({"error": "bad header"}, status=401)
+        if self.status != 200:
+            return aiohttp.web.json_response({"error": "unavailable"}, status=self.status)
+        return aiohttp.web.json_response(
+            {
+                "access_token": self.token,
+                "expires_on": str(int(time.time()) + 3600),
+                "resource": request.query.get("resource", ""),  # azure-identity reads it
+            }
+        )
+
+    def env(self) -> dict[str, str | None]:
+        """Only managed identity, only on loopback: nothing may reach Azure or start az."""
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("AZURE_")}
+        for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+            env[proxy] = None
+        env.update(
+            {
+                "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
+                "IDENTITY_ENDPOINT": f"http://127.0.0.1:{self.port}/msi/token",
+                "IDENTITY_HEADER": "test-identity-header",
+                "NO_PROXY": "*",
+                "no_proxy": "*",
+            }
+        )
+        return env
+
+
+@pytest.mark.parametrize("identity_status", [200, 500])
+async def test_entra_ready_only_once_a_token_was_fetched(
+    tmp_path: Path, identity_status: int
+) -> None:
+    token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.test-entra-token"
+    async with (
+        EmbeddedRealtimeServer(api_key=token) as service,
+        IdentityEndpoint(token, identity_status) as identity,
+        NotifySocket() as systemd,
+    ):
+        config = {
+            "realtime": {"url": service.url, "auth": {"method": "entra"}, "connect_timeout_s": 5}
+        }
+        gateway = GatewayProcess(tmp_path, config, {**systemd.env, **identity.env()})
+        try:
+            await gateway.start(wait_ready=False)
+            if identity_status != 200:
+                assert await gateway.wait_exit(timeout=30) == 1
+                assert "realtime.auth.method entra: no token" in gateway.tail()
+                assert identity.requests >= 1
+                assert not systemd.with_key("READY")
+                return
+            await systemd.wait_for("READY", timeout=20)
+            assert identity.requests >= 1  # the token was fetched before READY=1
+            await run_sipp(tmp_path, answered_call(tmp_path / "entra.xml", 200), gateway)
+            assert service.sessions[-1].headers["Authorization"] == f"Bearer {token}"
+        finally:
+            await gateway.stop()
+    assert token not in gateway.log_path.read_text()
