@@ -361,6 +361,10 @@ class Gateway:
                 reason=reason,
                 duration_s=round(duration_s, 3),
                 setup_ms=round(((answered_at or time.monotonic()) - call.received_at) * 1000),
+                # rtp_in 0 on an answered call: the caller's audio never reached us (firewall,
+                # NAT); see README, Troubleshooting.
+                rtp_in=stream.stats.packets_in if stream else 0,
+                rtp_out=stream.stats.packets_out if stream else 0,
             )
             self.on_calls_changed()
 

@@ -121,6 +121,9 @@ async def test_sigterm_drains_calls_refuses_new_ones_and_exits_0(tmp_path: Path)
     ended = {e["call_id"]: e for e in gateway.find("call.ended")}
     assert ended[second["call_id"]]["reason"] == "caller_bye"
     assert ended[first["call_id"]]["reason"] == "drain_timeout"
+    # The RTP counts that tell one-way audio apart: baresip sent audio, SIPp none.
+    assert ended[first["call_id"]]["rtp_in"] > 100 and ended[first["call_id"]]["rtp_out"] > 100
+    assert ended[second["call_id"]]["rtp_in"] == 0 and ended[second["call_id"]]["rtp_out"] > 0
     assert gateway.find("gateway.drain_timeout")[0]["active_calls"] == 1
     refused = gateway.find("call.rejected", status=503)
     assert [r["reason"] for r in refused] == ["the gateway is stopping"]
