@@ -28,6 +28,7 @@ from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 from .realtime.client import RealtimeConnectError, RealtimeSession
 from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.protocol import dialect_for
+from .routing import CallInfo, Router
 from .sip.sdp import NotAcceptable, build_answer, plan_media
 from .sip.transport import UdpTransport
 from .sip.uas import GatewayUAS, reject
@@ -38,7 +39,7 @@ USER_AGENT = f"sip-realtime-gateway/{__version__}"
 SHUTDOWN_GRACE_S = 5.0
 RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before retrying
 SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
-RELOADABLE = ("agent",)  # config sections a reload (SIGHUP) applies to new calls
+RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
 
 
 class StartupError(Exception):
@@ -67,6 +68,7 @@ class Gateway:
         self._base_url = cfg.realtime.url
         self._dialect = dialect_for(cfg.realtime.protocol)
         self.sip_port = cfg.sip.port
+        self.router = Router(cfg)
         self.metrics = Metrics()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
@@ -181,7 +183,8 @@ class Gateway:
         log.info("gateway.stopped")
 
     def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:
-        """A reloaded config: new calls get its agent profile; calls in progress keep theirs.
+        """A reloaded config: new calls get its agent, profiles and routes; calls in progress
+        keep theirs.
 
         Returns the sections applied and the changed sections that need a restart.
         """
@@ -190,6 +193,8 @@ class Gateway:
         ]
         applied = [name for name in changed if name in RELOADABLE]
         self.cfg = self.cfg.model_copy(update={name: getattr(new, name) for name in applied})
+        if applied:
+            self.router = Router(self.cfg)  # a call in progress keeps the route it was given
         return applied, [name for name in changed if name not in RELOADABLE]
 
     # --- SIP events ---------------------------------------------------------------------------
@@ -257,7 +262,6 @@ class Gateway:
         # it calls (websockets) carries both ids (observability.py merges contextvars).
         structlog.contextvars.bind_contextvars(call_id=call.id, sip_call_id=sip.call_id)
         clog = log.bind(call_id=call.id, sip_call_id=sip.call_id)
-        agent = self.cfg.agent  # a reload (SIGHUP) applies to the next call, not this one
         clog.info(
             "call.received",
             caller=sip.caller,
@@ -274,6 +278,8 @@ class Gateway:
             if sip.sdp_offer is None:
                 raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
             plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
+            route = self.router.select(CallInfo.from_invite(sip))
+            clog.info("call.routed", profile=route.profile)
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
@@ -285,7 +291,7 @@ class Gateway:
                 deployment=self.cfg.realtime.deployment,
                 dialect=self._dialect,
                 auth=self._auth,
-                agent=agent,
+                agent=route.agent,
                 audio_format=self.cfg.realtime.audio_format,
                 codec=plan.codec.name,
                 connect_timeout=self.cfg.realtime.connect_timeout_s,
@@ -302,7 +308,7 @@ class Gateway:
                 stream,
                 plan.codec,
                 self.cfg.realtime.audio_format,
-                agent.greeting,
+                route.agent.greeting,
                 clog,
                 probe=CallProbe(self.metrics),
             )
