@@ -9,7 +9,7 @@ when the committed file is stale. Regenerate with
 from __future__ import annotations
 
 import json
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -25,52 +25,64 @@ def render() -> str:
         f"Generated from `gateway/config.py` by `{COMMAND}`: do not edit by hand.",
         "",
         "One YAML file, validated before anything starts (`python -m gateway check-config "
-        "--config FILE`). Every key is optional; unknown keys are errors. Secrets are never "
-        "read from the file: it names the environment variable that holds them. An annotated "
-        "example with every default is [`config/gateway.yaml`](../config/gateway.yaml).",
+        "--config FILE`). Every key is optional unless marked required; unknown keys are "
+        "errors. Secrets are never read from the file: it names the environment variable that "
+        "holds them. An annotated example with every default is "
+        "[`config/gateway.yaml`](../config/gateway.yaml).",
         "",
     ]
-    for name, field in GatewayConfig.model_fields.items():
-        model = _unwrap(field.annotation)
-        out += [f"## `{name}`", "", field.description or "", ""]
-        _section(out, model, name, model())
+    _section(out, GatewayConfig, "", 2, {})
     return "\n".join(out).rstrip() + "\n"
 
 
-def _section(out: list[str], model: type[BaseModel], path: str, defaults: BaseModel) -> None:
+def _holds_sections(annotation: Any) -> tuple[str, list[type[BaseModel]]] | None:
+    """For a field holding config sections: the path suffix ('', '[]' for a list, '.NAME' for
+    a mapping) and the section models (several for a union chosen by `type`)."""
+    inner = _unwrap(annotation)
+    suffix = ""
+    if get_origin(inner) is list:
+        inner, suffix = _unwrap(get_args(inner)[0]), "[]"
+    elif get_origin(inner) is dict:
+        inner, suffix = _unwrap(get_args(inner)[1]), ".NAME"
+    models = [inner] if _is_model(inner) else [a for a in get_args(inner) if _is_model(a)]
+    return (suffix, models) if models else None
+
+
+def _section(
+    out: list[str], model: type[BaseModel], path: str, level: int, seen: dict[type, str]
+) -> None:
+    seen.setdefault(model, path)
     schema = model.model_json_schema()
-    rows: list[tuple[str, str, str, str]] = []
-    later: list[tuple[str, Any, str]] = []  # nested sections, after this table
+    rows: list[str] = []
+    nested: list[tuple[str, Any, tuple[str, list[type[BaseModel]]]]] = []
     for name, field in model.model_fields.items():
-        key = f"{path}.{name}"
-        inner = _unwrap(field.annotation)
-        variants = [a for a in get_args(inner) if _is_model(a)]
-        if _is_model(inner) or variants:
-            later.append((key, field, name))
+        key = f"{path}.{name}" if path else name
+        holds = _holds_sections(field.annotation)
+        if holds is not None:
+            nested.append((key, field, holds))
             continue
         prop = schema["properties"][name]
+        default = (
+            "(required)"
+            if field.is_required()
+            else _value(field.get_default(call_default_factory=True))
+        )
         meaning = (field.description or "").replace("|", "\\|")
-        rows.append((f"`{key}`", _type(prop), _value(getattr(defaults, name)), meaning))
+        rows.append(f"| `{key}` | {_type(prop)} | {default} | {meaning} |")
     if rows:
-        out += ["| key | type | default | meaning |", "|---|---|---|---|"]
-        out += [f"| {' | '.join(row)} |" for row in rows]
-        out.append("")
-    for key, field, name in later:
-        _nested(out, key, field, getattr(defaults, name))
-
-
-def _nested(out: list[str], key: str, field: Any, default: Any) -> None:
-    inner = _unwrap(field.annotation)
-    variants = [a for a in get_args(inner) if _is_model(a)] or [inner]
-    out += [f"### `{key}`", "", field.description or "", ""]
-    if default is None:
-        out += ["Default: null (off). Its keys, when set:", ""]
-    for variant in variants:
-        if len(variants) > 1:
-            tag = variant.model_fields["type"].default
-            out += [f"With `type: {tag}`: {variant.__doc__ or ''}".rstrip(), ""]
-        current = default if isinstance(default, variant) else variant()
-        _section(out, variant, key, current)
+        out += ["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""]
+    for key, field, (suffix, models) in nested:
+        out += [f"{'#' * level} `{key}{suffix}`", "", field.description or "", ""]
+        if len(models) == 1 and models[0] in seen:
+            out += [f"Each takes the keys of [`{seen[models[0]]}`](#{seen[models[0]]}).", ""]
+            continue
+        if not field.is_required() and field.get_default(call_default_factory=True) is None:
+            out += ["Default: null (off). Its keys, when set:", ""]
+        for variant in models:
+            if len(models) > 1:
+                tag = variant.model_fields["type"].default
+                out += [f"With `type: {tag}`: {variant.__doc__ or ''}".rstrip(), ""]
+            _section(out, variant, key + suffix, min(level + 1, 4), seen)
 
 
 def _type(prop: dict[str, Any]) -> str:

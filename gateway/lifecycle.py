@@ -10,8 +10,9 @@ container) every notification is a no-op.
   stops sending it, and systemd kills and restarts the service.
 * SIGTERM (and Ctrl-C) drains: no new calls (503), calls in progress may finish for
   `service.drain_timeout_s`, then BYE; a second signal hangs up at once. Exit 0.
-* SIGHUP re-reads the config file and applies the agent profile to new calls; active calls keep
-  theirs; an invalid file is rejected with a log line and the running config stays.
+* SIGHUP re-reads the config file and applies the agent, profiles and routes to new calls;
+  active calls keep theirs; an invalid file is rejected with a log line and the running config
+  stays.
 """
 
 from __future__ import annotations

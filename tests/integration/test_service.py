@@ -135,7 +135,7 @@ async def test_sigterm_drains_calls_refuses_new_ones_and_exits_0(tmp_path: Path)
     assert systemd.with_key("STATUS")[-1]["STATUS"] == "draining: 0 active calls"
 
 
-async def test_sighup_reloads_the_agent_for_new_calls_and_keeps_bad_configs_out(
+async def test_sighup_reloads_agent_profiles_and_routes_for_new_calls_only(
     tmp_path: Path,
 ) -> None:
     speech_wav(tmp_path / "long.wav", SENTENCE, RATE, 0.5, 40.0)
@@ -160,16 +160,26 @@ async def test_sighup_reloads_the_agent_for_new_calls_and_keeps_bad_configs_out(
             await run_sipp(tmp_path, answered_call(tmp_path / "b.xml", 200), gateway)
             assert service.sessions[1].config["audio"]["output"]["voice"] == "alloy"
 
-            # A valid one: the agent applies to the next call; sip needs a restart.
+            # A valid one: agent, profiles and routes apply to the next call; sip needs a restart.
             mark = len(systemd.messages)
-            gateway.write_config({"agent": {"voice": "ash"}, "sip": {"max_calls": 7}})
+            gateway.write_config(
+                {
+                    "agent": {"voice": "ash"},
+                    "profiles": {"vip": {"voice": "coral"}},
+                    "routes": [{"match": {"dialed": "^service$"}, "profile": "vip"}],
+                    "sip": {"max_calls": 7},
+                }
+            )
             gateway.send_signal(signal.SIGHUP)
             reloaded = await gateway.wait_for("config.reloaded", timeout=10)
-            assert (reloaded["applied"], reloaded["needs_restart"]) == (["agent"], ["sip"])
+            assert reloaded["applied"] == ["agent", "profiles", "routes"]
+            assert reloaded["needs_restart"] == ["sip"]
             await systemd.wait_for("RELOADING", timeout=5, after=mark)
             await systemd.wait_for("READY", timeout=5, after=mark)
+            # SIPp dials sip:service@...: the new route sends it to the vip profile.
             await run_sipp(tmp_path, answered_call(tmp_path / "c.xml", 200), gateway)
-            assert service.sessions[2].config["audio"]["output"]["voice"] == "ash"
+            assert service.sessions[2].config["audio"]["output"]["voice"] == "coral"
+            assert gateway.find("call.routed", profile="vip")
 
             # The first call was never touched: same session, still up, until its caller hangs up.
             assert not service.sessions[0].closed
