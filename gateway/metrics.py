@@ -10,9 +10,10 @@ key: a label value is cut to a short token by `_label`.
 
 Latency is measured with `time.monotonic()` stamps at the two edges of the gateway:
 
-* uplink: an RTP packet's arrival on the call's socket -> the WebSocket send of the
-  `input_audio_buffer.append` that carries it has returned (decode, resample, JSON, the uplink
-  queue and the socket write; not the resampler's filter delay, which is in the audio itself);
+* uplink: the arrival of the oldest RTP packet whose audio an `input_audio_buffer.append`
+  carries -> that WebSocket send has returned (the uplink queue, decode, the resampler holding
+  audio back until it has a block, JSON, the socket write; not the filter's group delay, which
+  is in the audio itself), one observation per send;
 * downlink: an audio delta's arrival while the playback buffer is idle (the start of an answer,
   or after an underrun) -> the pacer takes the first frame holding it, just before sending it
   as RTP. Deltas queued behind audio still playing wait for the caller's ear, not for the
@@ -182,10 +183,19 @@ class CallProbe:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or _detached()
         self._downlink_since: float | None = None
+        self._uplink_since: float | None = None
 
-    def uplink_sent(self, arrived: float) -> None:
-        """The audio of an RTP packet that arrived at `arrived` has been sent to the model."""
-        self.metrics.uplink_latency.observe(time.monotonic() - arrived)
+    def uplink_taken(self, arrived: float) -> None:
+        """The uplink took a packet that arrived at `arrived`; its audio may come out of the
+        resampler only with a later packet's, so the oldest one not yet sent is remembered."""
+        if self._uplink_since is None:
+            self._uplink_since = arrived
+
+    def uplink_sent(self) -> None:
+        """Audio went to the model: it held every packet taken since the last send."""
+        if self._uplink_since is not None:
+            self.metrics.uplink_latency.observe(time.monotonic() - self._uplink_since)
+            self._uplink_since = None
 
     def audio_arrived(self, playback_idle: bool) -> None:
         """A model audio delta arrived; only one that finds playback idle starts a measure."""

@@ -120,6 +120,7 @@ class CallBridge:
         dialect = self.session.dialect
         while True:
             arrived, payload = await self._uplink.get()
+            self.probe.uplink_taken(arrived)
             if self.passthrough:
                 audio = payload
             else:
@@ -127,7 +128,7 @@ class CallBridge:
                 audio = pcm.tobytes()
             if audio:
                 await self.session.send(dialect.append_audio(audio))
-                self.probe.uplink_sent(arrived)
+                self.probe.uplink_sent()
 
     # --- model -> caller ----------------------------------------------------------------------
 

@@ -61,15 +61,23 @@ def test_a_flush_cancels_the_pending_downlink_measure_and_counts_a_barge_in() ->
     assert value(metrics, "sipgw_barge_in_cutoff_seconds_count") == 1
 
 
-def test_uplink_latency_from_arrival_stamp() -> None:
+def test_uplink_latency_from_the_oldest_packet_not_yet_sent() -> None:
     import time
 
     metrics = Metrics()
     probe = CallProbe(metrics)
-    probe.uplink_sent(time.monotonic() - 0.003)
+    now = time.monotonic()
+    # Three packets, the resampler gives audio only with the third: measured from the first.
+    probe.uplink_taken(now - 0.045)
+    probe.uplink_taken(now - 0.025)
+    probe.uplink_taken(now - 0.005)
+    probe.uplink_sent()
     assert value(metrics, "sipgw_uplink_latency_seconds_count") == 1
-    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.002") == 0
-    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.01") == 1
+    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.04") == 0
+    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.08") == 1
+    probe.uplink_taken(time.monotonic())
+    probe.uplink_sent()
+    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.04") == 1
 
 
 def test_rtp_stats_are_counted_by_kind_and_missing_fields_are_skipped() -> None:
