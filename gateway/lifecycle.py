@@ -138,10 +138,6 @@ class Service:
             self._hurry.set()
         self._stop.set()
 
-    def stop(self) -> None:
-        """Begin a drain, as SIGTERM does."""
-        self._on_stop_signal()
-
     async def drain(self) -> None:
         """Refuse new calls, then wait for the active ones up to service.drain_timeout_s."""
         gateway = self.gateway

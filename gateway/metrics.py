@@ -30,14 +30,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from .media.stream import FrameSource
-
-log = structlog.get_logger("gateway.metrics")
 
 PREFIX = "sipgw"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
