@@ -109,3 +109,29 @@ def invite_expecting(
 def options_expecting(path: Path, status: int) -> Path:
     path.write_text(_OPTIONS.format(status=status))
     return path
+
+
+_PAUSE_BYE = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def answered_call(path: Path, pause_ms: int = 500) -> Path:
+    """An INVITE that must be answered 200; ACK, `pause_ms` of call, then BYE (must get 200)."""
+    invite_expecting(path, 200)
+    path.write_text(path.read_text().replace("</scenario>\n", _PAUSE_BYE.format(pause_ms=pause_ms)))
+    return path
