@@ -47,9 +47,11 @@ __all__ = [
     "LoggingConfig",
     "ManualTurns",
     "MediaConfig",
+    "MetricsConfig",
     "RealtimeConfig",
     "SemanticVad",
     "ServerVad",
+    "ServiceConfig",
     "SipConfig",
     "TurnDetection",
     "api_key",
@@ -967,8 +969,49 @@ class Route(_Model):
     profile: str = Field(description="Name of the profile (under profiles) to use.")
 
 
+class ServiceConfig(_Model):
+    """Running as a service: how a stop (SIGTERM) treats the calls in progress."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    drain_timeout_s: Float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM (systemctl stop/restart) the gateway stops taking calls (503 "
+        "to INVITE and OPTIONS) and lets the calls in progress finish for at most this many "
+        "seconds, then hangs them up with BYE and exits (0 to 3600; 0 = hang up at once). "
+        "A second SIGTERM or Ctrl-C hangs up at once. Default 60.",
+    )
+
+
+class MetricsConfig(_Model):
+    """Prometheus metrics and health checks over HTTP."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    enabled: bool = Field(
+        True,
+        description="Serve /metrics (Prometheus), /healthz (alive) and /readyz (ready for "
+        "calls; 503 while starting or draining) over HTTP. Default true.",
+    )
+    bind: Annotated[str, BeforeValidator(_parse_ip)] = Field(
+        "127.0.0.1",
+        description="Local IP address of the metrics HTTP listener: 127.0.0.1 (this host "
+        "only), 0.0.0.0 (every IPv4 interface) or one address of this host. There is no "
+        "authentication: expose it only to your monitoring network. Default 127.0.0.1.",
+    )
+    port: Int = Field(
+        9464,
+        ge=1,
+        le=65535,
+        description="TCP port of the metrics HTTP listener (1-65535); give every gateway "
+        "instance on a host its own. Default 9464.",
+    )
+
+
 class GatewayConfig(_Model):
-    """The whole gateway configuration: one YAML file with these five sections."""
+    """The whole gateway configuration: one YAML file with these sections."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -1000,6 +1043,13 @@ class GatewayConfig(_Model):
         default_factory=list,
         description="Rules that choose a profile for each call, tried in order: the first "
         "match wins; a call no route matches uses the agent section.",
+    )
+    service: ServiceConfig = Field(
+        default_factory=ServiceConfig, description="Stopping with calls in progress (draining)."
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig,
+        description="Prometheus metrics, /healthz and /readyz over HTTP.",
     )
 
     @model_validator(mode="before")

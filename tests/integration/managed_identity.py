@@ -118,3 +118,9 @@ class LoopbackManagedIdentity:
 
     def env(self, base: Mapping[str, str] = os.environ) -> dict[str, str]:
         return isolated_env(self.endpoint, self.header, base)
+
+    def env_changes(self) -> dict[str, str | None]:
+        """:meth:`env` as changes to this process's environment (None: remove the variable),
+        the form GatewayProcess takes."""
+        env = self.env()
+        return {**{name: None for name in os.environ if name not in env}, **env}

@@ -45,7 +45,7 @@ _INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-{tail}
+{references}
 </scenario>
 """
 
@@ -68,20 +68,6 @@ _OPTIONS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 """
 
-_BYE_FROM_GATEWAY = """  <recv request="BYE" timeout="{bye_timeout_ms}"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>"""
-
 _HEADER_CHECK = (
     '    <action><ereg regexp="{regexp}" search_in="hdr" header="{header}:" '
     'check_it="true" assign_to="dummy_{n}"/></action>'
@@ -102,13 +88,21 @@ def invite_expecting(
 
     `headers` maps a header name to a regexp its value must match in that response.
     """
+    formats, rtpmaps = offer
     checks = "\n".join(
         _HEADER_CHECK.format(regexp=regexp, header=name, n=i)
         for i, (name, regexp) in enumerate((headers or {}).items())
     )
     names = ",".join(f"dummy_{i}" for i in range(len(headers or {})))
     references = f'  <Reference variables="{names}"/>' if names else ""
-    path.write_text(_invite(status, offer, checks, references))
+    body = _INVITE.format(
+        status=status,
+        formats=formats,
+        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
+        checks=checks,
+        references=references,
+    )
+    path.write_text(body)
     return path
 
 
@@ -117,19 +111,52 @@ def options_expecting(path: Path, status: int) -> Path:
     return path
 
 
-def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
-    """A PCMU call that must be answered (200, ACK), then ended by the gateway's BYE."""
-    bye = _BYE_FROM_GATEWAY.format(bye_timeout_ms=int(bye_timeout_s * 1000))
-    path.write_text(_invite(200, PCMU, "", bye))
+_PAUSE_BYE = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def answered_call(path: Path, pause_ms: int = 500) -> Path:
+    """An INVITE that must be answered 200; ACK, `pause_ms` of call, then BYE (must get 200)."""
+    invite_expecting(path, 200)
+    path.write_text(path.read_text().replace("</scenario>\n", _PAUSE_BYE.format(pause_ms=pause_ms)))
     return path
 
 
-def _invite(status: int, offer: tuple[str, list[str]], checks: str, tail: str) -> str:
-    formats, rtpmaps = offer
-    return _INVITE.format(
-        status=status,
-        formats=formats,
-        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
-        checks=checks,
-        tail=tail,
-    )
+_BYE_FROM_GATEWAY = """  <recv request="BYE" timeout="{bye_timeout_ms}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
+    """A PCMU call that must be answered (200, ACK), then ended by the gateway's BYE."""
+    invite_expecting(path, 200)
+    bye = _BYE_FROM_GATEWAY.format(bye_timeout_ms=int(bye_timeout_s * 1000))
+    path.write_text(path.read_text().replace("</scenario>\n", bye))
+    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,8 +80,8 @@ async def answered_call(
     assert_valid_client_events(service)
 
 
-def key_env(key: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if k != KEY_ENV}, KEY_ENV: key}
+def key_env(key: str) -> dict[str, str | None]:
+    return {KEY_ENV: key}
 
 
 # --- every way of connecting ------------------------------------------------------------------
@@ -121,7 +120,7 @@ async def test_call_with_entra_id_from_managed_identity(tmp_path: Path) -> None:
     async with LoopbackManagedIdentity(token="entra-token-for-this-test") as identity:
         async with EmbeddedRealtimeServer(api_key=identity.token) as service:
             config = {"realtime": {"url": service.url, "auth": {"method": "entra"}}}
-            async with GatewayProcess(tmp_path, config, env=identity.env()) as gateway:
+            async with GatewayProcess(tmp_path, config, env=identity.env_changes()) as gateway:
                 async with answered_call(tmp_path, gateway, service):
                     await service.sessions[0].drop(1000, "done")
             assert len(identity.requests) == 1
@@ -148,7 +147,7 @@ async def test_missing_role_gets_503_naming_the_role(tmp_path: Path) -> None:
     async with LoopbackManagedIdentity() as identity:
         async with EmbeddedRealtimeServer(refuse_status=403) as service:
             config = {"realtime": {"url": service.url, "auth": {"method": "entra"}}}
-            async with GatewayProcess(tmp_path, config, env=identity.env()) as gateway:
+            async with GatewayProcess(tmp_path, config, env=identity.env_changes()) as gateway:
                 rejected = await rejected_call(tmp_path, gateway)
     assert rejected["http_status"] == 403
     assert "missing role" in rejected["reason"] and "OpenAI User" in rejected["reason"]
