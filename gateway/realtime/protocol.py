@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..config import AgentConfig
+from ..config import AgentConfig, Tool, TransferTool, WebhookTool
 
 PCM16_RATE = 24_000
 
@@ -101,6 +101,17 @@ class ServiceError:
 
 
 @dataclass(slots=True)
+class FunctionCall:
+    """The model calls a tool; its arguments are complete (JSON text)."""
+
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
 class Other:
     """Any event the bridge has no use for (kept for debug logging)."""
 
@@ -118,6 +129,7 @@ ServerEvent = (
     | ResponseDone
     | ItemTruncated
     | ServiceError
+    | FunctionCall
     | Other
 )
 
@@ -149,6 +161,39 @@ def _turn_detection(agent: AgentConfig) -> dict[str, Any] | None:
     if td.type == "none":
         return None
     return td.model_dump(exclude_none=True)
+
+
+def tool_definitions(tools: list[Tool]) -> list[dict[str, Any]]:
+    """Function tools for session.update: the same shape in GA and preview."""
+    return [_tool_definition(tool) for tool in tools]
+
+
+def tool_name(tool: Tool) -> str:
+    return tool.name if isinstance(tool, WebhookTool) else tool.type
+
+
+def _tool_definition(tool: Tool) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+    if isinstance(tool, WebhookTool):
+        parameters = tool.parameters
+    elif isinstance(tool, TransferTool):
+        parameters = {
+            "type": "object",
+            "properties": {
+                "destination": {
+                    "type": "string",
+                    "enum": sorted(tool.targets),
+                    "description": "Where to transfer the caller.",
+                }
+            },
+            "required": ["destination"],
+        }
+    return {
+        "type": "function",
+        "name": tool_name(tool),
+        "description": tool.description,
+        "parameters": parameters,
+    }
 
 
 def _dumps(event: dict[str, Any]) -> str:
@@ -206,6 +251,13 @@ _GA_HANDLERS = {
     "response.done": _response_done,
     "conversation.item.truncated": lambda ev: ItemTruncated(ev["item_id"], int(ev["audio_end_ms"])),
     "error": _error,
+    "response.function_call_arguments.done": lambda ev: FunctionCall(
+        ev.get("response_id", ""),
+        ev.get("item_id", ""),
+        ev["call_id"],
+        ev["name"],
+        ev.get("arguments") or "{}",
+    ),
 }
 
 
@@ -255,6 +307,9 @@ class GaDialect:
                 "output": {"format": fmt, "voice": agent.voice},
             },
         }
+        if agent.tools:
+            session["tools"] = tool_definitions(agent.tools)
+            session["tool_choice"] = "auto"
         return _dumps({"type": "session.update", "session": session})
 
     def conversation_item(self, role: str, text: str, item_id: str | None = None) -> str:
@@ -264,6 +319,11 @@ class GaDialect:
         if item_id:
             item["id"] = item_id
         item["content"] = [{"type": part, "text": text}]
+        return _dumps({"type": "conversation.item.create", "item": item})
+
+    def function_output(self, call_id: str, output: str) -> str:
+        """A tool's result; the model speaks about it after the next response.create."""
+        item = {"type": "function_call_output", "call_id": call_id, "output": output}
         return _dumps({"type": "conversation.item.create", "item": item})
 
     def append_audio(self, audio: bytes) -> str:
@@ -372,6 +432,9 @@ class PreviewDialect(GaDialect):
             session["input_audio_transcription"] = _transcription(agent)
         if agent.noise_reduction is not None:
             session["input_audio_noise_reduction"] = {"type": agent.noise_reduction}
+        if agent.tools:
+            session["tools"] = tool_definitions(agent.tools)
+            session["tool_choice"] = "auto"
         return _dumps({"type": "session.update", "session": session})
 
 
