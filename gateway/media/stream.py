@@ -1,14 +1,19 @@
-"""The call leg's RTP socket: receive, latch, and a pacer on an absolute clock.
+"""The call leg's RTP socket: receive, latch, reorder, and a pacer on an absolute clock.
 
-The pacer sends one packet per ptime for the whole call, silence when there is
-nothing to play: a PBX hangs up on an RTP timeout, and a steady clock is what
-makes the caller hear the model without gaps or drift.
+Receive: symmetric latching on the first packet (and nothing from anyone else after it), then
+the reorder buffer, then by payload type: audio (with silence where the caller's timeline has
+a gap), RFC 4733 key presses, comfort noise and anything else counted and dropped.
+
+Send: one packet per ptime for the whole call, silence when there is nothing to play: a PBX
+hangs up on an RTP timeout, and a steady clock is what makes the caller hear the model without
+gaps or drift.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +21,16 @@ from typing import Protocol
 
 import numpy as np
 
+from .clock import PacketClock
+from .dtmf import DtmfDecoder, DtmfEvent
 from .g711 import G711
-from .rtp import RtpParseError, RtpSender, parse_rtp
+from .jitter import AudioClock, ReorderBuffer
+from .rtp import RtpPacket, RtpParseError, RtpSender, parse_rtp
 
 RATE = 8000
 MAX_CATCH_UP_S = 0.2  # a loop stalled longer than this skips ahead instead of bursting
+REORDER_MAX_DELAY_S = 0.06
+COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
 
 
 class FrameSource(Protocol):
@@ -39,9 +49,9 @@ class RtpStats:
     packets_out: int = 0
     malformed: int = 0
     foreign_source: int = 0  # packets from an address other than the latched one
-    other_payload: int = 0
-    late_ticks: int = 0  # pacer ticks that fired more than one ptime late
-    skipped_ticks: int = 0
+    comfort_noise: int = 0
+    other_payload: int = 0  # payload types we did not negotiate
+    dtmf_events: int = 0
 
 
 class PortAllocator:
@@ -79,17 +89,27 @@ class RtpStream(asyncio.DatagramProtocol):
         remote: tuple[str, int] | None,
         on_payload: Callable[[bytes], None],
         ptime_ms: int = 20,
+        dtmf_payload_type: int | None = None,
     ) -> None:
         self.codec = codec
         self.payload_type = payload_type
+        self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
         self.frame_samples = RATE * ptime_ms // 1000
         self._remote = remote
         self._latched = False
         self.on_payload = on_payload
+        self.on_dtmf: Callable[[str, int], None] = _ignore_dtmf
         self._transport: asyncio.DatagramTransport | None = None
         self._sender = RtpSender(payload_type, self.frame_samples)
         self._silence = bytes([codec.silence]) * self.frame_samples
+        self.reorder = ReorderBuffer(REORDER_MAX_DELAY_S)
+        self.audio_clock = AudioClock()
+        self._fill = _silence_run(codec.silence, self.audio_clock.max_fill)
+        self._audio_ssrc: int | None = None
+        self.dtmf = DtmfDecoder()
+        self._reorder_timer: asyncio.TimerHandle | None = None
+        self.clock: PacketClock | None = None
         self.stats = RtpStats()
         self.port = 0
         self.closed = asyncio.Event()
@@ -135,6 +155,9 @@ class RtpStream(asyncio.DatagramProtocol):
         self.closed.set()
 
     def close(self) -> None:
+        if self._reorder_timer is not None:
+            self._reorder_timer.cancel()
+            self._reorder_timer = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -160,10 +183,53 @@ class RtpStream(asyncio.DatagramProtocol):
             self.stats.malformed += 1
             return
         self.stats.packets_in += 1
-        if packet.payload_type != self.payload_type:
-            self.stats.other_payload += 1
+        for ready in self.reorder.push(packet, asyncio.get_running_loop().time()):
+            self._dispatch(ready)
+        if self.reorder.deadline is not None:
+            self._arm_reorder_timer()
+
+    def _arm_reorder_timer(self) -> None:
+        deadline = self.reorder.deadline
+        timer = self._reorder_timer
+        if deadline is None or self._transport is None:
             return
-        self.on_payload(bytes(packet.payload))
+        if timer is not None:
+            if timer.when() == deadline:
+                return
+            timer.cancel()
+        self._reorder_timer = asyncio.get_running_loop().call_at(deadline, self._reorder_due)
+
+    def _reorder_due(self) -> None:
+        """A gap waited its 60 ms: what came after it goes out, the gap as silence."""
+        self._reorder_timer = None
+        for ready in self.reorder.poll(asyncio.get_running_loop().time()):
+            self._dispatch(ready)
+        self._arm_reorder_timer()
+
+    def _dispatch(self, packet: RtpPacket) -> None:
+        pt = packet.payload_type
+        if pt == self.payload_type:
+            payload = bytes(packet.payload)
+            if packet.ssrc != self._audio_ssrc:
+                self._audio_ssrc = packet.ssrc
+                self.audio_clock.reset()
+            gap = self.audio_clock.gap(packet.timestamp, len(payload))
+            if gap:
+                self.on_payload(self._fill[:gap])
+            if self.dtmf.pending:
+                self._on_dtmf_events(self.dtmf.audio(packet.timestamp))
+            self.on_payload(payload)
+        elif pt == self.dtmf_payload_type:
+            self._on_dtmf_events(self.dtmf.push(packet))
+        elif pt == COMFORT_NOISE_PT:
+            self.stats.comfort_noise += 1
+        else:
+            self.stats.other_payload += 1
+
+    def _on_dtmf_events(self, events: list[DtmfEvent]) -> None:
+        for event in events:
+            self.stats.dtmf_events += 1
+            self.on_dtmf(event.digit, event.duration_ms)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable while the caller's socket is not up yet: not fatal.
@@ -172,28 +238,17 @@ class RtpStream(asyncio.DatagramProtocol):
     # --- send ---------------------------------------------------------------------------------
 
     async def pace(self, source: FrameSource) -> None:
-        """Send one packet per ptime on an absolute monotonic schedule, until cancelled."""
+        """Send one packet per ptime on an absolute monotonic schedule, until closed."""
         loop = asyncio.get_running_loop()
-        period = self.ptime_ms / 1000
-        start = loop.time()
-        tick = 0
+        clock = self.clock = PacketClock(loop.time(), self.ptime_ms / 1000, MAX_CATCH_UP_S)
         talking = False
         while self._transport is not None:
-            tick += 1
-            deadline = start + tick * period
-            delay = deadline - loop.time()
+            delay = clock.deadline - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -period:
-                self.stats.late_ticks += 1
-                if delay < -MAX_CATCH_UP_S:
-                    # The loop stalled: skip the lost ticks, keep timestamps true to the clock.
-                    skipped = int(-delay / period)
-                    tick += skipped
-                    self.stats.skipped_ticks += skipped
-                    self._sender.timestamp = (
-                        self._sender.timestamp + skipped * self.frame_samples
-                    ) & 0xFFFFFFFF
+            skipped = clock.tick(loop.time())
+            if skipped:
+                self._sender.timestamp += skipped * self.frame_samples
             frame = source.next_frame()
             if frame is None:
                 payload = self._silence
@@ -211,6 +266,16 @@ class RtpStream(asyncio.DatagramProtocol):
             return
         self._transport.sendto(self._sender.build(payload, marker=marker), self._remote)
         self.stats.packets_out += 1
+
+
+@functools.cache
+def _silence_run(byte: int, samples: int) -> bytes:
+    """The longest gap fill, shared by every call: a slice of it fills any gap."""
+    return bytes([byte]) * samples
+
+
+def _ignore_dtmf(digit: str, duration_ms: int) -> None:
+    """Key presses before anyone listens for them."""
 
 
 def local_ip_towards(host: str) -> str:
