@@ -209,7 +209,14 @@ class Gateway:
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
-                lambda: RtpStream(plan.codec, plan.payload_type, plan.remote, _drop, plan.ptime_ms),
+                lambda: RtpStream(
+                    plan.codec,
+                    plan.payload_type,
+                    plan.remote,
+                    _drop,
+                    plan.ptime_ms,
+                    dtmf_payload_type=plan.dtmf_payload_type,
+                ),
             )
             started = time.monotonic()
             session = await RealtimeSession.open(
