@@ -284,6 +284,7 @@ class Gateway:
             if session is not None:
                 await session.close()
             if stream is not None:
+                clog.info("rtp.stats", **stream.summary())
                 stream.close()
                 self._ports.release(stream.port)
             call.uas.forget(sip)

@@ -16,7 +16,7 @@ import errno
 import functools
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
@@ -165,6 +165,15 @@ class RtpStream(asyncio.DatagramProtocol):
     @property
     def remote(self) -> tuple[str, int] | None:
         return self._remote
+
+    def summary(self) -> dict[str, int]:
+        """Counters for the end-of-call log line."""
+        counts = {**asdict(self.stats), **asdict(self.reorder.stats)}
+        counts.pop("received")  # = packets_in
+        counts["filled_ms"] = self.audio_clock.filled_samples // (RATE // 1000)
+        if self.clock is not None:
+            counts.update(late_sends=self.clock.late, skipped_sends=self.clock.skipped)
+        return counts
 
     # --- receive ------------------------------------------------------------------------------
 

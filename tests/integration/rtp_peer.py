@@ -1,0 +1,146 @@
+"""A scriptable RTP caller for media tests: SIPp does the signalling, this socket the media.
+
+SIPp offers this socket's port in its SDP (``uac_until_bye``), so the gateway's RTP comes
+here; this peer sends G.711 and RFC 4733 packets, reordered, duplicated or dropped on purpose,
+on a 20 ms schedule, and keeps every packet it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.media.rtp import RtpPacket, RtpSender, parse_rtp
+
+from .peers import LOOPBACK
+
+# SIPp UAC: INVITE offering PCMU and telephone-event at MEDIA_PORT, ACK, then wait for the
+# gateway's BYE (the test ends the call by stopping the gateway) and answer it.
+_UAC_UNTIL_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call until the gateway hangs up">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio {media_port} RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+      a=ptime:20
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def uac_until_bye(path: Path, media_port: int | str) -> Path:
+    """The scenario above; ``media_port`` may be a SIPp keyword such as ``[field0]``."""
+    path.write_text(_UAC_UNTIL_BYE.format(media_port=media_port))
+    return path
+
+
+def dtmf_packets(sender: RtpSender, digit: int, timestamp: int, ms: int = 100) -> list[bytes]:
+    """One key press as a phone sends it (RFC 4733 §2.5.1): updates every 20 ms, marker on the
+    first, then the end packet three times; all with the event's start timestamp."""
+    samples = ms * 8
+    updates = [(duration, False) for duration in range(160, samples, 160)]
+    packets = []
+    for i, (duration, end) in enumerate([*updates, *[(samples, True)] * 3]):
+        payload = struct.pack("!BBH", digit, (0x80 if end else 0) | 10, duration)
+        packets.append(
+            bytes(sender.build_event(payload, marker=i == 0, timestamp=timestamp, payload_type=101))
+        )
+    return packets
+
+
+@dataclass
+class RtpPeer(asyncio.DatagramProtocol):
+    """A loopback socket that sends on a 20 ms schedule and records what it receives."""
+
+    received: list[tuple[float, RtpPacket]] = field(default_factory=list)
+    transport: asyncio.DatagramTransport | None = None
+    port: int = 0
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def open(cls) -> RtpPeer:
+        loop = asyncio.get_running_loop()
+        _, peer = await loop.create_datagram_endpoint(cls, local_addr=(LOOPBACK, 0))
+        return peer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.append((asyncio.get_running_loop().time(), parse_rtp(data)))
+        self._arrived.set()
+
+    async def play(
+        self, dest: tuple[str, int], packets: Iterable[bytes | None], ptime_s: float = 0.02
+    ) -> None:
+        """Send one item per ptime on an absolute schedule (None: a tick with nothing sent)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for i, data in enumerate(packets):
+            delay = start + i * ptime_s - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing a real-time stream, not synchronisation
+            if data is not None and self.transport is not None:
+                self.transport.sendto(data, dest)
+
+    async def wait_received(self, condition: Callable[[], bool], timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
