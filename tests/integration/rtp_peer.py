@@ -17,8 +17,8 @@ from gateway.media.rtp import RtpPacket, RtpSender, parse_rtp
 
 from .peers import LOOPBACK
 
-# SIPp UAC: INVITE offering PCMU and telephone-event at MEDIA_PORT, ACK, then wait for the
-# gateway's BYE (the test ends the call by stopping the gateway) and answer it.
+# SIPp UAC: INVITE offering PCMU and telephone-event at MEDIA_PORT, ACK, then either wait for
+# the gateway's BYE (a test ends the call by stopping the gateway) or hang up after a pause.
 _UAC_UNTIL_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="call until the gateway hangs up">
   <send retrans="500">
@@ -62,7 +62,11 @@ _UAC_UNTIL_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <recv request="BYE"/>
+{end}
+</scenario>
+"""
+
+_WAIT_FOR_BYE = """  <recv request="BYE"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -74,14 +78,30 @@ _UAC_UNTIL_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
 
     ]]>
+  </send>"""
+
+_BYE_AFTER = """  <pause milliseconds="{ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
   </send>
-</scenario>
-"""
+  <recv response="200" crlf="true"/>"""
 
 
-def uac_until_bye(path: Path, media_port: int | str) -> Path:
+def uac_until_bye(path: Path, media_port: int | str, hangup_after_ms: int | None = None) -> Path:
     """The scenario above; ``media_port`` may be a SIPp keyword such as ``[field0]``."""
-    path.write_text(_UAC_UNTIL_BYE.format(media_port=media_port))
+    end = _WAIT_FOR_BYE if hangup_after_ms is None else _BYE_AFTER.format(ms=hangup_after_ms)
+    path.write_text(_UAC_UNTIL_BYE.format(media_port=media_port, end=end))
     return path
 
 
