@@ -21,14 +21,13 @@ from typing import Protocol
 
 import numpy as np
 
-from .clock import PacketClock
 from .dtmf import DtmfDecoder, DtmfEvent
 from .g711 import G711
 from .jitter import AudioClock, ReorderBuffer
+from .pacer import Pacer
 from .rtp import RtpPacket, RtpParseError, RtpSender, parse_rtp
 
 RATE = 8000
-MAX_CATCH_UP_S = 0.2  # a loop stalled longer than this skips ahead instead of bursting
 REORDER_MAX_DELAY_S = 0.06
 COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
 
@@ -52,6 +51,8 @@ class RtpStats:
     comfort_noise: int = 0
     other_payload: int = 0  # payload types we did not negotiate
     dtmf_events: int = 0
+    late_sends: int = 0  # packets sent more than one ptime after their deadline
+    skipped_sends: int = 0  # packets not sent at all after a long stall (timestamps jump)
 
 
 class PortAllocator:
@@ -109,7 +110,9 @@ class RtpStream(asyncio.DatagramProtocol):
         self._audio_ssrc: int | None = None
         self.dtmf = DtmfDecoder()
         self._reorder_timer: asyncio.TimerHandle | None = None
-        self.clock: PacketClock | None = None
+        self._pacer: Pacer | None = None
+        self._source: FrameSource | None = None
+        self._talking = False
         self.stats = RtpStats()
         self.port = 0
         self.closed = asyncio.Event()
@@ -155,6 +158,8 @@ class RtpStream(asyncio.DatagramProtocol):
         self.closed.set()
 
     def close(self) -> None:
+        if self._pacer is not None:
+            self._pacer.leave(self)
         if self._reorder_timer is not None:
             self._reorder_timer.cancel()
             self._reorder_timer = None
@@ -171,8 +176,6 @@ class RtpStream(asyncio.DatagramProtocol):
         counts = {**asdict(self.stats), **asdict(self.reorder.stats)}
         counts.pop("received")  # = packets_in
         counts["filled_ms"] = self.audio_clock.filled_samples // (RATE // 1000)
-        if self.clock is not None:
-            counts.update(late_sends=self.clock.late, skipped_sends=self.clock.skipped)
         return counts
 
     # --- receive ------------------------------------------------------------------------------
@@ -247,27 +250,29 @@ class RtpStream(asyncio.DatagramProtocol):
     # --- send ---------------------------------------------------------------------------------
 
     async def pace(self, source: FrameSource) -> None:
-        """Send one packet per ptime on an absolute monotonic schedule, until closed."""
-        loop = asyncio.get_running_loop()
-        clock = self.clock = PacketClock(loop.time(), self.ptime_ms / 1000, MAX_CATCH_UP_S)
-        talking = False
-        while self._transport is not None:
-            delay = clock.deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            skipped = clock.tick(loop.time())
-            if skipped:
-                self._sender.timestamp += skipped * self.frame_samples
-            frame = source.next_frame()
-            if frame is None:
-                payload = self._silence
-                marker = False
-                talking = False
-            else:
-                payload = self.codec.encode(frame)
-                marker = not talking  # RFC 3551 §4.1: marker on the first packet of a talk spurt
-                talking = True
-            self.send(payload, marker)
+        """Send one packet per ptime, silence when ``source`` has nothing, until closed."""
+        if self._transport is None:
+            return
+        self._source = source
+        self._pacer = Pacer.for_ptime(self.ptime_ms)
+        await self._pacer.run(self)
+
+    def tick(self, skipped: int, late: bool) -> None:
+        """The shared pacer's call: this ptime's packet."""
+        assert self._source is not None
+        if skipped:
+            # Packets lost to a stall: the timestamp moves on with the clock (RFC 3550 §5.1).
+            self._sender.timestamp += skipped * self.frame_samples
+            self.stats.skipped_sends += skipped
+        self.stats.late_sends += late
+        frame = self._source.next_frame()
+        if frame is None:
+            self._talking = False
+            self.send(self._silence)
+        else:
+            # RFC 3551 §4.1: the marker bit on the first packet of a talk spurt.
+            self.send(self.codec.encode(frame), not self._talking)
+            self._talking = True
 
     def send(self, payload: bytes, marker: bool = False) -> None:
         if self._transport is None or self._remote is None:

@@ -49,6 +49,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by everything on the machine (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
 def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
@@ -131,6 +138,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     assert sipp.proc is not None
     pids = {"gateway": pid, "service": service.pid, "callers": caller.pid, "sipp": sipp.proc.pid}
     cpu0 = {name: cpu_seconds(p) for name, p in pids.items()}
+    busy0 = machine_busy_seconds()
     t0 = time.monotonic()
     profiler = None
     if args.profile:
@@ -142,6 +150,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     await asyncio.sleep(args.measure_s)  # the measurement window itself
     elapsed = time.monotonic() - t0
     cpu = {name: round((cpu_seconds(p) - cpu0[name]) / elapsed, 3) for name, p in pids.items()}
+    # Other sessions on the machine compete for the same cores: say how much they took.
+    machine = (machine_busy_seconds() - busy0) / elapsed
+    cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
     caller.stdin.write(b"stop\n")
     await caller.stdin.drain()
     received = await json_line(caller.stdout, 30)

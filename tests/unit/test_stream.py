@@ -206,4 +206,3 @@ async def test_pacer_ptime_marker_and_continuous_timestamps(ptime: int) -> None:
     ]
     markers = "".join("M" if p.marker else "." for p in packets)
     assert markers == "..M....M...M....M."  # first packet of each talk spurt (RFC 3551 §4.1)
-    assert s.clock is not None and s.clock.period == ptime / 1000
