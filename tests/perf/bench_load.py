@@ -1,7 +1,7 @@
 """Load run: N concurrent calls through one gateway process, measured from the outside.
 
     .venv/bin/python tests/perf/bench_load.py [--calls 200] [--rate 20] [--measure-s 30]
-                                              [--profile FILE]
+                                              [--audio-format pcm16|g711] [--profile FILE]
 
 Who plays what (all on loopback, each in its own process):
 
@@ -11,7 +11,8 @@ Who plays what (all on loopback, each in its own process):
   time of every packet the gateway sends back (inter-packet gaps, losses).
 * ``stream_service.py`` is the Realtime service: every session gets responses back to back,
   so every call's pacer sends model audio all the time (24 kHz PCM through soxr).
-* The gateway as users run it (``python -m gateway run``), on pcm16.
+* The gateway as users run it (``python -m gateway run``), on pcm16 (soxr both ways) or
+  g711 (passthrough).
 
 Once every call is up, the gateway's CPU (/proc/PID/stat), its RSS and the callers' receive
 statistics are taken over ``--measure-s``; the gateway's own end-of-call counters (rtp.stats)
@@ -56,6 +57,13 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / TICKS
 
 
+def udp_drops() -> int:
+    """Datagrams the kernel dropped because a socket's receive buffer was full (machine-wide)."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Udp:")]  # fmt: skip
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
 def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
@@ -91,7 +99,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     config = {
         "sip": {"max_calls": n + 10},
         "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + 2 * n + 19},
-        "realtime": {"url": url, "auth": {"method": "none"}, "connect_timeout_s": 20},
+        "realtime": {
+            "url": url,
+            "auth": {"method": "none"},
+            "connect_timeout_s": 20,
+            "audio_format": args.audio_format,
+        },
         "logging": {"level": "info"},
     }
     gateway = GatewayProcess(workdir, config)
@@ -139,6 +152,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     pids = {"gateway": pid, "service": service.pid, "callers": caller.pid, "sipp": sipp.proc.pid}
     cpu0 = {name: cpu_seconds(p) for name, p in pids.items()}
     busy0 = machine_busy_seconds()
+    drops0 = udp_drops()
     t0 = time.monotonic()
     profiler = None
     if args.profile:
@@ -153,6 +167,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     # Other sessions on the machine compete for the same cores: say how much they took.
     machine = (machine_busy_seconds() - busy0) / elapsed
     cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
+    drops = udp_drops() - drops0
     caller.stdin.write(b"stop\n")
     await caller.stdin.drain()
     received = await json_line(caller.stdout, 30)
@@ -178,11 +193,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "benchmark": "load_concurrent_calls",
         "calls": n,
+        "audio_format": args.audio_format,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "sipp_exit_code": code,
         "measure_s": round(elapsed, 1),
         "outbound_as_received_by_callers": received,
+        "udp_receive_buffer_drops_machine_wide": drops,
         "gateway_rtp_stats_summed_over_calls": totals,
         "cpu_cores": cpu,
         "gateway_rss_mib": {
@@ -201,6 +218,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20, help="new calls per second")
     parser.add_argument("--settle-s", type=float, default=5)
     parser.add_argument("--measure-s", type=float, default=30)
+    parser.add_argument("--audio-format", choices=["pcm16", "g711"], default="pcm16")
     parser.add_argument("--profile", help="write a py-spy raw profile of the gateway here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:

@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from gateway.media.g711 import PCMA, PCMU
 from gateway.realtime.embedded import default_session, merge_session
 
 RATE = 24000
@@ -36,26 +37,31 @@ _ids = itertools.count(1)
 stats = {"sessions": 0, "appends": 0, "deltas": 0, "responses": 0}
 
 
-def voice_chunks(seconds: float = 6.0) -> list[str]:
-    """Speech-like 24 kHz audio (a gliding tone with a syllable envelope), base64 per delta."""
-    t = np.arange(int(seconds * RATE)) / RATE
+def voice_chunks(fmt: str, seconds: float = 6.0) -> list[str]:
+    """Speech-like audio (a gliding tone with a syllable envelope) in the session's output
+    format (audio/pcm at 24 kHz, or audio/pcmu, audio/pcma at 8 kHz), base64 per delta."""
+    rate = RATE if fmt == "audio/pcm" else 8000
+    t = np.arange(int(seconds * rate)) / rate
     pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
     voice = sum(np.sin(k * phase) / k for k in range(1, 8))
     envelope = 0.3 + 0.7 * np.abs(np.sin(2 * np.pi * 2.5 * t))
-    pcm = (6000 * voice * envelope).astype("<i2").tobytes()
-    step = RATE * DELTA_MS // 1000 * 2
-    return [base64.b64encode(pcm[i : i + step]).decode() for i in range(0, len(pcm), step)]
+    pcm = (6000 * voice * envelope).astype(np.int16)
+    if fmt == "audio/pcm":
+        data, step = pcm.astype("<i2").tobytes(), rate * DELTA_MS // 1000 * 2
+    else:
+        data, step = (PCMU if fmt == "audio/pcmu" else PCMA).encode(pcm), rate * DELTA_MS // 1000
+    return [base64.b64encode(data[i : i + step]).decode() for i in range(0, len(data), step)]
 
 
-CHUNKS = voice_chunks()
+CHUNKS = {fmt: voice_chunks(fmt) for fmt in ("audio/pcm", "audio/pcmu", "audio/pcma")}
 
 
-async def stream(ws: ServerConnection, response_s: float, lead_s: float) -> None:
+async def stream(ws: ServerConnection, fmt: str, response_s: float, lead_s: float) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     sent_s = 0.0
-    chunks = itertools.cycle(CHUNKS)
+    chunks = itertools.cycle(CHUNKS[fmt])
     while True:
         rid, iid = f"resp_{next(_ids)}", f"item_{next(_ids)}"
         response = {"id": rid, "object": "realtime.response", "status": "in_progress",
@@ -94,7 +100,8 @@ async def session(ws: ServerConnection, response_s: float, lead_s: float) -> Non
                 config = merge_session(config, event["session"], voice_locked=False)
                 await ws.send(json.dumps({"type": "session.updated", "session": config}))
                 if talker is None:
-                    talker = asyncio.create_task(stream(ws, response_s, lead_s))
+                    fmt = config["audio"]["output"]["format"]["type"]
+                    talker = asyncio.create_task(stream(ws, fmt, response_s, lead_s))
     except ConnectionClosed:
         pass
     finally:
