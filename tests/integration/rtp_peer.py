@@ -16,55 +16,14 @@ from pathlib import Path
 from gateway.media.rtp import RtpPacket, RtpSender, parse_rtp
 
 from .peers import LOOPBACK
+from .scenarios import invite_expecting
 
-# SIPp UAC: INVITE offering PCMU and telephone-event at MEDIA_PORT, ACK, then either wait for
+# SIPp UAC: after scenarios.invite_expecting's INVITE (answered 200) and ACK, either wait for
 # the gateway's BYE (a test ends the call by stopping the gateway) or hang up after a pause.
-_UAC_UNTIL_BYE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="call until the gateway hangs up">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio {media_port} RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-16
-      a=ptime:20
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send>
-    <![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-{end}
-</scenario>
-"""
+OFFER = (
+    "0 101",
+    ["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16", "a=ptime:20"],
+)
 
 _WAIT_FOR_BYE = """  <recv request="BYE"/>
   <send>
@@ -99,9 +58,12 @@ _BYE_AFTER = """  <pause milliseconds="{ms}"/>
 
 
 def uac_until_bye(path: Path, media_port: int | str, hangup_after_ms: int | None = None) -> Path:
-    """The scenario above; ``media_port`` may be a SIPp keyword such as ``[field0]``."""
+    """A call that offers ``media_port`` (or a SIPp keyword such as ``[field0]``) in its SDP,
+    so that the gateway's RTP goes to a socket of the test's own rather than to SIPp."""
     end = _WAIT_FOR_BYE if hangup_after_ms is None else _BYE_AFTER.format(ms=hangup_after_ms)
-    path.write_text(_UAC_UNTIL_BYE.format(media_port=media_port, end=end))
+    xml = invite_expecting(path, 200, offer=OFFER).read_text()
+    xml = xml.replace("m=audio [media_port] ", f"m=audio {media_port} ", 1)
+    path.write_text(xml.replace("</scenario>", f"{end}\n</scenario>"))
     return path
 
 
