@@ -111,9 +111,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     await gateway.start()
     pid = gateway.pid
     assert pid is not None
+    # As media servers are deployed (FreeSWITCH -rp, Asterisk -p): ahead of batch work.
     if args.nice:
-        # As a media server is deployed (FreeSWITCH -rp, Asterisk -p): ahead of batch work.
         os.setpriority(os.PRIO_PROCESS, pid, args.nice)
+    if args.rr:
+        os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(args.rr))
     rss_idle = rss_mib(pid)
 
     ramp_s = n / args.rate
@@ -198,6 +200,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "calls": n,
         "audio_format": args.audio_format,
         "gateway_nice": args.nice,
+        "gateway_sched_rr_priority": args.rr,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "sipp_exit_code": code,
@@ -224,6 +227,7 @@ def main() -> None:
     parser.add_argument("--measure-s", type=float, default=30)
     parser.add_argument("--audio-format", choices=["pcm16", "g711"], default="pcm16")
     parser.add_argument("--nice", type=int, default=0, help="gateway's nice value (root: < 0)")
+    parser.add_argument("--rr", type=int, default=0, help="run the gateway SCHED_RR (root)")
     parser.add_argument("--profile", help="write a py-spy raw profile of the gateway here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
