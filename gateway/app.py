@@ -286,7 +286,14 @@ class Gateway:
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
-                lambda: RtpStream(plan.codec, plan.payload_type, plan.remote, _drop, plan.ptime_ms),
+                lambda: RtpStream(
+                    plan.codec,
+                    plan.payload_type,
+                    plan.remote,
+                    _drop,
+                    plan.ptime_ms,
+                    dtmf_payload_type=plan.dtmf_payload_type,
+                ),
             )
             started = time.monotonic()
             session = await RealtimeLink.connect(
@@ -358,6 +365,7 @@ class Gateway:
             if session is not None:
                 await session.close()
             if stream is not None:
+                clog.info("rtp.stats", **stream.summary())
                 stream.close()
                 self._ports.release(stream.port)
             call.uas.forget(sip)

@@ -67,6 +67,7 @@ class CallBridge:
         self.greeting = greeting
         self.log = log
         self.playback = Playback(rtp.frame_samples)
+        rtp.on_dtmf = lambda digit, ms: log.info("call.dtmf", digit=digit, duration_ms=ms)
         self._up = Resampler(8000, rt.PCM16_RATE)
         self._down = Resampler(rt.PCM16_RATE, 8000)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)

@@ -167,6 +167,20 @@ class GatewayProcess:
         except TimeoutError:
             raise AssertionError(f"no {name} within {timeout} s:\n{self.tail()}") from None
 
+    async def events_after(self, seen: int, *, timeout: float) -> list[dict[str, Any]]:
+        """The events logged after the first ``seen``, waiting up to ``timeout`` for one."""
+        async with asyncio.timeout(timeout):
+            while len(self.events) <= seen:
+                if self._reader is not None and self._reader.done():
+                    raise AssertionError(f"gateway exited:\n{self.tail()}")
+                self._changed.clear()
+                await self._changed.wait()
+        return self.events[seen:]
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.raw[-lines:])
 
