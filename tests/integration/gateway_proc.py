@@ -51,6 +51,8 @@ class GatewayProcess:
             "sip": {"bind": LOOPBACK, "port": self.port, "allow_from": ["127.0.0.0/8"]},
             "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + RTP_PORTS - 1},
             "logging": {"format": "json", "level": "debug"},
+            # stop() hangs up at once unless a test is about draining (test_service.py).
+            "service": {"drain_timeout_s": 0},
             "metrics": {"bind": LOOPBACK, "port": self.metrics_port},
         }
         self.env = {k: v for k, v in os.environ.items() if k not in (env or {})}
