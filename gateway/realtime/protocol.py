@@ -59,6 +59,7 @@ class AudioDelta:
 class AudioDone:
     response_id: str
     item_id: str
+    content_index: int = 0
 
 
 @dataclass(slots=True)
@@ -68,6 +69,15 @@ class Transcript:
     role: str  # "caller" | "agent"
     item_id: str
     text: str
+
+
+@dataclass(slots=True)
+class TranscriptDelta:
+    """A piece of the agent's output transcript, ahead of its `Transcript` (kept for a call
+    that ends before the transcript is done)."""
+
+    item_id: str
+    delta: str
 
 
 @dataclass(slots=True)
@@ -113,6 +123,7 @@ ServerEvent = (
     | AudioDelta
     | AudioDone
     | Transcript
+    | TranscriptDelta
     | ResponseDone
     | ItemTruncated
     | ServiceError
@@ -161,6 +172,8 @@ class GaDialect:
             if agent.input_transcription.language:
                 transcription["language"] = agent.input_transcription.language
             audio_in["transcription"] = transcription
+        if agent.noise_reduction is not None:
+            audio_in["noise_reduction"] = {"type": agent.noise_reduction}
         session = {
             "type": "realtime",
             "instructions": agent.instructions,
@@ -267,7 +280,12 @@ _GA_HANDLERS = {
         int(ev.get("content_index", 0)),
         base64.b64decode(ev["delta"], validate=True),
     ),
-    "response.output_audio.done": lambda ev: AudioDone(ev["response_id"], ev["item_id"]),
+    "response.output_audio.done": lambda ev: AudioDone(
+        ev["response_id"], ev["item_id"], int(ev.get("content_index", 0))
+    ),
+    "response.output_audio_transcript.delta": lambda ev: TranscriptDelta(
+        ev["item_id"], ev.get("delta") or ""
+    ),
     "response.output_audio_transcript.done": lambda ev: Transcript(
         "agent", ev["item_id"], ev.get("transcript") or ""
     ),
