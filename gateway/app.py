@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import secrets
 import signal
 import time
@@ -20,6 +21,7 @@ from aiosipua.transport import SipTransport, TcpSipTransport
 
 from . import __version__
 from .bridge.call import CallBridge
+from .bridge.transcript import TranscriptLog
 from .config import GatewayConfig, api_key
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
@@ -81,6 +83,17 @@ class Gateway:
             self._auth = ApiKeyAuth(key)
         elif rt.auth.method == "entra":
             self._auth = EntraAuth(rt.auth.entra_scope)
+
+        transcripts = self.cfg.records.transcripts_dir
+        if transcripts is not None:
+            try:
+                transcripts.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StartupError(
+                    f"records.transcripts_dir: cannot create {transcripts}: {exc.strerror}"
+                ) from None
+            if not os.access(transcripts, os.W_OK | os.X_OK):
+                raise StartupError(f"records.transcripts_dir: {transcripts} is not writable")
 
         sip = self.cfg.sip
         for kind in sip.transports:
@@ -198,6 +211,7 @@ class Gateway:
         )
         session: RealtimeSession | None = None
         stream: RtpStream | None = None
+        transcript: TranscriptLog | None = None
         answered_at: float | None = None
         reason = "unknown"
         try:
@@ -227,18 +241,27 @@ class Gateway:
                 session_id=session.id,
                 handshake_ms=round((time.monotonic() - started) * 1000),
             )
+            answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
+            sip.accept(answer)
+            answered_at = time.monotonic()
+            transcript = TranscriptLog.open(
+                self.cfg.records.transcripts_dir,
+                call.id,
+                clog,
+                sip_call_id=sip.call_id,
+                caller=sip.caller,
+                callee=sip.callee,
+            )
             bridge = CallBridge(
                 session,
                 stream,
                 plan.codec,
                 self.cfg.realtime.audio_format,
-                self.cfg.agent.greeting,
+                self.cfg.agent,
                 clog,
+                transcript,
             )
             stream.on_payload = bridge.on_payload
-            answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
-            sip.accept(answer)
-            answered_at = time.monotonic()
             clog.info(
                 "call.answered",
                 codec=plan.codec.name,
@@ -272,6 +295,8 @@ class Gateway:
                 reject(sip, 500, "Server Internal Error")
         finally:
             reason = call.end_reason or reason
+            if transcript is not None:
+                transcript.close(reason)
             if sip.dialog.state == DialogState.CONFIRMED and reason != "caller_bye":
                 sip.hangup()
             if session is not None:
