@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
+
 _INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="INVITE answered with {status}">
   <send retrans="500">
@@ -109,3 +111,109 @@ def invite_expecting(
 def options_expecting(path: Path, status: int) -> Path:
     path.write_text(_OPTIONS.format(status=status))
     return path
+
+
+_UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call whose media is another process's socket ([rtp_port])">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [rtp_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=ptime:20
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 ACK
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+{ending}
+</scenario>
+"""
+
+_WAIT_FOR_BYE = """  <recv request="BYE" timeout="{timeout_ms}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>"""
+
+_HANG_UP_AFTER = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>"""
+
+
+def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int = 60_000) -> Path:
+    """A PCMU call whose SDP offers the port given as ``-key rtp_port N`` (a Python RTP caller).
+
+    Ends with the caller's BYE after ``hang_up_after_ms``, or else waits (up to
+    ``timeout_ms``) for the gateway's BYE.
+    """
+    ending = (
+        _WAIT_FOR_BYE.format(timeout_ms=timeout_ms)
+        if hang_up_after_ms is None
+        else _HANG_UP_AFTER.format(pause_ms=hang_up_after_ms)
+    )
+    path.write_text(_UAC_CALL.replace("{ending}", ending))
+    return path
+
+
+def sipp_dial(
+    workdir: Path, gateway_port: int, rtp_port: int, *, hang_up_after_ms: int | None = None
+) -> Sipp:
+    """SIPp calling the gateway for a Python RTP caller listening on `rtp_port`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenario = uac_call(workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms)
+    sip_port = free_udp_port()
+    args: list[str | int] = ["-sf", scenario, "-key", "rtp_port", rtp_port, "-m", 1]
+    args += ["-i", LOOPBACK, "-p", sip_port, "-mp", free_port_block(4), "-s", "agent"]
+    return Sipp(workdir, [*args, f"{LOOPBACK}:{gateway_port}"], sip_port=sip_port)
