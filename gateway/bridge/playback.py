@@ -23,6 +23,9 @@ import numpy as np
 
 RATE = 8000
 MAX_BUFFER_S = 300  # a runaway response cannot grow the buffer without bound
+# A talk spurt starts only with this much queued (or the whole item): the first delta comes
+# out of soxr 13-73 ms short, and an underrun a few frames in is a gap the caller hears.
+START_MS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ class Playback:
         self.items: dict[ItemKey, ItemAccount] = {}  # items not finished yet
         self.dropped_samples = 0
         self.held = False
+        self._talking = False  # the last frame carried audio
+        self._start_samples = START_MS * RATE // 1000
 
     @property
     def buffered_ms(self) -> float:
@@ -127,10 +132,13 @@ class Playback:
     def next_frame(self) -> np.ndarray | None:
         """One frame for the pacer, or None (silence) when there is nothing ready."""
         n = self.frame_samples
-        if self.held or not self._buffered:
-            return None
-        if self._buffered < n and not self._chunks[-1][0].done:
-            return None  # wait for the rest of a still-streaming answer
+        need = n if self._talking else max(n, self._start_samples)
+        if self.held or not self._buffered or (
+            self._buffered < need and not self._chunks[-1][0].done
+        ):
+            self._talking = False
+            return None  # wait for more of a still-streaming answer
+        self._talking = True
         out = self._frame
         filled = 0
         while filled < n and self._chunks:

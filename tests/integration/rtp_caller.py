@@ -51,6 +51,8 @@ class RtpCaller(asyncio.DatagramProtocol):
         self.echo_gain = None if echo_gain_db is None else 10 ** (echo_gain_db / 20)
         self.echo_delay_s = echo_delay_ms / 1000
         self.heard: list[Heard] = []
+        self._spurts: list[list[Heard]] = []
+        self._sound = 0
         self.speech_sent_at: list[float] = []  # when each say() really started going out
         self._remote: tuple[str, int] | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -94,7 +96,13 @@ class RtpCaller(asyncio.DatagramProtocol):
         marker = bool(data[1] & 0x80)
         (seq,) = struct.unpack_from("!H", data, 2)
         payload = data[12:]
-        self.heard.append(Heard(now, seq, marker, payload))
+        heard = Heard(now, seq, marker, payload)
+        self.heard.append(heard)
+        if not heard.is_silence(self.codec.silence):  # kept as it comes: cheap to wait on
+            if marker or not self._spurts:
+                self._spurts.append([])
+            self._spurts[-1].append(heard)
+            self._sound += 1
         if self._remote is None:
             self._remote = addr
             self._sender = asyncio.get_running_loop().create_task(self._send_loop())
@@ -114,20 +122,14 @@ class RtpCaller(asyncio.DatagramProtocol):
 
     # --- what was heard -------------------------------------------------------------------
 
-    def agent_packets(self) -> list[Heard]:
+    @property
+    def sound_packets(self) -> int:
         """Packets that carried sound (the gateway sends exact digital silence otherwise)."""
-        return [h for h in self.heard if not h.is_silence(self.codec.silence)]
+        return self._sound
 
     def spurts(self) -> list[list[Heard]]:
         """Talk spurts heard: runs of sound packets; each starts with the RTP marker bit."""
-        out: list[list[Heard]] = []
-        for h in self.heard:
-            if h.is_silence(self.codec.silence):
-                continue
-            if h.marker or not out:
-                out.append([])
-            out[-1].append(h)
-        return out
+        return self._spurts
 
     def audio(self) -> np.ndarray:
         return np.concatenate([self.codec.decode(h.payload) for h in self.heard])

@@ -208,11 +208,18 @@ def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int
 
 
 def sipp_dial(
-    workdir: Path, gateway_port: int, rtp_port: int, *, hang_up_after_ms: int | None = None
+    workdir: Path,
+    gateway_port: int,
+    rtp_port: int,
+    *,
+    hang_up_after_ms: int | None = None,
+    timeout_ms: int = 60_000,
 ) -> Sipp:
     """SIPp calling the gateway for a Python RTP caller listening on `rtp_port`."""
     workdir.mkdir(parents=True, exist_ok=True)
-    scenario = uac_call(workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms)
+    scenario = uac_call(
+        workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms, timeout_ms=timeout_ms
+    )
     sip_port = free_udp_port()
     args: list[str | int] = ["-sf", scenario, "-key", "rtp_port", rtp_port, "-m", 1]
     args += ["-i", LOOPBACK, "-p", sip_port, "-mp", free_port_block(4), "-s", "agent"]

@@ -64,7 +64,7 @@ async def test_talking_over_a_long_answer_stops_it_and_truncates_at_what_was_hea
             await phone.wait_until(lambda: bool(phone.heard), 15, "the gateway's first packet")
             phone.say(voice(1.0, 120.0))  # a question
             await phone.wait_until(
-                lambda: len(phone.agent_packets()) >= 40, 20, "0.8 s of the answer"
+                lambda: phone.sound_packets >= 40, 20, "0.8 s of the answer"
             )
             phone.say(voice(1.5, 120.0))  # talk over the answer
             # The next answer starts only after the service handled the truncate (one socket,

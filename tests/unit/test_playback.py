@@ -77,10 +77,11 @@ def test_streaming_item_with_everything_sent_is_still_cut() -> None:
     """All audio received so far went out, but the model was still talking: not heard in
     full, so it gets truncated at what was sent."""
     pb = Playback(160)
-    pb.push(A, ramp(160), 20.0)
+    pb.push(A, ramp(320), 40.0)
+    pb.next_frame()
     pb.next_frame()
     [item] = pb.interrupt()
-    assert item.key == A and item.interrupted and item.heard_ms == 20
+    assert item.key == A and item.interrupted and item.heard_ms == 40
 
 
 def test_heard_ms_is_clamped_to_what_was_received() -> None:
@@ -103,7 +104,21 @@ def test_frame_spanning_two_items_accounts_each() -> None:
     pb = Playback(160)
     pb.push(A, ramp(100), 12.5)
     pb.mark_done(A)
-    pb.push(B, ramp(100), 12.5)
+    pb.push(B, ramp(300), 37.5)
     pb.next_frame()
     assert A not in pb.items  # played in full
     assert pb.items[B].sent_samples == 60
+
+
+def test_a_talk_spurt_starts_only_with_40_ms_queued_or_the_whole_item() -> None:
+    """The first delta comes out of the resampler short: starting on one frame would leave
+    a gap two frames later. Once talking, one frame is enough."""
+    pb = Playback(160)
+    pb.push(A, ramp(300), 37.5)
+    assert pb.next_frame() is None
+    pb.push(A, ramp(20, 300), 2.5)
+    np.testing.assert_array_equal(pb.next_frame(), ramp(160))
+    np.testing.assert_array_equal(pb.next_frame(), ramp(160, 160))  # 160 left: enough now
+    pb.push(B, ramp(200), 25.0)
+    pb.mark_done(B)
+    assert pb.next_frame() is not None  # a short item that is complete needs no 40 ms
