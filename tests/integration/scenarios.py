@@ -6,9 +6,7 @@ from pathlib import Path
 
 from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
 
-_INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="INVITE answered with {status}">
-  <send retrans="500">
+_SEND_INVITE = """  <send retrans="500">
     <![CDATA[
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -26,10 +24,14 @@ _INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
-      m=audio [media_port] RTP/AVP {formats}
+      m=audio {media_port} RTP/AVP {formats}
 {rtpmaps}
     ]]>
-  </send>
+  </send>"""
+
+_INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="INVITE answered with {status}">
+{invite}
   <recv response="100" optional="true"/>
   <recv response="{status}">
 {checks}
@@ -79,6 +81,15 @@ PCMU = ("0 101", ["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"])
 G729_ONLY = ("18", ["a=rtpmap:18 G729/8000"])
 
 
+def _invite(media_port: str, offer: tuple[str, list[str]]) -> str:
+    formats, rtpmaps = offer
+    return _SEND_INVITE.format(
+        media_port=media_port,
+        formats=formats,
+        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
+    )
+
+
 def invite_expecting(
     path: Path,
     status: int,
@@ -90,7 +101,6 @@ def invite_expecting(
 
     `headers` maps a header name to a regexp its value must match in that response.
     """
-    formats, rtpmaps = offer
     checks = "\n".join(
         _HEADER_CHECK.format(regexp=regexp, header=name, n=i)
         for i, (name, regexp) in enumerate((headers or {}).items())
@@ -99,8 +109,7 @@ def invite_expecting(
     references = f'  <Reference variables="{names}"/>' if names else ""
     body = _INVITE.format(
         status=status,
-        formats=formats,
-        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
+        invite=_invite("[media_port]", offer),
         checks=checks,
         references=references,
     )
@@ -115,30 +124,7 @@ def options_expecting(path: Path, status: int) -> Path:
 
 _UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="call whose media is another process's socket ([rtp_port])">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [rtp_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=ptime:20
-    ]]>
-  </send>
+{invite}
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="200" rrs="true"/>
@@ -203,7 +189,8 @@ def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int
         if hang_up_after_ms is None
         else _HANG_UP_AFTER.format(pause_ms=hang_up_after_ms)
     )
-    path.write_text(_UAC_CALL.replace("{ending}", ending))
+    invite = _invite("[rtp_port]", PCMU)
+    path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
     return path
 
 
