@@ -2,6 +2,7 @@
 
 A call is answered only once its Realtime session is open and configured;
 anything that fails before that gets a precise SIP error, never 200 then silence.
+Signals, readiness and draining are `lifecycle.Service`'s job; metrics are `metrics.py`'s.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import asyncio
 import ipaddress
 import os
 import secrets
-import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -24,10 +25,12 @@ from .bridge.call import CallBridge
 from .bridge.transcript import TranscriptLog
 from .config import GatewayConfig, api_key
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
+from .metrics import CallProbe, Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 from .realtime.client import RealtimeConnectError, RealtimeSession
 from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.protocol import dialect_for
+from .routing import CallInfo, Router
 from .sip.sdp import NotAcceptable, build_answer, plan_media
 from .sip.transport import UdpTransport
 from .sip.uas import GatewayUAS, reject
@@ -36,6 +39,9 @@ log = structlog.get_logger("gateway")
 
 USER_AGENT = f"sip-realtime-gateway/{__version__}"
 SHUTDOWN_GRACE_S = 5.0
+RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before retrying
+SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
+RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
 
 
 class StartupError(Exception):
@@ -64,6 +70,13 @@ class Gateway:
         self._base_url = cfg.realtime.url
         self._dialect = dialect_for(cfg.realtime.protocol)
         self.sip_port = cfg.sip.port
+        self.router = Router(cfg)
+        self.metrics = Metrics()
+        self.metrics.active_calls.set_function(lambda: len(self.calls))
+        self._metrics_server: MetricsServer | None = None
+        self.ready = False  # SIP listens and the Realtime side was checked
+        self.draining = False  # stopping: new calls and OPTIONS get 503
+        self.on_calls_changed: Callable[[], None] = lambda: None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -83,6 +96,8 @@ class Gateway:
             self._auth = ApiKeyAuth(key)
         elif rt.auth.method == "entra":
             self._auth = EntraAuth(rt.auth.entra_scope)
+            await self._check_token()
+        await self._start_metrics()
 
         transcripts = self.cfg.records.transcripts_dir
         if transcripts is not None:
@@ -107,6 +122,7 @@ class Gateway:
             uas.on_bye = self._on_bye
             uas.on_cancel = self._on_cancel
             uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
+            uas.unavailable = self._unavailable
             try:
                 await uas.start()
             except OSError as exc:
@@ -118,19 +134,52 @@ class Gateway:
             # With port 0 (tests), every further transport shares the port the first one got.
             self.sip_port = _bound_port(transport) or self.sip_port
             transport.local_addr = (transport.local_addr[0], self.sip_port)
+        self.ready = True
+        metrics = self.cfg.metrics
         log.info(
             "gateway.ready",
             sip=f"{sip.bind}:{self.sip_port}",
             transports=sip.transports,
             realtime="embedded:echo" if rt.embedded else rt.url,
             deployment=None if rt.embedded else rt.deployment,
+            metrics=f"{metrics.bind}:{metrics.port}" if metrics.enabled else None,
             version=__version__,
         )
 
-    async def stop(self) -> None:
-        """Hang up every call, then close listeners and the embedded agent."""
+    async def _check_token(self) -> None:
+        """Entra: a token must be obtainable before the gateway says it is ready."""
+        try:
+            async with asyncio.timeout(self.cfg.realtime.connect_timeout_s):
+                await self._auth.headers()
+        except Exception as exc:  # azure-identity raises several types; none carry secrets
+            await self._auth.close()
+            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            raise StartupError(
+                f"realtime.auth.method entra: no token for {self.cfg.realtime.auth.entra_scope} "
+                f"({reason}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+            ) from None
+
+    async def _start_metrics(self) -> None:
+        cfg = self.cfg.metrics
+        if not cfg.enabled:
+            return
+        server = MetricsServer(
+            self.metrics, cfg.bind, cfg.port, lambda: self.ready and not self.draining
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"metrics: cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}"
+            ) from None
+        self._metrics_server = server
+
+    async def stop(self, reason: str = "shutdown") -> None:
+        """Hang up every call (BYE), then close listeners and the embedded agent."""
+        self.ready = False
         for call in list(self.calls.values()):
-            self._end(call.sip.call_id, "shutdown")
+            self._end(call.sip.call_id, reason)
         tasks = [c.task for c in self.calls.values() if c.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
@@ -141,35 +190,40 @@ class Gateway:
             await self._embedded.close()
             self._embedded = None
         await self._auth.close()
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
+            self._metrics_server = None
         log.info("gateway.stopped")
 
-    async def run_until_signalled(self) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        try:
-            await stop.wait()
-            log.info("gateway.stopping", active_calls=len(self.calls))
-        finally:
-            await self.stop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+    def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:
+        """A reloaded config: new calls get its agent, profiles and routes; calls in progress
+        keep theirs.
+
+        Returns the sections applied and the changed sections that need a restart.
+        """
+        changed = [
+            name for name in type(new).model_fields if getattr(new, name) != getattr(self.cfg, name)
+        ]
+        applied = [name for name in changed if name in RELOADABLE]
+        self.cfg = self.cfg.model_copy(update={name: getattr(new, name) for name in applied})
+        if applied:
+            self.router = Router(self.cfg)  # a call in progress keeps the route it was given
+        return applied, [name for name in changed if name not in RELOADABLE]
 
     # --- SIP events ---------------------------------------------------------------------------
 
     def _on_invite(self, uas: GatewayUAS, sip: IncomingCall) -> None:
         source = sip.source_addr[0]
         clog = log.bind(sip_call_id=sip.call_id, source=f"{source}:{sip.source_addr[1]}")
-        if not self._allowed(source):
-            clog.warning("call.rejected", status=403, reason="source not in sip.allow_from")
-            reject(sip, 403, "Forbidden")
-            uas.forget(sip)
-            return
-        if len(self.calls) >= self.cfg.sip.max_calls:
-            clog.warning("call.rejected", status=503, reason="sip.max_calls reached")
-            reject(sip, 503, "Service Unavailable", retry_after=5)
+        refusal = self._refusal(source)
+        if refusal is not None:
+            status, label, why = refusal
+            clog.warning("call.rejected", status=status, reason=why)
+            self.metrics.rejected(label)
+            if status == 403:
+                reject(sip, 403, "Forbidden")
+            else:
+                reject(sip, 503, "Service Unavailable", retry_after=RETRY_AFTER_S)
             uas.forget(sip)
             return
         call = ActiveCall(secrets.token_hex(6), sip, uas)
@@ -177,6 +231,21 @@ class Gateway:
         call.task = asyncio.get_running_loop().create_task(
             self._handle_call(call), name=f"call-{call.id}"
         )
+        self.on_calls_changed()
+
+    def _refusal(self, source: str) -> tuple[int, str, str] | None:
+        """Why an INVITE from `source` cannot be taken: (status, metric label, log reason)."""
+        if not self._allowed(source):
+            return 403, "forbidden", "source not in sip.allow_from"
+        if self.draining:
+            return 503, "draining", "the gateway is stopping"
+        if len(self.calls) >= self.cfg.sip.max_calls:
+            return 503, "max_calls", "sip.max_calls reached"
+        return None
+
+    def _unavailable(self) -> bool:
+        """OPTIONS get 503 too when an INVITE would: a PBX's health check sees it first."""
+        return self.draining or len(self.calls) >= self.cfg.sip.max_calls
 
     def _on_bye(self, sip: IncomingCall, request: SipRequest) -> None:
         self._end(sip.call_id, "caller_bye")
@@ -202,6 +271,9 @@ class Gateway:
 
     async def _handle_call(self, call: ActiveCall) -> None:
         sip = call.sip
+        # In this task's context: every line logged by the call, its bridge and the libraries
+        # it calls (websockets) carries both ids (observability.py merges contextvars).
+        structlog.contextvars.bind_contextvars(call_id=call.id, sip_call_id=sip.call_id)
         clog = log.bind(call_id=call.id, sip_call_id=sip.call_id)
         clog.info(
             "call.received",
@@ -220,6 +292,8 @@ class Gateway:
             if sip.sdp_offer is None:
                 raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
             plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
+            route = self.router.select(CallInfo.from_invite(sip))
+            clog.info("call.routed", profile=route.profile)
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
@@ -231,19 +305,18 @@ class Gateway:
                 deployment=self.cfg.realtime.deployment,
                 dialect=self._dialect,
                 auth=self._auth,
-                agent=self.cfg.agent,
+                agent=route.agent,
                 audio_format=self.cfg.realtime.audio_format,
                 codec=plan.codec.name,
                 connect_timeout=self.cfg.realtime.connect_timeout_s,
             )
+            handshake_s = time.monotonic() - started
+            self.metrics.handshake.observe(handshake_s)
             clog.info(
                 "realtime.session_open",
                 session_id=session.id,
-                handshake_ms=round((time.monotonic() - started) * 1000),
+                handshake_ms=round(handshake_s * 1000),
             )
-            answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
-            sip.accept(answer)
-            answered_at = time.monotonic()
             transcript = TranscriptLog.open(
                 self.cfg.records.transcripts_dir,
                 call.id,
@@ -257,11 +330,16 @@ class Gateway:
                 stream,
                 plan.codec,
                 self.cfg.realtime.audio_format,
-                self.cfg.agent,
+                route.agent,
                 clog,
                 transcript,
+                probe=CallProbe(self.metrics),
             )
             stream.on_payload = bridge.on_payload
+            answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
+            sip.accept(answer)
+            answered_at = time.monotonic()
+            self.metrics.answered()
             clog.info(
                 "call.answered",
                 codec=plan.codec.name,
@@ -279,10 +357,11 @@ class Gateway:
         except NoPortAvailable as exc:
             reason = "no_rtp_port"
             clog.error("call.rejected", status=503, reason=str(exc))
-            reject(sip, 503, "Service Unavailable", retry_after=5)
+            reject(sip, 503, "Service Unavailable", retry_after=RETRY_AFTER_S)
         except RealtimeConnectError as exc:
             reason = "realtime_unavailable"
             clog.error("call.rejected", status=503, reason=exc.reason, http_status=exc.status)
+            self.metrics.realtime_error(f"http_{exc.status}" if exc.status else "connect_failed")
             reject(sip, 503, "Service Unavailable", retry_after=exc.retry_after)
         except asyncio.CancelledError:
             reason = call.end_reason or "cancelled"
@@ -306,14 +385,35 @@ class Gateway:
                 self._ports.release(stream.port)
             call.uas.forget(sip)
             self.calls.pop(sip.call_id, None)
+            duration_s = time.monotonic() - answered_at if answered_at else 0.0
+            self._count_end(reason, answered_at is not None, duration_s, stream)
             clog.info(
                 "call.ended",
                 reason=reason,
-                duration_s=round(time.monotonic() - answered_at, 3) if answered_at else 0.0,
-                setup_ms=round(
-                    ((answered_at or time.monotonic()) - call.received_at) * 1000
-                ),
+                duration_s=round(duration_s, 3),
+                setup_ms=round(((answered_at or time.monotonic()) - call.received_at) * 1000),
+                # rtp_in 0 on an answered call: the caller's audio never reached us (firewall,
+                # NAT); see README, Troubleshooting.
+                rtp_in=stream.stats.packets_in if stream else 0,
+                rtp_out=stream.stats.packets_out if stream else 0,
             )
+            self.on_calls_changed()
+
+    def _count_end(
+        self, reason: str, answered: bool, duration_s: float, stream: RtpStream | None
+    ) -> None:
+        if stream is not None:
+            self.metrics.rtp(stream.stats)
+        if reason.startswith("realtime_closed:") and not reason.endswith(":1000"):
+            self.metrics.realtime_error(f"close_{reason.split(':', 1)[1]}")
+        if answered:
+            self.metrics.ended(reason, duration_s)
+        elif reason in SETUP_REJECTIONS:
+            self.metrics.rejected(reason)
+        elif reason in ("caller_cancel", "shutdown", "drain_timeout"):
+            self.metrics.unanswered("cancelled", reason)
+        else:
+            self.metrics.unanswered("failed", reason)
 
     def _local_ip(self, peer: str) -> str:
         """The address to put in Contact and SDP: configured, bound, or the route's source."""

@@ -21,6 +21,7 @@ from ..config import AgentConfig
 from ..media.g711 import G711
 from ..media.resample import Resampler
 from ..media.stream import RtpStream
+from ..metrics import CallProbe
 from ..realtime import protocol as rt
 from .echo import EchoSuppressor
 from .local_vad import LocalBargeIn
@@ -70,6 +71,7 @@ class CallBridge:
         agent: AgentConfig,
         log: Any,
         transcript: TranscriptLog | None = None,
+        probe: CallProbe | None = None,
     ) -> None:
         self.session = session
         self.rtp = rtp
@@ -89,7 +91,9 @@ class CallBridge:
         )
         self._interrupts = getattr(agent.turn_detection, "interrupt_response", False)
         self._up = Resampler(8000, rt.PCM16_RATE)
-        self._uplink: asyncio.Queue[bytes] = asyncio.Queue(UPLINK_QUEUE_FRAMES)
+        self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
+        # (arrival time, payload): the uplink latency is measured from the packet's arrival.
+        self._uplink: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(UPLINK_QUEUE_FRAMES)
         self._active_response: str | None = None
         self._cancelled: set[str] = set()  # responses whose late deltas are dropped
         self._held_at: float | None = None  # local pre-emption waiting for the service
@@ -101,7 +105,7 @@ class CallBridge:
         if self._uplink.full():
             self._uplink.get_nowait()
             self.stats.uplink_dropped += 1
-        self._uplink.put_nowait(payload)
+        self._uplink.put_nowait((time.monotonic(), payload))
 
     def next_frame(self) -> np.ndarray | None:
         """The pacer's frame source: playback, seen on its way out by the echo suppressor."""
@@ -115,7 +119,7 @@ class CallBridge:
         tasks = [
             asyncio.create_task(self._uplink_loop(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
-            asyncio.create_task(self.rtp.pace(self), name="pacer"),
+            asyncio.create_task(self.rtp.pace(self.probe.paced(self)), name="pacer"),
         ]
         try:
             if self.greeting:
@@ -145,21 +149,25 @@ class CallBridge:
 
     async def _uplink_loop(self) -> None:
         dialect = self.session.dialect
-        inspect = self.echo is not None or self.local is not None
         while True:
-            payload = await self._uplink.get()
-            if self.passthrough and not inspect:
-                await self.session.send(dialect.append_audio(payload))
-                continue
-            pcm = self.codec.decode(payload)
-            if self.echo is not None and not self.echo.near_end(pcm):
-                pcm = np.zeros_like(pcm)
-                payload = bytes([self.codec.silence]) * len(payload)
-            if self.local is not None and self.local.onset(pcm):
-                self._pre_empt()
-            audio = payload if self.passthrough else self._up.process(pcm).tobytes()
+            arrived, payload = await self._uplink.get()
+            self.probe.uplink_taken(arrived)
+            audio = self._caller_audio(payload)
             if audio:
                 await self.session.send(dialect.append_audio(audio))
+                self.probe.uplink_sent()
+
+    def _caller_audio(self, payload: bytes) -> bytes:
+        """The caller's G.711 in the session's format, past echo suppression and local VAD."""
+        if self.passthrough and self.echo is None and self.local is None:
+            return payload
+        pcm = self.codec.decode(payload)
+        if self.echo is not None and not self.echo.near_end(pcm):
+            pcm = np.zeros_like(pcm)
+            payload = bytes([self.codec.silence]) * len(payload)
+        if self.local is not None and self.local.onset(pcm):
+            self._pre_empt()
+        return payload if self.passthrough else self._up.process(pcm).tobytes()
 
     def _pre_empt(self) -> None:
         """The caller started talking (heard here): hold playback until the service confirms."""
@@ -193,6 +201,7 @@ class CallBridge:
                     self.stats.deltas_dropped += 1
                     return
                 key = ItemKey(event.response_id, event.item_id, event.content_index)
+                self.probe.audio_arrived(playback_idle=self.playback.buffered_ms == 0)
                 self.audio.delta(key, event.audio)
             case rt.AudioDone():
                 if event.response_id not in self._cancelled:
@@ -214,6 +223,7 @@ class CallBridge:
                 self.transcript.agent_delta(event.item_id, event.delta)
             case rt.ServiceError():
                 self.stats.service_errors += 1
+                self.probe.realtime_error(event.code or "no_code")
                 level = self.log.debug if event.benign else self.log.warning
                 level("realtime.error", code=event.code, message=event.message)
             case _:
@@ -226,6 +236,7 @@ class CallBridge:
         # No more audio for its items, even if an output_audio.done was never sent.
         for key in [k for k in self.playback.items if k.response_id == event.response_id]:
             self.audio.done(key)
+        self.probe.response_done(event.usage)
         for name, value in event.usage.items():
             if isinstance(value, int):
                 self.stats.usage[name] = self.stats.usage.get(name, 0) + value
@@ -233,7 +244,9 @@ class CallBridge:
 
     async def _barge_in(self) -> None:
         """The caller talks over the model: stop playback now, tell the model what was heard."""
+        since = time.monotonic()
         cut = self.playback.interrupt()  # the very next pacer tick sends silence
+        self.probe.flushed(since, cut_audio=bool(cut))
         self.audio.cut()
         if self._unhold is not None:
             self._unhold.cancel()

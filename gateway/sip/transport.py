@@ -34,3 +34,14 @@ class UdpTransport(UdpSipTransport):
             lambda: _Protocol(self), local_addr=self.local_addr
         )
         self._udp_transport = transport  # type: ignore[assignment]
+
+
+def bound_port(transport: object) -> int | None:
+    """The port a transport really bound (it asked for port 0 in tests and the test caller)."""
+    udp = getattr(transport, "_udp_transport", None)
+    if udp is not None:
+        return int(udp.get_extra_info("sockname")[1])
+    server = getattr(transport, "_server", None)
+    if server is not None and server.sockets:
+        return int(server.sockets[0].getsockname()[1])
+    return None

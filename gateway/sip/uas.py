@@ -7,13 +7,29 @@ the gateway has to be able to forget a call it hung up itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from aiosipua import IncomingCall, SipRequest, SipUAS, parse_sdp
 from aiosipua.dialog import DialogState
 
 log = structlog.get_logger("gateway.sip")
 
+
 class GatewayUAS(SipUAS):
+    # Set by the daemon: True while it is draining or full, so OPTIONS get 503 like an INVITE.
+    unavailable: Callable[[], bool] = staticmethod(lambda: False)
+
+    def _handle_options(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        if self.unavailable():
+            # A PBX's OPTIONS health check (Asterisk qualify, Kamailio dispatcher probing)
+            # takes a stopping gateway out of rotation before it sends it a call.
+            self._send_error(
+                request, 503, "Service Unavailable", extra_headers={"Retry-After": "5"}
+            )
+            return
+        super()._handle_options(request, addr)
+
     def _handle_invite(self, request: SipRequest, addr: tuple[str, int]) -> None:
         call_id = request.call_id or ""
         existing = self._calls.get(call_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -34,15 +35,26 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class GatewayProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+    """`env` adds to (or, with a None value, removes from) the gateway's environment."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        env: dict[str, str | None] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = free_udp_port(also_tcp=True)
+        self.metrics_port = free_udp_port(also_tcp=True)
         rtp = free_port_block(RTP_PORTS)
         base = {
             "sip": {"bind": LOOPBACK, "port": self.port, "allow_from": ["127.0.0.0/8"]},
             "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + RTP_PORTS - 1},
             "logging": {"format": "json", "level": "debug"},
+            "metrics": {"bind": LOOPBACK, "port": self.metrics_port},
         }
+        self.env = {k: v for k, v in os.environ.items() if k not in (env or {})}
+        self.env.update({k: v for k, v in (env or {}).items() if v is not None})
         self.config = _merge(base, config or {})
         self.config_path = workdir / "gateway.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -56,7 +68,44 @@ class GatewayProcess:
     def uri(self, user: str = "echo") -> str:
         return f"sip:{user}@{LOOPBACK}:{self.port}"
 
-    async def start(self, timeout: float = 20.0) -> GatewayProcess:
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Rewrite the config file (for a reload); `config` is merged over the current one."""
+        self.config = _merge(self.config, config)
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc is not None else None
+
+    def send_signal(self, sig: int) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
+    async def wait_exit(self, timeout: float) -> int:
+        """The exit code once the gateway exits by itself (fails the test after `timeout`)."""
+        assert self._proc is not None
+        try:
+            async with asyncio.timeout(timeout):
+                code = await self._proc.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"gateway still running after {timeout} s:\n{self.tail()}"
+            ) from None
+        if self._reader is not None:
+            async with asyncio.timeout(5):
+                await self._reader
+        return code
+
+    async def start(self, timeout: float = 20.0, wait_ready: bool = True) -> GatewayProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -68,9 +117,11 @@ class GatewayProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=REPO,
+            env=self.env,
         )
         self._reader = asyncio.create_task(self._read())
-        await self.wait_for("gateway.ready", timeout=timeout)
+        if wait_ready:
+            await self.wait_for("gateway.ready", timeout=timeout)
         return self
 
     async def _read(self) -> None:

@@ -122,6 +122,32 @@ def options_expecting(path: Path, status: int) -> Path:
     return path
 
 
+_PAUSE_BYE = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def answered_call(path: Path, pause_ms: int = 500) -> Path:
+    """An INVITE that must be answered 200; ACK, `pause_ms` of call, then BYE (must get 200)."""
+    invite_expecting(path, 200)
+    path.write_text(path.read_text().replace("</scenario>\n", _PAUSE_BYE.format(pause_ms=pause_ms)))
+    return path
+
+
 _UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="call whose media is another process's socket ([rtp_port])">
 {invite}
@@ -142,9 +168,7 @@ _UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-{ending}
-</scenario>
-"""
+{ending}"""
 
 _WAIT_FOR_BYE = """  <recv request="BYE" timeout="{timeout_ms}"/>
   <send>
@@ -158,24 +182,9 @@ _WAIT_FOR_BYE = """  <recv request="BYE" timeout="{timeout_ms}"/>
       Content-Length: 0
 
     ]]>
-  </send>"""
-
-_HANG_UP_AFTER = """  <pause milliseconds="{pause_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      CSeq: 2 BYE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
   </send>
-  <recv response="200"/>"""
+</scenario>
+"""
 
 
 def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int = 60_000) -> Path:
@@ -187,7 +196,7 @@ def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int
     ending = (
         _WAIT_FOR_BYE.format(timeout_ms=timeout_ms)
         if hang_up_after_ms is None
-        else _HANG_UP_AFTER.format(pause_ms=hang_up_after_ms)
+        else _PAUSE_BYE.format(pause_ms=hang_up_after_ms)
     )
     invite = _invite("[rtp_port]", PCMU)
     path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
