@@ -139,6 +139,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "realtime": {"url": fake.url, "auth": {"method": "none"}},
                 "agent": agent,
                 "logging": {"level": "info"},
+                "service": {"drain_timeout_s": 0},
             }
             gateway = await GatewayProcess(workdir, config).start()
             try:
