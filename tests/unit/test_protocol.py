@@ -140,3 +140,27 @@ def test_parse_dispatches_on_type() -> None:
 def test_malformed_server_frames_raise_protocol_error(frame: str) -> None:
     with pytest.raises(rt.ProtocolError):
         GA.parse(frame)
+
+
+@pytest.mark.parametrize("kind", ["near_field", "far_field", None])
+def test_session_update_carries_noise_reduction_only_when_set(kind: str | None) -> None:
+    event = json.loads(GA.session_update(agent(noise_reduction=kind), "pcm16", "PCMU"))
+    validate_client_event(event)
+    audio_in = event["session"]["audio"]["input"]
+    if kind is None:
+        assert "noise_reduction" not in audio_in  # a partial update leaves the service's own
+    else:
+        assert audio_in["noise_reduction"] == {"type": kind}
+
+
+def test_agent_transcript_delta_and_audio_done_content_index() -> None:
+    delta = GA.parse(
+        '{"type":"response.output_audio_transcript.delta","response_id":"r","item_id":"i",'
+        '"output_index":0,"content_index":0,"delta":"Hel"}'
+    )
+    assert delta == rt.TranscriptDelta("i", "Hel")
+    done = GA.parse(
+        '{"type":"response.output_audio.done","response_id":"r","item_id":"i",'
+        '"output_index":0,"content_index":1}'
+    )
+    assert done == rt.AudioDone("r", "i", 1)
