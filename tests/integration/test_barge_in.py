@@ -27,7 +27,13 @@ pytestmark = [
     pytest.mark.skipif(bool(missing_peer_tools("sipp")), reason="needs sipp"),
 ]
 
-ANSWER_S = 8.0
+# The fake shares its event loop with the test's phones: a stall of a few tens of ms there
+# (a GC pass) between its first and second delta would leave a gap in playback that a
+# faster-sending service never causes. 20x real time keeps the fake ahead of the pacer, and
+# 30 s of answer keeps the response in progress (generated over 1.5 s) when the caller
+# talks over it, so that response.cancel is exercised too.
+ANSWER_S = 30.0
+BURST = 20.0
 ANSWER_TEXT = "This is a long answer that goes on and on so that the caller can talk over it."
 
 
@@ -55,7 +61,7 @@ async def test_talking_over_a_long_answer_stops_it_and_truncates_at_what_was_hea
 ) -> None:
     transcripts = tmp_path / "transcripts"
     async with (
-        EmbeddedRealtimeServer(answer=long_answer()) as fake,
+        EmbeddedRealtimeServer(answer=long_answer(), burst_speed=BURST) as fake,
         RtpCaller() as phone,
         GatewayProcess(
             tmp_path, {**gateway_config(fake), "records": {"transcripts_dir": str(transcripts)}}

@@ -21,7 +21,7 @@ from .gateway_proc import GatewayProcess
 from .peers import missing_peer_tools
 from .rtp_caller import RtpCaller, voice
 from .scenarios import sipp_dial
-from .test_barge_in import ANSWER_TEXT, gateway_config, long_answer
+from .test_barge_in import ANSWER_TEXT, BURST, gateway_config, long_answer
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,7 +42,9 @@ async def test_a_call_cut_mid_answer_keeps_its_transcript(tmp_path: Path, ending
     transcripts = tmp_path / "transcripts"
     bye_ms = 4000 if ending == "caller_bye" else None
     fake = EmbeddedRealtimeServer(
-        answer=long_answer(), max_session_s=4.0 if ending == "service_drop" else None
+        answer=long_answer(),
+        burst_speed=BURST,
+        max_session_s=4.0 if ending == "service_drop" else None
     )
     async with fake, RtpCaller() as phone:
         config = {**gateway_config(fake), "records": {"transcripts_dir": str(transcripts)}}

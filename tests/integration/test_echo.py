@@ -21,7 +21,7 @@ from .gateway_proc import GatewayProcess
 from .peers import missing_peer_tools
 from .rtp_caller import RtpCaller, voice
 from .scenarios import sipp_dial
-from .test_barge_in import ANSWER_S, client_events, gateway_config, long_answer
+from .test_barge_in import ANSWER_S, BURST, client_events, gateway_config, long_answer
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,7 +35,7 @@ async def call(
     tmp_path: Path, phone: RtpCaller, agent: dict[str, Any], script: Any
 ) -> tuple[EmbeddedRealtimeServer, GatewayProcess]:
     """One call: the phone asks, `script(phone)` runs during the answer, then hang up."""
-    async with EmbeddedRealtimeServer(answer=long_answer()) as fake:
+    async with EmbeddedRealtimeServer(answer=long_answer(), burst_speed=BURST) as fake:
         async with GatewayProcess(tmp_path, gateway_config(fake, **agent)) as gateway:
             async with sipp_dial(tmp_path / "sipp", gateway.port, phone.port) as sipp:
                 await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")

@@ -37,13 +37,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.realtime.embedded import EmbeddedRealtimeServer, EmbeddedSession
-from gateway.realtime.protocol import PCM16_RATE
 from tests.integration.gateway_proc import GatewayProcess
 from tests.integration.peers import Sipp
 from tests.integration.rtp_caller import RtpCaller, voice
 from tests.integration.scenarios import sipp_dial
+from tests.integration.test_barge_in import BURST, long_answer
 
-ANSWER_S = 6.0
 TARGET_CUTOFF_P99_MS = 20.0
 TARGET_TRUNCATE_ERROR_MS = 20.0
 
@@ -128,13 +127,13 @@ def measure(phone: RtpCaller, session: EmbeddedSession, rounds: int) -> list[dic
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds = -(-args.barge_ins // args.calls)
     rng = np.random.default_rng(args.seed)
-    answer = (voice(ANSWER_S, 180.0, -18.0, PCM16_RATE), "a long answer")
+    answer = long_answer()  # 30 s, sent at 20x: still being generated when interrupted
     agent: dict[str, Any] = {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}
     if args.local_barge_in:
         agent["local_barge_in"] = {}
     with tempfile.TemporaryDirectory(prefix="bench-barge-in-") as tmp:
         workdir = Path(tmp)
-        async with EmbeddedRealtimeServer(answer=answer) as fake:
+        async with EmbeddedRealtimeServer(answer=answer, burst_speed=BURST) as fake:
             config = {
                 "realtime": {"url": fake.url, "auth": {"method": "none"}},
                 "agent": agent,
@@ -172,6 +171,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             local = gateway.find("call.local_barge_in_confirmed")
             unconfirmed = gateway.find("call.local_barge_in_unconfirmed")
     rows = [row for phone, session in results for row in measure(phone, session, rounds)]
+    cancels = sum(
+        e["type"] == "response.cancel" for _, session in results for e in session.received
+    )
     cutoff = stats([r["cutoff_ms"] for r in rows])
     error = stats([r["truncate_error_ms"] for r in rows])
     report: dict[str, Any] = {
@@ -182,6 +184,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "barge_ins": len(rows),
         "local_barge_in": args.local_barge_in,
         "seconds": round(elapsed, 1),
+        "response_cancel_sent": cancels,  # barge-ins that found the response still generating
         "cutoff_ms": cutoff,
         "agent_packets_after_speech_started": {
             str(n): sum(r["packets_after"] == n for r in rows)
