@@ -61,6 +61,7 @@ class AudioDelta:
 class AudioDone:
     response_id: str
     item_id: str
+    content_index: int = 0
 
 
 @dataclass(slots=True)
@@ -70,6 +71,15 @@ class Transcript:
     role: str  # "caller" | "agent"
     item_id: str
     text: str
+
+
+@dataclass(slots=True)
+class TranscriptDelta:
+    """A piece of the agent's output transcript, ahead of its `Transcript` (kept for a call
+    that ends before the transcript is done)."""
+
+    item_id: str
+    delta: str
 
 
 @dataclass(slots=True)
@@ -126,6 +136,7 @@ ServerEvent = (
     | AudioDelta
     | AudioDone
     | Transcript
+    | TranscriptDelta
     | ResponseDone
     | ItemTruncated
     | ServiceError
@@ -241,7 +252,12 @@ _GA_HANDLERS = {
         int(ev.get("content_index", 0)),
         base64.b64decode(ev["delta"], validate=True),
     ),
-    "response.output_audio.done": lambda ev: AudioDone(ev["response_id"], ev["item_id"]),
+    "response.output_audio.done": lambda ev: AudioDone(
+        ev["response_id"], ev["item_id"], int(ev.get("content_index", 0))
+    ),
+    "response.output_audio_transcript.delta": lambda ev: TranscriptDelta(
+        ev["item_id"], ev.get("delta") or ""
+    ),
     "response.output_audio_transcript.done": lambda ev: Transcript(
         "agent", ev["item_id"], ev.get("transcript") or ""
     ),
@@ -381,6 +397,7 @@ class GaDialect:
 _PREVIEW_NAMES = {
     "response.audio.delta": "response.output_audio.delta",
     "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
     "response.audio_transcript.done": "response.output_audio_transcript.done",
 }
 _PREVIEW_HANDLERS = {

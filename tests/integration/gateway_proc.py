@@ -179,9 +179,6 @@ class GatewayProcess:
                 await self._changed.wait()
         return self.events[seen:]
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.raw[-lines:])
