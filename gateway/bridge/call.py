@@ -1,8 +1,9 @@
 """One call's bridge between the RTP leg and its Realtime session.
 
-Three tasks live as long as the call: uplink (caller audio to the model), downlink (model
-events to playback), and the pacer (playback to RTP). The first to end ends the call; the
-others are cancelled with it. Playback and its accounting, the model audio converter, the
+Two tasks live as long as the call: downlink (model events to playback) and the pacer
+(playback to RTP); the caller's audio goes to the model straight from the RTP socket's
+callback (uplink), without a task hop per packet. The first to end (or the uplink failing)
+ends the call; the rest is cancelled with it. Playback and its accounting, the model audio converter, the
 transcript, echo suppression and local pre-emption are objects of their own; this module only
 wires events between them.
 """
@@ -29,7 +30,7 @@ from .model_audio import ModelAudio
 from .playback import ItemAccount, ItemKey, Playback
 from .transcript import TranscriptLog
 
-UPLINK_QUEUE_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then the oldest goes
+UPLINK_BACKLOG_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then it is dropped
 
 
 class RealtimePort(Protocol):
@@ -39,6 +40,8 @@ class RealtimePort(Protocol):
     close_code: int | None
 
     async def send(self, text: str) -> None: ...
+
+    def send_audio(self, text: str, max_backlog: int) -> bool: ...
 
     def events(self) -> Any: ...
 
@@ -93,8 +96,7 @@ class CallBridge:
         rtp.on_dtmf = lambda digit, ms: log.info("call.dtmf", digit=digit, duration_ms=ms)
         self._up = Resampler(8000, rt.PCM16_RATE)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
-        # (arrival time, payload): the uplink latency is measured from the packet's arrival.
-        self._uplink: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(UPLINK_QUEUE_FRAMES)
+        self._uplink_failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._active_response: str | None = None
         self._cancelled: set[str] = set()  # responses whose late deltas are dropped
         self._held_at: float | None = None  # local pre-emption waiting for the service
@@ -102,11 +104,20 @@ class CallBridge:
         self.stats = CallStats()
 
     def on_payload(self, payload: bytes) -> None:
-        """From the RTP socket: queue the caller's audio for the uplink task."""
-        if self._uplink.full():
-            self._uplink.get_nowait()
-            self.stats.uplink_dropped += 1
-        self._uplink.put_nowait((time.monotonic(), payload))
+        """From the RTP socket: the caller's audio, on its way to the model at once."""
+        try:
+            self.probe.uplink_taken(time.monotonic())
+            audio = self._caller_audio(payload)
+            if not audio:
+                return
+            text = self.session.dialect.append_audio(audio)
+            if self.session.send_audio(text, len(text) * UPLINK_BACKLOG_FRAMES):
+                self.probe.uplink_sent()
+            else:
+                self.stats.uplink_dropped += 1
+        except Exception as exc:  # this call's failure alone: it ends the call, not the socket
+            if not self._uplink_failed.done():
+                self._uplink_failed.set_exception(exc)
 
     def next_frame(self) -> np.ndarray | None:
         """The pacer's frame source: playback, seen on its way out by the echo suppressor."""
@@ -118,7 +129,7 @@ class CallBridge:
     async def run(self) -> str:
         """Bridge until one side ends; returns the end reason."""
         tasks = [
-            asyncio.create_task(self._uplink_loop(), name="uplink"),
+            asyncio.create_task(self._uplink(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
             asyncio.create_task(self.rtp.pace(self.probe.paced(self)), name="pacer"),
         ]
@@ -148,15 +159,9 @@ class CallBridge:
 
     # --- caller -> model ----------------------------------------------------------------------
 
-    async def _uplink_loop(self) -> None:
-        dialect = self.session.dialect
-        while True:
-            arrived, payload = await self._uplink.get()
-            self.probe.uplink_taken(arrived)
-            audio = self._caller_audio(payload)
-            if audio:
-                await self.session.send(dialect.append_audio(audio))
-                self.probe.uplink_sent()
+    async def _uplink(self) -> None:
+        """Ends the call when the uplink (``on_payload``) fails."""
+        await self._uplink_failed
 
     def _caller_audio(self, payload: bytes) -> bytes:
         """The caller's G.711 in the session's format, past echo suppression and local VAD."""

@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.protocol import State
 
 from ..config import AgentConfig
 from .auth import Auth, AuthError
@@ -120,6 +127,26 @@ class RealtimeSession:
 
     async def send(self, text: str) -> None:
         await self._ws.send(text)
+
+    def send_now(self, text: str, max_backlog: int) -> bool:
+        """Write one event at once, from a callback: the caller's audio, 50 times a second.
+
+        ``ws.send`` is a coroutine, so the audio would need a task hop per packet; this writes
+        the frame the way ``send`` does (websockets' sans-I/O protocol, then the transport),
+        in the same order as any other send. Returns False, sending nothing, when more than
+        ``max_backlog`` bytes already wait for a slow socket: real-time audio is better
+        dropped than delayed. Raises ConnectionClosed once the socket is closing.
+        """
+        ws = self._ws
+        transport = ws.transport
+        if ws.protocol.state is not State.OPEN or transport.is_closing():
+            raise ConnectionClosedError(None, None)
+        if transport.get_write_buffer_size() > max_backlog:
+            return False
+        ws.protocol.send_text(text.encode())
+        for data in ws.protocol.data_to_send():
+            transport.write(data)
+        return True
 
     async def events(self) -> AsyncIterator[ServerEvent]:
         """Server events until the socket closes; a clean close ends the iteration."""

@@ -165,6 +165,19 @@ class RealtimeLink:
         except ConnectionClosed:
             self._pending.append(text)
 
+    def send_audio(self, text: str, max_backlog: int) -> bool:
+        """The caller's audio (an append), written at once; False when the socket is backed
+        up by more than ``max_backlog`` bytes and the event was dropped (see RealtimeSession).
+        """
+        if self._holding:
+            self._pending.append(text)
+            return True
+        try:
+            return self._session.send_now(text, max_backlog)
+        except ConnectionClosed:
+            self._pending.append(text)
+            return True
+
     async def events(self) -> AsyncIterator[rt.ServerEvent]:
         """Server events of whichever session is current, until the link gives up."""
         while True:
