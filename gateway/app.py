@@ -14,6 +14,9 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import structlog
 from aiosipua import IncomingCall, SipRequest, serialize_sdp
@@ -21,9 +24,13 @@ from aiosipua.dialog import DialogState
 from aiosipua.transport import SipTransport, TcpSipTransport
 
 from . import __version__
+from .bridge.actions import Actions
 from .bridge.call import CallBridge
+from .bridge.recording import Recording
+from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
-from .config import GatewayConfig, api_key
+from .call_record import CallRecord, now_iso
+from .config import AgentConfig, GatewayConfig, api_key
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .metrics import CallProbe, Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
@@ -42,6 +49,7 @@ USER_AGENT = f"sip-realtime-gateway/{__version__}"
 SHUTDOWN_GRACE_S = 5.0
 RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before retrying
 SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
+SIP_STATUS_BY_REASON = {"not_acceptable": 488, "no_rtp_port": 503, "realtime_unavailable": 503}
 RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
 
 
@@ -102,16 +110,8 @@ class Gateway:
             await self._check_token()
         await self._start_metrics()
 
-        transcripts = self.cfg.records.transcripts_dir
-        if transcripts is not None:
-            try:
-                transcripts.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StartupError(
-                    f"records.transcripts_dir: cannot create {transcripts}: {exc.strerror}"
-                ) from None
-            if not os.access(transcripts, os.W_OK | os.X_OK):
-                raise StartupError(f"records.transcripts_dir: {transcripts} is not writable")
+        for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
+            _writable_dir(f"records.{key}", getattr(self.cfg.records, key))
 
         sip = self.cfg.sip
         for kind in sip.transports:
@@ -287,6 +287,17 @@ class Gateway:
         session: RealtimeLink | None = None
         stream: RtpStream | None = None
         transcript: TranscriptLog | None = None
+        bridge: CallBridge | None = None
+        recording: Recording | None = None
+        info = CallInfo.from_invite(sip)
+        record = CallRecord(
+            call.id,
+            sip.call_id,
+            sip.caller,
+            sip.callee,
+            f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            dialed=info.dialed,
+        )
         answered_at: float | None = None
         reason = "unknown"
         try:
@@ -295,7 +306,8 @@ class Gateway:
             if sip.sdp_offer is None:
                 raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
             plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
-            route = self.router.select(CallInfo.from_invite(sip))
+            route = self.router.select(info)
+            record.profile, record.codec = route.profile, plan.codec.name
             clog.info("call.routed", profile=route.profile)
             stream = await RtpStream.open(
                 self._ports,
@@ -334,6 +346,9 @@ class Gateway:
                 caller=sip.caller,
                 callee=sip.callee,
             )
+            recording = self._recording(call.id, route.agent, stream.frame_samples)
+            tools = Tools(route.agent.tools, _tool_call_data(call.id, info, route.profile))
+            actions = Actions(session, tools, route.agent.dtmf, None, clog)
             bridge = CallBridge(
                 session,
                 stream,
@@ -343,11 +358,17 @@ class Gateway:
                 clog,
                 transcript,
                 probe=CallProbe(self.metrics),
+                actions=actions,
+                recording=recording,
             )
             stream.on_payload = bridge.on_payload
             answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
             sip.accept(answer)
             answered_at = time.monotonic()
+            record.answered_at = now_iso()
+            if recording is not None:
+                recording.start()
+                record.recording = str(recording.path)
             self.metrics.answered()
             clog.info(
                 "call.answered",
@@ -389,8 +410,11 @@ class Gateway:
                 sip.hangup()
             if session is not None:
                 await session.close()
+            if recording is not None:
+                await recording.close()
             if stream is not None:
-                clog.info("rtp.stats", **stream.summary())
+                record.rtp = stream.summary()
+                clog.info("rtp.stats", **record.rtp)
                 stream.close()
                 self._ports.release(stream.port)
             call.uas.forget(sip)
@@ -407,7 +431,42 @@ class Gateway:
                 rtp_in=stream.stats.packets_in if stream else 0,
                 rtp_out=stream.stats.packets_out if stream else 0,
             )
+            await self._write_record(record, reason, answered_at, duration_s, call, bridge, clog)
             self.on_calls_changed()
+
+    def _recording(self, call_id: str, agent: AgentConfig, frame_samples: int) -> Recording | None:
+        directory = self.cfg.records.recordings_dir
+        if not agent.recording or directory is None:
+            return None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return Recording(directory / f"{stamp}_{call_id}.wav", frame_samples)
+
+    async def _write_record(
+        self,
+        record: CallRecord,
+        reason: str,
+        answered_at: float | None,
+        duration_s: float,
+        call: ActiveCall,
+        bridge: CallBridge | None,
+        clog: Any,
+    ) -> None:
+        directory = self.cfg.records.calls_dir
+        if directory is None:
+            return
+        record.ended_at = now_iso()
+        record.end_reason = reason
+        record.setup_ms = round(((answered_at or time.monotonic()) - call.received_at) * 1000)
+        record.duration_s = round(duration_s, 3)
+        record.sip_status = None if answered_at else SIP_STATUS_BY_REASON.get(reason)
+        if bridge is not None:
+            record.usage = dict(bridge.stats.usage)
+            record.tool_calls = list(bridge.actions.tool_calls)
+            record.transcript = bridge.transcript.path
+        try:
+            await record.write(directory)
+        except OSError as exc:
+            clog.error("call.record_failed", directory=str(directory), error=exc.strerror)
 
     def _count_end(
         self, reason: str, answered: bool, duration_s: float, stream: RtpStream | None
@@ -435,6 +494,17 @@ class Gateway:
         return local_ip_towards(peer)
 
 
+def _tool_call_data(call_id: str, info: CallInfo, profile: str) -> dict[str, str]:
+    """What a webhook learns about the call (the `call` object of its request)."""
+    return {
+        "call_id": call_id,
+        "caller": info.caller,
+        "caller_name": info.caller_name,
+        "dialed": info.dialed,
+        "profile": profile,
+    }
+
+
 def _drop(payload: bytes) -> None:
     """RTP that arrives before the bridge exists (early media from the caller)."""
 
@@ -451,3 +521,15 @@ def _bound_port(transport: SipTransport) -> int | None:
     if server is not None and server.sockets:
         return int(server.sockets[0].getsockname()[1])
     return None
+
+
+def _writable_dir(key: str, directory: Path | None) -> None:
+    """Create a records directory at start, or refuse to start naming the key."""
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"{key}: cannot create {directory}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StartupError(f"{key}: {directory} is not writable")

@@ -824,6 +824,18 @@ class RecordsConfig(_Model):
         "Created at start if missing; relative paths are from the working directory. "
         "Default none = transcripts only in the log.",
     )
+    recordings_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(
+        None,
+        description="Directory for call recordings: one stereo WAV per call (caller left, agent "
+        "right, as heard: the agent cut where the caller interrupted), for profiles with "
+        "recording: true. Created at start if missing. Default none = no recordings.",
+    )
+    calls_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(
+        None,
+        description="Directory for call records: one JSON file per call (times, caller, dialed "
+        "number, route, end reason, durations, token usage, tool calls), written whatever "
+        "way the call ends. Created at start if missing. Default none = only the log.",
+    )
 
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -907,6 +919,23 @@ class TransferTool(_Model):
 Tool = Annotated[WebhookTool | EndCallTool | TransferTool, Field(discriminator="type")]
 
 
+class DtmfConfig(_Model):
+    """Key presses (RFC 4733 or SIP INFO) handed to the model as text."""
+
+    respond: bool = Field(
+        True,
+        description="After the caller's keys, ask the model to respond (true), or only put "
+        "them in the conversation for its next turn (false). Default true.",
+    )
+    inter_digit_ms: int = Field(
+        1500,
+        ge=0,
+        le=10_000,
+        description="Keys pressed within this many ms of each other go to the model together "
+        "as one '[DTMF 1234#]' message; # sends at once. 0 = each key alone. Default 1500.",
+    )
+
+
 class AgentConfig(_Model):
     """What the voice agent says and how it takes turns."""
 
@@ -970,6 +999,15 @@ class AgentConfig(_Model):
         description="Functions the model may call: type webhook (an HTTP POST to your "
         "service), end_call (hang up after the goodbye) or transfer_call (SIP REFER to a "
         "configured target). Default none.",
+    )
+    dtmf: DtmfConfig = Field(
+        default_factory=DtmfConfig,
+        description="How the caller's key presses reach the model.",
+    )
+    recording: bool = Field(
+        False,
+        description="Record calls of this profile to records.recordings_dir (a stereo WAV of "
+        "what was heard). Default false.",
     )
 
     @field_validator("greeting", mode="after")
