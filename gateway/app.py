@@ -14,20 +14,23 @@ import time
 from dataclasses import dataclass, field
 
 import structlog
-from aiosipua import IncomingCall, SipRequest, serialize_sdp
+from aiosipua import IncomingCall, SipRequest, SipUAC, serialize_sdp
 from aiosipua.dialog import DialogState
-from aiosipua.transport import SipTransport, TcpSipTransport
 
 from . import __version__
 from .bridge.call import CallBridge
-from .config import GatewayConfig, api_key
+from .config import GatewayConfig, api_key, sip_passwords
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 from .realtime.client import RealtimeConnectError, RealtimeSession
 from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.protocol import dialect_for
-from .sip.sdp import NotAcceptable, build_answer, plan_media
-from .sip.transport import UdpTransport
+from .sip.digest import DigestVerifier
+from .sip.leg import CallLeg
+from .sip.register import Registrar
+from .sip.sdp import NotAcceptable, SdpSession
+from .sip.transactions import SipTimers
+from .sip.transport import TcpTransport, UdpTransport
 from .sip.uas import GatewayUAS, reject
 
 log = structlog.get_logger("gateway")
@@ -48,13 +51,18 @@ class ActiveCall:
     received_at: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
     end_reason: str | None = None
+    leg: CallLeg | None = None
 
 
 class Gateway:
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, *, sip_timers: SipTimers | None = None) -> None:
         self.cfg = cfg
         self.calls: dict[str, ActiveCall] = {}  # by SIP Call-ID
+        self.draining: bool = False  # set on shutdown: new calls and OPTIONS get 503
+        self._timers = sip_timers or SipTimers()
         self._uas: list[GatewayUAS] = []
+        self._registrar: Registrar | None = None
+        self._digest: DigestVerifier | None = None
         self._ports = PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         self._allow = list(cfg.sip.allow_from)
         self._embedded: EmbeddedRealtimeServer | None = None
@@ -83,17 +91,25 @@ class Gateway:
             self._auth = EntraAuth(rt.auth.entra_scope)
 
         sip = self.cfg.sip
+        users, register_password = sip_passwords(self.cfg)
+        if sip.auth is not None:
+            missing = [u.password_env for u in sip.auth.users if u.username not in users]
+            if missing:
+                raise StartupError(f"sip.auth.users: environment variable {missing[0]} is not set")
+            self._digest = DigestVerifier(sip.auth.realm, users)
+        if sip.registration is not None and register_password is None:
+            raise StartupError(
+                f"sip.register.password_env: environment variable "
+                f"{sip.registration.password_env} is not set"
+            )
         for kind in sip.transports:
-            transport: SipTransport
+            transport: UdpTransport | TcpTransport
             if kind == "udp":
                 transport = UdpTransport(local_addr=(sip.bind, self.sip_port))
             else:
-                transport = TcpSipTransport(local_addr=(sip.bind, self.sip_port))
-            uas = GatewayUAS(transport, user_agent=USER_AGENT)
-            uas.on_invite = lambda call, uas=uas: self._on_invite(uas, call)
-            uas.on_bye = self._on_bye
-            uas.on_cancel = self._on_cancel
-            uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
+                transport = TcpTransport(local_addr=(sip.bind, self.sip_port))
+            uas = GatewayUAS(transport, user_agent=USER_AGENT, timers=self._timers)
+            self._wire(uas)
             try:
                 await uas.start()
             except OSError as exc:
@@ -105,6 +121,8 @@ class Gateway:
             # With port 0 (tests), every further transport shares the port the first one got.
             self.sip_port = _bound_port(transport) or self.sip_port
             transport.local_addr = (transport.local_addr[0], self.sip_port)
+        if sip.registration is not None and register_password is not None:
+            self._start_registration(register_password)
         log.info(
             "gateway.ready",
             sip=f"{sip.bind}:{self.sip_port}",
@@ -114,8 +132,34 @@ class Gateway:
             version=__version__,
         )
 
+    def _wire(self, uas: GatewayUAS) -> None:
+        uas.on_invite = lambda call: self._on_invite(uas, call)
+        uas.on_bye = lambda call, request: self._end(call.call_id, "caller_bye")
+        uas.on_cancelled = lambda call: self._end(call.call_id, "caller_cancel")
+        uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
+        uas.on_ack = self._on_ack
+        uas.on_reinvite = self._on_reinvite
+        uas.available = self.available
+
+    def _start_registration(self, password: str) -> None:
+        reg = self.cfg.sip.registration
+        udp = next((u for u in self._uas if isinstance(u.transport, UdpTransport)), None)
+        if reg is None or udp is None:
+            raise StartupError("sip.register needs a udp transport in sip.transports")
+        contact = (self._local_ip(reg.registrar_address[0]), self.sip_port)
+        udp.uac = SipUAC(udp.transport, advertised_addr=contact)
+        self._registrar = Registrar(udp.uac, reg, password, contact, user_agent=USER_AGENT)
+        self._registrar.start()
+
+    def available(self) -> bool:
+        """Whether a new call would be taken (OPTIONS says 503 otherwise)."""
+        return not self.draining and len(self.calls) < self.cfg.sip.max_calls
+
     async def stop(self) -> None:
         """Hang up every call, then close listeners and the embedded agent."""
+        if self._registrar is not None:
+            await self._registrar.stop()
+            self._registrar = None
         for call in list(self.calls.values()):
             self._end(call.sip.call_id, "shutdown")
         tasks = [c.task for c in self.calls.values() if c.task is not None]
@@ -149,14 +193,11 @@ class Gateway:
     def _on_invite(self, uas: GatewayUAS, sip: IncomingCall) -> None:
         source = sip.source_addr[0]
         clog = log.bind(sip_call_id=sip.call_id, source=f"{source}:{sip.source_addr[1]}")
-        if not self._allowed(source):
-            clog.warning("call.rejected", status=403, reason="source not in sip.allow_from")
-            reject(sip, 403, "Forbidden")
-            uas.forget(sip)
-            return
-        if len(self.calls) >= self.cfg.sip.max_calls:
-            clog.warning("call.rejected", status=503, reason="sip.max_calls reached")
-            reject(sip, 503, "Service Unavailable", retry_after=5)
+        refusal = self._refusal(sip)
+        if refusal is not None:
+            status, reason, why, headers = refusal
+            clog.warning("call.rejected", status=status, reason=why)
+            reject(sip, status, reason, headers=headers)
             uas.forget(sip)
             return
         call = ActiveCall(secrets.token_hex(6), sip, uas)
@@ -165,11 +206,36 @@ class Gateway:
             self._handle_call(call), name=f"call-{call.id}"
         )
 
-    def _on_bye(self, sip: IncomingCall, request: SipRequest) -> None:
-        self._end(sip.call_id, "caller_bye")
+    def _refusal(self, sip: IncomingCall) -> tuple[int, str, str, dict[str, str]] | None:
+        """Why an INVITE is refused before any work is done: (status, phrase, log, headers)."""
+        if not self._allowed(sip.source_addr[0]):
+            return 403, "Forbidden", "source not in sip.allow_from", {}
+        if self._digest is not None:
+            verdict = self._digest.verify(sip.invite)
+            if not verdict.ok:
+                challenge = {"WWW-Authenticate": self._digest.challenge(stale=verdict.stale)}
+                return 401, "Unauthorized", f"digest: {verdict.reason}", challenge
+        if not self.available():
+            why = "draining" if self.draining else "sip.max_calls reached"
+            return 503, "Service Unavailable", why, {"Retry-After": "5"}
+        return None
 
-    def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
-        self._end(request.call_id or "", "caller_cancel")
+    def _on_ack(self, sip: IncomingCall, request: SipRequest) -> None:
+        call = self.calls.get(sip.call_id)
+        if call is None or call.leg is None:
+            return
+        try:
+            call.leg.on_ack(request)
+        except NotAcceptable as exc:
+            log.warning("call.bad_answer", call_id=call.id, reason=str(exc))
+            self._end(sip.call_id, "bad_sdp_answer")
+
+    def _on_reinvite(self, sip: IncomingCall) -> None:
+        call = self.calls.get(sip.call_id)
+        if call is None or call.leg is None:
+            reject(sip, 500, "Server Internal Error", retry_after=1)
+            return
+        call.leg.on_reinvite()
 
     def _end(self, sip_call_id: str, reason: str) -> None:
         call = self.calls.get(sip_call_id)
@@ -195,6 +261,7 @@ class Gateway:
             caller=sip.caller,
             callee=sip.callee,
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            late_offer=sip.sdp_offer is None,
         )
         session: RealtimeSession | None = None
         stream: RtpStream | None = None
@@ -203,14 +270,14 @@ class Gateway:
         try:
             local_ip = self._local_ip(sip.source_addr[0])
             sip.advertised_addr = (local_ip, self.sip_port)
-            if sip.sdp_offer is None:
-                raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
-            plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
+            sdp = SdpSession(self.cfg.media.codecs, local_ip)
+            plan = sdp.first_plan(sip.sdp_offer)
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
                 lambda: RtpStream(plan.codec, plan.payload_type, plan.remote, _drop, plan.ptime_ms),
             )
+            sdp.rtp_port = stream.port
             started = time.monotonic()
             session = await RealtimeSession.open(
                 base_url=self._base_url,
@@ -236,8 +303,10 @@ class Gateway:
                 clog,
             )
             stream.on_payload = bridge.on_payload
-            answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
-            sip.accept(answer)
+            # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
+            local_sdp = sdp.answer(sip.sdp_offer)[1] if sip.sdp_offer else sdp.offer()
+            call.leg = CallLeg(sip, sdp, stream, clog)
+            sip.accept(local_sdp)
             answered_at = time.monotonic()
             clog.info(
                 "call.answered",
@@ -246,7 +315,7 @@ class Gateway:
                 rtp_remote=_fmt(plan.remote),
                 ptime_ms=plan.ptime_ms,
             )
-            clog.debug("sip.sdp_answer", sdp=serialize_sdp(answer))
+            clog.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
             reason = await bridge.run()
             clog.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
         except NotAcceptable as exc:
@@ -272,10 +341,11 @@ class Gateway:
                 reject(sip, 500, "Server Internal Error")
         finally:
             reason = call.end_reason or reason
-            if sip.dialog.state == DialogState.CONFIRMED and reason != "caller_bye":
-                sip.hangup()
+            if reason != "caller_bye":
+                call.uas.send_bye(sip)
             if session is not None:
                 await session.close()
+                clog.info("realtime.session_closed", session_id=session.id)
             if stream is not None:
                 stream.close()
                 self._ports.release(stream.port)
@@ -285,9 +355,7 @@ class Gateway:
                 "call.ended",
                 reason=reason,
                 duration_s=round(time.monotonic() - answered_at, 3) if answered_at else 0.0,
-                setup_ms=round(
-                    ((answered_at or time.monotonic()) - call.received_at) * 1000
-                ),
+                setup_ms=round(((answered_at or time.monotonic()) - call.received_at) * 1000),
             )
 
     def _local_ip(self, peer: str) -> str:
@@ -308,7 +376,7 @@ def _fmt(addr: tuple[str, int] | None) -> str | None:
     return f"{addr[0]}:{addr[1]}" if addr else None
 
 
-def _bound_port(transport: SipTransport) -> int | None:
+def _bound_port(transport: UdpTransport | TcpTransport) -> int | None:
     udp = getattr(transport, "_udp_transport", None)
     if udp is not None:
         return int(udp.get_extra_info("sockname")[1])
