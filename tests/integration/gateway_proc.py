@@ -9,13 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import structlog
 import yaml
+
+from gateway.app import Gateway
+from gateway.config import parse_config
+from gateway.sip.transactions import SipTimers
 
 from .peers import LOOPBACK, free_port_block, free_udp_port
 
@@ -33,60 +39,28 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class GatewayProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
-        self.workdir = workdir
-        self.port = free_udp_port(also_tcp=True)
-        rtp = free_port_block(RTP_PORTS)
-        base = {
-            "sip": {"bind": LOOPBACK, "port": self.port, "allow_from": ["127.0.0.0/8"]},
-            "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + RTP_PORTS - 1},
-            "logging": {"format": "json", "level": "debug"},
-        }
-        self.config = _merge(base, config or {})
-        self.config_path = workdir / "gateway.yaml"
-        self.config_path.write_text(yaml.safe_dump(self.config))
-        self.log_path = workdir / "gateway.log"
+def test_config(config: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+    """A free SIP port and a gateway config on loopback with its own RTP ports."""
+    port = free_udp_port(also_tcp=True)
+    rtp = free_port_block(RTP_PORTS)
+    base = {
+        "sip": {"bind": LOOPBACK, "port": port, "allow_from": ["127.0.0.0/8"]},
+        "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + RTP_PORTS - 1},
+        "logging": {"format": "json", "level": "debug"},
+    }
+    return port, _merge(base, config or {})
+
+
+class EventLog:
+    """Log events of a gateway, and waiting on them (never on a sleep)."""
+
+    def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.raw: list[str] = []
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
 
-    def uri(self, user: str = "echo") -> str:
-        return f"sip:{user}@{LOOPBACK}:{self.port}"
-
-    async def start(self, timeout: float = 20.0) -> GatewayProcess:
-        self._proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "run",
-            "--config",
-            str(self.config_path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=REPO,
-        )
-        self._reader = asyncio.create_task(self._read())
-        await self.wait_for("gateway.ready", timeout=timeout)
-        return self
-
-    async def _read(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        with self.log_path.open("w") as log:
-            async for raw in self._proc.stdout:
-                line = raw.decode(errors="replace").rstrip()
-                log.write(line + "\n")
-                log.flush()
-                self.raw.append(line)
-                with contextlib.suppress(ValueError):
-                    event = json.loads(line)
-                    if isinstance(event, dict):
-                        self.events.append(event)
-                self._changed.set()
-        self._changed.set()
+    def _alive(self) -> bool:
+        return True
 
     def find(self, name: str, **fields: Any) -> list[dict[str, Any]]:
         return [
@@ -109,7 +83,7 @@ class GatewayProcess:
                     for event in self.events:
                         if event.get("event") == name and where(event):
                             return event
-                    if self._reader is not None and self._reader.done():
+                    if not self._alive():
                         raise AssertionError(f"gateway exited before {name}:\n{self.tail()}")
                     self._changed.clear()
                     await self._changed.wait()
@@ -118,6 +92,64 @@ class GatewayProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.raw[-lines:])
+
+
+class GatewayProcess(EventLog):
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.workdir = workdir
+        self.port, self.config = test_config(config)
+        self.config_path = workdir / "gateway.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        self.log_path = workdir / "gateway.log"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.env = env
+
+    def _alive(self) -> bool:
+        return self._reader is None or not self._reader.done()
+
+    def uri(self, user: str = "echo") -> str:
+        return f"sip:{user}@{LOOPBACK}:{self.port}"
+
+    async def start(self, timeout: float = 20.0) -> GatewayProcess:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "run",
+            "--config",
+            str(self.config_path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **self.env} if self.env else None,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for("gateway.ready", timeout=timeout)
+        return self
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        with self.log_path.open("w") as log:
+            async for raw in self._proc.stdout:
+                line = raw.decode(errors="replace").rstrip()
+                log.write(line + "\n")
+                log.flush()
+                self.raw.append(line)
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        self.events.append(event)
+                self._changed.set()
+        self._changed.set()
 
     async def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, as systemd would; returns the exit code."""
@@ -142,3 +174,58 @@ class GatewayProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+class InProcessGateway(EventLog):
+    """The gateway in the test's own event loop, for what a subprocess hides: SIP timers
+    shrunk (timer tests), and its state (calls, transactions, Realtime sessions) to inspect.
+
+    Its structlog events are captured here instead of printed.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        *,
+        timers: SipTimers | None = None,
+    ) -> None:
+        super().__init__()
+        self.port, self.config = test_config(config)
+        self.gateway = Gateway(parse_config(self.config), sip_timers=timers)
+        self._saved: dict[str, Any] | None = None
+
+    def uri(self, user: str = "echo") -> str:
+        return f"sip:{user}@{LOOPBACK}:{self.port}"
+
+    def _capture(self, logger: Any, method: str, event: dict[str, Any]) -> Any:
+        event = {**event, "level": method}
+        self.events.append(event)
+        self.raw.append(json.dumps(event, default=str))
+        self._changed.set()
+        raise structlog.DropEvent
+
+    @property
+    def realtime_sessions(self) -> list[Any]:
+        embedded = self.gateway._embedded
+        return list(embedded.sessions) if embedded is not None else []
+
+    @property
+    def uas(self) -> Any:
+        return self.gateway._uas[0]
+
+    async def __aenter__(self) -> InProcessGateway:
+        self._saved = structlog.get_config()
+        structlog.configure(processors=[self._capture], cache_logger_on_first_use=False)
+        try:
+            await self.gateway.start()
+        except BaseException:
+            structlog.configure(**self._saved)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.gateway.stop()
+        finally:
+            if self._saved is not None:
+                structlog.configure(**self._saved)
