@@ -25,12 +25,13 @@ from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 from .realtime.client import RealtimeConnectError, RealtimeSession
 from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.protocol import dialect_for
+from .routing import CallInfo, Router
 from .sip.digest import DigestVerifier
 from .sip.leg import CallLeg
 from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession
 from .sip.transactions import SipTimers
-from .sip.transport import TcpTransport, UdpTransport
+from .sip.transport import TcpTransport, UdpTransport, bound_port
 from .sip.uas import GatewayUAS, reject
 
 log = structlog.get_logger("gateway")
@@ -70,6 +71,7 @@ class Gateway:
         self._base_url = cfg.realtime.url
         self._dialect = dialect_for(cfg.realtime.protocol)
         self.sip_port = cfg.sip.port
+        self.router = Router(cfg)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class Gateway:
                 ) from None
             self._uas.append(uas)
             # With port 0 (tests), every further transport shares the port the first one got.
-            self.sip_port = _bound_port(transport) or self.sip_port
+            self.sip_port = bound_port(transport) or self.sip_port
             transport.local_addr = (transport.local_addr[0], self.sip_port)
         if sip.registration is not None and register_password is not None:
             self._start_registration(register_password)
@@ -272,6 +274,8 @@ class Gateway:
             sip.advertised_addr = (local_ip, self.sip_port)
             sdp = SdpSession(self.cfg.media.codecs, local_ip)
             plan = sdp.first_plan(sip.sdp_offer)
+            route = self.router.select(CallInfo.from_invite(sip))
+            clog.info("call.routed", profile=route.profile)
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
@@ -284,7 +288,7 @@ class Gateway:
                 deployment=self.cfg.realtime.deployment,
                 dialect=self._dialect,
                 auth=self._auth,
-                agent=self.cfg.agent,
+                agent=route.agent,
                 audio_format=self.cfg.realtime.audio_format,
                 codec=plan.codec.name,
                 connect_timeout=self.cfg.realtime.connect_timeout_s,
@@ -299,7 +303,7 @@ class Gateway:
                 stream,
                 plan.codec,
                 self.cfg.realtime.audio_format,
-                self.cfg.agent.greeting,
+                route.agent.greeting,
                 clog,
             )
             stream.on_payload = bridge.on_payload
@@ -375,12 +379,3 @@ def _drop(payload: bytes) -> None:
 def _fmt(addr: tuple[str, int] | None) -> str | None:
     return f"{addr[0]}:{addr[1]}" if addr else None
 
-
-def _bound_port(transport: UdpTransport | TcpTransport) -> int | None:
-    udp = getattr(transport, "_udp_transport", None)
-    if udp is not None:
-        return int(udp.get_extra_info("sockname")[1])
-    server = getattr(transport, "_server", None)
-    if server is not None and server.sockets:
-        return int(server.sockets[0].getsockname()[1])
-    return None

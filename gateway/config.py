@@ -799,6 +799,87 @@ class InputTranscriptionConfig(_Model):
     )
 
 
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _tool_name(value: object) -> str:
+    if not isinstance(value, str) or not _TOOL_NAME.match(value):
+        raise ValueError("a tool name is 1-64 letters, digits, _ or - (the model calls it by it)")
+    return value
+
+
+def _json_schema(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("type") != "object":
+        raise ValueError("parameters must be a JSON schema with type: object")
+    return value
+
+
+def _http_url(value: object) -> str:
+    text = _text(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError(f"the URL must not contain a user name or password; {SECRETS_MESSAGE}")
+    return text
+
+
+class WebhookTool(_Model):
+    """A function the model may call, answered by an HTTP POST to your service."""
+
+    type: Literal["webhook"] = Field("webhook", description="webhook")
+    name: Annotated[str, BeforeValidator(_tool_name)] = Field(
+        description="The function name the model calls, e.g. lookup_order."
+    )
+    description: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        description="When and why the model should call it: the model reads this."
+    )
+    parameters: Annotated[dict[str, Any], BeforeValidator(_json_schema)] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON schema (type: object) of the arguments the model passes.",
+    )
+    url: Annotated[str, BeforeValidator(_http_url)] = Field(
+        description="Where the call is POSTed as JSON {tool, arguments, call}; the JSON "
+        "response goes back to the model."
+    )
+    timeout_s: float = Field(
+        5.0, gt=0, le=30, description="How long to wait for the response (s). Default 5."
+    )
+    headers_from_env: dict[str, Annotated[str, BeforeValidator(_parse_env_name)]] = Field(
+        default_factory=dict,
+        description="HTTP header name -> name of the environment variable holding its value "
+        "(e.g. Authorization: CRM_TOKEN), so secrets stay out of the file.",
+    )
+
+
+class EndCallTool(_Model):
+    """Lets the model hang up once its last answer has been heard."""
+
+    type: Literal["end_call"] = Field("end_call", description="end_call")
+    description: str = Field(
+        "End the phone call. Call it after saying goodbye, when the caller is done.",
+        description="What the model is told about the tool.",
+    )
+
+
+class TransferTool(_Model):
+    """Lets the model transfer the caller (SIP REFER) to a configured destination."""
+
+    type: Literal["transfer_call"] = Field("transfer_call", description="transfer_call")
+    targets: dict[str, str] = Field(
+        min_length=1,
+        description="Destination name the model chooses -> SIP URI the PBX should call, e.g. "
+        "{sales: 'sip:600@pbx.example', support: 'sip:queue-support@pbx.example'}.",
+    )
+    description: str = Field(
+        "Transfer the caller to a human or another department.",
+        description="What the model is told about the tool.",
+    )
+
+
+Tool = Annotated[WebhookTool | EndCallTool | TransferTool, Field(discriminator="type")]
+
+
 class AgentConfig(_Model):
     """What the voice agent says and how it takes turns."""
 
@@ -830,6 +911,12 @@ class AgentConfig(_Model):
         None,
         description="Transcribe what the caller says (for logs and transcripts); {} turns it "
         "on with the defaults. Default none = off.",
+    )
+    tools: list[Tool] = Field(
+        default_factory=list,
+        description="Functions the model may call: type webhook (an HTTP POST to your "
+        "service), end_call (hang up after the goodbye) or transfer_call (SIP REFER to a "
+        "configured target). Default none.",
     )
 
     @field_validator("greeting", mode="after")
@@ -875,6 +962,50 @@ class LoggingConfig(_Model):
     )
 
 
+def _parse_regex(value: object) -> re.Pattern[str]:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a regular expression (text), got {_kind(value)}")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+
+
+Regex = Annotated[re.Pattern[str], BeforeValidator(_parse_regex)]
+
+
+class RouteMatch(_Model):
+    """What a call must look like for a route to apply; every given condition must match."""
+
+    dialed: Regex | None = Field(
+        None,
+        description="Regular expression searched in the dialed number (the user part of the "
+        "request URI), e.g. '^1000$' or '^\\+4420'. Anchor with ^ and $ for an exact match.",
+    )
+    to: Regex | None = Field(
+        None, description="Regular expression searched in the user part of the To header."
+    )
+    caller: Regex | None = Field(
+        None,
+        description="Regular expression searched in the caller ID (the user part of From).",
+    )
+    headers: dict[str, Regex] = Field(
+        default_factory=dict,
+        description="SIP header name (case-insensitive) -> regular expression searched in its "
+        "value, e.g. {X-Customer-Tier: '^gold$'}. A missing header does not match.",
+    )
+
+
+class Route(_Model):
+    """One routing rule: calls that match use the named agent profile."""
+
+    match: RouteMatch = Field(
+        default_factory=RouteMatch,
+        description="Conditions on the call; an empty match takes every call.",
+    )
+    profile: str = Field(description="Name of the profile (under profiles) to use.")
+
+
 class GatewayConfig(_Model):
     """The whole gateway configuration: one YAML file with these five sections."""
 
@@ -897,6 +1028,45 @@ class GatewayConfig(_Model):
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Log format and level."
     )
+    profiles: dict[str, AgentConfig] = Field(
+        default_factory=dict,
+        description="Named agent profiles chosen by routes. Each is written like the agent "
+        "section and inherits every key it does not set from it. In instructions and greeting, "
+        "${caller}, ${caller_name}, ${dialed}, ${to} and ${x_...} (an X- header, e.g. "
+        "${x_crm_id} for X-CRM-Id) are replaced with the call's values.",
+    )
+    routes: list[Route] = Field(
+        default_factory=list,
+        description="Rules that choose a profile for each call, tried in order: the first "
+        "match wins; a call no route matches uses the agent section.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profiles_inherit_agent(cls, data: Any) -> Any:
+        """A profile is the agent section with the profile's own keys on top."""
+        if not isinstance(data, dict):
+            return data
+        agent, profiles = data.get("agent") or {}, data.get("profiles")
+        if not isinstance(profiles, dict) or not isinstance(agent, dict):
+            return data
+        merged = {
+            name: {**agent, **profile} if isinstance(profile, dict) else profile
+            for name, profile in profiles.items()
+        }
+        return {**data, "profiles": merged}
+
+    @model_validator(mode="after")
+    def _routes_name_profiles(self) -> "GatewayConfig":
+        unknown = [
+            f"routes[{i}].profile: no profile named {r.profile!r} (profiles: "
+            f"{', '.join(self.profiles) or 'none defined'})"
+            for i, r in enumerate(self.routes)
+            if r.profile not in self.profiles
+        ]
+        if unknown:
+            raise ValueError("; ".join(unknown))
+        return self
 
 
 # --------------------------------------------------------------------------------------------
@@ -944,6 +1114,9 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[str, type[BaseModel] | None]
         elif origin is list and isinstance(item, int):
             path = f"{path}[{item}]"
             current = get_args(current)[0]
+        elif origin is dict:
+            path = f"{path}.{item}"
+            current = get_args(current)[1]
         else:
             path = f"{path}[{item}]" if isinstance(item, int) else f"{path}.{item}"
             current = None

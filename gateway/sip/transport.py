@@ -144,3 +144,14 @@ class _Protocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("sip.udp_error", error=str(exc))
+
+
+def bound_port(transport: object) -> int | None:
+    """The port a transport really bound (it asked for port 0 in tests and the test caller)."""
+    udp = getattr(transport, "_udp_transport", None)
+    if udp is not None:
+        return int(udp.get_extra_info("sockname")[1])
+    server = getattr(transport, "_server", None)
+    if server is not None and server.sockets:
+        return int(server.sockets[0].getsockname()[1])
+    return None

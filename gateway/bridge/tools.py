@@ -1,0 +1,152 @@
+"""Functions the model may call: webhooks, hang up, transfer.
+
+Whatever happens (bad arguments, a slow or failing webhook, a refused transfer) the model
+gets a JSON answer it can talk about, and the call goes on: a tool never ends a call by
+failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from ..config import EndCallTool, Tool, TransferTool, WebhookTool
+
+MAX_OUTPUT_CHARS = 16_000  # what goes back to the model; a runaway webhook is cut
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model produced it
+
+
+class CallControl(Protocol):
+    """What tools may do to the call; the bridge implements it."""
+
+    def hang_up_after_playback(self) -> None: ...
+
+    async def transfer(self, target: str) -> tuple[bool, str]: ...
+
+
+class Tools:
+    def __init__(
+        self,
+        specs: list[Tool],
+        call_data: Mapping[str, str],
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self._specs = {spec_name(s): s for s in specs}
+        self._call_data = dict(call_data)
+        self._environ = environ
+        self._http: aiohttp.ClientSession | None = None
+
+    def definitions(self) -> list[dict[str, Any]]:
+        """The `tools` list of session.update (GA function tools)."""
+        return [_definition(spec) for spec in self._specs.values()]
+
+    async def run(self, call: ToolCall, control: CallControl) -> str:
+        """Run one call; always returns the JSON output for function_call_output."""
+        spec = self._specs.get(call.name)
+        if spec is None:
+            return _error(f"unknown tool {call.name!r}")
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError:
+            return _error("the arguments are not valid JSON")
+        if not isinstance(arguments, dict):
+            return _error("the arguments must be a JSON object")
+        match spec:
+            case WebhookTool():
+                return await self._webhook(spec, arguments)
+            case EndCallTool():
+                control.hang_up_after_playback()
+                return json.dumps({"ok": True, "result": "the call ends after your last words"})
+            case TransferTool():
+                return await _transfer(spec, arguments, control)
+        return _error(f"tool {call.name!r} cannot run")
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _webhook(self, spec: WebhookTool, arguments: dict[str, Any]) -> str:
+        headers = {"Content-Type": "application/json"}
+        for header, env in spec.headers_from_env.items():
+            value = self._environ.get(env)
+            if value is None:
+                return _error(f"the gateway is missing environment variable {env}")
+            headers[header] = value
+        body = {"tool": spec.name, "arguments": arguments, "call": self._call_data}
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        try:
+            async with (
+                asyncio.timeout(spec.timeout_s),
+                self._http.post(spec.url, json=body, headers=headers) as response,
+            ):
+                text = await response.text()
+                if response.status >= 400:
+                    return _error(f"the service answered HTTP {response.status}")
+        except TimeoutError:
+            return _error(f"no answer within {spec.timeout_s:g} s")
+        except aiohttp.ClientError as exc:
+            return _error(f"the service could not be reached ({type(exc).__name__})")
+        try:
+            json.loads(text)
+        except ValueError:
+            text = json.dumps({"result": text})
+        return text[:MAX_OUTPUT_CHARS]
+
+
+def spec_name(spec: Tool) -> str:
+    return spec.name if isinstance(spec, WebhookTool) else spec.type
+
+
+def _definition(spec: Tool) -> dict[str, Any]:
+    match spec:
+        case WebhookTool():
+            parameters = spec.parameters
+        case EndCallTool():
+            parameters = {"type": "object", "properties": {}}
+        case TransferTool():
+            parameters = {
+                "type": "object",
+                "properties": {
+                    "destination": {
+                        "type": "string",
+                        "enum": sorted(spec.targets),
+                        "description": "Where to transfer the caller.",
+                    }
+                },
+                "required": ["destination"],
+            }
+    return {
+        "type": "function",
+        "name": spec_name(spec),
+        "description": spec.description,
+        "parameters": parameters,
+    }
+
+
+async def _transfer(spec: TransferTool, arguments: dict[str, Any], control: CallControl) -> str:
+    destination = arguments.get("destination")
+    target = spec.targets.get(destination) if isinstance(destination, str) else None
+    if target is None:
+        return _error(f"unknown destination {destination!r}; use one of {sorted(spec.targets)}")
+    ok, detail = await control.transfer(target)
+    if ok:
+        return json.dumps({"ok": True, "result": f"transferred to {destination}"})
+    return _error(f"the transfer to {destination} failed: {detail}; the caller is still here")
+
+
+def _error(message: str) -> str:
+    return json.dumps({"ok": False, "error": message})

@@ -1,0 +1,177 @@
+"""Tools the model calls: real HTTP webhooks on loopback, hang up and transfer via a control."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.bridge.tools import ToolCall, Tools
+from gateway.config import parse_config
+from tests.realtime_schema import validate_client_event
+
+
+class Control:
+    def __init__(self, transfer_ok: bool = True) -> None:
+        self.hung_up = False
+        self.transfers: list[str] = []
+        self._ok = transfer_ok
+
+    def hang_up_after_playback(self) -> None:
+        self.hung_up = True
+
+    async def transfer(self, target: str) -> tuple[bool, str]:
+        self.transfers.append(target)
+        return (True, "") if self._ok else (False, "SIP/2.0 486 Busy Here")
+
+
+class Service:
+    """A webhook service on 127.0.0.1 that records what it receives."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.never = asyncio.Event()  # never set: the 'slow' endpoint waits on it
+
+    async def order(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append((body, dict(request.headers)))
+        return web.json_response({"status": "shipped", "id": body["arguments"]["order"]})
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await self.never.wait()
+        return web.json_response({})
+
+    async def broken(self, request: web.Request) -> web.Response:
+        return web.Response(status=502, text="bad gateway")
+
+    async def text(self, request: web.Request) -> web.Response:
+        return web.Response(text="plain words")
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[tuple[Service, str]]:
+    svc = Service()
+    app = web.Application()
+    app.add_routes(
+        [
+            web.post("/order", svc.order),
+            web.post("/slow", svc.slow),
+            web.post("/broken", svc.broken),
+            web.post("/text", svc.text),
+        ]
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield svc, f"http://127.0.0.1:{port}"
+    svc.never.set()  # let a request the client gave up on finish, so the server can stop
+    await runner.cleanup()
+
+
+def tools_for(base: str, **env: str) -> Tools:
+    def hook(name: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
+        return {
+            "type": "webhook",
+            "name": name,
+            "description": f"{name} tool",
+            "url": f"{base}{path}",
+            "timeout_s": timeout,
+            "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
+            "headers_from_env": {"Authorization": "CRM_TOKEN"},
+        }
+
+    cfg = parse_config(
+        {
+            "agent": {
+                "tools": [
+                    hook("lookup_order", "/order"),
+                    hook("slow", "/slow", timeout=0.2),
+                    hook("broken", "/broken"),
+                    hook("text", "/text"),
+                    {"type": "end_call"},
+                    {"type": "transfer_call", "targets": {"sales": "sip:600@pbx.example"}},
+                ]
+            }
+        }
+    )
+    return Tools(cfg.agent.tools, {"caller": "+15550100"}, environ=env)
+
+
+async def test_webhook_result_goes_back_and_secrets_come_from_env(service) -> None:
+    svc, base = service
+    tools = tools_for(base, CRM_TOKEN="Bearer s3cret")
+    out = await tools.run(ToolCall("c1", "lookup_order", '{"order": "A-17"}'), Control())
+    await tools.close()
+    assert json.loads(out) == {"status": "shipped", "id": "A-17"}
+    body, headers = svc.requests[0]
+    assert body == {
+        "tool": "lookup_order",
+        "arguments": {"order": "A-17"},
+        "call": {"caller": "+15550100"},
+    }
+    assert headers["Authorization"] == "Bearer s3cret"
+
+
+@pytest.mark.parametrize(
+    "name,arguments,error",
+    [
+        ("slow", "{}", "no answer within 0.2 s"),
+        ("broken", "{}", "HTTP 502"),
+        ("lookup_order", "{not json", "not valid JSON"),
+        ("lookup_order", "[1]", "must be a JSON object"),
+        ("nope", "{}", "unknown tool"),
+    ],
+)
+async def test_failures_become_answers_for_the_model(service, name, arguments, error) -> None:
+    _, base = service
+    tools = tools_for(base, CRM_TOKEN="t")
+    out = json.loads(await tools.run(ToolCall("c", name, arguments), Control()))
+    await tools.close()
+    assert out["ok"] is False and error in out["error"]
+
+
+async def test_missing_env_var_and_plain_text_answers(service) -> None:
+    _, base = service
+    tools = tools_for(base)
+    missing = json.loads(await tools.run(ToolCall("c", "text", "{}"), Control()))
+    assert "missing environment variable CRM_TOKEN" in missing["error"]
+    tools = tools_for(base, CRM_TOKEN="t")
+    assert json.loads(await tools.run(ToolCall("c", "text", "{}"), Control())) == {
+        "result": "plain words"
+    }
+    await tools.close()
+
+
+async def test_end_call_and_transfer_use_call_control(service) -> None:
+    _, base = service
+    tools = tools_for(base)
+    control = Control()
+    await tools.run(ToolCall("c", "end_call", ""), control)
+    assert control.hung_up
+    ok = json.loads(
+        await tools.run(ToolCall("c", "transfer_call", '{"destination":"sales"}'), control)
+    )
+    assert ok["ok"] and control.transfers == ["sip:600@pbx.example"]
+    bad = json.loads(
+        await tools.run(ToolCall("c", "transfer_call", '{"destination":"x"}'), control)
+    )
+    assert "unknown destination" in bad["error"]
+    refused = Control(transfer_ok=False)
+    failed = json.loads(
+        await tools.run(ToolCall("c", "transfer_call", '{"destination":"sales"}'), refused)
+    )
+    assert "486 Busy Here" in failed["error"] and "still here" in failed["error"]
+
+
+def test_definitions_are_valid_session_tools() -> None:
+    definitions = tools_for("http://127.0.0.1:9").definitions()
+    assert [d["name"] for d in definitions][-2:] == ["end_call", "transfer_call"]
+    validate_client_event(
+        {"type": "session.update", "session": {"type": "realtime", "tools": definitions}}
+    )
