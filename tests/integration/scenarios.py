@@ -221,11 +221,15 @@ def recv(
     timeout_ms: int | None = None,
     headers: dict[str, str] | None = None,
     body: str | None = None,
+    auth: bool = False,
 ) -> str:
-    """Expect a response; `headers` and `body` map to regexps it must match."""
+    """Expect a response; `headers` and `body` map to regexps it must match; `auth` keeps its
+    challenge for the next [authentication] keyword."""
     attrs = f' response="{status}"'
     if optional:
         attrs += ' optional="true"'
+    if auth:
+        attrs += ' auth="true"'
     if timeout_ms:
         attrs += f' timeout="{timeout_ms}"'
     checks = [

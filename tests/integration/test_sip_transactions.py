@@ -185,3 +185,29 @@ async def test_200_never_acked_ends_the_call_with_bye_and_closes_the_session(
         (session,) = gateway.realtime_sessions
         assert session.closed
         assert not gateway.gateway.calls and len(gateway.uas.invites) == 0
+
+
+async def test_cancel_while_the_session_opens_gets_200_and_487_and_closes_it(
+    tmp_path: Path,
+) -> None:
+    async with RealtimeGate() as gate:  # never released: the session stays half-open
+        config = {"realtime": {"url": gate.url, "auth": {"method": "none"}}}
+        async with GatewayProcess(tmp_path, config) as gateway:
+            path = scenario(
+                tmp_path / "cancel.xml",
+                invite(sdp()),
+                recv(100),
+                pause(1000),  # the caller hangs up while it still rings
+                in_dialog("CANCEL", 1, branch="inv1"),
+                recv(200),  # to the CANCEL
+                recv(487),  # to the INVITE
+                in_dialog("ACK", 1, branch="inv1"),
+            )
+            await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+            ended = await gateway.wait_for("call.ended", timeout=10)
+            assert ended["reason"] == "caller_cancel"
+            assert gate.connections == 1, "the CANCEL came before the session began to open"
+            await gate.wait(
+                "the gateway closing its Realtime connection", lambda: gate.open == 0, 10
+            )
+            assert not gateway.find("realtime.session_open")
