@@ -97,6 +97,7 @@ class SdpSession:
         self.plan: MediaPlan | None = None  # what is agreed and in force
         self.local: SdpMessage | None = None  # the last SDP we sent
         self._offered: MediaPlan | None = None  # our offer, waiting for its answer
+        self._last_offer: MediaPlan | None = None
         self._id = str(secrets.randbelow(2**31))
         self._version = 0
 
@@ -117,8 +118,9 @@ class SdpSession:
 
     def offer(self) -> SdpMessage:
         """Our offer, for an INVITE or re-INVITE that came without one (late offer)."""
-        base = self.plan or self.first_plan(None)
-        self._offered = base
+        # The same offer each time, so an offerless session refresh changes nothing (§8).
+        base = self._last_offer or self.plan or self.first_plan(None)
+        self._offered = self._last_offer = base
         sdp = build_sdp(
             self.local_ip,
             self.rtp_port,
