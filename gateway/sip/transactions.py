@@ -81,6 +81,13 @@ class InviteTransaction:
 
 def transaction_key(message: SipRequest | SipResponse) -> TxKey | None:
     """Branch and sent-by of the top Via (RFC 3261 §17.2.3); None without a usable Via."""
+    try:
+        return _key(message)
+    except (ValueError, IndexError):
+        return None  # a header we cannot read: no transaction to match
+
+
+def _key(message: SipRequest | SipResponse) -> TxKey | None:
     vias = message.via
     if not vias:
         return None

@@ -39,6 +39,10 @@ def parse_datagram(data: bytes) -> SipRequest | SipResponse | None:
         raise ValueError(str(exc) or type(exc).__name__) from None
     if isinstance(message, SipResponse) and not 100 <= message.status_code <= 699:
         raise ValueError(f"status code {message.status_code} out of range")
+    if isinstance(message, SipRequest):
+        version = data.lstrip().split(b"\n", 1)[0].strip().rsplit(b" ", 1)[-1]
+        if version.upper() != b"SIP/2.0":
+            raise ValueError(f"unsupported protocol version {version[:20]!r}")
     return message
 
 

@@ -196,8 +196,8 @@ class GatewayUAS(SipUAS):
     # --- INVITE responses out: retransmission until ACK ------------------------------------
 
     def _on_reply(self, response: SipResponse) -> None:
-        cseq = response.cseq
-        if cseq is None or cseq.method != "INVITE":
+        # Raw CSeq: a 400 echoes whatever unreadable CSeq its request had.
+        if (response.get_header("cseq") or "").split()[-1:] != ["INVITE"]:
             return
         txn = self.invites.match(response)
         if txn is not None and txn.record(response):
