@@ -51,7 +51,10 @@ class _Hooks:
     on_reply: ReplyHook | None = None
     name = "UDP"
 
-    def _deliver(self, data: bytes, addr: tuple[str, int]) -> SipRequest | SipResponse | None:
+    def _deliver(
+        self, data: bytes, addr: tuple[str, int]
+    ) -> SipRequest | SipResponse | bool | None:
+        """The message handled, None for a keep-alive, False when it could not be parsed."""
         try:
             message = parse_datagram(data)
             if message is None:
@@ -65,7 +68,7 @@ class _Hooks:
                 bytes=len(data),
                 error=str(exc)[:200],
             )
-            return None
+            return False
         if self.on_message is not None:
             try:
                 self.on_message(message, addr)
@@ -109,6 +112,9 @@ class TcpTransport(_Hooks, TcpSipTransport):
 
     def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
         message = self._deliver(data, addr)
+        if message is False and addr in self._connections:
+            # A stream that sent one unreadable message has lost its framing: hang up.
+            self._connections[addr][1].close()
         if isinstance(message, SipRequest):
             key = transaction_key(message)
             if key is not None:

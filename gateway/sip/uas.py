@@ -80,7 +80,7 @@ class GatewayUAS(SipUAS):
     def _handle_request(self, request: SipRequest, addr: tuple[str, int]) -> None:
         problem = request_problem(request)
         if problem is not None:
-            status, reason = problem
+            status, reason, headers = problem
             log.info(
                 "sip.bad_request",
                 method=request.method[:20],
@@ -90,7 +90,7 @@ class GatewayUAS(SipUAS):
             )
             # No reply without a Via to route it, and never to an ACK (§17.2.3).
             if request.headers.get("via") and request.method != "ACK":
-                self._send_error(request, status, reason)
+                self._send_error(request, status, reason, extra_headers=headers or None)
             return
         super()._handle_request(request, addr)
 

@@ -9,22 +9,36 @@ from aiosipua.message import missing_required_headers
 
 SCHEMES = ("sip:", "sips:", "tel:")
 MAX_CSEQ = 2**31  # RFC 3261 §8.1.1.5: the sequence number is less than 2**31
+TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+# Extensions a caller may Require: we never send reliable provisionals, so 100rel holds.
+SUPPORTED = frozenset({"100rel", "timer"})
+
+Problem = tuple[int, str, dict[str, str]]
 
 
-def request_problem(request: SipRequest) -> tuple[int, str] | None:
-    """(status, reason phrase) to answer instead of processing the request, or None."""
+def request_problem(request: SipRequest) -> Problem | None:
+    """(status, reason phrase, extra headers) to answer instead of processing, or None."""
     missing = missing_required_headers(request)
     if missing:
-        return 400, f"Missing {', '.join(_pretty(m) for m in missing)}"
-    if not request.method.isalpha():
-        return 400, "Bad Request Line"
+        return 400, f"Missing {', '.join(_pretty(m) for m in missing)}", {}
+    if not request.method or not set(request.method) <= TOKEN:
+        return 400, "Bad Request Line", {}
     problem = _cseq_problem(request) or _length_problem(request) or _address_problem(request)
     if problem:
-        return 400, problem
+        return 400, problem, {}
     if len(request.headers.get("call-id")) > 1 or len(request.headers.get("cseq")) > 1:
-        return 400, "Duplicate Call-ID or CSeq"
+        return 400, "Duplicate Call-ID or CSeq", {}
     if not request.uri.lower().startswith(SCHEMES):
-        return 416, "Unsupported URI Scheme"
+        return 416, "Unsupported URI Scheme", {}
+    required = {
+        token.strip().lower()
+        for value in request.headers.get("require")
+        for token in value.split(",")
+        if token.strip()
+    }
+    unsupported = sorted(required - SUPPORTED)
+    if unsupported and request.method not in ("ACK", "CANCEL"):
+        return 420, "Bad Extension", {"Unsupported": ", ".join(unsupported)}  # §8.2.2.3
     return None
 
 

@@ -90,6 +90,20 @@ class EventLog:
         except TimeoutError:
             raise AssertionError(f"no {name} within {timeout} s:\n{self.tail()}") from None
 
+    async def wait_count(self, name: str, count: int, *, timeout: float) -> None:
+        """Wait until `count` log events `name` have been seen."""
+        seen = 0
+
+        def counted(event: dict[str, Any]) -> bool:
+            nonlocal seen
+            seen = len(self.find(name))
+            return seen >= count
+
+        try:
+            await self.wait_for(name, timeout=timeout, where=counted)
+        except AssertionError:
+            raise AssertionError(f"{seen} of {count} {name} within {timeout} s") from None
+
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.raw[-lines:])
 
