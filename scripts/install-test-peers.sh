@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real SIP/RTP peers used by the integration tests (tests/integration):
-#   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox.
+#   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox, kamailio.
 #
 # Idempotent and fast: when every tool is already present it makes no apt call at all.
 # Otherwise it runs `apt-get update` once and installs only what is missing
@@ -30,11 +30,12 @@ missing_packages() {
     baresip_ok || echo baresip-core
     command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
     command -v sox >/dev/null 2>&1 || echo sox
+    command -v kamailio >/dev/null 2>&1 || [[ -x /usr/sbin/kamailio ]] || echo kamailio
 }
 
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -eq 0 ]]; then
-    say "all test peers present (sipp, baresip, espeak-ng, sox)"
+    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio)"
     exit 0
 fi
 

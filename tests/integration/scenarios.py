@@ -300,13 +300,15 @@ async def run_sipp(
     *,
     transport: str = "u1",
     timeout: float = 40,
+    calls: int = 1,
     context: Callable[[], str] = lambda: "",
 ) -> Sipp:
-    """One call of a scenario against 127.0.0.1:`port` with -nr (see above); it must pass."""
+    """`calls` calls of a scenario against 127.0.0.1:`port` with -nr (see above); all must
+    pass."""
     sipp = Sipp(
         workdir,
         [
-            "-sf", scenario_path, "-m", 1, "-nr", "-t", transport, "-i", LOOPBACK,
+            "-sf", scenario_path, "-m", calls, "-nr", "-t", transport, "-i", LOOPBACK,
             "-p", free_udp_port(also_tcp=True), "-mp", free_port_block(4),
             "-timeout", int(timeout), "-timeout_error", "-max_socket", 10,
             f"{LOOPBACK}:{port}",
