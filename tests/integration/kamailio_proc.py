@@ -13,6 +13,8 @@ from .gateway_proc import REPO
 from .peers import LOOPBACK, PeerError, free_udp_port, wait_udp_bound
 
 CONFIG = REPO / "deploy" / "kamailio" / "kamailio.cfg"
+# /usr/sbin is not on every user's PATH.
+BINARY = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin")
 
 
 class Kamailio:
@@ -29,7 +31,7 @@ class Kamailio:
         self.list_path.write_text("".join(f"1 sip:{LOOPBACK}:{p}\n" for p in gateways))
         self.log_path = workdir / "kamailio.log"
         self.argv = [
-            "kamailio", "-f", str(CONFIG), "-DD", "-E",
+            BINARY or "kamailio", "-f", str(CONFIG), "-DD", "-E",
             "-Y", str(workdir), "-P", str(workdir / "kamailio.pid"), "-m", "64", "-M", "8",
             "-A", f"LISTEN=udp:{LOOPBACK}:{self.port}",
             "-A", f'DISPATCHER_LIST="{self.list_path}"',
@@ -43,7 +45,7 @@ class Kamailio:
         return "\n".join(text.splitlines()[-lines:])
 
     async def __aenter__(self) -> Kamailio:
-        if shutil.which("kamailio") is None:
+        if BINARY is None:
             raise FileNotFoundError("kamailio not found (run scripts/install-test-peers.sh)")
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(

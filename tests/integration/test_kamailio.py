@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from .gateway_proc import GatewayProcess
-from .kamailio_proc import Kamailio
+from .kamailio_proc import BINARY, Kamailio
 from .scenarios import in_dialog, invite, pause, recv, run_sipp, scenario, sdp
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        shutil.which("sipp") is None or shutil.which("kamailio") is None,
+        shutil.which("sipp") is None or BINARY is None,
         reason="sipp or kamailio not installed",
     ),
 ]
