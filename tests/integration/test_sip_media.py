@@ -174,3 +174,48 @@ async def test_late_offer_without_an_answer_in_the_ack_ends_the_call(tmp_path: P
         assert ended["reason"] == "bad_sdp_answer"
         (session,) = gateway.realtime_sessions
         await asyncio.wait_for(session.wait_closed(), 10)
+
+
+def rtp_packet(seq: int) -> bytes:
+    """One 20 ms PCMU packet of silence (RFC 3550 header, payload type 0)."""
+    header = bytes([0x80, 0]) + seq.to_bytes(2, "big") + (seq * 160).to_bytes(4, "big")
+    return header + b"\x12\x34\x56\x78" + b"\xff" * 160
+
+
+async def test_nat_advertised_address_and_symmetric_rtp(tmp_path: Path) -> None:
+    a, ta = await rtp_sink()  # where the SDP says the caller listens
+    c, tc = await rtp_sink()  # where the caller's RTP really comes from (its NAT)
+    try:
+        config = {"sip": {"advertise_address": "192.0.2.99"}}
+        async with InProcessGateway(config) as gateway:
+            path = scenario(
+                tmp_path / "nat.xml",
+                invite(sdp(port=a.port, ip=LOOPBACK)),
+                recv(100, optional=True),
+                recv(
+                    200,
+                    headers={"Contact": "sip:192.0.2.99:[0-9]+"},
+                    body="c=IN IP4 192.0.2.99",
+                ),
+                in_dialog("ACK", 1),
+                pause(2500),
+                in_dialog("BYE", 2),
+                recv(200),
+            )
+            run = asyncio.ensure_future(
+                run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+            )
+            answered = await gateway.wait_for("call.answered", timeout=10)
+            await a.packet_after(0)
+            rtp_port = int(str(answered["rtp_local"]).rsplit(":", 1)[1])
+            for seq in range(3):
+                tc.sendto(rtp_packet(seq), (LOOPBACK, rtp_port))
+            latched = time.monotonic()
+            await c.packet_after(latched)
+            await run
+            # Latched: the gateway kept sending where the caller's packets came from.
+            assert a.count_between(latched + 0.1, time.monotonic()) == 0
+            assert c.count_between(latched, time.monotonic()) > 25
+    finally:
+        ta.close()
+        tc.close()
