@@ -32,7 +32,7 @@ from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession
 from .sip.transactions import SipTimers
 from .sip.transport import TcpTransport, UdpTransport, bound_port
-from .sip.uas import GatewayUAS, reject
+from .sip.uas import GatewayUAS, reject, respond
 
 log = structlog.get_logger("gateway")
 
@@ -234,8 +234,8 @@ class Gateway:
 
     def _on_reinvite(self, sip: IncomingCall) -> None:
         call = self.calls.get(sip.call_id)
-        if call is None or call.leg is None:
-            reject(sip, 500, "Server Internal Error", retry_after=1)
+        if call is None or call.leg is None:  # still being set up, or already ending
+            respond(sip, 500, "Server Internal Error", retry_after=1)  # §14.2
             return
         call.leg.on_reinvite()
 
@@ -378,4 +378,3 @@ def _drop(payload: bytes) -> None:
 
 def _fmt(addr: tuple[str, int] | None) -> str | None:
     return f"{addr[0]}:{addr[1]}" if addr else None
-

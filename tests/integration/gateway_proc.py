@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 import yaml
 
-from gateway.app import Gateway
+from gateway.app import Gateway, StartupError
 from gateway.config import parse_config
 from gateway.sip.transactions import SipTimers
 
@@ -118,6 +118,7 @@ class GatewayProcess(EventLog):
     ) -> None:
         super().__init__()
         self.workdir = workdir
+        self.extra_config = config
         self.port, self.config = test_config(config)
         self.config_path = workdir / "gateway.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -132,7 +133,23 @@ class GatewayProcess(EventLog):
     def uri(self, user: str = "echo") -> str:
         return f"sip:{user}@{LOOPBACK}:{self.port}"
 
-    async def start(self, timeout: float = 20.0) -> GatewayProcess:
+    async def start(self, timeout: float = 20.0, attempts: int = 3) -> GatewayProcess:
+        """Start and wait for gateway.ready. A port taken between choosing and binding it (other
+        tests run beside this one) means new ports and another try."""
+        for attempt in range(attempts):
+            try:
+                return await self._start(timeout)
+            except AssertionError as exc:
+                if "Address already in use" not in str(exc) or attempt + 1 == attempts:
+                    raise
+                await self.stop()
+                self.port, self.config = test_config(self.extra_config)
+                self.config_path.write_text(yaml.safe_dump(self.config))
+                self.events.clear()
+                self.raw.clear()
+        raise AssertionError("unreachable")
+
+    async def _start(self, timeout: float) -> GatewayProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -204,6 +221,7 @@ class InProcessGateway(EventLog):
         timers: SipTimers | None = None,
     ) -> None:
         super().__init__()
+        self._extra, self._timers = config, timers
         self.port, self.config = test_config(config)
         self.gateway = Gateway(parse_config(self.config), sip_timers=timers)
         self._saved: dict[str, Any] | None = None
@@ -231,7 +249,15 @@ class InProcessGateway(EventLog):
         self._saved = structlog.get_config()
         structlog.configure(processors=[self._capture], cache_logger_on_first_use=False)
         try:
-            await self.gateway.start()
+            for attempt in range(3):
+                try:
+                    await self.gateway.start()
+                    break
+                except StartupError as exc:  # a port taken by a test running beside this one
+                    if "Address already in use" not in str(exc) or attempt == 2:
+                        raise
+                    self.port, self.config = test_config(self._extra)
+                    self.gateway = Gateway(parse_config(self.config), sip_timers=self._timers)
         except BaseException:
             structlog.configure(**self._saved)
             raise

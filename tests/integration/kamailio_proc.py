@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shutil
-import signal
 from pathlib import Path
 
 from .gateway_proc import REPO
-from .peers import LOOPBACK, PeerError, free_udp_port, wait_udp_bound
+from .peers import LOOPBACK, PeerError, _stop_process, free_udp_port, wait_udp_bound
 
 CONFIG = REPO / "deploy" / "kamailio" / "kamailio.cfg"
 # /usr/sbin is not on every user's PATH.
@@ -64,13 +61,6 @@ class Kamailio:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            await self.proc.wait()
+        # SIGTERM to the main process: it stops its children itself.
+        if self.proc is not None:
+            await _stop_process(self.proc, 10)

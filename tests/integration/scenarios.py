@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from gateway.sip.transactions import SipTimers
+
 from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
+
+SIP_TESTS = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
+]
+# Shrunk timers for an in-process gateway: T1 50 ms, so timer H (64*T1) is 3.2 s.
+FAST_TIMERS = SipTimers(t1=0.05, t2=0.4, t4=0.2)
 
 _INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="INVITE answered with {status}">

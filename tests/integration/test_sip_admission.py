@@ -4,13 +4,11 @@ PBX or dispatcher to go elsewhere while the gateway is full or draining."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
-
-import pytest
 
 from .gateway_proc import GatewayProcess, InProcessGateway
 from .scenarios import (
+    SIP_TESTS,
     in_dialog,
     invite,
     invite_expecting,
@@ -22,10 +20,7 @@ from .scenarios import (
     sdp,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
-]
+pytestmark = SIP_TESTS
 
 USER, PASSWORD = "asterisk", "s3cret-for-tests"
 AUTH_CONFIG = {

@@ -7,15 +7,13 @@ The caller's RTP endpoints are sockets of the test: what the gateway sends is co
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
-
-import pytest
 
 from .gateway_proc import InProcessGateway
 from .peers import LOOPBACK
 from .scenarios import (
+    SIP_TESTS,
     in_dialog,
     invite,
     ok_to_request,
@@ -27,10 +25,7 @@ from .scenarios import (
     sdp,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
-]
+pytestmark = SIP_TESTS
 
 
 class RtpSink(asyncio.DatagramProtocol):

@@ -4,19 +4,13 @@ binding is refreshed before it expires, and the call the PBX sends to the contac
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-
-import pytest
 
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
-from .scenarios import sdp, sipp_trace
+from .scenarios import SIP_TESTS, sdp, sipp_trace
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
-]
+pytestmark = SIP_TESTS
 
 USER, PASSWORD = "ext200", "reg-secret"
 GRANTED_S = 4  # the registrar grants this much at first: the refresh must come before

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from pathlib import Path
 
-import pytest
-
 from gateway.realtime.embedded import EmbeddedRealtimeServer
-from gateway.sip.transactions import SipTimers
 
 from .gateway_proc import GatewayProcess, InProcessGateway
 from .peers import LOOPBACK
 from .scenarios import (
+    FAST_TIMERS,
+    SIP_TESTS,
     in_dialog,
     invite,
     ok_to_request,
@@ -29,12 +27,8 @@ from .scenarios import (
     sdp,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
-]
+pytestmark = SIP_TESTS
 
-FAST = SipTimers(t1=0.05, t2=0.4, t4=0.2)
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 4000 RTP/AVP 0\r\n"
@@ -128,7 +122,7 @@ class Collector(asyncio.DatagramProtocol):
 async def test_torture_messages_get_precise_answers_and_leave_nothing(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     config = {"sip": {"allow_from": ["10.0.0.0/8"]}}  # a parsed INVITE says so with a 403
-    async with InProcessGateway(config, timers=FAST) as gateway:
+    async with InProcessGateway(config, timers=FAST_TIMERS) as gateway:
         sock, peer = await loop.create_datagram_endpoint(
             Collector, local_addr=(LOOPBACK, 0), remote_addr=(LOOPBACK, gateway.port)
         )

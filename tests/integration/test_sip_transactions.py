@@ -4,17 +4,15 @@ ACK (timer G, the 2xx of §13.3.1.4) or timer H, and a 2xx never ACKed ends the 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
-import pytest
-
 from gateway.realtime.embedded import EmbeddedRealtimeServer
-from gateway.sip.transactions import SipTimers
 
 from .gateway_proc import GatewayProcess, InProcessGateway
 from .realtime_gate import RealtimeGate
 from .scenarios import (
+    FAST_TIMERS,
+    SIP_TESTS,
     in_dialog,
     invite,
     ok_to_request,
@@ -27,14 +25,9 @@ from .scenarios import (
     sipp_trace,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
-]
+pytestmark = SIP_TESTS
 
-# Shrunk timers: T1 50 ms, so timer H (64*T1) is 3.2 s.
-FAST = SipTimers(t1=0.05, t2=0.4, t4=0.2)
-RESENDS = len(list(FAST.retransmit_offsets()))
+RESENDS = len(list(FAST_TIMERS.retransmit_offsets()))
 
 
 def ack(cseq: int = 1) -> str:
@@ -113,7 +106,7 @@ async def test_invite_retransmitted_while_the_session_opens_gets_100(tmp_path: P
 
 async def test_error_response_is_resent_until_its_ack(tmp_path: Path) -> None:
     config = {"sip": {"allow_from": ["10.0.0.0/8"]}}
-    async with InProcessGateway(config, timers=FAST) as gateway:
+    async with InProcessGateway(config, timers=FAST_TIMERS) as gateway:
         path = scenario(
             tmp_path / "timer_g.xml",
             invite(sdp()),
@@ -134,13 +127,13 @@ async def test_error_response_is_resent_until_its_ack(tmp_path: Path) -> None:
 
 async def test_error_response_without_ack_stops_at_timer_h(tmp_path: Path) -> None:
     config = {"sip": {"allow_from": ["10.0.0.0/8"]}}
-    async with InProcessGateway(config, timers=FAST) as gateway:
+    async with InProcessGateway(config, timers=FAST_TIMERS) as gateway:
         path = scenario(
             tmp_path / "timer_h.xml",
             invite(sdp()),
             recv(100, optional=True),
             *[recv(403) for _ in range(1 + RESENDS)],
-            pause(int(FAST.t2 * 3000)),  # one more would fail the scenario
+            pause(int(FAST_TIMERS.t2 * 3000)),  # one more would fail the scenario
         )
         await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
         timeout = await gateway.wait_for("sip.ack_timeout", timeout=10)
@@ -149,7 +142,7 @@ async def test_error_response_without_ack_stops_at_timer_h(tmp_path: Path) -> No
 
 
 async def test_200_is_resent_until_its_ack(tmp_path: Path) -> None:
-    async with InProcessGateway(timers=FAST) as gateway:
+    async with InProcessGateway(timers=FAST_TIMERS) as gateway:
         path = scenario(
             tmp_path / "resend_200.xml",
             invite(sdp()),
@@ -170,7 +163,7 @@ async def test_200_is_resent_until_its_ack(tmp_path: Path) -> None:
 async def test_200_never_acked_ends_the_call_with_bye_and_closes_the_session(
     tmp_path: Path,
 ) -> None:
-    async with InProcessGateway(timers=FAST) as gateway:
+    async with InProcessGateway(timers=FAST_TIMERS) as gateway:
         path = scenario(
             tmp_path / "no_ack.xml",
             invite(sdp()),
