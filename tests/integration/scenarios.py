@@ -182,13 +182,17 @@ def invite(
     cseq: int = 1,
     in_dialog: bool = False,
     headers: tuple[str, ...] = (),
+    via_port: str | int = "[local_port]",
 ) -> str:
-    """An INVITE (a re-INVITE with `in_dialog`); the same `branch` twice is a retransmission."""
+    """An INVITE (a re-INVITE with `in_dialog`); the same `branch` twice is a retransmission.
+
+    `via_port` other than the socket's: a TCP client that names its listening port in Via
+    and connects from another one, as PBXs do (the answer must come on the connection)."""
     to = "[last_To:]" if in_dialog else "To: <sip:[service]@[remote_ip]:[remote_port]>"
     return _message(
         "INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
         [
-            f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={_branch(branch)}",
+            f"Via: SIP/2.0/[transport] [local_ip]:{via_port};branch={_branch(branch)}",
             "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
             to,
             "Call-ID: [call_id]",
@@ -201,12 +205,19 @@ def invite(
     )
 
 
-def in_dialog(method: str, cseq: int, *, branch: str | None = None, body: str | None = None) -> str:
+def in_dialog(
+    method: str,
+    cseq: int,
+    *,
+    branch: str | None = None,
+    body: str | None = None,
+    via_port: str | int = "[local_port]",
+) -> str:
     """ACK, BYE or CANCEL; an ACK of a 3xx-6xx and a CANCEL reuse the INVITE's `branch`."""
     return _message(
         f"{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
         [
-            f"Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={_branch(branch)}",
+            f"Via: SIP/2.0/[transport] [local_ip]:{via_port};branch={_branch(branch)}",
             "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
             "To: <sip:[service]@[remote_ip]:[remote_port]>" if method == "CANCEL" else "[last_To:]",
             "Call-ID: [call_id]",

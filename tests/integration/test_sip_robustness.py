@@ -184,12 +184,13 @@ async def test_call_over_tcp_and_our_bye_on_the_same_connection(tmp_path: Path) 
             "realtime": {"url": service.url, "auth": {"method": "none"}},
         }
         async with GatewayProcess(tmp_path, config) as gateway:
+            # Via names a listening port (5099) other than the connection's, as PBXs do.
             over_tcp = scenario(
                 tmp_path / "tcp_call.xml",
-                invite(sdp()),
+                invite(sdp(), via_port=5099),
                 recv(100, optional=True),
                 recv(200),
-                in_dialog("ACK", 1),
+                in_dialog("ACK", 1, via_port=5099),
                 # The Realtime session ends after 1 s: the gateway hangs up over TCP.
                 recv_request("BYE", timeout_ms=10000),
                 ok_to_request(),

@@ -194,7 +194,9 @@ async def test_cancel_while_the_session_opens_gets_200_and_487_and_closes_it(
                 in_dialog("CANCEL", 1, branch="inv1"),
                 recv(200),  # to the CANCEL
                 recv(487),  # to the INVITE
+                recv(487),  # again after T1: not ACKed yet
                 in_dialog("ACK", 1, branch="inv1"),
+                pause(1500),  # and not again once ACKed
             )
             await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
             ended = await gateway.wait_for("call.ended", timeout=10)
