@@ -2,6 +2,7 @@
 
 A call is answered only once its Realtime session is open and configured;
 anything that fails before that gets a precise SIP error, never 200 then silence.
+Signals, readiness and draining are `lifecycle.Service`'s job; metrics are `metrics.py`'s.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import secrets
-import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -21,9 +22,11 @@ from . import __version__
 from .bridge.call import CallBridge
 from .config import GatewayConfig, api_key, sip_passwords
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
+from .metrics import CallProbe, Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
-from .realtime.client import RealtimeConnectError, RealtimeSession
+from .realtime.client import RealtimeConnectError
 from .realtime.embedded import EmbeddedRealtimeServer
+from .realtime.link import RealtimeLink
 from .realtime.protocol import dialect_for
 from .routing import CallInfo, Router
 from .sip.digest import DigestVerifier
@@ -38,6 +41,10 @@ log = structlog.get_logger("gateway")
 
 USER_AGENT = f"sip-realtime-gateway/{__version__}"
 SHUTDOWN_GRACE_S = 5.0
+RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before retrying
+SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
+RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
+_PHRASES = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 
 
 class StartupError(Exception):
@@ -59,7 +66,6 @@ class Gateway:
     def __init__(self, cfg: GatewayConfig, *, sip_timers: SipTimers | None = None) -> None:
         self.cfg = cfg
         self.calls: dict[str, ActiveCall] = {}  # by SIP Call-ID
-        self.draining: bool = False  # set on shutdown: new calls and OPTIONS get 503
         self._timers = sip_timers or SipTimers()
         self._uas: list[GatewayUAS] = []
         self._registrar: Registrar | None = None
@@ -69,9 +75,15 @@ class Gateway:
         self._embedded: EmbeddedRealtimeServer | None = None
         self._auth: Auth = NoAuth()
         self._base_url = cfg.realtime.url
-        self._dialect = dialect_for(cfg.realtime.protocol)
+        self._dialect = dialect_for(cfg.realtime.protocol, cfg.realtime.api_version)
         self.sip_port = cfg.sip.port
         self.router = Router(cfg)
+        self.metrics = Metrics()
+        self.metrics.active_calls.set_function(lambda: len(self.calls))
+        self._metrics_server: MetricsServer | None = None
+        self.ready = False  # SIP listens and the Realtime side was checked
+        self.draining = False  # stopping: new calls and OPTIONS get 503
+        self.on_calls_changed: Callable[[], None] = lambda: None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -81,16 +93,20 @@ class Gateway:
             self._embedded = EmbeddedRealtimeServer("127.0.0.1", 0, keep_events=0)
             await self._embedded.start()
             self._base_url = self._embedded.url
-        elif rt.auth.method == "api_key":
+        elif rt.auth.method in ("api_key", "bearer"):
             key = api_key(self.cfg)
             if not key:
                 raise StartupError(
                     f"realtime.auth.api_key_env: environment variable {rt.auth.api_key_env} "
                     "is not set"
                 )
-            self._auth = ApiKeyAuth(key)
+            self._auth = ApiKeyAuth(
+                key, env_name=rt.auth.api_key_env, bearer=rt.auth.method == "bearer"
+            )
         elif rt.auth.method == "entra":
             self._auth = EntraAuth(rt.auth.entra_scope)
+            await self._check_token()
+        await self._start_metrics()
 
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)
@@ -125,12 +141,15 @@ class Gateway:
             transport.local_addr = (transport.local_addr[0], self.sip_port)
         if sip.registration is not None and register_password is not None:
             self._start_registration(register_password)
+        self.ready = True
+        metrics = self.cfg.metrics
         log.info(
             "gateway.ready",
             sip=f"{sip.bind}:{self.sip_port}",
             transports=sip.transports,
             realtime="embedded:echo" if rt.embedded else rt.url,
             deployment=None if rt.embedded else rt.deployment,
+            metrics=f"{metrics.bind}:{metrics.port}" if metrics.enabled else None,
             version=__version__,
         )
 
@@ -141,7 +160,7 @@ class Gateway:
         uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
         uas.on_ack = self._on_ack
         uas.on_reinvite = self._on_reinvite
-        uas.available = self.available
+        uas.unavailable = self._unavailable
 
     def _start_registration(self, password: str) -> None:
         reg = self.cfg.sip.registration
@@ -153,17 +172,43 @@ class Gateway:
         self._registrar = Registrar(udp.uac, reg, password, contact, user_agent=USER_AGENT)
         self._registrar.start()
 
-    def available(self) -> bool:
-        """Whether a new call would be taken (OPTIONS says 503 otherwise)."""
-        return not self.draining and len(self.calls) < self.cfg.sip.max_calls
+    async def _check_token(self) -> None:
+        """Entra: a token must be obtainable before the gateway says it is ready."""
+        try:
+            async with asyncio.timeout(self.cfg.realtime.connect_timeout_s):
+                await self._auth.headers()
+        except Exception as exc:  # azure-identity raises several types; none carry secrets
+            await self._auth.close()
+            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            raise StartupError(
+                f"realtime.auth.method entra: no token for {self.cfg.realtime.auth.entra_scope} "
+                f"({reason}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+            ) from None
 
-    async def stop(self) -> None:
-        """Hang up every call, then close listeners and the embedded agent."""
+    async def _start_metrics(self) -> None:
+        cfg = self.cfg.metrics
+        if not cfg.enabled:
+            return
+        server = MetricsServer(
+            self.metrics, cfg.bind, cfg.port, lambda: self.ready and not self.draining
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"metrics: cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}"
+            ) from None
+        self._metrics_server = server
+
+    async def stop(self, reason: str = "shutdown") -> None:
+        """Hang up every call (BYE), then close listeners and the embedded agent."""
+        self.ready = False
         if self._registrar is not None:
             await self._registrar.stop()
             self._registrar = None
         for call in list(self.calls.values()):
-            self._end(call.sip.call_id, "shutdown")
+            self._end(call.sip.call_id, reason)
         tasks = [c.task for c in self.calls.values() if c.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
@@ -174,21 +219,25 @@ class Gateway:
             await self._embedded.close()
             self._embedded = None
         await self._auth.close()
+        if self._metrics_server is not None:
+            await self._metrics_server.close()
+            self._metrics_server = None
         log.info("gateway.stopped")
 
-    async def run_until_signalled(self) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await self.start()
-        try:
-            await stop.wait()
-            log.info("gateway.stopping", active_calls=len(self.calls))
-        finally:
-            await self.stop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+    def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:
+        """A reloaded config: new calls get its agent, profiles and routes; calls in progress
+        keep theirs.
+
+        Returns the sections applied and the changed sections that need a restart.
+        """
+        changed = [
+            name for name in type(new).model_fields if getattr(new, name) != getattr(self.cfg, name)
+        ]
+        applied = [name for name in changed if name in RELOADABLE]
+        self.cfg = self.cfg.model_copy(update={name: getattr(new, name) for name in applied})
+        if applied:
+            self.router = Router(self.cfg)  # a call in progress keeps the route it was given
+        return applied, [name for name in changed if name not in RELOADABLE]
 
     # --- SIP events ---------------------------------------------------------------------------
 
@@ -197,9 +246,10 @@ class Gateway:
         clog = log.bind(sip_call_id=sip.call_id, source=f"{source}:{sip.source_addr[1]}")
         refusal = self._refusal(sip)
         if refusal is not None:
-            status, reason, why, headers = refusal
+            status, label, why, headers = refusal
             clog.warning("call.rejected", status=status, reason=why)
-            reject(sip, status, reason, headers=headers)
+            self.metrics.rejected(label)
+            reject(sip, status, _PHRASES[status], headers=headers)
             uas.forget(sip)
             return
         call = ActiveCall(secrets.token_hex(6), sip, uas)
@@ -207,20 +257,27 @@ class Gateway:
         call.task = asyncio.get_running_loop().create_task(
             self._handle_call(call), name=f"call-{call.id}"
         )
+        self.on_calls_changed()
 
     def _refusal(self, sip: IncomingCall) -> tuple[int, str, str, dict[str, str]] | None:
-        """Why an INVITE is refused before any work is done: (status, phrase, log, headers)."""
+        """Why an INVITE cannot be taken: (status, metric label, log reason, extra headers)."""
         if not self._allowed(sip.source_addr[0]):
-            return 403, "Forbidden", "source not in sip.allow_from", {}
+            return 403, "forbidden", "source not in sip.allow_from", {}
         if self._digest is not None:
             verdict = self._digest.verify(sip.invite)
             if not verdict.ok:
                 challenge = {"WWW-Authenticate": self._digest.challenge(stale=verdict.stale)}
-                return 401, "Unauthorized", f"digest: {verdict.reason}", challenge
-        if not self.available():
-            why = "draining" if self.draining else "sip.max_calls reached"
-            return 503, "Service Unavailable", why, {"Retry-After": "5"}
+                return 401, "unauthorized", f"digest: {verdict.reason}", challenge
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
+        if self.draining:
+            return 503, "draining", "the gateway is stopping", retry
+        if len(self.calls) >= self.cfg.sip.max_calls:
+            return 503, "max_calls", "sip.max_calls reached", retry
         return None
+
+    def _unavailable(self) -> bool:
+        """OPTIONS get 503 too when an INVITE would: a PBX's health check sees it first."""
+        return self.draining or len(self.calls) >= self.cfg.sip.max_calls
 
     def _on_ack(self, sip: IncomingCall, request: SipRequest) -> None:
         call = self.calls.get(sip.call_id)
@@ -257,6 +314,9 @@ class Gateway:
 
     async def _handle_call(self, call: ActiveCall) -> None:
         sip = call.sip
+        # In this task's context: every line logged by the call, its bridge and the libraries
+        # it calls (websockets) carries both ids (observability.py merges contextvars).
+        structlog.contextvars.bind_contextvars(call_id=call.id, sip_call_id=sip.call_id)
         clog = log.bind(call_id=call.id, sip_call_id=sip.call_id)
         clog.info(
             "call.received",
@@ -265,7 +325,7 @@ class Gateway:
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
             late_offer=sip.sdp_offer is None,
         )
-        session: RealtimeSession | None = None
+        session: RealtimeLink | None = None
         stream: RtpStream | None = None
         answered_at: float | None = None
         reason = "unknown"
@@ -283,20 +343,21 @@ class Gateway:
             )
             sdp.rtp_port = stream.port
             started = time.monotonic()
-            session = await RealtimeSession.open(
+            session = await RealtimeLink.connect(
+                self.cfg.realtime,
+                route.agent,
                 base_url=self._base_url,
-                deployment=self.cfg.realtime.deployment,
                 dialect=self._dialect,
                 auth=self._auth,
-                agent=route.agent,
-                audio_format=self.cfg.realtime.audio_format,
                 codec=plan.codec.name,
-                connect_timeout=self.cfg.realtime.connect_timeout_s,
+                log=clog,
             )
+            handshake_s = time.monotonic() - started
+            self.metrics.handshake.observe(handshake_s)
             clog.info(
                 "realtime.session_open",
                 session_id=session.id,
-                handshake_ms=round((time.monotonic() - started) * 1000),
+                handshake_ms=round(handshake_s * 1000),
             )
             bridge = CallBridge(
                 session,
@@ -305,6 +366,7 @@ class Gateway:
                 self.cfg.realtime.audio_format,
                 route.agent.greeting,
                 clog,
+                probe=CallProbe(self.metrics),
             )
             stream.on_payload = bridge.on_payload
             # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
@@ -312,6 +374,7 @@ class Gateway:
             call.leg = CallLeg(sip, sdp, stream, clog)
             sip.accept(local_sdp)
             answered_at = time.monotonic()
+            self.metrics.answered()
             clog.info(
                 "call.answered",
                 codec=plan.codec.name,
@@ -329,10 +392,11 @@ class Gateway:
         except NoPortAvailable as exc:
             reason = "no_rtp_port"
             clog.error("call.rejected", status=503, reason=str(exc))
-            reject(sip, 503, "Service Unavailable", retry_after=5)
+            reject(sip, 503, "Service Unavailable", retry_after=RETRY_AFTER_S)
         except RealtimeConnectError as exc:
             reason = "realtime_unavailable"
             clog.error("call.rejected", status=503, reason=exc.reason, http_status=exc.status)
+            self.metrics.realtime_error(f"http_{exc.status}" if exc.status else "connect_failed")
             reject(sip, 503, "Service Unavailable", retry_after=exc.retry_after)
         except asyncio.CancelledError:
             reason = call.end_reason or "cancelled"
@@ -355,12 +419,35 @@ class Gateway:
                 self._ports.release(stream.port)
             call.uas.forget(sip)
             self.calls.pop(sip.call_id, None)
+            duration_s = time.monotonic() - answered_at if answered_at else 0.0
+            self._count_end(reason, answered_at is not None, duration_s, stream)
             clog.info(
                 "call.ended",
                 reason=reason,
-                duration_s=round(time.monotonic() - answered_at, 3) if answered_at else 0.0,
+                duration_s=round(duration_s, 3),
                 setup_ms=round(((answered_at or time.monotonic()) - call.received_at) * 1000),
+                # rtp_in 0 on an answered call: the caller's audio never reached us (firewall,
+                # NAT); see README, Troubleshooting.
+                rtp_in=stream.stats.packets_in if stream else 0,
+                rtp_out=stream.stats.packets_out if stream else 0,
             )
+            self.on_calls_changed()
+
+    def _count_end(
+        self, reason: str, answered: bool, duration_s: float, stream: RtpStream | None
+    ) -> None:
+        if stream is not None:
+            self.metrics.rtp(stream.stats)
+        if reason.startswith("realtime_closed:") and not reason.endswith(":1000"):
+            self.metrics.realtime_error(f"close_{reason.split(':', 1)[1]}")
+        if answered:
+            self.metrics.ended(reason, duration_s)
+        elif reason in SETUP_REJECTIONS:
+            self.metrics.rejected(reason)
+        elif reason in ("caller_cancel", "shutdown", "drain_timeout"):
+            self.metrics.unanswered("cancelled", reason)
+        else:
+            self.metrics.unanswered("failed", reason)
 
     def _local_ip(self, peer: str) -> str:
         """The address to put in Contact and SDP: configured, bound, or the route's source."""

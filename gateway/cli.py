@@ -1,4 +1,5 @@
-"""Command line: `run` the daemon, `check-config` a file, `dial` a test call."""
+"""Command line: `run` the daemon, `check-config` a file, `dial` a test call, and print
+the `config-reference`."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         description="SIP gateway that bridges phone calls to a GPT Realtime voice model.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the gateway in the foreground until SIGINT/SIGTERM")
+    run = sub.add_parser(
+        "run", help="run the gateway in the foreground: SIGTERM/Ctrl-C drains, SIGHUP reloads"
+    )
     run.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
     check = sub.add_parser("check-config", help="validate a config file and its environment")
     check.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
@@ -43,12 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     dial.add_argument("--answer-timeout", type=float, default=30.0, help="give up after (s)")
     dial.add_argument("--bind", help="local IP address to call from (default: the route's)")
     dial.add_argument("--json", action="store_true", help="print the report as JSON")
+    ref = sub.add_parser(
+        "config-reference", help="write the config reference (Markdown) from the schema"
+    )
+    ref.add_argument("--output", "-o", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
 
     if args.command == "check-config":
         return _check_config(args.config)
     if args.command == "dial":
         return _dial(args)
+    if args.command == "config-reference":
+        return _config_reference(args.output)
     return _run(args.config)
 
 
@@ -80,6 +89,18 @@ def _dial(args: argparse.Namespace) -> int:
     return 0 if report.answered else 1
 
 
+def _config_reference(output: str | None) -> int:
+    from .config_reference import render
+
+    text = render()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    return 0
+
+
 def _check_config(path: str) -> int:
     try:
         cfg = load_config(path)
@@ -102,11 +123,12 @@ def _run(path: str) -> int:
         print(exc, file=sys.stderr)
         return 2
     from .app import Gateway, StartupError
+    from .lifecycle import Service
     from .observability import setup_logging
 
     setup_logging(cfg.logging)
     try:
-        asyncio.run(Gateway(cfg).run_until_signalled())
+        asyncio.run(Service(Gateway(cfg), path).run())
     except StartupError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1

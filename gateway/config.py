@@ -47,9 +47,11 @@ __all__ = [
     "LoggingConfig",
     "ManualTurns",
     "MediaConfig",
+    "MetricsConfig",
     "RealtimeConfig",
     "SemanticVad",
     "ServerVad",
+    "ServiceConfig",
     "SipAuthConfig",
     "SipConfig",
     "SipRegisterConfig",
@@ -68,6 +70,7 @@ SECRETS_MESSAGE = (
 )
 
 EMBEDDED_ECHO = "embedded:echo"
+OPENAI_HOST = "api.openai.com"
 _URL_FORMS = (
     "must be embedded:echo (the built-in echo agent, no network or credentials) or a ws:// or "
     "wss:// base URL such as wss://RESOURCE.openai.azure.com/openai/v1/realtime"
@@ -83,6 +86,22 @@ Voice = Literal[
     "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"
 ]
 VOICES: tuple[str, ...] = get_args(Voice)
+PREVIEW_VOICES = VOICES[:8]  # marin and cedar came with the GA protocol
+# The transcription models the service accepts (the openai SDK's list; a test keeps them equal).
+TranscriptionModel = Literal[
+    "whisper-1",
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe",
+    "gpt-4o-transcribe-diarize",
+    "gpt-realtime-whisper",
+]
+TRANSCRIPTION_MODELS: tuple[str, ...] = get_args(TranscriptionModel)
+PREVIEW_TRANSCRIPTION_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+NoiseReduction = Literal["near_field", "far_field"]
+MAX_OUTPUT_TOKENS = 4096
 
 
 class ConfigError(Exception):
@@ -570,14 +589,21 @@ class AuthConfig(_Model):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     method: Annotated[
-        Literal["api_key", "entra", "none"],
-        _choice("api_key", "entra", "none", aliases={"api-key": "api_key", "apikey": "api_key"}),
+        Literal["api_key", "bearer", "entra", "none"],
+        _choice(
+            "api_key",
+            "bearer",
+            "entra",
+            "none",
+            aliases={"api-key": "api_key", "apikey": "api_key"},
+        ),
     ] = Field(
         "api_key",
-        description="api_key = an API key read from the environment variable named by "
-        "api_key_env; entra = a Microsoft Entra ID token (managed identity, workload "
-        "identity or az login); none = no credentials (e.g. a local test server). Default "
-        "api_key.",
+        description="api_key = Azure's api-key header, the key read from the environment "
+        "variable named by api_key_env; bearer = that key sent as 'Authorization: Bearer' "
+        "(OpenAI's own API, wss://api.openai.com/v1/realtime); entra = a Microsoft Entra ID "
+        "token (managed identity, workload identity or az login); none = no credentials "
+        "(e.g. a local test server). Default api_key.",
     )
     api_key_env: Annotated[str, BeforeValidator(_parse_env_name)] = Field(
         "AZURE_OPENAI_API_KEY",
@@ -637,6 +663,22 @@ class RealtimeConfig(_Model):
         le=60,
         description="Seconds to wait for the Realtime WebSocket to open before giving up on "
         "the call (more than 0, at most 60). Default 5.0.",
+    )
+    max_session_s: Float = Field(
+        1800.0,
+        gt=0,
+        le=86_400,
+        description="Longest a Realtime session may last, in seconds: Azure ends one at 30 "
+        "minutes, OpenAI at 60. A longer call is moved to a fresh session (with the "
+        "conversation so far) before this, or before the expiry the service announces if "
+        "that comes first. Default 1800.",
+    )
+    rollover_margin_s: Float = Field(
+        60.0,
+        gt=0,
+        description="How long before a session's end the gateway opens the next one and "
+        "switches over at the first pause in the conversation (no one speaking). Must be "
+        "less than max_session_s. Default 60.",
     )
 
     @property
@@ -782,15 +824,27 @@ def _language(value: object) -> object:
     return code
 
 
+def _max_tokens(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() == "inf":
+        return "inf"
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_OUTPUT_TOKENS:
+        return value
+    raise ValueError(
+        f"expected a whole number from 1 to {MAX_OUTPUT_TOKENS}, or inf, got "
+        f"{value if isinstance(value, int) and not isinstance(value, bool) else _kind(value)}"
+    )
+
+
 class InputTranscriptionConfig(_Model):
     """Transcription of the caller's speech."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    model: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+    model: Annotated[TranscriptionModel, _choice(*TRANSCRIPTION_MODELS)] = Field(
         "gpt-4o-mini-transcribe",
-        description="Transcription model, e.g. gpt-4o-mini-transcribe, gpt-4o-transcribe or "
-        "whisper-1. Default gpt-4o-mini-transcribe.",
+        description="Transcription model: " + ", ".join(TRANSCRIPTION_MODELS) + " (the "
+        "preview protocol knows only " + ", ".join(PREVIEW_TRANSCRIPTION_MODELS) + "). "
+        "Default gpt-4o-mini-transcribe.",
     )
     language: Annotated[str | None, BeforeValidator(_language)] = Field(
         None,
@@ -894,7 +948,7 @@ class AgentConfig(_Model):
         "marin",
         description="Voice the model speaks with: alloy, ash, ballad, coral, echo, sage, "
         "shimmer, verse, marin or cedar (marin and cedar exist in the GA protocol only). "
-        "Default marin.",
+        "Default marin (alloy with realtime.protocol: preview).",
     )
     greeting: str | None = Field(
         None,
@@ -911,6 +965,20 @@ class AgentConfig(_Model):
         None,
         description="Transcribe what the caller says (for logs and transcripts); {} turns it "
         "on with the defaults. Default none = off.",
+    )
+    noise_reduction: Annotated[
+        NoiseReduction | None,
+        BeforeValidator(_optional(_choice(*get_args(NoiseReduction)).func)),
+    ] = Field(
+        None,
+        description="Noise filtering of the caller's audio before turn detection and the "
+        "model: near_field (a handset or headset close to the mouth, the usual phone case) "
+        "or far_field (a speakerphone or conference room). Default none = off.",
+    )
+    max_output_tokens: Annotated[int | Literal["inf"], BeforeValidator(_max_tokens)] = Field(
+        "inf",
+        description=f"Longest answer, in output tokens (1 to {MAX_OUTPUT_TOKENS}; audio takes "
+        "about 20 tokens per second of speech), or inf for the model's maximum. Default inf.",
     )
     tools: list[Tool] = Field(
         default_factory=list,
@@ -1006,8 +1074,49 @@ class Route(_Model):
     profile: str = Field(description="Name of the profile (under profiles) to use.")
 
 
+class ServiceConfig(_Model):
+    """Running as a service: how a stop (SIGTERM) treats the calls in progress."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    drain_timeout_s: Float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM (systemctl stop/restart) the gateway stops taking calls (503 "
+        "to INVITE and OPTIONS) and lets the calls in progress finish for at most this many "
+        "seconds, then hangs them up with BYE and exits (0 to 3600; 0 = hang up at once). "
+        "A second SIGTERM or Ctrl-C hangs up at once. Default 60.",
+    )
+
+
+class MetricsConfig(_Model):
+    """Prometheus metrics and health checks over HTTP."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    enabled: bool = Field(
+        True,
+        description="Serve /metrics (Prometheus), /healthz (alive) and /readyz (ready for "
+        "calls; 503 while starting or draining) over HTTP. Default true.",
+    )
+    bind: Annotated[str, BeforeValidator(_parse_ip)] = Field(
+        "127.0.0.1",
+        description="Local IP address of the metrics HTTP listener: 127.0.0.1 (this host "
+        "only), 0.0.0.0 (every IPv4 interface) or one address of this host. There is no "
+        "authentication: expose it only to your monitoring network. Default 127.0.0.1.",
+    )
+    port: Int = Field(
+        9464,
+        ge=1,
+        le=65535,
+        description="TCP port of the metrics HTTP listener (1-65535); give every gateway "
+        "instance on a host its own. Default 9464.",
+    )
+
+
 class GatewayConfig(_Model):
-    """The whole gateway configuration: one YAML file with these five sections."""
+    """The whole gateway configuration: one YAML file with these sections."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -1039,6 +1148,13 @@ class GatewayConfig(_Model):
         default_factory=list,
         description="Rules that choose a profile for each call, tried in order: the first "
         "match wins; a call no route matches uses the agent section.",
+    )
+    service: ServiceConfig = Field(
+        default_factory=ServiceConfig, description="Stopping with calls in progress (draining)."
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig,
+        description="Prometheus metrics, /healthz and /readyz over HTTP.",
     )
 
     @model_validator(mode="before")
@@ -1302,9 +1418,65 @@ def _validate(data: object, source: str, earlier: list[str]) -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([*earlier, *_format_errors(exc, source)]) from None
-    if earlier:
-        raise ConfigError(earlier)
+    problems = [*earlier, *(f"{source}: {p}" for p in _combination_problems(config))]
+    if problems:
+        raise ConfigError(problems)
     return config
+
+
+def _combination_problems(cfg: GatewayConfig) -> list[str]:
+    """Settings that are valid alone but not together, as 'dotted.path: reason' lines."""
+    rt = cfg.realtime
+    problems = []
+    if rt.rollover_margin_s >= rt.max_session_s:
+        problems.append(
+            f"realtime.rollover_margin_s: {rt.rollover_margin_s:g} must be less than "
+            f"realtime.max_session_s ({rt.max_session_s:g})"
+        )
+    host = "" if rt.embedded else (urlsplit(rt.url).hostname or "").lower()
+    if host == OPENAI_HOST and rt.auth.method == "api_key":
+        problems.append(
+            "realtime.auth.method: api.openai.com takes the key as 'Authorization: Bearer'; "
+            "write method: bearer (api_key is Azure's api-key header)"
+        )
+    if host == OPENAI_HOST and rt.protocol == "preview":
+        problems.append(
+            "realtime.protocol: preview is Azure's preview API; api.openai.com speaks ga "
+            "(wss://api.openai.com/v1/realtime)"
+        )
+    if rt.protocol == "preview" and rt.embedded:
+        problems.append(f"realtime.protocol: {EMBEDDED_ECHO} speaks ga; remove protocol: preview")
+    if rt.protocol == "preview":
+        problems += _preview_problems(cfg.agent, "agent")
+        for name, profile in cfg.profiles.items():
+            problems += _preview_problems(profile, f"profiles.{name}")
+    return problems
+
+
+def _preview_problems(agent: AgentConfig, path: str) -> list[str]:
+    """Agent settings the preview protocol cannot carry; adapts the default voice to it."""
+    problems = []
+    if agent.voice not in PREVIEW_VOICES:
+        if "voice" in agent.model_fields_set:
+            problems.append(
+                f"{path}.voice: {agent.voice} exists only with realtime.protocol: ga; the "
+                f"preview protocol's voices are {_one_of(PREVIEW_VOICES)}"
+            )
+        else:
+            agent.voice = "alloy"
+    td = agent.turn_detection
+    if isinstance(td, ServerVad) and td.idle_timeout_ms is not None:
+        problems.append(
+            f"{path}.turn_detection.idle_timeout_ms: exists only with realtime.protocol: ga; "
+            "remove it for preview"
+        )
+    tr = agent.input_transcription
+    if tr is not None and tr.model not in PREVIEW_TRANSCRIPTION_MODELS:
+        problems.append(
+            f"{path}.input_transcription.model: {tr.model} is not available with "
+            f"realtime.protocol: preview; use {_one_of(PREVIEW_TRANSCRIPTION_MODELS)}"
+        )
+    return problems
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
@@ -1333,7 +1505,7 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
 
 
 def _needs_api_key(cfg: GatewayConfig) -> bool:
-    return not cfg.realtime.embedded and cfg.realtime.auth.method == "api_key"
+    return not cfg.realtime.embedded and cfg.realtime.auth.method in ("api_key", "bearer")
 
 
 def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -1387,8 +1559,8 @@ def sip_passwords(
 def api_key(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:
     """The API key from the environment variable the config names.
 
-    None when auth is not api_key, when the url is embedded, or when the variable is unset
-    or empty (check_environment() reports that case).
+    None when auth is neither api_key nor bearer, when the url is embedded, or when the
+    variable is unset or empty (check_environment() reports that case).
     """
     if not _needs_api_key(cfg):
         return None

@@ -1,7 +1,12 @@
 """Logging set-up: JSON lines for journald/Loki, console on a TTY.
 
-Every line of a call carries `call_id` (ours) and `sip_call_id`, bound once
-when the call arrives.
+Every line of a call carries `call_id` (ours) and `sip_call_id`: the call's task binds them
+as context variables, and both our lines and the libraries' (websockets, aiosipua, through
+stdlib logging) are rendered by the same processors, which merge them in. One JSON object
+per line, on stderr, so journald stores each as one entry.
+
+Libraries log at warning and above only: websockets logs the handshake headers, with the
+`api-key`, at debug level.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import structlog
 
 from .config import LoggingConfig
 
+LIBRARY_MIN_LEVEL = logging.WARNING
+
 
 def setup_logging(cfg: LoggingConfig) -> None:
     level = logging.getLevelNamesMapping()[cfg.level.upper()]
@@ -22,21 +29,28 @@ def setup_logging(cfg: LoggingConfig) -> None:
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries log through stdlib logging: same stream, warnings and up.
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=max(level, logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
     )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, LIBRARY_MIN_LEVEL))

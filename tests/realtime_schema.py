@@ -1,4 +1,7 @@
-"""Strict validation of GA Realtime events against the official ``openai`` SDK models.
+"""Strict validation of Realtime events against the official ``openai`` SDK models.
+
+GA events against ``openai.types.realtime``; preview (beta) events against
+``openai.types.beta.realtime`` (the ``validate_preview_*`` functions).
 
 Built as in REALTIME_PROTOCOL.md section 5: the SDK unions are ``Annotated[Union[...],
 PropertyInfo(discriminator="type")]`` and pydantic ignores ``PropertyInfo``, so the inner union is
@@ -17,10 +20,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, get_args
 
+from openai.types.beta.realtime import RealtimeClientEvent as BetaClientEvent
+from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 from pydantic import BaseModel, Field, TypeAdapter
 
-__all__ = ["UnknownFieldsError", "validate_client_event", "validate_server_event"]
+__all__ = [
+    "UnknownFieldsError",
+    "validate_client_event",
+    "validate_preview_client_event",
+    "validate_preview_server_event",
+    "validate_server_event",
+]
 
 
 def _discriminated(alias: Any) -> Any:
@@ -29,6 +40,8 @@ def _discriminated(alias: Any) -> Any:
 
 _CLIENT = TypeAdapter(_discriminated(RealtimeClientEvent))
 _SERVER = TypeAdapter(_discriminated(RealtimeServerEvent))
+_BETA_CLIENT = TypeAdapter(_discriminated(BetaClientEvent))
+_BETA_SERVER = TypeAdapter(_discriminated(BetaServerEvent))
 
 # Extra (unmodelled) keys the real service sends, as dotted paths without list indices.
 _SERVER_EXTRAS = frozenset({"session.id", "session.object", "session.expires_at"})
@@ -59,15 +72,27 @@ def _check_extras(model: BaseModel, allowed: frozenset[str], d: dict) -> None:
         )
 
 
+def _validate(adapter: TypeAdapter, allowed: frozenset[str], d: dict) -> BaseModel:
+    model = adapter.validate_python(d)
+    _check_extras(model, allowed, d)
+    return model
+
+
 def validate_client_event(d: dict) -> BaseModel:
     """Validate one client event (a parsed JSON object) strictly against the GA client union."""
-    model = _CLIENT.validate_python(d)
-    _check_extras(model, frozenset(), d)
-    return model
+    return _validate(_CLIENT, frozenset(), d)
 
 
 def validate_server_event(d: dict) -> BaseModel:
     """Validate one server event (a parsed JSON object) strictly against the GA server union."""
-    model = _SERVER.validate_python(d)
-    _check_extras(model, _SERVER_EXTRAS, d)
-    return model
+    return _validate(_SERVER, _SERVER_EXTRAS, d)
+
+
+def validate_preview_client_event(d: dict) -> BaseModel:
+    """Validate one client event strictly against the preview (beta) client union."""
+    return _validate(_BETA_CLIENT, frozenset(), d)
+
+
+def validate_preview_server_event(d: dict) -> BaseModel:
+    """Validate one server event strictly against the preview (beta) server union."""
+    return _validate(_BETA_SERVER, _SERVER_EXTRAS, d)

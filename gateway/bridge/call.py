@@ -18,8 +18,9 @@ from websockets.exceptions import ConnectionClosed
 from ..media.g711 import G711
 from ..media.resample import Resampler
 from ..media.stream import RtpStream
+from ..metrics import CallProbe
 from ..realtime import protocol as rt
-from ..realtime.client import RealtimeSession
+from ..realtime.link import RealtimeLink
 from .playback import ItemKey, Playback
 
 UPLINK_QUEUE_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then the oldest goes
@@ -51,12 +52,13 @@ class CallStats:
 class CallBridge:
     def __init__(
         self,
-        session: RealtimeSession,
+        session: RealtimeLink,
         rtp: RtpStream,
         codec: G711,
         audio_format: str,
         greeting: str | None,
         log: Any,
+        probe: CallProbe | None = None,
     ) -> None:
         self.session = session
         self.rtp = rtp
@@ -67,7 +69,9 @@ class CallBridge:
         self.playback = Playback(rtp.frame_samples)
         self._up = Resampler(8000, rt.PCM16_RATE)
         self._down = Resampler(rt.PCM16_RATE, 8000)
-        self._uplink: asyncio.Queue[bytes] = asyncio.Queue(UPLINK_QUEUE_FRAMES)
+        self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
+        # (arrival time, payload): the uplink latency is measured from the packet's arrival.
+        self._uplink: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(UPLINK_QUEUE_FRAMES)
         self._active_response: str | None = None
         self._cancelled: set[str] = set()
         self._truncated: set[ItemKey] = set()
@@ -80,14 +84,14 @@ class CallBridge:
         if self._uplink.full():
             self._uplink.get_nowait()
             self.stats.uplink_dropped += 1
-        self._uplink.put_nowait(payload)
+        self._uplink.put_nowait((time.monotonic(), payload))
 
     async def run(self) -> str:
         """Bridge until one side ends; returns the end reason."""
         tasks = [
             asyncio.create_task(self._uplink_loop(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
-            asyncio.create_task(self.rtp.pace(self.playback), name="pacer"),
+            asyncio.create_task(self.rtp.pace(self.probe.paced(self.playback)), name="pacer"),
         ]
         try:
             if self.greeting:
@@ -115,7 +119,8 @@ class CallBridge:
     async def _uplink_loop(self) -> None:
         dialect = self.session.dialect
         while True:
-            payload = await self._uplink.get()
+            arrived, payload = await self._uplink.get()
+            self.probe.uplink_taken(arrived)
             if self.passthrough:
                 audio = payload
             else:
@@ -123,6 +128,7 @@ class CallBridge:
                 audio = pcm.tobytes()
             if audio:
                 await self.session.send(dialect.append_audio(audio))
+                self.probe.uplink_sent()
 
     # --- model -> caller ----------------------------------------------------------------------
 
@@ -150,6 +156,7 @@ class CallBridge:
             case rt.ResponseDone():
                 if self._active_response == event.response_id:
                     self._active_response = None
+                self.probe.response_done(event.usage)
                 for name, value in event.usage.items():
                     if isinstance(value, int):
                         self.stats.usage[name] = self.stats.usage.get(name, 0) + value
@@ -163,6 +170,7 @@ class CallBridge:
                 self.log.info("call.transcript", role=event.role, text=event.text)
             case rt.ServiceError():
                 self.stats.service_errors += 1
+                self.probe.realtime_error(event.code or "no_code")
                 level = self.log.debug if event.benign else self.log.warning
                 level("realtime.error", code=event.code, message=event.message)
             case _:
@@ -173,6 +181,7 @@ class CallBridge:
             self.stats.deltas_dropped += 1
             return
         key = ItemKey(event.response_id, event.item_id, event.content_index)
+        self.probe.audio_arrived(playback_idle=self.playback.buffered_ms == 0)
         if self.passthrough:
             pcm = self.codec.decode(event.audio)
             received_ms = len(event.audio) / 8
@@ -183,7 +192,9 @@ class CallBridge:
 
     async def _barge_in(self, event: rt.SpeechStarted) -> None:
         """The caller talks over the model: stop playback now, tell the model what was heard."""
+        since = time.monotonic()
         cut = self.playback.flush()
+        self.probe.flushed(since, cut_audio=bool(cut))
         self._down.reset()
         dialect = self.session.dialect
         events: list[str] = []

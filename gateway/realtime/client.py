@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,8 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ..config import AgentConfig
-from .auth import Auth
-from .protocol import GaDialect, ProtocolError, ServerEvent, ServiceError, SessionReady
+from .auth import Auth, AuthError
+from .protocol import Dialect, ProtocolError, ServerEvent, ServiceError, SessionReady
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a long answer's delta stays far below this
 PING_INTERVAL_S = 20.0
@@ -26,7 +27,9 @@ _STATUS_HINTS = {
     400: "the deployment's model is not realtime-capable, or the URL is wrong",
     401: "the API key or token was refused (a GA URL must not carry api-version)",
     403: "access denied: the identity lacks the 'Cognitive Services OpenAI User' role",
-    404: "deployment not found (check realtime.deployment and the GA/preview path)",
+    404: "deployment {deployment!r} not found (check realtime.deployment, and that "
+    "realtime.url and realtime.protocol agree: /openai/v1/realtime is ga, /openai/realtime "
+    "is preview)",
     429: "quota or concurrency limit reached",
 }
 
@@ -46,11 +49,12 @@ class RealtimeConnectError(Exception):
 class RealtimeSession:
     """A configured Realtime session: send client events, iterate server events."""
 
-    def __init__(self, ws: ClientConnection, dialect: GaDialect, session: dict[str, Any]) -> None:
+    def __init__(self, ws: ClientConnection, dialect: Dialect, session: dict[str, Any]) -> None:
         self._ws = ws
         self.dialect = dialect
         self.session = session
         self.id: str = str(session.get("id", ""))
+        self.opened_at = time.monotonic()
 
     @classmethod
     async def open(
@@ -58,7 +62,7 @@ class RealtimeSession:
         *,
         base_url: str,
         deployment: str,
-        dialect: GaDialect,
+        dialect: Dialect,
         auth: Auth,
         agent: AgentConfig,
         audio_format: str,
@@ -91,9 +95,13 @@ class RealtimeSession:
             raise RealtimeConnectError(
                 f"no session within {connect_timeout:g} s (connect timeout)"
             ) from None
+        except AuthError as exc:
+            raise RealtimeConnectError(str(exc)) from None
         except InvalidStatus as exc:
             status = exc.response.status_code
-            hint = _STATUS_HINTS.get(status, "the service refused the handshake")
+            hint = auth.refusal_hint(status) or _STATUS_HINTS.get(
+                status, "the service refused the handshake"
+            ).format(deployment=deployment)
             retry = exc.response.headers.get("Retry-After")
             raise RealtimeConnectError(
                 f"handshake refused with HTTP {status}: {hint}",
@@ -126,7 +134,7 @@ class RealtimeSession:
         await self._ws.close()
 
 
-async def _wait_session_updated(ws: ClientConnection, dialect: GaDialect) -> dict[str, Any]:
+async def _wait_session_updated(ws: ClientConnection, dialect: Dialect) -> dict[str, Any]:
     async for frame in ws:
         event = dialect.parse(frame)
         if isinstance(event, SessionReady) and not event.created:
@@ -135,9 +143,7 @@ async def _wait_session_updated(ws: ClientConnection, dialect: GaDialect) -> dic
             raise RealtimeConnectError(
                 f"session.update rejected: {event.code or event.type}: {event.message}"
             )
-    raise RealtimeConnectError(
-        f"service closed the session while opening (code {ws.close_code})"
-    )
+    raise RealtimeConnectError(f"service closed the session while opening (code {ws.close_code})")
 
 
 def _is_loopback(url: str) -> bool:
@@ -148,4 +154,3 @@ def _is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-

@@ -24,8 +24,13 @@ Bad input never closes the session and never takes the server down: it gets an `
 Every task belongs to one connection and ends with it; :meth:`EmbeddedRealtimeServer.close`
 leaves nothing running.
 
+The preview dialect (Azure ``/openai/realtime?api-version=...&deployment=...``, or
+``/v1/realtime`` with ``OpenAI-Beta: realtime=v1``) is spoken by translating at the edges of a
+session (:mod:`gateway.realtime.embedded_preview`). Tests can drop a session mid-call
+(:meth:`EmbeddedSession.drop`: close code 1011, or 1006 for a socket that just dies).
+
 Not modelled: tools (a function call is never made), input transcription (a placeholder
-transcript is sent when transcription is configured), ``idle_timeout_ms``, the preview dialect.
+transcript is sent when transcription is configured), ``idle_timeout_ms``.
 """
 
 from __future__ import annotations
@@ -656,13 +661,21 @@ class EmbeddedSession:
         self.raw_path: str = request.path
         self.query: dict[str, str] = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.headers: Headers = request.headers
-        self.model: str = self.query.get("model", "")
+        from gateway.realtime import embedded_preview
+
+        self._preview = (
+            embedded_preview if embedded_preview.is_preview(url.path, self.headers) else None
+        )
+        self.dialect = "preview" if self._preview else "ga"
+        self.model: str = self.query.get("model") or self.query.get("deployment", "")
         self.received: list[dict[str, Any]] = []
         self.opened_at = time.monotonic()
         self.close_code: int | None = None
         self.config: dict[str, Any] = default_session(
             self.model, int(time.time() + (server.max_session_s or 3600))
         )
+        if self._preview is not None:
+            self.config["audio"]["output"]["voice"] = "alloy"  # the preview models lack marin
         self.id: str = self.config["id"]
         self.conversation_id = new_id("conv")
         self._closed = asyncio.Event()
@@ -756,6 +769,14 @@ class EmbeddedSession:
         except Exception:
             log.exception("embedded_session_task_failed", session_id=self.id)
 
+    async def drop(self, code: int = 1011, reason: str = "Internal server error") -> None:
+        """End the connection as a failing service does: a close frame with `code`, or for
+        1006 no close frame at all (the TCP connection just goes)."""
+        if code == 1006:
+            self._ws.transport.abort()
+        else:
+            await self._ws.close(code, reason)
+
     async def _expire(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         minutes = f"{seconds / 60:g}"
@@ -767,6 +788,11 @@ class EmbeddedSession:
         # The frame is queued synchronously inside send(), before its first await: the order
         # in which coroutines call _send is the order on the wire.
         event = {"event_id": new_id("event"), **event}
+        if self._preview is not None:
+            translated = self._preview.server_to_preview(event)
+            if translated is None:
+                return
+            event = translated
         await self._ws.send(json.dumps(event, separators=(",", ":")))
 
     async def _error(
@@ -813,6 +839,12 @@ class EmbeddedSession:
             return
         self._record(event)
         event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        if self._preview is not None:
+            try:
+                event = self._preview.client_to_ga(event)
+            except InvalidRequest as exc:
+                await self._error(exc.message, code=exc.code, param=exc.param, event_id=event_id)
+                return
         typ = event.get("type")
         handler = self._handlers.get(typ) if isinstance(typ, str) else None
         if handler is None:
@@ -1554,10 +1586,18 @@ class EmbeddedRealtimeServer:
 
     @property
     def url(self) -> str:
+        """The GA base URL (Azure's /openai/v1/realtime)."""
         if self._server is None:
             raise RuntimeError("the embedded Realtime server is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{host}:{self.port}{PATHS[0]}"
+
+    @property
+    def preview_url(self) -> str:
+        """The preview base URL (Azure's /openai/realtime)."""
+        from gateway.realtime.embedded_preview import PREVIEW_PATH
+
+        return self.url.removesuffix(PATHS[0]) + PREVIEW_PATH
 
     async def start(self) -> None:
         if self._server is not None:
@@ -1608,7 +1648,10 @@ class EmbeddedRealtimeServer:
         query = parse_qs(url.query)
         if self.refuse_status is not None:
             return self._refuse(connection, self.refuse_status)
-        if url.path.rstrip("/") not in PATHS:
+        from gateway.realtime import embedded_preview as preview
+
+        path = url.path.rstrip("/")
+        if path not in PATHS and path != preview.PREVIEW_PATH:
             return self._refuse(
                 connection,
                 404,
@@ -1616,7 +1659,11 @@ class EmbeddedRealtimeServer:
             )
         if self.api_key is not None and not self._authorized(request, query):
             return self._refuse(connection, 401)
-        if not query.get("model", [""])[0]:
+        if path == preview.PREVIEW_PATH:
+            problem = preview.handshake_problem(query)
+            if problem:
+                return self._refuse(connection, 400, problem)
+        elif not query.get("model", [""])[0]:
             return self._refuse(connection, 400)
         return None
 

@@ -2,7 +2,9 @@
 
 Builds the client events the gateway sends and turns server events into small
 dialect-neutral dataclasses, so the bridge never sees an event name. Only this
-module knows which dialect (GA or preview) is spoken; see REALTIME_PROTOCOL.md.
+module knows which dialect (GA or preview) is spoken; see REALTIME_PROTOCOL.md
+sections 1 (endpoints) and 4 (what the preview dialect names and shapes differently).
+OpenAI's own endpoint speaks GA; only its credentials differ (see auth.py).
 """
 
 from __future__ import annotations
@@ -126,93 +128,20 @@ class ProtocolError(ValueError):
     """A server frame that is not a well-formed event (bad JSON, missing fields)."""
 
 
-# --- The GA dialect ---------------------------------------------------------------------------
+# --- Shared helpers and the GA event table --------------------------------------------------
 
 
-class GaDialect:
-    """GA Realtime protocol (no OpenAI-Beta header; `model=<deployment>` on the URL)."""
+def _transcription(agent: AgentConfig) -> dict[str, Any]:
+    assert agent.input_transcription is not None
+    transcription: dict[str, Any] = {"model": agent.input_transcription.model}
+    if agent.input_transcription.language:
+        transcription["language"] = agent.input_transcription.language
+    return transcription
 
-    name = "ga"
 
-    def url(self, base_url: str, deployment: str) -> str:
-        """Append the deployment as `model=` to the base URL, keeping any existing query."""
-        parts = urlsplit(base_url)
-        query = f"{parts.query}&" if parts.query else ""
-        query += urlencode({"model": deployment})
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-
-    def handshake_headers(self) -> dict[str, str]:
-        return {}
-
-    def audio_format(self, audio_format: str, codec: str) -> dict[str, Any]:
-        """The session's audio format: PCM16 at 24 kHz, or G.711 passed through."""
-        if audio_format == "g711":
-            return {"type": "audio/pcmu" if codec == "PCMU" else "audio/pcma"}
-        return {"type": "audio/pcm", "rate": PCM16_RATE}
-
-    def session_update(self, agent: AgentConfig, audio_format: str, codec: str) -> str:
-        fmt = self.audio_format(audio_format, codec)
-        audio_in: dict[str, Any] = {
-            "format": fmt,
-            "turn_detection": _turn_detection(agent),
-        }
-        if agent.input_transcription is not None:
-            transcription: dict[str, Any] = {"model": agent.input_transcription.model}
-            if agent.input_transcription.language:
-                transcription["language"] = agent.input_transcription.language
-            audio_in["transcription"] = transcription
-        session = {
-            "type": "realtime",
-            "instructions": agent.instructions,
-            "output_modalities": ["audio"],
-            "audio": {
-                "input": audio_in,
-                "output": {"format": fmt, "voice": agent.voice},
-            },
-        }
-        return _dumps({"type": "session.update", "session": session})
-
-    def append_audio(self, audio: bytes) -> str:
-        """One `input_audio_buffer.append`; built by hand, it runs 50 times a second per call."""
-        b64 = base64.b64encode(audio).decode("ascii")
-        return '{"type":"input_audio_buffer.append","audio":"' + b64 + '"}'
-
-    def response_create(self, instructions: str | None = None) -> str:
-        event: dict[str, Any] = {"type": "response.create"}
-        if instructions:
-            event["response"] = {"instructions": instructions}
-        return _dumps(event)
-
-    def response_cancel(self, response_id: str | None = None) -> str:
-        event: dict[str, Any] = {"type": "response.cancel"}
-        if response_id:
-            event["response_id"] = response_id
-        return _dumps(event)
-
-    def truncate(self, item_id: str, audio_end_ms: int, content_index: int = 0) -> str:
-        return _dumps(
-            {
-                "type": "conversation.item.truncate",
-                "item_id": item_id,
-                "content_index": content_index,
-                "audio_end_ms": int(audio_end_ms),
-            }
-        )
-
-    def parse(self, text: str | bytes) -> ServerEvent:
-        """Parse one server frame leniently: dispatch on `type`, read only what we use."""
-        try:
-            event = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"server sent invalid JSON: {exc}") from None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            raise ProtocolError("server event has no type")
-        kind: str = event["type"]
-        try:
-            handler = _GA_HANDLERS.get(kind)
-            return handler(event) if handler is not None else Other(kind)
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise ProtocolError(f"malformed {kind} event: {exc!r}") from None
+def bytes_per_ms(audio_format: str) -> int:
+    """Bytes of model audio per millisecond: G.711 8 kHz, or PCM16 at 24 kHz."""
+    return 8 if audio_format == "g711" else PCM16_RATE * 2 // 1000
 
 
 def _turn_detection(agent: AgentConfig) -> dict[str, Any] | None:
@@ -275,15 +204,186 @@ _GA_HANDLERS = {
         "caller", ev["item_id"], ev.get("transcript") or ""
     ),
     "response.done": _response_done,
-    "conversation.item.truncated": lambda ev: ItemTruncated(
-        ev["item_id"], int(ev["audio_end_ms"])
-    ),
+    "conversation.item.truncated": lambda ev: ItemTruncated(ev["item_id"], int(ev["audio_end_ms"])),
     "error": _error,
 }
 
 
-def dialect_for(protocol: str) -> GaDialect:
-    """The dialect object for `realtime.protocol`."""
+# --- The GA dialect ---------------------------------------------------------------------------
+
+
+class GaDialect:
+    """GA Realtime protocol (no OpenAI-Beta header; `model=<deployment>` on the URL)."""
+
+    name = "ga"
+    _handlers = _GA_HANDLERS
+    _ASSISTANT_TEXT = "output_text"
+
+    def url(self, base_url: str, deployment: str) -> str:
+        """Append the deployment as `model=` to the base URL, keeping any existing query."""
+        parts = urlsplit(base_url)
+        query = f"{parts.query}&" if parts.query else ""
+        query += urlencode({"model": deployment})
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+    def handshake_headers(self) -> dict[str, str]:
+        return {}
+
+    def audio_format(self, audio_format: str, codec: str) -> Any:
+        """The session's audio format: PCM16 at 24 kHz, or G.711 passed through."""
+        if audio_format == "g711":
+            return {"type": "audio/pcmu" if codec == "PCMU" else "audio/pcma"}
+        return {"type": "audio/pcm", "rate": PCM16_RATE}
+
+    def session_update(self, agent: AgentConfig, audio_format: str, codec: str) -> str:
+        fmt = self.audio_format(audio_format, codec)
+        audio_in: dict[str, Any] = {
+            "format": fmt,
+            "turn_detection": _turn_detection(agent),
+        }
+        if agent.input_transcription is not None:
+            audio_in["transcription"] = _transcription(agent)
+        if agent.noise_reduction is not None:
+            audio_in["noise_reduction"] = {"type": agent.noise_reduction}
+        session = {
+            "type": "realtime",
+            "instructions": agent.instructions,
+            "output_modalities": ["audio"],
+            "max_output_tokens": agent.max_output_tokens,
+            "audio": {
+                "input": audio_in,
+                "output": {"format": fmt, "voice": agent.voice},
+            },
+        }
+        return _dumps({"type": "session.update", "session": session})
+
+    def conversation_item(self, role: str, text: str, item_id: str | None = None) -> str:
+        """A text message put into the conversation: how a new session learns the call so far."""
+        part = "input_text" if role in ("user", "system") else self._ASSISTANT_TEXT
+        item: dict[str, Any] = {"type": "message", "role": role}
+        if item_id:
+            item["id"] = item_id
+        item["content"] = [{"type": part, "text": text}]
+        return _dumps({"type": "conversation.item.create", "item": item})
+
+    def append_audio(self, audio: bytes) -> str:
+        """One `input_audio_buffer.append`; built by hand, it runs 50 times a second per call."""
+        b64 = base64.b64encode(audio).decode("ascii")
+        return '{"type":"input_audio_buffer.append","audio":"' + b64 + '"}'
+
+    def response_create(self, instructions: str | None = None) -> str:
+        event: dict[str, Any] = {"type": "response.create"}
+        if instructions:
+            event["response"] = {"instructions": instructions}
+        return _dumps(event)
+
+    def response_cancel(self, response_id: str | None = None) -> str:
+        event: dict[str, Any] = {"type": "response.cancel"}
+        if response_id:
+            event["response_id"] = response_id
+        return _dumps(event)
+
+    def truncate(self, item_id: str, audio_end_ms: int, content_index: int = 0) -> str:
+        return _dumps(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": content_index,
+                "audio_end_ms": int(audio_end_ms),
+            }
+        )
+
+    def truncated(self, text: str) -> tuple[str, int] | None:
+        """(item_id, audio_end_ms) when `text` is a truncate built by :meth:`truncate`."""
+        if not text.startswith('{"type":"conversation.item.truncate"'):
+            return None
+        event = json.loads(text)
+        return event["item_id"], event["audio_end_ms"]
+
+    def parse(self, text: str | bytes) -> ServerEvent:
+        """Parse one server frame leniently: dispatch on `type`, read only what we use."""
+        try:
+            event = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"server sent invalid JSON: {exc}") from None
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise ProtocolError("server event has no type")
+        kind: str = event["type"]
+        try:
+            handler = self._handlers.get(kind)
+            return handler(event) if handler is not None else Other(kind)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise ProtocolError(f"malformed {kind} event: {exc!r}") from None
+
+
+# --- The preview dialect ----------------------------------------------------------------------
+
+_PREVIEW_NAMES = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+}
+_PREVIEW_HANDLERS = {
+    **{k: v for k, v in _GA_HANDLERS.items() if k not in _PREVIEW_NAMES.values()},
+    **{old: _GA_HANDLERS[new] for old, new in _PREVIEW_NAMES.items()},
+}
+
+
+class PreviewDialect(GaDialect):
+    """Azure's preview Realtime API (`/openai/realtime?api-version=...&deployment=...`).
+
+    Same client events as GA except the flat session shape and assistant `text` content;
+    the server renames the audio events (REALTIME_PROTOCOL.md section 4).
+    """
+
+    name = "preview"
+    _ASSISTANT_TEXT = "text"
+    _handlers = _PREVIEW_HANDLERS
+
+    def __init__(self, api_version: str) -> None:
+        self.api_version = api_version
+
+    def url(self, base_url: str, deployment: str) -> str:
+        parts = urlsplit(base_url)
+        query = f"{parts.query}&" if parts.query else ""
+        query += urlencode({"api-version": self.api_version, "deployment": deployment})
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+    def handshake_headers(self) -> dict[str, str]:
+        return {"OpenAI-Beta": "realtime=v1"}
+
+    def audio_format(self, audio_format: str, codec: str) -> Any:
+        if audio_format == "g711":
+            return "g711_ulaw" if codec == "PCMU" else "g711_alaw"
+        return "pcm16"
+
+    def session_update(self, agent: AgentConfig, audio_format: str, codec: str) -> str:
+        fmt = self.audio_format(audio_format, codec)
+        session: dict[str, Any] = {
+            "modalities": ["text", "audio"],
+            "instructions": agent.instructions,
+            "voice": agent.voice,
+            "input_audio_format": fmt,
+            "output_audio_format": fmt,
+            "turn_detection": _turn_detection(agent),
+            "max_response_output_tokens": agent.max_output_tokens,
+        }
+        if agent.input_transcription is not None:
+            session["input_audio_transcription"] = _transcription(agent)
+        if agent.noise_reduction is not None:
+            session["input_audio_noise_reduction"] = {"type": agent.noise_reduction}
+        return _dumps({"type": "session.update", "session": session})
+
+
+Dialect = GaDialect  # every dialect derives from GA and changes what differs
+
+
+def dialect_for(protocol: str, api_version: str | None = None) -> Dialect:
+    """The dialect object for `realtime.protocol` (and its `api_version`, preview only)."""
     if protocol == "ga":
         return GaDialect()
-    raise ValueError(f"realtime.protocol {protocol!r} is not supported yet (use 'ga')")
+    if protocol == "preview":
+        if not api_version:
+            raise ValueError("realtime.protocol preview needs realtime.api_version")
+        return PreviewDialect(api_version)
+    raise ValueError(f"realtime.protocol {protocol!r} is not supported (use ga or preview)")

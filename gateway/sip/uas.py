@@ -52,7 +52,8 @@ class GatewayUAS(SipUAS):
         self.invites = InviteTransactions()
         self.on_ack: Callable[[IncomingCall, SipRequest], Any] | None = None
         self.on_cancelled: Callable[[IncomingCall], Any] | None = None
-        self.available: Callable[[], bool] = lambda: True
+        # Set by the daemon: True while it is draining or full, so OPTIONS get 503 like an INVITE.
+        self.unavailable: Callable[[], bool] = lambda: False
         self._byes: dict[str, asyncio.Task[None]] = {}  # our BYEs by branch, until answered
         self._handlers["ACK"] = self._handle_ack
         self._handlers["CANCEL"] = self._handle_cancel
@@ -178,15 +179,17 @@ class GatewayUAS(SipUAS):
             self.on_cancelled(call)
 
     def _handle_options(self, request: SipRequest, addr: tuple[str, int]) -> None:
-        if self.available():
-            super()._handle_options(request, addr)
-        else:
+        if self.unavailable():
+            # A PBX's OPTIONS health check (Asterisk qualify, Kamailio dispatcher probing)
+            # takes a full or stopping gateway out of rotation before it sends it a call.
             self._send_error(
                 request,
                 503,
                 "Service Unavailable",
                 extra_headers={"Retry-After": str(OPTIONS_RETRY_AFTER_S)},
             )
+        else:
+            super()._handle_options(request, addr)
 
     def _reply(self, response: SipResponse) -> None:
         if self.user_agent:

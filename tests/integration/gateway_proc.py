@@ -1,7 +1,8 @@
-"""The gateway as users run it: `python -m gateway run --config FILE`, in a subprocess.
+"""The gateway as users run it: `python -m gateway run --config FILE`, in a subprocess, and
+the same gateway in the test's own event loop (`InProcessGateway`).
 
-Its JSON log lines are the test's window into it: `start()` returns on
-`gateway.ready`, and `wait_for(event)` waits for a log event, never on a sleep.
+Their log lines are the test's window into them: `start()` returns on `gateway.ready`, and
+`wait_for(event)` waits for a log event, never on a sleep.
 """
 
 from __future__ import annotations
@@ -39,16 +40,18 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def test_config(config: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
-    """A free SIP port and a gateway config on loopback with its own RTP ports."""
+def test_config(config: dict[str, Any] | None) -> tuple[int, int, dict[str, Any]]:
+    """Free SIP and metrics ports and a gateway config on loopback with its own RTP ports."""
     port = free_udp_port(also_tcp=True)
+    metrics_port = free_udp_port(also_tcp=True)
     rtp = free_port_block(RTP_PORTS)
     base = {
         "sip": {"bind": LOOPBACK, "port": port, "allow_from": ["127.0.0.0/8"]},
         "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + RTP_PORTS - 1},
         "logging": {"format": "json", "level": "debug"},
+        "metrics": {"bind": LOOPBACK, "port": metrics_port},
     }
-    return port, _merge(base, config or {})
+    return port, metrics_port, _merge(base, config or {})
 
 
 class EventLog:
@@ -109,23 +112,25 @@ class EventLog:
 
 
 class GatewayProcess(EventLog):
+    """`env` adds to (or, with a None value, removes from) the gateway's environment."""
+
     def __init__(
         self,
         workdir: Path,
         config: dict[str, Any] | None = None,
-        *,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
     ) -> None:
         super().__init__()
         self.workdir = workdir
         self.extra_config = config
-        self.port, self.config = test_config(config)
+        self.port, self.metrics_port, self.config = test_config(config)
+        self.env = {k: v for k, v in os.environ.items() if k not in (env or {})}
+        self.env.update({k: v for k, v in (env or {}).items() if v is not None})
         self.config_path = workdir / "gateway.yaml"
         self.config_path.write_text(yaml.safe_dump(self.config))
         self.log_path = workdir / "gateway.log"
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
-        self.env = env
 
     def _alive(self) -> bool:
         return self._reader is None or not self._reader.done()
@@ -133,23 +138,62 @@ class GatewayProcess(EventLog):
     def uri(self, user: str = "echo") -> str:
         return f"sip:{user}@{LOOPBACK}:{self.port}"
 
-    async def start(self, timeout: float = 20.0, attempts: int = 3) -> GatewayProcess:
-        """Start and wait for gateway.ready. A port taken between choosing and binding it (other
-        tests run beside this one) means new ports and another try."""
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Rewrite the config file (for a reload); `config` is merged over the current one."""
+        self.config = _merge(self.config, config)
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc is not None else None
+
+    def send_signal(self, sig: int) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+
+    async def wait_exit(self, timeout: float) -> int:
+        """The exit code once the gateway exits by itself (fails the test after `timeout`)."""
+        assert self._proc is not None
+        try:
+            async with asyncio.timeout(timeout):
+                code = await self._proc.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"gateway still running after {timeout} s:\n{self.tail()}"
+            ) from None
+        if self._reader is not None:
+            async with asyncio.timeout(5):
+                await self._reader
+        return code
+
+    async def start(
+        self, timeout: float = 20.0, wait_ready: bool = True, attempts: int = 3
+    ) -> GatewayProcess:
+        """Start (and wait for gateway.ready). A port taken between choosing and binding it
+        (other tests run beside this one) means new ports and another try."""
         for attempt in range(attempts):
             try:
-                return await self._start(timeout)
+                return await self._start(timeout, wait_ready)
             except AssertionError as exc:
                 if "Address already in use" not in str(exc) or attempt + 1 == attempts:
                     raise
                 await self.stop()
-                self.port, self.config = test_config(self.extra_config)
+                self.port, self.metrics_port, self.config = test_config(self.extra_config)
                 self.config_path.write_text(yaml.safe_dump(self.config))
                 self.events.clear()
                 self.raw.clear()
         raise AssertionError("unreachable")
 
-    async def _start(self, timeout: float) -> GatewayProcess:
+    async def _start(self, timeout: float, wait_ready: bool) -> GatewayProcess:
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -161,10 +205,11 @@ class GatewayProcess(EventLog):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, **self.env} if self.env else None,
+            env=self.env,
         )
         self._reader = asyncio.create_task(self._read())
-        await self.wait_for("gateway.ready", timeout=timeout)
+        if wait_ready:
+            await self.wait_for("gateway.ready", timeout=timeout)
         return self
 
     async def _read(self) -> None:
@@ -222,7 +267,7 @@ class InProcessGateway(EventLog):
     ) -> None:
         super().__init__()
         self._extra, self._timers = config, timers
-        self.port, self.config = test_config(config)
+        self.port, self.metrics_port, self.config = test_config(config)
         self.gateway = Gateway(parse_config(self.config), sip_timers=timers)
         self._saved: dict[str, Any] | None = None
 
@@ -256,7 +301,7 @@ class InProcessGateway(EventLog):
                 except StartupError as exc:  # a port taken by a test running beside this one
                     if "Address already in use" not in str(exc) or attempt == 2:
                         raise
-                    self.port, self.config = test_config(self._extra)
+                    self.port, self.metrics_port, self.config = test_config(self._extra)
                     self.gateway = Gateway(parse_config(self.config), sip_timers=self._timers)
         except BaseException:
             structlog.configure(**self._saved)

@@ -129,6 +129,57 @@ def options_expecting(path: Path, status: int) -> Path:
     return path
 
 
+_PAUSE_BYE = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def answered_call(path: Path, pause_ms: int = 500) -> Path:
+    """An INVITE that must be answered 200; ACK, `pause_ms` of call, then BYE (must get 200)."""
+    invite_expecting(path, 200)
+    path.write_text(path.read_text().replace("</scenario>\n", _PAUSE_BYE.format(pause_ms=pause_ms)))
+    return path
+
+
+_BYE_FROM_GATEWAY = """  <recv request="BYE" timeout="{bye_timeout_ms}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
+    """A PCMU call that must be answered (200, ACK), then ended by the gateway's BYE."""
+    invite_expecting(path, 200)
+    bye = _BYE_FROM_GATEWAY.format(bye_timeout_ms=int(bye_timeout_s * 1000))
+    path.write_text(path.read_text().replace("</scenario>\n", bye))
+    return path
+
+
 # --------------------------------------------------------------------------------------------
 # Building blocks for scenarios that need more than one exchange. Run them with SIPp's -nr:
 # then a retransmission we receive is matched against the next <recv> (so tests can count

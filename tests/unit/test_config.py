@@ -646,7 +646,7 @@ def test_yaml_boolean_where_a_number_belongs(tmp_path: Path) -> None:
 
 
 def test_unknown_key_not_mistaken_for_a_secret() -> None:
-    line = only(
-        errors_of({"agent": {"max_output_tokens": 200}}), "x.yaml: agent.max_output_tokens: "
-    )
+    line = only(errors_of({"agent": {"max_tokens": 200}}), "x.yaml: agent.max_tokens: ")
+    assert SECRETS_MESSAGE not in line and "did you mean 'max_output_tokens'" in line
+    line = only(errors_of({"agent": {"reply_tokens": 200}}), "x.yaml: agent.reply_tokens: ")
     assert SECRETS_MESSAGE not in line and "instructions" in line

@@ -78,20 +78,23 @@ def best_ncc(haystack: np.ndarray, needle: np.ndarray) -> float:
 
 
 class Client:
+    validate_client = staticmethod(validate_client_event)
+    validate_server = staticmethod(validate_server_event)
+
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
 
     async def send(self, event: dict[str, Any], *, check: bool = True) -> None:
         if check:
-            validate_client_event(event)
+            self.validate_client(event)
         await self.ws.send(json.dumps(event))
 
     async def recv(self) -> dict[str, Any]:
         async with asyncio.timeout(TIMEOUT):
             raw = await self.ws.recv()
         event = json.loads(raw)
-        validate_server_event(event)
+        self.validate_server(event)
         self.events.append(event)
         return event
 
@@ -254,8 +257,12 @@ async def test_handshake_refusals(server):
         assert ("Retry-After" in exc.response.headers) == (status == 429)
     assert exc.response.headers["Retry-After"] == "1"
     server.refuse_status = None
-    exc = await refused(server.url.replace("/openai/v1/realtime", "/openai/realtime") + "?model=x")
+    exc = await refused(server.url.replace("/openai/v1/realtime", "/openai/realtim") + "?model=x")
     assert exc.response.status_code == 404
+    # The preview path exists, but wants its api-version (tests/unit/test_embedded_preview.py).
+    exc = await refused(server.preview_url + "?model=x")
+    assert exc.response.status_code == 400
+    assert "api-version" in json.loads(exc.response.body)["error"]["message"]
     c = await open_client(server)
     await c.ws.close()
 

@@ -1,4 +1,4 @@
-"""The GA dialect: every client event we build is valid for the official SDK models."""
+"""The dialects: every client event we build is valid for the official SDK models (GA and beta)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.realtime import protocol as rt
-from tests.realtime_schema import validate_client_event
+from tests.realtime_schema import validate_client_event, validate_preview_client_event
 
 GA = rt.GaDialect()
+PREVIEW = rt.PreviewDialect("2025-04-01-preview")
 
 
 def agent(**overrides: object):
@@ -140,3 +141,124 @@ def test_parse_dispatches_on_type() -> None:
 def test_malformed_server_frames_raise_protocol_error(frame: str) -> None:
     with pytest.raises(rt.ProtocolError):
         GA.parse(frame)
+
+
+def test_session_update_carries_noise_reduction_and_max_output_tokens() -> None:
+    cfg = agent(noise_reduction="near_field", max_output_tokens=300)
+    event = json.loads(GA.session_update(cfg, "pcm16", "PCMU"))
+    validate_client_event(event)
+    assert event["session"]["audio"]["input"]["noise_reduction"] == {"type": "near_field"}
+    assert event["session"]["max_output_tokens"] == 300
+    default = json.loads(GA.session_update(agent(), "pcm16", "PCMU"))["session"]
+    assert "noise_reduction" not in default["audio"]["input"]
+    assert default["max_output_tokens"] == "inf"
+
+
+def test_conversation_items_are_valid_ga() -> None:
+    for role in ("user", "assistant", "system"):
+        event = json.loads(GA.conversation_item(role, "Hello there", item_id="item_x1"))
+        validate_client_event(event)
+        assert event["item"]["role"] == role and event["item"]["id"] == "item_x1"
+    assistant = json.loads(GA.conversation_item("assistant", "Hi"))
+    assert assistant["item"]["content"] == [{"type": "output_text", "text": "Hi"}]
+
+
+def test_truncated_recognises_only_our_truncate_events() -> None:
+    assert GA.truncated(GA.truncate("item_1", 1234)) == ("item_1", 1234)
+    assert GA.truncated(GA.append_audio(b"\x00\x01")) is None
+    assert GA.truncated(GA.response_cancel()) is None
+
+
+# --- the preview dialect ------------------------------------------------------------------------
+
+
+def test_preview_url_has_api_version_and_deployment_and_beta_header() -> None:
+    assert PREVIEW.url("wss://res.openai.azure.com/openai/realtime", "my-dep") == (
+        "wss://res.openai.azure.com/openai/realtime?api-version=2025-04-01-preview"
+        "&deployment=my-dep"
+    )
+    assert PREVIEW.handshake_headers() == {"OpenAI-Beta": "realtime=v1"}
+    assert GA.handshake_headers() == {}
+
+
+@pytest.mark.parametrize(
+    "audio_format,codec,wire",
+    [("pcm16", "PCMU", "pcm16"), ("g711", "PCMU", "g711_ulaw"), ("g711", "PCMA", "g711_alaw")],
+)
+def test_preview_session_update_is_flat_and_valid(audio_format: str, codec: str, wire: str) -> None:
+    cfg = agent(
+        instructions="Be brief.",
+        voice="verse",
+        turn_detection={"type": "server_vad", "silence_duration_ms": 400},
+        input_transcription={"model": "whisper-1", "language": "fr"},
+        noise_reduction="far_field",
+        max_output_tokens=1000,
+    )
+    event = json.loads(PREVIEW.session_update(cfg, audio_format, codec))
+    validate_preview_client_event(event)
+    session = event["session"]
+    assert "type" not in session and "audio" not in session
+    assert (session["input_audio_format"], session["output_audio_format"]) == (wire, wire)
+    assert session["voice"] == "verse" and session["instructions"] == "Be brief."
+    assert session["turn_detection"]["silence_duration_ms"] == 400
+    assert session["input_audio_transcription"] == {"model": "whisper-1", "language": "fr"}
+    assert session["input_audio_noise_reduction"] == {"type": "far_field"}
+    assert session["max_response_output_tokens"] == 1000
+    assert session["modalities"] == ["text", "audio"]
+    with pytest.raises(ValueError):  # the flat shape is not GA
+        validate_client_event(event)
+
+
+def test_preview_semantic_vad_and_manual_turns_are_valid() -> None:
+    for td in ({"type": "semantic_vad", "eagerness": "low"}, {"type": "none"}):
+        event = json.loads(PREVIEW.session_update(agent(turn_detection=td), "pcm16", "PCMU"))
+        validate_preview_client_event(event)
+
+
+def test_preview_other_client_events_are_valid() -> None:
+    for text in (
+        PREVIEW.append_audio(b"\x00" * 320),
+        PREVIEW.response_create(),
+        PREVIEW.response_create("Greet the caller."),
+        PREVIEW.response_cancel("resp_1"),
+        PREVIEW.truncate("item_1", 10),
+        PREVIEW.conversation_item("user", "What time is it?"),
+        PREVIEW.conversation_item("assistant", "Noon.", item_id="item_2"),
+    ):
+        validate_preview_client_event(json.loads(text))
+    assistant = json.loads(PREVIEW.conversation_item("assistant", "Noon."))
+    assert assistant["item"]["content"] == [{"type": "text", "text": "Noon."}]
+
+
+def test_preview_parse_reads_the_preview_event_names() -> None:
+    delta = {
+        "event_id": "e",
+        "response_id": "r",
+        "item_id": "i",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": base64.b64encode(b"\x05").decode(),
+    }
+    ev = PREVIEW.parse(json.dumps({"type": "response.audio.delta", **delta}))
+    assert ev == rt.AudioDelta("r", "i", 0, b"\x05")
+    assert PREVIEW.parse(
+        '{"type":"response.audio.done","response_id":"r","item_id":"i"}'
+    ) == rt.AudioDone("r", "i")
+    assert PREVIEW.parse(
+        '{"type":"response.audio_transcript.done","item_id":"i","transcript":"hi"}'
+    ) == rt.Transcript("agent", "i", "hi")
+    # The GA names are not the preview service's: they are not taken for audio.
+    assert PREVIEW.parse(json.dumps({"type": "response.output_audio.delta", **delta})) == rt.Other(
+        "response.output_audio.delta"
+    )
+    assert GA.parse(json.dumps({"type": "response.audio.delta", **delta})) == rt.Other(
+        "response.audio.delta"
+    )
+
+
+def test_dialect_for() -> None:
+    assert isinstance(rt.dialect_for("ga"), rt.GaDialect)
+    preview = rt.dialect_for("preview", "2025-04-01-preview")
+    assert isinstance(preview, rt.PreviewDialect) and preview.api_version == "2025-04-01-preview"
+    with pytest.raises(ValueError):
+        rt.dialect_for("preview")

@@ -1,0 +1,288 @@
+"""Prometheus metrics, and the HTTP endpoint that serves them with /healthz and /readyz.
+
+The endpoint is an aiohttp server on the gateway's own event loop: no thread, nothing to lock,
+and a scrape reads the live registry between two media ticks (rendering it takes about 0.6
+ms, measured). prometheus-client's own `start_http_server` would run a second, threaded HTTP
+server beside the loop for no gain; aiohttp is already installed (azure-identity's transport).
+
+Labels are a small fixed vocabulary (outcome, reason, kind, code), never a caller, a URL or a
+key: a label value is cut to a short token by `_label`.
+
+Latency is measured with `time.monotonic()` stamps at the two edges of the gateway:
+
+* uplink: the arrival of the oldest RTP packet whose audio an `input_audio_buffer.append`
+  carries -> that WebSocket send has returned (the uplink queue, decode, the resampler holding
+  audio back until it has a block, JSON, the socket write; not the filter's group delay, which
+  is in the audio itself), one observation per send;
+* downlink: an audio delta's arrival while the playback buffer is idle (the start of an answer,
+  or after an underrun) -> the pacer takes the first frame holding it, just before sending it
+  as RTP. Deltas queued behind audio still playing wait for the caller's ear, not for the
+  gateway, so they are not counted;
+* barge-in cutoff: the gateway has the `input_audio_buffer.speech_started` event -> playback is
+  flushed (from then on the pacer sends silence; one frame may already be on the wire).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from .media.stream import FrameSource
+
+PREFIX = "sipgw"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
+# Fields of RtpStream.stats counted at call end, by label; absent ones are skipped, so the
+# media engine can add counters (lost, late, out_of_order) without a change here.
+RTP_KINDS = {
+    "received": "packets_in",
+    "sent": "packets_out",
+    "lost": "lost",
+    "late": "late",
+    "out_of_order": "out_of_order",
+    "duplicate": "duplicates",
+    "malformed": "malformed",
+    "foreign_source": "foreign_source",
+    "other_payload": "other_payload",
+}
+_TOKEN_KINDS = (
+    ("input", "text_tokens", "input_text"),
+    ("input", "audio_tokens", "input_audio"),
+    ("input", "cached_tokens", "input_cached"),
+    ("output", "text_tokens", "output_text"),
+    ("output", "audio_tokens", "output_audio"),
+)
+
+
+def _label(value: object, default: str = "unknown") -> str:
+    """A bounded, safe label value: lower-case [a-z0-9_], at most 40 characters."""
+    text = re.sub(r"[^a-z0-9_]+", "_", str(value).lower()).strip("_")[:40]
+    return text or default
+
+
+class Metrics:
+    """Every metric of one gateway process, in its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        p = PREFIX
+        self.active_calls = Gauge(
+            f"{p}_active_calls", "Calls in progress (being set up or answered).", registry=r
+        )
+        self.calls = Counter(
+            f"{p}_calls",
+            "INVITEs by outcome: answered; rejected (reason: forbidden, unauthorized, max_calls, "
+            "draining, not_acceptable, no_rtp_port, realtime_unavailable); cancelled; failed.",
+            ["outcome", "reason"],
+            registry=r,
+        )
+        self.calls_ended = Counter(
+            f"{p}_calls_ended", "Answered calls that ended, by reason.", ["reason"], registry=r
+        )
+        self.call_duration = Histogram(
+            f"{p}_call_duration_seconds",
+            "Duration of answered calls, from 200 OK to hang-up.",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+            registry=r,
+        )
+        self.handshake = Histogram(
+            f"{p}_realtime_handshake_seconds",
+            "Opening a Realtime session: WebSocket handshake to session.updated.",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
+            registry=r,
+        )
+        self.uplink_latency = Histogram(
+            f"{p}_uplink_latency_seconds",
+            "Gateway-added latency caller->model: RTP arrival to WebSocket send of its audio.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.downlink_latency = Histogram(
+            f"{p}_downlink_latency_seconds",
+            "Gateway-added latency model->caller: audio delta arrival (playback idle) to the "
+            "first RTP packet of its audio.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.barge_in_cutoff = Histogram(
+            f"{p}_barge_in_cutoff_seconds",
+            "Barge-in: speech_started received to model playback stopped.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rtp_packets = Counter(
+            f"{p}_rtp_packets",
+            "RTP packets of ended calls, by kind (received, sent, lost, late, out_of_order, "
+            "duplicate, malformed, foreign_source, other_payload).",
+            ["kind"],
+            registry=r,
+        )
+        self.realtime_errors = Counter(
+            f"{p}_realtime_errors",
+            "Realtime API errors by code: error events, refused handshakes (http_NNN), "
+            "timeouts, unreachable service, abnormal closes (close_NNNN).",
+            ["code"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            f"{p}_realtime_tokens",
+            "Tokens reported by response.done, by kind (input_text, input_audio, "
+            "input_cached, output_text, output_audio).",
+            ["kind"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            f"{p}_config_reloads", "SIGHUP reloads by result (ok, rejected).", ["result"],
+            registry=r,
+        )  # fmt: skip
+
+    # --- call outcomes (from the daemon) -------------------------------------------------------
+
+    def rejected(self, reason: str) -> None:
+        self.calls.labels("rejected", _label(reason)).inc()
+
+    def answered(self) -> None:
+        self.calls.labels("answered", "").inc()
+
+    def unanswered(self, outcome: str, reason: str) -> None:
+        self.calls.labels(outcome, _label(reason)).inc()
+
+    def ended(self, reason: str, duration_s: float) -> None:
+        self.calls_ended.labels(_label(reason.split(":", 1)[0])).inc()
+        self.call_duration.observe(duration_s)
+
+    def realtime_error(self, code: object) -> None:
+        self.realtime_errors.labels(_label(code)).inc()
+
+    def rtp(self, stats: object) -> None:
+        for kind, attr in RTP_KINDS.items():
+            value = getattr(stats, attr, None)
+            if isinstance(value, int) and value > 0:
+                self.rtp_packets.labels(kind).inc(value)
+
+    def usage(self, usage: Mapping[str, Any]) -> None:
+        for side, key, kind in _TOKEN_KINDS:
+            details = usage.get(f"{side}_token_details")
+            value = details.get(key) if isinstance(details, dict) else None
+            if isinstance(value, int) and value > 0:
+                self.tokens.labels(kind).inc(value)
+
+
+class CallProbe:
+    """The per-call hooks the bridge feeds; cheap: a monotonic stamp and one observe."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or _detached()
+        self._downlink_since: float | None = None
+        self._uplink_since: float | None = None
+
+    def uplink_taken(self, arrived: float) -> None:
+        """The uplink took a packet that arrived at `arrived`; its audio may come out of the
+        resampler only with a later packet's, so the oldest one not yet sent is remembered."""
+        if self._uplink_since is None:
+            self._uplink_since = arrived
+
+    def uplink_sent(self) -> None:
+        """Audio went to the model: it held every packet taken since the last send."""
+        if self._uplink_since is not None:
+            self.metrics.uplink_latency.observe(time.monotonic() - self._uplink_since)
+            self._uplink_since = None
+
+    def audio_arrived(self, playback_idle: bool) -> None:
+        """A model audio delta arrived; only one that finds playback idle starts a measure."""
+        if playback_idle and self._downlink_since is None:
+            self._downlink_since = time.monotonic()
+
+    def paced(self, source: FrameSource) -> FrameSource:
+        """Wrap the pacer's frame source to stamp the first frame of each measured delta."""
+        return _TimedSource(source, self)
+
+    def flushed(self, since: float, *, cut_audio: bool) -> None:
+        """Playback was flushed for a speech_started the gateway got at `since`; a barge-in
+        when model audio was cut."""
+        self._downlink_since = None
+        if cut_audio:
+            self.metrics.barge_in_cutoff.observe(time.monotonic() - since)
+
+    def response_done(self, usage: Mapping[str, Any]) -> None:
+        self.metrics.usage(usage)
+
+    def realtime_error(self, code: object) -> None:
+        self.metrics.realtime_error(code)
+
+
+class _TimedSource:
+    __slots__ = ("_probe", "_source")
+
+    def __init__(self, source: FrameSource, probe: CallProbe) -> None:
+        self._source = source
+        self._probe = probe
+
+    def next_frame(self) -> np.ndarray | None:
+        frame = self._source.next_frame()
+        probe = self._probe
+        if frame is not None and probe._downlink_since is not None:
+            probe.metrics.downlink_latency.observe(time.monotonic() - probe._downlink_since)
+            probe._downlink_since = None
+        return frame
+
+
+_DETACHED: Metrics | None = None
+
+
+def _detached() -> Metrics:
+    """Metrics nobody serves, for a bridge built without them (unit tests)."""
+    global _DETACHED
+    if _DETACHED is None:
+        _DETACHED = Metrics()
+    return _DETACHED
+
+
+class MetricsServer:
+    """/metrics, /healthz (the event loop answers) and /readyz (`ready()`: 200, else 503)."""
+
+    def __init__(self, metrics: Metrics, bind: str, port: int, ready: Callable[[], bool]) -> None:
+        self.metrics = metrics
+        self.bind = bind
+        self.port = port
+        self._ready = ready
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.bind, self.port, reuse_address=True).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        # The text format a Prometheus server asks for (Accept), as prometheus-client serves it.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        body = encode(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self._ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")

@@ -1,0 +1,398 @@
+"""A call's link to the Realtime service: one session at a time, replaced when it must be.
+
+The bridge uses the link as it would one session (``send``, ``events``, ``dialect``,
+``close_code``). Inside, the link replaces the session twice over:
+
+* **reconnect**: the socket drops or closes with 1001/1006/1011/1012/1013 (the codes the SDK
+  itself reconnects on, REALTIME_PROTOCOL.md section 6). One new session is opened; if it is
+  configured within 2 s the call goes on, else the events end and the bridge hangs up (BYE).
+* **rollover**: a session ends at the service's limit (Azure 30 min, OpenAI 60). Ahead of it
+  the next session is opened in parallel and the call switches at the first pause (no one
+  speaking, no answer due), so the caller hears no gap and no two answers; at the latest a
+  quarter margin before the end it switches anyway.
+
+A new session gets the instructions again (session.update) and the conversation so far as
+text items (:mod:`conversation`). While it opens, the caller's audio is held (bounded) and sent
+to it once it is ready. An answer cut off by a switch is closed for the bridge with a synthetic
+``AudioDone``/``ResponseDone(cancelled, "session_replaced")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from ..config import AgentConfig, RealtimeConfig
+from . import protocol as rt
+from .auth import Auth
+from .client import RealtimeConnectError, RealtimeSession
+from .conversation import Conversation
+
+RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
+RECONNECT_WITHIN_S = 2.0
+PENDING_EVENTS = 150  # 3 s of 20 ms appends held while a new session opens
+EVENT_QUEUE = 64
+ROLLOVER_RETRY_S = 2.0
+
+Opener = Callable[[], Awaitable[RealtimeSession]]
+
+
+@dataclass
+class LinkStats:
+    reconnects: int = 0
+    reconnect_failures: int = 0
+    rollovers: int = 0
+    service_errors: int = 0
+
+
+@dataclass(slots=True)
+class _Closed:
+    code: int
+
+
+class RealtimeLink:
+    """The current session of a call, replaced on a drop or before the session limit."""
+
+    def __init__(
+        self,
+        opener: Opener,
+        session: RealtimeSession,
+        *,
+        max_session_s: float,
+        rollover_margin_s: float,
+        bytes_per_ms: int,
+        answers_by_itself: bool,
+        log: Any,
+    ) -> None:
+        self._open = opener
+        self._session = session
+        self._max_session_s = max_session_s
+        self._margin_s = rollover_margin_s
+        self._answers_by_itself = answers_by_itself
+        self.log = log
+        self.conversation = Conversation(bytes_per_ms)
+        self.stats = LinkStats()
+        self.close_code: int | None = None
+        self._queue: asyncio.Queue[tuple[RealtimeSession, Any]] = asyncio.Queue(EVENT_QUEUE)
+        self._pending: deque[str] = deque(maxlen=PENDING_EVENTS)
+        self._holding = False  # sends go to _pending while a new session takes over
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Future[None]] = set()  # replaced sessions closing
+        self._spare: RealtimeSession | None = None
+        # Turn state of the current session, for the rollover's pause and cut-off answers.
+        self._items: set[str] = set()  # assistant audio items of the current session
+        self._talking = False
+        self._answer_due = False
+        self._response: str | None = None
+        self._response_items: dict[str, bool] = {}  # item id -> audio done
+        self._pause = asyncio.Event()
+        self._pause.set()
+        self._replaced = asyncio.Event()  # set each time a new session takes over
+        self._ends_at = self._end_of(session)
+        self._start_pump(session)
+        self._spawn(self._rollover_loop(), "rollover")
+
+    @classmethod
+    async def open(cls, opener: Opener, **kwargs: Any) -> RealtimeLink:
+        """Open the first session (a failure raises RealtimeConnectError: the call gets 503)."""
+        return cls(opener, await opener(), **kwargs)
+
+    @classmethod
+    async def connect(
+        cls,
+        realtime: RealtimeConfig,
+        agent: AgentConfig,
+        *,
+        base_url: str,
+        dialect: rt.Dialect,
+        auth: Auth,
+        codec: str,
+        log: Any,
+    ) -> RealtimeLink:
+        """A link for one call, each of its sessions opened and configured the same way."""
+        opener = functools.partial(
+            RealtimeSession.open,
+            base_url=base_url,
+            deployment=realtime.deployment,
+            dialect=dialect,
+            auth=auth,
+            agent=agent,
+            audio_format=realtime.audio_format,
+            codec=codec,
+            connect_timeout=realtime.connect_timeout_s,
+        )
+        turns = agent.turn_detection
+        return await cls.open(
+            opener,
+            max_session_s=realtime.max_session_s,
+            rollover_margin_s=realtime.rollover_margin_s,
+            bytes_per_ms=rt.bytes_per_ms(realtime.audio_format),
+            answers_by_itself=turns.type != "none" and turns.create_response,
+            log=log,
+        )
+
+    # --- what the bridge sees -----------------------------------------------------------------
+
+    @property
+    def dialect(self) -> rt.Dialect:
+        return self._session.dialect
+
+    @property
+    def id(self) -> str:
+        return self._session.id
+
+    async def send(self, text: str) -> None:
+        """Send to the current session; never fails on a dropped socket (events() decides)."""
+        cut = self._session.dialect.truncated(text)
+        if cut is not None:
+            self.conversation.cut(*cut)
+            if cut[0] not in self._items:
+                return  # an answer of a replaced session: the new one has it as text only
+        if self._holding:
+            self._pending.append(text)
+            return
+        try:
+            await self._session.send(text)
+        except ConnectionClosed:
+            self._pending.append(text)
+
+    async def events(self) -> AsyncIterator[rt.ServerEvent]:
+        """Server events of whichever session is current, until the link gives up."""
+        while True:
+            session, item = await self._queue.get()
+            if session is not self._session:
+                continue  # a replaced session's late events: never played
+            if isinstance(item, _Closed):
+                replaced = await self._reconnect(session, item.code)
+                if replaced is None:
+                    self.close_code = item.code
+                    return
+                for event in replaced:
+                    yield event
+                continue
+            if isinstance(item, Exception):
+                raise item
+            self._observe(item)
+            yield item
+
+    async def close(self) -> None:
+        """End every task and session of this link."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._closing, return_exceptions=True)
+        for session in (self._session, self._spare):
+            if session is not None:
+                await session.close()
+        self._spare = None
+        self.log.info("realtime.link_closed", **vars(self.stats))
+
+    # --- events of the current session --------------------------------------------------------
+
+    def _observe(self, event: rt.ServerEvent) -> None:
+        self.conversation.observe(event)
+        match event:
+            case rt.SpeechStarted():
+                self._talking = True
+            case rt.SpeechStopped():
+                self._talking = False
+                self._answer_due = self._answers_by_itself
+            case rt.ResponseStarted():
+                self._response = event.response_id
+                self._response_items = {}
+                self._answer_due = False
+            case rt.AudioDelta():
+                self._items.add(event.item_id)
+                if event.response_id == self._response:
+                    self._response_items.setdefault(event.item_id, False)
+            case rt.AudioDone():
+                if event.item_id in self._response_items:
+                    self._response_items[event.item_id] = True
+            case rt.ResponseDone():
+                if event.response_id == self._response:
+                    self._response = None
+            case rt.ServiceError():
+                self.stats.service_errors += 1
+            case _:
+                return
+        if self._talking or self._answer_due or self._response is not None:
+            self._pause.clear()
+        else:
+            self._pause.set()
+
+    def _cut_off(self) -> list[rt.ServerEvent]:
+        """Close, for the bridge, the answer a replaced session was still giving."""
+        if self._response is None:
+            return []
+        events: list[rt.ServerEvent] = [
+            rt.AudioDone(self._response, item)
+            for item, done in self._response_items.items()
+            if not done
+        ]
+        events.append(rt.ResponseDone(self._response, "cancelled", "session_replaced"))
+        return events
+
+    # --- replacing the session ----------------------------------------------------------------
+
+    async def _reconnect(self, dropped: RealtimeSession, code: int) -> list[rt.ServerEvent] | None:
+        """A new session after a drop, within RECONNECT_WITHIN_S; None when the call must end."""
+        async with self._lock:
+            if self._session is not dropped:
+                return []  # a rollover replaced it meanwhile
+            if code not in RECONNECT_CODES:
+                self.log.info("realtime.closed", code=code)
+                return None
+            self._holding = True
+            started = time.monotonic()
+            spare, self._spare = self._spare, None
+            try:
+                async with asyncio.timeout(RECONNECT_WITHIN_S):
+                    new = spare or await self._open()
+                    cut_off = self._cut_off()
+                    replayed = await self._switch(new)
+            except (TimeoutError, RealtimeConnectError, ConnectionClosed) as exc:
+                self.stats.reconnect_failures += 1
+                why = (
+                    exc.reason
+                    if isinstance(exc, RealtimeConnectError)
+                    else "timed out"
+                    if isinstance(exc, TimeoutError)
+                    else f"the new session closed ({exc})"
+                )
+                self.log.error(
+                    "realtime.reconnect_failed",
+                    code=code,
+                    reason=f"no new session within {RECONNECT_WITHIN_S:g} s: {why}",
+                )
+                return None
+            self.stats.reconnects += 1
+            self.log.warning(
+                "realtime.reconnected",
+                code=code,
+                session_id=new.id,
+                replayed_items=replayed,
+                reconnect_ms=round((time.monotonic() - started) * 1000),
+            )
+            return cut_off
+
+    async def _rollover_loop(self) -> None:
+        """Before each session's end: open the next one, switch at a pause."""
+        while True:
+            session = self._session
+            self._replaced.clear()
+            opens_at = self._ends_at - self._margin_s
+            force_at = self._ends_at - self._margin_s / 4
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, opens_at - time.monotonic())):
+                    await self._replaced.wait()  # a reconnect starts the count anew
+            new = await self._open_spare(session, force_at)
+            if new is None:
+                # Replaced meanwhile, or no spare could be opened: then the session ends at its
+                # limit and the reconnect path takes over. Either way, start on the next one.
+                await self._replaced.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, force_at - time.monotonic())):
+                    await self._pause.wait()
+            async with self._lock:
+                if self._session is not session or self._spare is not new:
+                    continue  # a reconnect replaced the session (and used the spare)
+                self._spare = None
+                forced = not self._pause.is_set()
+                cut_off = self._cut_off()
+                try:
+                    replayed = await self._switch(new, cut_off)
+                except ConnectionClosed as exc:
+                    self.log.warning("realtime.rollover_failed", reason=repr(exc))
+                    await new.close()
+                    await asyncio.sleep(ROLLOVER_RETRY_S)
+                    continue
+                self.stats.rollovers += 1
+                self.log.info(
+                    "realtime.rolled_over",
+                    session_id=new.id,
+                    previous_session_id=session.id,
+                    forced=forced,
+                    replayed_items=replayed,
+                )
+
+    async def _open_spare(
+        self, session: RealtimeSession, give_up_at: float
+    ) -> RealtimeSession | None:
+        while self._session is session:
+            try:
+                self._spare = await self._open()
+                return self._spare
+            except RealtimeConnectError as exc:
+                self.log.warning("realtime.rollover_open_failed", reason=exc.reason)
+                if time.monotonic() + ROLLOVER_RETRY_S >= give_up_at:
+                    return None
+                await asyncio.sleep(ROLLOVER_RETRY_S)
+        return None
+
+    async def _switch(
+        self, new: RealtimeSession, cut_off: list[rt.ServerEvent] | None = None
+    ) -> int:
+        """Make `new` current: conversation replayed first, then held audio; old one closed.
+
+        `cut_off` events are queued ahead of the new session's own events.
+        """
+        replay = self.conversation.replay()
+        for role, text in replay:
+            await new.send(new.dialect.conversation_item(role, text))
+        old, self._session = self._session, new
+        self._ends_at = self._end_of(new)
+        self._items = set()
+        self._talking = self._answer_due = False
+        self._response = None
+        self._response_items = {}
+        self._pause.set()
+        self._replaced.set()
+        for event in cut_off or ():
+            await self._queue.put((new, event))
+        self._start_pump(new)
+        with contextlib.suppress(ConnectionClosed):  # its pump reports a drop
+            while self._pending:
+                await new.send(self._pending[0])
+                self._pending.popleft()
+        self._holding = False
+        self._closing.add(asyncio.ensure_future(old.close()))
+        return len(replay)
+
+    def _end_of(self, session: RealtimeSession) -> float:
+        """Monotonic time the session ends: our limit, or the expiry the service announced."""
+        ends = session.opened_at + self._max_session_s
+        expires_at = session.session.get("expires_at")
+        if isinstance(expires_at, int | float) and expires_at > 0:
+            ends = min(ends, time.monotonic() + expires_at - time.time())
+        return ends
+
+    def _start_pump(self, session: RealtimeSession) -> None:
+        self._spawn(self._pump(session), f"pump-{session.id}")
+
+    async def _pump(self, session: RealtimeSession) -> None:
+        """One session's events into the link's queue, then how it closed."""
+        try:
+            async for event in session.events():
+                await self._queue.put((session, event))
+            code = session.close_code or 1006
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else 1006
+        except rt.ProtocolError as exc:
+            await self._queue.put((session, exc))
+            return
+        await self._queue.put((session, _Closed(code)))
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

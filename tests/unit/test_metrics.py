@@ -1,0 +1,164 @@
+"""Metrics: the probe's latency measures, the feeds from call stats and usage, and the HTTP
+endpoint on a real loopback socket."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.media.stream import RtpStats
+from gateway.metrics import CallProbe, Metrics, MetricsServer, _label
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    got = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if got is None else got
+
+
+class Frames:
+    """A frame source whose next frames are scripted: None = nothing to play yet."""
+
+    def __init__(self, *frames: np.ndarray | None) -> None:
+        self.frames = list(frames)
+
+    def next_frame(self) -> np.ndarray | None:
+        return self.frames.pop(0) if self.frames else None
+
+
+FRAME = np.zeros(160, dtype=np.int16)
+
+
+def test_downlink_latency_is_measured_once_per_answer_start() -> None:
+    metrics = Metrics()
+    probe = CallProbe(metrics)
+    paced = probe.paced(Frames(None, FRAME, FRAME, FRAME))
+    probe.audio_arrived(playback_idle=True)
+    assert paced.next_frame() is None  # not a full frame yet: still waiting, no sample
+    assert value(metrics, "sipgw_downlink_latency_seconds_count") == 0
+    probe.audio_arrived(playback_idle=False)  # more of the same answer: no new measure
+    assert paced.next_frame() is FRAME
+    assert paced.next_frame() is FRAME
+    assert value(metrics, "sipgw_downlink_latency_seconds_count") == 1
+    assert 0 < value(metrics, "sipgw_downlink_latency_seconds_sum") < 1
+
+
+def test_a_flush_cancels_the_pending_downlink_measure_and_counts_a_barge_in() -> None:
+    metrics = Metrics()
+    probe = CallProbe(metrics)
+    paced = probe.paced(Frames(FRAME))
+    probe.audio_arrived(playback_idle=True)
+    probe.flushed(0.0, cut_audio=False)  # speech_started with nothing playing
+    assert paced.next_frame() is FRAME
+    assert value(metrics, "sipgw_downlink_latency_seconds_count") == 0
+    assert value(metrics, "sipgw_barge_in_cutoff_seconds_count") == 0
+    import time
+
+    probe.flushed(time.monotonic(), cut_audio=True)
+    assert value(metrics, "sipgw_barge_in_cutoff_seconds_count") == 1
+
+
+def test_uplink_latency_from_the_oldest_packet_not_yet_sent() -> None:
+    import time
+
+    metrics = Metrics()
+    probe = CallProbe(metrics)
+    now = time.monotonic()
+    # Three packets, the resampler gives audio only with the third: measured from the first.
+    probe.uplink_taken(now - 0.045)
+    probe.uplink_taken(now - 0.025)
+    probe.uplink_taken(now - 0.005)
+    probe.uplink_sent()
+    assert value(metrics, "sipgw_uplink_latency_seconds_count") == 1
+    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.04") == 0
+    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.08") == 1
+    probe.uplink_taken(time.monotonic())
+    probe.uplink_sent()
+    assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.04") == 1
+
+
+def test_rtp_stats_are_counted_by_kind_and_missing_fields_are_skipped() -> None:
+    @dataclass
+    class Extended(RtpStats):
+        lost: int = 3
+        out_of_order: int = 2
+
+    metrics = Metrics()
+    metrics.rtp(RtpStats(packets_in=100, packets_out=150, malformed=1))
+    metrics.rtp(Extended(packets_in=10))
+    assert value(metrics, "sipgw_rtp_packets_total", kind="received") == 110
+    assert value(metrics, "sipgw_rtp_packets_total", kind="sent") == 150
+    assert value(metrics, "sipgw_rtp_packets_total", kind="malformed") == 1
+    assert value(metrics, "sipgw_rtp_packets_total", kind="lost") == 3
+    assert value(metrics, "sipgw_rtp_packets_total", kind="out_of_order") == 2
+
+
+def test_token_usage_by_kind() -> None:
+    metrics = Metrics()
+    usage = {
+        "total_tokens": 160,
+        "input_tokens": 100,
+        "output_tokens": 60,
+        "input_token_details": {"text_tokens": 20, "audio_tokens": 80, "cached_tokens": 64},
+        "output_token_details": {"text_tokens": 10, "audio_tokens": 50},
+    }
+    CallProbe(metrics).response_done(usage)
+    CallProbe(metrics).response_done({})  # a cancelled response may carry no usage
+    assert value(metrics, "sipgw_realtime_tokens_total", kind="input_audio") == 80
+    assert value(metrics, "sipgw_realtime_tokens_total", kind="input_cached") == 64
+    assert value(metrics, "sipgw_realtime_tokens_total", kind="output_audio") == 50
+    assert value(metrics, "sipgw_realtime_tokens_total", kind="output_text") == 10
+
+
+def test_labels_are_short_tokens_whatever_the_service_sends() -> None:
+    assert _label("rate_limit_exceeded") == "rate_limit_exceeded"
+    assert _label("Invalid Value: 'x'!") == "invalid_value_x"
+    assert len(_label("x" * 500)) == 40
+    assert _label("") == "unknown"
+    metrics = Metrics()
+    metrics.ended("realtime_closed:1001", 12.0)
+    metrics.ended("internal_error:uplink", 3.0)
+    assert value(metrics, "sipgw_calls_ended_total", reason="realtime_closed") == 1
+    assert value(metrics, "sipgw_calls_ended_total", reason="internal_error") == 1
+    assert value(metrics, "sipgw_call_duration_seconds_count") == 2
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_http_endpoint_serves_metrics_health_and_readiness() -> None:
+    metrics = Metrics()
+    metrics.answered()
+    ready = [False]
+    server = MetricsServer(metrics, "127.0.0.1", _free_tcp_port(), lambda: ready[0])
+    await server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(f"{base}/metrics") as r:
+                assert r.status == 200
+                assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+            assert families["sipgw_calls"].samples[0].value == 1
+            assert {"sipgw_active_calls", "sipgw_uplink_latency_seconds"} <= set(families)
+            openmetrics = {"Accept": "application/openmetrics-text; version=1.0.0"}
+            async with http.get(f"{base}/metrics", headers=openmetrics) as r:
+                assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+                assert (await r.text()).endswith("# EOF\n")
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200
+            async with http.get(f"{base}/readyz") as r:
+                assert r.status == 503
+            ready[0] = True
+            async with http.get(f"{base}/readyz") as r:
+                assert r.status == 200
+            async with http.get(f"{base}/nothing") as r:
+                assert r.status == 404
+    finally:
+        await server.close()

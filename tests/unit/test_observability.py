@@ -1,0 +1,40 @@
+"""Log lines: JSON, one per line, with the call's ids on the libraries' lines too, and no
+library debug output (websockets logs handshake headers, with the api-key, at debug)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+SCRIPT = r"""
+import logging
+import structlog
+from gateway.config import LoggingConfig
+from gateway.observability import setup_logging
+
+setup_logging(LoggingConfig(format="json", level="debug"))
+structlog.contextvars.bind_contextvars(call_id="c0ffee", sip_call_id="abc@pbx")
+structlog.get_logger("gateway").info("call.answered", codec="PCMU")
+logging.getLogger("websockets.client").debug("> api-key: SECRET-KEY-VALUE")
+logging.getLogger("aiosipua.uas").warning("No ACK for 2xx on %s", "abc@pbx")
+structlog.contextvars.clear_contextvars()
+logging.getLogger("aiosipua.uas").warning("outside any call")
+"""
+
+
+def test_library_lines_are_json_with_the_call_ids_and_no_debug() -> None:
+    # A subprocess: setup_logging() configures the process-wide logging.
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "SECRET-KEY-VALUE" not in run.stdout + run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    ours, library, outside = lines
+    assert ours["event"] == "call.answered"
+    assert (ours["call_id"], ours["sip_call_id"]) == ("c0ffee", "abc@pbx")
+    assert library["event"] == "No ACK for 2xx on abc@pbx"
+    assert (library["call_id"], library["sip_call_id"]) == ("c0ffee", "abc@pbx")
+    assert (library["level"], library["logger"]) == ("warning", "aiosipua.uas")
+    assert "timestamp" in library
+    assert "call_id" not in outside
