@@ -69,12 +69,16 @@ class _Hooks:
                 error=str(exc)[:200],
             )
             return False
+        self._received(message, addr)
         if self.on_message is not None:
             try:
                 self.on_message(message, addr)
             except Exception:
                 log.exception("sip.handler_failed", source=f"{addr[0]}:{addr[1]}")
         return message
+
+    def _received(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        """A message parsed, before it is handled (and answered)."""
 
     def _before_reply(self, response: SipResponse) -> None:
         if self.on_reply is not None:
@@ -111,17 +115,18 @@ class TcpTransport(_Hooks, TcpSipTransport):
         self._routes: OrderedDict[TxKey, tuple[str, int]] = OrderedDict()
 
     def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
-        message = self._deliver(data, addr)
-        if message is False and addr in self._connections:
+        if self._deliver(data, addr) is False and addr in self._connections:
             # A stream that sent one unreadable message has lost its framing: hang up.
             self._connections[addr][1].close()
-        if isinstance(message, SipRequest):
-            key = transaction_key(message)
-            if key is not None:
-                self._routes[key] = addr
-                self._routes.move_to_end(key)
-                while len(self._routes) > MAX_ROUTES:
-                    self._routes.popitem(last=False)
+
+    def _received(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        # Remembered before the request is handled: its answer may be sent at once.
+        key = transaction_key(message) if isinstance(message, SipRequest) else None
+        if key is not None:
+            self._routes[key] = addr
+            self._routes.move_to_end(key)
+            while len(self._routes) > MAX_ROUTES:
+                self._routes.popitem(last=False)
 
     def send_reply(self, response: SipResponse) -> None:
         self._before_reply(response)

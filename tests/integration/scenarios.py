@@ -321,9 +321,19 @@ def recv(
     return f"  <recv{attrs}>\n    <action>{''.join(checks)}</action>\n  </recv>"
 
 
-def recv_request(method: str, *, timeout_ms: int | None = None) -> str:
+def recv_request(
+    method: str, *, timeout_ms: int | None = None, headers: dict[str, str] | None = None
+) -> str:
+    """Expect a request; `headers` map to regexps it must match."""
     extra = f' timeout="{timeout_ms}"' if timeout_ms else ""
-    return f'  <recv request="{method}"{extra}/>'
+    checks = "".join(
+        f'<ereg regexp="{_xml(rx)}" search_in="hdr" header="{name}:" check_it="true" '
+        f'assign_to="v{next(_VAR)}"/>'
+        for name, rx in (headers or {}).items()
+    )
+    if not checks:
+        return f'  <recv request="{method}"{extra}/>'
+    return f'  <recv request="{method}"{extra}>\n    <action>{checks}</action>\n  </recv>'
 
 
 def pause(ms: int) -> str:

@@ -8,8 +8,6 @@ import asyncio
 import re
 from pathlib import Path
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
-
 from .gateway_proc import GatewayProcess, InProcessGateway
 from .peers import LOOPBACK
 from .scenarios import (
@@ -177,35 +175,46 @@ async def test_tcp_oversized_and_junk_connections_are_dropped_not_fatal(tmp_path
         assert not gateway.find("sip.handler_failed")
 
 
-async def test_call_over_tcp_and_our_bye_on_the_same_connection(tmp_path: Path) -> None:
-    async with EmbeddedRealtimeServer(max_session_s=1.0) as service:
-        config = {
-            "sip": {"transports": ["udp", "tcp"]},
-            "realtime": {"url": service.url, "auth": {"method": "none"}},
-        }
-        async with GatewayProcess(tmp_path, config) as gateway:
-            # Via names a listening port (5099) other than the connection's, as PBXs do.
-            over_tcp = scenario(
-                tmp_path / "tcp_call.xml",
-                invite(sdp(), via_port=5099),
-                recv(100, optional=True),
-                recv(200),
-                in_dialog("ACK", 1, via_port=5099),
-                # The Realtime session ends after 1 s: the gateway hangs up over TCP.
-                recv_request("BYE", timeout_ms=10000),
-                ok_to_request(),
-            )
-            await run_sipp(tmp_path, over_tcp, gateway.port, transport="t1", context=gateway.tail)
-            ended = await gateway.wait_for("call.ended", timeout=10)
-            assert ended["reason"].startswith("realtime_closed")
-            udp = scenario(
-                tmp_path / "udp_call.xml",
-                invite(sdp()),
-                recv(100, optional=True),
-                recv(200),
-                in_dialog("ACK", 1),
-                pause(200),
-                in_dialog("BYE", 2),
-                recv(200),
-            )
-            await run_sipp(tmp_path, udp, gateway.port, context=gateway.tail)
+async def test_calls_over_tcp_are_answered_on_their_connection(tmp_path: Path) -> None:
+    async with GatewayProcess(tmp_path, {"sip": {"transports": ["udp", "tcp"]}}) as gateway:
+        # Via names a listening port (5099) other than the connection's, as PBXs do.
+        over_tcp = scenario(
+            tmp_path / "tcp_call.xml",
+            invite(sdp(), via_port=5099),
+            recv(100, optional=True),
+            recv(200),
+            in_dialog("ACK", 1, via_port=5099),
+            pause(300),
+            in_dialog("BYE", 2, via_port=5099),
+            recv(200),
+        )
+        await run_sipp(tmp_path, over_tcp, gateway.port, transport="t1", context=gateway.tail)
+        udp = scenario(
+            tmp_path / "udp_call.xml",
+            invite(sdp()),
+            recv(100, optional=True),
+            recv(200),
+            in_dialog("ACK", 1),
+            pause(200),
+            in_dialog("BYE", 2),
+            recv(200),
+        )
+        await run_sipp(tmp_path, udp, gateway.port, context=gateway.tail)
+        await gateway.wait_count("call.ended", 2, timeout=10)
+        assert [e["reason"] for e in gateway.find("call.ended")] == ["caller_bye"] * 2
+
+
+async def test_tcp_200_is_not_resent_and_our_bye_goes_on_the_connection(tmp_path: Path) -> None:
+    config = {"sip": {"transports": ["udp", "tcp"]}}
+    async with InProcessGateway(config, timers=FAST_TIMERS) as gateway:
+        no_ack = scenario(
+            tmp_path / "tcp_no_ack.xml",
+            invite(sdp(), via_port=5099),
+            recv(100, optional=True),
+            recv(200),  # once: TCP is reliable, a second 200 would fail the scenario
+            recv_request("BYE", timeout_ms=10000, headers={"Via": "SIP/2.0/TCP "}),
+            ok_to_request(),
+        )
+        await run_sipp(tmp_path, no_ack, gateway.port, transport="t1", context=gateway.tail)
+        ended = await gateway.wait_for("call.ended", timeout=10)
+        assert ended["reason"] == "ack_timeout"
