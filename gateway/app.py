@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from aiosipua.dialog import DialogState
 
 from . import __version__
 from .bridge.call import CallBridge
+from .bridge.transcript import TranscriptLog
 from .config import GatewayConfig, api_key, sip_passwords
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .metrics import CallProbe, Metrics, MetricsServer
@@ -107,6 +109,17 @@ class Gateway:
             self._auth = EntraAuth(rt.auth.entra_scope)
             await self._check_token()
         await self._start_metrics()
+
+        transcripts = self.cfg.records.transcripts_dir
+        if transcripts is not None:
+            try:
+                transcripts.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StartupError(
+                    f"records.transcripts_dir: cannot create {transcripts}: {exc.strerror}"
+                ) from None
+            if not os.access(transcripts, os.W_OK | os.X_OK):
+                raise StartupError(f"records.transcripts_dir: {transcripts} is not writable")
 
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)
@@ -327,6 +340,7 @@ class Gateway:
         )
         session: RealtimeLink | None = None
         stream: RtpStream | None = None
+        transcript: TranscriptLog | None = None
         answered_at: float | None = None
         reason = "unknown"
         try:
@@ -339,7 +353,14 @@ class Gateway:
             stream = await RtpStream.open(
                 self._ports,
                 self.cfg.sip.bind,
-                lambda: RtpStream(plan.codec, plan.payload_type, plan.remote, _drop, plan.ptime_ms),
+                lambda: RtpStream(
+                    plan.codec,
+                    plan.payload_type,
+                    plan.remote,
+                    _drop,
+                    plan.ptime_ms,
+                    dtmf_payload_type=plan.dtmf_payload_type,
+                ),
             )
             sdp.rtp_port = stream.port
             started = time.monotonic()
@@ -359,13 +380,22 @@ class Gateway:
                 session_id=session.id,
                 handshake_ms=round(handshake_s * 1000),
             )
+            transcript = TranscriptLog.open(
+                self.cfg.records.transcripts_dir,
+                call.id,
+                clog,
+                sip_call_id=sip.call_id,
+                caller=sip.caller,
+                callee=sip.callee,
+            )
             bridge = CallBridge(
                 session,
                 stream,
                 plan.codec,
                 self.cfg.realtime.audio_format,
-                route.agent.greeting,
+                route.agent,
                 clog,
+                transcript,
                 probe=CallProbe(self.metrics),
             )
             stream.on_payload = bridge.on_payload
@@ -409,12 +439,15 @@ class Gateway:
                 reject(sip, 500, "Server Internal Error")
         finally:
             reason = call.end_reason or reason
+            if transcript is not None:
+                transcript.close(reason)
             if reason != "caller_bye":
                 call.uas.send_bye(sip)
             if session is not None:
                 await session.close()
                 clog.info("realtime.session_closed", session_id=session.id)
             if stream is not None:
+                clog.info("rtp.stats", **stream.summary())
                 stream.close()
                 self._ports.release(stream.port)
             call.uas.forget(sip)

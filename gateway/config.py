@@ -42,13 +42,16 @@ __all__ = [
     "AgentConfig",
     "AuthConfig",
     "ConfigError",
+    "EchoSuppression",
     "GatewayConfig",
     "InputTranscriptionConfig",
+    "LocalBargeIn",
     "LoggingConfig",
     "ManualTurns",
     "MediaConfig",
     "MetricsConfig",
     "RealtimeConfig",
+    "RecordsConfig",
     "SemanticVad",
     "ServerVad",
     "ServiceConfig",
@@ -810,6 +813,13 @@ class ManualTurns(_Model):
 TurnDetection = Annotated[ServerVad | SemanticVad | ManualTurns, Field(discriminator="type")]
 
 
+def _dir_path(value: object) -> Path:
+    text = _nonblank(_text(value))
+    if "\0" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    return Path(text).expanduser()
+
+
 def _language(value: object) -> object:
     if value is None:
         return None
@@ -850,6 +860,74 @@ class InputTranscriptionConfig(_Model):
         None,
         description="The caller's language as a two-letter ISO-639-1 code (en, de, fr, ...); "
         "improves accuracy and latency. Default none = detect automatically.",
+    )
+
+
+class LocalBargeIn(_Model):
+    """Local pre-emption: pause the agent the moment the caller's voice is heard here."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    threshold: Float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Level that counts as the caller's voice, from 0.0 to 1.0 on the same "
+        "scale as the embedded agent's VAD (-70 dBFS + 40 dB x threshold: 0.6 = -46 dBFS). "
+        "Default 0.6.",
+    )
+    min_speech_ms: Int = Field(
+        60,
+        ge=10,
+        le=1000,
+        description="How much voice, in milliseconds, pauses the agent; shorter reacts "
+        "sooner but a cough or a click pauses it too. Default 60.",
+    )
+    confirm_ms: Int = Field(
+        600,
+        ge=50,
+        le=5000,
+        description="If the service does not report the caller's speech within this many "
+        "milliseconds, the agent resumes exactly where it paused. Default 600.",
+    )
+
+
+class EchoSuppression(_Model):
+    """Keep the agent from hearing (and being interrupted by) its own voice echoed back."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    echo_loss_db: Float = Field(
+        6.0,
+        ge=0,
+        le=40,
+        description="The echo comes back at least this many dB quieter than the agent's "
+        "audio (echo return loss; G.168 expects at least 6 dB from a line, a speakerphone "
+        "often gives 10-20). While the agent talks, caller audio quieter than the agent's "
+        "loudest recent frame minus this is muted; louder audio is the caller talking "
+        "over it and passes. Default 6.",
+    )
+    tail_ms: Int = Field(
+        300,
+        ge=20,
+        le=2000,
+        description="How long after the agent's audio its echo can still come back "
+        "(acoustic path plus the phone's and network's delay), in milliseconds. "
+        "Default 300.",
+    )
+
+
+class RecordsConfig(_Model):
+    """What is kept of each call besides the logs."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    transcripts_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(
+        None,
+        description="Directory for call transcripts: one JSON-lines file per call (caller "
+        "and agent turns, the agent's cut where the caller interrupted, with times). "
+        "Created at start if missing; relative paths are from the working directory. "
+        "Default none = transcripts only in the log.",
     )
 
 
@@ -979,6 +1057,18 @@ class AgentConfig(_Model):
         "inf",
         description=f"Longest answer, in output tokens (1 to {MAX_OUTPUT_TOKENS}; audio takes "
         "about 20 tokens per second of speech), or inf for the model's maximum. Default inf.",
+    )
+    echo_suppression: EchoSuppression | None = Field(
+        None,
+        description="Mute the caller's audio while it is only the agent's own voice coming "
+        "back (speakerphones, poor hybrids), so the agent does not interrupt itself; {} "
+        "turns it on with the defaults. Default none = off.",
+    )
+    local_barge_in: LocalBargeIn | None = Field(
+        None,
+        description="Pause the agent as soon as the caller's voice is heard by the gateway, "
+        "before the service reports it (100-500 ms sooner); resume if the service does not "
+        "confirm. {} turns it on with the defaults. Default none = off.",
     )
     tools: list[Tool] = Field(
         default_factory=list,
@@ -1133,6 +1223,10 @@ class GatewayConfig(_Model):
     agent: AgentConfig = Field(
         default_factory=AgentConfig,
         description="The voice agent: instructions, voice, greeting and turn-taking.",
+    )
+    records: RecordsConfig = Field(
+        default_factory=RecordsConfig,
+        description="What is kept of each call besides the logs: transcripts.",
     )
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="Log format and level."

@@ -1,8 +1,10 @@
 """One call's bridge between the RTP leg and its Realtime session.
 
-Three tasks live as long as the call: uplink (caller audio to the model),
-downlink (model events to playback), and the pacer (playback to RTP). The
-first to end ends the call; the others are cancelled with it.
+Three tasks live as long as the call: uplink (caller audio to the model), downlink (model
+events to playback), and the pacer (playback to RTP). The first to end ends the call; the
+others are cancelled with it. Playback and its accounting, the model audio converter, the
+transcript, echo suppression and local pre-emption are objects of their own; this module only
+wires events between them.
 """
 
 from __future__ import annotations
@@ -10,20 +12,35 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 
+from ..config import AgentConfig
 from ..media.g711 import G711
 from ..media.resample import Resampler
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
-from ..realtime.link import RealtimeLink
-from .playback import ItemKey, Playback
+from .echo import EchoSuppressor
+from .local_vad import LocalBargeIn
+from .model_audio import ModelAudio
+from .playback import ItemAccount, ItemKey, Playback
+from .transcript import TranscriptLog
 
 UPLINK_QUEUE_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then the oldest goes
+
+
+class RealtimePort(Protocol):
+    """All the bridge uses of a Realtime session (RealtimeSession, or whatever replaces it)."""
+
+    dialect: Any
+    close_code: int | None
+
+    async def send(self, text: str) -> None: ...
+
+    def events(self) -> Any: ...
 
 
 class CallEnded(Exception):
@@ -32,18 +49,13 @@ class CallEnded(Exception):
         self.reason = reason
 
 
-@dataclass(slots=True)
-class TranscriptLine:
-    at: float  # seconds since the call was answered
-    role: str
-    text: str
-
-
 @dataclass
 class CallStats:
     uplink_dropped: int = 0
     deltas_dropped: int = 0
     barge_ins: int = 0
+    local_barge_ins: int = 0
+    local_unconfirmed: int = 0
     responses: int = 0
     service_errors: int = 0
     usage: dict[str, int] = field(default_factory=dict)
@@ -52,31 +64,41 @@ class CallStats:
 class CallBridge:
     def __init__(
         self,
-        session: RealtimeLink,
+        session: RealtimePort,
         rtp: RtpStream,
         codec: G711,
         audio_format: str,
-        greeting: str | None,
+        agent: AgentConfig,
         log: Any,
+        transcript: TranscriptLog | None = None,
         probe: CallProbe | None = None,
     ) -> None:
         self.session = session
         self.rtp = rtp
         self.codec = codec
         self.passthrough = audio_format == "g711"
-        self.greeting = greeting
+        self.greeting = agent.greeting
         self.log = log
-        self.playback = Playback(rtp.frame_samples)
+        self.transcript = transcript or TranscriptLog(None, log)
+        self.playback = Playback(rtp.frame_samples, on_finished=self.transcript.agent_played)
+        self.audio = ModelAudio(self.playback, codec, self.passthrough)
+        echo, local = agent.echo_suppression, agent.local_barge_in
+        self.echo = (
+            EchoSuppressor(echo.echo_loss_db, echo.tail_ms, rtp.ptime_ms) if echo else None
+        )
+        self.local = (
+            LocalBargeIn(local.threshold, local.min_speech_ms, local.confirm_ms) if local else None
+        )
+        self._interrupts = getattr(agent.turn_detection, "interrupt_response", False)
+        rtp.on_dtmf = lambda digit, ms: log.info("call.dtmf", digit=digit, duration_ms=ms)
         self._up = Resampler(8000, rt.PCM16_RATE)
-        self._down = Resampler(rt.PCM16_RATE, 8000)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         # (arrival time, payload): the uplink latency is measured from the packet's arrival.
         self._uplink: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(UPLINK_QUEUE_FRAMES)
         self._active_response: str | None = None
-        self._cancelled: set[str] = set()
-        self._truncated: set[ItemKey] = set()
-        self._started = time.monotonic()
-        self.transcript: list[TranscriptLine] = []
+        self._cancelled: set[str] = set()  # responses whose late deltas are dropped
+        self._held_at: float | None = None  # local pre-emption waiting for the service
+        self._unhold: asyncio.TimerHandle | None = None
         self.stats = CallStats()
 
     def on_payload(self, payload: bytes) -> None:
@@ -86,12 +108,19 @@ class CallBridge:
             self.stats.uplink_dropped += 1
         self._uplink.put_nowait((time.monotonic(), payload))
 
+    def next_frame(self) -> np.ndarray | None:
+        """The pacer's frame source: playback, seen on its way out by the echo suppressor."""
+        frame = self.playback.next_frame()
+        if self.echo is not None:
+            self.echo.far_end(frame)
+        return frame
+
     async def run(self) -> str:
         """Bridge until one side ends; returns the end reason."""
         tasks = [
             asyncio.create_task(self._uplink_loop(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
-            asyncio.create_task(self.rtp.pace(self.probe.paced(self.playback)), name="pacer"),
+            asyncio.create_task(self.rtp.pace(self.probe.paced(self)), name="pacer"),
         ]
         try:
             if self.greeting:
@@ -112,7 +141,10 @@ class CallBridge:
         finally:
             for task in tasks:
                 task.cancel()
+            if self._unhold is not None:
+                self._unhold.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.playback.interrupt()  # what was playing ends here, for the transcript
 
     # --- caller -> model ----------------------------------------------------------------------
 
@@ -121,14 +153,39 @@ class CallBridge:
         while True:
             arrived, payload = await self._uplink.get()
             self.probe.uplink_taken(arrived)
-            if self.passthrough:
-                audio = payload
-            else:
-                pcm = self._up.process(self.codec.decode(payload))
-                audio = pcm.tobytes()
+            audio = self._caller_audio(payload)
             if audio:
                 await self.session.send(dialect.append_audio(audio))
                 self.probe.uplink_sent()
+
+    def _caller_audio(self, payload: bytes) -> bytes:
+        """The caller's G.711 in the session's format, past echo suppression and local VAD."""
+        if self.passthrough and self.echo is None and self.local is None:
+            return payload
+        pcm = self.codec.decode(payload)
+        if self.echo is not None and not self.echo.near_end(pcm):
+            pcm = np.zeros_like(pcm)
+            payload = bytes([self.codec.silence]) * len(payload)
+        if self.local is not None and self.local.onset(pcm):
+            self._pre_empt()
+        return payload if self.passthrough else self._up.process(pcm).tobytes()
+
+    def _pre_empt(self) -> None:
+        """The caller started talking (heard here): hold playback until the service confirms."""
+        if not self.playback.buffered_ms or self.playback.held:
+            return
+        assert self.local is not None
+        self.playback.hold()
+        self._held_at = time.monotonic()
+        self.stats.local_barge_ins += 1
+        self._unhold = asyncio.get_running_loop().call_later(self.local.confirm_s, self._resume)
+        self.log.debug("call.local_barge_in")
+
+    def _resume(self) -> None:
+        self.playback.release()
+        self._held_at = None
+        self.stats.local_unconfirmed += 1
+        self.log.info("call.local_barge_in_unconfirmed")
 
     # --- model -> caller ----------------------------------------------------------------------
 
@@ -141,33 +198,30 @@ class CallBridge:
     async def _on_event(self, event: rt.ServerEvent) -> None:
         match event:
             case rt.AudioDelta():
-                self._on_audio(event)
+                if event.response_id in self._cancelled:
+                    self.stats.deltas_dropped += 1
+                    return
+                key = ItemKey(event.response_id, event.item_id, event.content_index)
+                self.probe.audio_arrived(playback_idle=self.playback.buffered_ms == 0)
+                self.audio.delta(key, event.audio)
             case rt.AudioDone():
-                key = ItemKey(event.response_id, event.item_id)
-                if event.response_id not in self._cancelled and not self.passthrough:
-                    tail = self._down.flush()
-                    self.playback.push(key, tail, 0.0)
-                self.playback.mark_done(key)
+                if event.response_id not in self._cancelled:
+                    self.audio.done(ItemKey(event.response_id, event.item_id, event.content_index))
             case rt.SpeechStarted():
-                await self._barge_in(event)
+                self.transcript.speech_started(event.item_id)
+                if self._interrupts:
+                    await self._barge_in()
             case rt.ResponseStarted():
                 self._active_response = event.response_id
                 self.stats.responses += 1
             case rt.ResponseDone():
-                if self._active_response == event.response_id:
-                    self._active_response = None
-                self.probe.response_done(event.usage)
-                for name, value in event.usage.items():
-                    if isinstance(value, int):
-                        self.stats.usage[name] = self.stats.usage.get(name, 0) + value
-                self.log.info(
-                    "realtime.response_done", status=event.status, reason=event.reason
-                )
+                self._on_response_done(event)
+            case rt.Transcript(role="caller"):
+                self.transcript.caller_said(event.item_id, event.text)
             case rt.Transcript():
-                self.transcript.append(
-                    TranscriptLine(time.monotonic() - self._started, event.role, event.text)
-                )
-                self.log.info("call.transcript", role=event.role, text=event.text)
+                self.transcript.agent_said(event.item_id, event.text)
+            case rt.TranscriptDelta():
+                self.transcript.agent_delta(event.item_id, event.delta)
             case rt.ServiceError():
                 self.stats.service_errors += 1
                 self.probe.realtime_error(event.code or "no_code")
@@ -176,44 +230,53 @@ class CallBridge:
             case _:
                 pass
 
-    def _on_audio(self, event: rt.AudioDelta) -> None:
-        if event.response_id in self._cancelled:
-            self.stats.deltas_dropped += 1
-            return
-        key = ItemKey(event.response_id, event.item_id, event.content_index)
-        self.probe.audio_arrived(playback_idle=self.playback.buffered_ms == 0)
-        if self.passthrough:
-            pcm = self.codec.decode(event.audio)
-            received_ms = len(event.audio) / 8
-        else:
-            pcm = self._down.process(np.frombuffer(event.audio, dtype="<i2"))
-            received_ms = len(event.audio) / 48
-        self.playback.push(key, pcm, received_ms)
+    def _on_response_done(self, event: rt.ResponseDone) -> None:
+        if self._active_response == event.response_id:
+            self._active_response = None
+        self._cancelled.discard(event.response_id)  # no delta of it can follow
+        # No more audio for its items, even if an output_audio.done was never sent.
+        for key in [k for k in self.playback.items if k.response_id == event.response_id]:
+            self.audio.done(key)
+        self.probe.response_done(event.usage)
+        for name, value in event.usage.items():
+            if isinstance(value, int):
+                self.stats.usage[name] = self.stats.usage.get(name, 0) + value
+        self.log.info("realtime.response_done", status=event.status, reason=event.reason)
 
-    async def _barge_in(self, event: rt.SpeechStarted) -> None:
+    async def _barge_in(self) -> None:
         """The caller talks over the model: stop playback now, tell the model what was heard."""
         since = time.monotonic()
-        cut = self.playback.flush()
+        cut = self.playback.interrupt()  # the very next pacer tick sends silence
         self.probe.flushed(since, cut_audio=bool(cut))
-        self._down.reset()
+        self.audio.cut()
+        if self._unhold is not None:
+            self._unhold.cancel()
+            self._unhold = None
+        if self._held_at is not None:
+            lead_ms = round((time.monotonic() - self._held_at) * 1000)
+            self.log.info("call.local_barge_in_confirmed", lead_ms=lead_ms)
+            self._held_at = None
         dialect = self.session.dialect
         events: list[str] = []
         if self._active_response is not None:
+            # The service may have cancelled it already (interrupt_response): then this
+            # only earns a benign response_cancel_not_active.
             self._cancelled.add(self._active_response)
             events.append(dialect.response_cancel())
             self._active_response = None
-        # Items with audio still queued, or still streaming, were not heard in full.
-        streaming = [k for k, item in self.playback.items.items() if not item.done]
-        for key in dict.fromkeys(cut + streaming):
-            if key in self._truncated:
-                continue
-            item = self.playback.items[key]
-            self._truncated.add(key)
-            self._cancelled.add(key.response_id)
-            end_ms = int(min(item.sent_ms, item.received_ms))
-            events.append(dialect.truncate(key.item_id, end_ms, key.content_index))
-            self.log.info("call.barge_in", item_id=key.item_id, heard_ms=end_ms)
+        for item in cut:
+            events.append(dialect.truncate(item.key.item_id, item.heard_ms, item.key.content_index))
+            self._log_cut(item)
         if events:
             self.stats.barge_ins += 1
         for text in events:
             await self.session.send(text)
+
+    def _log_cut(self, item: ItemAccount) -> None:
+        self.log.info(
+            "call.barge_in",
+            response_id=item.key.response_id,
+            item_id=item.key.item_id,
+            heard_ms=item.heard_ms,
+            received_ms=round(item.received_ms),
+        )

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from ..config import EndCallTool, Tool, TransferTool, WebhookTool
+from ..realtime.protocol import tool_name
 
 MAX_OUTPUT_CHARS = 16_000  # what goes back to the model; a runaway webhook is cut
 
@@ -43,14 +44,10 @@ class Tools:
         call_data: Mapping[str, str],
         environ: Mapping[str, str] = os.environ,
     ) -> None:
-        self._specs = {spec_name(s): s for s in specs}
+        self._specs = {tool_name(s): s for s in specs}
         self._call_data = dict(call_data)
         self._environ = environ
         self._http: aiohttp.ClientSession | None = None
-
-    def definitions(self) -> list[dict[str, Any]]:
-        """The `tools` list of session.update (GA function tools)."""
-        return [_definition(spec) for spec in self._specs.values()]
 
     async def run(self, call: ToolCall, control: CallControl) -> str:
         """Run one call; always returns the JSON output for function_call_output."""
@@ -105,36 +102,6 @@ class Tools:
         except ValueError:
             text = json.dumps({"result": text})
         return text[:MAX_OUTPUT_CHARS]
-
-
-def spec_name(spec: Tool) -> str:
-    return spec.name if isinstance(spec, WebhookTool) else spec.type
-
-
-def _definition(spec: Tool) -> dict[str, Any]:
-    match spec:
-        case WebhookTool():
-            parameters = spec.parameters
-        case EndCallTool():
-            parameters = {"type": "object", "properties": {}}
-        case TransferTool():
-            parameters = {
-                "type": "object",
-                "properties": {
-                    "destination": {
-                        "type": "string",
-                        "enum": sorted(spec.targets),
-                        "description": "Where to transfer the caller.",
-                    }
-                },
-                "required": ["destination"],
-            }
-    return {
-        "type": "function",
-        "name": spec_name(spec),
-        "description": spec.description,
-        "parameters": parameters,
-    }
 
 
 async def _transfer(spec: TransferTool, arguments: dict[str, Any], control: CallControl) -> str:

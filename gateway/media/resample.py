@@ -9,20 +9,38 @@ What the latency looks like (libsoxr 0.1.3, python-soxr 1.1.0, measured in the u
 * soxr removes the filter's group delay itself: output sample ``n`` is time-aligned with input
   time ``n / out_rate`` (an impulse comes out where it went in).  The price is paid as
   hold-back instead: output is emitted only once the filter has seen enough input.
-* Its DFT-based engines filter in blocks, so at "HQ" 20 ms chunks come out in bursts of about
-  61 ms every third chunk (nothing for the first 80 ms), whatever the direction.  The
-  hold-back therefore swings between about 13 and 73 ms (mean 43 ms).  MQ is no better, LQ
-  loses 8 dB at 3.4 kHz, VHQ doubles the hold-back.
+* HQ's filters are linear phase; half of one (12.5 ms at 8 kHz <-> 24 kHz) is look-ahead no
+  setting can remove.  On top of that, the DFT stage filters in blocks of (DFT length - filter
+  length + 1) samples.  libsoxr sizes the DFT at 4x the filter for throughput
+  (``set_dft_length`` in cr.c, bounded by the runtime spec's ``log2_min_dft_size`` = 10 and
+  ``log2_large_dft_size`` = 17), which turns 20 ms chunks into a 61 ms burst every third chunk:
+  hold-back 12-73 ms, mean 43 ms.
+* We set both bounds to 8, as libsoxr's own note for real-time use says (soxr-lsr.c: "To
+  minimise latency e.g. for real-time playback").  The DFT drops to 2x the filter, a block to
+  18.5 ms: every 20 ms chunk yields output and the hold-back is 12.5-30.5 ms (mean 21.5 ms),
+  with the same filter, so the same SNR, for ~0.7 us more CPU per 20 ms frame.  python-soxr
+  exposes no runtime spec, but ``soxr_create`` reads these two bounds from the environment
+  (``SOXR_MIN_DFT_SIZE``, ``SOXR_LARGE_DFT_SIZE``) at every call, which is what we use.
+* Measured alternatives: MQ 10-32 ms (16-bit filter), LQ 3-8 ms (loses 8 dB at 3.4 kHz), VHQ
+  17-69 ms; HQ with minimum phase (recipe flag 0x30, reachable only through python-soxr's
+  private extension) 0.5-18.5 ms but distorts the waveform's phase.
 * ``delay_ms`` reports the hold-back right now (``soxr_delay``), which is what an accounting of
   "sent vs. played" or a latency metric needs; ``flush`` releases it at the end of a stream.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import soxr
 
 __all__ = ["Resampler"]
+
+# libsoxr's runtime bounds on the DFT size (log2), read by every soxr_create: see above.  Set
+# on import, while the process has one thread (setenv races with getenv in other threads).
+LOW_LATENCY_ENV = {"SOXR_MIN_DFT_SIZE": "8", "SOXR_LARGE_DFT_SIZE": "8"}
+os.environ.update(LOW_LATENCY_ENV)
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 _EMPTY.setflags(write=False)

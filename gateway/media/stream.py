@@ -1,26 +1,35 @@
-"""The call leg's RTP socket: receive, latch, and a pacer on an absolute clock.
+"""The call leg's RTP socket: receive, latch, reorder, and a pacer on an absolute clock.
 
-The pacer sends one packet per ptime for the whole call, silence when there is
-nothing to play: a PBX hangs up on an RTP timeout, and a steady clock is what
-makes the caller hear the model without gaps or drift.
+Receive: symmetric latching on the first packet (and nothing from anyone else after it), then
+the reorder buffer, then by payload type: audio (with silence where the caller's timeline has
+a gap), RFC 4733 key presses, comfort noise and anything else counted and dropped.
+
+Send: one packet per ptime for the whole call, silence when there is nothing to play: a PBX
+hangs up on an RTP timeout, and a steady clock is what makes the caller hear the model without
+gaps or drift.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
 
+from .dtmf import DtmfDecoder, DtmfEvent
 from .g711 import G711
-from .rtp import RtpParseError, RtpSender, parse_rtp
+from .jitter import AudioClock, ReorderBuffer
+from .pacer import Pacer
+from .rtp import RtpPacket, RtpParseError, RtpSender, parse_rtp
 
 RATE = 8000
-MAX_CATCH_UP_S = 0.2  # a loop stalled longer than this skips ahead instead of bursting
+REORDER_MAX_DELAY_S = 0.06
+COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
 
 
 class FrameSource(Protocol):
@@ -39,9 +48,11 @@ class RtpStats:
     packets_out: int = 0
     malformed: int = 0
     foreign_source: int = 0  # packets from an address other than the latched one
-    other_payload: int = 0
-    late_ticks: int = 0  # pacer ticks that fired more than one ptime late
-    skipped_ticks: int = 0
+    comfort_noise: int = 0
+    other_payload: int = 0  # payload types we did not negotiate
+    dtmf_events: int = 0
+    late_sends: int = 0  # packets sent more than one ptime after their deadline
+    skipped_sends: int = 0  # packets not sent at all after a long stall (timestamps jump)
 
 
 class PortAllocator:
@@ -79,17 +90,29 @@ class RtpStream(asyncio.DatagramProtocol):
         remote: tuple[str, int] | None,
         on_payload: Callable[[bytes], None],
         ptime_ms: int = 20,
+        dtmf_payload_type: int | None = None,
     ) -> None:
         self.codec = codec
         self.payload_type = payload_type
+        self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
         self.frame_samples = RATE * ptime_ms // 1000
         self._remote = remote
         self._latched = False
         self.on_payload = on_payload
+        self.on_dtmf: Callable[[str, int], None] = _ignore_dtmf
         self._transport: asyncio.DatagramTransport | None = None
         self._sender = RtpSender(payload_type, self.frame_samples)
         self._silence = bytes([codec.silence]) * self.frame_samples
+        self.reorder = ReorderBuffer(REORDER_MAX_DELAY_S)
+        self.audio_clock = AudioClock()
+        self._fill = _silence_run(codec.silence, self.audio_clock.max_fill)
+        self._audio_ssrc: int | None = None
+        self.dtmf = DtmfDecoder()
+        self._reorder_timer: asyncio.TimerHandle | None = None
+        self._pacer: Pacer | None = None
+        self._source: FrameSource | None = None
+        self._talking = False
         self.stats = RtpStats()
         self.port = 0
         self.closed = asyncio.Event()
@@ -135,6 +158,11 @@ class RtpStream(asyncio.DatagramProtocol):
         self.closed.set()
 
     def close(self) -> None:
+        if self._pacer is not None:
+            self._pacer.leave(self)
+        if self._reorder_timer is not None:
+            self._reorder_timer.cancel()
+            self._reorder_timer = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -142,6 +170,13 @@ class RtpStream(asyncio.DatagramProtocol):
     @property
     def remote(self) -> tuple[str, int] | None:
         return self._remote
+
+    def summary(self) -> dict[str, int]:
+        """Counters for the end-of-call log line."""
+        counts = {**asdict(self.stats), **asdict(self.reorder.stats)}
+        counts.pop("received")  # = packets_in
+        counts["filled_ms"] = self.audio_clock.filled_samples // (RATE // 1000)
+        return counts
 
     # --- receive ------------------------------------------------------------------------------
 
@@ -160,10 +195,53 @@ class RtpStream(asyncio.DatagramProtocol):
             self.stats.malformed += 1
             return
         self.stats.packets_in += 1
-        if packet.payload_type != self.payload_type:
-            self.stats.other_payload += 1
+        for ready in self.reorder.push(packet, asyncio.get_running_loop().time()):
+            self._dispatch(ready)
+        if self.reorder.deadline is not None:
+            self._arm_reorder_timer()
+
+    def _arm_reorder_timer(self) -> None:
+        deadline = self.reorder.deadline
+        timer = self._reorder_timer
+        if deadline is None or self._transport is None:
             return
-        self.on_payload(bytes(packet.payload))
+        if timer is not None:
+            if timer.when() == deadline:
+                return
+            timer.cancel()
+        self._reorder_timer = asyncio.get_running_loop().call_at(deadline, self._reorder_due)
+
+    def _reorder_due(self) -> None:
+        """A gap waited its 60 ms: what came after it goes out, the gap as silence."""
+        self._reorder_timer = None
+        for ready in self.reorder.poll(asyncio.get_running_loop().time()):
+            self._dispatch(ready)
+        self._arm_reorder_timer()
+
+    def _dispatch(self, packet: RtpPacket) -> None:
+        pt = packet.payload_type
+        if pt == self.payload_type:
+            payload = bytes(packet.payload)
+            if packet.ssrc != self._audio_ssrc:
+                self._audio_ssrc = packet.ssrc
+                self.audio_clock.reset()
+            gap = self.audio_clock.gap(packet.timestamp, len(payload))
+            if gap:
+                self.on_payload(self._fill[:gap])
+            if self.dtmf.pending:
+                self._on_dtmf_events(self.dtmf.audio(packet.timestamp))
+            self.on_payload(payload)
+        elif pt == self.dtmf_payload_type:
+            self._on_dtmf_events(self.dtmf.push(packet))
+        elif pt == COMFORT_NOISE_PT:
+            self.stats.comfort_noise += 1
+        else:
+            self.stats.other_payload += 1
+
+    def _on_dtmf_events(self, events: list[DtmfEvent]) -> None:
+        for event in events:
+            self.stats.dtmf_events += 1
+            self.on_dtmf(event.digit, event.duration_ms)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable while the caller's socket is not up yet: not fatal.
@@ -172,38 +250,29 @@ class RtpStream(asyncio.DatagramProtocol):
     # --- send ---------------------------------------------------------------------------------
 
     async def pace(self, source: FrameSource) -> None:
-        """Send one packet per ptime on an absolute monotonic schedule, until cancelled."""
-        loop = asyncio.get_running_loop()
-        period = self.ptime_ms / 1000
-        start = loop.time()
-        tick = 0
-        talking = False
-        while self._transport is not None:
-            tick += 1
-            deadline = start + tick * period
-            delay = deadline - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -period:
-                self.stats.late_ticks += 1
-                if delay < -MAX_CATCH_UP_S:
-                    # The loop stalled: skip the lost ticks, keep timestamps true to the clock.
-                    skipped = int(-delay / period)
-                    tick += skipped
-                    self.stats.skipped_ticks += skipped
-                    self._sender.timestamp = (
-                        self._sender.timestamp + skipped * self.frame_samples
-                    ) & 0xFFFFFFFF
-            frame = source.next_frame()
-            if frame is None:
-                payload = self._silence
-                marker = False
-                talking = False
-            else:
-                payload = self.codec.encode(frame)
-                marker = not talking  # RFC 3551 §4.1: marker on the first packet of a talk spurt
-                talking = True
-            self.send(payload, marker)
+        """Send one packet per ptime, silence when ``source`` has nothing, until closed."""
+        if self._transport is None:
+            return
+        self._source = source
+        self._pacer = Pacer.for_ptime(self.ptime_ms)
+        await self._pacer.run(self)
+
+    def tick(self, skipped: int, late: bool) -> None:
+        """The shared pacer's call: this ptime's packet."""
+        assert self._source is not None
+        if skipped:
+            # Packets lost to a stall: the timestamp moves on with the clock (RFC 3550 §5.1).
+            self._sender.timestamp += skipped * self.frame_samples
+            self.stats.skipped_sends += skipped
+        self.stats.late_sends += late
+        frame = self._source.next_frame()
+        if frame is None:
+            self._talking = False
+            self.send(self._silence)
+        else:
+            # RFC 3551 §4.1: the marker bit on the first packet of a talk spurt.
+            self.send(self.codec.encode(frame), not self._talking)
+            self._talking = True
 
     def send(self, payload: bytes, marker: bool = False) -> None:
         if self._transport is None or self._remote is None or self._held:
@@ -224,6 +293,16 @@ class RtpStream(asyncio.DatagramProtocol):
         """The caller's media moved (new c=/m=): send there, and latch again on what arrives."""
         self._remote = addr
         self._latched = False
+
+
+@functools.cache
+def _silence_run(byte: int, samples: int) -> bytes:
+    """The longest gap fill, shared by every call: a slice of it fills any gap."""
+    return bytes([byte]) * samples
+
+
+def _ignore_dtmf(digit: str, duration_ms: int) -> None:
+    """Key presses before anyone listens for them."""
 
 
 def local_ip_towards(host: str) -> str:

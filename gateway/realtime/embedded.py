@@ -669,6 +669,7 @@ class EmbeddedSession:
         self.dialect = "preview" if self._preview else "ga"
         self.model: str = self.query.get("model") or self.query.get("deployment", "")
         self.received: list[dict[str, Any]] = []
+        self.speech_started_at: list[float] = []  # monotonic send times (when keep_events > 0)
         self.opened_at = time.monotonic()
         self.close_code: int | None = None
         self.config: dict[str, Any] = default_session(
@@ -981,6 +982,8 @@ class EmbeddedSession:
     async def _speech_started(self, audio_start_ms: int) -> None:
         self._turn_item = new_id("item")
         self._turn_start_ms = audio_start_ms
+        if self._server.keep_events > 0:
+            self.speech_started_at.append(time.monotonic())
         await self._send(
             {
                 "type": "input_audio_buffer.speech_started",
@@ -1314,11 +1317,15 @@ class EmbeddedSession:
         await self._cancel(resp, "client_cancelled")
 
     def _response_audio(self) -> tuple[np.ndarray, str, float]:
-        """What to play: the caller's last turn if it is the last thing said, else the chime."""
+        """What to play: the caller's last turn if it is the last thing said (or the server's
+        fixed ``answer``), else the chime."""
         last = self._order[-1] if self._order else None
         if self._user_audio is not None and self._user_audio[0] == last:
+            heard_ms = self._user_audio[1].size * 1000 / RATE
+            if self._server.answer is not None:
+                return self._server.answer[0], self._server.answer[1], heard_ms
             audio = self._user_audio[1]
-            return audio, ECHO_TRANSCRIPT, audio.size * 1000 / RATE
+            return audio, ECHO_TRANSCRIPT, heard_ms
         return chime(), CHIME_TRANSCRIPT, 0.0
 
     async def _start_response(self, params: dict[str, Any] | None) -> None:
@@ -1553,6 +1560,8 @@ class EmbeddedRealtimeServer:
     ``refuse_status``, ``api_key`` and ``max_session_s`` are read at each handshake or session
     start, so a test may change them between connections. ``keep_events`` bounds
     ``EmbeddedSession.received`` (0 records nothing: use that when running as the gateway's agent).
+    ``answer`` = (24 kHz int16 audio, transcript) answers every caller turn with that instead of
+    the echo (a long answer to talk over, in tests); the greeting stays the chime.
     """
 
     def __init__(
@@ -1566,6 +1575,7 @@ class EmbeddedRealtimeServer:
         max_session_s: float | None = None,
         retry_after_s: int = 1,
         keep_events: int = 10_000,
+        answer: tuple[np.ndarray, str] | None = None,
     ) -> None:
         if not burst_speed > 0:
             raise ValueError(f"burst_speed must be > 0, got {burst_speed}")
@@ -1581,6 +1591,7 @@ class EmbeddedRealtimeServer:
         self.max_session_s = max_session_s
         self.retry_after_s = retry_after_s
         self.keep_events = keep_events
+        self.answer = answer
         self.sessions: list[EmbeddedSession] = []
         self._server: Server | None = None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..config import AgentConfig
+from ..config import AgentConfig, Tool, TransferTool, WebhookTool
 
 PCM16_RATE = 24_000
 
@@ -61,6 +61,7 @@ class AudioDelta:
 class AudioDone:
     response_id: str
     item_id: str
+    content_index: int = 0
 
 
 @dataclass(slots=True)
@@ -70,6 +71,15 @@ class Transcript:
     role: str  # "caller" | "agent"
     item_id: str
     text: str
+
+
+@dataclass(slots=True)
+class TranscriptDelta:
+    """A piece of the agent's output transcript, ahead of its `Transcript` (kept for a call
+    that ends before the transcript is done)."""
+
+    item_id: str
+    delta: str
 
 
 @dataclass(slots=True)
@@ -101,6 +111,17 @@ class ServiceError:
 
 
 @dataclass(slots=True)
+class FunctionCall:
+    """The model calls a tool; its arguments are complete (JSON text)."""
+
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
 class Other:
     """Any event the bridge has no use for (kept for debug logging)."""
 
@@ -115,9 +136,11 @@ ServerEvent = (
     | AudioDelta
     | AudioDone
     | Transcript
+    | TranscriptDelta
     | ResponseDone
     | ItemTruncated
     | ServiceError
+    | FunctionCall
     | Other
 )
 
@@ -149,6 +172,39 @@ def _turn_detection(agent: AgentConfig) -> dict[str, Any] | None:
     if td.type == "none":
         return None
     return td.model_dump(exclude_none=True)
+
+
+def tool_definitions(tools: list[Tool]) -> list[dict[str, Any]]:
+    """Function tools for session.update: the same shape in GA and preview."""
+    return [_tool_definition(tool) for tool in tools]
+
+
+def tool_name(tool: Tool) -> str:
+    return tool.name if isinstance(tool, WebhookTool) else tool.type
+
+
+def _tool_definition(tool: Tool) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+    if isinstance(tool, WebhookTool):
+        parameters = tool.parameters
+    elif isinstance(tool, TransferTool):
+        parameters = {
+            "type": "object",
+            "properties": {
+                "destination": {
+                    "type": "string",
+                    "enum": sorted(tool.targets),
+                    "description": "Where to transfer the caller.",
+                }
+            },
+            "required": ["destination"],
+        }
+    return {
+        "type": "function",
+        "name": tool_name(tool),
+        "description": tool.description,
+        "parameters": parameters,
+    }
 
 
 def _dumps(event: dict[str, Any]) -> str:
@@ -196,7 +252,12 @@ _GA_HANDLERS = {
         int(ev.get("content_index", 0)),
         base64.b64decode(ev["delta"], validate=True),
     ),
-    "response.output_audio.done": lambda ev: AudioDone(ev["response_id"], ev["item_id"]),
+    "response.output_audio.done": lambda ev: AudioDone(
+        ev["response_id"], ev["item_id"], int(ev.get("content_index", 0))
+    ),
+    "response.output_audio_transcript.delta": lambda ev: TranscriptDelta(
+        ev["item_id"], ev.get("delta") or ""
+    ),
     "response.output_audio_transcript.done": lambda ev: Transcript(
         "agent", ev["item_id"], ev.get("transcript") or ""
     ),
@@ -206,6 +267,13 @@ _GA_HANDLERS = {
     "response.done": _response_done,
     "conversation.item.truncated": lambda ev: ItemTruncated(ev["item_id"], int(ev["audio_end_ms"])),
     "error": _error,
+    "response.function_call_arguments.done": lambda ev: FunctionCall(
+        ev.get("response_id", ""),
+        ev.get("item_id", ""),
+        ev["call_id"],
+        ev["name"],
+        ev.get("arguments") or "{}",
+    ),
 }
 
 
@@ -255,6 +323,9 @@ class GaDialect:
                 "output": {"format": fmt, "voice": agent.voice},
             },
         }
+        if agent.tools:
+            session["tools"] = tool_definitions(agent.tools)
+            session["tool_choice"] = "auto"
         return _dumps({"type": "session.update", "session": session})
 
     def conversation_item(self, role: str, text: str, item_id: str | None = None) -> str:
@@ -264,6 +335,11 @@ class GaDialect:
         if item_id:
             item["id"] = item_id
         item["content"] = [{"type": part, "text": text}]
+        return _dumps({"type": "conversation.item.create", "item": item})
+
+    def function_output(self, call_id: str, output: str) -> str:
+        """A tool's result; the model speaks about it after the next response.create."""
+        item = {"type": "function_call_output", "call_id": call_id, "output": output}
         return _dumps({"type": "conversation.item.create", "item": item})
 
     def append_audio(self, audio: bytes) -> str:
@@ -321,6 +397,7 @@ class GaDialect:
 _PREVIEW_NAMES = {
     "response.audio.delta": "response.output_audio.delta",
     "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
     "response.audio_transcript.done": "response.output_audio_transcript.done",
 }
 _PREVIEW_HANDLERS = {
@@ -372,6 +449,9 @@ class PreviewDialect(GaDialect):
             session["input_audio_transcription"] = _transcription(agent)
         if agent.noise_reduction is not None:
             session["input_audio_noise_reduction"] = {"type": agent.noise_reduction}
+        if agent.tools:
+            session["tools"] = tool_definitions(agent.tools)
+            session["tool_choice"] = "auto"
         return _dumps({"type": "session.update", "session": session})
 
 

@@ -49,6 +49,8 @@ def test_config(config: dict[str, Any] | None) -> tuple[int, int, dict[str, Any]
         "sip": {"bind": LOOPBACK, "port": port, "allow_from": ["127.0.0.0/8"]},
         "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + RTP_PORTS - 1},
         "logging": {"format": "json", "level": "debug"},
+        # stop() hangs up at once unless a test is about draining (test_service.py).
+        "service": {"drain_timeout_s": 0},
         "metrics": {"bind": LOOPBACK, "port": metrics_port},
     }
     return port, metrics_port, _merge(base, config or {})
@@ -92,6 +94,16 @@ class EventLog:
                     await self._changed.wait()
         except TimeoutError:
             raise AssertionError(f"no {name} within {timeout} s:\n{self.tail()}") from None
+
+    async def events_after(self, seen: int, *, timeout: float) -> list[dict[str, Any]]:
+        """The events logged after the first ``seen``, waiting up to ``timeout`` for one."""
+        async with asyncio.timeout(timeout):
+            while len(self.events) <= seen:
+                if not self._alive():
+                    raise AssertionError(f"gateway exited:\n{self.tail()}")
+                self._changed.clear()
+                await self._changed.wait()
+        return self.events[seen:]
 
     async def wait_count(self, name: str, count: int, *, timeout: float) -> None:
         """Wait until `count` log events `name` have been seen."""

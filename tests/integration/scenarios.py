@@ -22,9 +22,7 @@ SIP_TESTS = [
 # Shrunk timers for an in-process gateway: T1 50 ms, so timer H (64*T1) is 3.2 s.
 FAST_TIMERS = SipTimers(t1=0.05, t2=0.4, t4=0.2)
 
-_INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="INVITE answered with {status}">
-  <send retrans="500">
+_SEND_INVITE = """  <send retrans="500">
     <![CDATA[
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -42,10 +40,14 @@ _INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
-      m=audio [media_port] RTP/AVP {formats}
+      m=audio {media_port} RTP/AVP {formats}
 {rtpmaps}
     ]]>
-  </send>
+  </send>"""
+
+_INVITE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="INVITE answered with {status}">
+{invite}
   <recv response="100" optional="true"/>
   <recv response="{status}">
 {checks}
@@ -95,6 +97,15 @@ PCMU = ("0 101", ["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"])
 G729_ONLY = ("18", ["a=rtpmap:18 G729/8000"])
 
 
+def _invite(media_port: str, offer: tuple[str, list[str]]) -> str:
+    formats, rtpmaps = offer
+    return _SEND_INVITE.format(
+        media_port=media_port,
+        formats=formats,
+        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
+    )
+
+
 def invite_expecting(
     path: Path,
     status: int,
@@ -106,7 +117,6 @@ def invite_expecting(
 
     `headers` maps a header name to a regexp its value must match in that response.
     """
-    formats, rtpmaps = offer
     checks = "\n".join(
         _HEADER_CHECK.format(regexp=regexp, header=name, n=i)
         for i, (name, regexp) in enumerate((headers or {}).items())
@@ -115,8 +125,7 @@ def invite_expecting(
     references = f'  <Reference variables="{names}"/>' if names else ""
     body = _INVITE.format(
         status=status,
-        formats=formats,
-        rtpmaps="\n".join(f"      {line}" for line in rtpmaps),
+        invite=_invite("[media_port]", offer),
         checks=checks,
         references=references,
     )
@@ -155,7 +164,29 @@ def answered_call(path: Path, pause_ms: int = 500) -> Path:
     return path
 
 
-_BYE_FROM_GATEWAY = """  <recv request="BYE" timeout="{bye_timeout_ms}"/>
+_UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call whose media is another process's socket ([rtp_port])">
+{invite}
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 ACK
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+{ending}"""
+
+_WAIT_FOR_BYE = """  <recv request="BYE" timeout="{timeout_ms}"/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -175,9 +206,44 @@ _BYE_FROM_GATEWAY = """  <recv request="BYE" timeout="{bye_timeout_ms}"/>
 def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
     """A PCMU call that must be answered (200, ACK), then ended by the gateway's BYE."""
     invite_expecting(path, 200)
-    bye = _BYE_FROM_GATEWAY.format(bye_timeout_ms=int(bye_timeout_s * 1000))
+    bye = _WAIT_FOR_BYE.format(timeout_ms=int(bye_timeout_s * 1000))
     path.write_text(path.read_text().replace("</scenario>\n", bye))
     return path
+
+
+def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int = 60_000) -> Path:
+    """A PCMU call whose SDP offers the port given as ``-key rtp_port N`` (a Python RTP caller).
+
+    Ends with the caller's BYE after ``hang_up_after_ms``, or else waits (up to
+    ``timeout_ms``) for the gateway's BYE.
+    """
+    ending = (
+        _WAIT_FOR_BYE.format(timeout_ms=timeout_ms)
+        if hang_up_after_ms is None
+        else _PAUSE_BYE.format(pause_ms=hang_up_after_ms)
+    )
+    invite = _invite("[rtp_port]", PCMU)
+    path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
+    return path
+
+
+def sipp_dial(
+    workdir: Path,
+    gateway_port: int,
+    rtp_port: int,
+    *,
+    hang_up_after_ms: int | None = None,
+    timeout_ms: int = 60_000,
+) -> Sipp:
+    """SIPp calling the gateway for a Python RTP caller listening on `rtp_port`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenario = uac_call(
+        workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms, timeout_ms=timeout_ms
+    )
+    sip_port = free_udp_port()
+    args: list[str | int] = ["-sf", scenario, "-key", "rtp_port", rtp_port, "-m", 1]
+    args += ["-i", LOOPBACK, "-p", sip_port, "-mp", free_port_block(4), "-s", "agent"]
+    return Sipp(workdir, [*args, f"{LOOPBACK}:{gateway_port}"], sip_port=sip_port)
 
 
 # --------------------------------------------------------------------------------------------

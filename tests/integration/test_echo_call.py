@@ -3,12 +3,15 @@ its own words back through SIP, RTP, G.711, soxr, the Realtime WebSocket and the
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gateway.realtime.embedded import EmbeddedRealtimeServer
 from tests.audio import active_bounds, normalized_xcorr, read_wav, speech_wav
+from tests.realtime_schema import validate_client_event
 
 from .gateway_proc import GatewayProcess
 from .peers import Baresip, missing_peer_tools
@@ -25,8 +28,14 @@ SENTENCE = "Hello, this is a test call to the echo line, please say it back to m
 RATE = 8000
 
 
-@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
-async def test_caller_hears_their_own_words_back(tmp_path: Path, codec: str) -> None:
+@pytest.mark.parametrize(
+    ("codec", "audio_format"),
+    [("PCMU", "pcm16"), ("PCMA", "pcm16"), ("PCMU", "g711"), ("PCMA", "g711")],
+)
+async def test_caller_hears_their_own_words_back(
+    tmp_path: Path, codec: str, audio_format: str
+) -> None:
+    """pcm16: G.711 <-> 24 kHz PCM through soxr; g711: audio/pcmu|pcma to the model as is."""
     # Lead silence, the sentence, then enough silence for the echo to come back and play
     # out: baresip hangs up when its WAV ends.
     speech = speech_wav(tmp_path / "speech.wav", SENTENCE, RATE, 0.5, 9.0)
@@ -34,10 +43,36 @@ async def test_caller_hears_their_own_words_back(tmp_path: Path, codec: str) -> 
     reference = speech[start:end]
     assert 2.0 < len(reference) / RATE < 6.0, "espeak-ng produced an unexpected sentence length"
 
-    async with GatewayProcess(tmp_path) as gateway:
-        caller = Baresip(tmp_path / "baresip", tmp_path / "speech.wav", gateway.uri(), codecs=codec)
-        result = (await caller.run(timeout=60)).check()
-        ended = await gateway.wait_for("call.ended", timeout=15)
+    # The echo agent runs here rather than inside the gateway, so that the test can read what
+    # the gateway really sent it.
+    async with EmbeddedRealtimeServer() as service:
+        config = {
+            "realtime": {
+                "url": service.url,
+                "auth": {"method": "none"},
+                "audio_format": audio_format,
+            }
+        }
+        async with GatewayProcess(tmp_path, config) as gateway:
+            caller = Baresip(
+                tmp_path / "baresip", tmp_path / "speech.wav", gateway.uri(), codecs=codec
+            )
+            result = (await caller.run(timeout=60)).check()
+            ended = await gateway.wait_for("call.ended", timeout=15)
+    [session] = service.sessions
+    for event in session.received:
+        validate_client_event(event)
+    appends = [base64.b64decode(e["audio"]) for e in session.received
+               if e["type"] == "input_audio_buffer.append"]  # fmt: skip
+    assert appends
+    if audio_format == "g711":
+        # Passed through: the caller's 20 ms G.711 payloads, byte for byte, as the format says.
+        assert session.config["audio"]["input"]["format"] == {"type": f"audio/{codec.lower()}"}
+        assert {len(a) for a in appends} == {160}
+    else:
+        assert session.config["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+        # soxr emits every 20 ms chunk (18.5 ms blocks: 444 or 888 samples), never a 60 ms burst
+        assert {len(a) for a in appends} <= {888, 1776}
 
     answered = gateway.find("call.answered")
     assert len(answered) == 1 and answered[0]["codec"] == codec
@@ -51,7 +86,10 @@ async def test_caller_hears_their_own_words_back(tmp_path: Path, codec: str) -> 
     # The gateway sends RTP continuously (silence when idle), so the received file is on the
     # wall clock: the echo must start only after the caller finished the sentence.
     lag_s = lag / RATE
-    print(f"\necho {codec}: correlation {peak:.3f}, echo starts {lag_s:.2f} s into the call")
+    print(
+        f"\necho {codec} {audio_format}: correlation {peak:.3f},"
+        f" echo starts {lag_s:.2f} s into the call"
+    )
     assert peak >= 0.8
     assert lag_s > end / RATE, "the echo started before the caller finished speaking"
     before_echo = heard[: max(lag - RATE // 4, 0)].astype(np.float64)

@@ -1,8 +1,10 @@
 """CPU cost of one 20 ms frame on the inbound and outbound media paths.
 
-Inbound:  RTP parse -> G.711 decode -> soxr 8k->24k -> base64 + JSON append event.
+Inbound:  RtpStream.datagram_received (latching, RTP parse, reorder buffer, audio clock,
+          payload-type dispatch) -> G.711 decode -> soxr 8k->24k -> base64 + JSON append.
 Outbound: JSON delta parse (base64) -> soxr 24k->8k -> playback push/next_frame ->
           G.711 encode -> RTP build.
+The ``_g711`` variants are ``realtime.audio_format: g711`` (no decode, no soxr).
 Exactly the gateway's code, no sockets. Prints a JSON report.
 
     .venv/bin/python tests/perf/bench_frame.py [--frames N]
@@ -11,6 +13,7 @@ Exactly the gateway's code, no sockets. Prints a JSON report.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import platform
@@ -26,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from gateway.bridge.playback import ItemKey, Playback
 from gateway.media.g711 import PCMU
 from gateway.media.resample import Resampler
-from gateway.media.rtp import RtpSender, parse_rtp
+from gateway.media.rtp import RtpSender
+from gateway.media.stream import RtpStream
 from gateway.realtime.protocol import GaDialect
 
 
@@ -47,7 +51,7 @@ def per_frame_us(fn, frames: int, repeats: int = 5) -> dict[str, float]:
     return {"median_us": round(statistics.median(runs), 2), "min_us": round(min(runs), 2)}
 
 
-def inbound(frames: int):
+def inbound(frames: int, passthrough: bool = False):
     dialect = GaDialect()
     sender = RtpSender(0, 160)
     up = Resampler(8000, 24000)
@@ -55,19 +59,33 @@ def inbound(frames: int):
     packets = [
         bytes(sender.build(PCMU.encode(caller[i * 160 : (i + 1) * 160]))) for i in range(frames)
     ]
+    addr = ("127.0.0.1", 40000)
 
     def run(n: int) -> None:
-        for i in range(n):
-            packet = parse_rtp(packets[i])
-            pcm = up.process(PCMU.decode(packet.payload))
-            dialect.append_audio(pcm.tobytes())
+        payloads: list[bytes] = []
+        stream = RtpStream(PCMU, 0, None, payloads.append)
+
+        async def go() -> None:  # datagram_received reads the running loop's clock
+            for i in range(n):
+                stream.datagram_received(packets[i % len(packets)], addr)
+                payload = payloads.pop()
+                if passthrough:
+                    dialect.append_audio(payload)
+                else:
+                    dialect.append_audio(up.process(PCMU.decode(payload)).tobytes())
+
+        asyncio.run(go())
 
     return run
 
 
-def outbound(frames: int):
+def outbound(frames: int, passthrough: bool = False):
     dialect = GaDialect()
-    model = speechlike(frames * 0.02, 24000, seed=2)
+    rate, per_ms = (8000, 8) if passthrough else (24000, 48)
+    model = speechlike(frames * 0.02, rate, seed=2)
+    chunk = rate // 10
+    audio = PCMU.encode(model) if passthrough else model.tobytes()
+    width = 1 if passthrough else 2
     # The service sends ~100 ms deltas in bursts; one delta per 5 frames.
     deltas = [
         json.dumps(
@@ -78,7 +96,9 @@ def outbound(frames: int):
                 "item_id": "i",
                 "output_index": 0,
                 "content_index": 0,
-                "delta": base64.b64encode(model[i * 2400 : (i + 1) * 2400].tobytes()).decode(),
+                "delta": base64.b64encode(
+                    audio[i * chunk * width : (i + 1) * chunk * width]
+                ).decode(),
             }
         )
         for i in range(frames // 5)
@@ -92,8 +112,11 @@ def outbound(frames: int):
         for i in range(n):
             if i % 5 == 0:
                 event = dialect.parse(deltas[i // 5])
-                pcm = down.process(np.frombuffer(event.audio, dtype="<i2"))
-                playback.push(key, pcm, len(event.audio) / 48)
+                if passthrough:
+                    pcm = PCMU.decode(event.audio)
+                else:
+                    pcm = down.process(np.frombuffer(event.audio, dtype="<i2"))
+                playback.push(key, pcm, len(event.audio) / per_ms)
             frame = playback.next_frame()
             payload = PCMU.encode(frame) if frame is not None else b"\xff" * 160
             sender.build(payload)
@@ -106,18 +129,21 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=3000, help="frames per run (60 s = 3000)")
     args = parser.parse_args()
     frames = args.frames - args.frames % 5
-    inbound_run = inbound(frames)
-    outbound_run = outbound(frames)
-    inbound_run(50)  # warm up numpy/soxr
-    outbound_run(50)
+    runs = {
+        "inbound": inbound(frames),
+        "outbound": outbound(frames),
+        "inbound_g711": inbound(frames, passthrough=True),
+        "outbound_g711": outbound(frames, passthrough=True),
+    }
+    for run in runs.values():
+        run(50)  # warm up numpy/soxr
     report = {
         "benchmark": "media_frame_cpu",
         "frame_ms": 20,
         "frames_per_run": frames,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "inbound": per_frame_us(inbound_run, frames),
-        "outbound": per_frame_us(outbound_run, frames),
+        **{name: per_frame_us(run, frames) for name, run in runs.items()},
     }
     budget = 20_000 / (report["inbound"]["median_us"] + report["outbound"]["median_us"])
     report["calls_per_core_media_only"] = int(budget)

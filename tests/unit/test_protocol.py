@@ -262,3 +262,32 @@ def test_dialect_for() -> None:
     assert isinstance(preview, rt.PreviewDialect) and preview.api_version == "2025-04-01-preview"
     with pytest.raises(ValueError):
         rt.dialect_for("preview")
+
+
+@pytest.mark.parametrize("kind", ["near_field", "far_field", None])
+def test_session_update_carries_noise_reduction_only_when_set(kind: str | None) -> None:
+    event = json.loads(GA.session_update(agent(noise_reduction=kind), "pcm16", "PCMU"))
+    validate_client_event(event)
+    audio_in = event["session"]["audio"]["input"]
+    if kind is None:
+        assert "noise_reduction" not in audio_in  # a partial update leaves the service's own
+    else:
+        assert audio_in["noise_reduction"] == {"type": kind}
+
+
+def test_agent_transcript_delta_and_audio_done_content_index() -> None:
+    delta = GA.parse(
+        '{"type":"response.output_audio_transcript.delta","response_id":"r","item_id":"i",'
+        '"output_index":0,"content_index":0,"delta":"Hel"}'
+    )
+    assert delta == rt.TranscriptDelta("i", "Hel")
+    done = GA.parse(
+        '{"type":"response.output_audio.done","response_id":"r","item_id":"i",'
+        '"output_index":0,"content_index":1}'
+    )
+    assert done == rt.AudioDone("r", "i", 1)
+    preview = rt.PreviewDialect("2025-04-01-preview").parse(
+        '{"type":"response.audio_transcript.delta","response_id":"r","item_id":"i",'
+        '"output_index":0,"content_index":0,"delta":"lo"}'
+    )
+    assert preview == rt.TranscriptDelta("i", "lo")

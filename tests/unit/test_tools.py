@@ -11,8 +11,9 @@ import pytest
 from aiohttp import web
 
 from gateway.bridge.tools import ToolCall, Tools
-from gateway.config import parse_config
-from tests.realtime_schema import validate_client_event
+from gateway.config import AgentConfig, parse_config
+from gateway.realtime.protocol import FunctionCall, GaDialect, PreviewDialect
+from tests.realtime_schema import validate_client_event, validate_preview_client_event
 
 
 class Control:
@@ -74,7 +75,7 @@ async def service() -> AsyncIterator[tuple[Service, str]]:
     await runner.cleanup()
 
 
-def tools_for(base: str, **env: str) -> Tools:
+def agent_with_tools(base: str) -> AgentConfig:
     def hook(name: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
         return {
             "type": "webhook",
@@ -100,7 +101,11 @@ def tools_for(base: str, **env: str) -> Tools:
             }
         }
     )
-    return Tools(cfg.agent.tools, {"caller": "+15550100"}, environ=env)
+    return cfg.agent
+
+
+def tools_for(base: str, **env: str) -> Tools:
+    return Tools(agent_with_tools(base).tools, {"caller": "+15550100"}, environ=env)
 
 
 async def test_webhook_result_goes_back_and_secrets_come_from_env(service) -> None:
@@ -169,9 +174,38 @@ async def test_end_call_and_transfer_use_call_control(service) -> None:
     assert "486 Busy Here" in failed["error"] and "still here" in failed["error"]
 
 
-def test_definitions_are_valid_session_tools() -> None:
-    definitions = tools_for("http://127.0.0.1:9").definitions()
-    assert [d["name"] for d in definitions][-2:] == ["end_call", "transfer_call"]
-    validate_client_event(
-        {"type": "session.update", "session": {"type": "realtime", "tools": definitions}}
+def test_session_update_carries_valid_tools_in_both_dialects() -> None:
+    agent = agent_with_tools("http://127.0.0.1:9")
+    ga = json.loads(GaDialect().session_update(agent, "pcm16", "PCMU"))
+    validate_client_event(ga)
+    names = [t["name"] for t in ga["session"]["tools"]]
+    assert names == ["lookup_order", "slow", "broken", "text", "end_call", "transfer_call"]
+    assert ga["session"]["tools"][-1]["parameters"]["properties"]["destination"]["enum"] == [
+        "sales"
+    ]
+    preview = json.loads(
+        PreviewDialect("2025-04-01-preview").session_update(agent, "pcm16", "PCMU")
     )
+    validate_preview_client_event(preview)
+    assert preview["session"]["tools"] == ga["session"]["tools"]
+
+
+def test_function_call_and_output_events() -> None:
+    event = GaDialect().parse(
+        json.dumps(
+            {
+                "type": "response.function_call_arguments.done",
+                "event_id": "e",
+                "response_id": "r",
+                "item_id": "i",
+                "output_index": 0,
+                "call_id": "call_1",
+                "name": "lookup_order",
+                "arguments": '{"order":"A-17"}',
+            }
+        )
+    )
+    assert event == FunctionCall("r", "i", "call_1", "lookup_order", '{"order":"A-17"}')
+    output = json.loads(GaDialect().function_output("call_1", '{"ok":true}'))
+    validate_client_event(output)
+    validate_preview_client_event(json.loads(PreviewDialect("v").function_output("c", "{}")))

@@ -1,0 +1,191 @@
+"""One call's conversation as the caller heard it, as JSON lines.
+
+Caller turns come from input transcription; agent turns from the output transcript, cut where
+the caller interrupted. The service gives no word timing over WebSocket, so the cut is
+proportional: the share of the item's audio that was heard (``ItemAccount.heard_ms``, the
+same figure the model gets in ``conversation.item.truncate``), snapped back to a word edge.
+
+An agent turn is written when its audio has finished playing or was cut, since only then is
+it known what was heard. Every line is written and flushed at once (line-buffered file), so a
+call that ends abruptly (BYE mid-sentence, a dropped socket, a killed process) loses nothing
+already said; :meth:`TranscriptLog.close` writes the turns still open and the end of the call.
+
+Lines (one JSON object each)::
+
+    {"type": "call", "event": "answered", "at": ISO-8601, "call_id": ..., ...}
+    {"type": "turn", "role": "caller", "item_id": ..., "text": ..., "at": ..., "offset_s": ...}
+    {"type": "turn", "role": "agent", "item_id": ..., "response_id": ..., "text": ...,
+     "at": ..., "offset_s": ..., "heard_ms": ..., "audio_ms": ..., "interrupted": bool,
+     "full_text": ... (only when interrupted)}
+    {"type": "call", "event": "ended", "reason": ..., "duration_s": ..., "at": ...}
+
+``at`` is when the turn started (caller: speech_started; agent: its first audio on the wire),
+``offset_s`` the same time in seconds since the call was answered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from .playback import ItemAccount
+
+MAX_OPEN_CALLER_TURNS = 16
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def cut_text(text: str, heard_ms: float, audio_ms: float) -> str:
+    """The part of `text` spoken in the first `heard_ms` of `audio_ms`, whole words only."""
+    if audio_ms <= 0 or heard_ms >= audio_ms:
+        return text
+    n = round(len(text) * max(heard_ms, 0.0) / audio_ms)
+    if n < len(text) and not text[n].isspace():
+        n = text.rfind(" ", 0, n + 1)  # the word under the cut was not heard to its end
+    return text[: max(n, 0)].rstrip()
+
+
+@dataclass(slots=True)
+class _AgentTurn:
+    text: str | None = None  # final transcript, once it arrived
+    partial: str = ""  # transcript deltas so far
+    played: ItemAccount | None = None
+
+
+class TranscriptLog:
+    """Writes one call's turns; with no file it only logs them."""
+
+    def __init__(
+        self,
+        file: TextIO | None,
+        log: Any,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.file = file
+        self.log = log
+        self.clock = clock
+        self._mono0 = clock()
+        self._wall0 = wall()
+        self._caller_started: dict[str, float] = {}
+        self._agent: dict[str, _AgentTurn] = {}
+        self.closed = False
+
+    @classmethod
+    def open(cls, directory: Path | None, call_id: str, log: Any, **call: Any) -> TranscriptLog:
+        """Start the call's file in `directory` (None: log only); a failure never ends a call."""
+        file = None
+        if directory is not None:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            path = directory / f"{stamp}_{_SAFE_NAME.sub('_', call_id)}.jsonl"
+            try:
+                file = path.open("a", encoding="utf-8", buffering=1)
+            except OSError as exc:
+                log.error("call.transcript_unavailable", path=str(path), error=str(exc))
+            else:
+                log.info("call.transcript_file", path=str(path))
+        transcript = cls(file, log)
+        transcript._write(
+            {"type": "call", "event": "answered", "at": transcript._iso(), "call_id": call_id}
+            | call
+        )
+        return transcript
+
+    # --- events from the bridge ----------------------------------------------------------------
+
+    def speech_started(self, item_id: str) -> None:
+        self._caller_started.setdefault(item_id, self.clock())
+        if len(self._caller_started) > MAX_OPEN_CALLER_TURNS:  # transcription is off
+            del self._caller_started[next(iter(self._caller_started))]
+
+    def caller_said(self, item_id: str, text: str) -> None:
+        started = self._caller_started.pop(item_id, self.clock())
+        self._turn("caller", item_id, text, started, {})
+
+    def agent_delta(self, item_id: str, delta: str) -> None:
+        self._agent.setdefault(item_id, _AgentTurn()).partial += delta
+
+    def agent_said(self, item_id: str, text: str) -> None:
+        turn = self._agent.setdefault(item_id, _AgentTurn())
+        turn.text = text
+        if turn.played is not None:
+            self._agent_turn(item_id, turn)
+
+    def agent_played(self, item: ItemAccount) -> None:
+        """Playback of the item ended (in full or cut): what was heard is now known."""
+        turn = self._agent.setdefault(item.key.item_id, _AgentTurn())
+        turn.played = item
+        if turn.text is not None:
+            self._agent_turn(item.key.item_id, turn)
+
+    def close(self, reason: str) -> None:
+        """Write the turns still open (as heard so far) and the end of the call."""
+        if self.closed:
+            return
+        for item_id, turn in list(self._agent.items()):
+            if turn.text is None:
+                turn.text = turn.partial
+            self._agent_turn(item_id, turn)
+        duration = round(self.clock() - self._mono0, 3)
+        end = {"type": "call", "event": "ended", "reason": reason, "duration_s": duration}
+        self._write(end | {"at": self._iso()})
+        self.closed = True
+        if self.file is not None:
+            self.file.close()
+
+    # --- lines ---------------------------------------------------------------------------------
+
+    def _agent_turn(self, item_id: str, turn: _AgentTurn) -> None:
+        del self._agent[item_id]
+        full = turn.text or ""
+        item = turn.played
+        if item is None:  # text only, never played (the call ended first)
+            unheard = {"heard_ms": 0, "audio_ms": 0, "interrupted": True, "full_text": full}
+            self._turn("agent", item_id, "", self.clock(), unheard)
+            return
+        fields: dict[str, Any] = {
+            "response_id": item.key.response_id,
+            "heard_ms": item.heard_ms,
+            "audio_ms": round(item.received_ms),
+            "interrupted": item.interrupted,
+        }
+        text = full
+        if item.interrupted:
+            text = cut_text(full, item.heard_ms, item.received_ms)
+            fields["full_text"] = full
+        started = item.first_sent_at if item.first_sent_at is not None else item.finished_at
+        self._turn("agent", item_id, text, started or self.clock(), fields)
+
+    def _turn(
+        self, role: str, item_id: str, text: str, started: float, fields: dict[str, Any]
+    ) -> None:
+        line = {
+            "type": "turn",
+            "role": role,
+            "item_id": item_id,
+            "text": text,
+            "at": self._iso(started),
+            "offset_s": round(started - self._mono0, 3),
+            **fields,
+        }
+        self.log.info("call.transcript", role=role, text=text, **fields)
+        self._write(line)
+
+    def _write(self, line: dict[str, Any]) -> None:
+        if self.file is None or self.closed:
+            return
+        try:
+            self.file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        except (OSError, ValueError) as exc:  # disk full, file closed under us
+            self.log.error("call.transcript_write_failed", error=str(exc))
+            self.file = None
+
+    def _iso(self, mono: float | None = None) -> str:
+        t = self._wall0 + ((self.clock() if mono is None else mono) - self._mono0)
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")

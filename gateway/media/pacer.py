@@ -1,0 +1,86 @@
+"""One pacer per process and ptime: a single timer sends the next packet of every call.
+
+A timer per call costs a task wake-up per packet (asyncio.sleep: a timer handle, a future, a
+task step): at 200 calls that is 10,000 wake-ups a second for work that takes microseconds.
+One shared schedule (``PacketClock``) wakes once per ptime and sends for every call in a row;
+each call still gets exactly one packet per ptime, only all on the same grid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from .clock import PacketClock
+
+__all__ = ["Paced", "Pacer"]
+
+MAX_CATCH_UP_S = 0.2  # a loop stalled longer than this skips ahead instead of bursting
+
+
+class Paced(Protocol):
+    def tick(self, skipped: int, late: bool) -> None:
+        """Send this ptime's packet; ``skipped`` packets before it were not sent (a stall)."""
+        ...
+
+
+_PACERS: dict[tuple[asyncio.AbstractEventLoop, float], Pacer] = {}
+
+
+class Pacer:
+    """The shared schedule of one ptime on one event loop."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period = period_s
+        self.clock: PacketClock | None = None
+        self._members: dict[Paced, asyncio.Future[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def for_ptime(cls, ptime_ms: int) -> Pacer:
+        """The running pacer of this loop for ``ptime_ms``, or a new one (runs once joined)."""
+        return _PACERS.get((asyncio.get_running_loop(), ptime_ms / 1000)) or cls(ptime_ms / 1000)
+
+    async def run(self, member: Paced) -> None:
+        """Tick ``member`` once per period until cancelled, or until its tick raises."""
+        done = asyncio.get_running_loop().create_future()
+        self._members[member] = done
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            _PACERS[(loop, self.period)] = self
+            self._task = loop.create_task(self._run(), name="pacer")
+        try:
+            await done
+        finally:
+            self._members.pop(member, None)
+
+    def leave(self, member: Paced) -> None:
+        """``member`` is done (its socket closed): its ``run`` returns."""
+        done = self._members.get(member)
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        clock = self.clock = PacketClock(loop.time(), self.period, MAX_CATCH_UP_S)
+        try:
+            while self._members:
+                delay = clock.deadline - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                late_before = clock.late
+                skipped = clock.tick(loop.time())
+                late = clock.late != late_before
+                for member, done in list(self._members.items()):
+                    if done.done():
+                        continue
+                    try:
+                        member.tick(skipped, late)
+                    except Exception as exc:  # one call's failure is that call's alone
+                        done.set_exception(exc)
+        finally:
+            self._task = None
+            _PACERS.pop((loop, self.period), None)
+            for done in self._members.values():
+                if not done.done():
+                    done.cancel()

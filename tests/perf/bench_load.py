@@ -1,0 +1,239 @@
+"""Load run: N concurrent calls through one gateway process, measured from the outside.
+
+    .venv/bin/python tests/perf/bench_load.py [--calls 200] [--rate 20] [--measure-s 30]
+                                              [--audio-format pcm16|g711] [--profile FILE]
+
+Who plays what (all on loopback, each in its own process):
+
+* SIPp places the calls (``-r`` calls/s up to ``--calls``), each offering the port of one
+  socket of ``rtp_caller.py`` in its SDP, and hangs up once the run is over.
+* ``rtp_caller.py`` is the callers' media: PCMU every 20 ms per call, and the kernel's receive
+  time of every packet the gateway sends back (inter-packet gaps, losses).
+* ``stream_service.py`` is the Realtime service: every session gets responses back to back,
+  so every call's pacer sends model audio all the time (24 kHz PCM through soxr).
+* The gateway as users run it (``python -m gateway run``), on pcm16 (soxr both ways) or
+  g711 (passthrough).
+
+Once every call is up, the gateway's CPU (/proc/PID/stat), its RSS and the callers' receive
+statistics are taken over ``--measure-s``; the gateway's own end-of-call counters (rtp.stats)
+are added up after SIPp hangs up.  ``--profile`` runs py-spy on the gateway during the window
+(``pip install py-spy`` into the venv first; not a dependency).  Prints a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.integration.gateway_proc import GatewayProcess
+from tests.integration.peers import LOOPBACK, Sipp, free_port_block, free_udp_port
+from tests.integration.rtp_peer import uac_until_bye
+
+HERE = Path(__file__).resolve().parent
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds spent by everything on the machine (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICKS
+
+
+def udp_drops() -> int:
+    """Datagrams the kernel dropped because a socket's receive buffer was full (machine-wide)."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Udp:")]  # fmt: skip
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def rss_mib(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
+
+
+async def json_line(stream: asyncio.StreamReader, timeout: float) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            line = await stream.readline()
+            if not line:
+                raise RuntimeError("process exited before printing its JSON line")
+            with contextlib.suppress(ValueError):
+                return json.loads(line)
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    n = args.calls
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "stream_service.py"),
+        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert service.stdout is not None
+    url = (await json_line(service.stdout, 20))["url"]
+
+    caller_base = free_port_block(2 * n)
+    caller = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "rtp_caller.py"), "--base", str(caller_base), "--calls", str(n),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert caller.stdin is not None and caller.stdout is not None
+    await json_line(caller.stdout, 20)
+
+    rtp = free_port_block(2 * n + 20)
+    config = {
+        "sip": {"max_calls": n + 10},
+        "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + 2 * n + 19},
+        "realtime": {
+            "url": url,
+            "auth": {"method": "none"},
+            "connect_timeout_s": 20,
+            "audio_format": args.audio_format,
+        },
+        "logging": {"level": "info"},
+    }
+    gateway = GatewayProcess(workdir, config)
+    await gateway.start()
+    pid = gateway.pid
+    assert pid is not None
+    # As media servers are deployed (FreeSWITCH -rp, Asterisk -p): ahead of batch work.
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, pid, args.nice)
+    if args.rr:
+        os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(args.rr))
+    rss_idle = rss_mib(pid)
+
+    ramp_s = n / args.rate
+    hangup_ms = int((ramp_s + args.settle_s + args.measure_s + 10) * 1000)
+    inf = workdir / "calls.csv"
+    inf.write_text("SEQUENTIAL\n" + "".join(f"{caller_base + 2 * i};\n" for i in range(n)))
+    sipp = Sipp(
+        workdir,
+        [
+            "-sf", uac_until_bye(workdir / "uac.xml", "[field0]", hangup_ms), "-inf", inf,
+            "-m", n, "-l", n, "-r", args.rate, "-i", LOOPBACK, "-p", free_udp_port(),
+            "-mp", free_port_block(4), "-s", "agent", "-timeout", int(hangup_ms / 1000 + 60),
+            "-timeout_error", f"{LOOPBACK}:{gateway.port}",
+        ],
+        trace=False,
+    )  # fmt: skip
+    await sipp.start()
+
+    # Hand each answered call's ports to the callers as the gateway logs them.
+    seen = answered = 0
+    while answered < n:
+        events = await gateway.events_after(seen, timeout=60)
+        seen += len(events)
+        for event in events:
+            if event.get("event") == "call.answered":
+                local = event["rtp_local"].rsplit(":", 1)[1]
+                remote = event["rtp_remote"].rsplit(":", 1)[1]
+                caller.stdin.write(f"call {remote} {local}\n".encode())
+                answered += 1
+            elif event.get("event") in ("call.rejected", "call.failed"):
+                raise RuntimeError(f"call refused: {event}\n{gateway.tail()}")
+        await caller.stdin.drain()
+
+    await asyncio.sleep(args.settle_s)  # let every call reach its steady state
+    rss_loaded = rss_mib(pid)
+    caller.stdin.write(b"measure\n")
+    await caller.stdin.drain()
+    assert sipp.proc is not None
+    pids = {"gateway": pid, "service": service.pid, "callers": caller.pid, "sipp": sipp.proc.pid}
+    cpu0 = {name: cpu_seconds(p) for name, p in pids.items()}
+    busy0 = machine_busy_seconds()
+    drops0 = udp_drops()
+    t0 = time.monotonic()
+    profiler = None
+    if args.profile:
+        profiler = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+            "-d", str(int(args.measure_s)), "-f", "raw", "-o", args.profile, "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+    await asyncio.sleep(args.measure_s)  # the measurement window itself
+    elapsed = time.monotonic() - t0
+    cpu = {name: round((cpu_seconds(p) - cpu0[name]) / elapsed, 3) for name, p in pids.items()}
+    # Other sessions on the machine compete for the same cores: say how much they took.
+    machine = (machine_busy_seconds() - busy0) / elapsed
+    cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
+    drops = udp_drops() - drops0
+    caller.stdin.write(b"stop\n")
+    await caller.stdin.drain()
+    received = await json_line(caller.stdout, 30)
+    if profiler is not None:
+        await profiler.wait()
+
+    code = await sipp.wait(timeout=hangup_ms / 1000 + 120)
+    await gateway.wait_for(
+        "call.ended", timeout=60, where=lambda e: len(gateway.find("call.ended")) >= n
+    )
+    rss_after = rss_mib(pid)
+    await gateway.stop()
+    service.terminate()
+    await service.wait()
+    await caller.wait()
+
+    stats = gateway.find("rtp.stats")
+    totals = {
+        key: sum(s.get(key, 0) for s in stats)
+        for key in ("packets_in", "packets_out", "lost", "late", "duplicates", "reordered",
+                    "late_sends", "skipped_sends", "filled_ms")
+    }  # fmt: skip
+    return {
+        "benchmark": "load_concurrent_calls",
+        "calls": n,
+        "audio_format": args.audio_format,
+        "gateway_nice": args.nice,
+        "gateway_sched_rr_priority": args.rr,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "sipp_exit_code": code,
+        "measure_s": round(elapsed, 1),
+        "outbound_as_received_by_callers": received,
+        "udp_receive_buffer_drops_machine_wide": drops,
+        "gateway_rtp_stats_summed_over_calls": totals,
+        "cpu_cores": cpu,
+        "gateway_rss_mib": {
+            "idle": round(rss_idle, 1),
+            "with_calls": round(rss_loaded, 1),
+            "after_calls": round(rss_after, 1),
+            "growth_per_call": round((rss_loaded - rss_idle) / n, 3),
+        },
+        "profile": args.profile,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20, help="new calls per second")
+    parser.add_argument("--settle-s", type=float, default=5)
+    parser.add_argument("--measure-s", type=float, default=30)
+    parser.add_argument("--audio-format", choices=["pcm16", "g711"], default="pcm16")
+    parser.add_argument("--nice", type=int, default=0, help="gateway's nice value (root: < 0)")
+    parser.add_argument("--rr", type=int, default=0, help="run the gateway SCHED_RR (root)")
+    parser.add_argument("--profile", help="write a py-spy raw profile of the gateway here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        report = asyncio.run(run(args, Path(tmp)))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

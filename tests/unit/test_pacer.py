@@ -1,0 +1,67 @@
+"""The shared pacer: one timer, one packet per period for every member, failures kept apart."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.media import pacer as pacer_module
+from gateway.media.pacer import Pacer
+
+
+class Member:
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.ticks = 0
+        self.fail_at = fail_at
+        self.reached = asyncio.Event()
+        self.want = 0
+
+    def tick(self, skipped: int, late: bool) -> None:
+        self.ticks += 1 + skipped
+        if self.ticks == self.fail_at:
+            raise RuntimeError("boom")
+        if self.ticks >= self.want:
+            self.reached.set()
+
+    async def until(self, ticks: int) -> None:
+        self.want = ticks
+        if self.ticks < ticks:
+            self.reached.clear()
+            await asyncio.wait_for(self.reached.wait(), 5)
+
+
+async def test_members_share_one_schedule_and_one_task() -> None:
+    a, b = Member(), Member()
+    pacer = Pacer.for_ptime(20)
+    runs = [asyncio.create_task(pacer.run(a))]
+    await a.until(1)
+    assert Pacer.for_ptime(20) is pacer and Pacer.for_ptime(30) is not pacer
+    runs.append(asyncio.create_task(Pacer.for_ptime(20).run(b)))
+    await a.until(5)
+    await b.until(5)
+    assert abs(a.ticks - b.ticks) <= 1  # same grid: they tick together
+    tasks = [t for t in asyncio.all_tasks() if t.get_name() == "pacer"]
+    assert len(tasks) == 1
+    pacer.leave(a)
+    await asyncio.wait_for(runs[0], 5)  # leave() ends that member's run, not the other's
+    ticks = b.ticks
+    await b.until(ticks + 3)
+    pacer.leave(b)
+    await asyncio.wait_for(runs[1], 5)
+    await asyncio.wait_for(tasks[0], 5)  # no member left: the timer stops
+    assert not [k for k in pacer_module._PACERS if k[0] is asyncio.get_running_loop()]
+
+
+async def test_a_failing_member_ends_alone() -> None:
+    pacer = Pacer.for_ptime(20)
+    bad, good = Member(fail_at=3), Member()
+    bad_run = asyncio.create_task(pacer.run(bad))
+    good_run = asyncio.create_task(pacer.run(good))
+    with pytest.raises(RuntimeError, match="boom"):
+        await asyncio.wait_for(bad_run, 5)
+    await good.until(good.ticks + 3)
+    assert not good_run.done()
+    good_run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await good_run

@@ -1,0 +1,208 @@
+"""RtpStream on real loopback sockets: latching, reordering, DTMF, payload types, the pacer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from gateway.media.g711 import PCMU
+from gateway.media.rtp import RtpSender, parse_rtp
+from gateway.media.stream import PortAllocator, RtpStream
+from tests.integration.peers import LOOPBACK, free_port_block
+
+SSRC = 0xCAFE
+
+
+class Received:
+    """What the stream handed up: payloads and key presses, with an event per arrival."""
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+        self.digits: list[tuple[str, int]] = []
+        self.changed = asyncio.Event()
+
+    def payload(self, data: bytes) -> None:
+        self.payloads.append(data)
+        self.changed.set()
+
+    def dtmf(self, digit: str, duration_ms: int) -> None:
+        self.digits.append((digit, duration_ms))
+        self.changed.set()
+
+    async def until(self, condition, timeout: float = 2.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def peer() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOOPBACK, 0))
+    sock.setblocking(False)
+    return sock
+
+
+@pytest.fixture
+async def stream() -> AsyncIterator[tuple[RtpStream, Received]]:
+    got = Received()
+    base = free_port_block(4)
+    s = await RtpStream.open(
+        PortAllocator(base, base + 3),
+        LOOPBACK,
+        lambda: RtpStream(PCMU, 0, None, got.payload, 20, dtmf_payload_type=101),
+    )
+    s.on_dtmf = got.dtmf
+    yield s, got
+    s.close()
+
+
+def packet(
+    seq: int,
+    payload: bytes = b"\x00" * 160,
+    *,
+    pt: int = 0,
+    ts: int | None = None,
+    ssrc: int = SSRC,
+) -> bytes:
+    ts = seq * 160 if ts is None else ts
+    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+
+
+def frame(n: int) -> bytes:
+    return bytes([n]) * 160
+
+
+async def test_latches_on_the_first_source_and_ignores_every_other(stream) -> None:
+    s, got = stream
+    caller, intruder = peer(), peer()
+    with caller, intruder:
+        caller.sendto(packet(1, frame(1)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 1)
+        assert s.remote == caller.getsockname()
+        intruder.sendto(packet(2, frame(99)), (LOOPBACK, s.port))  # RTP injection attempt
+        caller.sendto(packet(2, frame(2)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 2)
+        assert got.payloads == [frame(1), frame(2)]
+        assert s.stats.foreign_source == 1
+        # What we send goes to the latched caller, not the intruder.
+        s.send(b"\xff" * 160)
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(caller, 2048), 2)
+        assert parse_rtp(data).payload == b"\xff" * 160
+
+
+async def test_reordered_packets_arrive_in_order(stream) -> None:
+    s, got = stream
+    with peer() as caller:
+        for seq in (10, 12, 11, 13):
+            caller.sendto(packet(seq, frame(seq)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 4)
+    assert got.payloads == [frame(10), frame(11), frame(12), frame(13)]
+    assert s.reorder.stats.reordered == 1
+
+
+async def test_a_lost_packet_becomes_20_ms_of_silence_within_60_ms(stream) -> None:
+    s, got = stream
+    loop = asyncio.get_running_loop()
+    with peer() as caller:
+        caller.sendto(packet(1, frame(1)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 1)
+        sent_at = loop.time()
+        caller.sendto(packet(3, frame(3)), (LOOPBACK, s.port))  # 2 never comes
+        await got.until(lambda: len(got.payloads) == 3)
+        waited = loop.time() - sent_at
+    assert got.payloads == [frame(1), b"\xff" * 160, frame(3)]  # PCMU silence in between
+    assert s.reorder.stats.lost == 1
+    assert 0.05 <= waited < 0.5  # released by the 60 ms timer, not by a later packet
+
+
+async def test_duplicates_are_dropped(stream) -> None:
+    s, got = stream
+    with peer() as caller:
+        for seq in (1, 1, 2, 2, 3):
+            caller.sendto(packet(seq, frame(seq)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 3)
+        await got.until(lambda: s.stats.packets_in == 5)
+    assert got.payloads == [frame(1), frame(2), frame(3)]
+
+
+async def test_dtmf_comfort_noise_and_unknown_payload_types(stream) -> None:
+    s, got = stream
+    with peer() as caller:
+        send = lambda data: caller.sendto(data, (LOOPBACK, s.port))  # noqa: E731
+        send(packet(1, frame(1)))
+        # Key "5" for 100 ms in place of audio (ts 320-1120): two updates, three end packets.
+        for i, (duration, end) in enumerate([(400, 0), (800, 0), (800, 1), (800, 1), (800, 1)]):
+            event = struct.pack("!BBH", 5, (0x80 if end else 0) | 10, duration)
+            send(packet(2 + i, event, pt=101, ts=320))
+        send(packet(7, b"\x40", pt=13, ts=1120))  # comfort noise (RFC 3389)
+        send(packet(8, frame(8), pt=8, ts=1120))  # PCMA: not what we answered
+        send(packet(9, frame(9), ts=1280))
+        await got.until(lambda: len(got.payloads) >= 3 and got.digits)
+    assert got.digits == [("5", 100)]
+    assert s.stats.comfort_noise == 1 and s.stats.other_payload == 1
+    # The timeline stays true: 960 samples from the end of packet 1 (ts 320) to packet 9.
+    assert got.payloads == [frame(1), b"\xff" * 960, frame(9)]
+    assert s.reorder.stats.lost == 0
+
+
+async def test_malformed_datagrams_are_counted_not_fatal(stream) -> None:
+    s, got = stream
+    with peer() as caller:
+        caller.sendto(b"\x00\x01", (LOOPBACK, s.port))
+        caller.sendto(packet(1, frame(1)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 1)
+    assert s.stats.malformed == 1
+
+
+# --- the pacer -------------------------------------------------------------------------------
+
+
+class Script:
+    """A frame source: talk spurts and silences, as the playback buffer would give them."""
+
+    def __init__(self, pattern: str, samples: int) -> None:
+        self.pattern = pattern  # "s" = silence, "t" = talk
+        self.frame = np.full(samples, 1000, np.int16)
+        self.i = 0
+
+    def next_frame(self) -> np.ndarray | None:
+        kind = self.pattern[self.i % len(self.pattern)]
+        self.i += 1
+        return None if kind == "s" else self.frame
+
+
+@pytest.mark.parametrize("ptime", [20, 30])
+async def test_pacer_ptime_marker_and_continuous_timestamps(ptime: int) -> None:
+    base = free_port_block(4)
+    samples = 8 * ptime
+    with peer() as caller:
+        s = await RtpStream.open(
+            PortAllocator(base, base + 3),
+            LOOPBACK,
+            lambda: RtpStream(PCMU, 0, caller.getsockname(), lambda _: None, ptime),
+        )
+        s._sender = RtpSender(0, samples, sequence=65530, timestamp=0xFFFFFF00)
+        pacer = asyncio.create_task(s.pace(Script("sstttsstt", samples)))
+        loop = asyncio.get_running_loop()
+        packets = []
+        try:
+            async with asyncio.timeout(5):
+                while len(packets) < 18:
+                    packets.append(parse_rtp(await loop.sock_recv(caller, 2048)))
+        finally:
+            pacer.cancel()
+            s.close()
+    assert all(len(p.payload) == samples for p in packets)
+    assert [p.sequence for p in packets] == [(65530 + i) & 0xFFFF for i in range(18)]
+    assert [p.timestamp for p in packets] == [
+        (0xFFFFFF00 + i * samples) & 0xFFFFFFFF for i in range(18)
+    ]
+    markers = "".join("M" if p.marker else "." for p in packets)
+    assert markers == "..M....M...M....M."  # first packet of each talk spurt (RFC 3551 §4.1)

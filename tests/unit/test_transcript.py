@@ -1,0 +1,137 @@
+"""Transcript lines: what the caller heard, cut where they interrupted, never lost at the end."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+import structlog
+
+from gateway.bridge.playback import ItemAccount, ItemKey
+from gateway.bridge.transcript import TranscriptLog, cut_text
+
+TEXT = "The quick brown fox jumps over the lazy dog"
+
+
+@pytest.mark.parametrize(
+    ("heard", "expected"),
+    [
+        (0, ""),
+        (1000, TEXT),
+        (1500, TEXT),  # heard beyond the item (clamped elsewhere): everything
+        (500, "The quick brown fox"),  # 21.5 chars: the word under the cut was not heard
+        (230, "The quick"),  # exactly at the space after "quick"
+    ],
+)
+def test_cut_is_proportional_and_keeps_whole_words(heard: int, expected: str) -> None:
+    assert cut_text(TEXT, heard, 1000) == expected
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Buffer(io.StringIO):
+    """Keeps its text once closed."""
+
+    text = ""
+
+    def close(self) -> None:
+        self.text = self.getvalue()
+        super().close()
+
+
+def lines(buf: Buffer) -> list[dict[str, Any]]:
+    text = buf.text if buf.closed else buf.getvalue()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def make() -> tuple[TranscriptLog, Buffer, Clock]:
+    buf = Buffer()
+    clock = Clock()
+    log = TranscriptLog(buf, structlog.get_logger(), clock=clock, wall=lambda: 1_700_000_000.0)
+    return log, buf, clock
+
+
+def played(item_id: str, heard_ms: int, received_ms: float, *, interrupted: bool, at: float):
+    item = ItemAccount(ItemKey("resp_" + item_id, item_id), received_ms=received_ms)
+    item.sent_samples = heard_ms * 8
+    item.queued_samples = item.sent_samples if not interrupted else item.sent_samples + 800
+    item.done = not interrupted
+    item.interrupted = interrupted
+    item.first_sent_at = at
+    return item
+
+
+def test_agent_turn_waits_for_its_playback_then_is_cut_where_the_caller_interrupted() -> None:
+    t, buf, clock = make()
+    clock.t = 101.0
+    t.speech_started("u1")
+    clock.t = 102.5
+    t.caller_said("u1", "What is the weather?")
+    t.agent_said("a1", TEXT)  # the transcript arrives long before the audio is played
+    assert len(lines(buf)) == 1
+    t.agent_played(played("a1", 500, 1000.0, interrupted=True, at=103.0))
+    caller, agent = lines(buf)
+    assert caller["role"] == "caller" and caller["offset_s"] == 1.0
+    assert caller["at"] == "2023-11-14T22:13:21.000+00:00"
+    assert agent == {
+        "type": "turn", "role": "agent", "item_id": "a1", "text": "The quick brown fox",
+        "at": "2023-11-14T22:13:23.000+00:00", "offset_s": 3.0, "response_id": "resp_a1",
+        "heard_ms": 500, "audio_ms": 1000, "interrupted": True, "full_text": TEXT,
+    }  # fmt: skip
+
+
+def test_text_after_playback_and_played_in_full() -> None:
+    t, buf, _ = make()
+    t.agent_played(played("a1", 1000, 1000.0, interrupted=False, at=100.5))
+    assert lines(buf) == []
+    t.agent_said("a1", TEXT)
+    [agent] = lines(buf)
+    assert agent["text"] == TEXT and not agent["interrupted"] and "full_text" not in agent
+
+
+def test_close_writes_what_is_open_and_the_end() -> None:
+    """BYE mid-sentence: the answer being played has no final transcript yet; the deltas
+    that came are what is known, cut to what was heard."""
+    t, buf, clock = make()
+    t.agent_delta("a1", "The quick brown ")
+    t.agent_delta("a1", "fox jumps over the lazy dog")
+    t.agent_played(played("a1", 230, 1000.0, interrupted=True, at=100.2))
+    t.agent_said("a2", "Never played")
+    clock.t = 110.0
+    t.close("caller_bye")
+    t.close("again")  # idempotent
+    agent, unplayed, end = lines(buf)
+    assert agent["text"] == "The quick" and agent["full_text"] == TEXT
+    assert unplayed["text"] == "" and unplayed["heard_ms"] == 0
+    assert end == {
+        "type": "call", "event": "ended", "reason": "caller_bye", "duration_s": 10.0,
+        "at": "2023-11-14T22:13:30.000+00:00",
+    }  # fmt: skip
+    assert buf.closed
+
+
+def test_every_line_reaches_the_file_at_once(tmp_path) -> None:
+    t = TranscriptLog.open(tmp_path, "abc/../1", structlog.get_logger(), caller="sip:1@x")
+    t.speech_started("u1")
+    t.caller_said("u1", "hello")
+    [path] = tmp_path.iterdir()  # the id cannot escape the directory
+    assert path.name.endswith("_abc_.._1.jsonl")
+    written = [json.loads(line) for line in path.read_text().splitlines()]  # before close
+    assert [w.get("event", w.get("role")) for w in written] == ["answered", "caller"]
+    assert written[0]["caller"] == "sip:1@x"
+    t.close("caller_bye")
+
+
+def test_an_unwritable_directory_only_logs(tmp_path) -> None:
+    t = TranscriptLog.open(tmp_path / "missing", "c1", structlog.get_logger())
+    assert t.file is None
+    t.caller_said("u1", "hello")
+    t.close("caller_bye")
