@@ -288,8 +288,7 @@ class RealtimeLink:
         while True:
             session = self._session
             self._replaced.clear()
-            opens_at = self._ends_at - self._margin_s
-            force_at = self._ends_at - self._margin_s / 4
+            opens_at, force_at = rollover_times(session.opened_at, self._ends_at, self._margin_s)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, opens_at - time.monotonic())):
                     await self._replaced.wait()  # a reconnect starts the count anew
@@ -396,3 +395,13 @@ class RealtimeLink:
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def rollover_times(opened_at: float, ends_at: float, margin_s: float) -> tuple[float, float]:
+    """When to open the next session and when to switch at the latest.
+
+    The margin is capped at half the session's life: a service that announces sessions
+    shorter than the margin must not make every new session roll over at once.
+    """
+    margin = min(margin_s, max(ends_at - opened_at, 0.0) / 2)
+    return ends_at - margin, ends_at - margin / 4

@@ -37,15 +37,11 @@ def read_transcript(directory: Path) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("ending", ["caller_bye", "service_drop"])
 async def test_a_call_cut_mid_answer_keeps_its_transcript(tmp_path: Path, ending: str) -> None:
     """The caller hangs up (BYE) in the middle of the agent's answer, or the service drops
-    the WebSocket (its 1001 session limit): every turn is still written, the agent's as far
-    as it was heard, and the end of the call with its reason."""
+    the WebSocket (1011) and refuses the reconnect: every turn is still written, the agent's
+    as far as it was heard, and the end of the call with its reason."""
     transcripts = tmp_path / "transcripts"
     bye_ms = 4000 if ending == "caller_bye" else None
-    fake = EmbeddedRealtimeServer(
-        answer=long_answer(),
-        burst_speed=BURST,
-        max_session_s=4.0 if ending == "service_drop" else None
-    )
+    fake = EmbeddedRealtimeServer(answer=long_answer(), burst_speed=BURST)
     async with fake, RtpCaller() as phone:
         config = {**gateway_config(fake), "records": {"transcripts_dir": str(transcripts)}}
         async with GatewayProcess(tmp_path, config) as gateway:
@@ -53,9 +49,16 @@ async def test_a_call_cut_mid_answer_keeps_its_transcript(tmp_path: Path, ending
             async with sipp:
                 await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
                 phone.say(voice(1.0, 120.0))
+                if ending == "service_drop":
+                    before = phone.sound_packets
+                    await phone.wait_until(
+                        lambda: phone.sound_packets > before + 50, 20, "a second of the answer"
+                    )
+                    fake.refuse_status = 503
+                    await fake.sessions[0].drop(1011)
                 ended = await gateway.wait_for("call.ended", timeout=30)
                 assert await sipp.wait(15) == 0, sipp.report()
-    expected = "caller_bye" if ending == "caller_bye" else "realtime_closed:1001"
+    expected = "caller_bye" if ending == "caller_bye" else "realtime_closed:1011"
     assert ended["reason"] == expected
     lines = read_transcript(transcripts)
     assert [line.get("event") or line["role"] for line in lines] == [
