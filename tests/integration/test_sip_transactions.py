@@ -97,6 +97,8 @@ async def test_invite_retransmitted_while_the_session_opens_gets_100(tmp_path: P
                 run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
             )
             await gateway.wait_for("sip.invite_retransmission", timeout=15)
+            # The retransmission may arrive before the call's connection reaches the gate.
+            await gate.wait("the Realtime connection", lambda: gate.connections >= 1, 10)
             assert gate.connections == 1 and not gateway.find("call.answered")
             gate.release.set()
             await run
