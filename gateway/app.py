@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -402,7 +403,9 @@ class Gateway:
             )
             recording = self._recording(call.id, route.agent, stream.frame_samples)
             tools = Tools(route.agent.tools, _tool_call_data(call.id, info, route.profile))
-            actions = Actions(session, tools, route.agent.dtmf, None, clog)
+            actions = Actions(
+                session, tools, route.agent.dtmf, partial(call.uas.transfer, sip), clog
+            )
             bridge = CallBridge(
                 session,
                 stream,

@@ -55,6 +55,10 @@ class GatewayUAS(SipUAS):
         # Set by the daemon: True while it is draining or full, so OPTIONS get 503 like an INVITE.
         self.unavailable: Callable[[], bool] = lambda: False
         self._byes: dict[str, asyncio.Task[None]] = {}  # our BYEs by branch, until answered
+        # Our REFERs by branch until their final response; transfer progress by Call-ID.
+        self._refers: dict[str, asyncio.Future[SipResponse]] = {}
+        self._transfers: dict[str, asyncio.Queue[tuple[int, str]]] = {}
+        self.on_transfer_progress = self._transfer_progress
         self._handlers["ACK"] = self._handle_ack
         self._handlers["CANCEL"] = self._handle_cancel
         transport.on_reply = self._on_reply
@@ -72,9 +76,15 @@ class GatewayUAS(SipUAS):
     def _on_message(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
         if isinstance(msg, SipResponse):
             vias = msg.via
-            task = self._byes.pop(vias[0].branch or "", None) if vias else None
+            branch = (vias[0].branch or "") if vias else ""
+            task = self._byes.pop(branch, None)
             if task is not None:
                 task.cancel()
+                return
+            refer = self._refers.get(branch)
+            if refer is not None:
+                if msg.status_code >= 200 and not refer.done():
+                    refer.set_result(msg)
                 return
         super()._on_message(msg, addr)
 
@@ -270,6 +280,64 @@ class GatewayUAS(SipUAS):
             self._byes[branch] = asyncio.get_running_loop().create_task(
                 self._resend_bye(branch, lambda: self.transport.send(bye, destination))
             )
+
+    async def transfer(
+        self, call: IncomingCall, target: str, timeout_s: float = 30.0
+    ) -> tuple[bool, str]:
+        """Blind transfer (RFC 3515): REFER the caller to `target`, wait for the outcome.
+
+        True once the caller's side reports the new call answered (NOTIFY sipfrag 2xx);
+        False, with the reason, when the REFER is refused or the new call fails.
+        """
+        if call.dialog.state is not DialogState.CONFIRMED:
+            return False, "the call is not up"
+        host, port = call._signaling_addr()
+        refer = call.dialog.create_request(
+            "REFER", via_host=host, via_port=port, via_transport=self.transport.name
+        )
+        refer.headers.set_single("Refer-To", f"<{target}>")
+        refer.headers.set_single("Referred-By", f"<{call.dialog.local_uri}>")
+        refer.headers.set_single("Contact", f"<sip:{host}:{port}>")
+        if self.user_agent:
+            refer.headers.set_single("User-Agent", self.user_agent)
+        branch = refer.via[0].branch or ""
+        answered: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        self._refers[branch] = answered
+        progress = self._transfers[call.call_id] = asyncio.Queue()
+        destination = call.source_addr
+        self.transport.send(refer, destination)
+        resend = (
+            None
+            if self.transport.reliable
+            else asyncio.ensure_future(
+                self._resend(lambda: self.transport.send(refer, destination))
+            )
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await answered
+                if resend is not None:
+                    resend.cancel()
+                if response.status_code >= 300:
+                    return False, f"REFER refused: {response.status_code} {response.reason_phrase}"
+                while True:
+                    status, reason = await progress.get()
+                    if status >= 200:
+                        return status < 300, f"{status} {reason}".strip()
+        except TimeoutError:
+            return False, f"no transfer outcome within {timeout_s:g} s"
+        finally:
+            if resend is not None:
+                resend.cancel()
+            self._refers.pop(branch, None)
+            self._transfers.pop(call.call_id, None)
+
+    def _transfer_progress(self, call_id: str, status: int, reason: str) -> None:
+        """A NOTIFY (Event: refer) told how the caller's new call is going."""
+        log.info("sip.transfer_progress", sip_call_id=call_id, status=status, reason=reason)
+        queue = self._transfers.get(call_id)
+        if queue is not None:
+            queue.put_nowait((status, reason))
 
     async def _resend_bye(self, branch: str, send: Callable[[], None]) -> None:
         await self._resend(send)

@@ -211,6 +211,74 @@ def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
     return path
 
 
+_TRANSFEREE = """  <recv request="REFER" timeout="{timeout_ms}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 202 Accepted
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      NOTIFY [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 NOTIFY
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Event: refer
+      Subscription-State: terminated;reason=noresource
+      Max-Forwards: 70
+      Content-Type: message/sipfrag;version=2.0
+      Content-Length: [len]
+
+      SIP/2.0 {outcome}
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+_BYE_AFTER_NOTIFY = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def transferee_call(path: Path, outcome: str, *, pause_ms: int = 3000) -> Path:
+    """A call (RTP at ``-key rtp_port``) that the gateway transfers with REFER: SIPp accepts
+    (202) and reports `outcome` (e.g. "200 OK", "486 Busy Here") in a sipfrag NOTIFY. On
+    success it expects the gateway's BYE; otherwise it hangs up itself after `pause_ms`."""
+    ending = _TRANSFEREE.format(timeout_ms=30_000, outcome=outcome)
+    if outcome.startswith("2"):
+        ending += _WAIT_FOR_BYE.format(timeout_ms=15_000)
+    else:
+        ending += _BYE_AFTER_NOTIFY.format(pause_ms=pause_ms)
+    invite = _invite("[rtp_port]", PCMU)
+    path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
+    return path
+
+
 def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int = 60_000) -> Path:
     """A PCMU call whose SDP offers the port given as ``-key rtp_port N`` (a Python RTP caller).
 
@@ -234,12 +302,17 @@ def sipp_dial(
     *,
     hang_up_after_ms: int | None = None,
     timeout_ms: int = 60_000,
+    transfer_outcome: str | None = None,
 ) -> Sipp:
-    """SIPp calling the gateway for a Python RTP caller listening on `rtp_port`."""
+    """SIPp calling the gateway for a Python RTP caller listening on `rtp_port` (and, with
+    `transfer_outcome`, taking the gateway's REFER: see transferee_call)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    scenario = uac_call(
-        workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms, timeout_ms=timeout_ms
-    )
+    if transfer_outcome is not None:
+        scenario = transferee_call(workdir / "uac.xml", transfer_outcome)
+    else:
+        scenario = uac_call(
+            workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms, timeout_ms=timeout_ms
+        )
     sip_port = free_udp_port()
     args: list[str | int] = ["-sf", scenario, "-key", "rtp_port", rtp_port, "-m", 1]
     args += ["-i", LOOPBACK, "-p", sip_port, "-mp", free_port_block(4), "-s", "agent"]

@@ -152,3 +152,31 @@ async def test_webhook_result_goes_back_and_the_call_is_recorded(tmp_path: Path,
     agent_sound = agent[np.abs(agent) > 100]
     assert len(agent_sound) > 0.2 * 8000  # the agent's answer is on its channel
     assert normalized_xcorr(agent[: len(heard)], heard)[0] >= 0.8  # as the phone heard it
+
+
+@pytest.mark.parametrize("outcome", ["200 OK", "486 Busy Here"])
+async def test_transfer_with_refer(tmp_path: Path, outcome: str) -> None:
+    """The model transfers the caller: REFER to the configured target; on a 2xx NOTIFY the
+    gateway leaves the call; on a failure the model hears why and the call goes on."""
+    tool = {"type": "transfer_call", "targets": {"sales": "sip:600@pbx.example"}}
+    fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", '{"destination": "sales"}')])
+    async with fake, RtpCaller() as phone:
+        async with GatewayProcess(tmp_path, config(fake, tools=[tool])) as gateway:
+            sipp = sipp_dial(tmp_path / "sipp", gateway.port, phone.port, transfer_outcome=outcome)
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                ended = await gateway.wait_for("call.ended", timeout=30)
+                assert await sipp.wait(15) == 0, sipp.report()
+    refer = sipp.messages_path.read_text()
+    assert "REFER sip:" in refer and "Refer-To: <sip:600@pbx.example>" in refer
+    [output] = sent(fake, "conversation.item.create")
+    result = json.loads(output["item"]["output"])
+    [transfer] = gateway.find("call.transfer")
+    if outcome.startswith("2"):
+        assert ended["reason"] == "transferred" and transfer["ok"] is True
+        assert result["ok"] is True
+    else:
+        assert ended["reason"] == "caller_bye" and transfer["ok"] is False
+        assert "486 Busy Here" in result["error"] and "still here" in result["error"]
+        assert sent(fake, "response.create")  # the model tells the caller
