@@ -14,16 +14,23 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import structlog
-from aiosipua import IncomingCall, SipRequest, serialize_sdp
+from aiosipua import IncomingCall, SipRequest, SipUAC, serialize_sdp
 from aiosipua.dialog import DialogState
-from aiosipua.transport import SipTransport, TcpSipTransport
 
 from . import __version__
+from .bridge.actions import Actions
 from .bridge.call import CallBridge
+from .bridge.recording import Recording
+from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
-from .config import GatewayConfig, api_key
+from .call_record import CallRecord, now_iso
+from .config import AgentConfig, GatewayConfig, api_key, sip_passwords
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .metrics import CallProbe, Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
@@ -32,9 +39,13 @@ from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.link import RealtimeLink
 from .realtime.protocol import dialect_for
 from .routing import CallInfo, Router
-from .sip.sdp import NotAcceptable, build_answer, plan_media
-from .sip.transport import UdpTransport
-from .sip.uas import GatewayUAS, reject
+from .sip.digest import DigestVerifier
+from .sip.leg import CallLeg
+from .sip.register import Registrar
+from .sip.sdp import NotAcceptable, SdpSession
+from .sip.transactions import SipTimers
+from .sip.transport import TcpTransport, UdpTransport, bound_port
+from .sip.uas import GatewayUAS, reject, respond
 
 log = structlog.get_logger("gateway")
 
@@ -42,7 +53,9 @@ USER_AGENT = f"sip-realtime-gateway/{__version__}"
 SHUTDOWN_GRACE_S = 5.0
 RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before retrying
 SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
+SIP_STATUS_BY_REASON = {"not_acceptable": 488, "no_rtp_port": 503, "realtime_unavailable": 503}
 RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
+_PHRASES = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 
 
 class StartupError(Exception):
@@ -57,13 +70,17 @@ class ActiveCall:
     received_at: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
     end_reason: str | None = None
+    leg: CallLeg | None = None
 
 
 class Gateway:
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, *, sip_timers: SipTimers | None = None) -> None:
         self.cfg = cfg
         self.calls: dict[str, ActiveCall] = {}  # by SIP Call-ID
+        self._timers = sip_timers or SipTimers()
         self._uas: list[GatewayUAS] = []
+        self._registrar: Registrar | None = None
+        self._digest: DigestVerifier | None = None
         self._ports = PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         self._allow = list(cfg.sip.allow_from)
         self._embedded: EmbeddedRealtimeServer | None = None
@@ -102,30 +119,29 @@ class Gateway:
             await self._check_token()
         await self._start_metrics()
 
-        transcripts = self.cfg.records.transcripts_dir
-        if transcripts is not None:
-            try:
-                transcripts.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StartupError(
-                    f"records.transcripts_dir: cannot create {transcripts}: {exc.strerror}"
-                ) from None
-            if not os.access(transcripts, os.W_OK | os.X_OK):
-                raise StartupError(f"records.transcripts_dir: {transcripts} is not writable")
+        for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
+            _writable_dir(f"records.{key}", getattr(self.cfg.records, key))
 
         sip = self.cfg.sip
+        users, register_password = sip_passwords(self.cfg)
+        if sip.auth is not None:
+            missing = [u.password_env for u in sip.auth.users if u.username not in users]
+            if missing:
+                raise StartupError(f"sip.auth.users: environment variable {missing[0]} is not set")
+            self._digest = DigestVerifier(sip.auth.realm, users)
+        if sip.registration is not None and register_password is None:
+            raise StartupError(
+                f"sip.register.password_env: environment variable "
+                f"{sip.registration.password_env} is not set"
+            )
         for kind in sip.transports:
-            transport: SipTransport
+            transport: UdpTransport | TcpTransport
             if kind == "udp":
                 transport = UdpTransport(local_addr=(sip.bind, self.sip_port))
             else:
-                transport = TcpSipTransport(local_addr=(sip.bind, self.sip_port))
-            uas = GatewayUAS(transport, user_agent=USER_AGENT)
-            uas.on_invite = lambda call, uas=uas: self._on_invite(uas, call)
-            uas.on_bye = self._on_bye
-            uas.on_cancel = self._on_cancel
-            uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
-            uas.unavailable = self._unavailable
+                transport = TcpTransport(local_addr=(sip.bind, self.sip_port))
+            uas = GatewayUAS(transport, user_agent=USER_AGENT, timers=self._timers)
+            self._wire(uas)
             try:
                 await uas.start()
             except OSError as exc:
@@ -135,8 +151,10 @@ class Gateway:
                 ) from None
             self._uas.append(uas)
             # With port 0 (tests), every further transport shares the port the first one got.
-            self.sip_port = _bound_port(transport) or self.sip_port
+            self.sip_port = bound_port(transport) or self.sip_port
             transport.local_addr = (transport.local_addr[0], self.sip_port)
+        if sip.registration is not None and register_password is not None:
+            self._start_registration(register_password)
         self.ready = True
         metrics = self.cfg.metrics
         log.info(
@@ -148,6 +166,25 @@ class Gateway:
             metrics=f"{metrics.bind}:{metrics.port}" if metrics.enabled else None,
             version=__version__,
         )
+
+    def _wire(self, uas: GatewayUAS) -> None:
+        uas.on_invite = lambda call: self._on_invite(uas, call)
+        uas.on_bye = lambda call, request: self._end(call.call_id, "caller_bye")
+        uas.on_cancelled = lambda call: self._end(call.call_id, "caller_cancel")
+        uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
+        uas.on_ack = self._on_ack
+        uas.on_reinvite = self._on_reinvite
+        uas.unavailable = self._unavailable
+
+    def _start_registration(self, password: str) -> None:
+        reg = self.cfg.sip.registration
+        udp = next((u for u in self._uas if isinstance(u.transport, UdpTransport)), None)
+        if reg is None or udp is None:
+            raise StartupError("sip.register needs a udp transport in sip.transports")
+        contact = (self._local_ip(reg.registrar_address[0]), self.sip_port)
+        udp.uac = SipUAC(udp.transport, advertised_addr=contact)
+        self._registrar = Registrar(udp.uac, reg, password, contact, user_agent=USER_AGENT)
+        self._registrar.start()
 
     async def _check_token(self) -> None:
         """Entra: a token must be obtainable before the gateway says it is ready."""
@@ -181,6 +218,9 @@ class Gateway:
     async def stop(self, reason: str = "shutdown") -> None:
         """Hang up every call (BYE), then close listeners and the embedded agent."""
         self.ready = False
+        if self._registrar is not None:
+            await self._registrar.stop()
+            self._registrar = None
         for call in list(self.calls.values()):
             self._end(call.sip.call_id, reason)
         tasks = [c.task for c in self.calls.values() if c.task is not None]
@@ -218,15 +258,12 @@ class Gateway:
     def _on_invite(self, uas: GatewayUAS, sip: IncomingCall) -> None:
         source = sip.source_addr[0]
         clog = log.bind(sip_call_id=sip.call_id, source=f"{source}:{sip.source_addr[1]}")
-        refusal = self._refusal(source)
+        refusal = self._refusal(sip)
         if refusal is not None:
-            status, label, why = refusal
+            status, label, why, headers = refusal
             clog.warning("call.rejected", status=status, reason=why)
             self.metrics.rejected(label)
-            if status == 403:
-                reject(sip, 403, "Forbidden")
-            else:
-                reject(sip, 503, "Service Unavailable", retry_after=RETRY_AFTER_S)
+            reject(sip, status, _PHRASES[status], headers=headers)
             uas.forget(sip)
             return
         call = ActiveCall(secrets.token_hex(6), sip, uas)
@@ -236,25 +273,42 @@ class Gateway:
         )
         self.on_calls_changed()
 
-    def _refusal(self, source: str) -> tuple[int, str, str] | None:
-        """Why an INVITE from `source` cannot be taken: (status, metric label, log reason)."""
-        if not self._allowed(source):
-            return 403, "forbidden", "source not in sip.allow_from"
+    def _refusal(self, sip: IncomingCall) -> tuple[int, str, str, dict[str, str]] | None:
+        """Why an INVITE cannot be taken: (status, metric label, log reason, extra headers)."""
+        if not self._allowed(sip.source_addr[0]):
+            return 403, "forbidden", "source not in sip.allow_from", {}
+        if self._digest is not None:
+            verdict = self._digest.verify(sip.invite)
+            if not verdict.ok:
+                challenge = {"WWW-Authenticate": self._digest.challenge(stale=verdict.stale)}
+                return 401, "unauthorized", f"digest: {verdict.reason}", challenge
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
         if self.draining:
-            return 503, "draining", "the gateway is stopping"
+            return 503, "draining", "the gateway is stopping", retry
         if len(self.calls) >= self.cfg.sip.max_calls:
-            return 503, "max_calls", "sip.max_calls reached"
+            return 503, "max_calls", "sip.max_calls reached", retry
         return None
 
     def _unavailable(self) -> bool:
         """OPTIONS get 503 too when an INVITE would: a PBX's health check sees it first."""
         return self.draining or len(self.calls) >= self.cfg.sip.max_calls
 
-    def _on_bye(self, sip: IncomingCall, request: SipRequest) -> None:
-        self._end(sip.call_id, "caller_bye")
+    def _on_ack(self, sip: IncomingCall, request: SipRequest) -> None:
+        call = self.calls.get(sip.call_id)
+        if call is None or call.leg is None:
+            return
+        try:
+            call.leg.on_ack(request)
+        except NotAcceptable as exc:
+            log.warning("call.bad_answer", call_id=call.id, reason=str(exc))
+            self._end(sip.call_id, "bad_sdp_answer")
 
-    def _on_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
-        self._end(request.call_id or "", "caller_cancel")
+    def _on_reinvite(self, sip: IncomingCall) -> None:
+        call = self.calls.get(sip.call_id)
+        if call is None or call.leg is None:  # still being set up, or already ending
+            respond(sip, 500, "Server Internal Error", retry_after=1)  # §14.2
+            return
+        call.leg.on_reinvite()
 
     def _end(self, sip_call_id: str, reason: str) -> None:
         call = self.calls.get(sip_call_id)
@@ -283,19 +337,31 @@ class Gateway:
             caller=sip.caller,
             callee=sip.callee,
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            late_offer=sip.sdp_offer is None,
         )
         session: RealtimeLink | None = None
         stream: RtpStream | None = None
         transcript: TranscriptLog | None = None
+        bridge: CallBridge | None = None
+        recording: Recording | None = None
+        info = CallInfo.from_invite(sip)
+        record = CallRecord(
+            call.id,
+            sip.call_id,
+            sip.caller,
+            sip.callee,
+            f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            dialed=info.dialed,
+        )
         answered_at: float | None = None
         reason = "unknown"
         try:
             local_ip = self._local_ip(sip.source_addr[0])
             sip.advertised_addr = (local_ip, self.sip_port)
-            if sip.sdp_offer is None:
-                raise NotAcceptable("INVITE without SDP (late offer) is not supported yet")
-            plan = plan_media(sip.sdp_offer, self.cfg.media.codecs)
-            route = self.router.select(CallInfo.from_invite(sip))
+            sdp = SdpSession(self.cfg.media.codecs, local_ip)
+            plan = sdp.first_plan(sip.sdp_offer)
+            route = self.router.select(info)
+            record.profile, record.codec = route.profile, plan.codec.name
             clog.info("call.routed", profile=route.profile)
             stream = await RtpStream.open(
                 self._ports,
@@ -309,6 +375,7 @@ class Gateway:
                     dtmf_payload_type=plan.dtmf_payload_type,
                 ),
             )
+            sdp.rtp_port = stream.port
             started = time.monotonic()
             session = await RealtimeLink.connect(
                 self.cfg.realtime,
@@ -334,6 +401,11 @@ class Gateway:
                 caller=sip.caller,
                 callee=sip.callee,
             )
+            recording = self._recording(call.id, route.agent, stream.frame_samples)
+            tools = Tools(route.agent.tools, _tool_call_data(call.id, info, route.profile))
+            actions = Actions(
+                session, tools, route.agent.dtmf, partial(call.uas.transfer, sip), clog
+            )
             bridge = CallBridge(
                 session,
                 stream,
@@ -343,11 +415,19 @@ class Gateway:
                 clog,
                 transcript,
                 probe=CallProbe(self.metrics),
+                actions=actions,
+                recording=recording,
             )
             stream.on_payload = bridge.on_payload
-            answer = build_answer(sip.sdp_offer, plan, local_ip, stream.port)
-            sip.accept(answer)
+            # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
+            local_sdp = sdp.answer(sip.sdp_offer)[1] if sip.sdp_offer else sdp.offer()
+            call.leg = CallLeg(sip, sdp, stream, clog)
+            sip.accept(local_sdp)
             answered_at = time.monotonic()
+            record.answered_at = now_iso()
+            if recording is not None:
+                recording.start()
+                record.recording = str(recording.path)
             self.metrics.answered()
             clog.info(
                 "call.answered",
@@ -356,7 +436,7 @@ class Gateway:
                 rtp_remote=_fmt(plan.remote),
                 ptime_ms=plan.ptime_ms,
             )
-            clog.debug("sip.sdp_answer", sdp=serialize_sdp(answer))
+            clog.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
             reason = await bridge.run()
             clog.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
         except NotAcceptable as exc:
@@ -385,12 +465,16 @@ class Gateway:
             reason = call.end_reason or reason
             if transcript is not None:
                 transcript.close(reason)
-            if sip.dialog.state == DialogState.CONFIRMED and reason != "caller_bye":
-                sip.hangup()
+            if reason != "caller_bye":
+                call.uas.send_bye(sip)
             if session is not None:
                 await session.close()
+                clog.info("realtime.session_closed", session_id=session.id)
+            if recording is not None:
+                await recording.close()
             if stream is not None:
-                clog.info("rtp.stats", **stream.summary())
+                record.rtp = stream.summary()
+                clog.info("rtp.stats", **record.rtp)
                 stream.close()
                 self._ports.release(stream.port)
             call.uas.forget(sip)
@@ -407,7 +491,42 @@ class Gateway:
                 rtp_in=stream.stats.packets_in if stream else 0,
                 rtp_out=stream.stats.packets_out if stream else 0,
             )
+            await self._write_record(record, reason, answered_at, duration_s, call, bridge, clog)
             self.on_calls_changed()
+
+    def _recording(self, call_id: str, agent: AgentConfig, frame_samples: int) -> Recording | None:
+        directory = self.cfg.records.recordings_dir
+        if not agent.recording or directory is None:
+            return None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return Recording(directory / f"{stamp}_{call_id}.wav", frame_samples)
+
+    async def _write_record(
+        self,
+        record: CallRecord,
+        reason: str,
+        answered_at: float | None,
+        duration_s: float,
+        call: ActiveCall,
+        bridge: CallBridge | None,
+        clog: Any,
+    ) -> None:
+        directory = self.cfg.records.calls_dir
+        if directory is None:
+            return
+        record.ended_at = now_iso()
+        record.end_reason = reason
+        record.setup_ms = round(((answered_at or time.monotonic()) - call.received_at) * 1000)
+        record.duration_s = round(duration_s, 3)
+        record.sip_status = None if answered_at else SIP_STATUS_BY_REASON.get(reason)
+        if bridge is not None:
+            record.usage = dict(bridge.stats.usage)
+            record.tool_calls = list(bridge.actions.tool_calls)
+            record.transcript = bridge.transcript.path
+        try:
+            await record.write(directory)
+        except OSError as exc:
+            clog.error("call.record_failed", directory=str(directory), error=exc.strerror)
 
     def _count_end(
         self, reason: str, answered: bool, duration_s: float, stream: RtpStream | None
@@ -435,6 +554,17 @@ class Gateway:
         return local_ip_towards(peer)
 
 
+def _tool_call_data(call_id: str, info: CallInfo, profile: str) -> dict[str, str]:
+    """What a webhook learns about the call (the `call` object of its request)."""
+    return {
+        "call_id": call_id,
+        "caller": info.caller,
+        "caller_name": info.caller_name,
+        "dialed": info.dialed,
+        "profile": profile,
+    }
+
+
 def _drop(payload: bytes) -> None:
     """RTP that arrives before the bridge exists (early media from the caller)."""
 
@@ -443,11 +573,13 @@ def _fmt(addr: tuple[str, int] | None) -> str | None:
     return f"{addr[0]}:{addr[1]}" if addr else None
 
 
-def _bound_port(transport: SipTransport) -> int | None:
-    udp = getattr(transport, "_udp_transport", None)
-    if udp is not None:
-        return int(udp.get_extra_info("sockname")[1])
-    server = getattr(transport, "_server", None)
-    if server is not None and server.sockets:
-        return int(server.sockets[0].getsockname()[1])
-    return None
+def _writable_dir(key: str, directory: Path | None) -> None:
+    """Create a records directory at start, or refuse to start naming the key."""
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"{key}: cannot create {directory}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StartupError(f"{key}: {directory} is not writable")

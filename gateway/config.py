@@ -55,12 +55,16 @@ __all__ = [
     "SemanticVad",
     "ServerVad",
     "ServiceConfig",
+    "SipAuthConfig",
     "SipConfig",
+    "SipRegisterConfig",
+    "SipUserConfig",
     "TurnDetection",
     "api_key",
     "check_environment",
     "load_config",
     "parse_config",
+    "sip_passwords",
 ]
 
 SECRETS_MESSAGE = (
@@ -239,6 +243,22 @@ def _parse_host(value: object) -> str:
     return str(ip)
 
 
+def _parse_hostport(value: object) -> str:
+    """host or host:port (IPv6 in brackets); the port defaults to 5060."""
+    text = _text(value).strip()
+    host, port = text, "5060"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    host = _parse_host(host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -363,6 +383,11 @@ def _is_model(annotation: object) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
+def _keys(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's fields by the key written in YAML (the alias, where there is one)."""
+    return {field.alias or name: field for name, field in model.model_fields.items()}
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -374,13 +399,81 @@ class _Model(BaseModel):
             empty = [
                 key
                 for key, value in data.items()
-                if value is None
-                and key in cls.model_fields
-                and _is_model(cls.model_fields[key].annotation)
+                if value is None and key in _keys(cls) and _is_model(_keys(cls)[key].annotation)
             ]
             if empty:
                 data = {k: v for k, v in data.items() if k not in empty}
         return data
+
+
+class SipUserConfig(_Model):
+    """One account a PBX may authenticate its INVITEs with."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    username: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        description="User name the PBX sends in its digest credentials.",
+    )
+    password_env: Annotated[str, BeforeValidator(_parse_env_name)] = Field(
+        description="NAME of the environment variable that holds this user's password (never "
+        "the password itself).",
+    )
+
+
+class SipAuthConfig(_Model):
+    """Digest authentication of inbound INVITEs (RFC 3261 §22), for PBXs that send credentials."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    realm: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        "sip-realtime-gateway",
+        description="Realm in the 401 challenge; the PBX's credentials must name it. Default "
+        "sip-realtime-gateway.",
+    )
+    users: list[SipUserConfig] = Field(
+        min_length=1,
+        description="Accounts allowed to place calls. An INVITE without valid credentials "
+        "gets 401 Unauthorized with a challenge (MD5, qop=auth).",
+    )
+
+
+class SipRegisterConfig(_Model):
+    """Registration mode: the gateway registers to a PBX as an extension and takes its calls."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    registrar: Annotated[str, BeforeValidator(_parse_hostport)] = Field(
+        description="Registrar (the PBX) as host or host:port, e.g. pbx.example.com:5060. "
+        "REGISTER goes there over UDP; the PBX's address must also be in sip.allow_from.",
+    )
+    user: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
+        description="Extension to register, the user part of the address of record "
+        "sip:USER@DOMAIN.",
+    )
+    domain: Annotated[str | None, BeforeValidator(_optional(_parse_host))] = Field(
+        None,
+        description="Domain of the address of record. Default: the registrar's host.",
+    )
+    auth_user: Annotated[str | None, BeforeValidator(_optional(_text))] = Field(
+        None,
+        description="User name for digest authentication, when it differs from user. "
+        "Default: user.",
+    )
+    password_env: Annotated[str, BeforeValidator(_parse_env_name)] = Field(
+        description="NAME of the environment variable that holds the extension's password.",
+    )
+    expires: Int = Field(
+        300,
+        ge=30,
+        le=86400,
+        description="Registration interval asked for, in seconds (30-86400); refreshed at 90 % "
+        "of what the registrar grants. Default 300.",
+    )
+
+    @property
+    def registrar_address(self) -> tuple[str, int]:
+        host, _, port = self.registrar.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class SipConfig(_Model):
@@ -425,8 +518,20 @@ class SipConfig(_Model):
     max_calls: Int = Field(
         100,
         ge=1,
-        description="Maximum number of simultaneous calls; INVITEs beyond it are refused. "
-        "Default 100.",
+        description="Maximum number of simultaneous calls; INVITEs beyond it get 503 Service "
+        "Unavailable with Retry-After, and OPTIONS answers 503 so a dispatcher sends calls "
+        "elsewhere. Default 100.",
+    )
+    auth: SipAuthConfig | None = Field(
+        None,
+        description="Digest authentication of inbound INVITEs. Default none: calls are "
+        "admitted by sip.allow_from alone.",
+    )
+    registration: SipRegisterConfig | None = Field(
+        None,
+        alias="register",
+        description="Register to a PBX as an extension and take the calls it sends there. "
+        "Default none: the PBX routes calls to this gateway's address (trunk mode).",
     )
 
     @field_validator("allow_from", mode="after")
@@ -824,6 +929,18 @@ class RecordsConfig(_Model):
         "Created at start if missing; relative paths are from the working directory. "
         "Default none = transcripts only in the log.",
     )
+    recordings_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(
+        None,
+        description="Directory for call recordings: one stereo WAV per call (caller left, agent "
+        "right, as heard: the agent cut where the caller interrupted), for profiles with "
+        "recording: true. Created at start if missing. Default none = no recordings.",
+    )
+    calls_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(
+        None,
+        description="Directory for call records: one JSON file per call (times, caller, dialed "
+        "number, route, end reason, durations, token usage, tool calls), written whatever "
+        "way the call ends. Created at start if missing. Default none = only the log.",
+    )
 
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -907,6 +1024,23 @@ class TransferTool(_Model):
 Tool = Annotated[WebhookTool | EndCallTool | TransferTool, Field(discriminator="type")]
 
 
+class DtmfConfig(_Model):
+    """Key presses (RFC 4733 or SIP INFO) handed to the model as text."""
+
+    respond: bool = Field(
+        True,
+        description="After the caller's keys, ask the model to respond (true), or only put "
+        "them in the conversation for its next turn (false). Default true.",
+    )
+    inter_digit_ms: int = Field(
+        1500,
+        ge=0,
+        le=10_000,
+        description="Keys pressed within this many ms of each other go to the model together "
+        "as one '[DTMF 1234#]' message; # sends at once. 0 = each key alone. Default 1500.",
+    )
+
+
 class AgentConfig(_Model):
     """What the voice agent says and how it takes turns."""
 
@@ -970,6 +1104,15 @@ class AgentConfig(_Model):
         description="Functions the model may call: type webhook (an HTTP POST to your "
         "service), end_call (hang up after the goodbye) or transfer_call (SIP REFER to a "
         "configured target). Default none.",
+    )
+    dtmf: DtmfConfig = Field(
+        default_factory=DtmfConfig,
+        description="How the caller's key presses reach the model.",
+    )
+    recording: bool = Field(
+        False,
+        description="Record calls of this profile to records.recordings_dir (a stereo WAV of "
+        "what was heard). Default false.",
     )
 
     @field_validator("greeting", mode="after")
@@ -1213,7 +1356,7 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[str, type[BaseModel] | None]
             current = None
         if _is_model(current):
             parent = current
-            field = current.model_fields.get(item) if isinstance(item, str) else None
+            field = _keys(current).get(item) if isinstance(item, str) else None
             path = f"{path}.{item}" if path else str(item)
             current = field.annotation if field is not None else None
         elif origin is list and isinstance(item, int):
@@ -1231,7 +1374,7 @@ def _resolve_loc(loc: Sequence[int | str]) -> tuple[str, type[BaseModel] | None]
 def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, list[str]]:
     """Every key name in the schema -> the dotted paths where it is valid."""
     found: dict[str, list[str]] = {}
-    for name, field in model.model_fields.items():
+    for name, field in _keys(model).items():
         path = f"{prefix}.{name}" if prefix else name
         found.setdefault(name, []).append(path)
         inner = _unwrap(field.annotation)
@@ -1249,7 +1392,7 @@ _TURN_TYPES: tuple[type[BaseModel], ...] = get_args(get_args(TurnDetection)[0])
 
 def _unknown_key_reason(key: object, path: str, parent: type[BaseModel] | None) -> str:
     """Explain a key the schema does not know: a misplaced key, a typo, or a secret."""
-    allowed = list(parent.model_fields) if parent is not None else []
+    allowed = list(_keys(parent)) if parent is not None else []
     name = str(key)
     what = "section" if parent is GatewayConfig else "key"
     if parent in _TURN_TYPES:
@@ -1510,7 +1653,39 @@ def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.enviro
             problems.append(f"realtime.auth.api_key_env: environment variable {name} is not set")
         elif not value.strip():
             problems.append(f"realtime.auth.api_key_env: environment variable {name} is empty")
+    for path, name in _sip_password_envs(cfg):
+        if not environ.get(name, "").strip():
+            problems.append(f"{path}: environment variable {name} is not set or empty")
     return problems
+
+
+def _sip_password_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
+    """(config path, variable name) of every SIP password the config relies on."""
+    found = []
+    if cfg.sip.auth is not None:
+        for i, user in enumerate(cfg.sip.auth.users):
+            found.append((f"sip.auth.users[{i}].password_env", user.password_env))
+    if cfg.sip.registration is not None:
+        found.append(("sip.register.password_env", cfg.sip.registration.password_env))
+    return found
+
+
+def sip_passwords(
+    cfg: GatewayConfig, environ: Mapping[str, str] = os.environ
+) -> tuple[dict[str, str], str | None]:
+    """The inbound users' passwords by user name, and the registration password.
+
+    Unset variables are left out (check_environment() names them).
+    """
+    users: dict[str, str] = {}
+    if cfg.sip.auth is not None:
+        for user in cfg.sip.auth.users:
+            if environ.get(user.password_env):
+                users[user.username] = environ[user.password_env]
+    register = None
+    if cfg.sip.registration is not None:
+        register = environ.get(cfg.sip.registration.password_env) or None
+    return users, register
 
 
 def api_key(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:

@@ -56,12 +56,13 @@ def _section(
     rows: list[str] = []
     nested: list[tuple[str, Any, tuple[str, list[type[BaseModel]]]]] = []
     for name, field in model.model_fields.items():
-        key = f"{path}.{name}" if path else name
+        written = field.alias or name  # the key as written in YAML (sip.register)
+        key = f"{path}.{written}" if path else written
         holds = _holds_sections(field.annotation)
         if holds is not None:
             nested.append((key, field, holds))
             continue
-        prop = schema["properties"][name]
+        prop = schema["properties"][written]
         default = (
             "(required)"
             if field.is_required()

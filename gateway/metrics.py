@@ -77,8 +77,8 @@ class Metrics:
         )
         self.calls = Counter(
             f"{p}_calls",
-            "INVITEs by outcome: answered; rejected (reason: forbidden, max_calls, draining, "
-            "not_acceptable, no_rtp_port, realtime_unavailable); cancelled; failed.",
+            "INVITEs by outcome: answered; rejected (reason: forbidden, unauthorized, max_calls, "
+            "draining, not_acceptable, no_rtp_port, realtime_unavailable); cancelled; failed.",
             ["outcome", "reason"],
             registry=r,
         )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real SIP/RTP peers used by the integration tests (tests/integration):
-#   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox,
+#   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox, kamailio,
 #   and systemd-analyze (package systemd) to verify the units in deploy/systemd.
 #
 # Idempotent and fast: when every tool is already present it makes no apt call at all.
@@ -31,12 +31,13 @@ missing_packages() {
     baresip_ok || echo baresip-core
     command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
     command -v sox >/dev/null 2>&1 || echo sox
+    command -v kamailio >/dev/null 2>&1 || [[ -x /usr/sbin/kamailio ]] || echo kamailio
     command -v systemd-analyze >/dev/null 2>&1 || echo systemd
 }
 
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -eq 0 ]]; then
-    say "all test peers present (sipp, baresip, espeak-ng, sox, systemd-analyze)"
+    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio, systemd-analyze)"
     exit 0
 fi
 

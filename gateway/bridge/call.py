@@ -24,10 +24,12 @@ from ..media.resample import Resampler
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
+from .actions import Actions
 from .echo import EchoSuppressor
 from .local_vad import LocalBargeIn
 from .model_audio import ModelAudio
 from .playback import ItemAccount, ItemKey, Playback
+from .recording import Recording
 from .transcript import TranscriptLog
 
 UPLINK_BACKLOG_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then it is dropped
@@ -75,6 +77,8 @@ class CallBridge:
         log: Any,
         transcript: TranscriptLog | None = None,
         probe: CallProbe | None = None,
+        actions: Actions | None = None,
+        recording: Recording | None = None,
     ) -> None:
         self.session = session
         self.rtp = rtp
@@ -86,14 +90,15 @@ class CallBridge:
         self.playback = Playback(rtp.frame_samples, on_finished=self.transcript.agent_played)
         self.audio = ModelAudio(self.playback, codec, self.passthrough)
         echo, local = agent.echo_suppression, agent.local_barge_in
-        self.echo = (
-            EchoSuppressor(echo.echo_loss_db, echo.tail_ms, rtp.ptime_ms) if echo else None
-        )
+        self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, rtp.ptime_ms) if echo else None
         self.local = (
             LocalBargeIn(local.threshold, local.min_speech_ms, local.confirm_ms) if local else None
         )
         self._interrupts = getattr(agent.turn_detection, "interrupt_response", False)
-        rtp.on_dtmf = lambda digit, ms: log.info("call.dtmf", digit=digit, duration_ms=ms)
+        self.actions = actions or Actions(session, None, agent.dtmf, None, log)
+        self.recording = recording
+        self._hang_up_due = asyncio.Event()  # the agent hung up and its last words were heard
+        rtp.on_dtmf = self._on_key
         self._up = Resampler(8000, rt.PCM16_RATE)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self._uplink_failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -120,11 +125,37 @@ class CallBridge:
                 self._uplink_failed.set_exception(exc)
 
     def next_frame(self) -> np.ndarray | None:
-        """The pacer's frame source: playback, seen on its way out by the echo suppressor."""
+        """The pacer's frame source: playback, seen on its way out (echo, recording)."""
         frame = self.playback.next_frame()
         if self.echo is not None:
             self.echo.far_end(frame)
+        if self.recording is not None:
+            self.recording.tick(frame)
+        if (
+            frame is None
+            and self.actions.hang_up_requested
+            and not self.actions.responding
+            and not self.playback.buffered_ms
+        ):
+            self._hang_up_due.set()
         return frame
+
+    def _on_key(self, digit: str, duration_ms: int) -> None:
+        self.log.info("call.dtmf", digit=digit, duration_ms=duration_ms)
+        self.actions.key(digit)
+
+    async def _until_hang_up(self) -> None:
+        """The agent ends the call: after its last words (end_call), or now (transferred)."""
+        waits = [
+            asyncio.ensure_future(self._hang_up_due.wait()),
+            asyncio.ensure_future(self.actions.hang_up_now.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        raise CallEnded(self.actions.end_reason)
 
     async def run(self) -> str:
         """Bridge until one side ends; returns the end reason."""
@@ -132,6 +163,7 @@ class CallBridge:
             asyncio.create_task(self._uplink(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
             asyncio.create_task(self.rtp.pace(self.probe.paced(self)), name="pacer"),
+            asyncio.create_task(self._until_hang_up(), name="hang_up"),
         ]
         try:
             if self.greeting:
@@ -155,6 +187,7 @@ class CallBridge:
             if self._unhold is not None:
                 self._unhold.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self.actions.close()
             self.playback.interrupt()  # what was playing ends here, for the transcript
 
     # --- caller -> model ----------------------------------------------------------------------
@@ -165,9 +198,11 @@ class CallBridge:
 
     def _caller_audio(self, payload: bytes) -> bytes:
         """The caller's G.711 in the session's format, past echo suppression and local VAD."""
-        if self.passthrough and self.echo is None and self.local is None:
+        if self.passthrough and self.echo is None and self.local is None and not self.recording:
             return payload
         pcm = self.codec.decode(payload)
+        if self.recording is not None:
+            self.recording.caller(pcm)
         if self.echo is not None and not self.echo.near_end(pcm):
             pcm = np.zeros_like(pcm)
             payload = bytes([self.codec.silence]) * len(payload)
@@ -217,10 +252,14 @@ class CallBridge:
                 if self._interrupts:
                     await self._barge_in()
             case rt.ResponseStarted():
+                self.actions.response_started()
                 self._active_response = event.response_id
                 self.stats.responses += 1
             case rt.ResponseDone():
                 self._on_response_done(event)
+                self.actions.response_done()
+            case rt.FunctionCall():
+                self.actions.function_call(event)
             case rt.Transcript(role="caller"):
                 self.transcript.caller_said(event.item_id, event.text)
             case rt.Transcript():

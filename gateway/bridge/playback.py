@@ -133,8 +133,10 @@ class Playback:
         """One frame for the pacer, or None (silence) when there is nothing ready."""
         n = self.frame_samples
         need = n if self._talking else max(n, self._start_samples)
-        if self.held or not self._buffered or (
-            self._buffered < need and not self._chunks[-1][0].done
+        if (
+            self.held
+            or not self._buffered
+            or (self._buffered < need and not self._chunks[-1][0].done)
         ):
             self._talking = False
             return None  # wait for more of a still-streaming answer

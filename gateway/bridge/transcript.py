@@ -69,6 +69,7 @@ class TranscriptLog:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.file = file
+        self.path: str | None = getattr(file, "name", None)
         self.log = log
         self.clock = clock
         self._mono0 = clock()

@@ -275,11 +275,24 @@ class RtpStream(asyncio.DatagramProtocol):
             self._talking = True
 
     def send(self, payload: bytes, marker: bool = False) -> None:
-        if self._transport is None or self._remote is None:
+        if self._transport is None or self._remote is None or self._held:
             self._sender.build(payload, marker=marker)  # keep seq/timestamp running
             return
         self._transport.sendto(self._sender.build(payload, marker=marker), self._remote)
         self.stats.packets_out += 1
+
+    # --- signalling hooks (re-INVITE, late offer) -----------------------------------------------
+
+    _held = False
+
+    def set_sending(self, on: bool) -> None:
+        """Hold (RFC 3264 §8.4): no RTP toward the caller; the clock keeps running."""
+        self._held = not on
+
+    def set_remote(self, addr: tuple[str, int]) -> None:
+        """The caller's media moved (new c=/m=): send there, and latch again on what arrives."""
+        self._remote = addr
+        self._latched = False
 
 
 @functools.cache

@@ -46,7 +46,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -1330,6 +1330,9 @@ class EmbeddedSession:
 
     async def _start_response(self, params: dict[str, Any] | None) -> None:
         # Runs in the reader task only, so nothing can cancel the response half-announced.
+        if params is None and self._server.function_calls:
+            await self._call_function(*self._server.function_calls.pop(0))
+            return
         params = params or {}
         cfg = self.config
         modality = cfg["output_modalities"][0]
@@ -1417,6 +1420,56 @@ class EmbeddedSession:
         )
         await self._send({"type": delta_type, **self._ids(resp), "delta": resp.transcript})
         resp.task = self._spawn(self._stream(resp))
+
+    async def _call_function(self, name: str, arguments: str) -> None:
+        """A response whose only output is a function call, as the service streams one."""
+        cfg = self.config
+        resp = _Response(
+            modality="audio",
+            fmt=cfg["audio"]["output"]["format"],
+            voice=cfg["audio"]["output"]["voice"],
+            chunks=[],
+            transcript="",
+            input_audio_ms=0.0,
+            metadata=None,
+        )
+        call_id = new_id("call")
+        item: dict[str, Any] = {
+            "id": resp.item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": call_id,
+            "name": name,
+            "arguments": "",
+        }
+        ids = {"response_id": resp.id, "item_id": resp.item_id, "output_index": 0}
+        previous = self._order[-1] if self._order else None
+        self._add_item(item, previous)
+        await self._send(
+            {"type": "response.created", "response": self._response_obj(resp, "in_progress")}
+        )
+        await self._send(
+            {"type": "response.output_item.added", "response_id": resp.id, "output_index": 0,
+             "item": item}
+        )  # fmt: skip
+        await self._send(
+            {"type": "response.function_call_arguments.delta", **ids, "call_id": call_id,
+             "delta": arguments}
+        )  # fmt: skip
+        await self._send(
+            {"type": "response.function_call_arguments.done", **ids, "call_id": call_id,
+             "name": name, "arguments": arguments}
+        )  # fmt: skip
+        item = {**item, "status": "completed", "arguments": arguments}
+        self._items[resp.item_id] = item
+        await self._send(
+            {"type": "response.output_item.done", "response_id": resp.id, "output_index": 0,
+             "item": item}
+        )  # fmt: skip
+        await self._send({"type": "conversation.item.done", "item": item})
+        done = self._response_obj(resp, "completed", output=[item])
+        await self._send({"type": "response.done", "response": done})
 
     @staticmethod
     def _ids(resp: _Response) -> dict[str, Any]:
@@ -1562,6 +1615,9 @@ class EmbeddedRealtimeServer:
     ``EmbeddedSession.received`` (0 records nothing: use that when running as the gateway's agent).
     ``answer`` = (24 kHz int16 audio, transcript) answers every caller turn with that instead of
     the echo (a long answer to talk over, in tests); the greeting stays the chime.
+    ``function_calls`` = [(name, arguments JSON), ...]: the next caller turns are answered, one
+    each, by a call of that function instead of audio (tests of tools); the response the client
+    asks for afterwards (response.create) is the usual one.
     """
 
     def __init__(
@@ -1576,6 +1632,7 @@ class EmbeddedRealtimeServer:
         retry_after_s: int = 1,
         keep_events: int = 10_000,
         answer: tuple[np.ndarray, str] | None = None,
+        function_calls: Sequence[tuple[str, str]] = (),
     ) -> None:
         if not burst_speed > 0:
             raise ValueError(f"burst_speed must be > 0, got {burst_speed}")
@@ -1592,6 +1649,7 @@ class EmbeddedRealtimeServer:
         self.retry_after_s = retry_after_s
         self.keep_events = keep_events
         self.answer = answer
+        self.function_calls = list(function_calls)
         self.sessions: list[EmbeddedSession] = []
         self._server: Server | None = None
 

@@ -226,6 +226,21 @@ def _response_done(ev: dict[str, Any]) -> ResponseDone:
     )
 
 
+def _output_item_done(ev: dict[str, Any]) -> FunctionCall | Other:
+    """A finished function call item: the one place both dialects give name and arguments
+    together (preview's function_call_arguments.done has no name)."""
+    item = ev["item"]
+    if item.get("type") != "function_call":
+        return Other(ev["type"])
+    return FunctionCall(
+        ev.get("response_id", ""),
+        item.get("id", ""),
+        item["call_id"],
+        item["name"],
+        item.get("arguments") or "{}",
+    )
+
+
 def _error(ev: dict[str, Any]) -> ServiceError:
     err = ev.get("error") or {}
     return ServiceError(
@@ -267,13 +282,7 @@ _GA_HANDLERS = {
     "response.done": _response_done,
     "conversation.item.truncated": lambda ev: ItemTruncated(ev["item_id"], int(ev["audio_end_ms"])),
     "error": _error,
-    "response.function_call_arguments.done": lambda ev: FunctionCall(
-        ev.get("response_id", ""),
-        ev.get("item_id", ""),
-        ev["call_id"],
-        ev["name"],
-        ev.get("arguments") or "{}",
-    ),
+    "response.output_item.done": _output_item_done,
 }
 
 

@@ -2,15 +2,19 @@
 
 We choose the codec by OUR preference (`media.codecs`), and answer
 telephone-event with the payload type the offer used (aiosipua alone always
-answers 101).
+answers 101). `SdpSession` keeps one call's side of the exchange across
+re-INVITEs: our o= line, whose version moves only when our SDP changes
+(§8), the codec in use, and whether we may send (hold, §8.4).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import secrets
 from dataclasses import dataclass
 
-from aiosipua import SdpMessage, negotiate_sdp
+from aiosipua import SdpMessage, build_sdp, negotiate_sdp, serialize_sdp
 
 from ..media.g711 import G711, codec_by_name
 
@@ -28,6 +32,7 @@ class MediaPlan:
     remote: tuple[str, int] | None  # None when the offer names no usable address (0.0.0.0)
     dtmf_payload_type: int | None
     ptime_ms: int
+    send: bool = True  # False while the peer holds the call (sendonly/inactive, or c=0.0.0.0)
 
 
 def plan_media(offer: SdpMessage, codecs: list[str]) -> MediaPlan:
@@ -62,7 +67,9 @@ def plan_media(offer: SdpMessage, codecs: list[str]) -> MediaPlan:
     remote = offer.rtp_address
     if remote is not None and remote[0] in ("0.0.0.0", "::"):
         remote = None
-    return MediaPlan(codec, pt, remote, dtmf_pt, ptime)
+    # The peer's direction says what IT does: it only sends (sendonly) or nothing (inactive).
+    send = audio.direction in ("sendrecv", "recvonly")
+    return MediaPlan(codec, pt, remote, dtmf_pt, ptime, send)
 
 
 def build_answer(offer: SdpMessage, plan: MediaPlan, local_ip: str, rtp_port: int) -> SdpMessage:
@@ -75,3 +82,84 @@ def build_answer(offer: SdpMessage, plan: MediaPlan, local_ip: str, rtp_port: in
         ptime=plan.ptime_ms,
     )
     return answer
+
+
+DTMF_PT = 101  # telephone-event in our own offers
+
+
+class SdpSession:
+    """One call's side of the offer/answer exchange, for the whole dialog."""
+
+    def __init__(self, codecs: list[str], local_ip: str, rtp_port: int = 0) -> None:
+        self.codecs = codecs
+        self.local_ip = local_ip
+        self.rtp_port = rtp_port  # set once the RTP socket is bound
+        self.plan: MediaPlan | None = None  # what is agreed and in force
+        self.local: SdpMessage | None = None  # the last SDP we sent
+        self._offered: MediaPlan | None = None  # our offer, waiting for its answer
+        self._last_offer: MediaPlan | None = None
+        self._id = str(secrets.randbelow(2**31))
+        self._version = 0
+
+    def first_plan(self, offer: SdpMessage | None) -> MediaPlan:
+        """The media of a new call: from its offer, or what our own offer will propose."""
+        if offer is not None:
+            return plan_media(offer, self.codecs)
+        codec = codec_by_name(self.codecs[0])
+        return MediaPlan(codec, codec.payload_type, None, DTMF_PT, 20)
+
+    def answer(self, offer: SdpMessage) -> tuple[MediaPlan, SdpMessage]:
+        """Answer an offer; within a call the codec cannot change (its bridge is built)."""
+        codecs = [self.plan.codec.name] if self.plan else self.codecs
+        plan = plan_media(offer, codecs)
+        answer = build_answer(offer, plan, self.local_ip, self.rtp_port)
+        self.plan = plan
+        return plan, self._stamp(answer)
+
+    def offer(self) -> SdpMessage:
+        """Our offer, for an INVITE or re-INVITE that came without one (late offer)."""
+        # The same offer each time, so an offerless session refresh changes nothing (§8).
+        base = self._last_offer or self.plan or self.first_plan(None)
+        self._offered = self._last_offer = base
+        sdp = build_sdp(
+            self.local_ip,
+            self.rtp_port,
+            base.payload_type,
+            base.codec.name,
+            dtmf_payload_type=base.dtmf_payload_type or 0,
+            ptime=base.ptime_ms,
+        )
+        return self._stamp(sdp)
+
+    @property
+    def awaiting_answer(self) -> bool:
+        return self._offered is not None
+
+    def accept_answer(self, answer: SdpMessage | None) -> MediaPlan:
+        """The answer to our offer (in the ACK); NotAcceptable if it rejects or mangles it."""
+        offered, self._offered = self._offered, None
+        if offered is None:
+            raise NotAcceptable("an answer arrived without an offer of ours")
+        if answer is None:
+            raise NotAcceptable("the ACK carries no SDP answer to our offer")
+        plan = plan_media(answer, [offered.codec.name])
+        if plan.payload_type != offered.payload_type and offered.payload_type < 96:
+            raise NotAcceptable(f"the answer changed payload type {offered.payload_type}")
+        self.plan = plan
+        return plan
+
+    def _stamp(self, sdp: SdpMessage) -> SdpMessage:
+        """Our o= line: one session id, a version that moves only when the SDP changes."""
+        sdp.origin.session_id = self._id
+        sdp.origin.session_version = str(self._version)
+        if self.local is not None and _body(sdp) != _body(self.local):
+            self._version += 1
+            sdp.origin.session_version = str(self._version)
+        self.local = sdp
+        return sdp
+
+
+def _body(sdp: SdpMessage) -> str:
+    """The SDP without its o= line, to tell whether it changed."""
+    same = dataclasses.replace(sdp, origin=dataclasses.replace(sdp.origin, session_version="0"))
+    return serialize_sdp(same)

@@ -1,74 +1,405 @@
-"""aiosipua's UAS with the conformance fixes the gateway needs.
+"""aiosipua's UAS with the conformance fixes the gateway needs (ARCHITECTURE.md).
 
-Measured gaps closed here (ARCHITECTURE.md): a retransmitted INVITE must not
-become a second call, a malformed SDP body must get 400 instead of silence, and
-the gateway has to be able to forget a call it hung up itself.
+aiosipua parses, builds dialogs and dispatches by method; this subclass adds
+what a PBX relies on and aiosipua leaves out:
+
+- INVITE server transactions (transactions.py): a retransmitted INVITE is
+  answered with the last response and goes no further; final responses are
+  retransmitted until their ACK (timer G / §13.3.1.4) or timer H, and a 2xx
+  that is never ACKed ends the call with a BYE (`on_ack_timeout`).
+- The ACK of a 2xx reaches the application (`on_ack`): it carries the SDP
+  answer when the INVITE had no offer (late offer, RFC 3261 §13.2.1).
+- CANCEL answers 200, the INVITE 487 (retransmitted until ACK), then
+  `on_cancelled`; re-INVITEs reach `on_reinvite` with their offer or None.
+- Requests that are not fit to process get the answer RFC 3261 §8.2 asks for
+  (400, 416, 481, 482) where their Via allows a reply; OPTIONS says 503 while
+  the gateway cannot take calls; our BYE is retransmitted until answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import structlog
-from aiosipua import IncomingCall, SipRequest, SipUAS, parse_sdp
-from aiosipua.dialog import DialogState
+from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAS, parse_sdp
+from aiosipua.dialog import DialogState, dialog_matches
+from aiosipua.sdp import SdpMessage, serialize_sdp
+from aiosipua.uas_requests import session_refreshed
+
+from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
+from .transport import TcpTransport, UdpTransport
+from .validate import request_problem
 
 log = structlog.get_logger("gateway.sip")
 
+OPTIONS_RETRY_AFTER_S = 5
+
 
 class GatewayUAS(SipUAS):
-    # Set by the daemon: True while it is draining or full, so OPTIONS get 503 like an INVITE.
-    unavailable: Callable[[], bool] = staticmethod(lambda: False)
+    transport: UdpTransport | TcpTransport
+
+    def __init__(
+        self,
+        transport: UdpTransport | TcpTransport,
+        *,
+        user_agent: str,
+        timers: SipTimers | None = None,
+    ) -> None:
+        super().__init__(transport, user_agent=user_agent, retransmit_2xx=False)
+        self.timers = timers or SipTimers()
+        self.invites = InviteTransactions()
+        self.on_ack: Callable[[IncomingCall, SipRequest], Any] | None = None
+        self.on_cancelled: Callable[[IncomingCall], Any] | None = None
+        # Set by the daemon: True while it is draining or full, so OPTIONS get 503 like an INVITE.
+        self.unavailable: Callable[[], bool] = lambda: False
+        self._byes: dict[str, asyncio.Task[None]] = {}  # our BYEs by branch, until answered
+        # Our REFERs by branch until their final response; transfer progress by Call-ID.
+        self._refers: dict[str, asyncio.Future[SipResponse]] = {}
+        self._transfers: dict[str, asyncio.Queue[tuple[int, str]]] = {}
+        self.on_transfer_progress = self._transfer_progress
+        self._handlers["ACK"] = self._handle_ack
+        self._handlers["CANCEL"] = self._handle_cancel
+        transport.on_reply = self._on_reply
+
+    async def stop(self) -> None:
+        for txn in self.invites.all():
+            _cancel(txn.timer)
+        for task in self._byes.values():
+            task.cancel()
+        self._byes.clear()
+        await super().stop()
+
+    # --- requests in ----------------------------------------------------------------------
+
+    def _on_message(self, msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        if isinstance(msg, SipResponse):
+            vias = msg.via
+            branch = (vias[0].branch or "") if vias else ""
+            task = self._byes.pop(branch, None)
+            if task is not None:
+                task.cancel()
+                return
+            refer = self._refers.get(branch)
+            if refer is not None:
+                if msg.status_code >= 200 and not refer.done():
+                    refer.set_result(msg)
+                return
+        super()._on_message(msg, addr)
+
+    def _handle_request(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        problem = request_problem(request)
+        if problem is not None:
+            status, reason, headers = problem
+            log.info(
+                "sip.bad_request",
+                method=request.method[:20],
+                source=f"{addr[0]}:{addr[1]}",
+                status=status,
+                reason=reason,
+            )
+            # No reply without a Via to route it, and never to an ACK (§17.2.3).
+            if request.headers.get("via") and request.method != "ACK":
+                self._send_error(request, status, reason, extra_headers=headers or None)
+            return
+        super()._handle_request(request, addr)
+
+    def _handle_invite(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        txn = self.invites.match(request)
+        if txn is not None:
+            # §17.2.1: a retransmission gets the last response again, and nothing else.
+            log.info(
+                "sip.invite_retransmission",
+                sip_call_id=txn.call_id,
+                resent=txn.response.status_code if txn.response else None,
+            )
+            if txn.response is not None and txn.state is not TxState.CONFIRMED:
+                self.transport.resend(txn.response)
+            return
+        call_id = request.call_id or ""
+        existing = self._calls.get(call_id)
+        if existing is not None and existing.dialog.state is DialogState.CONFIRMED:
+            self._handle_reinvite(existing, request)
+            return
+        to = request.to_addr
+        if to is not None and to.tag:
+            self._send_error(request, 481, "Call/Transaction Does Not Exist")  # §12.2.2
+            return
+        if existing is not None:
+            self._send_error(request, 482, "Loop Detected")  # §8.2.2.2: same call, new branch
+            return
+        self.invites.create(request)
+        if self._offer_or_reply(request) is not False:
+            super()._handle_invite(request, addr)
+
+    def _offer_or_reply(self, request: SipRequest) -> SdpMessage | bool | None:
+        """The offer (None without one); False when the body was refused (answer sent)."""
+        try:
+            return _offer(request)
+        except _Unacceptable as exc:
+            self._send_error(request, exc.status, exc.reason, extra_headers=exc.headers)
+            return False
+
+    def _handle_reinvite(self, call: IncomingCall, request: SipRequest) -> None:
+        if not self._validate_in_dialog(call.dialog, request):
+            return
+        self.invites.create(request)
+        offer = self._offer_or_reply(request)
+        if offer is False:
+            return
+        call.invite = request
+        call.sdp_offer = offer
+        session_refreshed(self, call.call_id, call)
+        if self.on_reinvite is not None:
+            self.on_reinvite(call)
+        else:
+            respond(call, 488, "Not Acceptable Here")
+
+    def _handle_ack(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        txn = self.invites.match_ack(request)
+        if txn is None or txn.state not in (TxState.COMPLETED, TxState.ACCEPTED):
+            return  # a stray or repeated ACK: never answered, never passed on
+        accepted = txn.state is TxState.ACCEPTED
+        _cancel(txn.timer)
+        txn.state = TxState.CONFIRMED
+        # Timer I (T4 on UDP), or RFC 6026's timer L after a 2xx: absorb what is in flight.
+        linger = self.timers.h if accepted else (0.0 if self.transport.reliable else self.timers.t4)
+        txn.timer = asyncio.get_running_loop().call_later(linger, self.invites.remove, txn)
+        call = self._calls.get(txn.call_id)
+        if accepted and call is not None and dialog_matches(call.dialog, request):
+            self._start_session_timer(call)
+            if self.on_ack is not None:
+                self.on_ack(call, request)
+
+    def _handle_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        txn = self.invites.match(request)  # same branch as the INVITE (§9.1)
+        if txn is None:
+            self._send_error(request, 481, "Call/Transaction Does Not Exist")
+            return
+        call = self._calls.get(txn.call_id)
+        if call is None or txn.final:
+            # §9.2: too late to cancel; the CANCEL still gets its 200.
+            self._send_error(request, 200, "OK")
+            return
+        self._reply(call.dialog.create_response(request, 200, "OK"))
+        reject(call, 487, "Request Terminated")
+        self._calls.pop(call.call_id, None)
+        if self.on_cancelled is not None:
+            self.on_cancelled(call)
 
     def _handle_options(self, request: SipRequest, addr: tuple[str, int]) -> None:
         if self.unavailable():
             # A PBX's OPTIONS health check (Asterisk qualify, Kamailio dispatcher probing)
-            # takes a stopping gateway out of rotation before it sends it a call.
+            # takes a full or stopping gateway out of rotation before it sends it a call.
             self._send_error(
-                request, 503, "Service Unavailable", extra_headers={"Retry-After": "5"}
+                request,
+                503,
+                "Service Unavailable",
+                extra_headers={"Retry-After": str(OPTIONS_RETRY_AFTER_S)},
             )
-            return
-        super()._handle_options(request, addr)
+        else:
+            super()._handle_options(request, addr)
 
-    def _handle_invite(self, request: SipRequest, addr: tuple[str, int]) -> None:
-        call_id = request.call_id or ""
-        existing = self._calls.get(call_id)
-        if existing is not None and _same_transaction(existing.invite, request):
-            # RFC 3261 §17.2.1: a retransmission is absorbed by the server transaction.
-            if existing.dialog.state == DialogState.EARLY:
-                existing.trying()
+    def _reply(self, response: SipResponse) -> None:
+        if self.user_agent:
+            response.headers.set_single("User-Agent", self.user_agent)
+        self.transport.send_reply(response)
+
+    # --- INVITE responses out: retransmission until ACK ------------------------------------
+
+    def _on_reply(self, response: SipResponse) -> None:
+        # Raw CSeq: a 400 echoes whatever unreadable CSeq its request had.
+        if (response.get_header("cseq") or "").split()[-1:] != ["INVITE"]:
             return
-        if request.body and (request.content_type or "").lower() == "application/sdp":
-            try:
-                parse_sdp(request.text)
-            except (ValueError, IndexError) as exc:
-                log.warning("sip.bad_sdp", source=f"{addr[0]}:{addr[1]}", error=str(exc))
-                self._send_error(request, 400, "Malformed SDP")
-                return
-        super()._handle_invite(request, addr)
+        txn = self.invites.match(response)
+        if txn is not None and txn.record(response):
+            txn.timer = asyncio.get_running_loop().create_task(self._await_ack(txn))
+
+    async def _await_ack(self, txn: InviteTransaction) -> None:
+        response = txn.response
+        assert response is not None
+        if not self.transport.reliable:
+            await self._resend(lambda: self.transport.resend(response))
+        else:
+            await asyncio.sleep(self.timers.h)
+        self.invites.remove(txn)
+        txn.timer = None
+        log.warning(
+            "sip.ack_timeout",
+            sip_call_id=txn.call_id,
+            status=response.status_code,
+            after_s=self.timers.h,
+        )
+        call = self._calls.get(txn.call_id)
+        if txn.state is TxState.ACCEPTED and call is not None:
+            # §13.3.1.4: no ACK for the 2xx; the session SHOULD end.
+            if self.on_ack_timeout is not None:
+                self.on_ack_timeout(call)
+
+    async def _resend(self, send: Callable[[], None]) -> None:
+        """Send again on the timer G/E schedule, then wait out 64*T1."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for at in self.timers.retransmit_offsets():
+            await asyncio.sleep(start + at - loop.time())
+            send()
+        await asyncio.sleep(start + self.timers.h - loop.time())
+
+    # --- calls we end -----------------------------------------------------------------------
 
     def forget(self, call: IncomingCall) -> None:
-        """Drop a call we ended ourselves (aiosipua only forgets calls the peer ended)."""
+        """Drop a call we ended ourselves (aiosipua only forgets calls the peer ended).
+
+        Its rejected INVITE stays in the table (retransmissions are still absorbed, the
+        error resent until ACK); a 2xx still waiting for its ACK is not resent any more.
+        """
         if self._calls.get(call.call_id) is call:
             del self._calls[call.call_id]
-        self._remove_invite_transaction(call.invite)
+        for txn in self.invites.of_call(call.call_id):
+            if txn.state is TxState.ACCEPTED:
+                _cancel(txn.timer)
+                self.invites.remove(txn)
         call._stop_retransmissions()
 
-def _same_transaction(a: SipRequest, b: SipRequest) -> bool:
-    via_a, via_b = a.via, b.via
-    if not via_a or not via_b:
-        return False
-    cseq_a, cseq_b = a.cseq, b.cseq
-    return (
-        via_a[0].branch == via_b[0].branch
-        and cseq_a is not None
-        and cseq_b is not None
-        and cseq_a.seq == cseq_b.seq
+    def send_bye(self, call: IncomingCall) -> None:
+        """End a confirmed call; over UDP the BYE is resent (timer E) until answered."""
+        if call.dialog.state is not DialogState.CONFIRMED:
+            return
+        host, port = call._signaling_addr()
+        bye = call.dialog.create_request(
+            "BYE", via_host=host, via_port=port, via_transport=self.transport.name
+        )
+        if self.user_agent:
+            bye.headers.set_single("User-Agent", self.user_agent)
+        call.dialog.terminate()
+        destination = call.source_addr
+        self.transport.send(bye, destination)
+        branch = bye.via[0].branch or ""
+        if not self.transport.reliable and branch:
+            self._byes[branch] = asyncio.get_running_loop().create_task(
+                self._resend_bye(branch, lambda: self.transport.send(bye, destination))
+            )
+
+    async def transfer(
+        self, call: IncomingCall, target: str, timeout_s: float = 30.0
+    ) -> tuple[bool, str]:
+        """Blind transfer (RFC 3515): REFER the caller to `target`, wait for the outcome.
+
+        True once the caller's side reports the new call answered (NOTIFY sipfrag 2xx);
+        False, with the reason, when the REFER is refused or the new call fails.
+        """
+        if call.dialog.state is not DialogState.CONFIRMED:
+            return False, "the call is not up"
+        host, port = call._signaling_addr()
+        refer = call.dialog.create_request(
+            "REFER", via_host=host, via_port=port, via_transport=self.transport.name
+        )
+        refer.headers.set_single("Refer-To", f"<{target}>")
+        refer.headers.set_single("Referred-By", f"<{call.dialog.local_uri}>")
+        refer.headers.set_single("Contact", f"<sip:{host}:{port}>")
+        if self.user_agent:
+            refer.headers.set_single("User-Agent", self.user_agent)
+        branch = refer.via[0].branch or ""
+        answered: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        self._refers[branch] = answered
+        progress = self._transfers[call.call_id] = asyncio.Queue()
+        destination = call.source_addr
+        self.transport.send(refer, destination)
+        resend = (
+            None
+            if self.transport.reliable
+            else asyncio.ensure_future(
+                self._resend(lambda: self.transport.send(refer, destination))
+            )
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await answered
+                if resend is not None:
+                    resend.cancel()
+                if response.status_code >= 300:
+                    return False, f"REFER refused: {response.status_code} {response.reason_phrase}"
+                while True:
+                    status, reason = await progress.get()
+                    if status >= 200:
+                        return status < 300, f"{status} {reason}".strip()
+        except TimeoutError:
+            return False, f"no transfer outcome within {timeout_s:g} s"
+        finally:
+            if resend is not None:
+                resend.cancel()
+            self._refers.pop(branch, None)
+            self._transfers.pop(call.call_id, None)
+
+    def _transfer_progress(self, call_id: str, status: int, reason: str) -> None:
+        """A NOTIFY (Event: refer) told how the caller's new call is going."""
+        log.info("sip.transfer_progress", sip_call_id=call_id, status=status, reason=reason)
+        queue = self._transfers.get(call_id)
+        if queue is not None:
+            queue.put_nowait((status, reason))
+
+    async def _resend_bye(self, branch: str, send: Callable[[], None]) -> None:
+        await self._resend(send)
+        self._byes.pop(branch, None)
+        log.info("sip.bye_timeout", branch=branch)
+
+
+def _cancel(timer: Any) -> None:
+    if timer is not None:
+        timer.cancel()
+
+
+class _Unacceptable(Exception):
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.headers = status, reason, headers
+
+
+def _offer(request: SipRequest) -> SdpMessage | None:
+    """The request's SDP offer, or None when it has no body."""
+    if not request.body:
+        return None
+    if (request.content_type or "").split(";")[0].strip().lower() != "application/sdp":
+        raise _Unacceptable(415, "Unsupported Media Type", {"Accept": "application/sdp"})
+    try:
+        return parse_sdp(request.text)
+    except (ValueError, IndexError) as exc:
+        log.warning("sip.bad_sdp", sip_call_id=request.call_id, error=str(exc)[:200])
+        raise _Unacceptable(400, "Malformed SDP") from None
+
+
+def respond(
+    call: IncomingCall,
+    status: int,
+    reason: str,
+    *,
+    sdp: SdpMessage | None = None,
+    retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """A response to the call's current INVITE or re-INVITE; the dialog is left as it is."""
+    extra = dict(headers or {})
+    if retry_after is not None:
+        extra["Retry-After"] = str(retry_after)
+    call._send_response(
+        status,
+        reason,
+        body=serialize_sdp(sdp) if sdp is not None else "",
+        content_type="application/sdp" if sdp is not None else "",
+        extra_headers=extra or None,
     )
 
 
-def reject(call: IncomingCall, status: int, reason: str, *, retry_after: int | None = None) -> None:
-    """A final error response, with Retry-After where a PBX should try again later."""
-    extra = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    call._send_response(status, reason, extra_headers=extra)
+def reject(
+    call: IncomingCall,
+    status: int,
+    reason: str,
+    *,
+    retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """A final error response to the initial INVITE, with Retry-After where a PBX should
+    try again later; it is resent until ACKed (timer G)."""
+    respond(call, status, reason, retry_after=retry_after, headers=headers)
     call.dialog.terminate()

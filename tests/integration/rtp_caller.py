@@ -62,6 +62,8 @@ class RtpCaller(asyncio.DatagramProtocol):
         self._sender: asyncio.Task[None] | None = None
         self._seq = 0
         self._ts = 0
+        self._event_ts = 0
+        self._keys: deque[tuple[int, int, bool]] = deque()  # (event, duration, end) per tick
         self.port = 0
 
     async def open(self, host: str = "127.0.0.1") -> RtpCaller:
@@ -144,6 +146,30 @@ class RtpCaller(asyncio.DatagramProtocol):
         self._script.append(None)
         self._script.extend(frames)
 
+    def press(self, keys: str, ms: int = 100) -> None:
+        """Press keys as a phone does (RFC 4733): PT 101 packets in place of audio, an update
+        every 20 ms, then the end packet three times; 100 ms of silence between keys."""
+        for key in keys:
+            event = "0123456789*#".index(key)
+            self._keys.extend((event, d, False) for d in range(FRAME, ms * 8, FRAME))
+            self._keys.extend([(event, ms * 8, True)] * 3)
+            self._keys.extend([(-1, 0, False)] * 5)  # a gap of audio (silence) between keys
+
+    def _key_packet(self) -> bytes | None:
+        """The next RFC 4733 packet due, or None when this tick carries audio."""
+        event, duration, end = self._keys.popleft()
+        if event < 0:
+            return None
+        first = duration == FRAME and not end
+        if first:
+            self._event_ts = self._ts
+        payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+        header = struct.pack(
+            "!BBHII", 0x80, (0x80 if first else 0) | 101, self._seq & 0xFFFF,
+            self._event_ts & 0xFFFFFFFF, 0x5EED,
+        )  # fmt: skip
+        return header + payload
+
     async def _send_loop(self) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -164,6 +190,12 @@ class RtpCaller(asyncio.DatagramProtocol):
                     if len(heard) == FRAME:
                         frame += heard * self.echo_gain
                         break
+            key = self._key_packet() if self._keys else None
+            if key is not None and self._remote is not None and self._transport is not None:
+                self._transport.sendto(key, self._remote)
+                self._seq += 1
+                self._ts += FRAME
+                continue
             pcm = np.clip(np.rint(frame), -32768, 32767).astype(np.int16)
             seq, ts = self._seq & 0xFFFF, self._ts & 0xFFFFFFFF
             header = struct.pack("!BBHII", 0x80, self.payload_type, seq, ts, 0x5EED)

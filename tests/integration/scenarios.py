@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from gateway.sip.transactions import SipTimers
+
 from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
+
+SIP_TESTS = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
+]
+# Shrunk timers for an in-process gateway: T1 50 ms, so timer H (64*T1) is 3.2 s.
+FAST_TIMERS = SipTimers(t1=0.05, t2=0.4, t4=0.2)
 
 _SEND_INVITE = """  <send retrans="500">
     <![CDATA[
@@ -195,6 +211,74 @@ def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
     return path
 
 
+_TRANSFEREE = """  <recv request="REFER" timeout="{timeout_ms}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 202 Accepted
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      NOTIFY [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 NOTIFY
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Event: refer
+      Subscription-State: terminated;reason=noresource
+      Max-Forwards: 70
+      Content-Type: message/sipfrag;version=2.0
+      Content-Length: [len]
+
+      SIP/2.0 {outcome}
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+_BYE_AFTER_NOTIFY = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"""
+
+
+def transferee_call(path: Path, outcome: str, *, pause_ms: int = 3000) -> Path:
+    """A call (RTP at ``-key rtp_port``) that the gateway transfers with REFER: SIPp accepts
+    (202) and reports `outcome` (e.g. "200 OK", "486 Busy Here") in a sipfrag NOTIFY. On
+    success it expects the gateway's BYE; otherwise it hangs up itself after `pause_ms`."""
+    ending = _TRANSFEREE.format(timeout_ms=30_000, outcome=outcome)
+    if outcome.startswith("2"):
+        ending += _WAIT_FOR_BYE.format(timeout_ms=15_000)
+    else:
+        ending += _BYE_AFTER_NOTIFY.format(pause_ms=pause_ms)
+    invite = _invite("[rtp_port]", PCMU)
+    path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
+    return path
+
+
 def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int = 60_000) -> Path:
     """A PCMU call whose SDP offers the port given as ``-key rtp_port N`` (a Python RTP caller).
 
@@ -218,13 +302,243 @@ def sipp_dial(
     *,
     hang_up_after_ms: int | None = None,
     timeout_ms: int = 60_000,
+    transfer_outcome: str | None = None,
 ) -> Sipp:
-    """SIPp calling the gateway for a Python RTP caller listening on `rtp_port`."""
+    """SIPp calling the gateway for a Python RTP caller listening on `rtp_port` (and, with
+    `transfer_outcome`, taking the gateway's REFER: see transferee_call)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    scenario = uac_call(
-        workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms, timeout_ms=timeout_ms
-    )
+    if transfer_outcome is not None:
+        scenario = transferee_call(workdir / "uac.xml", transfer_outcome)
+    else:
+        scenario = uac_call(
+            workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms, timeout_ms=timeout_ms
+        )
     sip_port = free_udp_port()
     args: list[str | int] = ["-sf", scenario, "-key", "rtp_port", rtp_port, "-m", 1]
     args += ["-i", LOOPBACK, "-p", sip_port, "-mp", free_port_block(4), "-s", "agent"]
     return Sipp(workdir, [*args, f"{LOOPBACK}:{gateway_port}"], sip_port=sip_port)
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks for scenarios that need more than one exchange. Run them with SIPp's -nr:
+# then a retransmission we receive is matched against the next <recv> (so tests can count
+# them) instead of SIPp answering it by resending its own last message.
+
+_VAR = itertools.count()
+PCMU_MAPS = ["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"]
+
+
+def sdp(
+    *,
+    port: str | int = "[media_port]",
+    ip: str = "[media_ip]",
+    formats: str = "0 101",
+    rtpmaps: tuple[str, ...] | list[str] = tuple(PCMU_MAPS),
+    direction: str | None = None,
+    version: int = 1,
+) -> str:
+    lines = [
+        "v=0",
+        f"o=sipp 53655765 {version} IN IP4 [local_ip]",
+        "s=-",
+        f"c=IN IP4 {ip}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP {formats}",
+        *rtpmaps,
+    ]
+    if direction:
+        lines.append(f"a={direction}")
+    return "\n".join(lines)
+
+
+def _message(start: str, headers: list[str], body: str | None) -> str:
+    if body is not None:
+        headers = [*headers, "Content-Type: application/sdp", "Content-Length: [len]"]
+    else:
+        headers = [*headers, "Content-Length: 0"]
+    text = "\n".join([start, *headers, ""]) + ("\n" + body + "\n" if body is not None else "\n")
+    lines = "\n".join(f"      {line}" if line else "" for line in text.split("\n"))
+    return f"  <send>\n    <![CDATA[\n{lines}\n    ]]>\n  </send>"
+
+
+def _branch(name: str | None) -> str:
+    return f"z9hG4bK-[pid]-[call_number]-{name}" if name else "[branch]"
+
+
+def invite(
+    body: str | None,
+    *,
+    branch: str = "inv1",
+    cseq: int = 1,
+    in_dialog: bool = False,
+    headers: tuple[str, ...] = (),
+    via_port: str | int = "[local_port]",
+) -> str:
+    """An INVITE (a re-INVITE with `in_dialog`); the same `branch` twice is a retransmission.
+
+    `via_port` other than the socket's: a TCP client that names its listening port in Via
+    and connects from another one, as PBXs do (the answer must come on the connection)."""
+    to = "[last_To:]" if in_dialog else "To: <sip:[service]@[remote_ip]:[remote_port]>"
+    return _message(
+        "INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+        [
+            f"Via: SIP/2.0/[transport] [local_ip]:{via_port};branch={_branch(branch)}",
+            "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
+            to,
+            "Call-ID: [call_id]",
+            f"CSeq: {cseq} INVITE",
+            "Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>",
+            "Max-Forwards: 70",
+            *headers,
+        ],
+        body,
+    )
+
+
+def in_dialog(
+    method: str,
+    cseq: int,
+    *,
+    branch: str | None = None,
+    body: str | None = None,
+    via_port: str | int = "[local_port]",
+) -> str:
+    """ACK, BYE or CANCEL; an ACK of a 3xx-6xx and a CANCEL reuse the INVITE's `branch`."""
+    return _message(
+        f"{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+        [
+            f"Via: SIP/2.0/[transport] [local_ip]:{via_port};branch={_branch(branch)}",
+            "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
+            "To: <sip:[service]@[remote_ip]:[remote_port]>" if method == "CANCEL" else "[last_To:]",
+            "Call-ID: [call_id]",
+            f"CSeq: {cseq} {method}",
+            "Max-Forwards: 70",
+        ],
+        body,
+    )
+
+
+def ok_to_request() -> str:
+    """200 OK to the request just received (the gateway's BYE)."""
+    return _message(
+        "SIP/2.0 200 OK",
+        ["[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]"],
+        None,
+    )
+
+
+def recv(
+    status: int,
+    *,
+    optional: bool = False,
+    timeout_ms: int | None = None,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    auth: bool = False,
+) -> str:
+    """Expect a response; `headers` and `body` map to regexps it must match; `auth` keeps its
+    challenge for the next [authentication] keyword."""
+    attrs = f' response="{status}"'
+    if optional:
+        attrs += ' optional="true"'
+    if auth:
+        attrs += ' auth="true"'
+    if timeout_ms:
+        attrs += f' timeout="{timeout_ms}"'
+    checks = [
+        f'<ereg regexp="{_xml(rx)}" search_in="hdr" header="{name}:" check_it="true" '
+        f'assign_to="v{next(_VAR)}"/>'
+        for name, rx in (headers or {}).items()
+    ]
+    if body is not None:
+        checks.append(
+            f'<ereg regexp="{_xml(body)}" search_in="body" check_it="true" '
+            f'assign_to="v{next(_VAR)}"/>'
+        )
+    if not checks:
+        return f"  <recv{attrs}/>"
+    return f"  <recv{attrs}>\n    <action>{''.join(checks)}</action>\n  </recv>"
+
+
+def recv_request(
+    method: str, *, timeout_ms: int | None = None, headers: dict[str, str] | None = None
+) -> str:
+    """Expect a request; `headers` map to regexps it must match."""
+    extra = f' timeout="{timeout_ms}"' if timeout_ms else ""
+    checks = "".join(
+        f'<ereg regexp="{_xml(rx)}" search_in="hdr" header="{name}:" check_it="true" '
+        f'assign_to="v{next(_VAR)}"/>'
+        for name, rx in (headers or {}).items()
+    )
+    if not checks:
+        return f'  <recv request="{method}"{extra}/>'
+    return f'  <recv request="{method}"{extra}>\n    <action>{checks}</action>\n  </recv>'
+
+
+def pause(ms: int) -> str:
+    return f'  <pause milliseconds="{ms}"/>'
+
+
+def scenario(path: Path, *steps: str) -> Path:
+    """Write a scenario of these steps; every ereg variable is referenced (SIPp insists)."""
+    body = "\n".join(steps)
+    names = sorted(set(re.findall(r'assign_to="(v\d+)"', body)))
+    references = f'  <Reference variables="{",".join(names)}"/>\n' if names else ""
+    path.write_text(
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        f'<scenario name="{path.stem}">\n{body}\n{references}</scenario>\n'
+    )
+    return path
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
+@dataclass(frozen=True)
+class Traced:
+    at: float  # seconds (SIPp's wall clock)
+    sent: bool  # by SIPp
+    start: str  # the start line
+
+
+def sipp_trace(path: Path) -> list[Traced]:
+    """The messages of SIPp's -trace_msg log, in order."""
+    out: list[Traced] = []
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    for i, line in enumerate(lines[:-2]):
+        match = re.match(r"^-{20,} (\d{4}-\d\d-\d\d) (\d\d):(\d\d):(\d\d\.\d+)$", line)
+        if match is None:
+            continue
+        at = int(match[2]) * 3600 + int(match[3]) * 60 + float(match[4])
+        start = next((x.strip() for x in lines[i + 2 : i + 4] if x.strip()), "")
+        out.append(Traced(at, "message sent" in lines[i + 1], start))
+    return out
+
+
+async def run_sipp(
+    workdir: Path,
+    scenario_path: Path,
+    port: int,
+    *,
+    transport: str = "u1",
+    timeout: float = 40,
+    calls: int = 1,
+    context: Callable[[], str] = lambda: "",
+) -> Sipp:
+    """`calls` calls of a scenario against 127.0.0.1:`port` with -nr (see above); all must
+    pass."""
+    sipp = Sipp(
+        workdir,
+        [
+            "-sf", scenario_path, "-m", calls, "-nr", "-t", transport, "-i", LOOPBACK,
+            "-p", free_udp_port(also_tcp=True), "-mp", free_port_block(4),
+            "-timeout", int(timeout), "-timeout_error", "-max_socket", 10,
+            f"{LOOPBACK}:{port}",
+        ],
+        name=scenario_path.stem,
+    )  # fmt: skip
+    await sipp.start()
+    code = await sipp.wait(timeout=timeout + 10)
+    assert code == 0, f"SIPp {scenario_path.name} failed:\n{sipp.report()}\n{context()}"
+    return sipp

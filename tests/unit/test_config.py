@@ -83,7 +83,7 @@ def _keys(model: type[BaseModel]) -> dict[str, Any]:
         elif members and isinstance(members[0], type) and issubclass(members[0], BaseModel):
             annotation = None  # optional sub-model (input_transcription): shipped as null
         is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        tree[name] = _keys(annotation) if is_model else None
+        tree[field.alias or name] = _keys(annotation) if is_model else None
     return tree
 
 

@@ -12,8 +12,12 @@ from aiohttp import web
 
 from gateway.bridge.tools import ToolCall, Tools
 from gateway.config import AgentConfig, parse_config
-from gateway.realtime.protocol import FunctionCall, GaDialect, PreviewDialect
-from tests.realtime_schema import validate_client_event, validate_preview_client_event
+from gateway.realtime.protocol import FunctionCall, GaDialect, Other, PreviewDialect
+from tests.realtime_schema import (
+    validate_client_event,
+    validate_preview_client_event,
+    validate_server_event,
+)
 
 
 class Control:
@@ -191,21 +195,27 @@ def test_session_update_carries_valid_tools_in_both_dialects() -> None:
 
 
 def test_function_call_and_output_events() -> None:
-    event = GaDialect().parse(
-        json.dumps(
-            {
-                "type": "response.function_call_arguments.done",
-                "event_id": "e",
-                "response_id": "r",
-                "item_id": "i",
-                "output_index": 0,
-                "call_id": "call_1",
-                "name": "lookup_order",
-                "arguments": '{"order":"A-17"}',
-            }
-        )
-    )
-    assert event == FunctionCall("r", "i", "call_1", "lookup_order", '{"order":"A-17"}')
+    done = {
+        "type": "response.output_item.done",
+        "event_id": "e",
+        "response_id": "r",
+        "output_index": 0,
+        "item": {
+            "id": "i",
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": "call_1",
+            "name": "lookup_order",
+            "arguments": '{"order":"A-17"}',
+        },
+    }
+    validate_server_event(done)
+    expected = FunctionCall("r", "i", "call_1", "lookup_order", '{"order":"A-17"}')
+    assert GaDialect().parse(json.dumps(done)) == expected
+    assert PreviewDialect("v").parse(json.dumps(done)) == expected
+    message = {**done, "item": {"id": "m", "type": "message", "role": "assistant", "content": []}}
+    assert GaDialect().parse(json.dumps(message)) == Other("response.output_item.done")
     output = json.loads(GaDialect().function_output("call_1", '{"ok":true}'))
     validate_client_event(output)
     validate_preview_client_event(json.loads(PreviewDialect("v").function_output("c", "{}")))

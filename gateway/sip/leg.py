@@ -1,0 +1,75 @@
+"""The SIP side of one answered call: its SDP session, and the RTP stream it steers.
+
+re-INVITEs and the ACK's late answer land here: hold stops our RTP toward the
+caller (RFC 3264 §8.4), a new c=/m= moves it (§8.3.1), and a session refresh
+with the same SDP gets the same answer, o= version unchanged (§8).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiosipua import IncomingCall, SipRequest, parse_sdp
+
+from ..media.stream import RtpStream
+from .sdp import MediaPlan, NotAcceptable, SdpSession
+from .uas import respond
+
+
+class CallLeg:
+    def __init__(self, sip: IncomingCall, sdp: SdpSession, stream: RtpStream, log: Any) -> None:
+        self.sip = sip
+        self.sdp = sdp
+        self.stream = stream
+        self.log = log
+        self.held = False
+
+    def on_reinvite(self) -> None:
+        """Answer a re-INVITE: 200 with our answer, ours as an offer when it had none, or 488
+        (the call goes on as it was)."""
+        offer = self.sip.sdp_offer
+        if offer is None:
+            respond(self.sip, 200, "OK", sdp=self.sdp.offer())
+            self.log.info("sip.reinvite", offer=False)
+            return
+        previous = self.sdp.plan
+        try:
+            plan, answer = self.sdp.answer(offer)
+        except NotAcceptable as exc:
+            self.log.warning("sip.reinvite_refused", status=488, reason=str(exc))
+            respond(self.sip, 488, "Not Acceptable Here")
+            return
+        self.apply(plan, previous)
+        respond(self.sip, 200, "OK", sdp=answer)
+        self.log.info("sip.reinvite", offer=True, version=answer.origin.session_version)
+
+    def on_ack(self, request: SipRequest) -> None:
+        """The ACK of our 200: it carries the answer when the 200 carried our offer.
+
+        Raises NotAcceptable when that answer is missing or unusable: the call must end.
+        """
+        if not self.sdp.awaiting_answer:
+            return
+        try:
+            answer = parse_sdp(request.text) if request.body else None
+        except (ValueError, IndexError) as exc:
+            raise NotAcceptable(f"malformed SDP answer in the ACK: {exc}") from None
+        previous = self.sdp.plan
+        plan = self.sdp.accept_answer(answer)
+        self.apply(plan, previous)
+        self.log.info("sip.late_answer", codec=plan.codec.name, rtp_remote=_fmt(plan.remote))
+
+    def apply(self, plan: MediaPlan, previous: MediaPlan | None) -> None:
+        if plan.remote is not None and (previous is None or plan.remote != previous.remote):
+            self.stream.set_remote(plan.remote)
+            if previous is not None:
+                self.log.info("call.media_moved", rtp_remote=_fmt(plan.remote))
+        held = not plan.send or plan.remote is None
+        self.stream.set_sending(not held)
+        if held != self.held:
+            self.held = held
+            self.log.info("call.hold" if held else "call.resume")
+
+
+def _fmt(addr: tuple[str, int] | None) -> str | None:
+    return f"{addr[0]}:{addr[1]}" if addr else None

@@ -1,0 +1,105 @@
+"""Registration mode: stay registered to a PBX as an extension (RFC 3261 §10).
+
+aiosipua's `Registration` does the exchange: digest with qop=auth, 423 Interval
+Too Brief, a refresh at 90 % of the granted interval. What it leaves out is kept
+here: a registrar that never answers is a failure too (after 64*T1), and every
+failure is followed by a new attempt after a growing pause (1 s doubling to
+5 min, RFC 5626 §4.5 in spirit), so a PBX restart never leaves the extension
+unregistered for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from aiosipua import SipDigestAuth, SipUAC
+from aiosipua.registration import Registration
+from aiosipua.utils import format_addr
+
+from ..config import SipRegisterConfig
+
+log = structlog.get_logger("gateway.sip")
+
+ANSWER_TIMEOUT_S = 32.0  # 64*T1: the registrar did not answer
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 300.0
+
+
+class Registrar:
+    """Keeps one binding alive at the configured registrar, until `stop()`."""
+
+    def __init__(
+        self,
+        uac: SipUAC,
+        cfg: SipRegisterConfig,
+        password: str,
+        contact: tuple[str, int],
+        *,
+        user_agent: str,
+        backoff_min_s: float = BACKOFF_MIN_S,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
+    ) -> None:
+        host, port = cfg.registrar_address
+        domain = cfg.domain or host
+        self.aor = f"sip:{cfg.user}@{domain}"
+        self.registration = Registration(
+            uac,
+            self.aor,
+            (host, port),
+            expires=cfg.expires,
+            auth=SipDigestAuth(cfg.auth_user or cfg.user, password),
+            contact_uri=f"sip:{cfg.user}@{format_addr(*contact)}",
+            registrar_uri=f"sip:{domain}",
+            user_agent=user_agent,
+        )
+        self._outcomes: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=16)
+        self.registration.on_registered = lambda r: self._put("registered", "")
+        self.registration.on_failed = lambda r, status, reason: self._put(
+            "failed", f"{status} {reason}"
+        )
+        self.registration.on_expired = lambda r: self._put("expired", "no refresh answered")
+        self._backoff_min = backoff_min_s
+        self._answer_timeout = answer_timeout_s
+        self._task: asyncio.Task[None] | None = None
+
+    def _put(self, outcome: str, detail: str) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outcomes.put_nowait((outcome, detail))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="sip-register")
+
+    async def stop(self) -> None:
+        """Stop refreshing and remove the binding (Expires: 0), without waiting for the answer."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self.registration.unregister()
+
+    async def _run(self) -> None:
+        backoff = self._backoff_min
+        while True:
+            self.registration.register()
+            outcome, detail = await self._next(self._answer_timeout)
+            while outcome == "registered":
+                backoff = self._backoff_min
+                log.info(
+                    "sip.registered",
+                    aor=self.aor,
+                    expires_s=self.registration.granted_expires,
+                )
+                # Refreshes run inside Registration; we hear of them as they succeed or fail.
+                outcome, detail = await self._next(None)
+            log.warning("sip.register_failed", aor=self.aor, reason=detail, retry_in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(2 * backoff, BACKOFF_MAX_S)
+
+    async def _next(self, timeout: float | None) -> tuple[str, str]:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._outcomes.get()
+        except TimeoutError:
+            return "failed", f"no answer from the registrar within {timeout:g} s"

@@ -1,0 +1,81 @@
+"""Is a parsed request fit to act on? The checks RFC 3261 §8.2 and the RFC 4475 torture
+tests ask of a UAS, as one pure function: what to answer instead, or None."""
+
+from __future__ import annotations
+
+from aiosipua import SipRequest
+from aiosipua.header_codec import parse_address
+from aiosipua.message import missing_required_headers
+
+SCHEMES = ("sip:", "sips:", "tel:")
+MAX_CSEQ = 2**31  # RFC 3261 §8.1.1.5: the sequence number is less than 2**31
+TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+# Extensions a caller may Require: we never send reliable provisionals, so 100rel holds.
+SUPPORTED = frozenset({"100rel", "timer"})
+
+Problem = tuple[int, str, dict[str, str]]
+
+
+def request_problem(request: SipRequest) -> Problem | None:
+    """(status, reason phrase, extra headers) to answer instead of processing, or None."""
+    missing = missing_required_headers(request)
+    if missing:
+        return 400, f"Missing {', '.join(_pretty(m) for m in missing)}", {}
+    if not request.method or not set(request.method) <= TOKEN:
+        return 400, "Bad Request Line", {}
+    problem = _cseq_problem(request) or _length_problem(request) or _address_problem(request)
+    if problem:
+        return 400, problem, {}
+    if len(request.headers.get("call-id")) > 1 or len(request.headers.get("cseq")) > 1:
+        return 400, "Duplicate Call-ID or CSeq", {}
+    if not request.uri.lower().startswith(SCHEMES):
+        return 416, "Unsupported URI Scheme", {}
+    required = {
+        token.strip().lower()
+        for value in request.headers.get("require")
+        for token in value.split(",")
+        if token.strip()
+    }
+    unsupported = sorted(required - SUPPORTED)
+    if unsupported and request.method not in ("ACK", "CANCEL"):
+        return 420, "Bad Extension", {"Unsupported": ", ".join(unsupported)}  # §8.2.2.3
+    return None
+
+
+def _cseq_problem(request: SipRequest) -> str | None:
+    parts = (request.get_header("cseq") or "").split()
+    if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) >= MAX_CSEQ:
+        return "Bad CSeq"
+    if parts[1] != request.method:
+        return "CSeq Method Does Not Match"  # RFC 4475 §3.1.2.9
+    return None
+
+
+def _length_problem(request: SipRequest) -> str | None:
+    raw = request.get_header("content-length")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isdigit():
+        return "Bad Content-Length"
+    if int(raw) > len(request.body):
+        return "Content-Length Larger Than Message"  # RFC 4475 §3.1.2.7 (truncated)
+    return None
+
+
+def _address_problem(request: SipRequest) -> str | None:
+    for name in ("from", "to"):
+        try:
+            address = parse_address(request.get_header(name) or "")
+        except (ValueError, IndexError):
+            return f"Bad {_pretty(name)}"
+        if not address.uri.host:
+            return f"Bad {_pretty(name)}"
+    max_forwards = request.get_header("max-forwards")
+    if max_forwards is not None and not max_forwards.strip().isdigit():
+        return "Bad Max-Forwards"
+    return None
+
+
+def _pretty(name: str) -> str:
+    return {"call-id": "Call-ID", "cseq": "CSeq"}.get(name, name.title())

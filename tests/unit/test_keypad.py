@@ -1,0 +1,30 @@
+"""Key presses are gathered into one entry: on #, after a pause, or one by one."""
+
+from gateway.bridge.keypad import Keypad, dtmf_message
+
+
+def test_hash_completes_an_entry_at_once() -> None:
+    pad = Keypad(1500)
+    assert [pad.press(d, t) for d, t in (("1", 0.0), ("2", 0.5), ("3", 1.0))] == [None] * 3
+    assert pad.press("#", 1.2) == "123#"
+    assert pad.deadline is None and pad.due(10.0) is None
+
+
+def test_a_pause_completes_an_entry() -> None:
+    pad = Keypad(1500)
+    pad.press("4", 0.0)
+    pad.press("2", 1.0)
+    assert pad.deadline == 2.5
+    assert pad.due(2.4) is None
+    assert pad.due(2.5) == "42"
+    assert pad.due(9.0) is None
+
+
+def test_no_gathering_sends_each_key() -> None:
+    pad = Keypad(0)
+    assert pad.press("5", 0.0) == "5"
+    assert pad.press("*", 0.1) == "*"
+
+
+def test_message_text() -> None:
+    assert dtmf_message("5") == "[DTMF 5]"
