@@ -25,10 +25,17 @@ from websockets.protocol import State
 
 from ..config import AgentConfig
 from .auth import Auth, AuthError
-from .protocol import Dialect, ProtocolError, ServerEvent, ServiceError, SessionReady
+from .protocol import (
+    Dialect,
+    Malformed,
+    ProtocolError,
+    ServerEvent,
+    ServiceError,
+    SessionReady,
+)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a long answer's delta stays far below this
-PING_INTERVAL_S = 20.0
+STALL_TIMEOUT_S = 10.0  # realtime.stall_timeout_s: a ping every half, its pong within half
 
 _STATUS_HINTS = {
     400: "the deployment's model is not realtime-capable, or the URL is wrong",
@@ -75,6 +82,7 @@ class RealtimeSession:
         audio_format: str,
         codec: str,
         connect_timeout: float,
+        stall_timeout: float = STALL_TIMEOUT_S,
     ) -> RealtimeSession:
         """Connect, send session.update, wait for session.updated: all within the timeout."""
         url = dialect.url(base_url, deployment)
@@ -86,8 +94,10 @@ class RealtimeSession:
                     additional_headers=headers,
                     compression=None,  # base64 audio hardly compresses; deflate costs CPU per frame
                     max_size=MAX_MESSAGE_BYTES,
-                    ping_interval=PING_INTERVAL_S,
-                    ping_timeout=PING_INTERVAL_S,
+                    # A service that stops answering pings has stalled: websockets closes
+                    # the socket (1011) and the link replaces the session.
+                    ping_interval=stall_timeout / 2,
+                    ping_timeout=stall_timeout / 2,
                     close_timeout=2,
                     open_timeout=None,  # the outer timeout covers the whole opening
                     proxy=None if _is_loopback(url) else True,
@@ -139,7 +149,7 @@ class RealtimeSession:
         """
         ws = self._ws
         transport = ws.transport
-        if ws.protocol.state is not State.OPEN or transport.is_closing():
+        if self.closing or transport.is_closing():
             raise ConnectionClosedError(None, None)
         if transport.get_write_buffer_size() > max_backlog:
             return False
@@ -149,9 +159,17 @@ class RealtimeSession:
         return True
 
     async def events(self) -> AsyncIterator[ServerEvent]:
-        """Server events until the socket closes; a clean close ends the iteration."""
+        """Server events until the socket closes; a clean close ends the iteration.
+
+        A frame that is not a well-formed event comes out as ``Malformed``: one bad frame
+        from the service must not end the call.
+        """
         async for frame in self._ws:
-            yield self.dialect.parse(frame)
+            try:
+                event: ServerEvent = self.dialect.parse(frame)
+            except ProtocolError as exc:
+                event = Malformed(str(exc), frame[:200] if isinstance(frame, str) else None)
+            yield event
 
     @property
     def close_code(self) -> int | None:
@@ -159,6 +177,14 @@ class RealtimeSession:
 
     async def close(self) -> None:
         await self._ws.close()
+
+    @property
+    def closing(self) -> bool:
+        return self._ws.protocol.state is not State.OPEN
+
+    def abort(self) -> None:
+        """Drop the socket at once (a stalled service answers no close handshake either)."""
+        self._ws.transport.abort()
 
 
 async def _wait_session_updated(ws: ClientConnection, dialect: Dialect) -> dict[str, Any]:
