@@ -175,7 +175,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     await asyncio.sleep(args.measure_s)  # the measurement window itself
     elapsed = time.monotonic() - t0
     cpu = {name: round((cpu_seconds(p) - cpu0[name]) / elapsed, 3) for name, p in pids.items()}
-    user, system = (round((b - a) / elapsed, 3) for a, b in zip(split0, cpu_split(pid)))
+    split1 = cpu_split(pid)
+    user, system = (round((split1[i] - split0[i]) / elapsed, 3) for i in (0, 1))
     # Other sessions on the machine compete for the same cores: say how much they took.
     machine = (machine_busy_seconds() - busy0) / elapsed
     cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
