@@ -33,6 +33,7 @@ from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
 from .call_record import CallRecord, now_iso
 from .config import AgentConfig, GatewayConfig, api_key, sip_passwords
+from .gc_pauses import GcPauses
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .metrics import CallProbe, Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
@@ -92,6 +93,7 @@ class Gateway:
         self.sip_port = cfg.sip.port
         self.router = Router(cfg)
         self.metrics = Metrics()
+        self.gc_pauses = GcPauses()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
@@ -101,6 +103,7 @@ class Gateway:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.gc_pauses.install()
         rt = self.cfg.realtime
         if rt.embedded:
             self._embedded = EmbeddedRealtimeServer("127.0.0.1", 0, keep_events=0)
@@ -242,10 +245,17 @@ class Gateway:
         if self._metrics_server is not None:
             await self._metrics_server.close()
             self._metrics_server = None
+        self.gc_pauses.remove()
         log.info("gateway.stopped")
 
-    def debug_state(self) -> dict[str, Any]:
-        """What the process holds now (/debug/state): flat in a soak run, or something leaks."""
+    def debug_state(self, collect: bool = False) -> dict[str, Any]:
+        """What the process holds now (/debug/state): flat in a soak run, or something leaks.
+
+        ``collect`` runs a full garbage collection first (tens of ms on the event loop: a
+        debugging tool), so that what is counted is alive, not garbage not yet collected.
+        """
+        if collect:
+            gc.collect()
         buffers = list(playback.LIVE)
         return {
             "calls": len(self.calls),
@@ -256,7 +266,7 @@ class Gateway:
             "playback_buffers": len(buffers),
             "playback_buffered_s": round(sum(b.buffered_ms for b in buffers) / 1000, 3),
             "gc_objects": len(gc.get_objects()),
-            "gc_collections": [g["collections"] for g in gc.get_stats()],
+            "gc_pauses": self.gc_pauses.as_dict(),
         }
 
     def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:

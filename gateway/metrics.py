@@ -11,7 +11,7 @@ key: a label value is cut to a short token by `_label`.
 Latency is measured with `time.monotonic()` stamps at the two edges of the gateway:
 
 * uplink: the arrival of the oldest RTP packet whose audio an `input_audio_buffer.append`
-  carries -> that WebSocket send has returned (the uplink queue, decode, the resampler holding
+  carries -> that WebSocket send has returned (decode, the resampler holding
   audio back until it has a block, JSON, the socket write; not the filter's group delay, which
   is in the audio itself), one observation per send;
 * downlink: an audio delta's arrival while the playback buffer is idle (the start of an answer,
@@ -257,8 +257,9 @@ def _detached() -> Metrics:
 
 class MetricsServer:
     """/metrics, /healthz (the event loop answers), /readyz (`ready()`: 200, else 503) and
-    /debug/state (`state()`: counts of what the process holds, for leak hunting and soak
-    runs; answered to loopback clients only, whatever `bind` is)."""
+    /debug/state (`state(collect)`: counts of what the process holds, for leak hunting and
+    soak runs, after a full garbage collection with ?gc=1; answered to loopback clients only,
+    whatever `bind` is)."""
 
     def __init__(
         self,
@@ -266,7 +267,7 @@ class MetricsServer:
         bind: str,
         port: int,
         ready: Callable[[], bool],
-        state: Callable[[], dict[str, Any]] = dict,
+        state: Callable[[bool], dict[str, Any]] = lambda collect: {},
     ) -> None:
         self.metrics = metrics
         self.bind = bind
@@ -312,7 +313,7 @@ class MetricsServer:
     async def _debug_state(self, request: web.Request) -> web.Response:
         if not _loopback(request.remote):
             return web.Response(status=403, text="/debug/state answers loopback clients only\n")
-        return web.json_response(self._state())
+        return web.json_response(self._state(request.query.get("gc") == "1"))
 
 
 def _loopback(host: str | None) -> bool:

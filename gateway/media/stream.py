@@ -178,6 +178,13 @@ class RtpStream(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        # Whoever listened (the call's bridge) is let go: no reference cycle keeps the call's
+        # objects alive until the garbage collector's next full pass (a pause on the media
+        # clock of every other call).
+        self.on_payload = _ignore_payload
+        self.on_dtmf = _ignore_dtmf
+        self.on_flood = _ignore_flood
+        self._source = None
 
     @property
     def remote(self) -> tuple[str, int] | None:
@@ -343,6 +350,10 @@ class RtpStream(asyncio.DatagramProtocol):
 def _silence_run(byte: int, samples: int) -> bytes:
     """The longest gap fill, shared by every call: a slice of it fills any gap."""
     return bytes([byte]) * samples
+
+
+def _ignore_payload(payload: bytes) -> None:
+    """Audio after the stream was closed."""
 
 
 def _ignore_dtmf(digit: str, duration_ms: int) -> None:

@@ -31,6 +31,7 @@ import platform
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,11 @@ def udp_drops() -> int:
     rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
             if line.startswith("Udp:")]  # fmt: skip
     return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def debug_state(metrics_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{metrics_url}/debug/state", timeout=10) as response:
+        return json.loads(response.read())
 
 
 def rss_mib(pid: int) -> float:
@@ -181,6 +187,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     machine = (machine_busy_seconds() - busy0) / elapsed
     cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
     drops = udp_drops() - drops0
+    state = await asyncio.to_thread(debug_state, gateway.metrics_url)
     caller.stdin.write(b"stop\n")
     await caller.stdin.drain()
     received = await json_line(caller.stdout, 30)
@@ -224,6 +231,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "after_calls": round(rss_after, 1),
             "growth_per_call": round((rss_loaded - rss_idle) / n, 3),
         },
+        "gateway_gc_pauses_since_start": state["gc_pauses"],
         "profile": args.profile,
     }
 

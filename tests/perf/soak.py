@@ -66,8 +66,10 @@ def short_call(path: Path, audio: Path, call_ms: int) -> Path:
     )
 
 
-def snapshot(gateway: GatewayProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{gateway.metrics_url}/debug/state", timeout=10) as response:
+def snapshot(gateway: GatewayProcess, collect: bool = False) -> dict[str, Any]:
+    query = "?gc=1" if collect else ""
+    url = f"{gateway.metrics_url}/debug/state{query}"
+    with urllib.request.urlopen(url, timeout=10) as response:
         state = json.loads(response.read())
     pid = gateway.pid
     status = Path(f"/proc/{pid}/status").read_text()
@@ -120,7 +122,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         )  # fmt: skip
         await sipp.start()
         await calls_done(gateway, args.warmup, timeout=args.warmup / args.rate + 60)
-        before = await asyncio.to_thread(snapshot, gateway)
+        before = await asyncio.to_thread(snapshot, gateway, True)
         samples = [before]
         while sipp.proc is not None and sipp.proc.returncode is None:
             with contextlib.suppress(TimeoutError):
@@ -128,7 +130,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             samples.append(await asyncio.to_thread(snapshot, gateway))
         code = await sipp.wait(timeout=10)
         await calls_done(gateway, args.calls, timeout=60)  # the last call.ended: none left
-        after = await asyncio.to_thread(snapshot, gateway)
+        after = await asyncio.to_thread(snapshot, gateway, True)
     finally:
         await gateway.stop()
         service.terminate()
