@@ -71,6 +71,7 @@ class ActiveCall:
     task: asyncio.Task[None] | None = None
     end_reason: str | None = None
     leg: CallLeg | None = None
+    bridge: CallBridge | None = None
 
 
 class Gateway:
@@ -171,6 +172,7 @@ class Gateway:
         uas.on_invite = lambda call: self._on_invite(uas, call)
         uas.on_bye = lambda call, request: self._end(call.call_id, "caller_bye")
         uas.on_cancelled = lambda call: self._end(call.call_id, "caller_cancel")
+        uas.on_key = self._on_info_key
         uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
         uas.on_ack = self._on_ack
         uas.on_reinvite = self._on_reinvite
@@ -310,6 +312,12 @@ class Gateway:
             return
         call.leg.on_reinvite()
 
+    def _on_info_key(self, sip: IncomingCall, digit: str) -> None:
+        """A key sent as SIP INFO goes the same way as an RFC 4733 one."""
+        call = self.calls.get(sip.call_id)
+        if call is not None and call.bridge is not None:
+            call.bridge.key(digit, source="info")
+
     def _end(self, sip_call_id: str, reason: str) -> None:
         call = self.calls.get(sip_call_id)
         if call is None or call.task is None or call.end_reason is not None:
@@ -419,6 +427,7 @@ class Gateway:
                 recording=recording,
             )
             stream.on_payload = bridge.on_payload
+            call.bridge = bridge
             # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
             local_sdp = sdp.answer(sip.sdp_offer)[1] if sip.sdp_offer else sdp.offer()
             call.leg = CallLeg(sip, sdp, stream, clog)

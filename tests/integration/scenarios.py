@@ -265,6 +265,41 @@ _BYE_AFTER_NOTIFY = """  <pause milliseconds="{pause_ms}"/>
 """
 
 
+_INFO = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      INFO [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} INFO
+      Max-Forwards: 70
+      Content-Type: {content_type}
+      Content-Length: [len]
+
+      {body}
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
+def info_keys_call(path: Path, keys: list[tuple[str, str]], *, pause_ms: int = 1500) -> Path:
+    """A call (RTP at ``-key rtp_port``) that sends key presses as SIP INFO: each (content
+    type, body) after `pause_ms`, then hangs up."""
+    ending = "".join(
+        _INFO.format(pause_ms=pause_ms, cseq=2 + i, content_type=kind, body=body)
+        for i, (kind, body) in enumerate(keys)
+    )
+    ending += _BYE_AFTER_NOTIFY.format(pause_ms=500).replace(
+        "CSeq: 3 BYE", f"CSeq: {2 + len(keys)} BYE"
+    )
+    invite = _invite("[rtp_port]", PCMU)
+    path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
+    return path
+
+
 def transferee_call(path: Path, outcome: str, *, pause_ms: int = 3000) -> Path:
     """A call (RTP at ``-key rtp_port``) that the gateway transfers with REFER: SIPp accepts
     (202) and reports `outcome` (e.g. "200 OK", "486 Busy Here") in a sipfrag NOTIFY. On
