@@ -95,6 +95,7 @@ class Gateway:
         self._metrics_server: MetricsServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
         self.draining = False  # stopping: new calls and OPTIONS get 503
+        self._writes: set[asyncio.Task[None]] = set()  # records of refused calls being written
         self.on_calls_changed: Callable[[], None] = lambda: None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class Gateway:
             self._registrar = None
         for call in list(self.calls.values()):
             self._end(call.sip.call_id, reason)
-        tasks = [c.task for c in self.calls.values() if c.task is not None]
+        tasks = [c.task for c in self.calls.values() if c.task is not None] + list(self._writes)
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
         for uas in self._uas:
@@ -267,6 +268,8 @@ class Gateway:
             self.metrics.rejected(label)
             reject(sip, status, _PHRASES[status], headers=headers)
             uas.forget(sip)
+            if status != 401:  # a challenge is part of the PBX's normal digest exchange
+                self._record_refusal(sip, status, label)
             return
         call = ActiveCall(secrets.token_hex(6), sip, uas)
         self.calls[sip.call_id] = call
@@ -274,6 +277,31 @@ class Gateway:
             self._handle_call(call), name=f"call-{call.id}"
         )
         self.on_calls_changed()
+
+    def _record_refusal(self, sip: IncomingCall, status: int, label: str) -> None:
+        directory = self.cfg.records.calls_dir
+        if directory is None:
+            return
+        record = CallRecord(
+            secrets.token_hex(6),
+            sip.call_id,
+            sip.caller,
+            sip.callee,
+            f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            dialed=CallInfo.from_invite(sip).dialed,
+            end_reason=label,
+            sip_status=status,
+        )
+        record.ended_at = record.received_at
+        task = asyncio.get_running_loop().create_task(self._write_refusal(record, directory))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write_refusal(self, record: CallRecord, directory: Path) -> None:
+        try:
+            await record.write(directory)
+        except OSError as exc:
+            log.error("call.record_failed", directory=str(directory), error=exc.strerror)
 
     def _refusal(self, sip: IncomingCall) -> tuple[int, str, str, dict[str, str]] | None:
         """Why an INVITE cannot be taken: (status, metric label, log reason, extra headers)."""
