@@ -8,6 +8,7 @@ Signals, readiness and draining are `lifecycle.Service`'s job; metrics are `metr
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import os
 import secrets
@@ -24,6 +25,7 @@ from aiosipua import IncomingCall, SipRequest, SipUAC, serialize_sdp
 from aiosipua.dialog import DialogState
 
 from . import __version__
+from .bridge import playback
 from .bridge.actions import Actions
 from .bridge.call import CallBridge
 from .bridge.recording import Recording
@@ -207,7 +209,11 @@ class Gateway:
         if not cfg.enabled:
             return
         server = MetricsServer(
-            self.metrics, cfg.bind, cfg.port, lambda: self.ready and not self.draining
+            self.metrics,
+            cfg.bind,
+            cfg.port,
+            lambda: self.ready and not self.draining,
+            self.debug_state,
         )
         try:
             await server.start()
@@ -240,6 +246,21 @@ class Gateway:
             await self._metrics_server.close()
             self._metrics_server = None
         log.info("gateway.stopped")
+
+    def debug_state(self) -> dict[str, Any]:
+        """What the process holds now (/debug/state): flat in a soak run, or something leaks."""
+        buffers = list(playback.LIVE)
+        return {
+            "calls": len(self.calls),
+            "tasks": len(asyncio.all_tasks()),
+            "fds": _count_fds(),
+            "rss_mib": _rss_mib(),
+            "rtp_ports_in_use": self._ports.in_use,
+            "playback_buffers": len(buffers),
+            "playback_buffered_s": round(sum(b.buffered_ms for b in buffers) / 1000, 3),
+            "gc_objects": len(gc.get_objects()),
+            "gc_collections": [g["collections"] for g in gc.get_stats()],
+        }
 
     def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:
         """A reloaded config: new calls get its agent, profiles and routes; calls in progress
@@ -453,6 +474,8 @@ class Gateway:
                 probe=CallProbe(self.metrics),
                 actions=actions,
                 recording=recording,
+                playback_buffer_s=self.cfg.media.playback_buffer_s,
+                rtp_timeout_s=self.cfg.media.rtp_timeout_s,
             )
             stream.on_payload = bridge.on_payload
             call.bridge = bridge
@@ -608,6 +631,21 @@ def _drop(payload: bytes) -> None:
 
 def _fmt(addr: tuple[str, int] | None) -> str | None:
     return f"{addr[0]}:{addr[1]}" if addr else None
+
+
+def _count_fds() -> int | None:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux
+        return None
+
+
+def _rss_mib() -> float | None:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def _writable_dir(key: str, directory: Path | None) -> None:

@@ -573,6 +573,24 @@ class MediaConfig(_Model):
         "(mu-law, North America/Japan) and PCMA (A-law, most other countries). A call "
         "offering none of them is rejected with 488. Default [PCMU, PCMA].",
     )
+    rtp_timeout_s: Float = Field(
+        30.0,
+        ge=0,
+        description="Hang up (BYE, end reason rtp_timeout) when no RTP has come from the "
+        "caller for this many seconds, like Asterisk's rtptimeout: the PBX or the network "
+        "lost the call without a BYE. Suspended while the caller holds the call (sendonly or "
+        "inactive), counted again from the resume. 0 turns it off. Default 30.",
+    )
+    playback_buffer_s: Float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="Most model audio, in seconds, one call holds ahead of what the caller "
+        "has heard. The service sends answers faster than real time; audio beyond this is "
+        "dropped (log playback.overflow, metric sipgw_playback_dropped_seconds_total), which "
+        "bounds memory per call (16 KB per second held). Default 120 (a 4096-token answer "
+        "is about 200 s, played while it arrives).",
+    )
 
     @field_validator("rtp_port_max", mode="after")
     @classmethod
@@ -682,6 +700,16 @@ class RealtimeConfig(_Model):
         description="How long before a session's end the gateway opens the next one and "
         "switches over at the first pause in the conversation (no one speaking). Must be "
         "less than max_session_s. Default 60.",
+    )
+    stall_timeout_s: Float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="How long the service may stay silent when it owes the gateway "
+        "something (a keepalive pong, asked for every half of this, or the rest of an "
+        "answer in progress) before the session counts as stalled (log realtime.stalled). "
+        "A stalled session is replaced like a dropped one: a new session within 2 s and the "
+        "call goes on, or BYE. Default 10.",
     )
 
     @property

@@ -24,6 +24,7 @@ Latency is measured with `time.monotonic()` stamps at the two edges of the gatew
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +51,7 @@ RTP_KINDS = {
     "malformed": "malformed",
     "foreign_source": "foreign_source",
     "other_payload": "other_payload",
+    "flood_dropped": "flood_dropped",
 }
 _TOKEN_KINDS = (
     ("input", "text_tokens", "input_text"),
@@ -119,7 +121,7 @@ class Metrics:
         self.rtp_packets = Counter(
             f"{p}_rtp_packets",
             "RTP packets of ended calls, by kind (received, sent, lost, late, out_of_order, "
-            "duplicate, malformed, foreign_source, other_payload).",
+            "duplicate, malformed, foreign_source, other_payload, flood_dropped).",
             ["kind"],
             registry=r,
         )
@@ -135,6 +137,12 @@ class Metrics:
             "Tokens reported by response.done, by kind (input_text, input_audio, "
             "input_cached, output_text, output_audio).",
             ["kind"],
+            registry=r,
+        )
+        self.playback_dropped = Counter(
+            f"{p}_playback_dropped_seconds",
+            "Model audio dropped because a call's playback buffer was full "
+            "(media.playback_buffer_s): an answer that arrived far ahead of real time.",
             registry=r,
         )
         self.config_reloads = Counter(
@@ -216,6 +224,9 @@ class CallProbe:
     def realtime_error(self, code: object) -> None:
         self.metrics.realtime_error(code)
 
+    def playback_dropped(self, seconds: float) -> None:
+        self.metrics.playback_dropped.inc(seconds)
+
 
 class _TimedSource:
     __slots__ = ("_probe", "_source")
@@ -245,13 +256,23 @@ def _detached() -> Metrics:
 
 
 class MetricsServer:
-    """/metrics, /healthz (the event loop answers) and /readyz (`ready()`: 200, else 503)."""
+    """/metrics, /healthz (the event loop answers), /readyz (`ready()`: 200, else 503) and
+    /debug/state (`state()`: counts of what the process holds, for leak hunting and soak
+    runs; answered to loopback clients only, whatever `bind` is)."""
 
-    def __init__(self, metrics: Metrics, bind: str, port: int, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        bind: str,
+        port: int,
+        ready: Callable[[], bool],
+        state: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
         self.metrics = metrics
         self.bind = bind
         self.port = port
         self._ready = ready
+        self._state = state
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -259,6 +280,7 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/debug/state", self._debug_state)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -286,3 +308,15 @@ class MetricsServer:
         if self._ready():
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready\n")
+
+    async def _debug_state(self, request: web.Request) -> web.Response:
+        if not _loopback(request.remote):
+            return web.Response(status=403, text="/debug/state answers loopback clients only\n")
+        return web.json_response(self._state())
+
+
+def _loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

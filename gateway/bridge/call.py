@@ -1,10 +1,12 @@
 """One call's bridge between the RTP leg and its Realtime session.
 
-Three tasks live as long as the call: uplink (caller audio to the model), downlink (model
-events to playback), and the pacer (playback to RTP). The first to end ends the call; the
-others are cancelled with it. Playback and its accounting, the model audio converter, the
-transcript, echo suppression and local pre-emption are objects of their own; this module only
-wires events between them.
+Tasks live as long as the call: downlink (model events to playback), the pacer (playback
+to RTP), and watchers (the agent hanging up, the caller's RTP stopping); the caller's audio
+goes to the model straight from the RTP socket's callback (uplink), without a task hop per
+packet. The first to end (or the uplink failing) ends the call; the rest is cancelled with
+it. Playback and its accounting, the model audio converter, the transcript, echo
+suppression and local pre-emption are objects of their own; this module only wires events
+between them.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from .actions import Actions
 from .echo import EchoSuppressor
 from .local_vad import LocalBargeIn
 from .model_audio import ModelAudio
-from .playback import ItemAccount, ItemKey, Playback
+from .playback import MAX_BUFFER_S, ItemAccount, ItemKey, Playback
 from .recording import Recording
 from .transcript import TranscriptLog
 
-UPLINK_QUEUE_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then the oldest goes
+UPLINK_BACKLOG_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then it is dropped
+MALFORMED_LOG_EVERY = 100  # a service sending garbage gets a log line per this many frames
 
 
 class RealtimePort(Protocol):
@@ -41,6 +44,8 @@ class RealtimePort(Protocol):
     close_code: int | None
 
     async def send(self, text: str) -> None: ...
+
+    def send_audio(self, text: str, max_backlog: int) -> bool: ...
 
     def events(self) -> Any: ...
 
@@ -60,6 +65,8 @@ class CallStats:
     local_unconfirmed: int = 0
     responses: int = 0
     service_errors: int = 0
+    malformed_events: int = 0
+    playback_dropped_ms: int = 0
     usage: dict[str, int] = field(default_factory=dict)
 
 
@@ -76,6 +83,9 @@ class CallBridge:
         probe: CallProbe | None = None,
         actions: Actions | None = None,
         recording: Recording | None = None,
+        *,
+        playback_buffer_s: float = MAX_BUFFER_S,
+        rtp_timeout_s: float = 0.0,
     ) -> None:
         self.session = session
         self.rtp = rtp
@@ -84,7 +94,13 @@ class CallBridge:
         self.greeting = agent.greeting
         self.log = log
         self.transcript = transcript or TranscriptLog(None, log)
-        self.playback = Playback(rtp.frame_samples, on_finished=self.transcript.agent_played)
+        self.playback = Playback(
+            rtp.frame_samples,
+            on_finished=self.transcript.agent_played,
+            max_buffer_s=playback_buffer_s,
+        )
+        self._overflowing: ItemKey | None = None  # the item whose audio is being dropped
+        self.rtp_timeout_s = rtp_timeout_s
         self.audio = ModelAudio(self.playback, codec, self.passthrough)
         echo, local = agent.echo_suppression, agent.local_barge_in
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, rtp.ptime_ms) if echo else None
@@ -96,10 +112,10 @@ class CallBridge:
         self.recording = recording
         self._hang_up_due = asyncio.Event()  # the agent hung up and its last words were heard
         rtp.on_dtmf = self._on_key
+        rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
         self._up = Resampler(8000, rt.PCM16_RATE)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
-        # (arrival time, payload): the uplink latency is measured from the packet's arrival.
-        self._uplink: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(UPLINK_QUEUE_FRAMES)
+        self._uplink_failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._active_response: str | None = None
         self._cancelled: set[str] = set()  # responses whose late deltas are dropped
         self._held_at: float | None = None  # local pre-emption waiting for the service
@@ -107,11 +123,20 @@ class CallBridge:
         self.stats = CallStats()
 
     def on_payload(self, payload: bytes) -> None:
-        """From the RTP socket: queue the caller's audio for the uplink task."""
-        if self._uplink.full():
-            self._uplink.get_nowait()
-            self.stats.uplink_dropped += 1
-        self._uplink.put_nowait((time.monotonic(), payload))
+        """From the RTP socket: the caller's audio, on its way to the model at once."""
+        try:
+            self.probe.uplink_taken(time.monotonic())
+            audio = self._caller_audio(payload)
+            if not audio:
+                return
+            text = self.session.dialect.append_audio(audio)
+            if self.session.send_audio(text, len(text) * UPLINK_BACKLOG_FRAMES):
+                self.probe.uplink_sent()
+            else:
+                self.stats.uplink_dropped += 1
+        except Exception as exc:  # this call's failure alone: it ends the call, not the socket
+            if not self._uplink_failed.done():
+                self._uplink_failed.set_exception(exc)
 
     def next_frame(self) -> np.ndarray | None:
         """The pacer's frame source: playback, seen on its way out (echo, recording)."""
@@ -154,11 +179,13 @@ class CallBridge:
     async def run(self) -> str:
         """Bridge until one side ends; returns the end reason."""
         tasks = [
-            asyncio.create_task(self._uplink_loop(), name="uplink"),
+            asyncio.create_task(self._uplink(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
             asyncio.create_task(self.rtp.pace(self.probe.paced(self)), name="pacer"),
             asyncio.create_task(self._until_hang_up(), name="hang_up"),
         ]
+        if self.rtp_timeout_s:
+            tasks.append(asyncio.create_task(self._rtp_timeout(), name="rtp_timeout"))
         try:
             if self.greeting:
                 await self.session.send(self.session.dialect.response_create(self.greeting))
@@ -186,15 +213,14 @@ class CallBridge:
 
     # --- caller -> model ----------------------------------------------------------------------
 
-    async def _uplink_loop(self) -> None:
-        dialect = self.session.dialect
-        while True:
-            arrived, payload = await self._uplink.get()
-            self.probe.uplink_taken(arrived)
-            audio = self._caller_audio(payload)
-            if audio:
-                await self.session.send(dialect.append_audio(audio))
-                self.probe.uplink_sent()
+    async def _uplink(self) -> None:
+        """Ends the call when the uplink (``on_payload``) fails."""
+        await self._uplink_failed
+
+    async def _rtp_timeout(self) -> None:
+        silent = await self.rtp.rtp_timeout(self.rtp_timeout_s)
+        self.log.warning("call.rtp_timeout", silent_s=round(silent, 1))
+        raise CallEnded("rtp_timeout")
 
     def _caller_audio(self, payload: bytes) -> bytes:
         """The caller's G.711 in the session's format, past echo suppression and local VAD."""
@@ -243,7 +269,10 @@ class CallBridge:
                     return
                 key = ItemKey(event.response_id, event.item_id, event.content_index)
                 self.probe.audio_arrived(playback_idle=self.playback.buffered_ms == 0)
+                dropped = self.playback.dropped_samples
                 self.audio.delta(key, event.audio)
+                if self.playback.dropped_samples != dropped:
+                    self._overflow(key, self.playback.dropped_samples - dropped)
             case rt.AudioDone():
                 if event.response_id not in self._cancelled:
                     self.audio.done(ItemKey(event.response_id, event.item_id, event.content_index))
@@ -266,6 +295,16 @@ class CallBridge:
                 self.transcript.agent_said(event.item_id, event.text)
             case rt.TranscriptDelta():
                 self.transcript.agent_delta(event.item_id, event.delta)
+            case rt.Malformed():
+                self.stats.malformed_events += 1
+                self.probe.realtime_error("malformed_event")
+                if self.stats.malformed_events % MALFORMED_LOG_EVERY == 1:
+                    self.log.warning(
+                        "realtime.malformed_event",
+                        reason=event.reason,
+                        excerpt=event.excerpt,
+                        count=self.stats.malformed_events,
+                    )
             case rt.ServiceError():
                 self.stats.service_errors += 1
                 self.probe.realtime_error(event.code or "no_code")
@@ -273,6 +312,21 @@ class CallBridge:
                 level("realtime.error", code=event.code, message=event.message)
             case _:
                 pass
+
+    def _overflow(self, key: ItemKey, samples: int) -> None:
+        """Model audio beyond media.playback_buffer_s was dropped: counted, logged per item."""
+        ms = samples / 8
+        self.stats.playback_dropped_ms += round(ms)
+        self.probe.playback_dropped(ms / 1000)
+        if key != self._overflowing:
+            self._overflowing = key
+            self.log.warning(
+                "playback.overflow",
+                response_id=key.response_id,
+                item_id=key.item_id,
+                buffered_s=round(self.playback.buffered_ms / 1000, 1),
+                limit_s=self.playback.max_buffer_s,
+            )
 
     def _on_response_done(self, event: rt.ResponseDone) -> None:
         if self._active_response == event.response_id:

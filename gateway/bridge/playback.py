@@ -15,6 +15,7 @@ queued here would over-count by that hold-back (13-73 ms).
 from __future__ import annotations
 
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 
 RATE = 8000
-MAX_BUFFER_S = 300  # a runaway response cannot grow the buffer without bound
+MAX_BUFFER_S = 120.0  # media.playback_buffer_s: a runaway answer cannot grow memory unbounded
 # A talk spurt starts only with this much queued (or the whole item): the first delta comes
 # out of soxr 13-73 ms short, and an underrun a few frames in is a gap the caller hears.
 START_MS = 40
+
+
+LIVE: weakref.WeakSet[Playback] = weakref.WeakSet()  # every buffer alive (/debug/state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class ItemAccount:
     queued_samples: int = 0  # 8 kHz samples that came out of the converter
     sent_samples: int = 0  # 8 kHz samples handed to the pacer, i.e. sent on the wire
     done: bool = False  # the model has sent all of this item's audio
+    overflowed: bool = False  # audio beyond the buffer's cap was dropped: the rest goes too
     interrupted: bool = False  # cut short by a barge-in or by the end of the call
     first_sent_at: float | None = None  # clock time its first sample went out
     finished_at: float | None = None
@@ -78,8 +83,12 @@ class Playback:
         *,
         on_finished: Callable[[ItemAccount], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_buffer_s: float = MAX_BUFFER_S,
     ) -> None:
+        LIVE.add(self)
         self.frame_samples = frame_samples
+        self.max_buffer_s = max_buffer_s
+        self._max_samples = int(max_buffer_s * RATE)
         self.on_finished = on_finished
         self.clock = clock
         self._chunks: deque[tuple[ItemAccount, np.ndarray]] = deque()
@@ -108,7 +117,10 @@ class Playback:
         item.received_ms += received_ms
         if not len(pcm):
             return
-        if self._buffered + len(pcm) > MAX_BUFFER_S * RATE:
+        if item.overflowed or self._buffered + len(pcm) > self._max_samples:
+            # Once an answer overflows, the rest of it goes too: fragments of it played between
+            # drops would be worse than its end missing.
+            item.overflowed = True
             self.dropped_samples += len(pcm)
             return
         item.queued_samples += len(pcm)

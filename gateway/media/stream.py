@@ -30,6 +30,10 @@ from .rtp import RtpPacket, RtpParseError, RtpSender, parse_rtp
 RATE = 8000
 REORDER_MAX_DELAY_S = 0.06
 COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
+# Flood guard on the latched source: packets beyond twice the ptime rate are dropped, after a
+# burst of one second's worth (a network that held packets back releases them at once).
+FLOOD_RATE_FACTOR = 2.0
+FLOOD_BURST_S = 1.0
 
 
 class FrameSource(Protocol):
@@ -51,6 +55,7 @@ class RtpStats:
     comfort_noise: int = 0
     other_payload: int = 0  # payload types we did not negotiate
     dtmf_events: int = 0
+    flood_dropped: int = 0  # packets from the caller beyond twice the packet rate
     late_sends: int = 0  # packets sent more than one ptime after their deadline
     skipped_sends: int = 0  # packets not sent at all after a long stall (timestamps jump)
 
@@ -113,6 +118,13 @@ class RtpStream(asyncio.DatagramProtocol):
         self._pacer: Pacer | None = None
         self._source: FrameSource | None = None
         self._talking = False
+        self._last_rx = 0.0  # loop time of the caller's last packet (the RTP timeout)
+        self._held = False  # the caller holds the call: we send nothing (RFC 3264 §8.4)
+        packets_per_s = 1000 / ptime_ms
+        self._flood_rate = FLOOD_RATE_FACTOR * packets_per_s
+        self._flood_burst = self._flood_tokens = FLOOD_BURST_S * packets_per_s
+        self._flood_at = 0.0
+        self.on_flood: Callable[[], None] = _ignore_flood
         self.stats = RtpStats()
         self.port = 0
         self.closed = asyncio.Event()
@@ -189,13 +201,25 @@ class RtpStream(asyncio.DatagramProtocol):
         elif source != self._remote:
             self.stats.foreign_source += 1
             return
+        now = asyncio.get_running_loop().time()
+        refill = (now - self._flood_at) * self._flood_rate
+        tokens = min(self._flood_burst, self._flood_tokens + refill)
+        self._flood_at = now
+        if tokens < 1:
+            self._flood_tokens = tokens
+            if not self.stats.flood_dropped:
+                self.on_flood()
+            self.stats.flood_dropped += 1
+            return
+        self._flood_tokens = tokens - 1
+        self._last_rx = now
         try:
             packet = parse_rtp(data)
         except RtpParseError:
             self.stats.malformed += 1
             return
         self.stats.packets_in += 1
-        for ready in self.reorder.push(packet, asyncio.get_running_loop().time()):
+        for ready in self.reorder.push(packet, now):
             self._dispatch(ready)
         if self.reorder.deadline is not None:
             self._arm_reorder_timer()
@@ -283,11 +307,31 @@ class RtpStream(asyncio.DatagramProtocol):
 
     # --- signalling hooks (re-INVITE, late offer) -----------------------------------------------
 
-    _held = False
+    @property
+    def flood_limit_pps(self) -> float:
+        return self._flood_rate
 
     def set_sending(self, on: bool) -> None:
-        """Hold (RFC 3264 §8.4): no RTP toward the caller; the clock keeps running."""
+        """Hold (RFC 3264 §8.4): no RTP toward the caller; the clock keeps running, and the
+        RTP timeout waits for the resume (the caller may send nothing while holding)."""
+        if self._held and on:
+            self._last_rx = asyncio.get_running_loop().time()
         self._held = not on
+
+    async def rtp_timeout(self, timeout_s: float) -> float:
+        """Return once the caller has sent no RTP for ``timeout_s`` while not holding the call
+        (Asterisk's rtptimeout); returns how long it has been silent."""
+        loop = asyncio.get_running_loop()
+        self._last_rx = max(self._last_rx, loop.time())  # counted from the answer at the latest
+        while True:
+            now = loop.time()
+            if self._held:
+                await asyncio.sleep(timeout_s)
+                continue
+            silent = now - self._last_rx
+            if silent >= timeout_s:
+                return silent
+            await asyncio.sleep(timeout_s - silent)
 
     def set_remote(self, addr: tuple[str, int]) -> None:
         """The caller's media moved (new c=/m=): send there, and latch again on what arrives."""
@@ -303,6 +347,10 @@ def _silence_run(byte: int, samples: int) -> bytes:
 
 def _ignore_dtmf(digit: str, duration_ms: int) -> None:
     """Key presses before anyone listens for them."""
+
+
+def _ignore_flood() -> None:
+    """A flood before anyone listens for it (it is counted in the stats all the same)."""
 
 
 def local_ip_towards(host: str) -> str:

@@ -14,14 +14,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.protocol import State
 
 from ..config import AgentConfig
 from .auth import Auth, AuthError
-from .protocol import Dialect, ProtocolError, ServerEvent, ServiceError, SessionReady
+from .protocol import (
+    Dialect,
+    Malformed,
+    ProtocolError,
+    ServerEvent,
+    ServiceError,
+    SessionReady,
+)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # a long answer's delta stays far below this
-PING_INTERVAL_S = 20.0
+STALL_TIMEOUT_S = 10.0  # realtime.stall_timeout_s: a ping every half, its pong within half
 
 _STATUS_HINTS = {
     400: "the deployment's model is not realtime-capable, or the URL is wrong",
@@ -68,6 +82,7 @@ class RealtimeSession:
         audio_format: str,
         codec: str,
         connect_timeout: float,
+        stall_timeout: float = STALL_TIMEOUT_S,
     ) -> RealtimeSession:
         """Connect, send session.update, wait for session.updated: all within the timeout."""
         url = dialect.url(base_url, deployment)
@@ -79,8 +94,10 @@ class RealtimeSession:
                     additional_headers=headers,
                     compression=None,  # base64 audio hardly compresses; deflate costs CPU per frame
                     max_size=MAX_MESSAGE_BYTES,
-                    ping_interval=PING_INTERVAL_S,
-                    ping_timeout=PING_INTERVAL_S,
+                    # A service that stops answering pings has stalled: websockets closes
+                    # the socket (1011) and the link replaces the session.
+                    ping_interval=stall_timeout / 2,
+                    ping_timeout=stall_timeout / 2,
                     close_timeout=2,
                     open_timeout=None,  # the outer timeout covers the whole opening
                     proxy=None if _is_loopback(url) else True,
@@ -121,10 +138,38 @@ class RealtimeSession:
     async def send(self, text: str) -> None:
         await self._ws.send(text)
 
+    def send_now(self, text: str, max_backlog: int) -> bool:
+        """Write one event at once, from a callback: the caller's audio, 50 times a second.
+
+        ``ws.send`` is a coroutine, so the audio would need a task hop per packet; this writes
+        the frame the way ``send`` does (websockets' sans-I/O protocol, then the transport),
+        in the same order as any other send. Returns False, sending nothing, when more than
+        ``max_backlog`` bytes already wait for a slow socket: real-time audio is better
+        dropped than delayed. Raises ConnectionClosed once the socket is closing.
+        """
+        ws = self._ws
+        transport = ws.transport
+        if self.closing or transport.is_closing():
+            raise ConnectionClosedError(None, None)
+        if transport.get_write_buffer_size() > max_backlog:
+            return False
+        ws.protocol.send_text(text.encode())
+        for data in ws.protocol.data_to_send():
+            transport.write(data)
+        return True
+
     async def events(self) -> AsyncIterator[ServerEvent]:
-        """Server events until the socket closes; a clean close ends the iteration."""
+        """Server events until the socket closes; a clean close ends the iteration.
+
+        A frame that is not a well-formed event comes out as ``Malformed``: one bad frame
+        from the service must not end the call.
+        """
         async for frame in self._ws:
-            yield self.dialect.parse(frame)
+            try:
+                event: ServerEvent = self.dialect.parse(frame)
+            except ProtocolError as exc:
+                event = Malformed(str(exc), frame[:200] if isinstance(frame, str) else None)
+            yield event
 
     @property
     def close_code(self) -> int | None:
@@ -132,6 +177,14 @@ class RealtimeSession:
 
     async def close(self) -> None:
         await self._ws.close()
+
+    @property
+    def closing(self) -> bool:
+        return self._ws.protocol.state is not State.OPEN
+
+    def abort(self) -> None:
+        """Drop the socket at once (a stalled service answers no close handshake either)."""
+        self._ws.transport.abort()
 
 
 async def _wait_session_updated(ws: ClientConnection, dialect: Dialect) -> dict[str, Any]:

@@ -680,6 +680,7 @@ class EmbeddedSession:
         self.id: str = self.config["id"]
         self.conversation_id = new_id("conv")
         self._closed = asyncio.Event()
+        self._stalled = False
         self._tasks: set[asyncio.Task[None]] = set()
         # input side
         self._ring = _Ring(RING_SECONDS * RATE)
@@ -778,6 +779,19 @@ class EmbeddedSession:
         else:
             await self._ws.close(code, reason)
 
+    def stall(self, *, pongs: bool = False) -> None:
+        """Hang as a stuck service does: nothing more is sent, and the socket stays open
+        until the peer gives up on it. Without ``pongs`` nothing is read either (a stuck
+        process: no pong); with it, the connection stays alive and only the events stop (a
+        model that stopped generating mid-answer)."""
+        self._stalled = True
+        if not pongs:
+            self._ws.transport.pause_reading()
+
+    async def send_raw(self, text: str) -> None:
+        """A frame as is, e.g. not JSON at all (a service bug, a broken proxy)."""
+        await self._ws.send(text)
+
     async def _expire(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         minutes = f"{seconds / 60:g}"
@@ -788,6 +802,8 @@ class EmbeddedSession:
     async def _send(self, event: dict[str, Any]) -> None:
         # The frame is queued synchronously inside send(), before its first await: the order
         # in which coroutines call _send is the order on the wire.
+        if self._stalled:
+            return
         event = {"event_id": new_id("event"), **event}
         if self._preview is not None:
             translated = self._preview.server_to_preview(event)

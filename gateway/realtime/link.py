@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from ..config import AgentConfig, RealtimeConfig
 from . import protocol as rt
 from .auth import Auth
-from .client import RealtimeConnectError, RealtimeSession
+from .client import STALL_TIMEOUT_S, RealtimeConnectError, RealtimeSession
 from .conversation import Conversation
 
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
@@ -71,12 +71,15 @@ class RealtimeLink:
         bytes_per_ms: int,
         answers_by_itself: bool,
         log: Any,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
     ) -> None:
         self._open = opener
         self._session = session
         self._max_session_s = max_session_s
         self._margin_s = rollover_margin_s
         self._answers_by_itself = answers_by_itself
+        self._stall_s = stall_timeout_s
+        self._last_event = time.monotonic()
         self.log = log
         self.conversation = Conversation(bytes_per_ms)
         self.stats = LinkStats()
@@ -100,6 +103,7 @@ class RealtimeLink:
         self._ends_at = self._end_of(session)
         self._start_pump(session)
         self._spawn(self._rollover_loop(), "rollover")
+        self._spawn(self._stall_watch(), "stall-watch")
 
     @classmethod
     async def open(cls, opener: Opener, **kwargs: Any) -> RealtimeLink:
@@ -129,6 +133,7 @@ class RealtimeLink:
             audio_format=realtime.audio_format,
             codec=codec,
             connect_timeout=realtime.connect_timeout_s,
+            stall_timeout=realtime.stall_timeout_s,
         )
         turns = agent.turn_detection
         return await cls.open(
@@ -138,6 +143,7 @@ class RealtimeLink:
             bytes_per_ms=rt.bytes_per_ms(realtime.audio_format),
             answers_by_itself=turns.type != "none" and turns.create_response,
             log=log,
+            stall_timeout_s=realtime.stall_timeout_s,
         )
 
     # --- what the bridge sees -----------------------------------------------------------------
@@ -165,6 +171,19 @@ class RealtimeLink:
         except ConnectionClosed:
             self._pending.append(text)
 
+    def send_audio(self, text: str, max_backlog: int) -> bool:
+        """The caller's audio (an append), written at once; False when the socket is backed
+        up by more than ``max_backlog`` bytes and the event was dropped (see RealtimeSession).
+        """
+        if self._holding:
+            self._pending.append(text)
+            return True
+        try:
+            return self._session.send_now(text, max_backlog)
+        except ConnectionClosed:
+            self._pending.append(text)
+            return True
+
     async def events(self) -> AsyncIterator[rt.ServerEvent]:
         """Server events of whichever session is current, until the link gives up."""
         while True:
@@ -179,8 +198,6 @@ class RealtimeLink:
                 for event in replaced:
                     yield event
                 continue
-            if isinstance(item, Exception):
-                raise item
             self._observe(item)
             yield item
 
@@ -198,6 +215,7 @@ class RealtimeLink:
     # --- events of the current session --------------------------------------------------------
 
     def _observe(self, event: rt.ServerEvent) -> None:
+        self._last_event = time.monotonic()
         self.conversation.observe(event)
         match event:
             case rt.SpeechStarted():
@@ -282,6 +300,29 @@ class RealtimeLink:
                 reconnect_ms=round((time.monotonic() - started) * 1000),
             )
             return cut_off
+
+    async def _stall_watch(self) -> None:
+        """An answer in progress whose events stop for stall_timeout_s: the service stalled
+        (it may still answer pings). The socket is dropped, so the reconnect replaces the
+        session (or the call ends with BYE)."""
+        while True:
+            await asyncio.sleep(self._stall_s / 4)
+            silent = time.monotonic() - self._last_event
+            if (
+                self._response is not None
+                and silent > self._stall_s
+                and not self._holding
+                and not self._session.closing  # the keepalive caught it first
+            ):
+                self.log.warning(
+                    "realtime.stalled",
+                    session_id=self._session.id,
+                    waited_for="the rest of an answer",
+                    silent_s=round(silent, 1),
+                    stall_timeout_s=self._stall_s,
+                )
+                self._session.abort()
+                self._last_event = time.monotonic()  # once per stall
 
     async def _rollover_loop(self) -> None:
         """Before each session's end: open the next one, switch at a pause."""
@@ -385,9 +426,13 @@ class RealtimeLink:
             code = session.close_code or 1006
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else 1006
-        except rt.ProtocolError as exc:
-            await self._queue.put((session, exc))
-            return
+            if exc.rcvd is None and exc.sent is not None and "keepalive" in exc.sent.reason:
+                self.log.warning(
+                    "realtime.stalled",
+                    session_id=session.id,
+                    waited_for="keepalive pong",
+                    stall_timeout_s=self._stall_s,
+                )
         await self._queue.put((session, _Closed(code)))
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:

@@ -122,6 +122,14 @@ class FunctionCall:
 
 
 @dataclass(slots=True)
+class Malformed:
+    """A server frame that is not a well-formed event (bad JSON, a missing field): skipped."""
+
+    reason: str
+    excerpt: str | None = None  # its first 200 characters, for the log
+
+
+@dataclass(slots=True)
 class Other:
     """Any event the bridge has no use for (kept for debug logging)."""
 
@@ -141,6 +149,7 @@ ServerEvent = (
     | ItemTruncated
     | ServiceError
     | FunctionCall
+    | Malformed
     | Other
 )
 
@@ -397,7 +406,7 @@ class GaDialect:
         try:
             handler = self._handlers.get(kind)
             return handler(event) if handler is not None else Other(kind)
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             raise ProtocolError(f"malformed {kind} event: {exc!r}") from None
 
 

@@ -45,9 +45,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # utime, stime
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_split(pid))
 
 
 def machine_busy_seconds() -> float:
@@ -156,6 +161,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     assert sipp.proc is not None
     pids = {"gateway": pid, "service": service.pid, "callers": caller.pid, "sipp": sipp.proc.pid}
     cpu0 = {name: cpu_seconds(p) for name, p in pids.items()}
+    split0 = cpu_split(pid)
     busy0 = machine_busy_seconds()
     drops0 = udp_drops()
     t0 = time.monotonic()
@@ -169,6 +175,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     await asyncio.sleep(args.measure_s)  # the measurement window itself
     elapsed = time.monotonic() - t0
     cpu = {name: round((cpu_seconds(p) - cpu0[name]) / elapsed, 3) for name, p in pids.items()}
+    split1 = cpu_split(pid)
+    user, system = (round((split1[i] - split0[i]) / elapsed, 3) for i in (0, 1))
     # Other sessions on the machine compete for the same cores: say how much they took.
     machine = (machine_busy_seconds() - busy0) / elapsed
     cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
@@ -209,6 +217,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "udp_receive_buffer_drops_machine_wide": drops,
         "gateway_rtp_stats_summed_over_calls": totals,
         "cpu_cores": cpu,
+        "gateway_cpu_user_system": [user, system],
         "gateway_rss_mib": {
             "idle": round(rss_idle, 1),
             "with_calls": round(rss_loaded, 1),
