@@ -74,6 +74,7 @@ class ActiveCall:
     task: asyncio.Task[None] | None = None
     end_reason: str | None = None
     leg: CallLeg | None = None
+    bridge: CallBridge | None = None
 
 
 class Gateway:
@@ -98,6 +99,7 @@ class Gateway:
         self._metrics_server: MetricsServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
         self.draining = False  # stopping: new calls and OPTIONS get 503
+        self._writes: set[asyncio.Task[None]] = set()  # records of refused calls being written
         self.on_calls_changed: Callable[[], None] = lambda: None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -176,6 +178,7 @@ class Gateway:
         uas.on_invite = lambda call: self._on_invite(uas, call)
         uas.on_bye = lambda call, request: self._end(call.call_id, "caller_bye")
         uas.on_cancelled = lambda call: self._end(call.call_id, "caller_cancel")
+        uas.on_key = self._on_info_key
         uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
         uas.on_ack = self._on_ack
         uas.on_reinvite = self._on_reinvite
@@ -232,7 +235,7 @@ class Gateway:
             self._registrar = None
         for call in list(self.calls.values()):
             self._end(call.sip.call_id, reason)
-        tasks = [c.task for c in self.calls.values() if c.task is not None]
+        tasks = [c.task for c in self.calls.values() if c.task is not None] + list(self._writes)
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
         for uas in self._uas:
@@ -296,6 +299,8 @@ class Gateway:
             self.metrics.rejected(label)
             reject(sip, status, _PHRASES[status], headers=headers)
             uas.forget(sip)
+            if status != 401:  # a challenge is part of the PBX's normal digest exchange
+                self._record_refusal(sip, status, label)
             return
         call = ActiveCall(secrets.token_hex(6), sip, uas)
         self.calls[sip.call_id] = call
@@ -303,6 +308,31 @@ class Gateway:
             self._handle_call(call), name=f"call-{call.id}"
         )
         self.on_calls_changed()
+
+    def _record_refusal(self, sip: IncomingCall, status: int, label: str) -> None:
+        directory = self.cfg.records.calls_dir
+        if directory is None:
+            return
+        record = CallRecord(
+            secrets.token_hex(6),
+            sip.call_id,
+            sip.caller,
+            sip.callee,
+            f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            dialed=CallInfo.from_invite(sip).dialed,
+            end_reason=label,
+            sip_status=status,
+        )
+        record.ended_at = record.received_at
+        task = asyncio.get_running_loop().create_task(self._write_refusal(record, directory))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write_refusal(self, record: CallRecord, directory: Path) -> None:
+        try:
+            await record.write(directory)
+        except OSError as exc:
+            log.error("call.record_failed", directory=str(directory), error=exc.strerror)
 
     def _refusal(self, sip: IncomingCall) -> tuple[int, str, str, dict[str, str]] | None:
         """Why an INVITE cannot be taken: (status, metric label, log reason, extra headers)."""
@@ -340,6 +370,12 @@ class Gateway:
             respond(sip, 500, "Server Internal Error", retry_after=1)  # §14.2
             return
         call.leg.on_reinvite()
+
+    def _on_info_key(self, sip: IncomingCall, digit: str) -> None:
+        """A key sent as SIP INFO goes the same way as an RFC 4733 one."""
+        call = self.calls.get(sip.call_id)
+        if call is not None and call.bridge is not None:
+            call.bridge.key(digit, source="info")
 
     def _end(self, sip_call_id: str, reason: str) -> None:
         call = self.calls.get(sip_call_id)
@@ -452,6 +488,7 @@ class Gateway:
                 rtp_timeout_s=self.cfg.media.rtp_timeout_s,
             )
             stream.on_payload = bridge.on_payload
+            call.bridge = bridge
             # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
             local_sdp = sdp.answer(sip.sdp_offer)[1] if sip.sdp_offer else sdp.offer()
             call.leg = CallLeg(sip, sdp, stream, clog)

@@ -158,6 +158,11 @@ class CallBridge:
         self.log.info("call.dtmf", digit=digit, duration_ms=duration_ms)
         self.actions.key(digit)
 
+    def key(self, digit: str, source: str) -> None:
+        """A key press signalled outside RTP (SIP INFO)."""
+        self.log.info("call.dtmf", digit=digit, source=source)
+        self.actions.key(digit)
+
     async def _until_hang_up(self) -> None:
         """The agent ends the call: after its last words (end_call), or now (transferred)."""
         waits = [

@@ -61,6 +61,8 @@ class GatewayUAS(SipUAS):
         self.on_transfer_progress = self._transfer_progress
         self._handlers["ACK"] = self._handle_ack
         self._handlers["CANCEL"] = self._handle_cancel
+        self._handlers["INFO"] = self._handle_info
+        self.on_key: Callable[[IncomingCall, str], Any] | None = None
         transport.on_reply = self._on_reply
 
     async def stop(self) -> None:
@@ -187,6 +189,26 @@ class GatewayUAS(SipUAS):
         self._calls.pop(call.call_id, None)
         if self.on_cancelled is not None:
             self.on_cancelled(call)
+
+    def _handle_info(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        """In-dialog INFO: key presses as application/dtmf-relay or application/dtmf."""
+        call = self._calls.get(request.call_id or "")
+        if call is None:
+            self._send_error(request, 481, "Call/Transaction Does Not Exist")
+            return
+        if not self._validate_in_dialog(call.dialog, request):
+            return
+        kind = (request.content_type or "").split(";")[0].strip().lower()
+        if request.body and kind not in ("application/dtmf-relay", "application/dtmf"):
+            self._send_error(
+                request, 415, "Unsupported Media Type",
+                extra_headers={"Accept": "application/dtmf-relay, application/dtmf"},
+            )  # fmt: skip
+            return
+        self._reply(call.dialog.create_response(request, 200, "OK"))
+        digit = info_digit(request.text, kind)
+        if digit is not None and self.on_key is not None:
+            self.on_key(call, digit)
 
     def _handle_options(self, request: SipRequest, addr: tuple[str, int]) -> None:
         if self.unavailable():
@@ -343,6 +365,28 @@ class GatewayUAS(SipUAS):
         await self._resend(send)
         self._byes.pop(branch, None)
         log.info("sip.bye_timeout", branch=branch)
+
+
+_DIGITS = "0123456789*#ABCD"
+
+
+def info_digit(body: str, kind: str) -> str | None:
+    """The key in an INFO body: `Signal=5` (dtmf-relay) or `5` (application/dtmf); events
+    10 and 11 are * and # (RFC 4733 numbering, which some phones send)."""
+    value = body.strip()
+    if kind == "application/dtmf-relay":
+        value = next(
+            (
+                line.split("=", 1)[1].strip()
+                for line in body.splitlines()
+                if line.strip().lower().startswith("signal=")
+            ),
+            "",
+        )
+    if value in ("10", "11"):
+        return "*#"[int(value) - 10]
+    value = value.upper()
+    return value if len(value) == 1 and value in _DIGITS else None
 
 
 def _cancel(timer: Any) -> None:

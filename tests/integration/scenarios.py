@@ -211,6 +211,18 @@ def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
     return path
 
 
+def _caller_request(method: str, cseq: int | str) -> str:
+    """Request line and dialog headers of a request the caller (SIPp, the UAC) sends in the
+    dialog: to the gateway's Contact, with both tags."""
+    return f"""      {method} [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+"""
+
+
 _TRANSFEREE = """  <recv request="REFER" timeout="{timeout_ms}"/>
   <send>
     <![CDATA[
@@ -227,13 +239,7 @@ _TRANSFEREE = """  <recv request="REFER" timeout="{timeout_ms}"/>
   </send>
   <send retrans="500">
     <![CDATA[
-      NOTIFY [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 NOTIFY
-      Contact: sip:sipp@[local_ip]:[local_port]
+{notify_request}      Contact: sip:sipp@[local_ip]:[local_port]
       Event: refer
       Subscription-State: terminated;reason=noresource
       Max-Forwards: 70
@@ -246,16 +252,10 @@ _TRANSFEREE = """  <recv request="REFER" timeout="{timeout_ms}"/>
   <recv response="200"/>
 """
 
-_BYE_AFTER_NOTIFY = """  <pause milliseconds="{pause_ms}"/>
+_CALLER_BYE = """  <pause milliseconds="{pause_ms}"/>
   <send retrans="500">
     <![CDATA[
-      BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 3 BYE
-      Max-Forwards: 70
+{bye_request}      Max-Forwards: 70
       Content-Length: 0
 
     ]]>
@@ -265,15 +265,50 @@ _BYE_AFTER_NOTIFY = """  <pause milliseconds="{pause_ms}"/>
 """
 
 
+_INFO = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+{info_request}      Max-Forwards: 70
+      Content-Type: {content_type}
+      Content-Length: [len]
+
+      {body}
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
+def info_keys_call(path: Path, keys: list[tuple[str, str]], *, pause_ms: int = 1500) -> Path:
+    """A call (RTP at ``-key rtp_port``) that sends key presses as SIP INFO: each (content
+    type, body) after `pause_ms`, then hangs up."""
+    ending = "".join(
+        _INFO.format(
+            pause_ms=pause_ms,
+            info_request=_caller_request("INFO", 2 + i),
+            content_type=kind,
+            body=body,
+        )
+        for i, (kind, body) in enumerate(keys)
+    )
+    bye = _caller_request("BYE", 2 + len(keys))
+    ending += _CALLER_BYE.format(pause_ms=500, bye_request=bye)
+    invite = _invite("[rtp_port]", PCMU)
+    path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
+    return path
+
+
 def transferee_call(path: Path, outcome: str, *, pause_ms: int = 3000) -> Path:
     """A call (RTP at ``-key rtp_port``) that the gateway transfers with REFER: SIPp accepts
     (202) and reports `outcome` (e.g. "200 OK", "486 Busy Here") in a sipfrag NOTIFY. On
     success it expects the gateway's BYE; otherwise it hangs up itself after `pause_ms`."""
-    ending = _TRANSFEREE.format(timeout_ms=30_000, outcome=outcome)
+    ending = _TRANSFEREE.format(
+        timeout_ms=30_000, outcome=outcome, notify_request=_caller_request("NOTIFY", 2)
+    )
     if outcome.startswith("2"):
         ending += _WAIT_FOR_BYE.format(timeout_ms=15_000)
     else:
-        ending += _BYE_AFTER_NOTIFY.format(pause_ms=pause_ms)
+        ending += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 3))
     invite = _invite("[rtp_port]", PCMU)
     path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
     return path

@@ -69,8 +69,20 @@ async def test_dial_says_text_with_espeak(tmp_path: Path) -> None:
 
 
 async def test_dial_reports_a_rejected_call(tmp_path: Path) -> None:
-    async with GatewayProcess(tmp_path, {"sip": {"allow_from": ["10.0.0.0/8"]}}) as gateway:
+    config = {
+        "sip": {"allow_from": ["10.0.0.0/8"]},
+        "records": {"calls_dir": str(tmp_path / "calls")},
+    }
+    async with GatewayProcess(tmp_path, config) as gateway:
         code, report, _ = await run_dial(gateway.uri("echo"), "--say", "hello")
     assert code == 1
     assert report["answered"] is False
     assert report["status"] == 403
+    # Even a call refused at the door leaves its record.
+    [path] = (tmp_path / "calls").glob("*.json")
+    record = json.loads(path.read_text())
+    assert (record["end_reason"], record["sip_status"], record["dialed"]) == (
+        "forbidden",
+        403,
+        "echo",
+    )

@@ -18,8 +18,9 @@ from tests.audio import normalized_xcorr
 from tests.realtime_schema import validate_client_event
 
 from .gateway_proc import GatewayProcess
+from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
 from .rtp_caller import RtpCaller, voice
-from .scenarios import sipp_dial
+from .scenarios import info_keys_call, sipp_dial
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +181,28 @@ async def test_transfer_with_refer(tmp_path: Path, outcome: str) -> None:
         assert ended["reason"] == "caller_bye" and transfer["ok"] is False
         assert "486 Busy Here" in result["error"] and "still here" in result["error"]
         assert sent(fake, "response.create")  # the model tells the caller
+
+
+async def test_key_presses_sent_as_sip_info(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
+        cfg = config(fake, dtmf={"inter_digit_ms": 0})
+        async with GatewayProcess(tmp_path, cfg) as gateway:
+            scenario = info_keys_call(
+                tmp_path / "info.xml",
+                [("application/dtmf-relay", "Signal=7\nDuration=160"), ("application/dtmf", "#")],
+            )
+            sipp = Sipp(
+                tmp_path,
+                ["-sf", scenario, "-key", "rtp_port", phone.port, "-m", 1, "-i", LOOPBACK,
+                 "-p", free_udp_port(), "-mp", free_port_block(4), "-s", "agent",
+                 f"{LOOPBACK}:{gateway.port}"],
+            )  # fmt: skip
+            async with sipp:
+                assert await sipp.wait(30) == 0, sipp.report()
+            await gateway.wait_for("call.ended", timeout=15)
+    assert [(e["digit"], e["source"]) for e in gateway.find("call.dtmf")] == [
+        ("7", "info"),
+        ("#", "info"),
+    ]
+    texts = [e["item"]["content"][0]["text"] for e in sent(fake, "conversation.item.create")]
+    assert texts == ["[DTMF 7]", "[DTMF #]"]

@@ -28,3 +28,16 @@ def test_no_gathering_sends_each_key() -> None:
 
 def test_message_text() -> None:
     assert dtmf_message("5") == "[DTMF 5]"
+
+
+def test_info_bodies() -> None:
+    from gateway.sip.uas import info_digit
+
+    relay = "application/dtmf-relay"
+    assert info_digit("Signal=5\r\nDuration=160\r\n", relay) == "5"
+    assert info_digit("Signal= #\r\n", relay) == "#"
+    assert info_digit("Signal=11\r\n", relay) == "#"
+    assert info_digit("Duration=160\r\n", relay) is None
+    assert info_digit("*", "application/dtmf") == "*"
+    assert info_digit("12", "application/dtmf") is None
+    assert info_digit("\x00\xff", "application/dtmf") is None
