@@ -549,5 +549,12 @@ async def test_a_burst_of_invites_above_max_calls(tmp_path: Path) -> None:
             assert len(others) == 3 and len(refused) == 9
             assert all(r["status"] == 503 and "max_calls" in r["reason"] for r in refused)
             await assert_unaffected(gateway, by)
-            ended = [e for e in gateway.find("call.ended") if e["sip_call_id"] != by.sip_call_id]
-            assert sorted(e["reason"] for e in ended) == ["caller_bye"] * 3
+            ended = [  # logged once each call's task has finished, just after SIPp's BYE
+                await gateway.wait_for(
+                    "call.ended",
+                    timeout=10,
+                    where=lambda e, cid=a["sip_call_id"]: e["sip_call_id"] == cid,
+                )
+                for a in others
+            ]
+            assert [e["reason"] for e in ended] == ["caller_bye"] * 3
