@@ -350,7 +350,9 @@ async def test_rtp_timeout_hangs_up_but_not_while_on_hold(tmp_path: Path) -> Non
         ):
             silent = held_call(tmp_path / "held.xml", free_udp_port(), hold_ms=3000)
             await run_sipp(tmp_path, silent, gateway.port, timeout=30, context=gateway.tail)
-            [ended] = [e for e in gateway.find("call.ended") if e["sip_call_id"] != by.sip_call_id]
+            ended = await gateway.wait_for(  # logged once the call's task has finished
+                "call.ended", timeout=10, where=lambda e: e["sip_call_id"] != by.sip_call_id
+            )
             hold = gateway.find("call.hold")[0]["timestamp"]
             resume = gateway.find("call.resume")[0]["timestamp"]
             timeout = gateway.find("call.rtp_timeout")[0]
