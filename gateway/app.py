@@ -551,6 +551,8 @@ class Gateway:
             self.calls.pop(sip.call_id, None)
             duration_s = time.monotonic() - answered_at if answered_at else 0.0
             self._count_end(reason, answered_at is not None, duration_s, stream)
+            # The record first: whoever reads "call.ended" can rely on the record being there.
+            await self._write_record(record, reason, answered_at, duration_s, call, bridge, clog)
             clog.info(
                 "call.ended",
                 reason=reason,
@@ -561,7 +563,6 @@ class Gateway:
                 rtp_in=stream.stats.packets_in if stream else 0,
                 rtp_out=stream.stats.packets_out if stream else 0,
             )
-            await self._write_record(record, reason, answered_at, duration_s, call, bridge, clog)
             self.on_calls_changed()
 
     def _recording(self, call_id: str, agent: AgentConfig, frame_samples: int) -> Recording | None:
