@@ -8,15 +8,13 @@ import shutil
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-from gateway.media.g711 import PCMU
 
 from .gateway_proc import GatewayProcess
 from .kamailio_proc import BINARY, Kamailio
 from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
-from .scenarios import in_dialog, invite, pause, recv, run_sipp, scenario, sdp, sipp_trace
+from .scenarios import caller_ulaw, run_sipp, sipp_trace, streaming_call
+from .test_kamailio import short_call
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,44 +28,10 @@ LOAD_CALLS = 12
 NEW_CALLS = 12
 
 
-def call_with_media(path: Path, audio: Path, call_ms: int) -> Path:
-    """A call that streams G.711 for `call_ms`, then hangs up: 200 if its gateway is alive;
-    481 (the survivor does not know the dialog) or 408 (the dead one never answers) if not."""
-    return scenario(
-        path,
-        invite(sdp()),
-        recv(100, optional=True),
-        recv(200),
-        in_dialog("ACK", 1),
-        f'  <nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>',
-        pause(call_ms),
-        in_dialog("BYE", 2),
-        '  <recv response="200" optional="true" next="end"/>',
-        '  <recv response="481" optional="true" next="end"/>',
-        '  <recv response="408"/>',
-        '  <label id="end"/>',
-    )
-
-
-def short_call(path: Path) -> Path:
-    return scenario(
-        path,
-        invite(sdp()),
-        recv(100, optional=True),
-        recv(200, timeout_ms=15000),
-        in_dialog("ACK", 1),
-        pause(300),
-        in_dialog("BYE", 2),
-        recv(200),
-    )
-
-
 async def test_a_gateway_killed_under_load(tmp_path: Path) -> None:
     for name in ("gw1", "gw2", "load", "new"):
         (tmp_path / name).mkdir()
-    t = np.arange(2 * 8000) / 8000
-    audio = tmp_path / "caller.ulaw"
-    audio.write_bytes(PCMU.encode((3000 * np.sin(2 * np.pi * 200 * t)).astype(np.int16)))
+    audio = caller_ulaw(tmp_path / "caller.ulaw")
     async with (
         GatewayProcess(tmp_path / "gw1") as gw1,
         GatewayProcess(tmp_path / "gw2") as gw2,
@@ -80,7 +44,7 @@ async def test_a_gateway_killed_under_load(tmp_path: Path) -> None:
         load = Sipp(
             tmp_path / "load",
             [
-                "-sf", call_with_media(tmp_path / "load.xml", audio, 6000),
+                "-sf", streaming_call(tmp_path / "load.xml", audio, 6000, (200, 481, 408)),
                 "-m", LOAD_CALLS, "-l", LOAD_CALLS, "-r", 20, "-i", LOOPBACK,
                 "-p", free_udp_port(), "-mp", free_port_block(4),
                 "-timeout", 40, "-timeout_error", f"{LOOPBACK}:{kamailio.port}",
