@@ -32,9 +32,14 @@ _TIMESPEC = struct.Struct("@qq")
 _HEADER = struct.Struct("!BBHII")
 FRAME = 160
 PTIME_S = 0.02
-# The media target (issue 4): outbound inter-packet gap p99 <= 22 ms and max <= 30 ms.
+# The media target (issue 4): outbound inter-packet gap p99 <= 22 ms and max <= 30 ms. It is
+# measured by the benchmarks (tests/perf/bench_load.py); a test on a shared CI machine asserts
+# the disturbance bound below instead, and prints whether the target held.
 GAP_P99_MS = 22.0
 GAP_MAX_MS = 30.0
+# A fault that reaches another call (a blocked loop, a starved pacer) shows as lost packets or
+# gaps of several packet times; scheduling noise on a loaded 2-core machine stays well below.
+DISTURBED_GAP_MS = 60.0
 
 
 @dataclass
@@ -44,6 +49,9 @@ class PacingReport:
     p50_ms: float
     p99_ms: float
     max_ms: float
+
+    def undisturbed(self) -> bool:
+        return self.packets > 0 and self.lost == 0 and self.max_ms <= DISTURBED_GAP_MS
 
     def within_target(self) -> bool:
         return (

@@ -574,6 +574,7 @@ class Traced:
     at: float  # seconds (SIPp's wall clock)
     sent: bool  # by SIPp
     start: str  # the start line
+    transaction: tuple[str, str] = ("", "")  # (Call-ID, CSeq): retransmissions share it
 
 
 def sipp_trace(path: Path) -> list[Traced]:
@@ -586,7 +587,15 @@ def sipp_trace(path: Path) -> list[Traced]:
             continue
         at = int(match[2]) * 3600 + int(match[3]) * 60 + float(match[4])
         start = next((x.strip() for x in lines[i + 2 : i + 4] if x.strip()), "")
-        out.append(Traced(at, "message sent" in lines[i + 1], start))
+        headers: dict[str, str] = {}
+        for header in lines[i + 2 : i + 40]:
+            name, colon, value = header.partition(":")
+            if colon and name.strip().lower() in ("call-id", "i", "cseq"):
+                headers.setdefault(name.strip().lower(), value.strip())
+        call_id = headers.get("call-id", headers.get("i", ""))
+        out.append(
+            Traced(at, "message sent" in lines[i + 1], start, (call_id, headers.get("cseq", "")))
+        )
     return out
 
 
