@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from .alarm import Alarm
 from .clock import PacketClock
 
 __all__ = ["Paced", "Pacer"]
@@ -63,11 +64,11 @@ class Pacer:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         clock = self.clock = PacketClock(loop.time(), self.period, MAX_CATCH_UP_S)
+        alarm = Alarm(loop)
         try:
             while self._members:
-                delay = clock.deadline - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if clock.deadline > loop.time():
+                    await alarm.wait_until(clock.deadline)
                 late_before = clock.late
                 skipped = clock.tick(loop.time())
                 late = clock.late != late_before
@@ -79,6 +80,7 @@ class Pacer:
                     except Exception as exc:  # one call's failure is that call's alone
                         done.set_exception(exc)
         finally:
+            alarm.close()
             self._task = None
             _PACERS.pop((loop, self.period), None)
             for done in self._members.values():

@@ -514,6 +514,45 @@ def pause(ms: int) -> str:
     return f'  <pause milliseconds="{ms}"/>'
 
 
+def rtp_stream(audio: Path) -> str:
+    """SIPp streams a raw G.711 file, looped, from its RTP port to the address in the answer
+    (the call's media, while the scenario goes on)."""
+    return f'  <nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>'
+
+
+def streaming_call(
+    path: Path, audio: Path, call_ms: int, bye_answers: tuple[int, ...] = (200,)
+) -> Path:
+    """A call that streams `audio` (rtp_stream) for `call_ms`, then hangs up; its BYE may be
+    answered with any of `bye_answers`."""
+    *others, last = bye_answers
+    answers = [f'  <recv response="{status}" optional="true" next="end"/>' for status in others]
+    answers += [recv(last), '  <label id="end"/>'] if others else [recv(last)]
+    return scenario(
+        path,
+        invite(sdp()),
+        recv(100, optional=True),
+        recv(200),
+        in_dialog("ACK", 1),
+        rtp_stream(audio),
+        pause(call_ms),
+        in_dialog("BYE", 2),
+        *answers,
+    )
+
+
+def caller_ulaw(path: Path, seconds: float = 2.0) -> Path:
+    """A caller's voice for rtp_stream: a warbling tone as raw mu-law."""
+    import numpy as np
+
+    from gateway.media.g711 import PCMU
+
+    t = np.arange(int(seconds * 8000)) / 8000
+    voice = 3000 * np.sin(2 * np.pi * 180 * t) * (0.2 + 0.8 * np.abs(np.sin(2 * np.pi * 2 * t)))
+    path.write_bytes(PCMU.encode(voice.astype(np.int16)))
+    return path
+
+
 def scenario(path: Path, *steps: str) -> Path:
     """Write a scenario of these steps; every ereg variable is referenced (SIPp insists)."""
     body = "\n".join(steps)

@@ -115,6 +115,19 @@ def assert_record(tmp_path: Path, ended: dict[str, Any], reason: str) -> None:
     assert last["event"] == "ended" and last["reason"] == reason
 
 
+@contextlib.asynccontextmanager
+async def scene(
+    tmp_path: Path, fake: EmbeddedRealtimeServer, cfg: dict[str, Any], phone_port: int
+) -> AsyncIterator[tuple[GatewayProcess, Bystander, Sipp]]:
+    """The gateway, the bystander call, and the victim call (SIPp offering `phone_port`)."""
+    async with (
+        GatewayProcess(tmp_path, cfg) as gateway,
+        bystander(tmp_path, gateway, fake) as by,
+        sipp_dial(tmp_path / "victim", gateway.port, phone_port) as sipp,
+    ):
+        yield gateway, by, sipp
+
+
 async def victim_ended(gateway: GatewayProcess, victim: RtpCaller, timeout: float) -> dict:
     return await gateway.wait_for(
         "call.ended", timeout=timeout, where=lambda e: e["call_id"] in _call_ids(gateway, victim)
@@ -153,25 +166,21 @@ async def test_stalled_service_is_replaced_and_the_call_goes_on(tmp_path: Path) 
     gives up, the link opens a new session, the call goes on and ends normally later."""
     async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
         cfg = config(fake, tmp_path, realtime={"stall_timeout_s": 1})
-        async with (
-            GatewayProcess(tmp_path, cfg) as gateway,
-            bystander(tmp_path, gateway, fake) as by,
-        ):
-            async with sipp_dial(tmp_path / "victim", gateway.port, phone.port) as sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                stalled = fake.sessions[-1]
-                stalled.stall()
-                event = await gateway.wait_for("realtime.stalled", timeout=10)
-                await gateway.wait_for("realtime.reconnected", timeout=10)
-                assert event["waited_for"] == "keepalive pong"
-                # The new session hears the caller: an echo comes back.
-                phone.say(voice(1.0, 140.0))
-                await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "the echo")
-                await assert_unaffected(gateway, by)
-                await stalled.drop(1006)
-                await fake.sessions[-1].drop(1000, "done")
-                ended = await victim_ended(gateway, phone, timeout=10)
-                assert await sipp.wait(15) == 0, sipp.report()
+        async with scene(tmp_path, fake, cfg, phone.port) as (gateway, by, sipp):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            stalled = fake.sessions[-1]
+            stalled.stall()
+            event = await gateway.wait_for("realtime.stalled", timeout=10)
+            await gateway.wait_for("realtime.reconnected", timeout=10)
+            assert event["waited_for"] == "keepalive pong"
+            # The new session hears the caller: an echo comes back.
+            phone.say(voice(1.0, 140.0))
+            await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "the echo")
+            await assert_unaffected(gateway, by)
+            await stalled.drop(1006)
+            await fake.sessions[-1].drop(1000, "done")
+            ended = await victim_ended(gateway, phone, timeout=10)
+            assert await sipp.wait(15) == 0, sipp.report()
     assert_record(tmp_path, ended, "realtime_closed:1000")
 
 
@@ -182,60 +191,53 @@ async def test_service_lost_mid_answer_hangs_up_with_the_record(tmp_path: Path, 
     answer = (voice(20.0, 180.0, -18.0, PCM16_RATE), "A long answer.")
     async with EmbeddedRealtimeServer(answer=answer, burst_speed=1.0) as fake, RtpCaller() as phone:
         cfg = config(fake, tmp_path, realtime={"stall_timeout_s": 1})
-        async with (
-            GatewayProcess(tmp_path, cfg) as gateway,
-            bystander(tmp_path, gateway, fake) as by,
-        ):
-            async with sipp_dial(tmp_path / "victim", gateway.port, phone.port) as sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                session = fake.sessions[-1]
-                phone.say(voice(1.0, 140.0))
-                await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "the answer")
-                fake.refuse_status = 503
-                if fault == "stall":
-                    session.stall(pongs=True)  # the answer stops, the socket lives on
-                    stalled = await gateway.wait_for("realtime.stalled", timeout=10)
-                    assert stalled["waited_for"] == "the rest of an answer"
-                else:
-                    await session.drop(1011)
-                failed = await gateway.wait_for("realtime.reconnect_failed", timeout=10)
-                assert "HTTP 503" in failed["reason"]
-                ended = await victim_ended(gateway, phone, timeout=10)
-                assert await sipp.wait(15) == 0, sipp.report()  # it got the BYE and answered it
-                await assert_unaffected(gateway, by)
+        async with scene(tmp_path, fake, cfg, phone.port) as (gateway, by, sipp):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            session = fake.sessions[-1]
+            phone.say(voice(1.0, 140.0))
+            await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "the answer")
+            fake.refuse_status = 503
+            if fault == "stall":
+                session.stall(pongs=True)  # the answer stops, the socket lives on
+                stalled = await gateway.wait_for("realtime.stalled", timeout=10)
+                assert stalled["waited_for"] == "the rest of an answer"
+            else:
+                await session.drop(1011)
+            failed = await gateway.wait_for("realtime.reconnect_failed", timeout=10)
+            assert "HTTP 503" in failed["reason"]
+            ended = await victim_ended(gateway, phone, timeout=10)
+            assert await sipp.wait(15) == 0, sipp.report()  # it got the BYE and answered it
+            await assert_unaffected(gateway, by)
     reason = "realtime_closed:1006" if fault == "stall" else "realtime_closed:1011"
     assert_record(tmp_path, ended, reason)
 
 
 async def test_malformed_frames_do_not_end_the_call(tmp_path: Path) -> None:
     async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
-        async with (
-            GatewayProcess(tmp_path, config(fake, tmp_path)) as gateway,
-            bystander(tmp_path, gateway, fake) as by,
-        ):
-            async with sipp_dial(tmp_path / "victim", gateway.port, phone.port) as sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                session = fake.sessions[-1]
-                for frame in (
-                    "{not json",
-                    "[1, 2, 3]",
-                    '{"no": "type"}',
-                    '{"type": "response.output_audio.delta", "response_id": "r"}',
-                    '{"type": "response.output_audio.delta", "response_id": "r", '
-                    '"item_id": "i", "delta": "***not base64***"}',
-                    '{"type": "input_audio_buffer.speech_started", "audio_start_ms": "x"}',
-                    "\udcff".encode("utf-8", "surrogatepass").decode("latin-1"),
-                ):
-                    await session.send_raw(frame)
-                await gateway.wait_for("realtime.malformed_event", timeout=10)
-                # Still a working call: the caller speaks, the agent's echo comes back.
-                phone.say(voice(1.0, 140.0))
-                await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "the echo")
-                assert metric(gateway, 'sipgw_realtime_errors_total{code="malformed_event"}') == 7
-                await assert_unaffected(gateway, by)
-                await session.drop(1000, "done")
-                ended = await victim_ended(gateway, phone, timeout=10)
-                assert await sipp.wait(15) == 0, sipp.report()
+        cfg = config(fake, tmp_path)
+        async with scene(tmp_path, fake, cfg, phone.port) as (gateway, by, sipp):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            session = fake.sessions[-1]
+            for frame in (
+                "{not json",
+                "[1, 2, 3]",
+                '{"no": "type"}',
+                '{"type": "response.output_audio.delta", "response_id": "r"}',
+                '{"type": "response.output_audio.delta", "response_id": "r", '
+                '"item_id": "i", "delta": "***not base64***"}',
+                '{"type": "input_audio_buffer.speech_started", "audio_start_ms": "x"}',
+                "\udcff".encode("utf-8", "surrogatepass").decode("latin-1"),
+            ):
+                await session.send_raw(frame)
+            await gateway.wait_for("realtime.malformed_event", timeout=10)
+            # Still a working call: the caller speaks, the agent's echo comes back.
+            phone.say(voice(1.0, 140.0))
+            await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "the echo")
+            assert metric(gateway, 'sipgw_realtime_errors_total{code="malformed_event"}') == 7
+            await assert_unaffected(gateway, by)
+            await session.drop(1000, "done")
+            ended = await victim_ended(gateway, phone, timeout=10)
+            assert await sipp.wait(15) == 0, sipp.report()
     assert_record(tmp_path, ended, "realtime_closed:1000")
 
 
@@ -248,30 +250,26 @@ async def test_a_long_answer_far_ahead_of_real_time_is_capped(tmp_path: Path) ->
         RtpCaller() as phone,
     ):
         cfg = config(fake, tmp_path, media={"playback_buffer_s": 2})
-        async with (
-            GatewayProcess(tmp_path, cfg) as gateway,
-            bystander(tmp_path, gateway, fake) as by,
-        ):
-            async with sipp_dial(tmp_path / "victim", gateway.port, phone.port) as sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 140.0))
-                overflow = await gateway.wait_for("playback.overflow", timeout=20)
-                assert overflow["limit_s"] == 2
-                await gateway.wait_for("realtime.response_done", timeout=10)
-                state = debug_state(gateway)
-                assert 0 < state["playback_buffered_s"] <= 2.0, state
-                await phone.wait_until(
-                    lambda: phone.spurts() and phone.heard[-1].at - phone.spurts()[-1][-1].at > 0.3,
-                    15,
-                    "the end of what was kept",
-                )
-                dropped = metric(gateway, "sipgw_playback_dropped_seconds_total")
-                heard_s = phone.sound_packets * 0.02
-                print(f"\n40 s answer at 20x: heard {heard_s:.1f} s, dropped {dropped:.1f} s")
-                assert heard_s < 6 and 40 - heard_s - 1 < dropped <= 40 - heard_s + 1
-                await assert_unaffected(gateway, by)
-                await gateway.stop()
-                assert await sipp.wait(15) == 0, sipp.report()
+        async with scene(tmp_path, fake, cfg, phone.port) as (gateway, by, sipp):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            phone.say(voice(1.0, 140.0))
+            overflow = await gateway.wait_for("playback.overflow", timeout=20)
+            assert overflow["limit_s"] == 2
+            await gateway.wait_for("realtime.response_done", timeout=10)
+            state = debug_state(gateway)
+            assert 0 < state["playback_buffered_s"] <= 2.0, state
+            await phone.wait_until(
+                lambda: phone.spurts() and phone.heard[-1].at - phone.spurts()[-1][-1].at > 0.3,
+                15,
+                "the end of what was kept",
+            )
+            dropped = metric(gateway, "sipgw_playback_dropped_seconds_total")
+            heard_s = phone.sound_packets * 0.02
+            print(f"\n40 s answer at 20x: heard {heard_s:.1f} s, dropped {dropped:.1f} s")
+            assert heard_s < 6 and 40 - heard_s - 1 < dropped <= 40 - heard_s + 1
+            await assert_unaffected(gateway, by)
+            await gateway.stop()
+            assert await sipp.wait(15) == 0, sipp.report()
 
 
 async def test_a_refusing_service_gets_503_with_retry_after_then_calls_succeed(
@@ -436,34 +434,30 @@ async def test_rtp_flood_is_contained(tmp_path: Path) -> None:
     try:
         async with EmbeddedRealtimeServer() as fake:
             cfg = config(fake, tmp_path)
-            async with (
-                GatewayProcess(tmp_path, cfg) as gateway,
-                bystander(tmp_path, gateway, fake) as by,
-            ):
-                async with sipp_dial(tmp_path / "victim", gateway.port, peer.port) as sipp:
-                    answered = await gateway.wait_for(
-                        "call.answered",
-                        timeout=20,
-                        where=lambda e: e["rtp_remote"].endswith(f":{peer.port}"),
-                    )
-                    dest = (LOOPBACK, int(answered["rtp_local"].rsplit(":", 1)[1]))
-                    sender = RtpSender(0, 160)
-                    quiet = PCMU.encode(np.zeros(160, np.int16))
-                    # 3 s at 500 packets/s from each: 10x a caller's 50.
-                    flood = [bytes(sender.build(quiet)) for _ in range(1500)]
-                    await asyncio.gather(
-                        peer.play(dest, flood, ptime_s=0.002),
-                        flood_from(stranger, dest, flood, ptime_s=0.002),
-                    )
-                    await gateway.wait_for("rtp.flood", timeout=5)
-                    await assert_unaffected(gateway, by)
-                    await fake.sessions[-1].drop(1000, "done")
-                    ended = await gateway.wait_for(
-                        "call.ended",
-                        timeout=10,
-                        where=lambda e: e["call_id"] == answered["call_id"],
-                    )
-                    assert await sipp.wait(15) == 0, sipp.report()
+            async with scene(tmp_path, fake, cfg, peer.port) as (gateway, by, sipp):
+                answered = await gateway.wait_for(
+                    "call.answered",
+                    timeout=20,
+                    where=lambda e: e["rtp_remote"].endswith(f":{peer.port}"),
+                )
+                dest = (LOOPBACK, int(answered["rtp_local"].rsplit(":", 1)[1]))
+                sender = RtpSender(0, 160)
+                quiet = PCMU.encode(np.zeros(160, np.int16))
+                # 3 s at 500 packets/s from each: 10x a caller's 50.
+                flood = [bytes(sender.build(quiet)) for _ in range(1500)]
+                await asyncio.gather(
+                    peer.play(dest, flood, ptime_s=0.002),
+                    flood_from(stranger, dest, flood, ptime_s=0.002),
+                )
+                await gateway.wait_for("rtp.flood", timeout=5)
+                await assert_unaffected(gateway, by)
+                await fake.sessions[-1].drop(1000, "done")
+                ended = await gateway.wait_for(
+                    "call.ended",
+                    timeout=10,
+                    where=lambda e: e["call_id"] == answered["call_id"],
+                )
+                assert await sipp.wait(15) == 0, sipp.report()
     finally:
         peer.close()
         stranger.close()

@@ -31,39 +31,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.media.g711 import PCMU
 from tests.integration.gateway_proc import GatewayProcess
 from tests.integration.peers import LOOPBACK, Sipp, free_port_block, free_udp_port
-from tests.integration.scenarios import in_dialog, invite, pause, recv, scenario, sdp
+from tests.integration.scenarios import caller_ulaw, streaming_call
 from tests.perf.bench_load import json_line, rss_mib
 
 HERE = Path(__file__).resolve().parent
 SLACK = 2  # descriptors/tasks of the HTTP request that reads /debug/state
-
-
-def caller_audio(path: Path) -> Path:
-    t = np.arange(4 * 8000) / 8000
-    voice = 3000 * np.sin(2 * np.pi * 180 * t) * (0.2 + 0.8 * np.abs(np.sin(2 * np.pi * 2 * t)))
-    path.write_bytes(PCMU.encode(voice.astype(np.int16)))
-    return path
-
-
-def short_call(path: Path, audio: Path, call_ms: int) -> Path:
-    return scenario(
-        path,
-        invite(sdp()),
-        recv(100, optional=True),
-        recv(200),
-        in_dialog("ACK", 1),
-        f'  <nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>',
-        pause(call_ms),
-        in_dialog("BYE", 2),
-        recv(200),
-    )
 
 
 def snapshot(gateway: GatewayProcess, collect: bool = False) -> dict[str, Any]:
@@ -106,13 +82,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     gateway = GatewayProcess(workdir, config)
     await gateway.start()
-    audio = caller_audio(workdir / "caller.ulaw")
+    audio = caller_ulaw(workdir / "caller.ulaw", seconds=4)
     started = time.monotonic()
     try:
         sipp = Sipp(
             workdir,
             [
-                "-sf", short_call(workdir / "call.xml", audio, int(args.call_s * 1000)),
+                "-sf", streaming_call(workdir / "call.xml", audio, int(args.call_s * 1000)),
                 "-m", args.calls, "-r", args.rate, "-l", overlap, "-i", LOOPBACK,
                 "-p", free_udp_port(), "-mp", free_port_block(4), "-s", "agent",
                 "-timeout", int(args.calls / args.rate + 120), "-timeout_error",

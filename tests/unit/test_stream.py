@@ -206,3 +206,50 @@ async def test_pacer_ptime_marker_and_continuous_timestamps(ptime: int) -> None:
     ]
     markers = "".join("M" if p.marker else "." for p in packets)
     assert markers == "..M....M...M....M."  # first packet of each talk spurt (RFC 3551 §4.1)
+
+
+async def test_a_flood_from_the_caller_is_cut_to_twice_the_packet_rate(stream) -> None:
+    """A burst of a second's worth passes, then no more than 2x the ptime rate."""
+    s, got = stream
+    floods: list[int] = []
+    s.on_flood = lambda: floods.append(s.stats.packets_in)
+    caller = (LOOPBACK, 40000)
+    for seq in range(200):  # all within microseconds: far beyond 100 packets/s
+        s.datagram_received(packet(seq, frame(seq % 256)), caller)
+    assert s.stats.packets_in == 50  # the burst allowance: one second at 20 ms
+    assert s.stats.flood_dropped == 150 and len(got.payloads) == 50
+    assert len(floods) == 1  # reported once, counted always
+
+
+async def test_rtp_timeout_waits_out_a_hold(stream) -> None:
+    s, _ = stream
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    s.set_sending(False)  # the caller holds the call: nothing is expected from it
+    timeout = asyncio.ensure_future(s.rtp_timeout(0.05))
+    done, _ = await asyncio.wait([timeout], timeout=0.2)
+    assert not done, "timed out while on hold"
+    resumed = loop.time()
+    s.set_sending(True)
+    silent = await asyncio.wait_for(timeout, 2)
+    assert silent >= 0.05 and loop.time() - resumed >= 0.05 and resumed - started >= 0.2
+
+
+async def test_rtp_from_the_caller_keeps_the_timeout_away(stream) -> None:
+    s, got = stream
+    timeout = asyncio.ensure_future(s.rtp_timeout(0.15))
+    with peer() as caller:
+        for seq in range(10):  # a packet every 50 ms for half a second
+            caller.sendto(packet(seq), (LOOPBACK, s.port))
+            await got.until(lambda seq=seq: len(got.payloads) > seq)
+            assert not timeout.done()
+            await asyncio.sleep(0.05)  # the caller's own pace, not synchronisation
+    assert await asyncio.wait_for(timeout, 2) >= 0.15
+
+
+async def test_a_closed_stream_lets_go_of_its_listeners(stream) -> None:
+    s, got = stream
+    s.close()
+    assert s.on_payload != got.payload and s.on_dtmf != got.dtmf
+    s.on_payload(b"late")  # a packet racing the close reaches no one
+    assert got.payloads == []
