@@ -223,11 +223,8 @@ async def dial(
         report.codec = chosen.name
         recorder = _Recorder(chosen)
         player = _Player(audio, RATE * 20 // 1000)
-        loop = asyncio.get_running_loop()
-        _, stream = await loop.create_datagram_endpoint(
-            lambda: RtpStream(chosen, pt, answer.rtp_address, recorder.on_payload),
-            sock=rtp_sock,
-        )
+        stream = RtpStream(chosen, pt, answer.rtp_address, recorder.on_payload)
+        stream.attach(rtp_sock)
         pacer = asyncio.create_task(stream.pace(player))
         try:
             report.ended_by = await _wait_end(player.finished, hung_up, listen_s, max_duration_s)

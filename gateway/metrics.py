@@ -52,6 +52,7 @@ RTP_KINDS = {
     "foreign_source": "foreign_source",
     "other_payload": "other_payload",
     "flood_dropped": "flood_dropped",
+    "send_failed": "send_errors",
 }
 _TOKEN_KINDS = (
     ("input", "text_tokens", "input_text"),

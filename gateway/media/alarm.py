@@ -91,4 +91,3 @@ class Alarm:
             self._loop.remove_reader(self._fd)
             os.close(self._fd)
             self._fd = -1
-

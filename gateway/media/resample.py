@@ -47,8 +47,11 @@ _EMPTY.setflags(write=False)
 
 
 def _to_int16(y: np.ndarray) -> np.ndarray:
+    # minimum and maximum rather than np.clip, whose Python-level wrapper costs more than the
+    # two ufuncs on a 20 ms chunk; clipped first so rint never sees more than int16's range.
+    np.minimum(y, 32767.0, out=y)
+    np.maximum(y, -32768.0, out=y)
     np.rint(y, out=y)
-    np.clip(y, -32768.0, 32767.0, out=y)
     return y.astype(np.int16)
 
 

@@ -70,9 +70,7 @@ async def test_talking_over_a_long_answer_stops_it_and_truncates_at_what_was_hea
         async with sipp_dial(tmp_path / "sipp", gateway.port, phone.port) as sipp:
             await phone.wait_until(lambda: bool(phone.heard), 15, "the gateway's first packet")
             phone.say(voice(1.0, 120.0))  # a question
-            await phone.wait_until(
-                lambda: phone.sound_packets >= 40, 20, "0.8 s of the answer"
-            )
+            await phone.wait_until(lambda: phone.sound_packets >= 40, 20, "0.8 s of the answer")
             phone.say(voice(1.5, 120.0))  # talk over the answer
             # The next answer starts only after the service handled the truncate (one socket,
             # in order), so once it is heard everything below is settled.

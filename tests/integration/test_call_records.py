@@ -80,8 +80,9 @@ async def test_greeting_the_caller_hears_the_agent_first(tmp_path: Path) -> None
         async with GatewayProcess(tmp_path, gateway_config(fake, greeting=greeting)) as gateway:
             async with sipp_dial(tmp_path / "sipp", gateway.port, phone.port) as sipp:
                 await phone.wait_until(  # the chime, then 200 ms of silence
-                    lambda: bool(phone.spurts())
-                    and phone.heard[-1].at - phone.spurts()[0][-1].at > 0.2,
+                    lambda: (
+                        bool(phone.spurts()) and phone.heard[-1].at - phone.spurts()[0][-1].at > 0.2
+                    ),
                     20,
                     "the greeting",
                 )

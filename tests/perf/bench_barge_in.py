@@ -80,8 +80,7 @@ async def one_call(
         for n in range(rounds):  # answer n is interrupted, answer n + 1 ends the round
             wait = int(rng.integers(10, 60))  # 0.2-1.2 s into the answer
             await phone.wait_until(
-                lambda n=n, wait=wait: len(phone.spurts()) > n
-                and len(phone.spurts()[n]) >= wait,
+                lambda n=n, wait=wait: len(phone.spurts()) > n and len(phone.spurts()[n]) >= wait,
                 30,
                 "the answer",
             )

@@ -46,4 +46,3 @@ def test_replay_keeps_the_most_recent_turns_within_the_limit() -> None:
     replay = log.replay()
     assert sum(len(text) for _, text in replay) <= MAX_REPLAY_CHARS
     assert [text[:2] for _, text in replay] == [f"{i:02d}" for i in range(13, 20)]
-

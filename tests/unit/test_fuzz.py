@@ -89,9 +89,9 @@ SDP_PIECES = st.sampled_from(
         "m=audio 4000",
     ]
 )
-MUTATED_SDP = st.lists(
-    st.one_of(SDP_PIECES, st.text(max_size=40)), min_size=0, max_size=20
-).map("\r\n".join)
+MUTATED_SDP = st.lists(st.one_of(SDP_PIECES, st.text(max_size=40)), min_size=0, max_size=20).map(
+    "\r\n".join
+)
 
 
 def _plan_and_answer(text: str) -> None:
@@ -246,8 +246,10 @@ def test_dtmf_decoder_never_raises(events: list[tuple[int, int, int, int, bytes]
     decoder = DtmfDecoder()
     reported = 0
     for event, flags, duration, ts, extra in events:
-        payload = struct.pack("!BBH", event, flags, duration)[: len(extra) % 5] if extra else (
-            struct.pack("!BBH", event, flags, duration)
+        payload = (
+            struct.pack("!BBH", event, flags, duration)[: len(extra) % 5]
+            if extra
+            else (struct.pack("!BBH", event, flags, duration))
         )
         pkt = RtpPacket(101, 0, ts, 1, False, memoryview(payload))
         reported += len(decoder.push(pkt))
