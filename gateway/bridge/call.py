@@ -264,6 +264,7 @@ class CallBridge:
     async def _on_event(self, event: rt.ServerEvent) -> None:
         match event:
             case rt.AudioDelta():
+                self.rtp.poll_pacer()  # a due packet goes out before this delta's resampling
                 if event.response_id in self._cancelled:
                     self.stats.deltas_dropped += 1
                     return

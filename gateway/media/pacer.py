@@ -4,6 +4,12 @@ A timer per call costs a task wake-up per packet (asyncio.sleep: a timer handle,
 task step): at 200 calls that is 10,000 wake-ups a second for work that takes microseconds.
 One shared schedule (``PacketClock``) wakes once per ptime and sends for every call in a row;
 each call still gets exactly one packet per ptime, only all on the same grid.
+
+The timer alone is not enough under load: its wake-up waits behind every callback that was
+ready before it in the same loop iteration (a hundred calls' RTP arriving together is several
+milliseconds of work), and every caller hears that wait as jitter. So the media callbacks
+(the caller's RTP, the model's audio) ``poll`` the pacer first, and a tick that is due runs
+right there, before the packet that polled: the media clock waits for one callback at most.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class Pacer:
         self.clock: PacketClock | None = None
         self._members: dict[Paced, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._ticking = False
 
     @classmethod
     def for_ptime(cls, ptime_ms: int) -> Pacer:
@@ -61,25 +68,43 @@ class Pacer:
         if done is not None and not done.done():
             done.set_result(None)
 
+    def poll(self, now: float) -> None:
+        """Tick now if a packet is due (from a media callback: see the module's docstring)."""
+        clock = self.clock
+        if clock is not None and now >= clock.deadline and not self._ticking:
+            self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        clock = self.clock
+        assert clock is not None
+        self._ticking = True  # a member's tick that polls again must not tick twice
+        try:
+            late_before = clock.late
+            skipped = clock.tick(now)
+            late = clock.late != late_before
+            for member, done in list(self._members.items()):
+                if done.done():
+                    continue
+                try:
+                    member.tick(skipped, late)
+                except Exception as exc:  # one call's failure is that call's alone
+                    done.set_exception(exc)
+        finally:
+            self._ticking = False
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         clock = self.clock = PacketClock(loop.time(), self.period, MAX_CATCH_UP_S)
         alarm = Alarm(loop)
         try:
             while self._members:
-                if clock.deadline > loop.time():
-                    await alarm.wait_until(clock.deadline)
-                late_before = clock.late
-                skipped = clock.tick(loop.time())
-                late = clock.late != late_before
-                for member, done in list(self._members.items()):
-                    if done.done():
-                        continue
-                    try:
-                        member.tick(skipped, late)
-                    except Exception as exc:  # one call's failure is that call's alone
-                        done.set_exception(exc)
+                deadline = clock.deadline
+                if deadline > loop.time():
+                    await alarm.wait_until(deadline)
+                if clock.deadline == deadline:  # not ticked by a poll while waiting
+                    self._tick(loop.time())
         finally:
+            self.clock = None
             alarm.close()
             self._task = None
             _PACERS.pop((loop, self.period), None)

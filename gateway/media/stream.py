@@ -38,7 +38,6 @@ RATE = 8000
 REORDER_MAX_DELAY_S = 0.06
 COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
 MAX_DATAGRAM = 2048  # G.711 at 60 ms is 492 bytes; anything larger is not RTP we negotiated
-READ_BATCH = 64  # datagrams read per wake-up, so one flooded socket cannot starve the loop
 # Flood guard on the latched source: packets beyond twice the ptime rate are dropped, after a
 # burst of one second's worth (a network that held packets back releases them at once).
 FLOOD_RATE_FACTOR = 2.0
@@ -181,19 +180,25 @@ class RtpStream:
         self._loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        for _ in range(READ_BATCH):
-            sock = self._sock
-            if sock is None:
-                return
-            try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                # An ICMP error queued on the socket (port unreachable while the caller's
-                # socket is not up yet): not fatal, and the next read gets the next datagram.
-                continue
-            self.datagram_received(data, addr)
+        # One datagram per wake-up, as asyncio's transport reads: draining until EAGAIN would
+        # cost a failing syscall and an exception per packet; epoll (level-triggered) calls
+        # again while more are queued.
+        self.poll_pacer()
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data, addr = sock.recvfrom(MAX_DATAGRAM)
+        except OSError:
+            # EAGAIN (someone read it first), or an ICMP error queued on the socket (port
+            # unreachable while the caller's socket is not up yet): nothing to do.
+            return
+        self.datagram_received(data, addr)
+
+    def poll_pacer(self) -> None:
+        """Let a due pacer tick before this callback's work (see ``pacer.py``)."""
+        if self._pacer is not None and self._loop is not None:
+            self._pacer.poll(self._loop.time())
 
     def close(self) -> None:
         if self._pacer is not None:

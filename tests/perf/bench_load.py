@@ -232,6 +232,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "growth_per_call": round((rss_loaded - rss_idle) / n, 3),
         },
         "gateway_gc_pauses_since_start": state["gc_pauses"],
+        "gateway_gc_objects_with_calls": state["gc_objects"],
         "profile": args.profile,
     }
 

@@ -65,3 +65,48 @@ async def test_a_failing_member_ends_alone() -> None:
     good_run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await good_run
+
+
+class Stamped(Member):
+    """Records when each tick ran; can poll the pacer from inside its own tick."""
+
+    def __init__(self, pacer: Pacer | None = None) -> None:
+        super().__init__()
+        self.at: list[float] = []
+        self.pacer = pacer
+
+    def tick(self, skipped: int, late: bool) -> None:
+        now = asyncio.get_running_loop().time()
+        self.at.append(now)
+        if self.pacer is not None:
+            self.pacer.poll(now + 1.0)  # re-entrant: must not tick again from within a tick
+        super().tick(skipped, late)
+
+
+async def test_a_due_tick_runs_from_a_poll_and_the_timer_does_not_repeat_it() -> None:
+    pacer = Pacer.for_ptime(20)
+    member = Stamped()
+    run = asyncio.create_task(pacer.run(member))
+    await member.until(1)
+    assert pacer.clock is not None
+    due = pacer.clock.deadline
+    pacer.poll(due - 0.001)  # not yet due: nothing
+    assert member.ticks == 1
+    pacer.poll(due)  # due: the tick runs here, before the timer's wake-up
+    assert member.ticks == 2 and pacer.clock.deadline == pytest.approx(due + 0.02)
+    await member.until(3)  # the timer's next tick is the next period's, not this one again
+    assert member.at[2] >= due + 0.02 - 1e-6
+    pacer.leave(member)
+    await asyncio.wait_for(run, 5)
+
+
+async def test_a_poll_from_inside_a_tick_does_not_tick_twice() -> None:
+    pacer = Pacer.for_ptime(20)
+    member = Stamped(pacer)
+    run = asyncio.create_task(pacer.run(member))
+    await member.until(3)
+    # Each tick polled with a time far past the next deadline; none ran a nested tick.
+    gaps = [b - a for a, b in zip(member.at, member.at[1:], strict=False)]
+    assert all(g > 0.01 for g in gaps), gaps  # a nested tick would come 0 ms after its parent
+    pacer.leave(member)
+    await asyncio.wait_for(run, 5)
