@@ -170,6 +170,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     split0 = cpu_split(pid)
     busy0 = machine_busy_seconds()
     drops0 = udp_drops()
+    before = await asyncio.to_thread(debug_state, gateway.metrics_url)
     t0 = time.monotonic()
     profiler = None
     if args.profile:
@@ -232,6 +233,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "growth_per_call": round((rss_loaded - rss_idle) / n, 3),
         },
         "gateway_gc_pauses_since_start": state["gc_pauses"],
+        "gateway_gc_collections_in_window": {
+            gen: state["gc_pauses"][gen]["count"] - before["gc_pauses"][gen]["count"]
+            for gen in state["gc_pauses"]
+        },
         "gateway_gc_objects_with_calls": state["gc_objects"],
         "profile": args.profile,
     }
