@@ -33,7 +33,7 @@ from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
 from .call_record import CallRecord, now_iso
 from .config import AgentConfig, GatewayConfig, api_key, sip_passwords
-from .gc_pauses import GcPauses
+from .gc_pauses import FullCollections, GcPauses
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .metrics import CallProbe, Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
@@ -95,6 +95,7 @@ class Gateway:
         self.router = Router(cfg)
         self.metrics = Metrics()
         self.gc_pauses = GcPauses()
+        self.full_collections = FullCollections()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
@@ -106,6 +107,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.gc_pauses.install()
+        self.full_collections.install()
         rt = self.cfg.realtime
         if rt.embedded:
             self._embedded = EmbeddedRealtimeServer("127.0.0.1", 0, keep_events=0)
@@ -249,6 +251,7 @@ class Gateway:
             await self._metrics_server.close()
             self._metrics_server = None
         self.gc_pauses.remove()
+        self.full_collections.remove()
         log.info("gateway.stopped")
 
     def debug_state(self, collect: bool = False) -> dict[str, Any]:
@@ -270,6 +273,7 @@ class Gateway:
             "playback_buffered_s": round(sum(b.buffered_ms for b in buffers) / 1000, 3),
             "gc_objects": len(gc.get_objects()),
             "gc_pauses": self.gc_pauses.as_dict(),
+            "gc_full_collections": self.full_collections.as_dict(),
         }
 
     def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:
@@ -563,6 +567,7 @@ class Gateway:
                 rtp_in=stream.stats.packets_in if stream else 0,
                 rtp_out=stream.stats.packets_out if stream else 0,
             )
+            self.full_collections.call_ended(len(self.calls))
             self.on_calls_changed()
 
     def _recording(self, call_id: str, agent: AgentConfig, frame_samples: int) -> Recording | None:

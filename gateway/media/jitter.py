@@ -60,6 +60,11 @@ class ReorderBuffer:
         self._probation: int | None = None  # the sequence that would confirm a restart
 
     @property
+    def waiting(self) -> bool:
+        """Packets wait for a gap to close (then ``deadline`` says until when)."""
+        return bool(self._held)
+
+    @property
     def deadline(self) -> float | None:
         """When ``poll`` must be called to give up on a gap (None: nothing is waiting)."""
         if not self._held:
@@ -68,7 +73,13 @@ class ReorderBuffer:
 
     def push(self, packet: RtpPacket, now: float) -> list[RtpPacket]:
         """One packet in; the packets now deliverable, in order (often just this one)."""
-        self.stats.received += 1
+        stats = self.stats
+        stats.received += 1
+        if packet.sequence == self._next and packet.ssrc == self._ssrc and not self._held:
+            # The common case, in order with nothing waiting: straight through.
+            stats.delivered += 1
+            self._next = (packet.sequence + 1) & 0xFFFF
+            return [packet]
         out: list[RtpPacket] = []
         if packet.ssrc != self._ssrc:
             # A new source (a transfer, a media server switch): what the old one left waiting

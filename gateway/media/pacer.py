@@ -15,6 +15,7 @@ right there, before the packet that polled: the media clock waits for one callba
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Protocol
 
 from .alarm import Alarm
@@ -43,6 +44,7 @@ class Pacer:
         self._members: dict[Paced, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ticking = False
+        self.due = math.inf  # when the next tick is due (the clock's deadline, kept at hand)
 
     @classmethod
     def for_ptime(cls, ptime_ms: int) -> Pacer:
@@ -70,8 +72,7 @@ class Pacer:
 
     def poll(self, now: float) -> None:
         """Tick now if a packet is due (from a media callback: see the module's docstring)."""
-        clock = self.clock
-        if clock is not None and now >= clock.deadline and not self._ticking:
+        if now >= self.due and not self._ticking:
             self._tick(now)
 
     def _tick(self, now: float) -> None:
@@ -82,6 +83,7 @@ class Pacer:
             late_before = clock.late
             skipped = clock.tick(now)
             late = clock.late != late_before
+            self.due = clock.deadline
             for member, done in list(self._members.items()):
                 if done.done():
                     continue
@@ -95,6 +97,7 @@ class Pacer:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         clock = self.clock = PacketClock(loop.time(), self.period, MAX_CATCH_UP_S)
+        self.due = clock.deadline
         alarm = Alarm(loop)
         try:
             while self._members:
@@ -105,6 +108,7 @@ class Pacer:
                     self._tick(loop.time())
         finally:
             self.clock = None
+            self.due = math.inf
             alarm.close()
             self._task = None
             _PACERS.pop((loop, self.period), None)

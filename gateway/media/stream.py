@@ -197,8 +197,11 @@ class RtpStream:
 
     def poll_pacer(self) -> None:
         """Let a due pacer tick before this callback's work (see ``pacer.py``)."""
-        if self._pacer is not None and self._loop is not None:
-            self._pacer.poll(self._loop.time())
+        pacer = self._pacer
+        if pacer is not None:
+            now = asyncio.get_running_loop().time()
+            if now >= pacer.due:
+                pacer.poll(now)
 
     def close(self) -> None:
         if self._pacer is not None:
@@ -259,9 +262,10 @@ class RtpStream:
             self.stats.malformed += 1
             return
         self.stats.packets_in += 1
-        for ready in self.reorder.push(packet, now):
+        reorder = self.reorder
+        for ready in reorder.push(packet, now):
             self._dispatch(ready)
-        if self.reorder.deadline is not None:
+        if reorder.waiting:
             self._arm_reorder_timer()
 
     def _arm_reorder_timer(self) -> None:
