@@ -35,6 +35,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.integration.gateway_proc import GatewayProcess
@@ -73,6 +75,54 @@ def udp_drops() -> int:
 def debug_state(metrics_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{metrics_url}/debug/state", timeout=10) as response:
         return json.loads(response.read())
+
+
+def latency_histograms(metrics_url: str) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts (le -> count) of the gateway-added latency histograms."""
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name in ("sipgw_uplink_latency_seconds", "sipgw_downlink_latency_seconds"):
+            direction = family.name.split("_")[1]
+            found[direction] = {
+                float(sample.labels["le"]): sample.value
+                for sample in family.samples
+                if sample.name.endswith("_bucket")
+            }
+    return found
+
+
+def quantile_ms(buckets: dict[float, float], q: float) -> float | None:
+    """Prometheus' histogram_quantile: linear within the bucket the quantile falls in."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    rank, below, lower = q * total, 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return round(lower * 1000, 2)  # beyond the last bound: its value is all we know
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return round((lower + (bound - lower) * share) * 1000, 2)
+        below, lower = count, bound
+    return None
+
+
+def latency_in_window(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    for direction, buckets in after.items():
+        delta = {le: n - before.get(direction, {}).get(le, 0.0) for le, n in buckets.items()}
+        report[direction] = {
+            "samples": int(delta[float("inf")]),
+            "p50_ms": quantile_ms(delta, 0.5),
+            "p99_ms": quantile_ms(delta, 0.99),
+        }
+    return report
 
 
 def rss_mib(pid: int) -> float:
@@ -171,6 +221,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     busy0 = machine_busy_seconds()
     drops0 = udp_drops()
     before = await asyncio.to_thread(debug_state, gateway.metrics_url)
+    latency0 = await asyncio.to_thread(latency_histograms, gateway.metrics_url)
     t0 = time.monotonic()
     profiler = None
     if args.profile:
@@ -189,6 +240,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
     drops = udp_drops() - drops0
     state = await asyncio.to_thread(debug_state, gateway.metrics_url)
+    latency1 = await asyncio.to_thread(latency_histograms, gateway.metrics_url)
+    latency = latency_in_window(latency0, latency1)
     caller.stdin.write(b"stop\n")
     await caller.stdin.drain()
     received = await json_line(caller.stdout, 30)
@@ -224,6 +277,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "outbound_as_received_by_callers": received,
         "udp_receive_buffer_drops_machine_wide": drops,
         "gateway_rtp_stats_summed_over_calls": totals,
+        # From the gateway's own histograms (buckets 0.5-320 ms, so interpolated estimates).
+        # Downlink is measured from a delta that finds playback idle to its first packet: with
+        # a service that never pauses, that is each call's first answer, mostly before the
+        # window; uplink is every append (RTP arrival to WebSocket send).
+        "gateway_added_latency_in_window": latency,
+        "gateway_added_latency_whole_run": latency_in_window({}, latency1),
         "cpu_cores": cpu,
         "gateway_cpu_user_system": [user, system],
         "gateway_rss_mib": {
