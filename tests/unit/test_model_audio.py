@@ -62,9 +62,9 @@ def test_heard_audio_is_exactly_the_first_sent_ms_of_the_item() -> None:
     for n in expected:
         window = out[n - 40 : n + 40].astype(np.float64)
         assert np.argmax(window) - 40 in (-1, 0, 1), f"pulse at {n / 8} ms misplaced"
-    # Meaningful only because soxr really held audio back (12.5-30.5 ms with the real-time
+    # Meaningful only because soxr really held audio back (10-32 ms with MQ and the real-time
     # DFT sizes of media/resample.py): "received minus queued" would have been wrong by this.
-    assert max(holdbacks) > 25 and min(holdbacks) > 10
+    assert max(holdbacks) > 25 and min(holdbacks) >= 10
 
 
 def test_cut_drops_the_hold_back_and_the_next_item_starts_aligned() -> None:
