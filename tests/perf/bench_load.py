@@ -215,6 +215,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     await asyncio.sleep(args.settle_s)  # let every call reach its steady state
     rss_loaded = rss_mib(pid)
+    # The gateway's own readings (a /debug/state walk of every object, a /metrics scrape) stop
+    # its loop for milliseconds: taken outside the callers' measurement, not inside it.
+    before = await asyncio.to_thread(debug_state, gateway.metrics_url)
+    latency0 = await asyncio.to_thread(latency_histograms, gateway.metrics_url)
     caller.stdin.write(b"measure\n")
     await caller.stdin.drain()
     assert sipp.proc is not None
@@ -223,8 +227,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     split0 = cpu_split(pid)
     busy0 = machine_busy_seconds()
     drops0 = udp_drops()
-    before = await asyncio.to_thread(debug_state, gateway.metrics_url)
-    latency0 = await asyncio.to_thread(latency_histograms, gateway.metrics_url)
     t0 = time.monotonic()
     profiler = None
     if args.profile:
@@ -242,12 +244,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     machine = (machine_busy_seconds() - busy0) / elapsed
     cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
     drops = udp_drops() - drops0
-    state = await asyncio.to_thread(debug_state, gateway.metrics_url)
-    latency1 = await asyncio.to_thread(latency_histograms, gateway.metrics_url)
-    latency = latency_in_window(latency0, latency1)
     caller.stdin.write(b"stop\n")
     await caller.stdin.drain()
     received = await json_line(caller.stdout, 30)
+    state = await asyncio.to_thread(debug_state, gateway.metrics_url)
+    latency1 = await asyncio.to_thread(latency_histograms, gateway.metrics_url)
+    latency = latency_in_window(latency0, latency1)
     if profiler is not None:
         await profiler.wait()
 
