@@ -1,0 +1,54 @@
+"""Full collections kept away from calls: only between calls, or once per so many calls."""
+
+from __future__ import annotations
+
+import gc
+
+from gateway.gc_pauses import NEVER, FullCollections
+
+
+def full_collections_so_far() -> int:
+    return gc.get_stats()[2]["collections"]
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_install_turns_off_the_automatic_trigger_and_remove_restores_it() -> None:
+    before = gc.get_threshold()
+    policy = FullCollections()
+    policy.install()
+    try:
+        assert gc.get_threshold() == (before[0], before[1], NEVER)
+        policy.install()  # twice: still restores the original, not NEVER
+    finally:
+        policy.remove()
+    assert gc.get_threshold() == before
+
+
+def test_a_full_collection_when_the_last_call_ends_or_every_n_calls() -> None:
+    policy = FullCollections(every_calls=3)
+    policy.install()
+    try:
+        start = full_collections_so_far()
+        policy.call_ended(calls_left=5)
+        policy.call_ended(calls_left=4)
+        assert full_collections_so_far() == start  # calls still up: no pause for them
+        assert policy.calls_since == 2
+        for _ in range(10):
+            Cycle()  # garbage only a collection can find
+        policy.call_ended(calls_left=3)  # the third: the bound on what may pile up
+        assert full_collections_so_far() == start + 1
+        assert policy.calls_since == 0 and policy.last_calls == 3
+        assert policy.last_found >= 10
+        policy.call_ended(calls_left=0)  # nobody left to hear the pause
+        assert full_collections_so_far() == start + 2
+        assert policy.as_dict() == {
+            "calls_since": 0,
+            "last_after_calls": 1,
+            "last_found_objects": policy.last_found,
+        }
+    finally:
+        policy.remove()
