@@ -16,7 +16,7 @@ from pathlib import Path
 from gateway.media.rtp import RtpPacket, RtpSender, parse_rtp
 
 from .peers import LOOPBACK
-from .scenarios import invite_expecting
+from .scenarios import answer_bye, invite_expecting
 
 # SIPp UAC: after scenarios.invite_expecting's INVITE (answered 200) and ACK, either wait for
 # the gateway's BYE (a test ends the call by stopping the gateway) or hang up after a pause.
@@ -24,20 +24,6 @@ OFFER = (
     "0 101",
     ["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-16", "a=ptime:20"],
 )
-
-_WAIT_FOR_BYE = """  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>"""
 
 _BYE_AFTER = """  <pause milliseconds="{ms}"/>
   <send retrans="500">
@@ -60,7 +46,7 @@ _BYE_AFTER = """  <pause milliseconds="{ms}"/>
 def uac_until_bye(path: Path, media_port: int | str, hangup_after_ms: int | None = None) -> Path:
     """A call that offers ``media_port`` (or a SIPp keyword such as ``[field0]``) in its SDP,
     so that the gateway's RTP goes to a socket of the test's own rather than to SIPp."""
-    end = _WAIT_FOR_BYE if hangup_after_ms is None else _BYE_AFTER.format(ms=hangup_after_ms)
+    end = answer_bye() if hangup_after_ms is None else _BYE_AFTER.format(ms=hangup_after_ms)
     xml = invite_expecting(path, 200, offer=OFFER).read_text()
     xml = xml.replace("m=audio [media_port] ", f"m=audio {media_port} ", 1)
     path.write_text(xml.replace("</scenario>", f"{end}\n</scenario>"))

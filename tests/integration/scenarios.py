@@ -186,7 +186,7 @@ _UAC_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   </send>
 {ending}"""
 
-_WAIT_FOR_BYE = """  <recv request="BYE" timeout="{timeout_ms}"/>
+_ANSWER_BYE = """  <recv request="BYE"{timeout}/>
   <send>
     <![CDATA[
       SIP/2.0 200 OK
@@ -198,15 +198,22 @@ _WAIT_FOR_BYE = """  <recv request="BYE" timeout="{timeout_ms}"/>
       Content-Length: 0
 
     ]]>
-  </send>
-</scenario>
-"""
+  </send>"""
+
+
+def answer_bye(timeout_ms: int | None = None) -> str:
+    """SIPp's part when the gateway hangs up: its BYE (within ``timeout_ms``), answered 200."""
+    return _ANSWER_BYE.format(timeout="" if timeout_ms is None else f' timeout="{timeout_ms}"')
+
+
+def _wait_for_bye(timeout_ms: int) -> str:
+    return answer_bye(timeout_ms) + "\n</scenario>\n"
 
 
 def call_until_bye(path: Path, bye_timeout_s: float = 25.0) -> Path:
     """A PCMU call that must be answered (200, ACK), then ended by the gateway's BYE."""
     invite_expecting(path, 200)
-    bye = _WAIT_FOR_BYE.format(timeout_ms=int(bye_timeout_s * 1000))
+    bye = _wait_for_bye(int(bye_timeout_s * 1000))
     path.write_text(path.read_text().replace("</scenario>\n", bye))
     return path
 
@@ -306,7 +313,7 @@ def transferee_call(path: Path, outcome: str, *, pause_ms: int = 3000) -> Path:
         timeout_ms=30_000, outcome=outcome, notify_request=_caller_request("NOTIFY", 2)
     )
     if outcome.startswith("2"):
-        ending += _WAIT_FOR_BYE.format(timeout_ms=15_000)
+        ending += _wait_for_bye(15_000)
     else:
         ending += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 3))
     invite = _invite("[rtp_port]", PCMU)
@@ -321,7 +328,7 @@ def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int
     ``timeout_ms``) for the gateway's BYE.
     """
     ending = (
-        _WAIT_FOR_BYE.format(timeout_ms=timeout_ms)
+        _wait_for_bye(timeout_ms)
         if hang_up_after_ms is None
         else _PAUSE_BYE.format(pause_ms=hang_up_after_ms)
     )
