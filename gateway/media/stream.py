@@ -183,7 +183,7 @@ class RtpStream:
         # One datagram per wake-up, as asyncio's transport reads: draining until EAGAIN would
         # cost a failing syscall and an exception per packet; epoll (level-triggered) calls
         # again while more are queued.
-        self.poll_pacer()
+        now = self.poll_pacer()
         sock = self._sock
         if sock is None:
             return
@@ -193,15 +193,18 @@ class RtpStream:
             # EAGAIN (someone read it first), or an ICMP error queued on the socket (port
             # unreachable while the caller's socket is not up yet): nothing to do.
             return
-        self.datagram_received(data, addr)
+        self._received(data, addr, now)
 
-    def poll_pacer(self) -> None:
-        """Let a due pacer tick before this callback's work (see ``pacer.py``)."""
+    def poll_pacer(self) -> float:
+        """Let a due pacer tick before this callback's work (see ``pacer.py``); returns the
+        loop's time, which the callback's own work uses too."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         pacer = self._pacer
-        if pacer is not None:
-            now = asyncio.get_running_loop().time()
-            if now >= pacer.due:
-                pacer.poll(now)
+        if pacer is not None and now >= pacer.due:
+            pacer.poll(now)
+            now = loop.time()  # the tick took its time (every call's packet)
+        return now
 
     def close(self) -> None:
         if self._pacer is not None:
@@ -236,6 +239,10 @@ class RtpStream:
     # --- receive ------------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """One datagram from the socket (or from a test)."""
+        self._received(data, addr, asyncio.get_running_loop().time())
+
+    def _received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         source = (addr[0], addr[1])
         if not self._latched:
             # Symmetric RTP: answer where the caller's packets really come from (NAT).
@@ -244,7 +251,6 @@ class RtpStream:
         elif source != self._remote:
             self.stats.foreign_source += 1
             return
-        now = asyncio.get_running_loop().time()
         refill = (now - self._flood_at) * self._flood_rate
         tokens = min(self._flood_burst, self._flood_tokens + refill)
         self._flood_at = now

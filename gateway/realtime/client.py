@@ -150,7 +150,8 @@ class RealtimeSession:
         writes each of its frames to the transport at once too). The frame is built here
         rather than by websockets' ``Frame.serialize``, which costs 3x as much (a dataclass,
         checks, a BytesIO and a getrandom syscall for every frame's mask). Sending a complete
-        text frame changes nothing in websockets' protocol state, which is checked first.
+        text frame changes nothing in websockets' protocol state (we never send fragmented
+        messages), which must be OPEN: checked first.
         Returns False, sending nothing, when more than
         ``max_backlog`` bytes already wait for a slow socket: real-time audio is better
         dropped than delayed. Raises ConnectionClosed once the socket is closing.
@@ -161,8 +162,6 @@ class RealtimeSession:
             raise ConnectionClosedError(None, None)
         if transport.get_write_buffer_size() > max_backlog:
             return False
-        if ws.protocol.expect_continuation_frame:  # never: we send no fragmented messages
-            raise ConnectionClosedError(None, None)
         transport.write(self._frames.text(text.encode()))
         return True
 
