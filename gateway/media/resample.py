@@ -54,56 +54,79 @@ QUALITY = "MQ"  # see above: HQ's fidelity, unheard on a phone line, at a sixth 
 LOW_LATENCY_ENV = {"SOXR_MIN_DFT_SIZE": "8", "SOXR_LARGE_DFT_SIZE": "8"}
 os.environ.update(LOW_LATENCY_ENV)
 
-_EMPTY = np.zeros(0, dtype=np.float32)
+_QUALITIES = {"QQ": soxr.QQ, "LQ": soxr.LQ, "MQ": soxr.MQ, "HQ": soxr.HQ, "VHQ": soxr.VHQ}
+_INT16 = np.dtype(np.int16)
+_ROUND = -0x8000  # the low half of every input sample: +0.5 LSB, see ``Resampler``
+_EMPTY = np.zeros((0, 1), dtype=np.int32)
 _EMPTY.setflags(write=False)
 
 
-def _to_int16(y: np.ndarray) -> np.ndarray:
-    # minimum and maximum rather than np.clip, whose Python-level wrapper costs more than the
-    # two ufuncs on a 20 ms chunk; clipped first so rint never sees more than int16's range.
-    np.minimum(y, 32767.0, out=y)
-    np.maximum(y, -32768.0, out=y)
-    np.rint(y, out=y)
-    return y.astype(np.int16)
-
-
 class Resampler:
-    """int16 mono in, int16 mono out; output length varies from chunk to chunk."""
+    """int16 mono in, int16 mono out; output length varies from chunk to chunk.
 
-    __slots__ = ("_stream", "in_rate", "out_rate", "quality")
+    Inside, 32-bit integers: each int16 sample is the high half of an int32 whose low half is
+    0x8000, i.e. the sample plus half an LSB. libsoxr converts int32 to its float pipeline and
+    back with rounding and clipping in C, and never dithers 32-bit output (it dithers int16
+    output: silence would come out as +-1 LSB noise, different on every run). The high half of
+    each output int32 is then floor(y + 0.5), the output rounded to int16: deterministic and
+    independent of how the stream is chunked, bit for bit. The float32 path this replaces
+    needed five numpy passes per chunk to convert, clip and round (measured 9.3 -> 6.2 us per
+    20 ms caller frame, G.711 decode included), on the media path of every call.
+
+    python-soxr's ``ResampleStream`` is skipped for its extension class ``CSoxr`` (typed in
+    ``soxr_ext.pyi``): the wrapper's per-chunk checks and ``np.squeeze`` cost more than
+    libsoxr's filtering of a 20 ms chunk.
+    """
+
+    __slots__ = ("_in", "_in16", "_process", "_soxr", "in_rate", "out_rate", "quality")
 
     def __init__(self, in_rate: int, out_rate: int, quality: str = QUALITY) -> None:
         if in_rate <= 0 or out_rate <= 0:
             raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
+        recipe = _QUALITIES.get(str(quality).upper())
+        if recipe is None:
+            raise ValueError(f"quality must be one of {', '.join(_QUALITIES)}, got {quality!r}")
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.quality = quality
-        # An unknown quality gets soxr's ValueError, which names the valid ones.
-        # float32, not int16, inside: soxr adds TPDF dither to int16 output (digital silence
-        # comes out as +-1 LSB noise, different on every run and for every chunking).
-        # Float in, our own rounding out, is deterministic and chunking-invariant to the bit.
-        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+        self._soxr = soxr.soxr_ext.CSoxr(
+            in_rate, out_rate, 1, soxr.soxr_ext.SOXR_INT32_I, recipe, False
+        )
+        self._process = self._soxr.process_int32
+        self._grow(in_rate // 10)  # 100 ms; a longer chunk grows the buffer once
+
+    def _grow(self, samples: int) -> None:
+        # Input buffer reused for every chunk (libsoxr copies what it is given): (n, 1) int32,
+        # seen through ``_in16`` as (n, 2) int16 halves, low halves fixed at 0x8000.
+        self._in = np.empty((samples, 1), dtype=np.int32)
+        self._in16 = self._in.view(np.int16)
+        self._in16[:, 0] = _ROUND
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
-        """Feed one chunk; returns whatever output is ready (possibly empty)."""
-        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+        """Feed one chunk; returns whatever output is ready (possibly empty). The result may
+        be a strided view: ``tobytes()`` or copy it to get contiguous samples."""
+        if type(pcm) is not np.ndarray or pcm.dtype is not _INT16 or pcm.ndim != 1:
             raise TypeError(
                 f"Resampler.process expects a 1-D int16 ndarray, got {type(pcm).__name__}"
                 f" {getattr(pcm, 'dtype', '')}{getattr(pcm, 'shape', '')}"
             )
-        return _to_int16(self._stream.resample_chunk(pcm.astype(np.float32)))
+        n = pcm.shape[0]
+        if n > self._in.shape[0]:
+            self._grow(n)
+        self._in16[:n, 1] = pcm
+        return self._process(self._in[:n], False).view(np.int16)[:, 1]
 
     def flush(self) -> np.ndarray:
         """Return the held-back tail (end of a model response); then ready for a new stream."""
-        tail = _to_int16(self._stream.resample_chunk(_EMPTY, last=True))
-        self._stream.clear()  # soxr refuses input after last=True until cleared
+        tail = self._process(_EMPTY, True).view(np.int16)[:, 1]
+        self._soxr.clear()  # libsoxr refuses input after the last chunk until cleared
         return tail
 
     def reset(self) -> None:
         """Drop the held-back audio and the filter history (barge-in: it must not be heard)."""
-        self._stream.clear()
+        self._soxr.clear()
 
     @property
     def delay_ms(self) -> float:
         """Audio fed in but not yet returned, in ms (varies with soxr's block cadence)."""
-        return self._stream.delay() * 1000.0 / self.out_rate
+        return self._soxr.delay() * 1000.0 / self.out_rate
