@@ -1,4 +1,4 @@
-"""Streaming sample-rate conversion (8 kHz <-> 24 kHz) over ``soxr.ResampleStream``.
+"""Streaming sample-rate conversion (8 kHz <-> 24 kHz) over libsoxr (python-soxr).
 
 One ``Resampler`` per call per direction, because the filter keeps state across chunks: that
 state is what makes a stream cut into 20 ms pieces come out identical to the whole signal
