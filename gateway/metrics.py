@@ -24,18 +24,19 @@ Latency is measured with `time.monotonic()` stamps at the two edges of the gatew
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
-
-from .media.stream import FrameSource
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 PREFIX = "sipgw"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
@@ -69,6 +70,45 @@ def _label(value: object, default: str = "unknown") -> str:
     return text or default
 
 
+class LatencyHistogram(Collector):
+    """A histogram observed on the media path: the uplink's is observed for every append, 10,000
+    times a second at 200 calls. A bisect and two additions, where prometheus-client's
+    Histogram takes a lock and walks its buckets in Python (0.8 us, measured); the loop is the
+    only writer, so no lock. Exposed as a standard histogram (``_bucket``, ``_count``, ``_sum``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: tuple[float, ...] = LATENCY_BUCKETS,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+        if registry is not None:
+            registry.register(self)
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, self.sum)
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+
 class Metrics:
     """Every metric of one gateway process, in its own registry."""
 
@@ -100,23 +140,20 @@ class Metrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
             registry=r,
         )
-        self.uplink_latency = Histogram(
+        self.uplink_latency = LatencyHistogram(
             f"{p}_uplink_latency_seconds",
             "Gateway-added latency caller->model: RTP arrival to WebSocket send of its audio.",
-            buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.downlink_latency = Histogram(
+        self.downlink_latency = LatencyHistogram(
             f"{p}_downlink_latency_seconds",
             "Gateway-added latency model->caller: audio delta arrival (playback idle) to the "
             "first RTP packet of its audio.",
-            buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.barge_in_cutoff = Histogram(
+        self.barge_in_cutoff = LatencyHistogram(
             f"{p}_barge_in_cutoff_seconds",
             "Barge-in: speech_started received to model playback stopped.",
-            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.rtp_packets = Counter(
@@ -188,7 +225,7 @@ class CallProbe:
 
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics or _detached()
-        self._downlink_since: float | None = None
+        self.downlink_since: float | None = None
         self._uplink_since: float | None = None
 
     def uplink_taken(self, arrived: float) -> None:
@@ -205,17 +242,20 @@ class CallProbe:
 
     def audio_arrived(self, playback_idle: bool) -> None:
         """A model audio delta arrived; only one that finds playback idle starts a measure."""
-        if playback_idle and self._downlink_since is None:
-            self._downlink_since = time.monotonic()
+        if playback_idle and self.downlink_since is None:
+            self.downlink_since = time.monotonic()
 
-    def paced(self, source: FrameSource) -> FrameSource:
-        """Wrap the pacer's frame source to stamp the first frame of each measured delta."""
-        return _TimedSource(source, self)
+    def audio_played(self) -> None:
+        """The pacer took a frame of model audio: the end of a measure, if one is running
+        (the bridge calls this only then: ``downlink_since is not None``)."""
+        if self.downlink_since is not None:
+            self.metrics.downlink_latency.observe(time.monotonic() - self.downlink_since)
+            self.downlink_since = None
 
     def flushed(self, since: float, *, cut_audio: bool) -> None:
         """Playback was flushed for a speech_started the gateway got at `since`; a barge-in
         when model audio was cut."""
-        self._downlink_since = None
+        self.downlink_since = None
         if cut_audio:
             self.metrics.barge_in_cutoff.observe(time.monotonic() - since)
 
@@ -227,22 +267,6 @@ class CallProbe:
 
     def playback_dropped(self, seconds: float) -> None:
         self.metrics.playback_dropped.inc(seconds)
-
-
-class _TimedSource:
-    __slots__ = ("_probe", "_source")
-
-    def __init__(self, source: FrameSource, probe: CallProbe) -> None:
-        self._source = source
-        self._probe = probe
-
-    def next_frame(self) -> np.ndarray | None:
-        frame = self._source.next_frame()
-        probe = self._probe
-        if frame is not None and probe._downlink_since is not None:
-            probe.metrics.downlink_latency.observe(time.monotonic() - probe._downlink_since)
-            probe._downlink_since = None
-        return frame
 
 
 _DETACHED: Metrics | None = None

@@ -141,6 +141,8 @@ class CallBridge:
     def next_frame(self) -> np.ndarray | None:
         """The pacer's frame source: playback, seen on its way out (echo, recording)."""
         frame = self.playback.next_frame()
+        if frame is not None and self.probe.downlink_since is not None:
+            self.probe.audio_played()
         if self.echo is not None:
             self.echo.far_end(frame)
         if self.recording is not None:
@@ -181,7 +183,7 @@ class CallBridge:
         tasks = [
             asyncio.create_task(self._uplink(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
-            asyncio.create_task(self.rtp.pace(self.probe.paced(self)), name="pacer"),
+            asyncio.create_task(self.rtp.pace(self), name="pacer"),
             asyncio.create_task(self._until_hang_up(), name="hang_up"),
         ]
         if self.rtp_timeout_s:

@@ -7,7 +7,8 @@ import socket
 from dataclasses import dataclass
 
 import aiohttp
-import numpy as np
+import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.media.stream import RtpStats
@@ -19,29 +20,14 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
     return 0.0 if got is None else got
 
 
-class Frames:
-    """A frame source whose next frames are scripted: None = nothing to play yet."""
-
-    def __init__(self, *frames: np.ndarray | None) -> None:
-        self.frames = list(frames)
-
-    def next_frame(self) -> np.ndarray | None:
-        return self.frames.pop(0) if self.frames else None
-
-
-FRAME = np.zeros(160, dtype=np.int16)
-
-
 def test_downlink_latency_is_measured_once_per_answer_start() -> None:
     metrics = Metrics()
     probe = CallProbe(metrics)
-    paced = probe.paced(Frames(None, FRAME, FRAME, FRAME))
     probe.audio_arrived(playback_idle=True)
-    assert paced.next_frame() is None  # not a full frame yet: still waiting, no sample
     assert value(metrics, "sipgw_downlink_latency_seconds_count") == 0
     probe.audio_arrived(playback_idle=False)  # more of the same answer: no new measure
-    assert paced.next_frame() is FRAME
-    assert paced.next_frame() is FRAME
+    probe.audio_played()  # its first frame goes out
+    probe.audio_played()
     assert value(metrics, "sipgw_downlink_latency_seconds_count") == 1
     assert 0 < value(metrics, "sipgw_downlink_latency_seconds_sum") < 1
 
@@ -49,10 +35,9 @@ def test_downlink_latency_is_measured_once_per_answer_start() -> None:
 def test_a_flush_cancels_the_pending_downlink_measure_and_counts_a_barge_in() -> None:
     metrics = Metrics()
     probe = CallProbe(metrics)
-    paced = probe.paced(Frames(FRAME))
     probe.audio_arrived(playback_idle=True)
     probe.flushed(0.0, cut_audio=False)  # speech_started with nothing playing
-    assert paced.next_frame() is FRAME
+    probe.audio_played()
     assert value(metrics, "sipgw_downlink_latency_seconds_count") == 0
     assert value(metrics, "sipgw_barge_in_cutoff_seconds_count") == 0
     import time
@@ -78,6 +63,22 @@ def test_uplink_latency_from_the_oldest_packet_not_yet_sent() -> None:
     probe.uplink_taken(time.monotonic())
     probe.uplink_sent()
     assert value(metrics, "sipgw_uplink_latency_seconds_bucket", le="0.04") == 1
+
+
+def test_latency_histogram_is_exposed_as_a_prometheus_histogram() -> None:
+    metrics = Metrics()
+    for seconds in (0.0005, 0.0006, 0.03, 5.0):  # on a bound, between two, past the last
+        metrics.uplink_latency.observe(seconds)
+    text = generate_latest(metrics.registry).decode()
+    family = next(
+        f for f in text_string_to_metric_families(text) if f.name == "sipgw_uplink_latency_seconds"
+    )
+    assert family.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    assert buckets["0.0005"] == 1 and buckets["0.001"] == 2 and buckets["0.02"] == 2
+    assert buckets["0.04"] == 3 and buckets["0.32"] == 3 and buckets["+Inf"] == 4
+    assert value(metrics, "sipgw_uplink_latency_seconds_count") == 4
+    assert value(metrics, "sipgw_uplink_latency_seconds_sum") == pytest.approx(5.0311)
 
 
 def test_rtp_stats_are_counted_by_kind_and_missing_fields_are_skipped() -> None:
