@@ -8,7 +8,7 @@ Send: one packet per ptime for the whole call, silence when there is nothing to 
 hangs up on an RTP timeout, and a steady clock is what makes the caller hear the model without
 gaps or drift.
 
-The socket is read and written directly (``loop.add_reader``, ``sock.sendto``), not through
+The socket is read and written directly (``reactor.py``, ``sock.sendto``), not through
 asyncio's datagram transport: that transport receives into a 256 KiB buffer, which glibc
 serves with mmap, mremap and munmap for every packet (measured: 23 us per packet against 7 us,
 strace shows the three calls per datagram), and its Python layers cost more again on a path
@@ -32,6 +32,7 @@ from .dtmf import DtmfDecoder, DtmfEvent
 from .g711 import G711
 from .jitter import AudioClock, ReorderBuffer
 from .pacer import Pacer
+from .reactor import SocketReactor
 from .rtp import RtpPacket, RtpParseError, RtpSender, parse_rtp
 
 RATE = 8000
@@ -117,6 +118,7 @@ class RtpStream:
         self.on_dtmf: Callable[[str, int], None] = _ignore_dtmf
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reactor: SocketReactor | None = None
         self._sender = RtpSender(payload_type, self.frame_samples)
         self._silence = bytes([codec.silence]) * self.frame_samples
         self.reorder = ReorderBuffer(REORDER_MAX_DELAY_S)
@@ -177,7 +179,8 @@ class RtpStream:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xB8)
         self._sock = sock
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._readable)
+        self._reactor = SocketReactor.for_loop(self._loop)
+        self._reactor.add(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
         # One datagram per wake-up, as asyncio's transport reads: draining until EAGAIN would
@@ -198,7 +201,7 @@ class RtpStream:
     def poll_pacer(self) -> float:
         """Let a due pacer tick before this callback's work (see ``pacer.py``); returns the
         loop's time, which the callback's own work uses too."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         now = loop.time()
         pacer = self._pacer
         if pacer is not None and now >= pacer.due:
@@ -213,8 +216,8 @@ class RtpStream:
             self._reorder_timer.cancel()
             self._reorder_timer = None
         if self._sock is not None:
-            assert self._loop is not None
-            self._loop.remove_reader(self._sock.fileno())
+            assert self._reactor is not None
+            self._reactor.remove(self._sock.fileno())
             self._sock.close()
             self._sock = None
         # Whoever listened (the call's bridge) is let go: no reference cycle keeps the call's
