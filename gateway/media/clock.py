@@ -10,7 +10,7 @@ true to the wall clock (RFC 3550 §5.1: the timestamp reflects the sampling inst
 
 from __future__ import annotations
 
-__all__ = ["PacketClock"]
+__all__ = ["PacketClock", "SlotClock"]
 
 
 class PacketClock:
@@ -41,3 +41,48 @@ class PacketClock:
                 self.skipped += skip
         self.ticks += skip + 1
         return skip
+
+
+class SlotClock:
+    """``slots`` interleaved schedules of one period: slot ``k``'s packet ``n`` is due at
+    ``start + (n * slots + k) * period / slots``. The pacer sends for one slot's calls per
+    tick (see ``pacer.py``); each slot keeps ``PacketClock``'s guarantees: no drift, short
+    stalls caught up, long ones skipped, and every skipped packet counted for its own slot.
+    """
+
+    def __init__(
+        self, start: float, period_s: float, slots: int, max_catch_up_s: float = 0.2
+    ) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.period = period_s
+        self.slots = slots
+        self._clock = PacketClock(start, period_s / slots, max_catch_up_s)
+        self._missed = [0] * slots  # each slot's skipped packets, told at its next tick
+
+    @property
+    def deadline(self) -> float:
+        """When the next slot's packets are due."""
+        return self._clock.deadline
+
+    @property
+    def next_slot(self) -> int:
+        return self._clock.ticks % self.slots
+
+    def tick(self, now: float) -> tuple[int, int, bool]:
+        """The next slot's packets go out at ``now``: returns that slot, how many of its
+        packets before these were skipped (a long stall), and whether they are late by more
+        than one period."""
+        clock = self._clock
+        late = now - clock.deadline > self.period
+        first = clock.ticks
+        skipped = clock.tick(now)
+        if skipped:
+            rounds, rest = divmod(skipped, self.slots)
+            for k in range(self.slots):
+                self._missed[k] += rounds
+            for j in range(first, first + rest):
+                self._missed[j % self.slots] += 1
+        slot = (clock.ticks - 1) % self.slots
+        missed, self._missed[slot] = self._missed[slot], 0
+        return slot, missed, late

@@ -1,9 +1,17 @@
-"""One pacer per process and ptime: a single timer sends the next packet of every call.
+"""One pacer per process and ptime: one timer sends every call's packets, in slots.
 
 A timer per call costs a task wake-up per packet (asyncio.sleep: a timer handle, a future, a
 task step): at 200 calls that is 10,000 wake-ups a second for work that takes microseconds.
-One shared schedule (``PacketClock``) wakes once per ptime and sends for every call in a row;
-each call still gets exactly one packet per ptime, only all on the same grid.
+One shared schedule (``PacketClock``) wakes ``SLOTS`` times per ptime instead, and each wake-up
+sends for the calls of one slot: every call gets exactly one packet per ptime, on its slot's
+grid, 2 ms apart from the next slot's at 20 ms.
+
+Why slots rather than every call at once: a packet leaves after those sent before it in the
+same burst, so its jitter is the variation of the whole burst before it. Measured at 200
+calls in one burst: 3.8 ms p50, 9.3 ms p99 (the machine's other work slows some bursts down
+by half), so the last calls of the burst heard up to 5 ms of jitter (gap p99 22.5-23 ms). A
+slot of 20 calls is a tenth of that, and the rest of the loop (the callers' packets, the
+model's audio) runs between slots instead of waiting behind one long burst.
 
 The timer alone is not enough under load: its wake-up waits behind every callback that was
 ready before it in the same loop iteration (a hundred calls' RTP arriving together is several
@@ -19,11 +27,12 @@ import math
 from typing import Protocol
 
 from .alarm import Alarm
-from .clock import PacketClock
+from .clock import SlotClock
 
 __all__ = ["Paced", "Pacer"]
 
 MAX_CATCH_UP_S = 0.2  # a loop stalled longer than this skips ahead instead of bursting
+SLOTS = 10  # wake-ups per ptime, each sending for the calls of one slot
 
 
 class Paced(Protocol):
@@ -38,10 +47,13 @@ _PACERS: dict[tuple[asyncio.AbstractEventLoop, float], Pacer] = {}
 class Pacer:
     """The shared schedule of one ptime on one event loop."""
 
-    def __init__(self, period_s: float) -> None:
+    def __init__(self, period_s: float, slots: int = SLOTS) -> None:
         self.period = period_s
-        self.clock: PacketClock | None = None
+        self.slots = slots
+        self.clock: SlotClock | None = None
         self._members: dict[Paced, asyncio.Future[None]] = {}
+        self._slot: dict[Paced, int] = {}
+        self._groups: list[list[Paced]] = [[] for _ in range(slots)]
         self._task: asyncio.Task[None] | None = None
         self._ticking = False
         self.due = math.inf  # when the next tick is due (the clock's deadline, kept at hand)
@@ -55,6 +67,9 @@ class Pacer:
         """Tick ``member`` once per period until cancelled, or until its tick raises."""
         done = asyncio.get_running_loop().create_future()
         self._members[member] = done
+        slot = min(range(self.slots), key=lambda i: len(self._groups[i]))
+        self._slot[member] = slot
+        self._groups[slot].append(member)
         if self._task is None:
             loop = asyncio.get_running_loop()
             _PACERS[(loop, self.period)] = self
@@ -63,6 +78,9 @@ class Pacer:
             await done
         finally:
             self._members.pop(member, None)
+            slot = self._slot.pop(member, None)
+            if slot is not None:
+                self._groups[slot].remove(member)
 
     def leave(self, member: Paced) -> None:
         """``member`` is done (its socket closed): its ``run`` returns."""
@@ -80,11 +98,15 @@ class Pacer:
         assert clock is not None
         self._ticking = True  # a member's tick that polls again must not tick twice
         try:
-            late_before = clock.late
-            skipped = clock.tick(now)
-            late = clock.late != late_before
+            slot, skipped, late = clock.tick(now)
+            for _ in range(self.slots - 1):  # no wake-up for a slot without calls
+                if self._groups[clock.next_slot]:
+                    break
+                clock.tick(clock.deadline)
             self.due = clock.deadline
-            for member, done in list(self._members.items()):
+            members = self._members
+            for member in tuple(self._groups[slot]):
+                done = members[member]
                 if done.done():
                     continue
                 try:
@@ -96,7 +118,7 @@ class Pacer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        clock = self.clock = PacketClock(loop.time(), self.period, MAX_CATCH_UP_S)
+        clock = self.clock = SlotClock(loop.time(), self.period, self.slots, MAX_CATCH_UP_S)
         self.due = clock.deadline
         alarm = Alarm(loop)
         try:

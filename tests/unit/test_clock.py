@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.media.clock import PacketClock
+from gateway.media.clock import PacketClock, SlotClock
 
 TEN_MINUTES = 600.0
 
@@ -78,3 +78,61 @@ def test_a_short_stall_is_caught_up_by_sending_the_overdue_packets() -> None:
 def test_period_must_be_positive() -> None:
     with pytest.raises(ValueError):
         PacketClock(0.0, 0.0)
+
+
+# --- slots: the pacer's interleaved schedules ----------------------------------------------
+
+
+def test_each_slot_keeps_its_own_grid_for_ten_minutes() -> None:
+    rng = random.Random(2)
+    clock = SlotClock(0.0, 0.02, 10)
+    sent = [0] * 10
+    due_at: list[list[float]] = [[] for _ in range(10)]
+    now = 0.0
+    while True:
+        deadline = clock.deadline
+        if deadline > now:  # the pacer sleeps, and wakes late; overdue ticks run at once
+            now = deadline + (rng.uniform(0, 0.002) if rng.random() < 0.99 else 0.05)
+        if now > TEN_MINUTES:
+            break
+        slot, skipped, _ = clock.tick(now)
+        assert skipped == 0
+        sent[slot] += 1
+        if len(due_at[slot]) < 3:
+            due_at[slot].append(deadline)
+    assert all(abs(n - 30_000) <= 1 for n in sent), sent
+    # Slot k is k * 2 ms into each period, every period.
+    for k, dues in enumerate(due_at):
+        assert dues == pytest.approx([k * 0.002 + n * 0.02 for n in range(3)])
+
+
+def test_a_long_stall_tells_every_slot_how_many_of_its_packets_were_skipped() -> None:
+    clock = SlotClock(0.0, 0.02, 10, max_catch_up_s=0.2)
+    ticks = [0] * 10
+    skipped = [0] * 10
+    for _ in range(23):  # two periods and three slots
+        slot, _, _ = clock.tick(clock.deadline)
+        ticks[slot] += 1
+    late = []
+    now = clock.deadline + 1.005  # one second and a bit: all ten slots overdue
+    slot, missed, is_late = clock.tick(now)
+    ticks[slot] += 1
+    skipped[slot] += missed
+    assert is_late and missed > 0
+    for _ in range(9 + 10):  # the other slots' ticks, then one more round
+        slot, missed, is_late = clock.tick(clock.deadline)
+        ticks[slot] += 1
+        skipped[slot] += missed
+        late.append(is_late)
+    # Every slot's packets sent or skipped add up to its own deadlines so far, and each slot
+    # was told about its skipped ones at its first tick after the stall.
+    end = clock.deadline  # nothing due from here on has been sent or skipped
+    elapsed = [sum(1 for n in range(200) if k * 0.002 + n * 0.02 < end - 1e-9) for k in range(10)]
+    assert [t + s for t, s in zip(ticks, skipped, strict=True)] == elapsed
+    assert all(50 <= s <= 51 for s in skipped), skipped
+    assert not any(late)  # after the skip, back on the grid
+
+
+def test_slots_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        SlotClock(0.0, 0.02, 0)

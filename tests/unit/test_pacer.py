@@ -110,3 +110,37 @@ async def test_a_poll_from_inside_a_tick_does_not_tick_twice() -> None:
     assert all(g > 0.01 for g in gaps), gaps  # a nested tick would come 0 ms after its parent
     pacer.leave(member)
     await asyncio.wait_for(run, 5)
+
+
+async def test_calls_are_spread_over_the_slots_of_a_period() -> None:
+    pacer = Pacer.for_ptime(20)
+    seen: dict[int, list[float]] = {}
+
+    class Slotted(Member):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+        def tick(self, skipped: int, late: bool) -> None:
+            # Inside a tick, ``due`` is already the next slot's deadline: the same for every
+            # call ticked together, one slot (2 ms) apart from one tick to the next.
+            seen.setdefault(self.index, []).append(pacer.due)
+            super().tick(skipped, late)
+
+    members = [Slotted(i) for i in range(2 * pacer_module.SLOTS)]
+    runs = [asyncio.create_task(pacer.run(m)) for m in members]
+    for m in members:
+        await m.until(3)
+    groups: dict[float, list[int]] = {}
+    for index, dues in seen.items():
+        groups.setdefault(round(dues[1], 6), []).append(index)
+        # One packet per period for each call, on its own slot's grid.
+        assert dues[2] - dues[1] == pytest.approx(0.02)
+    assert sorted(map(len, groups.values())) == [2] * pacer_module.SLOTS
+    instants = sorted(groups)
+    assert [b - a for a, b in zip(instants, instants[1:], strict=False)] == pytest.approx(
+        [0.002] * (pacer_module.SLOTS - 1)
+    )
+    for m in members:
+        pacer.leave(m)
+    await asyncio.wait_for(asyncio.gather(*runs), 5)
