@@ -50,6 +50,8 @@ class Alarm:
         self._loop = loop
         self._fd = -1
         self._waiter: asyncio.Future[None] | None = None
+        self._spec = _Itimerspec()  # reused: ctypes objects cost more than the syscall
+        self._spec_ref = ctypes.byref(self._spec)
         # asyncio's loop.time() is time.monotonic(), i.e. CLOCK_MONOTONIC; another loop's
         # clock (uvloop's) is not, so only the standard loop gets the timerfd.
         if _LIBC is not None and type(loop).time is asyncio.BaseEventLoop.time:
@@ -66,10 +68,7 @@ class Alarm:
         if self._fd < 0:
             await asyncio.sleep(deadline - self._loop.time())
             return
-        seconds, nanoseconds = divmod(max(round(deadline * 1e9), 1), 1_000_000_000)
-        spec = _Itimerspec(_Timespec(0, 0), _Timespec(seconds, nanoseconds))
-        assert _LIBC is not None
-        if _LIBC.timerfd_settime(self._fd, TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+        if not self._arm(deadline):
             await asyncio.sleep(deadline - self._loop.time())  # cannot happen with valid input
             return
         self._waiter = self._loop.create_future()
@@ -77,6 +76,19 @@ class Alarm:
             await self._waiter
         finally:
             self._waiter = None
+
+    def move(self, deadline: float) -> None:
+        """Re-arm a pending ``wait_until`` for a new deadline: the old one never fires (the
+        pacer's ticks run from polls ahead of the timer; no wake-up is spent on them)."""
+        if self._waiter is not None:
+            self._arm(deadline)
+
+    def _arm(self, deadline: float) -> bool:
+        seconds, nanoseconds = divmod(max(round(deadline * 1e9), 1), 1_000_000_000)
+        value = self._spec.it_value
+        value.tv_sec, value.tv_nsec = seconds, nanoseconds
+        assert _LIBC is not None
+        return _LIBC.timerfd_settime(self._fd, TFD_TIMER_ABSTIME, self._spec_ref, None) == 0
 
     def _fired(self) -> None:
         try:

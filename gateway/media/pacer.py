@@ -56,6 +56,7 @@ class Pacer:
         self._groups: list[list[Paced]] = [[] for _ in range(slots)]
         self._task: asyncio.Task[None] | None = None
         self._ticking = False
+        self._alarm: Alarm | None = None
         self.due = math.inf  # when the next tick is due (the clock's deadline, kept at hand)
 
     @classmethod
@@ -104,6 +105,8 @@ class Pacer:
                     break
                 clock.tick(clock.deadline)
             self.due = clock.deadline
+            if self._alarm is not None:
+                self._alarm.move(self.due)
             members = self._members
             for member in tuple(self._groups[slot]):
                 done = members[member]
@@ -120,16 +123,18 @@ class Pacer:
         loop = asyncio.get_running_loop()
         clock = self.clock = SlotClock(loop.time(), self.period, self.slots, MAX_CATCH_UP_S)
         self.due = clock.deadline
-        alarm = Alarm(loop)
+        alarm = self._alarm = Alarm(loop)
         try:
             while self._members:
-                deadline = clock.deadline
-                if deadline > loop.time():
-                    await alarm.wait_until(deadline)
-                if clock.deadline == deadline:  # not ticked by a poll while waiting
-                    self._tick(loop.time())
+                # Ticks run from polls move the alarm on: it fires only when none came first.
+                if self.due > loop.time():
+                    await alarm.wait_until(self.due)
+                now = loop.time()
+                if now >= self.due:
+                    self._tick(now)
         finally:
             self.clock = None
+            self._alarm = None
             self.due = math.inf
             alarm.close()
             self._task = None

@@ -25,6 +25,23 @@ async def test_wakes_at_the_deadline_never_before() -> None:
     assert not alarm.precise  # closed: its descriptor is gone
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux's")
+async def test_a_moved_wait_returns_at_the_new_deadline_not_the_old() -> None:
+    loop = asyncio.get_running_loop()
+    alarm = Alarm(loop)
+    try:
+        alarm.move(loop.time() + 60)  # nothing waiting: nothing armed
+        first = loop.time() + 0.005
+        waiting = asyncio.ensure_future(alarm.wait_until(first))
+        await asyncio.sleep(0)
+        later = first + 0.03
+        alarm.move(later)
+        await asyncio.wait_for(waiting, 5)
+        assert loop.time() >= later
+    finally:
+        alarm.close()
+
+
 async def test_a_cancelled_wait_leaves_the_alarm_usable() -> None:
     loop = asyncio.get_running_loop()
     alarm = Alarm(loop)
