@@ -287,6 +287,15 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "end_reasons_of_those": sorted(set(map(str, dropped)))[:10],
         "measure_s": round(elapsed, 1),
         "outbound_as_received_by_callers": received,
+        # Nothing lost means both ways: the callers count the gateway's packets they never got;
+        # the gateway counts the callers' packets that never reached it (its sockets' buffers
+        # overflow when it cannot keep up: a saturated gateway loses the uplink first, because
+        # its pacer runs ahead of everything else).
+        "lost": {
+            "outbound_at_callers": received.get("lost"),
+            "inbound_at_gateway": totals["lost"],
+            "udp_receive_buffer_drops_in_window": drops,
+        },
         "udp_receive_buffer_drops_machine_wide": drops,
         "gateway_rtp_stats_summed_over_calls": totals,
         # From the gateway's own histograms (buckets 0.5-320 ms, so interpolated estimates).
