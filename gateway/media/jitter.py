@@ -71,6 +71,18 @@ class ReorderBuffer:
             return None
         return min(arrived for _, arrived in self._held.values()) + self.max_delay_s
 
+    def take_in_order(self, sequence: int, ssrc: int) -> bool:
+        """The receive path's shortcut: True (and counted as delivered) when this packet is
+        the one due next from the current source with nothing waiting, which is what ``push``
+        would deliver at once; False, nothing changed, for anything else."""
+        if sequence != self._next or ssrc != self._ssrc or self._held:
+            return False
+        stats = self.stats
+        stats.received += 1
+        stats.delivered += 1
+        self._next = (sequence + 1) & 0xFFFF
+        return True
+
     def push(self, packet: RtpPacket, now: float) -> list[RtpPacket]:
         """One packet in; the packets now deliverable, in order (often just this one)."""
         stats = self.stats
