@@ -37,7 +37,9 @@ class ModelAudio:
             self._current = key
         usable = len(audio) - len(audio) % 2
         pcm = self._resampler.process(np.frombuffer(audio, dtype="<i2", count=usable // 2))
-        self.playback.push(key, pcm, usable / PCM16_BYTES_PER_MS)
+        # A copy: the resampler's output is a view into 32-bit samples, twice the memory for
+        # the seconds of an answer that wait in the playback queue.
+        self.playback.push(key, pcm.copy(), usable / PCM16_BYTES_PER_MS)
 
     def done(self, key: ItemKey) -> None:
         """The item's audio is complete: release the resampler's hold-back into it."""
@@ -58,5 +60,5 @@ class ModelAudio:
 
     def _end_item(self) -> None:
         if self._current is not None and self._resampler is not None:
-            self.playback.push(self._current, self._resampler.flush(), 0.0)
+            self.playback.push(self._current, self._resampler.flush().copy(), 0.0)
         self._current = None
