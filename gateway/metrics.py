@@ -151,6 +151,13 @@ class Metrics:
             "first RTP packet of its audio.",
             registry=r,
         )
+        self.pacer_lateness = LatencyHistogram(
+            f"{p}_pacer_lateness_seconds",
+            "How late the RTP pacer's ticks ran after their deadline (each sends for a tenth "
+            "of the calls): the event loop's promptness for media. A p99 of several ms means "
+            "the process is short of CPU: fewer calls per instance.",
+            registry=r,
+        )
         self.barge_in_cutoff = LatencyHistogram(
             f"{p}_barge_in_cutoff_seconds",
             "Barge-in: speech_started received to model playback stopped.",

@@ -183,7 +183,9 @@ class CallBridge:
         tasks = [
             asyncio.create_task(self._uplink(), name="uplink"),
             asyncio.create_task(self._downlink_loop(), name="downlink"),
-            asyncio.create_task(self.rtp.pace(self), name="pacer"),
+            asyncio.create_task(
+                self.rtp.pace(self, self.probe.metrics.pacer_lateness.observe), name="pacer"
+            ),
             asyncio.create_task(self._until_hang_up(), name="hang_up"),
         ]
         if self.rtp_timeout_s:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 from .alarm import Alarm
@@ -57,6 +58,8 @@ class Pacer:
         self._task: asyncio.Task[None] | None = None
         self._ticking = False
         self._alarm: Alarm | None = None
+        # Told how late each tick with calls ran after its deadline (the gateway's metrics).
+        self.on_lateness: Callable[[float], None] | None = None
         self.due = math.inf  # when the next tick is due (the clock's deadline, kept at hand)
 
     @classmethod
@@ -99,6 +102,7 @@ class Pacer:
         assert clock is not None
         self._ticking = True  # a member's tick that polls again must not tick twice
         try:
+            lateness = now - clock.deadline
             slot, skipped, late = clock.tick(now)
             for _ in range(self.slots - 1):  # no wake-up for a slot without calls
                 if self._groups[clock.next_slot]:
@@ -107,6 +111,8 @@ class Pacer:
             self.due = clock.deadline
             if self._alarm is not None:
                 self._alarm.move(self.due)
+            if self.on_lateness is not None and self._groups[slot]:
+                self.on_lateness(lateness)
             members = self._members
             for member in tuple(self._groups[slot]):
                 done = members[member]

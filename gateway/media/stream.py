@@ -337,12 +337,17 @@ class RtpStream:
 
     # --- send ---------------------------------------------------------------------------------
 
-    async def pace(self, source: FrameSource) -> None:
-        """Send one packet per ptime, silence when ``source`` has nothing, until closed."""
+    async def pace(
+        self, source: FrameSource, on_lateness: Callable[[float], None] | None = None
+    ) -> None:
+        """Send one packet per ptime, silence when ``source`` has nothing, until closed;
+        ``on_lateness`` hears how late the shared pacer's ticks run (seconds)."""
         if self._sock is None:
             return
         self._source = source
         self._pacer = Pacer.for_ptime(self.ptime_ms)
+        if on_lateness is not None:
+            self._pacer.on_lateness = on_lateness
         await self._pacer.run(self)
 
     def tick(self, skipped: int, late: bool) -> None:

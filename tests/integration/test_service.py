@@ -89,6 +89,7 @@ async def test_sigterm_drains_calls_refuses_new_ones_and_exits_0(tmp_path: Path)
             assert sample(metrics, "sipgw_realtime_handshake_seconds_count") == 1
             assert sample(metrics, "sipgw_uplink_latency_seconds_count") > 20
             assert sample(metrics, "sipgw_downlink_latency_seconds_count") >= 1
+            assert sample(metrics, "sipgw_pacer_lateness_seconds_count") > 20  # a tick per 20 ms
             assert sample(metrics, "sipgw_realtime_tokens_total", kind="output_audio") > 0
 
             # A second call that hangs up by itself 3 s after its answer, during the drain.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -138,9 +139,22 @@ async def test_calls_are_spread_over_the_slots_of_a_period() -> None:
         assert dues[2] - dues[1] == pytest.approx(0.02)
     assert sorted(map(len, groups.values())) == [2] * pacer_module.SLOTS
     instants = sorted(groups)
-    assert [b - a for a, b in zip(instants, instants[1:], strict=False)] == pytest.approx(
+    assert [b - a for a, b in itertools.pairwise(instants)] == pytest.approx(
         [0.002] * (pacer_module.SLOTS - 1)
     )
     for m in members:
         pacer.leave(m)
     await asyncio.wait_for(asyncio.gather(*runs), 5)
+
+
+async def test_the_lateness_of_each_tick_with_calls_is_reported() -> None:
+    pacer = Pacer.for_ptime(20)
+    heard: list[float] = []
+    pacer.on_lateness = heard.append
+    member = Member()
+    run = asyncio.create_task(pacer.run(member))
+    await member.until(4)
+    # One report per tick of the member's slot (empty slots are skipped), never negative.
+    assert len(heard) == member.ticks and all(0 <= late < 5 for late in heard)
+    pacer.leave(member)
+    await asyncio.wait_for(run, 5)
