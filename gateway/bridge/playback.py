@@ -153,35 +153,23 @@ class Playback:
             self._talking = False
             return None  # wait for more of a still-streaming answer
         self._talking = True
-        item, chunk = self._chunks[0]
-        start = self._offset
-        end = start + n
-        if end <= len(chunk):
-            # The frame lies within one chunk (4 frames in 5): a view of it, no copy. Nobody
-            # writes into a frame (echo and recording only read it).
-            if not item.sent_samples:
-                item.first_sent_at = self.clock()
-            item.sent_samples += n
-            self._buffered -= n
-            if end == len(chunk):
-                self._chunks.popleft()
-                self._offset = 0
-                if item.played_in_full:
-                    self._finish(item)
-            else:
-                self._offset = end
-            return chunk[start:end]
         out = self._frame
         filled = 0
         while filled < n and self._chunks:
             item, chunk = self._chunks[0]
-            take = min(n - filled, len(chunk) - self._offset)
-            out[filled : filled + take] = chunk[self._offset : self._offset + take]
+            start = self._offset
+            take = min(n - filled, len(chunk) - start)
+            if take == n:
+                # The whole frame lies within one chunk (4 frames in 5): a view of it, no
+                # copy. Nobody writes into a frame (echo and recording only read it).
+                out = chunk[start : start + n]
+            else:
+                out[filled : filled + take] = chunk[start : start + take]
             if not item.sent_samples:
                 item.first_sent_at = self.clock()
             item.sent_samples += take
             filled += take
-            self._offset += take
+            self._offset = start + take
             if self._offset == len(chunk):
                 self._chunks.popleft()
                 self._offset = 0

@@ -85,13 +85,9 @@ class ReorderBuffer:
 
     def push(self, packet: RtpPacket, now: float) -> list[RtpPacket]:
         """One packet in; the packets now deliverable, in order (often just this one)."""
-        stats = self.stats
-        stats.received += 1
-        if packet.sequence == self._next and packet.ssrc == self._ssrc and not self._held:
-            # The common case, in order with nothing waiting: straight through.
-            stats.delivered += 1
-            self._next = (packet.sequence + 1) & 0xFFFF
-            return [packet]
+        if self.take_in_order(packet.sequence, packet.ssrc):
+            return [packet]  # the common case, in order with nothing waiting: straight through
+        self.stats.received += 1
         out: list[RtpPacket] = []
         if packet.ssrc != self._ssrc:
             # A new source (a transfer, a media server switch): what the old one left waiting

@@ -2,7 +2,7 @@
 
 A timer per call costs a task wake-up per packet (asyncio.sleep: a timer handle, a future, a
 task step): at 200 calls that is 10,000 wake-ups a second for work that takes microseconds.
-One shared schedule (``PacketClock``) wakes ``SLOTS`` times per ptime instead, and each wake-up
+One shared schedule (``SlotClock``) wakes ``SLOTS`` times per ptime instead, and each wake-up
 sends for the calls of one slot: every call gets exactly one packet per ptime, on its slot's
 grid, 2 ms apart from the next slot's at 20 ms.
 

@@ -32,8 +32,8 @@ What the latency looks like (libsoxr 0.1.3, python-soxr 1.1.0, measured in the u
   exposes no runtime spec, but ``soxr_create`` reads these two bounds from the environment
   (``SOXR_MIN_DFT_SIZE``, ``SOXR_LARGE_DFT_SIZE``) at every call, which is what we use.
 * Measured alternatives: LQ 3-8 ms (loses 8 dB at 3.4 kHz), VHQ 17-69 ms; HQ with minimum
-  phase (recipe flag 0x30, reachable only through python-soxr's private extension) 0.5-18.5
-  ms but distorts the waveform's phase.
+  phase (recipe flag 0x30, reachable only by handing python-soxr's extension class the raw
+  recipe) 0.5-18.5 ms but distorts the waveform's phase.
 * ``delay_ms`` reports the hold-back right now (``soxr_delay``), which is what an accounting of
   "sent vs. played" or a latency metric needs; ``flush`` releases it at the end of a stream.
 """

@@ -24,7 +24,7 @@ HEADER_SIZE = 12
 # Leaves 1440 bytes of payload, 180 ms of G.711.
 MAX_PACKET_SIZE = 1452
 
-_HEADER = struct.Struct("!BBHII")
+HEADER = struct.Struct("!BBHII")  # the fixed header: V/P/X/CC, M/PT, sequence, timestamp, SSRC
 _SEQ_TS_SSRC = struct.Struct("!HII")
 _EXT_HEADER = struct.Struct("!HH")
 _CSRCS = tuple(struct.Struct(f"!{n}I") for n in range(16))
@@ -194,7 +194,7 @@ class RtpSender:
             raise ValueError(
                 f"payload of {len(payload)} bytes exceeds {MAX_PACKET_SIZE - HEADER_SIZE}"
             )
-        _HEADER.pack_into(
+        HEADER.pack_into(
             self._buf, 0, 0x80, pt | (0x80 if marker else 0), self._seq, ts, self._ssrc
         )
         self._view[HEADER_SIZE:end] = payload

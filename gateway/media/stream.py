@@ -22,7 +22,6 @@ import contextlib
 import errno
 import functools
 import socket
-import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -34,7 +33,7 @@ from .g711 import G711
 from .jitter import AudioClock, ReorderBuffer
 from .pacer import Pacer
 from .reactor import SocketReactor
-from .rtp import RtpPacket, RtpParseError, RtpSender, parse_rtp
+from .rtp import HEADER, HEADER_SIZE, RtpPacket, RtpParseError, RtpSender, parse_rtp
 
 RATE = 8000
 REORDER_MAX_DELAY_S = 0.06
@@ -44,7 +43,6 @@ MAX_DATAGRAM = 2048  # G.711 at 60 ms is 492 bytes; anything larger is not RTP w
 # burst of one second's worth (a network that held packets back releases them at once).
 FLOOD_RATE_FACTOR = 2.0
 FLOOD_BURST_S = 1.0
-_PLAIN_HEADER = struct.Struct("!BBHII")
 
 
 class FrameSource(Protocol):
@@ -271,11 +269,11 @@ class RtpStream:
         # padding, extension or CSRC), our audio payload type, the next in sequence from the
         # current source. Straight to the audio path, without a parsed packet object or the
         # reorder buffer's general case (which it would pass through unchanged).
-        if len(data) > 12 and data[0] == 0x80 and (data[1] & 0x7F) == self.payload_type:
-            _, _, sequence, timestamp, ssrc = _PLAIN_HEADER.unpack_from(data)
+        if len(data) > HEADER_SIZE and data[0] == 0x80 and (data[1] & 0x7F) == self.payload_type:
+            _, _, sequence, timestamp, ssrc = HEADER.unpack_from(data)
             if ssrc == self._audio_ssrc and self.reorder.take_in_order(sequence, ssrc):
                 self.stats.packets_in += 1
-                self._audio(data[12:], timestamp)
+                self._audio(data[HEADER_SIZE:], timestamp)
                 return
         try:
             packet = parse_rtp(data)
