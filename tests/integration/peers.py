@@ -78,11 +78,14 @@ def _bindable(port: int, host: str, kind: int) -> bool:
     return True
 
 
-def free_udp_port(host: str = LOOPBACK, *, also_tcp: bool = False, attempts: int = 20) -> int:
+def free_udp_port(
+    host: str = LOOPBACK, *, also_tcp: bool = False, tls_next: bool = False, attempts: int = 20
+) -> int:
     """A UDP port on ``host`` that is free now (the kernel picks it: bind port 0).
 
     ``also_tcp`` also requires the same TCP port to be free (baresip's ``sip_listen`` binds
-    both UDP and TCP). The port is released before returning, so there is a small window in
+    both UDP and TCP); ``tls_next`` the TCP port after it too (baresip's SIP/TLS listener
+    takes port + 1, and fails to start when that is taken). The port is released before returning, so there is a small window in
     which someone else could take it; the kernel hands out ephemeral ports at random, so
     collisions between parallel tests are unlikely.
     """
@@ -90,8 +93,11 @@ def free_udp_port(host: str = LOOPBACK, *, also_tcp: bool = False, attempts: int
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
-        if not also_tcp or _bindable(port, host, socket.SOCK_STREAM):
-            return port
+        if also_tcp and not _bindable(port, host, socket.SOCK_STREAM):
+            continue
+        if tls_next and (port >= 65535 or not _bindable(port + 1, host, socket.SOCK_STREAM)):
+            continue
+        return port
     raise RuntimeError(f"no free UDP{'+TCP' if also_tcp else ''} port on {host}")
 
 
@@ -396,7 +402,7 @@ class Baresip:
         if max_call_seconds is None:
             max_call_seconds = _wav_seconds(self.speech_wav) + 10.0
         self.max_call_seconds = max(1, math.ceil(max_call_seconds))
-        self.caller_port = caller_port or free_udp_port(also_tcp=True)
+        self.caller_port = caller_port or free_udp_port(also_tcp=True, tls_next=True)
         self.rtp_port_min = rtp_port_min or free_port_block(4)
         self.rtp_port_max = self.rtp_port_min + 3
         self.extra_config = list(extra_config)
