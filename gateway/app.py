@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import os
 import secrets
 import time
@@ -43,16 +42,16 @@ from .realtime.link import RealtimeLink
 from .realtime.protocol import dialect_for
 from .routing import CallInfo, Router
 from .sip.digest import DigestVerifier
+from .sip.door import Door
 from .sip.leg import CallLeg
 from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession
 from .sip.transactions import SipTimers
-from .sip.transport import TcpTransport, UdpTransport, bound_port
+from .sip.transport import Listener, TcpLimits, TcpTransport, UdpTransport, bound_port
 from .sip.uas import GatewayUAS, reject, respond
 
 log = structlog.get_logger("gateway")
 
-USER_AGENT = f"sip-realtime-gateway/{__version__}"
 SHUTDOWN_GRACE_S = 5.0
 RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before retrying
 SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
@@ -86,7 +85,7 @@ class Gateway:
         self._registrar: Registrar | None = None
         self._digest: DigestVerifier | None = None
         self._ports = PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
-        self._allow = list(cfg.sip.allow_from)
+        self._door = Door(cfg.sip.allow_from, cfg.sip.reject_unknown)
         self._embedded: EmbeddedRealtimeServer | None = None
         self._auth: Auth = NoAuth()
         self._base_url = cfg.realtime.url
@@ -99,6 +98,10 @@ class Gateway:
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
+        # Why the gateway cannot go on (a SIP listener stopped): not ready, and the service
+        # manager restarts the process (lifecycle.py).
+        self.failure: str | None = None
+        self.on_failure: Callable[[str], None] = lambda reason: None
         self.draining = False  # stopping: new calls and OPTIONS get 503
         self._writes: set[asyncio.Task[None]] = set()  # records of refused calls being written
         self.on_calls_changed: Callable[[], None] = lambda: None
@@ -144,12 +147,8 @@ class Gateway:
                 f"{sip.registration.password_env} is not set"
             )
         for kind in sip.transports:
-            transport: UdpTransport | TcpTransport
-            if kind == "udp":
-                transport = UdpTransport(local_addr=(sip.bind, self.sip_port))
-            else:
-                transport = TcpTransport(local_addr=(sip.bind, self.sip_port))
-            uas = GatewayUAS(transport, user_agent=USER_AGENT, timers=self._timers)
+            transport = self._listener(kind)
+            uas = GatewayUAS(transport, user_agent=sip.user_agent, timers=self._timers)
             self._wire(uas)
             try:
                 await uas.start()
@@ -176,6 +175,49 @@ class Gateway:
             version=__version__,
         )
 
+    def _listener(self, kind: str) -> Listener:
+        sip = self.cfg.sip
+        local = (sip.bind, self.sip_port)
+        transport: Listener
+        if kind == "udp":
+            transport = UdpTransport(local, self._door)
+        else:
+            tcp = sip.tcp
+            limits = TcpLimits(
+                tcp.max_connections,
+                tcp.max_connections_per_source,
+                tcp.idle_timeout_s,
+                tcp.message_timeout_s,
+                tcp.max_send_buffer_kib * 1024,
+            )
+            tcp_transport = TcpTransport(local, self._door, limits)
+            tcp_transport.busy = self._carries_call
+            transport = tcp_transport
+        name = transport.name
+        transport.on_drop = lambda reason: self.metrics.sip_drop(name, reason)
+        transport.on_dead = self._fail
+        return transport
+
+    def _carries_call(self, source: tuple[str, int]) -> bool:
+        return any(call.sip.source_addr == source for call in self.calls.values())
+
+    def _fail(self, reason: str) -> None:
+        """A listener stopped: the gateway can no longer be reached. Not ready from now on,
+        and the process must end (non-zero) so that systemd starts a working one."""
+        if self.failure is not None:
+            return
+        self.failure = reason
+        self.ready = False
+        log.error("gateway.failed", reason=reason)
+        self.on_failure(reason)
+
+    def check_listeners(self) -> None:
+        """Every listener still listens (the watchdog's check: a dead one is a failure)."""
+        for uas in self._uas:
+            if not uas.transport.alive:
+                self._fail(f"{uas.transport.name} listener stopped")
+                return
+
     def _wire(self, uas: GatewayUAS) -> None:
         uas.on_invite = lambda call: self._on_invite(uas, call)
         uas.on_bye = lambda call, request: self._end(call.call_id, "caller_bye")
@@ -188,12 +230,14 @@ class Gateway:
 
     def _start_registration(self, password: str) -> None:
         reg = self.cfg.sip.registration
-        udp = next((u for u in self._uas if isinstance(u.transport, UdpTransport)), None)
+        udp = next((u for u in self._uas if u.transport.name == "UDP"), None)
         if reg is None or udp is None:
             raise StartupError("sip.register needs a udp transport in sip.transports")
         contact = (self._local_ip(reg.registrar_address[0]), self.sip_port)
         udp.uac = SipUAC(udp.transport, advertised_addr=contact)
-        self._registrar = Registrar(udp.uac, reg, password, contact, user_agent=USER_AGENT)
+        self._registrar = Registrar(
+            udp.uac, reg, password, contact, user_agent=self.cfg.sip.user_agent
+        )
         self._registrar.start()
 
     async def _check_token(self) -> None:
@@ -296,6 +340,13 @@ class Gateway:
     def _on_invite(self, uas: GatewayUAS, sip: IncomingCall) -> None:
         source = sip.source_addr[0]
         clog = log.bind(sip_call_id=sip.call_id, source=f"{source}:{sip.source_addr[1]}")
+        if sip.call_id in self.calls:
+            # The same Call-ID on another transport: a merged request (§8.2.2.2), never a
+            # replacement of the call in progress.
+            clog.warning("call.rejected", status=482, reason="Call-ID of a call in progress")
+            reject(sip, 482, "Loop Detected")
+            uas.forget(sip)
+            return
         refusal = self._refusal(sip)
         if refusal is not None:
             status, label, why, headers = refusal
@@ -339,9 +390,8 @@ class Gateway:
             log.error("call.record_failed", directory=str(directory), error=exc.strerror)
 
     def _refusal(self, sip: IncomingCall) -> tuple[int, str, str, dict[str, str]] | None:
-        """Why an INVITE cannot be taken: (status, metric label, log reason, extra headers)."""
-        if not self._allowed(sip.source_addr[0]):
-            return 403, "forbidden", "source not in sip.allow_from", {}
+        """Why an INVITE cannot be taken: (status, metric label, log reason, extra headers).
+        (A source outside sip.allow_from never gets this far: the transport's door.)"""
         if self._digest is not None:
             verdict = self._digest.verify(sip.invite)
             if not verdict.ok:
@@ -387,13 +437,6 @@ class Gateway:
             return
         call.end_reason = reason
         call.task.cancel()
-
-    def _allowed(self, host: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(addr in net for net in self._allow)
 
     # --- one call -----------------------------------------------------------------------------
 

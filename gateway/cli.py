@@ -127,11 +127,16 @@ def _run(path: str) -> int:
     from .observability import setup_logging
 
     setup_logging(cfg.logging)
+    gateway = Gateway(cfg)
     try:
-        asyncio.run(Service(Gateway(cfg), path).run())
+        asyncio.run(Service(gateway, path).run())
     except StartupError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
+    if gateway.failure is not None:
+        # Non-zero, so that systemd (Restart=on-failure) starts a gateway that listens again.
+        print(f"{path}: the gateway failed: {gateway.failure}", file=sys.stderr)
+        return 3
     return 0

@@ -476,6 +476,42 @@ class SipRegisterConfig(_Model):
         return host.strip("[]"), int(port)
 
 
+class SipTcpConfig(_Model):
+    """Limits of the SIP over TCP listener: what one peer, or many, may hold open."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    max_connections: Int = Field(
+        1024,
+        ge=1,
+        description="Most TCP connections open at once; a connection beyond it is closed at "
+        "accept. Default 1024.",
+    )
+    max_connections_per_source: Int = Field(
+        64,
+        ge=1,
+        description="Most TCP connections open at once from one IP address. Default 64.",
+    )
+    idle_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="A connection that carries no call and sends nothing this long is closed "
+        "(seconds). Default 120.",
+    )
+    message_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Once a message has begun, all of it (headers and body) must arrive within "
+        "this many seconds, or the connection is closed (a slowloris peer). Default 10.",
+    )
+    max_send_buffer_kib: Int = Field(
+        256,
+        ge=16,
+        description="Most data queued toward a peer that does not read it (KiB); beyond it "
+        "the connection is closed. Default 256.",
+    )
+
+
 class SipConfig(_Model):
     """SIP signalling: where the gateway listens and whom it accepts calls from."""
 
@@ -510,10 +546,31 @@ class SipConfig(_Model):
             ipaddress.ip_network(n)
             for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
         ],
-        description="Source addresses or networks (CIDR) allowed to send INVITEs; an INVITE "
-        "from anywhere else is answered 403 Forbidden. Use 0.0.0.0/0 and ::/0 to accept any "
-        "source. Default: loopback and the private ranges 10.0.0.0/8, 172.16.0.0/12, "
-        "192.168.0.0/16.",
+        description="Source addresses or networks (CIDR) allowed to send SIP requests, checked "
+        "on the packet's source before it is parsed: a request from anywhere else is answered "
+        "403 Forbidden once (never retransmitted, no call record) or dropped, as "
+        "sip.reject_unknown says, and a TCP connection from there is closed at accept. Use "
+        "0.0.0.0/0 and ::/0 to accept any source. Default: loopback and the private ranges "
+        "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16.",
+    )
+    reject_unknown: Annotated[
+        Literal["respond", "drop"], _choice("respond", "drop")
+    ] = Field(
+        "respond",
+        description="What a source outside sip.allow_from gets: respond = one 403 Forbidden; "
+        "drop = nothing at all, so scanners cannot tell a SIP server listens. Default respond.",
+    )
+    user_agent: Annotated[str, BeforeValidator(_text)] = Field(
+        "sip-realtime-gateway",
+        max_length=100,
+        pattern=r"^[\x20-\x7e]*$",
+        description="The User-Agent header of every message the gateway sends; empty = no "
+        "header. No version number by default, so a scanner learns nothing it could look up. "
+        "Default sip-realtime-gateway.",
+    )
+    tcp: SipTcpConfig = Field(
+        default_factory=SipTcpConfig,
+        description="Limits of the TCP listener (when tcp is in sip.transports).",
     )
     max_calls: Int = Field(
         100,

@@ -8,6 +8,7 @@ a phone would hear.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shutil
 import socket
 import tempfile
@@ -24,6 +25,7 @@ from . import __version__
 from .media.g711 import G711, codec_by_name, codec_by_payload_type
 from .media.resample import Resampler
 from .media.stream import RtpStream, local_ip_towards
+from .sip.door import Door
 from .sip.transport import UdpTransport, bound_port
 
 RATE = 8000
@@ -175,14 +177,17 @@ async def dial(
     """Call `uri`, play `audio` (8 kHz int16), keep listening `listen_s`, hang up."""
     host, port = _target(uri)
     try:
-        remote_ip = socket.gethostbyname(host)
-    except OSError as exc:
-        raise DialError(f"cannot resolve {host!r}: {exc.strerror}") from None
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+        )
+        remote_ip = str(infos[0][4][0])
+    except (OSError, IndexError) as exc:
+        raise DialError(f"cannot resolve {host!r}: {getattr(exc, 'strerror', exc)}") from None
     local_ip = bind or local_ip_towards(remote_ip)
     report = DialReport(target=uri, answered=False)
     offered = codec_by_name(codec)
 
-    transport = UdpTransport(local_addr=(local_ip, 0))
+    transport = UdpTransport((local_ip, 0), Door([ipaddress.ip_network(remote_ip)]))
     uac = SipUAC(transport)
     uas = SipUAS(transport, uac=uac, user_agent=f"gateway-dial/{__version__}")
     hung_up = asyncio.Event()

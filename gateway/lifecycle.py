@@ -8,6 +8,9 @@ container) every notification is a no-op.
 * READY=1 is sent once SIP listens and the Realtime side was checked (`Gateway.start`).
 * WATCHDOG=1 is sent from the event loop every half of `$WATCHDOG_USEC`: a loop that is stuck
   stops sending it, and systemd kills and restarts the service.
+* Every second the SIP listeners are checked. One that stopped (it never should: no send or
+  receive error closes one) is a failure: /readyz answers 503 at once, WATCHDOG=1 is no longer
+  sent, the calls are hung up and the process exits non-zero, so systemd starts it again.
 * SIGTERM (and Ctrl-C) drains: no new calls (503), calls in progress may finish for
   `service.drain_timeout_s`, then BYE; a second signal hangs up at once. Exit 0.
 * SIGHUP re-reads the config file and applies the agent, profiles and routes to new calls;
@@ -34,6 +37,7 @@ from .config import ConfigError, load_config
 log = structlog.get_logger("gateway.lifecycle")
 
 STOP_GRACE_S = 15.0  # after the drain: hanging up, closing sessions, flushing
+LISTENER_CHECK_S = 1.0  # how often the SIP listeners are checked
 
 
 class SystemdNotifier:
@@ -110,12 +114,15 @@ class Service:
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
         watchdog: asyncio.Task[None] | None = None
+        monitor: asyncio.Task[None] | None = None
         try:
             self.gateway.on_calls_changed = self._update_status
+            self.gateway.on_failure = self._on_failure
             interval = self.notifier.watchdog_interval
             if interval is not None:
                 watchdog = loop.create_task(self._watchdog(interval), name="watchdog")
             await self.gateway.start()
+            monitor = loop.create_task(self._check_listeners(), name="listeners")
             # Everything loaded so far lives as long as the process: out of the collector's
             # sight, so a full collection under load scans only what calls allocated (a pause
             # of ~15 ms less, in the middle of the media clock).
@@ -123,15 +130,18 @@ class Service:
             gc.freeze()
             self.notifier.notify("READY=1", _status(self.gateway))
             await self._stop.wait()
-            await self.drain()
+            if self.gateway.failure is None:
+                await self.drain()
         finally:
+            reason = "drain_timeout" if self.gateway.draining else "shutdown"
             try:
-                await self.gateway.stop("drain_timeout" if self.gateway.draining else "shutdown")
+                await self.gateway.stop("failure" if self.gateway.failure else reason)
             finally:
-                if watchdog is not None:
-                    watchdog.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watchdog
+                for task in (watchdog, monitor):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 for sig in handlers:
                     loop.remove_signal_handler(sig)
                 self.notifier.close()
@@ -217,7 +227,16 @@ class Service:
     def _update_status(self) -> None:
         self.notifier.notify(_status(self.gateway))
 
+    def _on_failure(self, reason: str) -> None:
+        self.notifier.notify(f"STATUS=failed: {reason}")
+        self._stop.set()
+
+    async def _check_listeners(self) -> None:
+        while self.gateway.failure is None:
+            self.gateway.check_listeners()
+            await asyncio.sleep(LISTENER_CHECK_S)
+
     async def _watchdog(self, interval: float) -> None:
-        while True:
+        while self.gateway.failure is None:
             self.notifier.notify("WATCHDOG=1")
             await asyncio.sleep(interval)

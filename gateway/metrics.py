@@ -190,6 +190,15 @@ class Metrics:
             "(media.playback_buffer_s): an answer that arrived far ahead of real time.",
             registry=r,
         )
+        self.sip_dropped = Counter(
+            f"{p}_sip_dropped",
+            "SIP messages and connections not processed, by transport and reason: "
+            "not_allowed (sip.allow_from), unparseable, bad_address, bad_header, send_failed, "
+            "tcp_connection_limit, tcp_source_limit, tcp_timeout, tcp_framing, tcp_send_buffer, "
+            "tcp_no_connection.",
+            ["transport", "reason"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{p}_config_reloads", "SIGHUP reloads by result (ok, rejected).", ["result"],
             registry=r,
@@ -209,6 +218,9 @@ class Metrics:
     def ended(self, reason: str, duration_s: float) -> None:
         self.calls_ended.labels(_label(reason.split(":", 1)[0])).inc()
         self.call_duration.observe(duration_s)
+
+    def sip_drop(self, transport: str, reason: str) -> None:
+        self.sip_dropped.labels(_label(transport), _label(reason)).inc()
 
     def realtime_error(self, code: object) -> None:
         self.realtime_errors.labels(_label(code)).inc()

@@ -11,6 +11,7 @@ Plain objects: the table decides, `uas.py` sends and sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,22 +103,38 @@ def _key(message: SipRequest | SipResponse) -> TxKey | None:
     return ("2543", message.call_id or "", str(cseq.seq if cseq else 0), tag, sent_by)
 
 
-class InviteTransactions:
-    """The INVITE server transactions in progress, found by Via key or (Call-ID, CSeq)."""
+MAX_TRANSACTIONS = 20_000  # INVITE transactions kept at once; beyond, new INVITEs get 503
 
-    def __init__(self) -> None:
+
+class InviteTransactions:
+    """The INVITE server transactions in progress, found by Via key or (Call-ID, CSeq): dict
+    lookups only, so a table of thousands costs an INVITE nothing more than an empty one."""
+
+    def __init__(self, max_size: int = MAX_TRANSACTIONS) -> None:
         self._by_key: dict[TxKey, InviteTransaction] = {}
+        self._by_cseq: dict[tuple[str, int], InviteTransaction] = {}
+        self._by_call: dict[str, list[InviteTransaction]] = {}
+        self.max_size = max_size
 
     def __len__(self) -> int:
         return len(self._by_key)
+
+    @property
+    def full(self) -> bool:
+        return len(self._by_key) >= self.max_size
 
     def create(self, request: SipRequest) -> InviteTransaction | None:
         key = transaction_key(request)
         cseq = request.cseq
         if key is None or cseq is None:
             return None
+        old = self._by_key.get(key)
+        if old is not None:
+            self.remove(old)
         txn = InviteTransaction(key, request.call_id or "", cseq.seq)
         self._by_key[key] = txn
+        self._by_cseq[(txn.call_id, txn.cseq)] = txn
+        self._by_call.setdefault(txn.call_id, []).append(txn)
         return txn
 
     def match(self, message: SipRequest | SipResponse) -> InviteTransaction | None:
@@ -133,23 +150,27 @@ class InviteTransactions:
         if txn is not None:
             return txn
         cseq = ack.cseq
-        call_id = ack.call_id or ""
-        for txn in self._by_key.values():
-            if (
-                txn.call_id == call_id
-                and cseq is not None
-                and txn.cseq == cseq.seq
-                and txn.state in (TxState.ACCEPTED, TxState.CONFIRMED)
-            ):
-                return txn
+        if cseq is None:
+            return None
+        txn = self._by_cseq.get((ack.call_id or "", cseq.seq))
+        if txn is not None and txn.state in (TxState.ACCEPTED, TxState.CONFIRMED):
+            return txn
         return None
 
     def all(self) -> list[InviteTransaction]:
         return list(self._by_key.values())
 
     def of_call(self, call_id: str) -> list[InviteTransaction]:
-        return [t for t in self._by_key.values() if t.call_id == call_id]
+        return list(self._by_call.get(call_id, ()))
 
     def remove(self, txn: InviteTransaction) -> None:
         if self._by_key.get(txn.key) is txn:
             del self._by_key[txn.key]
+        if self._by_cseq.get((txn.call_id, txn.cseq)) is txn:
+            del self._by_cseq[(txn.call_id, txn.cseq)]
+        same_call = self._by_call.get(txn.call_id)
+        if same_call is not None:
+            with contextlib.suppress(ValueError):
+                same_call.remove(txn)
+            if not same_call:
+                del self._by_call[txn.call_id]

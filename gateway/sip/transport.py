@@ -1,172 +1,465 @@
-"""SIP over UDP and TCP, with aiosipua's framing and dispatch, and three fixes.
+"""SIP over UDP and TCP: our own listeners around aiosipua's parser.
 
-- aiosipua's UDP protocol asserts `isinstance(transport, asyncio.DatagramTransport)`,
-  which CPython 3.11's selector datagram transport does not satisfy: ours does not.
-- Every response passes `on_reply` first, so the UAS sees what it answered to an
-  INVITE (the transaction layer resends it, see transactions.py).
-- Over TCP a response goes back on the connection its request came in on
-  (RFC 3261 §18.2.2), not to the Via's sent-by port, where nobody listens.
+Why this layer is ours and not aiosipua's (README, "Dependencies"): its transports send a
+response where the message's Via says (a forged ``received`` reflects our traffic at a third
+party; a host name there is resolved synchronously on every send), an asyncio datagram
+endpoint is closed for good by the first send that raises anything but OSError (one
+``rport=70000`` took the SIP port off the network), and its TCP listener has no connection
+limits or timeouts. Here:
 
-Unparseable input costs one log line, never a stack trace per packet.
+- the source ACL (`door.py`) runs on the packet's address before the packet is parsed;
+- every response goes to the packet's source (`addresses.stamp_via`), over TCP on the
+  connection the request came in on (RFC 3261 §18.2.2);
+- nothing a message says reaches ``sendto`` unchecked, and no send or receive error of any
+  type closes a listener; a listener that stops all the same reports it (`on_dead`);
+- TCP: connections limited in total and per source, an idle timeout (not while a call uses
+  the connection), a deadline for each message once it has begun (slowloris), bounded
+  header, body and send buffer sizes, and the ACL applied at accept.
+
+Every packet dropped is counted by reason (`on_drop`), and logged at most once a minute per
+source and reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import contextlib
+import errno
+import socket
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiosipua import SipMessage, SipRequest, SipResponse
-from aiosipua.transport import TcpSipTransport, UdpSipTransport, _stamp_via_received
 
-from .transactions import TxKey, transaction_key
+from .addresses import BadAddress, reply_address, sendable, stamp_via
+from .door import Door, LogLimiter
 
 log = structlog.get_logger("gateway.sip")
 
-ReplyHook = Callable[[SipResponse], None]
-MAX_ROUTES = 4096  # TCP: remembered request -> connection pairs (oldest forgotten first)
+MAX_DATAGRAM = 65535
+MAX_HEADER_BYTES = 64 * 1024  # a header section larger than this is not from a PBX
+MAX_BODY_BYTES = 64 * 1024  # an SDP is a few hundred bytes
+READS_PER_WAKEUP = 32  # UDP datagrams read per readable event before other work runs
+
+Message = SipRequest | SipResponse
+Source = tuple[str, int]
 
 
-def parse_datagram(data: bytes) -> SipRequest | SipResponse | None:
-    """A SIP message, or None for a keep-alive (RFC 5626 §3.5.1 CRLFs); ValueError if bad."""
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    max_connections: int = 1024
+    max_connections_per_source: int = 64
+    idle_timeout_s: float = 120.0
+    message_timeout_s: float = 10.0
+    max_send_buffer: int = 256 * 1024
+
+
+def parse_datagram(data: bytes) -> tuple[Message, str | None] | None:
+    """A SIP message and what is wrong with it that still allows an answer (or None), or None
+    for a keep-alive (RFC 5626 §3.5.1 CRLFs). Raises ValueError when it cannot be read."""
     if not data.strip():
         return None
     try:
         message = SipMessage.parse(data)
     except (ValueError, IndexError, UnicodeError) as exc:
         raise ValueError(str(exc) or type(exc).__name__) from None
-    if isinstance(message, SipResponse) and not 100 <= message.status_code <= 699:
-        raise ValueError(f"status code {message.status_code} out of range")
-    if isinstance(message, SipRequest):
-        version = data.lstrip().split(b"\n", 1)[0].strip().rsplit(b" ", 1)[-1]
-        if version.upper() != b"SIP/2.0":
-            raise ValueError(f"unsupported protocol version {version[:20]!r}")
-    return message
+    if isinstance(message, SipResponse):
+        if not 100 <= message.status_code <= 699:
+            raise ValueError(f"status code {message.status_code} out of range")
+        return message, None
+    version = data.lstrip().split(b"\n", 1)[0].strip().rsplit(b" ", 1)[-1]
+    if version.upper() != b"SIP/2.0":
+        raise ValueError(f"unsupported protocol version {version[:20]!r}")
+    return message, _header_problem(data)
 
 
-class _Hooks:
-    on_message: Any
-    on_reply: ReplyHook | None = None
+def _header_problem(data: bytes) -> str | None:
+    """A header line without a colon: aiosipua skips it, RFC 3261 §7.3 makes it a bad request."""
+    head = data.lstrip().split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    for line in head.replace(b"\r\n", b"\n").split(b"\n")[1:]:
+        if line and line[:1] not in b" \t" and b":" not in line:
+            return "Header Line Without a Colon"
+    return None
+
+
+class Listener:
+    """What the UAS and aiosipua's call objects need of a transport; subclasses move bytes."""
+
     name = "UDP"
+    reliable = False
 
-    def _deliver(
-        self, data: bytes, addr: tuple[str, int]
-    ) -> SipRequest | SipResponse | bool | None:
-        """The message handled, None for a keep-alive, False when it could not be parsed."""
+    def __init__(self, local_addr: Source, door: Door | None = None) -> None:
+        self.local_addr = local_addr
+        self.door = door or Door([], "respond")
+        self.on_message: Callable[[Message, Source], None] | None = None
+        self.on_reply: Callable[[SipResponse], None] | None = None
+        # A request that may not be processed, and the answer it gets instead (the UAS builds
+        # it; `send_to` sends it to the packet's source, outside any transaction).
+        self.on_refused: Callable[[SipRequest, Source, int, str], None] | None = None
+        self.on_drop: Callable[[str], None] = lambda reason: None
+        self.on_dead: Callable[[str], None] = lambda reason: None
+        self.drops: Counter[str] = Counter()
+        self._logs = LogLimiter()
+        self._stopping = False
+
+    # --- in -------------------------------------------------------------------------------
+
+    def _received(self, data: bytes, source: Source) -> bool:
+        """One message's bytes: False when they could not be read at all (TCP hangs up)."""
+        door = self.door
+        if not door.admits(source[0]):
+            self._drop("not_allowed", source, bytes=len(data))
+            if door.respond:
+                with contextlib.suppress(ValueError):
+                    parsed = parse_datagram(data)
+                    if parsed is not None and isinstance(parsed[0], SipRequest):
+                        self._refuse(parsed[0], source, 403, "Forbidden")
+            return True
         try:
-            message = parse_datagram(data)
-            if message is None:
-                return None
-            if isinstance(message, SipRequest):
-                _stamp_via_received(message, addr)
-        except Exception as exc:
-            log.info(
-                "sip.unparseable",
-                source=f"{addr[0]}:{addr[1]}",
-                bytes=len(data),
-                error=str(exc)[:200],
-            )
+            parsed = parse_datagram(data)
+        except ValueError as exc:
+            self._drop("unparseable", source, bytes=len(data), error=str(exc)[:200])
             return False
-        self._received(message, addr)
+        if parsed is None:
+            return True
+        message, problem = parsed
+        if isinstance(message, SipRequest):
+            try:
+                stamp_via(message, source)
+            except BadAddress as exc:
+                problem = str(exc)
+                self._drop("bad_address", source, error=problem, method=message.method[:20])
+                self._refuse(message, source, 400, "Bad Via")
+                return True
+            if problem is not None:
+                self._drop("bad_header", source, error=problem, method=message.method[:20])
+                self._refuse(message, source, 400, problem)
+                return True
         if self.on_message is not None:
             try:
-                self.on_message(message, addr)
+                self.on_message(message, source)
             except Exception:
-                log.exception("sip.handler_failed", source=f"{addr[0]}:{addr[1]}")
-        return message
+                if self._logs.allow("handler_failed", source[0]):
+                    log.exception("sip.handler_failed", source=_fmt(source))
+        return True
 
-    def _received(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
-        """A message parsed, before it is handled (and answered)."""
+    def _refuse(self, request: SipRequest, source: Source, status: int, reason: str) -> None:
+        if request.method != "ACK" and request.headers.get("via") and self.on_refused:
+            try:
+                self.on_refused(request, source, status, reason)
+            except Exception:
+                if self._logs.allow("handler_failed", source[0]):
+                    log.exception("sip.handler_failed", source=_fmt(source))
 
-    def _before_reply(self, response: SipResponse) -> None:
+    def _drop(self, reason: str, source: Source, **fields: Any) -> None:
+        self.drops[reason] += 1
+        self.on_drop(reason)
+        if self._logs.allow(reason, source[0]):
+            log.info("sip.dropped", reason=reason, source=_fmt(source), transport=self.name,
+                     **fields)  # fmt: skip
+
+    # --- out ------------------------------------------------------------------------------
+
+    def send_reply(self, response: SipResponse) -> None:
+        """A response, to where its request came from; `on_reply` sees it first."""
         if self.on_reply is not None:
             self.on_reply(response)
-
-
-class UdpTransport(_Hooks, UdpSipTransport):
-    name = "UDP"
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=self.local_addr
-        )
-        self._udp_transport = transport  # type: ignore[assignment]
-
-    def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
-        self._deliver(data, addr)
-
-    def send_reply(self, response: SipResponse) -> None:
-        self._before_reply(response)
-        super().send_reply(response)
-
-    def resend(self, response: SipResponse) -> None:
-        """A retransmission: the same bytes again, not seen by `on_reply`."""
-        super().send_reply(response)
-
-
-class TcpTransport(_Hooks, TcpSipTransport):
-    name = "TCP"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._routes: OrderedDict[TxKey, tuple[str, int]] = OrderedDict()
-
-    def _dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self._deliver(data, addr) is False and addr in self._connections:
-            # A stream that sent one unreadable message has lost its framing: hang up.
-            self._connections[addr][1].close()
-
-    def _received(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
-        # Remembered before the request is handled: its answer may be sent at once.
-        key = transaction_key(message) if isinstance(message, SipRequest) else None
-        if key is not None:
-            self._routes[key] = addr
-            self._routes.move_to_end(key)
-            while len(self._routes) > MAX_ROUTES:
-                self._routes.popitem(last=False)
-
-    def send_reply(self, response: SipResponse) -> None:
-        self._before_reply(response)
         self.resend(response)
 
     def resend(self, response: SipResponse) -> None:
-        key = transaction_key(response)
-        addr = self._routes.get(key) if key is not None else None
-        if addr is not None and addr in self._connections:
-            self.send(response, addr)
+        """A response again (a retransmission): not seen by `on_reply`."""
+        try:
+            destination = reply_address(response.headers.get("via"))
+        except BadAddress as exc:
+            self._drop("bad_address", ("-", 0), error=str(exc), status=response.status_code)
+            return
+        self.send_to(bytes(response), destination)
+
+    def send(self, message: Message, addr: Source) -> None:
+        """A request of ours (BYE, REFER, REGISTER) or a message to an explicit address."""
+        self.send_to(bytes(message), addr)
+
+    def send_to(self, data: bytes | Message, addr: Source) -> None:
+        raise NotImplementedError
+
+    @property
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+
+class UdpTransport(Listener):
+    name = "UDP"
+    reliable = False
+
+    def __init__(self, local_addr: Source, door: Door | None = None) -> None:
+        super().__init__(local_addr, door)
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        host, port = self.local_addr
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._sock is not None and self._sock.fileno() != -1
+
+    @property
+    def port(self) -> int | None:
+        return int(self._sock.getsockname()[1]) if self._sock is not None else None
+
+    def _readable(self) -> None:
+        sock = self._sock
+        for _ in range(READS_PER_WAKEUP):
+            if sock is None or sock.fileno() == -1:
+                return
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue  # an ICMP error for something we sent earlier: not fatal
+                self._die(f"receive failed: {exc.strerror or exc}")
+                return
+            try:
+                self._received(data, (str(addr[0]), int(addr[1])))
+            except Exception:  # a bug, never a reason to stop listening
+                if self._logs.allow("handler_failed", str(addr[0])):
+                    log.exception("sip.handler_failed", source=f"{addr[0]}:{addr[1]}")
+
+    def _die(self, reason: str) -> None:
+        if self._stopping:
+            return
+        log.error("sip.listener_failed", transport=self.name, reason=reason)
+        if self._loop is not None and self._sock is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._sock.fileno())
+        self._sock = None
+        self.on_dead(f"{self.name} listener: {reason}")
+
+    def send_to(self, data: bytes | Message, addr: Source) -> None:
+        sock = self._sock
+        if sock is None:
             return
         try:
-            super().send_reply(response)
-        except RuntimeError as exc:  # the connection is gone: nothing to answer on
-            log.info("sip.tcp_reply_dropped", status=response.status_code, error=str(exc))
+            destination = sendable(addr)
+            payload = data if isinstance(data, bytes) else bytes(data)
+            sock.sendto(payload, destination)
+        except BadAddress as exc:
+            self._drop("bad_address", ("-", 0), error=str(exc))
+        except (OSError, OverflowError, ValueError, TypeError) as exc:
+            # Full buffer, no route, ICMP error: the datagram is lost, the listener stays.
+            self._drop("send_failed", (str(addr[0])[:64], 0), error=str(exc)[:200])
 
-    def send(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+
+@dataclass(eq=False)
+class _Connection:
+    writer: asyncio.StreamWriter
+    source: Source
+
+
+class TcpTransport(Listener):
+    name = "TCP"
+    reliable = True
+
+    def __init__(
+        self,
+        local_addr: Source,
+        door: Door | None = None,
+        limits: TcpLimits | None = None,
+    ) -> None:
+        super().__init__(local_addr, door)
+        self.limits = limits or TcpLimits()
+        self._server: asyncio.Server | None = None
+        self._connections: dict[Source, _Connection] = {}
+        self._per_source: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # True while a call in progress uses a connection: it is then never closed for idling.
+        self.busy: Callable[[Source], bool] = lambda source: False
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept,
+            host=self.local_addr[0],
+            port=self.local_addr[1],
+            limit=MAX_HEADER_BYTES,
+        )
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections.values()):
+            conn.writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        self._connections.clear()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def alive(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
+    def port(self) -> int | None:
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        source = (str(peer[0]), int(peer[1])) if peer else ("0.0.0.0", 0)
+        host = source[0]
+        refusal = None
+        if not self.door.admits(host):
+            refusal = "not_allowed"
+        elif len(self._connections) >= self.limits.max_connections:
+            refusal = "tcp_connection_limit"
+        elif self._per_source[host] >= self.limits.max_connections_per_source:
+            refusal = "tcp_source_limit"
+        if refusal is not None:
+            self._drop(refusal, source)
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        conn = _Connection(writer, source)
+        self._connections[source] = conn
+        self._per_source[host] += 1
         try:
-            super().send(message, addr)
-        except RuntimeError as exc:
-            log.info("sip.tcp_send_dropped", destination=f"{addr[0]}:{addr[1]}", error=str(exc))
+            await self._serve(reader, conn)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if self._connections.get(source) is conn:
+                del self._connections[source]
+            self._per_source[host] -= 1
+            if self._per_source[host] <= 0:
+                del self._per_source[host]
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
+        while True:
+            try:
+                data = await self._read_message(reader, conn)
+            except TimeoutError:
+                self._drop("tcp_timeout", conn.source)
+                return
+            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, ValueError) as exc:
+                self._drop("tcp_framing", conn.source, error=str(exc)[:200])
+                return
+            except (ConnectionError, OSError):
+                return
+            if data is None:
+                return
+            # A stream that sent one unreadable message has lost its framing: hang up.
+            if not self._received(data, conn.source):
+                return
+
+    async def _read_message(self, reader: asyncio.StreamReader, conn: _Connection) -> bytes | None:
+        """The next message, None at EOF or after an idle connection's timeout."""
+        limits = self.limits
+        crlf = 0
+        while True:
+            try:
+                async with asyncio.timeout(limits.idle_timeout_s):
+                    first = await reader.read(1)
+            except TimeoutError:
+                if self.busy(conn.source):
+                    continue  # a call's connection may be quiet for hours
+                return None
+            if not first:
+                return None
+            if first not in b"\r\n":
+                break
+            crlf += 1
+            if crlf == 4:  # RFC 5626 §4.4.1: a double-CRLF ping gets a CRLF pong
+                self._write(conn, b"\r\n")
+                crlf = 0
+        async with asyncio.timeout(limits.message_timeout_s):
+            head = first + await reader.readuntil(b"\r\n\r\n")
+            length = _content_length(head)
+            if length > MAX_BODY_BYTES:
+                raise ValueError(f"Content-Length {length} over {MAX_BODY_BYTES}")
+            body = await reader.readexactly(length) if length else b""
+        return head + body
+
+    def send_to(self, data: bytes | Message, addr: Source) -> None:
+        conn = self._connections.get((str(addr[0]), addr[1]))
+        if conn is None:
+            # RFC 3261 §18.2.2 would open a new connection; the peer will retransmit on its
+            # own connection, and our requests go where the call's connection is.
+            self._drop("tcp_no_connection", (str(addr[0])[:64], 0))
+            return
+        self._write(conn, data if isinstance(data, bytes) else bytes(data))
+
+    def _write(self, conn: _Connection, data: bytes) -> None:
+        transport = conn.writer.transport
+        if transport.is_closing():
+            return
+        try:
+            transport.write(data)
+        except (OSError, RuntimeError) as exc:
+            self._drop("send_failed", conn.source, error=str(exc)[:200])
+            transport.abort()
+            return
+        if transport.get_write_buffer_size() > self.limits.max_send_buffer:
+            # A peer that does not read what we send costs memory until it is let go.
+            self._drop("tcp_send_buffer", conn.source)
+            transport.abort()
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: UdpTransport) -> None:
-        self._owner = owner
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            value = value.strip()
+            if not value.isdigit():
+                raise ValueError("bad Content-Length")
+            return int(value)
+    return 0
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int] | Any) -> None:
-        self._owner._dispatch(data, (str(addr[0]), int(addr[1])))
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("sip.udp_error", error=str(exc))
+def _fmt(source: Source) -> str:
+    return f"{source[0]}:{source[1]}"
 
 
 def bound_port(transport: object) -> int | None:
     """The port a transport really bound (it asked for port 0 in tests and the test caller)."""
-    udp = getattr(transport, "_udp_transport", None)
-    if udp is not None:
-        return int(udp.get_extra_info("sockname")[1])
-    server = getattr(transport, "_server", None)
-    if server is not None and server.sockets:
-        return int(server.sockets[0].getsockname()[1])
-    return None
+    port = getattr(transport, "port", None)
+    return port if isinstance(port, int) else None

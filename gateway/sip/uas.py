@@ -14,6 +14,10 @@ what a PBX relies on and aiosipua leaves out:
 - Requests that are not fit to process get the answer RFC 3261 §8.2 asks for
   (400, 416, 481, 482) where their Via allows a reply; OPTIONS says 503 while
   the gateway cannot take calls; our BYE is retransmitted until answered.
+- A new INVITE creates its call here, not in aiosipua's transaction layer (which
+  keeps every ringing INVITE for 300 s and scans them all on each new one).
+- Requests the transport refuses (the source ACL, a bad Via) get their answer
+  (`refuse`) sent once to the packet's source, outside any transaction.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from typing import Any
 
 import structlog
 from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAS, parse_sdp
-from aiosipua.dialog import DialogState, dialog_matches
+from aiosipua.dialog import DialogState, create_dialog_from_request, dialog_matches
 from aiosipua.sdp import SdpMessage, serialize_sdp
 from aiosipua.uas_requests import session_refreshed
+from aiosipua.utils import generate_tag
 
 from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
-from .transport import TcpTransport, UdpTransport
+from .transport import Listener, Source
 from .validate import request_problem
 
 log = structlog.get_logger("gateway.sip")
@@ -38,16 +43,16 @@ OPTIONS_RETRY_AFTER_S = 5
 
 
 class GatewayUAS(SipUAS):
-    transport: UdpTransport | TcpTransport
+    transport: Listener
 
     def __init__(
         self,
-        transport: UdpTransport | TcpTransport,
+        transport: Listener,
         *,
         user_agent: str,
         timers: SipTimers | None = None,
     ) -> None:
-        super().__init__(transport, user_agent=user_agent, retransmit_2xx=False)
+        super().__init__(transport, user_agent=user_agent or None, retransmit_2xx=False)
         self.timers = timers or SipTimers()
         self.invites = InviteTransactions()
         self.on_ack: Callable[[IncomingCall, SipRequest], Any] | None = None
@@ -64,6 +69,7 @@ class GatewayUAS(SipUAS):
         self._handlers["INFO"] = self._handle_info
         self.on_key: Callable[[IncomingCall, str], Any] | None = None
         transport.on_reply = self._on_reply
+        transport.on_refused = self.refuse
 
     async def stop(self) -> None:
         for txn in self.invites.all():
@@ -131,9 +137,28 @@ class GatewayUAS(SipUAS):
         if existing is not None:
             self._send_error(request, 482, "Loop Detected")  # §8.2.2.2: same call, new branch
             return
+        if self.invites.full:
+            # Stateless: a flood of INVITEs must not grow the table without bound.
+            self.refuse(request, addr, 503, "Service Unavailable", {"Retry-After": "5"})
+            return
         self.invites.create(request)
-        if self._offer_or_reply(request) is not False:
-            super()._handle_invite(request, addr)
+        offer = self._offer_or_reply(request)
+        if offer is False:
+            return
+        call = IncomingCall(
+            dialog=create_dialog_from_request(request),
+            invite=request,
+            sdp_offer=offer,
+            transport=self.transport,
+            source_addr=addr,
+            user_agent=self.user_agent,
+            advertised_addr=self.advertised_addr,
+            retransmit_2xx=False,
+        )
+        self._calls[call_id] = call
+        call.trying()
+        if self.on_invite is not None:
+            self.on_invite(call)
 
     def _offer_or_reply(self, request: SipRequest) -> SdpMessage | bool | None:
         """The offer (None without one); False when the body was refused (answer sent)."""
@@ -228,6 +253,47 @@ class GatewayUAS(SipUAS):
             response.headers.set_single("User-Agent", self.user_agent)
         self.transport.send_reply(response)
 
+    def refuse(
+        self,
+        request: SipRequest,
+        source: Source,
+        status: int,
+        reason: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """An answer sent once to the packet's source, outside any transaction: never
+        retransmitted, never remembered (the source ACL's 403, a bad Via's 400)."""
+        self.transport.send_to(self._error_response(request, status, reason, headers), source)
+
+    def _send_error(
+        self,
+        request: SipRequest,
+        status_code: int,
+        reason: str,
+        *,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.transport.send_reply(self._error_response(request, status_code, reason, extra_headers))
+
+    def _error_response(
+        self, request: SipRequest, status: int, reason: str, headers: dict[str, str] | None
+    ) -> SipResponse:
+        response = SipResponse(status_code=status, reason_phrase=reason)
+        for name, value in (headers or {}).items():
+            response.headers.set_single(name, value)
+        for via in request.headers.get("via"):
+            response.headers.append("Via", via)
+        for name in ("From", "Call-ID", "CSeq"):
+            value = request.headers.get_first(name)
+            if value:
+                response.headers.set_single(name, value)
+        to = request.headers.get_first("to")
+        if to:
+            response.headers.set_single("To", to if ";tag=" in to else f"{to};tag={generate_tag()}")
+        if self.user_agent:
+            response.headers.set_single("User-Agent", self.user_agent)
+        return response
+
     # --- INVITE responses out: retransmission until ACK ------------------------------------
 
     def _on_reply(self, response: SipResponse) -> None:
@@ -236,13 +302,15 @@ class GatewayUAS(SipUAS):
             return
         txn = self.invites.match(response)
         if txn is not None and txn.record(response):
-            txn.timer = asyncio.get_running_loop().create_task(self._await_ack(txn))
+            loop = asyncio.get_running_loop()
+            txn.timer = loop.create_task(self._await_ack(txn, loop.time()))
 
-    async def _await_ack(self, txn: InviteTransaction) -> None:
+    async def _await_ack(self, txn: InviteTransaction, sent_at: float) -> None:
         response = txn.response
         assert response is not None
         if not self.transport.reliable:
-            await self._resend(lambda: self.transport.resend(response))
+            # Timer G counts from the first send, not from when this task got to run.
+            await self._resend(lambda: self.transport.resend(response), sent_at)
         else:
             await asyncio.sleep(self.timers.h)
         self.invites.remove(txn)
@@ -259,10 +327,11 @@ class GatewayUAS(SipUAS):
             if self.on_ack_timeout is not None:
                 self.on_ack_timeout(call)
 
-    async def _resend(self, send: Callable[[], None]) -> None:
-        """Send again on the timer G/E schedule, then wait out 64*T1."""
+    async def _resend(self, send: Callable[[], None], start: float | None = None) -> None:
+        """Send again on the timer G/E schedule, then wait out 64*T1 (from `start`: the
+        first send)."""
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = loop.time() if start is None else start
         for at in self.timers.retransmit_offsets():
             await asyncio.sleep(start + at - loop.time())
             send()

@@ -78,11 +78,25 @@ async def test_dial_reports_a_rejected_call(tmp_path: Path) -> None:
     assert code == 1
     assert report["answered"] is False
     assert report["status"] == 403
-    # Even a call refused at the door leaves its record.
+    # A source outside sip.allow_from costs no file (a flood of them would fill the disk).
+    assert not list((tmp_path / "calls").glob("*.json"))
+
+
+async def test_dial_reports_a_call_refused_after_the_door_with_its_record(tmp_path: Path) -> None:
+    config = {
+        "media": {"codecs": ["PCMU"]},
+        "records": {"calls_dir": str(tmp_path / "calls")},
+    }
+    async with GatewayProcess(tmp_path, config) as gateway:
+        code, report, _ = await run_dial(gateway.uri("echo"), "--say", "hello", "--codec", "PCMA")
+    assert code == 1
+    assert report["answered"] is False
+    assert report["status"] == 488
+    # A call refused once admitted leaves its record.
     [path] = (tmp_path / "calls").glob("*.json")
     record = json.loads(path.read_text())
     assert (record["end_reason"], record["sip_status"], record["dialed"]) == (
-        "forbidden",
-        403,
+        "not_acceptable",
+        488,
         "echo",
     )
