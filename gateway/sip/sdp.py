@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiosipua import SdpMessage, build_sdp, negotiate_sdp, serialize_sdp
 
 from ..media.g711 import G711, codec_by_name
+from .addresses import ip_literal, valid_port
 
 
 class NotAcceptable(Exception):
@@ -64,12 +65,28 @@ def plan_media(offer: SdpMessage, codecs: list[str]) -> MediaPlan:
         ptime = int(audio.attributes.get("ptime", ["20"])[0])
     if ptime not in (10, 20, 30, 40):
         ptime = 20
-    remote = offer.rtp_address
+    remote = _remote(offer)
     if remote is not None and remote[0] in ("0.0.0.0", "::"):
         remote = None
     # The peer's direction says what IT does: it only sends (sendonly) or nothing (inactive).
     send = audio.direction in ("sendrecv", "recvonly")
     return MediaPlan(codec, pt, remote, dtmf_pt, ptime, send)
+
+
+def _remote(offer: SdpMessage) -> tuple[str, int] | None:
+    """The audio's c= address and m= port, checked: an IP literal of the c= line's own address
+    type and a port 1-65535. A host name is refused, never resolved: it would be looked up on
+    every packet sent, on the event loop (RFC 4566 allows names; no PBX sends one)."""
+    audio = offer.audio
+    conn = (audio.connection if audio is not None else None) or offer.connection
+    if audio is None or conn is None:
+        return None
+    if not valid_port(audio.port):
+        raise NotAcceptable(f"m=audio port {audio.port} out of range")
+    host = ip_literal(conn.address)
+    if host is None or (":" in host) != (conn.addr_type.upper() == "IP6"):
+        raise NotAcceptable(f"c= address {conn.address[:64]!r} is not an IP address")
+    return host, audio.port
 
 
 def build_answer(offer: SdpMessage, plan: MediaPlan, local_ip: str, rtp_port: int) -> SdpMessage:

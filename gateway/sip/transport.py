@@ -197,6 +197,7 @@ class UdpTransport(Listener):
     def __init__(self, local_addr: Source, door: Door | None = None) -> None:
         super().__init__(local_addr, door)
         self._sock: socket.socket | None = None
+        self._fd = -1  # kept: a socket closed under us reports -1, its reader stays registered
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -210,16 +211,22 @@ class UdpTransport(Listener):
             sock.close()
             raise
         self._sock = sock
+        self._fd = sock.fileno()
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(sock.fileno(), self._readable)
+        self._loop.add_reader(self._fd, self._readable)
 
     async def stop(self) -> None:
         self._stopping = True
         sock, self._sock = self._sock, None
+        self._forget_reader()
         if sock is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(sock.fileno())
             sock.close()
+
+    def _forget_reader(self) -> None:
+        if self._loop is not None and self._fd != -1:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self._fd)
+        self._fd = -1
 
     @property
     def alive(self) -> bool:
@@ -253,9 +260,7 @@ class UdpTransport(Listener):
         if self._stopping:
             return
         log.error("sip.listener_failed", transport=self.name, reason=reason)
-        if self._loop is not None and self._sock is not None:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(self._sock.fileno())
+        self._forget_reader()
         self._sock = None
         self.on_dead(f"{self.name} listener: {reason}")
 
