@@ -37,6 +37,8 @@ from pydantic import (
     model_validator,
 )
 
+from .destinations import ip_address_or_none, non_public_kind
+
 __all__ = [
     "SECRETS_MESSAGE",
     "AgentConfig",
@@ -1020,8 +1022,42 @@ class WebhookTool(_Model):
     headers_from_env: dict[str, Annotated[str, BeforeValidator(_parse_env_name)]] = Field(
         default_factory=dict,
         description="HTTP header name -> name of the environment variable holding its value "
-        "(e.g. Authorization: CRM_TOKEN), so secrets stay out of the file.",
+        "(e.g. Authorization: CRM_TOKEN), so secrets stay out of the file. With any header "
+        "here the url must be https:// (or allow_insecure_http set).",
     )
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let this webhook reach addresses that are not public: loopback "
+        "(127.0.0.0/8, ::1), link-local (169.254.0.0/16, fe80::/10), private (10.0.0.0/8, "
+        "172.16.0.0/12, 192.168.0.0/16, fc00::/7), unspecified, multicast and reserved. When "
+        "false such a destination is refused: an IP address of that kind in url is a config "
+        "error, and a host name that resolves to one (DNS may be hostile, or change between "
+        "lookups) makes the tool answer the model with an error; the gateway connects only "
+        "to the addresses it checked. Set true for a service on this host or your own "
+        "network. Default false.",
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Let a webhook with headers_from_env use an http:// url, sending those "
+        "secrets unencrypted over the network. Default false: such a tool is a config error.",
+    )
+
+    @model_validator(mode="after")
+    def _destination_allowed(self) -> "WebhookTool":
+        parts = urlsplit(self.url)
+        if parts.scheme == "http" and self.headers_from_env and not self.allow_insecure_http:
+            raise ValueError(
+                "url: an http:// URL would send the headers_from_env secrets unencrypted; use "
+                "https://, or set allow_insecure_http: true for this tool"
+            )
+        address = ip_address_or_none(parts.hostname or "")
+        kind = non_public_kind(address) if address is not None else None
+        if kind is not None and not self.allow_private_addresses:
+            raise ValueError(
+                f"url: {address} is a {kind} address; set allow_private_addresses: true for "
+                "this tool if it is meant to reach it"
+            )
+        return self
 
 
 class EndCallTool(_Model):
