@@ -47,6 +47,7 @@ __all__ = [
     "EchoSuppression",
     "GatewayConfig",
     "InputTranscriptionConfig",
+    "LimitsConfig",
     "LocalBargeIn",
     "LoggingConfig",
     "ManualTurns",
@@ -583,6 +584,16 @@ class MediaConfig(_Model):
         "lost the call without a BYE. Suspended while the caller holds the call (sendonly or "
         "inactive), counted again from the resume. 0 turns it off. Default 30.",
     )
+    hold_timeout_s: Float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="Hang up (BYE, end reason hold_timeout) when the caller has kept the call "
+        "on hold (sendonly, inactive or c=0.0.0.0) for this many seconds without resuming: "
+        "a held call keeps its call slot and its Realtime session, and the RTP timeout does "
+        "not run while it is held. A resume starts the count again at the next hold. More "
+        "than 0, at most 86400. Default 3600 (1 hour).",
+    )
     playback_buffer_s: Float = Field(
         120.0,
         ge=1,
@@ -604,6 +615,21 @@ class MediaConfig(_Model):
                 "least 2 ports"
             )
         return value
+
+
+class LimitsConfig(_Model):
+    """Bounds on every call, so that no call can keep its slot forever."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    max_call_s: Float = Field(
+        14400.0,
+        gt=0,
+        le=604800,
+        description="Longest call, in seconds from the answer: then the gateway hangs up "
+        "(BYE, end reason max_call_duration), whatever the call is doing. More than 0, at most "
+        "604800 (7 days). Default 14400 (4 hours).",
+    )
 
 
 class AuthConfig(_Model):
@@ -1317,6 +1343,9 @@ class GatewayConfig(_Model):
     )
     media: MediaConfig = Field(
         default_factory=MediaConfig, description="RTP audio: port range and codecs."
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="Bounds on every call: its longest duration."
     )
     realtime: RealtimeConfig = Field(
         default_factory=RealtimeConfig,
