@@ -27,6 +27,7 @@ from . import __version__
 from .bridge import playback
 from .bridge.actions import Actions
 from .bridge.call import CallBridge
+from .bridge.call_limits import CallLimits
 from .bridge.recording import Recording
 from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
@@ -533,6 +534,7 @@ class Gateway:
                 recording=recording,
                 playback_buffer_s=self.cfg.media.playback_buffer_s,
                 rtp_timeout_s=self.cfg.media.rtp_timeout_s,
+                limits=CallLimits(self.cfg.limits.max_call_s, self.cfg.media.hold_timeout_s),
             )
             stream.on_payload = bridge.on_payload
             call.bridge = bridge

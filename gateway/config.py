@@ -37,6 +37,8 @@ from pydantic import (
     model_validator,
 )
 
+from .destinations import ip_address_or_none, non_public_kind
+
 __all__ = [
     "SECRETS_MESSAGE",
     "AgentConfig",
@@ -45,6 +47,7 @@ __all__ = [
     "EchoSuppression",
     "GatewayConfig",
     "InputTranscriptionConfig",
+    "LimitsConfig",
     "LocalBargeIn",
     "LoggingConfig",
     "ManualTurns",
@@ -638,6 +641,16 @@ class MediaConfig(_Model):
         "lost the call without a BYE. Suspended while the caller holds the call (sendonly or "
         "inactive), counted again from the resume. 0 turns it off. Default 30.",
     )
+    hold_timeout_s: Float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="Hang up (BYE, end reason hold_timeout) when the caller has kept the call "
+        "on hold (sendonly, inactive or c=0.0.0.0) for this many seconds without resuming: "
+        "a held call keeps its call slot and its Realtime session, and the RTP timeout does "
+        "not run while it is held. A resume starts the count again at the next hold. More "
+        "than 0, at most 86400. Default 3600 (1 hour).",
+    )
     playback_buffer_s: Float = Field(
         120.0,
         ge=1,
@@ -659,6 +672,21 @@ class MediaConfig(_Model):
                 "least 2 ports"
             )
         return value
+
+
+class LimitsConfig(_Model):
+    """Bounds on every call, so that no call can keep its slot forever."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    max_call_s: Float = Field(
+        14400.0,
+        gt=0,
+        le=604800,
+        description="Longest call, in seconds from the answer: then the gateway hangs up "
+        "(BYE, end reason max_call_duration), whatever the call is doing. More than 0, at most "
+        "604800 (7 days). Default 14400 (4 hours).",
+    )
 
 
 class AuthConfig(_Model):
@@ -1077,8 +1105,42 @@ class WebhookTool(_Model):
     headers_from_env: dict[str, Annotated[str, BeforeValidator(_parse_env_name)]] = Field(
         default_factory=dict,
         description="HTTP header name -> name of the environment variable holding its value "
-        "(e.g. Authorization: CRM_TOKEN), so secrets stay out of the file.",
+        "(e.g. Authorization: CRM_TOKEN), so secrets stay out of the file. With any header "
+        "here the url must be https:// (or allow_insecure_http set).",
     )
+    allow_private_addresses: bool = Field(
+        False,
+        description="Let this webhook reach addresses that are not public: loopback "
+        "(127.0.0.0/8, ::1), link-local (169.254.0.0/16, fe80::/10), private (10.0.0.0/8, "
+        "172.16.0.0/12, 192.168.0.0/16, fc00::/7), unspecified, multicast and reserved. When "
+        "false such a destination is refused: an IP address of that kind in url is a config "
+        "error, and a host name that resolves to one (DNS may be hostile, or change between "
+        "lookups) makes the tool answer the model with an error; the gateway connects only "
+        "to the addresses it checked. Set true for a service on this host or your own "
+        "network. Default false.",
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Let a webhook with headers_from_env use an http:// url, sending those "
+        "secrets unencrypted over the network. Default false: such a tool is a config error.",
+    )
+
+    @model_validator(mode="after")
+    def _destination_allowed(self) -> "WebhookTool":
+        parts = urlsplit(self.url)
+        if parts.scheme == "http" and self.headers_from_env and not self.allow_insecure_http:
+            raise ValueError(
+                "url: an http:// URL would send the headers_from_env secrets unencrypted; use "
+                "https://, or set allow_insecure_http: true for this tool"
+            )
+        address = ip_address_or_none(parts.hostname or "")
+        kind = non_public_kind(address) if address is not None else None
+        if kind is not None and not self.allow_private_addresses:
+            raise ValueError(
+                f"url: {address} is a {kind} address; set allow_private_addresses: true for "
+                "this tool if it is meant to reach it"
+            )
+        return self
 
 
 class EndCallTool(_Model):
@@ -1338,6 +1400,9 @@ class GatewayConfig(_Model):
     )
     media: MediaConfig = Field(
         default_factory=MediaConfig, description="RTP audio: port range and codecs."
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="Bounds on every call: its longest duration."
     )
     realtime: RealtimeConfig = Field(
         default_factory=RealtimeConfig,

@@ -1,7 +1,8 @@
 """One call's bridge between the RTP leg and its Realtime session.
 
 Tasks live as long as the call: downlink (model events to playback), the pacer (playback
-to RTP), and watchers (the agent hanging up, the caller's RTP stopping); the caller's audio
+to RTP), and watchers (the agent hanging up, the caller's RTP stopping, the call's time
+limits); the caller's audio
 goes to the model straight from the RTP socket's callback (uplink), without a task hop per
 packet. The first to end (or the uplink failing) ends the call; the rest is cancelled with
 it. Playback and its accounting, the model audio converter, the transcript, echo
@@ -12,6 +13,7 @@ between them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +28,7 @@ from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
 from .actions import Actions
+from .call_limits import CallLimits
 from .echo import EchoSuppressor
 from .local_vad import LocalBargeIn
 from .model_audio import ModelAudio
@@ -86,6 +89,7 @@ class CallBridge:
         *,
         playback_buffer_s: float = MAX_BUFFER_S,
         rtp_timeout_s: float = 0.0,
+        limits: CallLimits | None = None,
     ) -> None:
         self.session = session
         self.rtp = rtp
@@ -101,6 +105,8 @@ class CallBridge:
         )
         self._overflowing: ItemKey | None = None  # the item whose audio is being dropped
         self.rtp_timeout_s = rtp_timeout_s
+        self.limits = limits
+        self._limits_changed = asyncio.Event()
         self.audio = ModelAudio(self.playback, codec, self.passthrough)
         echo, local = agent.echo_suppression, agent.local_barge_in
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, rtp.ptime_ms) if echo else None
@@ -113,6 +119,7 @@ class CallBridge:
         self._hang_up_due = asyncio.Event()  # the agent hung up and its last words were heard
         rtp.on_dtmf = self._on_key
         rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
+        rtp.on_hold = self._on_hold
         self._up = Resampler(8000, rt.PCM16_RATE)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self._uplink_failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -190,6 +197,9 @@ class CallBridge:
         ]
         if self.rtp_timeout_s:
             tasks.append(asyncio.create_task(self._rtp_timeout(), name="rtp_timeout"))
+        if self.limits is not None:
+            self.limits.answered(asyncio.get_running_loop().time())
+            tasks.append(asyncio.create_task(self._time_limits(self.limits), name="time_limits"))
         try:
             if self.greeting:
                 await self.session.send(self.session.dialect.response_create(self.greeting))
@@ -225,6 +235,33 @@ class CallBridge:
         silent = await self.rtp.rtp_timeout(self.rtp_timeout_s)
         self.log.warning("call.rtp_timeout", silent_s=round(silent, 1))
         raise CallEnded("rtp_timeout")
+
+    def _on_hold(self, held: bool) -> None:
+        """From the stream: the caller put the call on hold, or resumed it."""
+        if self.limits is None:
+            return
+        if held:
+            self.limits.hold(asyncio.get_running_loop().time())
+        else:
+            self.limits.resume()
+        self._limits_changed.set()
+
+    async def _time_limits(self, limits: CallLimits) -> None:
+        """Ends the call at its longest duration, or when a hold has lasted too long."""
+        loop = asyncio.get_running_loop()
+        while (reason := limits.expired(loop.time())) is None:
+            self._limits_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(limits.deadline()[0]):
+                    await self._limits_changed.wait()
+        self.log.warning(
+            "call.time_limit",
+            reason=reason,
+            max_call_s=limits.max_call_s,
+            hold_timeout_s=limits.hold_timeout_s,
+            held_s=round(limits.held_for(loop.time()), 1),
+        )
+        raise CallEnded(reason)
 
     def _caller_audio(self, payload: bytes) -> bytes:
         """The caller's G.711 in the session's format, past echo suppression and local VAD."""

@@ -7,17 +7,15 @@ failing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
-
 from ..config import EndCallTool, Tool, TransferTool, WebhookTool
 from ..realtime.protocol import tool_name
+from .webhook import WebhookClient, WebhookError
 
 MAX_OUTPUT_CHARS = 16_000  # what goes back to the model; a runaway webhook is cut
 
@@ -47,7 +45,7 @@ class Tools:
         self._specs = {tool_name(s): s for s in specs}
         self._call_data = dict(call_data)
         self._environ = environ
-        self._http: aiohttp.ClientSession | None = None
+        self._http = WebhookClient()
 
     async def run(self, call: ToolCall, control: CallControl) -> str:
         """Run one call; always returns the JSON output for function_call_output."""
@@ -71,9 +69,7 @@ class Tools:
         return _error(f"tool {call.name!r} cannot run")
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._http.close()
 
     async def _webhook(self, spec: WebhookTool, arguments: dict[str, Any]) -> str:
         headers = {"Content-Type": "application/json"}
@@ -83,20 +79,12 @@ class Tools:
                 return _error(f"the gateway is missing environment variable {env}")
             headers[header] = value
         body = {"tool": spec.name, "arguments": arguments, "call": self._call_data}
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
         try:
-            async with (
-                asyncio.timeout(spec.timeout_s),
-                self._http.post(spec.url, json=body, headers=headers) as response,
-            ):
-                text = await response.text()
-                if response.status >= 400:
-                    return _error(f"the service answered HTTP {response.status}")
-        except TimeoutError:
-            return _error(f"no answer within {spec.timeout_s:g} s")
-        except aiohttp.ClientError as exc:
-            return _error(f"the service could not be reached ({type(exc).__name__})")
+            text = await self._http.post(spec, body, headers)
+        except WebhookError as exc:
+            return _error(str(exc))
+        except Exception as exc:  # whatever else breaks, the model hears it and the call goes on
+            return _error(f"the webhook failed ({type(exc).__name__})")
         try:
             json.loads(text)
         except ValueError:

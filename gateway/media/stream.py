@@ -137,6 +137,7 @@ class RtpStream:
         self._flood_burst = self._flood_tokens = FLOOD_BURST_S * packets_per_s
         self._flood_at = 0.0
         self.on_flood: Callable[[], None] = _ignore_flood
+        self.on_hold: Callable[[bool], None] = _ignore_hold  # True: held, False: resumed
         self.stats = RtpStats()
         self.port = 0
 
@@ -226,6 +227,7 @@ class RtpStream:
         self.on_payload = _ignore_payload
         self.on_dtmf = _ignore_dtmf
         self.on_flood = _ignore_flood
+        self.on_hold = _ignore_hold
         self._source = None
 
     @property
@@ -385,10 +387,14 @@ class RtpStream:
 
     def set_sending(self, on: bool) -> None:
         """Hold (RFC 3264 §8.4): no RTP toward the caller; the clock keeps running, and the
-        RTP timeout waits for the resume (the caller may send nothing while holding)."""
+        RTP timeout waits for the resume (the caller may send nothing while holding).
+        ``on_hold`` hears each change (the call's hold timeout runs from it)."""
         if self._held and on:
             self._last_rx = asyncio.get_running_loop().time()
+        changed = self._held == on
         self._held = not on
+        if changed:
+            self.on_hold(self._held)
 
     async def rtp_timeout(self, timeout_s: float) -> float:
         """Return once the caller has sent no RTP for ``timeout_s`` while not holding the call
@@ -427,6 +433,10 @@ def _ignore_dtmf(digit: str, duration_ms: int) -> None:
 
 def _ignore_flood() -> None:
     """A flood before anyone listens for it (it is counted in the stats all the same)."""
+
+
+def _ignore_hold(held: bool) -> None:
+    """A hold or resume before anyone listens for it."""
 
 
 def local_ip_towards(host: str) -> str:

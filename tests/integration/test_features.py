@@ -110,6 +110,7 @@ async def test_webhook_result_goes_back_and_the_call_is_recorded(tmp_path: Path,
         "description": "Look up an order.",
         "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
         "url": url,
+        "allow_private_addresses": True,  # the service is on loopback
     }
     fake = EmbeddedRealtimeServer(function_calls=[("lookup_order", '{"order": "A-17"}')])
     records = {"recordings_dir": str(tmp_path / "rec"), "calls_dir": str(tmp_path / "calls")}

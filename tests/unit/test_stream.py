@@ -253,3 +253,14 @@ async def test_a_closed_stream_lets_go_of_its_listeners(stream) -> None:
     assert s.on_payload != got.payload and s.on_dtmf != got.dtmf
     s.on_payload(b"late")  # a packet racing the close reaches no one
     assert got.payloads == []
+
+
+async def test_holds_and_resumes_are_reported_once_each(stream) -> None:
+    s, _ = stream
+    changes: list[bool] = []
+    s.on_hold = changes.append
+    s.set_sending(True)  # not held: nothing changes
+    s.set_sending(False)
+    s.set_sending(False)  # a hold refreshed by a re-INVITE
+    s.set_sending(True)
+    assert changes == [True, False]

@@ -89,6 +89,9 @@ def agent_with_tools(base: str) -> AgentConfig:
             "timeout_s": timeout,
             "parameters": {"type": "object", "properties": {"order": {"type": "string"}}},
             "headers_from_env": {"Authorization": "CRM_TOKEN"},
+            # The service is on loopback, over plain HTTP: both must be allowed explicitly.
+            "allow_private_addresses": True,
+            "allow_insecure_http": True,
         }
 
     cfg = parse_config(
