@@ -556,9 +556,7 @@ class SipConfig(_Model):
         "0.0.0.0/0 and ::/0 to accept any source. Default: loopback and the private ranges "
         "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16.",
     )
-    reject_unknown: Annotated[
-        Literal["respond", "drop"], _choice("respond", "drop")
-    ] = Field(
+    reject_unknown: Annotated[Literal["respond", "drop"], _choice("respond", "drop")] = Field(
         "respond",
         description="What a source outside sip.allow_from gets: respond = one 403 Forbidden; "
         "drop = nothing at all, so scanners cannot tell a SIP server listens. Default respond.",

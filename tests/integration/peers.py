@@ -85,9 +85,9 @@ def free_udp_port(
 
     ``also_tcp`` also requires the same TCP port to be free (baresip's ``sip_listen`` binds
     both UDP and TCP); ``tls_next`` the TCP port after it too (baresip's SIP/TLS listener
-    takes port + 1, and fails to start when that is taken). The port is released before returning, so there is a small window in
-    which someone else could take it; the kernel hands out ephemeral ports at random, so
-    collisions between parallel tests are unlikely.
+    takes port + 1, and fails to start when that is taken). The port is released before
+    returning, so there is a small window in which someone else could take it; the kernel
+    hands out ephemeral ports at random, so collisions between parallel tests are unlikely.
     """
     for _ in range(attempts):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
