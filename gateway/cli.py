@@ -127,6 +127,7 @@ def _run(path: str) -> int:
     from .observability import setup_logging
 
     setup_logging(cfg.logging)
+    _raise_fd_limit()
     gateway = Gateway(cfg)
     try:
         asyncio.run(Service(gateway, path).run())
@@ -140,3 +141,17 @@ def _run(path: str) -> int:
         print(f"{path}: the gateway failed: {gateway.failure}", file=sys.stderr)
         return 3
     return 0
+
+
+def _raise_fd_limit() -> None:
+    """Up to the hard limit: each call holds a few descriptors and each SIP/TCP peer one, and
+    the soft limit of 1024 would refuse connections long before sip.tcp.max_connections."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 65536), hard))
+    except (ImportError, ValueError, OSError):
+        pass

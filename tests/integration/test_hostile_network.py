@@ -279,6 +279,19 @@ async def test_readyz_turns_503_when_a_listener_stops() -> None:
                 assert response.status == 503
 
 
+def _call_scenario(tmp_path: Path) -> Path:
+    return scenario(
+        tmp_path / "call.xml",
+        sipp_invite(sipp_sdp()),
+        sipp_recv(100, optional=True),
+        sipp_recv(200),
+        in_dialog("ACK", 1),
+        pause(300),
+        in_dialog("BYE", 2),
+        sipp_recv(200),
+    )
+
+
 async def test_a_normal_call_goes_through_after_the_attacks(tmp_path: Path) -> None:
     async with GatewayProcess(tmp_path) as gateway:
         pbx = Peer()
@@ -288,14 +301,117 @@ async def test_a_normal_call_goes_through_after_the_attacks(tmp_path: Path) -> N
             assert await pbx.final() == 400
         finally:
             pbx.close()
-        call = scenario(
-            tmp_path / "call.xml",
-            sipp_invite(sipp_sdp()),
-            sipp_recv(100, optional=True),
-            sipp_recv(200),
-            in_dialog("ACK", 1),
-            pause(300),
-            in_dialog("BYE", 2),
-            sipp_recv(200),
+        await run_sipp(tmp_path, _call_scenario(tmp_path), gateway.port, context=gateway.tail)
+
+
+def _raise_own_fd_limit(wanted: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
+async def _closed_by_peer(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """True once the gateway has closed the connection (EOF or reset) within ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await reader.read(4096):
+                pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+async def test_tcp_idle_crowds_and_slowloris_do_not_keep_a_pbx_out(tmp_path: Path) -> None:
+    _raise_own_fd_limit(4096)
+    config = {
+        "sip": {
+            "transports": ["udp", "tcp"],
+            "tcp": {"idle_timeout_s": 3, "message_timeout_s": 1, "max_connections": 1100},
+        }
+    }
+    async with GatewayProcess(tmp_path, config) as gateway:
+        conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        crowd: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            # 1,000 idle connections from 20 addresses (50 each: under the per-source limit).
+            for i in range(1000):
+                host = f"127.0.2.{1 + i % 20}"
+                conns.append(
+                    await asyncio.open_connection(LOOPBACK, gateway.port, local_addr=(host, 0))
+                )
+            # One source beyond sip.tcp.max_connections_per_source (64): the rest are let go.
+            for _ in range(80):
+                crowd.append(
+                    await asyncio.open_connection(
+                        LOOPBACK, gateway.port, local_addr=("127.0.3.1", 0)
+                    )
+                )
+            closed = await asyncio.gather(*(_closed_by_peer(r, 2) for r, _ in crowd))
+            assert sum(closed) == 80 - 64
+            # Slowloris: a message begun and never finished, a byte at a time.
+            slow_r, slow_w = await asyncio.open_connection(
+                LOOPBACK, gateway.port, local_addr=("127.0.3.2", 0)
+            )
+            slow_w.write(b"OPTIONS sip:echo@127.0.0.1 SIP/2.0\r\n")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+
+            async def drip() -> None:
+                with contextlib.suppress(ConnectionError):
+                    for _ in range(100):
+                        slow_w.write(b"X")
+                        await slow_w.drain()
+                        await asyncio.sleep(0.1)
+
+            dripping = asyncio.ensure_future(drip())
+            assert await _closed_by_peer(slow_r, 5)
+            assert loop.time() - started < 3  # message_timeout_s 1, not the drip's 10 s
+            dripping.cancel()
+            # The PBX still gets its call through, over TCP.
+            await run_sipp(tmp_path, _call_scenario(tmp_path), gateway.port, transport="t1",
+                           context=gateway.tail)  # fmt: skip
+            # Idle connections carrying no call are closed after idle_timeout_s.
+            closed = await asyncio.gather(*(_closed_by_peer(r, 10) for r, _ in conns))
+            assert all(closed)
+            for reason in ("tcp_source_limit", "tcp_timeout"):
+                assert gateway.find("sip.dropped", reason=reason)
+            assert gateway.returncode is None
+        finally:
+            for _, writer in conns + crowd:
+                writer.close()
+
+
+async def test_a_tcp_peer_that_never_reads_is_let_go(tmp_path: Path) -> None:
+    config = {"sip": {"transports": ["udp", "tcp"], "tcp": {"max_send_buffer_kib": 16}}}
+    async with GatewayProcess(tmp_path, config) as gateway:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once
+        sock.connect((LOOPBACK, gateway.port))
+        sock.setblocking(False)
+        _reader, writer = await asyncio.open_connection(sock=sock)
+        port = sock.getsockname()[1]
+        reset = False
+        try:
+            async with asyncio.timeout(60):
+                for i in range(40_000):
+                    data = options(f"n{i}", port).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+                    writer.write(data)
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            reset = True
+        finally:
+            writer.close()
+        assert reset, "the gateway kept a peer that reads nothing"
+        await gateway.wait_for(
+            "sip.dropped", timeout=10, where=lambda e: e["reason"] == "tcp_send_buffer"
         )
-        await run_sipp(tmp_path, call, gateway.port, context=gateway.tail)
+        pbx = Peer()
+        try:
+            pbx.send(options("after", pbx.port), gateway.port)
+            assert await pbx.final() == 200
+        finally:
+            pbx.close()
