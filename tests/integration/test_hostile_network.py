@@ -17,6 +17,7 @@ import aiohttp
 
 from gateway.lifecycle import Service, SystemdNotifier
 
+from .flood import dumps, flood
 from .gateway_proc import GatewayProcess, InProcessGateway
 from .peers import LOOPBACK
 from .scenarios import FAST_TIMERS, SIP_TESTS, in_dialog, pause, run_sipp, scenario
@@ -415,3 +416,28 @@ async def test_a_tcp_peer_that_never_reads_is_let_go(tmp_path: Path) -> None:
             assert await pbx.final() == 200
         finally:
             pbx.close()
+
+
+async def test_a_flood_from_a_stranger_leaves_the_call_and_the_disk_alone(tmp_path: Path) -> None:
+    """1,000 INVITEs a second from outside sip.allow_from, beside a call in progress: the
+    call's packets keep their pace, the gateway answers with fewer bytes than it is sent, grows
+    no state and writes no file. (The issue's 10 s run with its media target is
+    tests/perf/bench_flood.py; here 3 s and the disturbance bound of a shared CI machine.)"""
+    records = [tmp_path / "calls", tmp_path / "transcripts", tmp_path / "recordings"]
+    config = {
+        "sip": {"allow_from": ["127.0.0.1/32"]},
+        "records": {
+            "calls_dir": str(records[0]),
+            "transcripts_dir": str(records[1]),
+            "recordings_dir": str(records[2]),
+        },
+    }
+    async with GatewayProcess(tmp_path, config) as gateway:
+        report = await flood(tmp_path, gateway, rate=1000, seconds=3, records=records)
+    print(f"\nflood: {dumps(report)}, target held: {report.pacing.within_target()}")
+    assert report.invites == 3000
+    assert report.answers == report.invites  # one 403 each, and nothing more
+    assert report.bytes_received <= report.bytes_sent
+    assert report.pacing.undisturbed(), report.pacing
+    assert report.rss_growth_mib <= 10
+    assert report.files_of_the_stranger == 0
