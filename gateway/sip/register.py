@@ -5,13 +5,15 @@ Too Brief, a refresh at 90 % of the granted interval. What it leaves out is kept
 here: a registrar that never answers is a failure too (after 64*T1), and every
 failure is followed by a new attempt after a growing pause (1 s doubling to
 5 min, RFC 5626 §4.5 in spirit), so a PBX restart never leaves the extension
-unregistered for good.
+unregistered for good. A registrar named by host name is looked up before every attempt,
+asynchronously and with a timeout: never by `sendto` on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import structlog
 from aiosipua import SipDigestAuth, SipUAC
@@ -19,12 +21,14 @@ from aiosipua.registration import Registration
 from aiosipua.utils import format_addr
 
 from ..config import SipRegisterConfig
+from .addresses import ip_literal
 
 log = structlog.get_logger("gateway.sip")
 
 ANSWER_TIMEOUT_S = 32.0  # 64*T1: the registrar did not answer
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 300.0
+RESOLVE_TIMEOUT_S = 5.0
 
 
 class Registrar:
@@ -42,6 +46,8 @@ class Registrar:
         answer_timeout_s: float = ANSWER_TIMEOUT_S,
     ) -> None:
         host, port = cfg.registrar_address
+        self._registrar = (host, port)
+        self._local_host = contact[0]
         domain = cfg.domain or host
         self.aor = f"sip:{cfg.user}@{domain}"
         self.registration = Registration(
@@ -79,11 +85,35 @@ class Registrar:
             self._task = None
         self.registration.unregister()
 
+    async def _resolve(self) -> str | None:
+        """The registrar's address, looked up off the event loop (a host name would otherwise
+        be resolved by sendto, synchronously, on every REGISTER); None with the reason logged."""
+        host, port = self._registrar
+        if ip_literal(host) is not None:
+            self.registration.registrar = (ip_literal(host) or host, port)
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except (OSError, TimeoutError) as exc:
+            return f"cannot resolve {host}: {getattr(exc, 'strerror', None) or 'timed out'}"
+        family = socket.AF_INET6 if ":" in self._local_host else socket.AF_INET
+        addresses = [info[4][0] for info in infos if info[0] == family]
+        if not addresses:
+            return f"{host} has no address of the listener's family"
+        self.registration.registrar = (str(addresses[0]), port)
+        return None
+
     async def _run(self) -> None:
         backoff = self._backoff_min
         while True:
-            self.registration.register()
-            outcome, detail = await self._next(self._answer_timeout)
+            problem = await self._resolve()
+            if problem is None:
+                self.registration.register()
+                outcome, detail = await self._next(self._answer_timeout)
+            else:
+                outcome, detail = "failed", problem
             while outcome == "registered":
                 backoff = self._backoff_min
                 log.info(
