@@ -42,6 +42,7 @@ from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.link import RealtimeLink
 from .realtime.protocol import dialect_for
 from .routing import CallInfo, Router
+from .sip.blocklist import AuthBlocklist
 from .sip.digest import DigestVerifier
 from .sip.door import Door
 from .sip.leg import CallLeg
@@ -58,7 +59,7 @@ RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before r
 SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
 SIP_STATUS_BY_REASON = {"not_acceptable": 488, "no_rtp_port": 503, "realtime_unavailable": 503}
 RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
-_PHRASES = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+_PHRASES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 
 
 class StartupError(Exception):
@@ -85,6 +86,7 @@ class Gateway:
         self._uas: list[GatewayUAS] = []
         self._registrar: Registrar | None = None
         self._digest: DigestVerifier | None = None
+        self._blocklist: AuthBlocklist | None = None
         self._ports = PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         self._door = Door(cfg.sip.allow_from, cfg.sip.reject_unknown)
         self._embedded: EmbeddedRealtimeServer | None = None
@@ -141,7 +143,12 @@ class Gateway:
             missing = [u.password_env for u in sip.auth.users if u.username not in users]
             if missing:
                 raise StartupError(f"sip.auth.users: environment variable {missing[0]} is not set")
-            self._digest = DigestVerifier(sip.auth.realm, users)
+            self._digest = DigestVerifier(sip.auth.realm, users, algorithms=sip.auth.algorithms)
+            blocklist = AuthBlocklist(
+                sip.auth.max_failures, sip.auth.failure_window_s, sip.auth.block_s
+            )
+            self.metrics.auth_blocked_sources.set_function(blocklist.blocked_sources)
+            self._blocklist = blocklist
         if sip.registration is not None and register_password is None:
             raise StartupError(
                 f"sip.register.password_env: environment variable "
@@ -351,11 +358,16 @@ class Gateway:
         refusal = self._refusal(sip)
         if refusal is not None:
             status, label, why, headers = refusal
-            clog.warning("call.rejected", status=status, reason=why)
+            # A blocked source's INVITEs: its block was logged once, they leave no record.
+            blocked = label == "auth_blocked"
+            (clog.debug if blocked else clog.warning)("call.rejected", status=status, reason=why)
             self.metrics.rejected(label)
-            reject(sip, status, _PHRASES[status], headers=headers)
-            uas.forget(sip)
-            if status != 401:  # a challenge is part of the PBX's normal digest exchange
+            if blocked:
+                uas.refuse_call(sip, status, _PHRASES[status])  # once, no transaction
+            else:
+                reject(sip, status, _PHRASES[status], headers=headers)
+                uas.forget(sip)
+            if status != 401 and not blocked:  # a challenge is part of the digest exchange
                 self._record_refusal(sip, status, label)
             return
         call = ActiveCall(secrets.token_hex(6), sip, uas)
@@ -390,14 +402,32 @@ class Gateway:
         except OSError as exc:
             log.error("call.record_failed", directory=str(directory), error=exc.strerror)
 
-    def _refusal(self, sip: IncomingCall) -> tuple[int, str, str, dict[str, str]] | None:
+    def _refusal(
+        self, sip: IncomingCall
+    ) -> tuple[int, str, str, dict[str, str | list[str]]] | None:
         """Why an INVITE cannot be taken: (status, metric label, log reason, extra headers).
         (A source outside sip.allow_from never gets this far: the transport's door.)"""
-        if self._digest is not None:
-            verdict = self._digest.verify(sip.invite)
+        source = sip.source_addr[0]
+        if self._digest is not None and self._blocklist is not None:
+            if self._blocklist.blocked(source):
+                return 403, "auth_blocked", "source blocked: repeated authentication failures", {}
+            verdict = self._digest.verify(sip.invite, source)
             if not verdict.ok:
-                challenge = {"WWW-Authenticate": self._digest.challenge(stale=verdict.stale)}
-                return 401, "unauthorized", f"digest: {verdict.reason}", challenge
+                why = f"digest: {verdict.reason}"
+                if verdict.failure and self._blocklist.failed(source):
+                    self.metrics.auth_blocks.inc()
+                    log.warning(
+                        "sip.auth_blocked",
+                        source=source,
+                        failures=self._blocklist.max_failures,
+                        window_s=self._blocklist.window_s,
+                        block_s=self._blocklist.block_s,
+                    )
+                    return 403, "auth_blocked", why, {}
+                if verdict.status == 400:
+                    return 400, "unauthorized", why, {}
+                challenges = self._digest.challenges(source, stale=verdict.stale)
+                return 401, "unauthorized", why, {"WWW-Authenticate": challenges}
         retry = {"Retry-After": str(RETRY_AFTER_S)}
         if self.draining:
             return 503, "draining", "the gateway is stopping", retry

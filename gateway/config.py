@@ -436,7 +436,46 @@ class SipAuthConfig(_Model):
     users: list[SipUserConfig] = Field(
         min_length=1,
         description="Accounts allowed to place calls. An INVITE without valid credentials "
-        "gets 401 Unauthorized with a challenge (MD5, qop=auth).",
+        "gets 401 Unauthorized with one challenge per algorithm (qop=auth); credentials "
+        "without qop, with a nonce count already used, or made for another Request-URI "
+        "(400) are refused.",
+    )
+    algorithms: Annotated[
+        list[Annotated[Literal["SHA-256", "MD5"], _choice("SHA-256", "MD5", upper=True)]],
+        _unique_nonempty("algorithm"),
+    ] = Field(
+        default_factory=lambda: ["MD5", "SHA-256"],
+        description="Digest algorithms offered in the 401, one WWW-Authenticate line each, "
+        "in order of preference (RFC 8760): MD5 and SHA-256. A caller that answers only the "
+        "first challenge and knows only MD5 fails on a SHA-256 one (seen with baresip 1.0 of "
+        "Debian 12, SIPp 3.6, SIPVicious 0.3.8; PBXs whose SIP stack predates RFC 8760 may "
+        "do the same), so MD5 comes first by default and an upgrade breaks no trunk; put "
+        "SHA-256 first once every PBX that calls supports it. Default [MD5, SHA-256].",
+    )
+    max_failures: Int = Field(
+        10,
+        ge=0,
+        le=10_000,
+        description="Failed authentication attempts (wrong password, unknown user, replayed "
+        "or malformed credentials; not the first INVITE without credentials) from one "
+        "source IP address within failure_window_s after which that source is blocked: "
+        "its INVITEs get 403 Forbidden, without a challenge, for block_s (log "
+        "sip.auth_blocked, metric sipgw_auth_blocks_total). Only credentials built on a "
+        "challenge sent to that address count, so a spoofed source cannot get a PBX "
+        "blocked. 0 = never block. Default 10.",
+    )
+    failure_window_s: Float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds over which failed attempts from one source are counted "
+        "towards max_failures. Default 60.",
+    )
+    block_s: Float = Field(
+        600.0,
+        gt=0,
+        le=86_400 * 7,
+        description="Seconds a source stays blocked once it reached max_failures. Default 600.",
     )
 
 

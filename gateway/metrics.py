@@ -120,8 +120,9 @@ class Metrics:
         )
         self.calls = Counter(
             f"{p}_calls",
-            "INVITEs by outcome: answered; rejected (reason: forbidden, unauthorized, max_calls, "
-            "draining, not_acceptable, no_rtp_port, realtime_unavailable); cancelled; failed.",
+            "INVITEs by outcome: answered; rejected (reason: forbidden, unauthorized, "
+            "auth_blocked, max_calls, draining, not_acceptable, no_rtp_port, "
+            "realtime_unavailable); cancelled; failed.",
             ["outcome", "reason"],
             registry=r,
         )
@@ -197,6 +198,18 @@ class Metrics:
             "tcp_connection_limit, tcp_source_limit, tcp_timeout, tcp_framing, tcp_send_buffer, "
             "tcp_no_connection.",
             ["transport", "reason"],
+            registry=r,
+        )
+        self.auth_blocks = Counter(
+            f"{p}_auth_blocks",
+            "Sources blocked for repeated digest authentication failures "
+            "(sip.auth.max_failures within sip.auth.failure_window_s).",
+            registry=r,
+        )
+        self.auth_blocked_sources = Gauge(
+            f"{p}_auth_blocked_sources",
+            "Source addresses whose INVITEs are refused now (403) after repeated digest "
+            "authentication failures.",
             registry=r,
         )
         self.config_reloads = Counter(

@@ -1,20 +1,35 @@
-"""Digest authentication of inbound INVITEs (RFC 3261 §22.4, RFC 7616 with qop=auth).
+"""Digest authentication of inbound INVITEs (RFC 3261 §22.4, RFC 7616 with qop=auth,
+SHA-256 and MD5 per RFC 8760).
 
-For PBXs that send credentials: the INVITE without (valid) ones gets 401 with a
-challenge, the retried INVITE is checked against the configured users. Nonces are
-stateless (a timestamp and its HMAC under a key made at start-up), so a challenge
-costs no memory and a restarted gateway simply challenges again (stale=true).
-The expected response is computed with aiosipua's client-side digest, so both
-directions share one implementation of the hash.
+For PBXs that send credentials: the INVITE without (valid) ones gets 401 with one challenge
+per algorithm, most preferred first (RFC 8760 §2.4); the retried INVITE is checked against
+the configured users.
+
+Nonces are stateless until used: a timestamp, a random part and their HMAC, under a key made
+at start-up, over the address the challenge was sent to. A challenge costs no memory, a
+restarted gateway simply challenges again (stale=true, as for any nonce it did not issue
+to that address: the password is not even checked then, so this answer says nothing about
+it). Credentials built on a nonce issued to this very address prove the sender receives our
+packets there: only those count as failures towards a block (blocklist.py), so a forger
+cannot get a PBX blocked by spoofing its address. Once credentials are accepted, the nonce's
+count (nc) is remembered until the nonce expires: the same Authorization sent again is
+refused (RFC 7616 §3.3).
+
+The digest itself is computed with aiosipua's client-side code, so both directions share
+one implementation of the hash. Every field is checked for its shape before use: a header
+from the network with non-ASCII text, a missing cnonce or a count that is not 8 hex digits
+gets a 4xx, never an exception.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiosipua import SipRequest
@@ -22,14 +37,26 @@ from aiosipua.auth import SipDigestAuth, build_credentials
 from aiosipua.headers import AuthChallenge, parse_auth
 
 NONCE_TTL_S = 300
+ALGORITHMS = ("SHA-256", "MD5")  # the ones we can verify, most preferred first
+MAX_NONCES = 10_000  # nonces whose count is remembered; past that the oldest is dropped
+MAX_HEADER = 2048  # a longer Authorization is not a PBX's
+_RESPONSE_SHAPE = {"MD5": re.compile(r"[0-9a-f]{32}"), "SHA-256": re.compile(r"[0-9a-f]{64}")}
+_NC = re.compile(r"[0-9a-fA-F]{8}")
+_NONCE = re.compile(r"([0-9a-f]{1,16})\.([0-9a-f]{12})\.([0-9a-f]{32})")
+_CNONCE = re.compile(r"[\x21\x23-\x7e]{1,128}")  # printable ASCII without space or quote
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """``status`` is the answer to a refused INVITE: 401 (with challenges) or 400.
+    ``failure``: a failed attempt that counts towards blocking the source."""
+
     ok: bool
     user: str | None = None
     reason: str = ""
     stale: bool = False
+    status: int = 401
+    failure: bool = False
 
 
 class DigestVerifier:
@@ -38,83 +65,148 @@ class DigestVerifier:
         realm: str,
         users: dict[str, str],
         *,
+        algorithms: Sequence[str] = ALGORITHMS,
         nonce_ttl_s: float = NONCE_TTL_S,
+        max_nonces: int = MAX_NONCES,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        unknown = [a for a in algorithms if a not in ALGORITHMS]
+        if unknown or not algorithms:
+            raise ValueError(f"digest algorithms must be among {ALGORITHMS}, got {algorithms}")
         self.realm = realm
+        self.algorithms = tuple(algorithms)
         self._users = users
         self._ttl = nonce_ttl_s
         self._clock = clock
         self._key = secrets.token_bytes(32)
+        # Accepted nonces -> (issue time, highest nc accepted), in the order first accepted.
+        self._counts: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._max_nonces = max_nonces
+        # Issue time of the newest nonce dropped from _counts before it expired: an untracked
+        # nonce issued at or before it may have been used already, so it is treated as stale.
+        self._forgotten_up_to = -1
 
-    def challenge(self, *, stale: bool = False) -> str:
-        """A WWW-Authenticate value with a fresh nonce."""
-        value = f'Digest realm="{self.realm}", nonce="{self._nonce()}", algorithm=MD5, qop="auth"'
-        return value + (", stale=true" if stale else "")
+    def challenges(self, source: str, *, stale: bool = False) -> list[str]:
+        """WWW-Authenticate values, one per algorithm in order of preference, sharing a
+        fresh nonce issued to ``source`` (the requester's IP address)."""
+        nonce = self._nonce(source)
+        tail = ", stale=true" if stale else ""
+        return [
+            f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={a}, qop="auth"{tail}'
+            for a in self.algorithms
+        ]
 
-    def verify(self, request: SipRequest) -> Verdict:
+    def verify(self, request: SipRequest, source: str) -> Verdict:
+        """Check the request's Authorization; ``source`` is the IP address it came from."""
         header = request.get_header("authorization")
         if not header:
             return Verdict(False, reason="no credentials")
+        if len(header) > MAX_HEADER:
+            return Verdict(False, reason="Authorization header too long", status=400)
         try:
             creds = parse_auth(header, credentials=True)
         except (ValueError, IndexError):
-            return Verdict(False, reason="unreadable Authorization header")
-        p = creds.params
+            return Verdict(False, reason="unreadable Authorization header", status=400)
+        if creds.scheme.lower() != "digest":
+            return Verdict(False, reason="not Digest credentials")
+        p = {k.strip().lower(): v for k, v in creds.params.items()}
         user = p.get("username", "")
-        if creds.scheme.lower() != "digest" or p.get("realm") != self.realm:
-            return Verdict(False, user, "wrong scheme or realm")
+        nonce = p.get("nonce", "")
+        issued = self._issued_at(nonce, source)  # None: not a nonce we gave this source
+
+        def refused(reason: str, status: int = 401) -> Verdict:
+            return Verdict(False, user, reason, status=status, failure=issued is not None)
+
+        if p.get("realm") != self.realm:
+            return refused("wrong realm")
+        qop = p.get("qop")
+        if qop is None:
+            return refused("no qop: credentials without qop=auth are refused (downgrade)")
+        if qop.lower() != "auth":
+            return refused("qop other than auth")
+        algorithm = _algorithm(p.get("algorithm", "MD5"), self.algorithms)
+        if algorithm is None:
+            return refused("algorithm not offered")
+        nc_text, cnonce = p.get("nc", ""), p.get("cnonce", "")
+        if not _NC.fullmatch(nc_text):
+            return refused("malformed credentials: nc is not 8 hex digits", 400)
+        if not _CNONCE.fullmatch(cnonce):
+            return refused("malformed credentials: cnonce missing or not a token", 400)
+        offered = p.get("response", "").lower()
+        if not _RESPONSE_SHAPE[algorithm].fullmatch(offered):
+            return refused(f"malformed credentials: response is not a {algorithm} digest", 400)
+        if issued is None:
+            # Checked before the password: otherwise "stale" would tell a guesser using
+            # nonces of its own making which guess was right, and none would count.
+            return Verdict(False, user, "nonce not issued here or to this address", stale=True)
         password = self._users.get(user)
         if password is None:
-            return Verdict(False, user, "unknown user")
-        nonce = p.get("nonce", "")
-        if not self._nonce_signed(nonce):
-            return Verdict(False, user, "nonce not issued here")
-        qop = p.get("qop")
-        challenge = AuthChallenge(
-            scheme="Digest",
-            params={
-                "realm": self.realm,
-                "nonce": nonce,
-                "algorithm": p.get("algorithm", "MD5"),
-                **({"qop": "auth"} if qop else {}),
-            },
-        )
-        try:
-            nc = int(p.get("nc", "1"), 16)
-        except ValueError:
-            return Verdict(False, user, "bad nonce count")
-        if qop not in (None, "auth"):
-            return Verdict(False, user, f"qop {qop} not offered")
+            return refused("unknown user")
+        nc = int(nc_text, 16)
         expected = build_credentials(
             SipDigestAuth(user, password),
-            challenge,
+            AuthChallenge(
+                scheme="Digest",
+                params={"realm": self.realm, "nonce": nonce, "algorithm": algorithm, "qop": "auth"},
+            ),
             request.method,
             p.get("uri", ""),
             nonce_count=nc,
-            cnonce=p.get("cnonce"),
+            cnonce=cnonce,
         )
-        offered = p.get("response", "")
-        if expected is None or not hmac.compare_digest(expected.params["response"], offered):
-            return Verdict(False, user, "wrong password or digest")
-        if not self._nonce_fresh(nonce):
+        if expected is None or not hmac.compare_digest(
+            expected.params["response"].encode(), offered.encode()
+        ):
+            return refused("wrong password or digest")
+        if p.get("uri") != request.uri:
+            # RFC 7616 §3.4.6: the credentials were made for another request.
+            return refused("digest uri is not the Request-URI", 400)
+        now = self._clock()
+        if not 0 <= now - issued <= self._ttl:
             return Verdict(False, user, "nonce expired", stale=True)
+        self._forget_expired(now)
+        seen = self._counts.get(nonce)
+        if seen is None and issued <= self._forgotten_up_to:
+            return Verdict(False, user, "nonce no longer tracked", stale=True)
+        if seen is not None and nc <= seen[1]:
+            return refused("replayed nonce count")
+        self._counts[nonce] = (issued, nc)
+        while len(self._counts) > self._max_nonces:
+            _, (dropped, _) = self._counts.popitem(last=False)
+            self._forgotten_up_to = max(self._forgotten_up_to, dropped)
         return Verdict(True, user)
 
-    def _nonce(self) -> str:
-        stamp = f"{int(self._clock()):x}"
-        return f"{stamp}.{self._sign(stamp)}"
+    # --- nonces -----------------------------------------------------------------------------
 
-    def _sign(self, stamp: str) -> str:
-        return hmac.new(self._key, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+    def _nonce(self, source: str) -> str:
+        head = f"{int(self._clock()):x}.{secrets.token_hex(6)}"
+        return f"{head}.{self._sign(head, source)}"
 
-    def _nonce_signed(self, nonce: str) -> bool:
-        stamp, _, mac = nonce.partition(".")
-        return bool(stamp) and hmac.compare_digest(self._sign(stamp), mac)
+    def _sign(self, head: str, source: str) -> str:
+        data = f"{head}|{source}".encode(errors="replace")
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()[:32]
 
-    def _nonce_fresh(self, nonce: str) -> bool:
-        try:
-            issued = int(nonce.partition(".")[0], 16)
-        except ValueError:
-            return False
-        return 0 <= self._clock() - issued <= self._ttl
+    def _issued_at(self, nonce: str, source: str) -> int | None:
+        """When the nonce was issued, if this gateway issued it to ``source``."""
+        match = _NONCE.fullmatch(nonce)
+        if match is None:
+            return None
+        head = f"{match[1]}.{match[2]}"
+        if not hmac.compare_digest(self._sign(head, source).encode(), match[3].encode()):
+            return None
+        return int(match[1], 16)
+
+    def _forget_expired(self, now: float) -> None:
+        while self._counts:
+            issued, _ = next(iter(self._counts.values()))
+            if now - issued <= self._ttl:
+                return
+            self._counts.popitem(last=False)
+
+
+def _algorithm(name: str, offered: Sequence[str]) -> str | None:
+    """The offered algorithm a credential names (the token is case-insensitive)."""
+    for algorithm in offered:
+        if name.upper() == algorithm:
+            return algorithm
+    return None

@@ -23,7 +23,7 @@ what a PBX relies on and aiosipua leaves out:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -31,7 +31,7 @@ from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAS, parse_sdp
 from aiosipua.dialog import DialogState, create_dialog_from_request, dialog_matches
 from aiosipua.sdp import SdpMessage, serialize_sdp
 from aiosipua.uas_requests import session_refreshed
-from aiosipua.utils import generate_tag
+from aiosipua.utils import format_addr, generate_tag
 
 from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
 from .transport import Listener, Source
@@ -353,6 +353,18 @@ class GatewayUAS(SipUAS):
                 self.invites.remove(txn)
         call._stop_retransmissions()
 
+    def refuse_call(self, call: IncomingCall, status: int, reason: str) -> None:
+        """Refuse a new call statelessly (a blocked source): the answer is sent once and
+        never resent, and its transaction is forgotten at once."""
+        for txn in self.invites.of_call(call.call_id):
+            if not txn.final:
+                _cancel(txn.timer)
+                self.invites.remove(txn)
+        if self._calls.get(call.call_id) is call:
+            del self._calls[call.call_id]
+        call.dialog.terminate()
+        self.refuse(call.invite, call.source_addr, status, reason)
+
     def send_bye(self, call: IncomingCall) -> None:
         """End a confirmed call; over UDP the BYE is resent (timer E) until answered."""
         if call.dialog.state is not DialogState.CONFIRMED:
@@ -489,19 +501,40 @@ def respond(
     *,
     sdp: SdpMessage | None = None,
     retry_after: int | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str | list[str]] | None = None,
 ) -> None:
-    """A response to the call's current INVITE or re-INVITE; the dialog is left as it is."""
-    extra = dict(headers or {})
+    """A response to the call's current INVITE or re-INVITE; the dialog is left as it is.
+
+    A header given a list of values is sent as one line per value, in that order: digest
+    challenges must not be folded into one line (RFC 3261 §7.3.1, RFC 8760 §2.4).
+    """
+    extra = {name: v for name, v in (headers or {}).items() if isinstance(v, str)}
+    repeated = [(n, v) for n, vs in (headers or {}).items() if not isinstance(vs, str) for v in vs]
     if retry_after is not None:
         extra["Retry-After"] = str(retry_after)
-    call._send_response(
-        status,
-        reason,
-        body=serialize_sdp(sdp) if sdp is not None else "",
-        content_type="application/sdp" if sdp is not None else "",
-        extra_headers=extra or None,
-    )
+    if not repeated:
+        call._send_response(
+            status,
+            reason,
+            body=serialize_sdp(sdp) if sdp is not None else "",
+            content_type="application/sdp" if sdp is not None else "",
+            extra_headers=extra or None,
+        )
+        return
+    # As IncomingCall._send_response builds it, which sets each extra header only once.
+    contact = f"<sip:{format_addr(*call._signaling_addr())}>" if call.transport else None
+    response = call.dialog.create_response(call.invite, status, reason, contact=contact)
+    if sdp is not None:
+        response.text = serialize_sdp(sdp)
+        response.headers.set_single("Content-Type", "application/sdp")
+    if call.user_agent:
+        response.headers.set_single("User-Agent", call.user_agent)
+    for name, value in extra.items():
+        response.headers.set_single(name, value)
+    for name, value in repeated:
+        response.headers.append(name, value)
+    if call.transport is not None:
+        call.transport.send_reply(response)
 
 
 def reject(
@@ -510,7 +543,7 @@ def reject(
     reason: str,
     *,
     retry_after: int | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str | list[str]] | None = None,
 ) -> None:
     """A final error response to the initial INVITE, with Retry-After where a PBX should
     try again later; it is resent until ACKed (timer G)."""

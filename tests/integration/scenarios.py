@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -615,15 +615,16 @@ async def run_sipp(
     timeout: float = 40,
     calls: int = 1,
     context: Callable[[], str] = lambda: "",
+    args: Sequence[str | int] = (),
 ) -> Sipp:
-    """`calls` calls of a scenario against 127.0.0.1:`port` with -nr (see above); all must
-    pass."""
+    """`calls` calls of a scenario against 127.0.0.1:`port` with -nr (see above), `args`
+    added to SIPp's command line; all must pass."""
     sipp = Sipp(
         workdir,
         [
             "-sf", scenario_path, "-m", calls, "-nr", "-t", transport, "-i", LOOPBACK,
             "-p", free_udp_port(also_tcp=True), "-mp", free_port_block(4),
-            "-timeout", int(timeout), "-timeout_error", "-max_socket", 10,
+            "-timeout", int(timeout), "-timeout_error", "-max_socket", 10, *args,
             f"{LOOPBACK}:{port}",
         ],
         name=scenario_path.stem,

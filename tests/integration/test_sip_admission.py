@@ -23,9 +23,22 @@ from .scenarios import (
 pytestmark = SIP_TESTS
 
 USER, PASSWORD = "asterisk", "s3cret-for-tests"
+# SIPp answers the first challenge and knows only MD5: the gateway must offer MD5 alone to it,
+# as to an older PBX (SHA-256 first, the default, is tested in test_sip_digest.py).
 AUTH_CONFIG = {
-    "sip": {"auth": {"realm": "gw.test", "users": [{"username": USER, "password_env": "GW_PW"}]}}
+    "sip": {
+        "auth": {
+            "realm": "gw.test",
+            "users": [{"username": USER, "password_env": "GW_PW"}],
+            "algorithms": ["MD5"],
+        }
+    }
 }
+
+
+def auth_uri(port: int) -> tuple[str, str]:
+    """SIPp's digest uri is sip:HOST:PORT unless told: the gateway wants the Request-URI."""
+    return ("-auth_uri", f"service@127.0.0.1:{port}")
 
 
 def authenticated_call(path: Path, password: str) -> Path:
@@ -51,7 +64,9 @@ def authenticated_call(path: Path, password: str) -> Path:
 async def test_digest_authentication_admits_the_right_password(tmp_path: Path) -> None:
     async with GatewayProcess(tmp_path, AUTH_CONFIG, env={"GW_PW": PASSWORD}) as gateway:
         path = authenticated_call(tmp_path / "auth_ok.xml", PASSWORD)
-        await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+        await run_sipp(
+            tmp_path, path, gateway.port, context=gateway.tail, args=auth_uri(gateway.port)
+        )
         ended = await gateway.wait_for("call.ended", timeout=10)
         assert ended["reason"] == "caller_bye"
         (rejected,) = gateway.find("call.rejected")
@@ -62,7 +77,9 @@ async def test_digest_authentication_admits_the_right_password(tmp_path: Path) -
 async def test_digest_authentication_refuses_a_wrong_password(tmp_path: Path) -> None:
     async with GatewayProcess(tmp_path, AUTH_CONFIG, env={"GW_PW": PASSWORD}) as gateway:
         path = authenticated_call(tmp_path / "auth_bad.xml", "wrong")
-        await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+        await run_sipp(
+            tmp_path, path, gateway.port, context=gateway.tail, args=auth_uri(gateway.port)
+        )
         await gateway.wait_for("call.rejected", timeout=10, where=lambda e: "wrong" in e["reason"])
         assert not gateway.find("realtime.session_open")
         assert PASSWORD not in "\n".join(gateway.raw)
