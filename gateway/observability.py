@@ -6,7 +6,9 @@ stdlib logging) are rendered by the same processors, which merge them in. One JS
 per line, on stderr, so journald stores each as one entry.
 
 Libraries log at warning and above only: websockets logs the handshake headers, with the
-`api-key`, at debug level.
+`api-key`, at debug level. aiosipua warns about some malformed input once per packet (a body
+shorter than its Content-Length, a missing header): its lines are let through once a minute
+per message, so a flood of such packets cannot flood the log.
 """
 
 from __future__ import annotations
@@ -17,8 +19,23 @@ import sys
 import structlog
 
 from .config import LoggingConfig
+from .sip.door import LogLimiter
 
 LIBRARY_MIN_LEVEL = logging.WARNING
+RATE_LIMITED_LIBRARIES = ("aiosipua",)
+
+
+class LibraryRateLimit(logging.Filter):
+    """At most one line a minute per message template of the libraries that log per packet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._limiter = LogLimiter(60.0)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(RATE_LIMITED_LIBRARIES):
+            return True
+        return self._limiter.allow(record.name, str(record.msg))
 
 
 def setup_logging(cfg: LoggingConfig) -> None:
@@ -51,6 +68,7 @@ def setup_logging(cfg: LoggingConfig) -> None:
             ],
         )
     )
+    handler.addFilter(LibraryRateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, LIBRARY_MIN_LEVEL))

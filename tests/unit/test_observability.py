@@ -38,3 +38,31 @@ def test_library_lines_are_json_with_the_call_ids_and_no_debug() -> None:
     assert (library["level"], library["logger"]) == ("warning", "aiosipua.uas")
     assert "timestamp" in library
     assert "call_id" not in outside
+
+
+FLOOD = r"""
+import logging
+from gateway.config import LoggingConfig
+from gateway.observability import setup_logging
+
+setup_logging(LoggingConfig(format="json", level="info"))
+short = logging.getLogger("aiosipua.message")
+for i in range(500):  # what a flood of truncated INVITEs makes aiosipua say
+    short.warning("Body shorter than Content-Length (%d < %d)", i, 9999)
+logging.getLogger("aiosipua.uas").warning("another message")
+logging.getLogger("gateway.x").warning("not a library")
+logging.getLogger("gateway.x").warning("not a library")
+"""
+
+
+def test_a_library_that_logs_per_packet_is_let_through_once_a_minute() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", FLOOD], capture_output=True, text=True, timeout=30, check=True
+    )
+    events = [json.loads(line)["event"] for line in run.stderr.splitlines()]
+    assert events == [
+        "Body shorter than Content-Length (0 < 9999)",
+        "another message",
+        "not a library",
+        "not a library",
+    ]
