@@ -7,6 +7,8 @@ from aiosipua import SipRequest
 from aiosipua.header_codec import parse_address
 from aiosipua.message import missing_required_headers
 
+from .addresses import valid_host, valid_port
+
 SCHEMES = ("sip:", "sips:", "tel:")
 MAX_CSEQ = 2**31  # RFC 3261 §8.1.1.5: the sequence number is less than 2**31
 TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
@@ -71,9 +73,33 @@ def _address_problem(request: SipRequest) -> str | None:
             return f"Bad {_pretty(name)}"
         if not address.uri.host:
             return f"Bad {_pretty(name)}"
+    if request.method in ("INVITE", "UPDATE", "SUBSCRIBE", "REFER"):
+        problem = _contact_problem(request)
+        if problem:
+            return problem
     max_forwards = request.get_header("max-forwards")
     if max_forwards is not None and not max_forwards.strip().isdigit():
         return "Bad Max-Forwards"
+    return None
+
+
+def _contact_problem(request: SipRequest) -> str | None:
+    """The remote target of a dialog (§12.1.1): one SIP URI with a well-formed host and port.
+    We never send to it (requests go where the call's packets come from), but it is written
+    into our requests, and a name or port from an attacker belongs nowhere."""
+    contacts = request.headers.get("contact")
+    if not contacts:
+        return None  # RFC 3261 requires one in an INVITE; aiosipua copes without
+    if len(contacts) > 1 or not contacts[0].isascii():
+        return "Bad Contact"
+    try:
+        uri = parse_address(contacts[0]).uri
+    except (ValueError, IndexError):
+        return "Bad Contact"
+    if uri.scheme not in ("sip", "sips") or not valid_host(uri.host):
+        return "Bad Contact"
+    if uri.port is not None and not valid_port(uri.port):
+        return "Bad Contact"
     return None
 
 

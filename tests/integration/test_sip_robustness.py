@@ -87,6 +87,19 @@ def corpus(port: int) -> dict[str, tuple[bytes, int | None]]:
         "bext01": (r("bext01", port, method="OPTIONS", extra=("Require: nothingSupported",)), 420),
         "badsdp": (r("badsdp", port, body="v=0\r\nm=audio notaport RTP/AVP x\r\n"), 400),
         "unkct": (r("unkct", port, body="<xml/>").replace(b"application/sdp", b"text/xml"), 415),
+        "nocolon": (r("nocolon", port, extra=("This line has no colon",)), 400),
+        "badcontact": (
+            r("badcontact", port, body=SDP).replace(
+                f"<sip:torture@{LOOPBACK}:{port}>".encode(), f"<sip:t@{LOOPBACK}:99999>".encode()
+            ),
+            400,
+        ),
+        "rport": (
+            r("rport", port).replace(
+                b";branch=z9hG4bK-rport", b";rport=70000;branch=z9hG4bK-rport"
+            ),
+            400,
+        ),
         "badvers": (r("badvers", port, version="SIP/7.0"), None),
         "novia": (r("novia", port, drop=("Via",)), None),
         "truncated": (r("truncated", port, body=SDP)[:150], 400),  # Via intact: 400
