@@ -113,6 +113,9 @@ class CallBridge:
         self._hang_up_due = asyncio.Event()  # the agent hung up and its last words were heard
         rtp.on_dtmf = self._on_key
         rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
+        rtp.on_peer_learned = lambda addr: log.info(
+            "rtp.source_learned", rtp_remote=f"{addr[0]}:{addr[1]}"
+        )
         self._up = Resampler(8000, rt.PCM16_RATE)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self._uplink_failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
