@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import errno
 import functools
+import random
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -75,21 +76,26 @@ class RtpStats:
 
 
 class PortAllocator:
-    """Hands out even RTP ports (the odd neighbour is RTCP's by convention)."""
+    """Hands out even RTP ports (the odd neighbour is RTCP's by convention), at random: the
+    port of the next call cannot be guessed from the last one's."""
 
     def __init__(self, low: int, high: int) -> None:
         self._ports = list(range(low + (low % 2), high, 2)) or [low]
-        self._next = 0
         self._in_use: set[int] = set()
+        self._random = random.SystemRandom()
 
-    def candidates(self) -> list[int]:
-        n = len(self._ports)
-        order = [self._ports[(self._next + i) % n] for i in range(n)]
-        return [p for p in order if p not in self._in_use]
+    def candidates(self) -> Iterator[int]:
+        """Every free port once, in random order, drawn as they are asked for (a bind that
+        works on the first try costs one draw, not a shuffle of the whole range)."""
+        free = [p for p in self._ports if p not in self._in_use]
+        for end in range(len(free), 0, -1):
+            i = self._random.randrange(end)
+            port = free[i]
+            free[i] = free[end - 1]
+            yield port
 
     def take(self, port: int) -> None:
         self._in_use.add(port)
-        self._next = (self._ports.index(port) + 1) % len(self._ports)
 
     def release(self, port: int) -> None:
         self._in_use.discard(port)

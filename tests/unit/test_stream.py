@@ -1,8 +1,10 @@
-"""RtpStream on real loopback sockets: strict RTP, reordering, DTMF, payload types, the pacer."""
+"""RtpStream on real loopback sockets: strict RTP, reordering, DTMF, payload types, the pacer,
+random ports."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import socket
 import struct
@@ -331,3 +333,37 @@ async def test_a_closed_stream_lets_go_of_its_listeners(stream) -> None:
     assert s.on_payload != got.payload and s.on_dtmf != got.dtmf
     s.on_payload(b"late")  # a packet racing the close reaches no one
     assert got.payloads == []
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def test_ports_are_handed_out_at_random_each_free_one_once() -> None:
+    allocator = PortAllocator(20000, 20200)
+    evens = set(range(20000, 20200, 2))
+    taken = []
+    for _ in range(50):
+        port = next(allocator.candidates())
+        allocator.take(port)
+        taken.append(port)
+    assert len(set(taken)) == 50 and set(taken) <= evens
+    # In order, each port is the last one + 2 (a sprayer's guess); at random, about 1 in 100.
+    assert sum(b == a + 2 for a, b in itertools.pairwise(taken)) < 10
+    rest = list(allocator.candidates())
+    assert sorted(rest) == sorted(evens - set(taken))
+    allocator.release(taken[0])
+    assert taken[0] in set(allocator.candidates())
+
+
+async def test_open_tries_the_next_random_port_when_one_is_taken() -> None:
+    base = free_port_block(4)
+    allocator = PortAllocator(base, base + 3)  # two even ports
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((LOOPBACK, base + (base % 2)))  # someone else holds one of the two
+        s = await RtpStream.open(
+            allocator, LOOPBACK, lambda: RtpStream(PCMU, 0, None, lambda _: None)
+        )
+        try:
+            assert s.port == base + (base % 2) + 2 and allocator.in_use == 1
+        finally:
+            s.close()
