@@ -43,7 +43,7 @@ RATE = 8000
 REORDER_MAX_DELAY_S = 0.06
 COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
 MAX_DATAGRAM = 2048  # G.711 at 60 ms is 492 bytes; anything larger is not RTP we negotiated
-# Flood guard on the latched source: packets beyond twice the ptime rate are dropped, after a
+# Flood guard on the accepted source: packets beyond twice the ptime rate are dropped, after a
 # burst of one second's worth (a network that held packets back releases them at once).
 FLOOD_RATE_FACTOR = 2.0
 FLOOD_BURST_S = 1.0

@@ -176,6 +176,18 @@ async def test_a_reinvite_hears_the_new_address_at_once_and_junk_still_never_lat
             assert pending(intruder) == b"" and pending(first) == b""
 
 
+async def test_strict_off_latches_on_the_first_valid_packet_but_never_on_junk() -> None:
+    """media.strict_rtp false: the old symmetric latching, less the junk."""
+    got = Received()
+    s = RtpStream(PCMU, 0, None, got.payload, strict=False)
+    s.datagram_received(b"\x00", ("127.0.0.2", 5004))
+    assert s.remote is None
+    s.datagram_received(packet(1, frame(1)), (LOOPBACK, 40000))
+    s.datagram_received(packet(2, frame(2)), ("127.0.0.2", 5004))
+    assert s.remote == (LOOPBACK, 40000) and got.payloads == [frame(1)]
+    assert s.stats.foreign_source == 2 and s.stats.sources_learned == 1
+
+
 async def test_reordered_packets_arrive_in_order(stream) -> None:
     s, got = stream
     with answered(s) as caller:
