@@ -518,6 +518,8 @@ class Gateway:
                     _drop,
                     plan.ptime_ms,
                     dtmf_payload_type=plan.dtmf_payload_type,
+                    strict=self.cfg.media.strict_rtp,
+                    learn_packets=self.cfg.media.rtp_learn_packets,
                 ),
             )
             sdp.rtp_port = stream.port

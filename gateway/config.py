@@ -688,6 +688,27 @@ class MediaConfig(_Model):
         "not run while it is held. A resume starts the count again at the next hold. More "
         "than 0, at most 86400. Default 3600 (1 hour).",
     )
+    strict_rtp: bool = Field(
+        True,
+        description="Hear RTP only from the caller, like Asterisk's strictrtp: packets from the "
+        "address and port in the caller's SDP are taken at once; any other source (a NAT "
+        "that rewrote the port) only after rtp_learn_packets consecutive valid RTP packets "
+        "(one SSRC, sequence numbers in a row, the negotiated audio or telephone-event "
+        "payload type), and only when the source heard so far has sent nothing for 1 s (or "
+        "never sent). Everything else is dropped and counted (rtp.stats foreign_source, "
+        "metric sipgw_rtp_packets_total kind foreign_source), and our audio goes to the "
+        "accepted source only. false = the old symmetric latching: "
+        "the first valid RTP packet from any address takes the call's media, which anyone "
+        "who can reach the RTP port can race. Junk never latches either way. Default true.",
+    )
+    rtp_learn_packets: Int = Field(
+        4,
+        ge=2,
+        le=50,
+        description="With strict_rtp: how many consecutive valid RTP packets (20 ms each, "
+        "dropped while they count) a source other than the SDP's address must send before "
+        "the call hears it and sends to it (2-50). Default 4, Asterisk's probation.",
+    )
     playback_buffer_s: Float = Field(
         120.0,
         ge=1,

@@ -120,6 +120,9 @@ class CallBridge:
         rtp.on_dtmf = self._on_key
         rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
         rtp.on_hold = self._on_hold
+        rtp.on_peer_learned = lambda addr: log.info(
+            "rtp.source_learned", rtp_remote=f"{addr[0]}:{addr[1]}"
+        )
         self._up = Resampler(8000, rt.PCM16_RATE)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self._uplink_failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -1,6 +1,8 @@
-"""The call leg's RTP socket: receive, latch, reorder, and a pacer on an absolute clock.
+"""The call leg's RTP socket: receive from the peer only, reorder, and a pacer on an absolute
+clock.
 
-Receive: symmetric latching on the first packet (and nothing from anyone else after it), then
+Receive: strict RTP (``source.py``: the SDP's address at once, another one, a NAT's, only once
+it has sent a run of valid packets while the first was quiet; anything else dropped), then
 the reorder buffer, then by payload type: audio (with silence where the caller's timeline has
 a gap), RFC 4733 key presses, comfort noise and anything else counted and dropped.
 
@@ -21,8 +23,9 @@ import asyncio
 import contextlib
 import errno
 import functools
+import random
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -34,12 +37,13 @@ from .jitter import AudioClock, ReorderBuffer
 from .pacer import Pacer
 from .reactor import SocketReactor
 from .rtp import HEADER, HEADER_SIZE, RtpPacket, RtpParseError, RtpSender, parse_rtp
+from .source import LEARN_PACKETS, RtpSourceGuard, Verdict
 
 RATE = 8000
 REORDER_MAX_DELAY_S = 0.06
 COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
 MAX_DATAGRAM = 2048  # G.711 at 60 ms is 492 bytes; anything larger is not RTP we negotiated
-# Flood guard on the latched source: packets beyond twice the ptime rate are dropped, after a
+# Flood guard on the accepted source: packets beyond twice the ptime rate are dropped, after a
 # burst of one second's worth (a network that held packets back releases them at once).
 FLOOD_RATE_FACTOR = 2.0
 FLOOD_BURST_S = 1.0
@@ -60,7 +64,8 @@ class RtpStats:
     packets_in: int = 0
     packets_out: int = 0
     malformed: int = 0
-    foreign_source: int = 0  # packets from an address other than the latched one
+    foreign_source: int = 0  # packets from anyone but the peer (strangers, a source learning)
+    sources_learned: int = 0  # peers learned from their packets (NAT, late offer) not the SDP
     comfort_noise: int = 0
     other_payload: int = 0  # payload types we did not negotiate
     dtmf_events: int = 0
@@ -71,21 +76,26 @@ class RtpStats:
 
 
 class PortAllocator:
-    """Hands out even RTP ports (the odd neighbour is RTCP's by convention)."""
+    """Hands out even RTP ports (the odd neighbour is RTCP's by convention), at random: the
+    port of the next call cannot be guessed from the last one's."""
 
     def __init__(self, low: int, high: int) -> None:
         self._ports = list(range(low + (low % 2), high, 2)) or [low]
-        self._next = 0
         self._in_use: set[int] = set()
+        self._random = random.SystemRandom()
 
-    def candidates(self) -> list[int]:
-        n = len(self._ports)
-        order = [self._ports[(self._next + i) % n] for i in range(n)]
-        return [p for p in order if p not in self._in_use]
+    def candidates(self) -> Iterator[int]:
+        """Every free port once, in random order, drawn as they are asked for (a bind that
+        works on the first try costs one draw, not a shuffle of the whole range)."""
+        free = [p for p in self._ports if p not in self._in_use]
+        for end in range(len(free), 0, -1):
+            i = self._random.randrange(end)
+            port = free[i]
+            free[i] = free[end - 1]
+            yield port
 
     def take(self, port: int) -> None:
         self._in_use.add(port)
-        self._next = (self._ports.index(port) + 1) % len(self._ports)
 
     def release(self, port: int) -> None:
         self._in_use.discard(port)
@@ -96,7 +106,7 @@ class PortAllocator:
 
 
 class RtpStream:
-    """One call's RTP: symmetric latching on receive, paced G.711 on send."""
+    """One call's RTP: strict source checks on receive, paced G.711 on send."""
 
     def __init__(
         self,
@@ -106,15 +116,22 @@ class RtpStream:
         on_payload: Callable[[bytes], None],
         ptime_ms: int = 20,
         dtmf_payload_type: int | None = None,
+        *,
+        strict: bool = True,
+        learn_packets: int = LEARN_PACKETS,
     ) -> None:
         self.codec = codec
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
         self.frame_samples = RATE * ptime_ms // 1000
-        self._remote = remote
-        self._latched = False
+        payload_types = [pt for pt in (payload_type, dtmf_payload_type) if pt is not None]
+        self._guard = RtpSourceGuard(
+            remote, payload_types, strict=strict, learn_packets=learn_packets
+        )
+        self._remote = self._guard.source  # where we send: the guard's source, kept at hand
         self.on_payload = on_payload
+        self.on_peer_learned: Callable[[tuple[str, int]], None] = _ignore_peer_learned
         self.on_dtmf: Callable[[str, int], None] = _ignore_dtmf
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,6 +245,7 @@ class RtpStream:
         self.on_dtmf = _ignore_dtmf
         self.on_flood = _ignore_flood
         self.on_hold = _ignore_hold
+        self.on_peer_learned = _ignore_peer_learned
         self._source = None
 
     @property
@@ -249,12 +267,9 @@ class RtpStream:
 
     def _received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         source = (addr[0], addr[1])
-        if not self._latched:
-            # Symmetric RTP: answer where the caller's packets really come from (NAT).
-            self._remote = source
-            self._latched = True
-        elif source != self._remote:
-            self.stats.foreign_source += 1
+        if source == self._remote:
+            self._guard.heard_at = now
+        elif not self._from_elsewhere(data, source, now):
             return
         refill = (now - self._flood_at) * self._flood_rate
         tokens = min(self._flood_burst, self._flood_tokens + refill)
@@ -288,6 +303,29 @@ class RtpStream:
             self._dispatch(ready)
         if reorder.waiting:
             self._arm_reorder_timer()
+
+    def _from_elsewhere(self, data: bytes, source: tuple[str, int], now: float) -> bool:
+        """A packet from an address we do not send to: the guard decides (``source.py``)."""
+        header: tuple[int, int, int] | None
+        if len(data) > HEADER_SIZE and data[0] == 0x80:  # a plain header: nothing else to check
+            _, second, sequence, _, ssrc = HEADER.unpack_from(data)
+            header = (second & 0x7F, sequence, ssrc)
+        else:
+            try:
+                packet = parse_rtp(data)
+            except RtpParseError:
+                header = None  # junk never counts towards learning a source
+            else:
+                header = (packet.payload_type, packet.sequence, packet.ssrc)
+        verdict = self._guard.check(source, header, now)
+        if verdict is Verdict.DROP:
+            self.stats.foreign_source += 1
+            return False
+        self._remote = self._guard.source
+        if verdict is Verdict.LEARNED:
+            self.stats.sources_learned += 1
+            self.on_peer_learned(source)
+        return True
 
     def _arm_reorder_timer(self) -> None:
         deadline = self.reorder.deadline
@@ -412,9 +450,10 @@ class RtpStream:
             await asyncio.sleep(timeout_s - silent)
 
     def set_remote(self, addr: tuple[str, int]) -> None:
-        """The caller's media moved (new c=/m=): send there, and latch again on what arrives."""
-        self._remote = addr
-        self._latched = False
+        """The caller's media moved (new c=/m=): heard and sent to at once; an address other
+        than this one must be learned again, under the same rules."""
+        self._guard.moved(addr)
+        self._remote = self._guard.source
 
 
 @functools.cache
@@ -437,6 +476,10 @@ def _ignore_flood() -> None:
 
 def _ignore_hold(held: bool) -> None:
     """A hold or resume before anyone listens for it."""
+
+
+def _ignore_peer_learned(addr: tuple[str, int]) -> None:
+    """A source learned before anyone listens (it is counted in the stats all the same)."""
 
 
 def local_ip_towards(host: str) -> str:

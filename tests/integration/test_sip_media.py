@@ -203,12 +203,16 @@ async def test_nat_advertised_address_and_symmetric_rtp(tmp_path: Path) -> None:
             answered = await gateway.wait_for("call.answered", timeout=10)
             await a.packet_after(0)
             rtp_port = int(str(answered["rtp_local"]).rsplit(":", 1)[1])
-            for seq in range(3):
+            # Strict RTP: the advertised address never sent, so the NAT's is learned from a
+            # run of 4 valid packets in sequence (one packet no longer takes the call).
+            for seq in range(5):
                 tc.sendto(rtp_packet(seq), (LOOPBACK, rtp_port))
+            learned = await gateway.wait_for("rtp.source_learned", timeout=5)
+            assert learned["rtp_remote"] == f"{LOOPBACK}:{c.port}"
             latched = time.monotonic()
             await c.packet_after(latched)
             await run
-            # Latched: the gateway kept sending where the caller's packets came from.
+            # Learned: the gateway kept sending where the caller's packets came from.
             assert a.count_between(latched + 0.1, time.monotonic()) == 0
             assert c.count_between(latched, time.monotonic()) > 25
     finally:

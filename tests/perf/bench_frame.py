@@ -1,6 +1,6 @@
 """CPU cost of one 20 ms frame on the inbound and outbound media paths.
 
-Inbound:  RtpStream.datagram_received (latching, RTP parse, reorder buffer, audio clock,
+Inbound:  RtpStream.datagram_received (source check, RTP parse, reorder buffer, audio clock,
           payload-type dispatch) -> G.711 decode -> soxr 8k->24k -> base64 + JSON append.
 Outbound: JSON delta parse (base64) -> soxr 24k->8k -> playback push/next_frame ->
           G.711 encode -> RTP build.
@@ -63,7 +63,7 @@ def inbound(frames: int, passthrough: bool = False):
 
     def run(n: int) -> None:
         payloads: list[bytes] = []
-        stream = RtpStream(PCMU, 0, None, payloads.append)
+        stream = RtpStream(PCMU, 0, addr, payloads.append)  # the caller its SDP names
         # Packets come back to back here, not every 20 ms: the flood guard must not count them.
         stream._flood_burst = stream._flood_tokens = float(n + 1)
 

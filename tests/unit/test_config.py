@@ -132,6 +132,7 @@ def test_defaults() -> None:
     assert cfg.sip.max_calls == 100
     assert (cfg.media.rtp_port_min, cfg.media.rtp_port_max) == (10000, 20000)
     assert cfg.media.codecs == ["PCMU", "PCMA"]
+    assert (cfg.media.strict_rtp, cfg.media.rtp_learn_packets) == (True, 4)
     rt = cfg.realtime
     assert (rt.url, rt.deployment, rt.protocol, rt.api_version) == (
         "embedded:echo",
@@ -326,6 +327,11 @@ def test_rtp_range_must_hold_two_ports(low: int, high: int) -> None:
 
 def test_rtp_range_of_two_ports_is_enough() -> None:
     parse_config({"media": {"rtp_port_min": 10000, "rtp_port_max": 10001}})
+
+
+@pytest.mark.parametrize("packets", [0, 1, 51])
+def test_rtp_learn_packets_is_a_run_of_2_to_50(packets: int) -> None:
+    only(errors_of({"media": {"rtp_learn_packets": packets}}), "x.yaml: media.rtp_learn_packets: ")
 
 
 def test_rtp_port_below_1024() -> None:

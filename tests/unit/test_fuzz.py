@@ -260,10 +260,11 @@ def test_dtmf_decoder_never_raises(events: list[tuple[int, int, int, int, bytes]
 @FUZZ
 @given(st.lists(DATAGRAMS, max_size=80), st.booleans())
 def test_rtp_receive_path_never_raises(datagrams: list[bytes], foreign: bool) -> None:
-    """Whatever arrives on a call's RTP socket: latching, flood guard, parse, reorder, payload
-    dispatch, DTMF; the bridge sees only audio of the negotiated codec, in whole samples."""
+    """Whatever arrives on a call's RTP socket: source checks, flood guard, parse, reorder,
+    payload dispatch, DTMF; the bridge sees only audio of the negotiated codec, in whole
+    samples. Port 4000 is the SDP's address (heard at once), 4001 a stranger."""
     payloads: list[bytes] = []
-    stream = RtpStream(PCMU, 0, None, payloads.append, 20, dtmf_payload_type=101)
+    stream = RtpStream(PCMU, 0, ("127.0.0.1", 4000), payloads.append, 20, dtmf_payload_type=101)
 
     async def feed() -> None:
         for i, data in enumerate(datagrams):

@@ -1,8 +1,11 @@
-"""RtpStream on real loopback sockets: latching, reordering, DTMF, payload types, the pacer."""
+"""RtpStream on real loopback sockets: strict RTP, reordering, DTMF, payload types, the pacer,
+random ports."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -41,11 +44,26 @@ class Received:
                 await self.changed.wait()
 
 
-def peer() -> socket.socket:
+def peer(host: str = LOOPBACK) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((LOOPBACK, 0))
+    sock.bind((host, 0))
     sock.setblocking(False)
     return sock
+
+
+def answered(s: RtpStream, host: str = LOOPBACK) -> socket.socket:
+    """The caller's socket, named in its SDP (what the stream hears from at once)."""
+    sock = peer(host)
+    s.set_remote(sock.getsockname())
+    return sock
+
+
+def pending(sock: socket.socket) -> bytes:
+    """Whatever the socket has received by now (b"" when nothing)."""
+    try:
+        return sock.recv(2048)
+    except BlockingIOError:
+        return b""
 
 
 @pytest.fixture
@@ -78,28 +96,101 @@ def frame(n: int) -> bytes:
     return bytes([n]) * 160
 
 
-async def test_latches_on_the_first_source_and_ignores_every_other(stream) -> None:
+async def test_the_sdp_address_is_heard_at_once_and_no_one_else(stream) -> None:
     s, got = stream
-    caller, intruder = peer(), peer()
+    caller, intruder = answered(s), peer("127.0.0.2")
     with caller, intruder:
+        intruder.sendto(b"\x00", (LOOPBACK, s.port))  # one junk byte used to take the call
+        intruder.sendto(packet(1, frame(99)), (LOOPBACK, s.port))  # and RTP injection
         caller.sendto(packet(1, frame(1)), (LOOPBACK, s.port))
         await got.until(lambda: len(got.payloads) == 1)
         assert s.remote == caller.getsockname()
-        intruder.sendto(packet(2, frame(99)), (LOOPBACK, s.port))  # RTP injection attempt
+        intruder.sendto(packet(2, frame(99)), (LOOPBACK, s.port))
         caller.sendto(packet(2, frame(2)), (LOOPBACK, s.port))
         await got.until(lambda: len(got.payloads) == 2)
         assert got.payloads == [frame(1), frame(2)]
-        assert s.stats.foreign_source == 1
-        # What we send goes to the latched caller, not the intruder.
+        assert s.stats.foreign_source == 3
+        # What we send goes to the caller, not the intruder.
         s.send(b"\xff" * 160)
         loop = asyncio.get_running_loop()
         data = await asyncio.wait_for(loop.sock_recv(caller, 2048), 2)
         assert parse_rtp(data).payload == b"\xff" * 160
+        assert pending(intruder) == b""
+
+
+async def test_late_offer_learns_the_caller_never_junk_nor_random_rtp(stream) -> None:
+    """No SDP address yet: junk and random RTP never latch; a run of 4 valid packets does."""
+    s, got = stream
+    rng = random.Random(5)
+    caller, intruder = peer(), peer("127.0.0.2")
+    with caller, intruder:
+        for _ in range(20):
+            intruder.sendto(rng.randbytes(rng.randrange(1, 200)), (LOOPBACK, s.port))
+            seq, ssrc = rng.randrange(65536), rng.randrange(1 << 32)
+            intruder.sendto(packet(seq, frame(99), ssrc=ssrc), (LOOPBACK, s.port))
+        for seq in range(1, 7):
+            caller.sendto(packet(seq, frame(seq)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 3)
+        assert got.payloads == [frame(4), frame(5), frame(6)]  # 1-3 were the caller on trial
+        assert s.remote == caller.getsockname()
+        assert s.stats.foreign_source == 40 + 3 and s.stats.sources_learned == 1
+        s.send(b"\xff" * 160)
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.sock_recv(caller, 2048), 2)
+        assert pending(intruder) == b""
+
+
+async def test_a_nat_source_is_learned_after_a_run_while_the_sdp_address_is_quiet(
+    stream,
+) -> None:
+    s, got = stream
+    learned: list[tuple[str, int]] = []
+    s.on_peer_learned = learned.append
+    advertised = answered(s)  # what the SDP says; behind a NAT it never sends
+    with advertised, peer() as nat:
+        for seq in range(1, 6):
+            nat.sendto(packet(seq, frame(seq)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 2)
+        assert got.payloads == [frame(4), frame(5)]
+        assert learned == [nat.getsockname()] and s.remote == nat.getsockname()
+
+
+async def test_a_reinvite_hears_the_new_address_at_once_and_junk_still_never_latches(
+    stream,
+) -> None:
+    s, got = stream
+    first, intruder = answered(s), peer("127.0.0.2")
+    with first, intruder:
+        first.sendto(packet(1, frame(1)), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 1)
+        moved = answered(s)  # re-INVITE: new c=/m=
+        with moved:
+            assert s.remote == moved.getsockname()
+            intruder.sendto(b"\x80", (LOOPBACK, s.port))  # used to latch again
+            moved.sendto(packet(2, frame(2)), (LOOPBACK, s.port))
+            await got.until(lambda: len(got.payloads) == 2)
+            assert s.remote == moved.getsockname()
+            s.send(b"\xff" * 160)
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.sock_recv(moved, 2048), 2)
+            assert pending(intruder) == b"" and pending(first) == b""
+
+
+async def test_strict_off_latches_on_the_first_valid_packet_but_never_on_junk() -> None:
+    """media.strict_rtp false: the old symmetric latching, less the junk."""
+    got = Received()
+    s = RtpStream(PCMU, 0, None, got.payload, strict=False)
+    s.datagram_received(b"\x00", ("127.0.0.2", 5004))
+    assert s.remote is None
+    s.datagram_received(packet(1, frame(1)), (LOOPBACK, 40000))
+    s.datagram_received(packet(2, frame(2)), ("127.0.0.2", 5004))
+    assert s.remote == (LOOPBACK, 40000) and got.payloads == [frame(1)]
+    assert s.stats.foreign_source == 2 and s.stats.sources_learned == 1
 
 
 async def test_reordered_packets_arrive_in_order(stream) -> None:
     s, got = stream
-    with peer() as caller:
+    with answered(s) as caller:
         for seq in (10, 12, 11, 13):
             caller.sendto(packet(seq, frame(seq)), (LOOPBACK, s.port))
         await got.until(lambda: len(got.payloads) == 4)
@@ -110,7 +201,7 @@ async def test_reordered_packets_arrive_in_order(stream) -> None:
 async def test_a_lost_packet_becomes_20_ms_of_silence_within_60_ms(stream) -> None:
     s, got = stream
     loop = asyncio.get_running_loop()
-    with peer() as caller:
+    with answered(s) as caller:
         caller.sendto(packet(1, frame(1)), (LOOPBACK, s.port))
         await got.until(lambda: len(got.payloads) == 1)
         sent_at = loop.time()
@@ -124,7 +215,7 @@ async def test_a_lost_packet_becomes_20_ms_of_silence_within_60_ms(stream) -> No
 
 async def test_duplicates_are_dropped(stream) -> None:
     s, got = stream
-    with peer() as caller:
+    with answered(s) as caller:
         for seq in (1, 1, 2, 2, 3):
             caller.sendto(packet(seq, frame(seq)), (LOOPBACK, s.port))
         await got.until(lambda: len(got.payloads) == 3)
@@ -134,7 +225,7 @@ async def test_duplicates_are_dropped(stream) -> None:
 
 async def test_dtmf_comfort_noise_and_unknown_payload_types(stream) -> None:
     s, got = stream
-    with peer() as caller:
+    with answered(s) as caller:
         send = lambda data: caller.sendto(data, (LOOPBACK, s.port))  # noqa: E731
         send(packet(1, frame(1)))
         # Key "5" for 100 ms in place of audio (ts 320-1120): two updates, three end packets.
@@ -154,7 +245,7 @@ async def test_dtmf_comfort_noise_and_unknown_payload_types(stream) -> None:
 
 async def test_malformed_datagrams_are_counted_not_fatal(stream) -> None:
     s, got = stream
-    with peer() as caller:
+    with answered(s) as caller:
         caller.sendto(b"\x00\x01", (LOOPBACK, s.port))
         caller.sendto(packet(1, frame(1)), (LOOPBACK, s.port))
         await got.until(lambda: len(got.payloads) == 1)
@@ -214,6 +305,7 @@ async def test_a_flood_from_the_caller_is_cut_to_twice_the_packet_rate(stream) -
     floods: list[int] = []
     s.on_flood = lambda: floods.append(s.stats.packets_in)
     caller = (LOOPBACK, 40000)
+    s.set_remote(caller)
     for seq in range(200):  # all within microseconds: far beyond 100 packets/s
         s.datagram_received(packet(seq, frame(seq % 256)), caller)
     assert s.stats.packets_in == 50  # the burst allowance: one second at 20 ms
@@ -238,7 +330,7 @@ async def test_rtp_timeout_waits_out_a_hold(stream) -> None:
 async def test_rtp_from_the_caller_keeps_the_timeout_away(stream) -> None:
     s, got = stream
     timeout = asyncio.ensure_future(s.rtp_timeout(0.15))
-    with peer() as caller:
+    with answered(s) as caller:
         for seq in range(10):  # a packet every 50 ms for half a second
             caller.sendto(packet(seq), (LOOPBACK, s.port))
             await got.until(lambda seq=seq: len(got.payloads) > seq)
@@ -264,3 +356,37 @@ async def test_holds_and_resumes_are_reported_once_each(stream) -> None:
     s.set_sending(False)  # a hold refreshed by a re-INVITE
     s.set_sending(True)
     assert changes == [True, False]
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def test_ports_are_handed_out_at_random_each_free_one_once() -> None:
+    allocator = PortAllocator(20000, 20200)
+    evens = set(range(20000, 20200, 2))
+    taken = []
+    for _ in range(50):
+        port = next(allocator.candidates())
+        allocator.take(port)
+        taken.append(port)
+    assert len(set(taken)) == 50 and set(taken) <= evens
+    # In order, each port is the last one + 2 (a sprayer's guess); at random, about 1 in 100.
+    assert sum(b == a + 2 for a, b in itertools.pairwise(taken)) < 10
+    rest = list(allocator.candidates())
+    assert sorted(rest) == sorted(evens - set(taken))
+    allocator.release(taken[0])
+    assert taken[0] in set(allocator.candidates())
+
+
+async def test_open_tries_the_next_random_port_when_one_is_taken() -> None:
+    base = free_port_block(4)
+    allocator = PortAllocator(base, base + 3)  # two even ports
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blocker:
+        blocker.bind((LOOPBACK, base + (base % 2)))  # someone else holds one of the two
+        s = await RtpStream.open(
+            allocator, LOOPBACK, lambda: RtpStream(PCMU, 0, None, lambda _: None)
+        )
+        try:
+            assert s.port == base + (base % 2) + 2 and allocator.in_use == 1
+        finally:
+            s.close()
