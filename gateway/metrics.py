@@ -190,6 +190,14 @@ class Metrics:
             "(media.playback_buffer_s): an answer that arrived far ahead of real time.",
             registry=r,
         )
+        self.record_write_failures = Counter(
+            f"{p}_record_write_failures",
+            "Writes of a call's files that failed (full disk, I/O error), by kind "
+            "(call_record, recording, transcript); each is also logged with its errno. The "
+            "call goes on; what could not be written is lost.",
+            ["kind"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{p}_config_reloads", "SIGHUP reloads by result (ok, rejected).", ["result"],
             registry=r,
@@ -209,6 +217,10 @@ class Metrics:
     def ended(self, reason: str, duration_s: float) -> None:
         self.calls_ended.labels(_label(reason.split(":", 1)[0])).inc()
         self.call_duration.observe(duration_s)
+
+    def write_failed(self, kind: str) -> None:
+        """A call's file could not be written (kind: call_record, recording, transcript)."""
+        self.record_write_failures.labels(_label(kind)).inc()
 
     def realtime_error(self, code: object) -> None:
         self.realtime_errors.labels(_label(code)).inc()
