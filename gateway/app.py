@@ -12,7 +12,7 @@ import gc
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -33,6 +33,7 @@ from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
 from .call_record import CallRecord, now_iso
 from .config import AgentConfig, GatewayConfig, api_key, sip_passwords
+from .durable import errno_name
 from .gc_pauses import FullCollections, GcPauses
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
 from .metrics import CallProbe, Metrics, MetricsServer
@@ -397,10 +398,7 @@ class Gateway:
         task.add_done_callback(self._writes.discard)
 
     async def _write_refusal(self, record: CallRecord, directory: Path) -> None:
-        try:
-            await record.write(directory)
-        except OSError as exc:
-            log.error("call.record_failed", directory=str(directory), error=exc.strerror)
+        await self._save_record(record, directory, log)
 
     def _refusal(
         self, sip: IncomingCall
@@ -499,6 +497,7 @@ class Gateway:
             dialed=info.dialed,
         )
         answered_at: float | None = None
+        opening: asyncio.Task[None] | None = None  # the record's in_progress write
         reason = "unknown"
         try:
             local_ip = self._local_ip(sip.source_addr[0])
@@ -547,6 +546,7 @@ class Gateway:
                 sip_call_id=sip.call_id,
                 caller=sip.caller,
                 callee=sip.callee,
+                on_failure=partial(self.metrics.write_failed, "transcript"),
             )
             recording = self._recording(call.id, route.agent, stream.frame_samples)
             tools = Tools(route.agent.tools, _tool_call_data(call.id, info, route.profile))
@@ -579,6 +579,8 @@ class Gateway:
             if recording is not None:
                 recording.start()
                 record.recording = str(recording.path)
+            record.transcript = transcript.path
+            opening = self._write_opening_record(record, clog)
             self.metrics.answered()
             clog.info(
                 "call.answered",
@@ -633,7 +635,9 @@ class Gateway:
             duration_s = time.monotonic() - answered_at if answered_at else 0.0
             self._count_end(reason, answered_at is not None, duration_s, stream)
             # The record first: whoever reads "call.ended" can rely on the record being there.
-            await self._write_record(record, reason, answered_at, duration_s, call, bridge, clog)
+            await self._write_record(
+                record, reason, answered_at, duration_s, call, bridge, clog, opening
+            )
             clog.info(
                 "call.ended",
                 reason=reason,
@@ -652,7 +656,39 @@ class Gateway:
         if not agent.recording or directory is None:
             return None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return Recording(directory / f"{stamp}_{call_id}.wav", frame_samples)
+        failed = partial(self.metrics.write_failed, "recording")
+        return Recording(directory / f"{stamp}_{call_id}.wav", frame_samples, failed)
+
+    def _write_opening_record(self, record: CallRecord, clog: Any) -> asyncio.Task[None] | None:
+        """The answered call's record, state in_progress, written in the background (the
+        media starts at once): a call cut short by a killed process still has its record."""
+        directory = self.cfg.records.calls_dir
+        if directory is None:
+            return None
+        record.state = "in_progress"
+        return asyncio.get_running_loop().create_task(
+            self._save_record(record, directory, clog), name=f"record-{record.call_id}"
+        )
+
+    def _save_record(self, record: CallRecord, directory: Path, clog: Any) -> Awaitable[None]:
+        """Write the record as it is now (taken at this call, written later); a failure (full
+        disk) is logged and counted, never raised: the call goes on."""
+        return self._saved(record.write(directory), record.state, directory, clog)
+
+    async def _saved(
+        self, writing: Awaitable[None], state: str, directory: Path, clog: Any
+    ) -> None:
+        try:
+            await writing
+        except OSError as exc:
+            clog.error(
+                "call.record_failed",
+                directory=str(directory),
+                state=state,
+                errno=errno_name(exc),
+                error=exc.strerror,
+            )
+            self.metrics.write_failed("call_record")
 
     async def _write_record(
         self,
@@ -663,10 +699,16 @@ class Gateway:
         call: ActiveCall,
         bridge: CallBridge | None,
         clog: Any,
+        opening: asyncio.Task[None] | None = None,
     ) -> None:
+        """The call's final record, state completed, once its in_progress version (`opening`)
+        is on disk: never the other way round."""
         directory = self.cfg.records.calls_dir
         if directory is None:
             return
+        if opening is not None:
+            await asyncio.wait({opening})
+        record.state = "completed"
         record.ended_at = now_iso()
         record.end_reason = reason
         record.setup_ms = round(((answered_at or time.monotonic()) - call.received_at) * 1000)
@@ -676,10 +718,7 @@ class Gateway:
             record.usage = dict(bridge.stats.usage)
             record.tool_calls = list(bridge.actions.tool_calls)
             record.transcript = bridge.transcript.path
-        try:
-            await record.write(directory)
-        except OSError as exc:
-            clog.error("call.record_failed", directory=str(directory), error=exc.strerror)
+        await self._save_record(record, directory, clog)
 
     def _count_end(
         self, reason: str, answered: bool, duration_s: float, stream: RtpStream | None

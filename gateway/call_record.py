@@ -2,17 +2,24 @@
 
 It is what billing, QA and support look at first: who called which number, which profile
 answered, how it ended and why, how long it lasted, what it cost in tokens, which tools ran.
+
+An answered call's record is written twice: at the answer with ``state: in_progress`` (so a
+call cut short by a killed process or a power cut still has one), and at the end, complete,
+with ``state: completed``. A refused call's record is written once, completed. Each write
+replaces the file whole and is on disk when it returns (see `durable.write_atomically`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from .durable import write_atomically
 
 
 def now_iso() -> str:
@@ -26,6 +33,7 @@ class CallRecord:
     caller: str
     callee: str
     source: str
+    state: Literal["in_progress", "completed"] = "completed"
     received_at: str = field(default_factory=now_iso)
     dialed: str = ""
     profile: str | None = None
@@ -42,15 +50,9 @@ class CallRecord:
     recording: str | None = None
     transcript: str | None = None
 
-    async def write(self, directory: Path) -> Path:
-        """Write `<call_id>.json` atomically (a reader never sees half a record)."""
-        path = directory / f"{self.call_id}.json"
-        text = json.dumps(asdict(self), indent=1, default=str)
-        await asyncio.to_thread(_write_atomically, path, text)
-        return path
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    def write(self, directory: Path) -> Awaitable[None]:
+        """Write `<call_id>.json` as the record is now, in a worker thread: atomically (a
+        reader never sees half a record) and durably. Raises OSError (ENOSPC...) with no
+        temporary file left behind."""
+        data = json.dumps(asdict(self), indent=1, default=str).encode()
+        return asyncio.to_thread(write_atomically, directory / f"{self.call_id}.json", data)

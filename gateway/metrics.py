@@ -212,6 +212,14 @@ class Metrics:
             "authentication failures.",
             registry=r,
         )
+        self.record_write_failures = Counter(
+            f"{p}_record_write_failures",
+            "Writes of a call's files that failed (full disk, I/O error), by kind "
+            "(call_record, recording, transcript); each is also logged with its errno. The "
+            "call goes on; what could not be written is lost.",
+            ["kind"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{p}_config_reloads", "SIGHUP reloads by result (ok, rejected).", ["result"],
             registry=r,
@@ -234,6 +242,10 @@ class Metrics:
 
     def sip_drop(self, transport: str, reason: str) -> None:
         self.sip_dropped.labels(_label(transport), _label(reason)).inc()
+
+    def write_failed(self, kind: str) -> None:
+        """A call's file could not be written (kind: call_record, recording, transcript)."""
+        self.record_write_failures.labels(_label(kind)).inc()
 
     def realtime_error(self, code: object) -> None:
         self.realtime_errors.labels(_label(code)).inc()

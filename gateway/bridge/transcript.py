@@ -6,9 +6,11 @@ proportional: the share of the item's audio that was heard (``ItemAccount.heard_
 same figure the model gets in ``conversation.item.truncate``), snapped back to a word edge.
 
 An agent turn is written when its audio has finished playing or was cut, since only then is
-it known what was heard. Every line is written and flushed at once (line-buffered file), so a
-call that ends abruptly (BYE mid-sentence, a dropped socket, a killed process) loses nothing
-already said; :meth:`TranscriptLog.close` writes the turns still open and the end of the call.
+it known what was heard. Every line goes to the kernel at once, whole (`durable.AppendFile`),
+so a call that ends abruptly (BYE mid-sentence, a dropped socket, a killed process) loses
+nothing already said; :meth:`TranscriptLog.close` writes the turns still open and the end of
+the call, and fsyncs the file in a worker thread. A full disk ends the file at its last whole
+line (one log line, one metric), never the call.
 
 Lines (one JSON object each)::
 
@@ -25,6 +27,8 @@ Lines (one JSON object each)::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import time
@@ -34,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..durable import AppendFile, errno_name
 from .playback import ItemAccount
 
 MAX_OPEN_CALLER_TURNS = 16
@@ -62,15 +67,17 @@ class TranscriptLog:
 
     def __init__(
         self,
-        file: TextIO | None,
+        file: TextIO | AppendFile | None,
         log: Any,
         *,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.file = file
         self.path: str | None = getattr(file, "name", None)
         self.log = log
+        self.on_failure = on_failure
         self.clock = clock
         self._mono0 = clock()
         self._wall0 = wall()
@@ -79,23 +86,36 @@ class TranscriptLog:
         self.closed = False
 
     @classmethod
-    def open(cls, directory: Path | None, call_id: str, log: Any, **call: Any) -> TranscriptLog:
-        """Start the call's file in `directory` (None: log only); a failure never ends a call."""
-        file = None
-        if directory is not None:
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            path = directory / f"{stamp}_{_SAFE_NAME.sub('_', call_id)}.jsonl"
-            try:
-                file = path.open("a", encoding="utf-8", buffering=1)
-            except OSError as exc:
-                log.error("call.transcript_unavailable", path=str(path), error=str(exc))
-            else:
-                log.info("call.transcript_file", path=str(path))
-        transcript = cls(file, log)
-        transcript._write(
-            {"type": "call", "event": "answered", "at": transcript._iso(), "call_id": call_id}
-            | call
-        )
+    def open(
+        cls,
+        directory: Path | None,
+        call_id: str,
+        log: Any,
+        *,
+        on_failure: Callable[[], None] = lambda: None,
+        **call: Any,
+    ) -> TranscriptLog:
+        """Start the call's file in `directory` (None: log only) with its first line; a
+        failure leaves no file and never ends a call."""
+        transcript = cls(None, log, on_failure=on_failure)
+        first = {"type": "call", "event": "answered", "at": transcript._iso(), "call_id": call_id}
+        if directory is None:
+            return transcript
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = directory / f"{stamp}_{_SAFE_NAME.sub('_', call_id)}.jsonl"
+        try:
+            transcript.file = AppendFile(path, _line(first | call))
+        except OSError as exc:
+            log.error(
+                "call.transcript_unavailable",
+                path=str(path),
+                errno=errno_name(exc),
+                error=exc.strerror,
+            )
+            on_failure()
+        else:
+            transcript.path = str(path)
+            log.info("call.transcript_file", path=str(path))
         return transcript
 
     # --- events from the bridge ----------------------------------------------------------------
@@ -137,8 +157,25 @@ class TranscriptLog:
         end = {"type": "call", "event": "ended", "reason": reason, "duration_s": duration}
         self._write(end | {"at": self._iso()})
         self.closed = True
-        if self.file is not None:
+        if isinstance(self.file, AppendFile):
+            self._sync_and_close(self.file)
+        elif self.file is not None:
             self.file.close()
+
+    def _sync_and_close(self, file: AppendFile) -> None:
+        """fsync and close in a worker thread: an fsync can take long, the event loop cannot."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script, a test): here and now
+            self._close_file(file)
+            return
+        loop.run_in_executor(None, self._close_file, file)
+
+    def _close_file(self, file: AppendFile) -> None:
+        try:
+            file.close()
+        except OSError as exc:  # the lines are in the file; only their durability is in doubt
+            self._failed(exc)
 
     # --- lines ---------------------------------------------------------------------------------
 
@@ -182,11 +219,32 @@ class TranscriptLog:
         if self.file is None or self.closed:
             return
         try:
-            self.file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        except (OSError, ValueError) as exc:  # disk full, file closed under us
+            self.file.write(_line(line))
+        except OSError as exc:  # disk full: the file ends with the last whole line
+            file, self.file = self.file, None
+            with contextlib.suppress(OSError):
+                if isinstance(file, AppendFile):
+                    file.close(sync=False)  # no fsync on the event loop
+                else:
+                    file.close()
+            self._failed(exc)
+        except ValueError as exc:  # file closed under us
             self.log.error("call.transcript_write_failed", error=str(exc))
             self.file = None
+
+    def _failed(self, exc: OSError) -> None:
+        self.log.error(
+            "call.transcript_write_failed",
+            path=self.path,
+            errno=errno_name(exc),
+            error=exc.strerror,
+        )
+        self.on_failure()
 
     def _iso(self, mono: float | None = None) -> str:
         t = self._wall0 + ((self.clock() if mono is None else mono) - self._mono0)
         return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+
+def _line(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, ensure_ascii=False) + "\n"

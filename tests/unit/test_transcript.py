@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from gateway.bridge.playback import ItemAccount, ItemKey
 from gateway.bridge.transcript import TranscriptLog, cut_text
+from tests.tmpfs import fill, small_tmpfs
 
 TEXT = "The quick brown fox jumps over the lazy dog"
 
@@ -135,3 +139,47 @@ def test_an_unwritable_directory_only_logs(tmp_path) -> None:
     assert t.file is None
     t.caller_said("u1", "hello")
     t.close("caller_bye")
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path / "disk") as directory:
+        yield directory
+
+
+def test_a_full_disk_keeps_the_transcript_to_its_last_whole_line(disk: Path) -> None:
+    """The disk fills in the middle of a call: the file ends with the last line that fitted
+    (a reader never finds half a line), one log line, one count; the turns are still logged."""
+    fill(disk, leave=4096)
+    failures: list[str] = []
+    with capture_logs() as logs:
+        t = TranscriptLog.open(
+            disk, "c1", structlog.get_logger(), on_failure=lambda: failures.append("transcript")
+        )
+        long = "word " * 300  # 1.5 kB a turn: the third does not fit
+        for n in range(6):
+            t.caller_said(f"u{n}", long)
+        t.close("caller_bye")
+    assert failures == ["transcript"]
+    [failed] = [e for e in logs if e["event"] == "call.transcript_write_failed"]
+    assert failed["errno"] == "ENOSPC" and failed["path"] == t.path
+    assert len([e for e in logs if e["event"] == "call.transcript"]) == 6
+    [path] = disk.glob("*.jsonl")
+    written = [json.loads(line) for line in path.read_bytes().decode().splitlines()]
+    assert [w.get("event", w.get("role")) for w in written] == ["answered", "caller", "caller"]
+    assert path.read_bytes().endswith(b"\n")
+
+
+def test_a_transcript_that_cannot_start_leaves_no_file(disk: Path) -> None:
+    fill(disk)
+    failures: list[str] = []
+    with capture_logs() as logs:
+        t = TranscriptLog.open(
+            disk, "c1", structlog.get_logger(), on_failure=lambda: failures.append("transcript")
+        )
+        t.caller_said("u1", "hello")
+        t.close("caller_bye")
+    assert t.file is None and t.path is None
+    assert failures == ["transcript"]
+    assert [e["errno"] for e in logs if e["event"] == "call.transcript_unavailable"] == ["ENOSPC"]
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]
