@@ -31,7 +31,7 @@ INVITE = (
     b"Contact: <sip:caller@127.0.0.1:5070>\r\n"
     b"Max-Forwards: 70\r\n"
     b"Content-Type: application/sdp\r\n"
-    b"Content-Length: 98\r\n\r\n"
+    b"Content-Length: 87\r\n\r\n"  # a valid INVITE: mutations start from it
     b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     b"m=audio 4000 RTP/AVP 0\r\n"
 )
@@ -156,3 +156,40 @@ async def test_missing_via_gets_no_answer() -> None:
     server, wire = uas()
     wire._dispatch(b"\r\n".join(lines), ("127.0.0.1", 5070))
     assert wire.sent == [] and not server._calls
+
+
+async def test_a_full_transaction_table_answers_503_without_state() -> None:
+    server, wire = uas()
+    server.invites.max_size = 3
+    for i in range(5):
+        data = INVITE.replace(b"branch=z9hG4bK-1-1", f"branch=z9hG4bK-t{i}".encode())
+        wire._dispatch(data.replace(b"Call-ID: 1@", f"Call-ID: {i}@".encode()), ("127.0.0.1", 5070))
+    finals = [m.status_code for m, _ in wire.sent if isinstance(m, SipResponse)]
+    assert finals.count(486) == 3 and finals.count(503) == 2
+    assert len(server.invites) == 3  # the two refused for room left nothing behind
+    for txn in server.invites.all():
+        if txn.timer is not None:
+            txn.timer.cancel()
+
+
+async def test_an_ack_finds_its_transaction_among_thousands_by_lookup() -> None:
+    server, wire = uas()
+    for i in range(2000):
+        data = INVITE.replace(b"branch=z9hG4bK-1-1", f"branch=z9hG4bK-t{i}".encode())
+        wire._dispatch(data.replace(b"Call-ID: 1@", f"Call-ID: {i}@".encode()), ("127.0.0.1", 5070))
+    assert len(server.invites) == 2000
+    ack = (
+        INVITE.split(b"Content-Type")[0]
+        .replace(b"INVITE sip", b"ACK sip")
+        .replace(b"1 INVITE", b"1 ACK")
+        .replace(b"branch=z9hG4bK-1-1", b"branch=z9hG4bK-t1234")
+        .replace(b"Call-ID: 1@", b"Call-ID: 1234@")
+        + b"Content-Length: 0\r\n\r\n"
+    )
+    wire._dispatch(ack, ("127.0.0.1", 5070))
+    assert len(server.invites) == 2000  # confirmed, lingering to absorb retransmissions
+    (txn,) = server.invites.of_call("1234@127.0.0.1")
+    assert txn.state.value == "confirmed"
+    for txn in server.invites.all():
+        if txn.timer is not None:
+            txn.timer.cancel()
