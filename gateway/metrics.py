@@ -194,7 +194,8 @@ class Metrics:
         self.sip_dropped = Counter(
             f"{p}_sip_dropped",
             "SIP messages and connections not processed, by transport and reason: "
-            "not_allowed (sip.allow_from), unparseable, bad_address, bad_header, send_failed, "
+            "not_allowed (sip.allow_from), answer_too_large (a refusal larger than its request "
+            "is not sent), unparseable, bad_address, bad_header, send_failed, "
             "tcp_connection_limit, tcp_source_limit, tcp_timeout, tcp_framing, tcp_send_buffer, "
             "tcp_no_connection.",
             ["transport", "reason"],

@@ -98,7 +98,7 @@ class Listener:
         self.on_reply: Callable[[SipResponse], None] | None = None
         # A request that may not be processed, and the answer it gets instead (the UAS builds
         # it; `send_to` sends it to the packet's source, outside any transaction).
-        self.on_refused: Callable[[SipRequest, Source, int, str], None] | None = None
+        self.on_refused: Callable[[SipRequest, Source, int, str], bytes] | None = None
         self.on_drop: Callable[[str], None] = lambda reason: None
         self.on_dead: Callable[[str], None] = lambda reason: None
         self.drops: Counter[str] = Counter()
@@ -116,7 +116,7 @@ class Listener:
                 with contextlib.suppress(ValueError):
                     parsed = parse_datagram(data)
                     if parsed is not None and isinstance(parsed[0], SipRequest):
-                        self._refuse(parsed[0], source, 403, "Forbidden")
+                        self._refuse(parsed[0], source, 403, "Forbidden", len(data))
             return True
         try:
             parsed = parse_datagram(data)
@@ -146,10 +146,24 @@ class Listener:
                     log.exception("sip.handler_failed", source=_fmt(source))
         return True
 
-    def _refuse(self, request: SipRequest, source: Source, status: int, reason: str) -> None:
+    def _refuse(
+        self,
+        request: SipRequest,
+        source: Source,
+        status: int,
+        reason: str,
+        budget: int | None = None,
+    ) -> None:
+        """Answer a request that is not processed; a stranger's only when the answer is no
+        larger than its request (`budget`): its source may be forged, and the gateway must not
+        amplify what reaches a victim."""
         if request.method != "ACK" and request.headers.get("via") and self.on_refused:
             try:
-                self.on_refused(request, source, status, reason)
+                answer = self.on_refused(request, source, status, reason)
+                if budget is not None and len(answer) > budget:
+                    self._drop("answer_too_large", source, status=status)
+                    return
+                self.send_to(answer, source)
             except Exception:
                 if self._logs.allow("handler_failed", source[0]):
                     log.exception("sip.handler_failed", source=_fmt(source))

@@ -69,7 +69,7 @@ class GatewayUAS(SipUAS):
         self._handlers["INFO"] = self._handle_info
         self.on_key: Callable[[IncomingCall, str], Any] | None = None
         transport.on_reply = self._on_reply
-        transport.on_refused = self.refuse
+        transport.on_refused = self.refuse_message
 
     async def stop(self) -> None:
         for txn in self.invites.all():
@@ -253,6 +253,13 @@ class GatewayUAS(SipUAS):
             response.headers.set_single("User-Agent", self.user_agent)
         self.transport.send_reply(response)
 
+    def refuse_message(
+        self, request: SipRequest, source: Source, status: int, reason: str
+    ) -> bytes:
+        """The answer to a request the transport refused (the source ACL's 403, a bad Via's
+        400); the transport sends it, once, outside any transaction."""
+        return bytes(self._error_response(request, status, reason, None))
+
     def refuse(
         self,
         request: SipRequest,
@@ -262,7 +269,7 @@ class GatewayUAS(SipUAS):
         headers: dict[str, str] | None = None,
     ) -> None:
         """An answer sent once to the packet's source, outside any transaction: never
-        retransmitted, never remembered (the source ACL's 403, a bad Via's 400)."""
+        retransmitted, never remembered."""
         self.transport.send_to(self._error_response(request, status, reason, headers), source)
 
     def _send_error(

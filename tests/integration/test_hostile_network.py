@@ -441,3 +441,27 @@ async def test_a_flood_from_a_stranger_leaves_the_call_and_the_disk_alone(tmp_pa
     assert report.pacing.undisturbed(), report.pacing
     assert report.rss_growth_mib <= 10
     assert report.files_of_the_stranger == 0
+
+
+async def test_a_stranger_never_gets_more_bytes_back_than_it_sent() -> None:
+    """A forged source is a victim: a 403 larger than the request (compact headers make a
+    small one) is not sent at all, so the gateway amplifies nothing."""
+    config = {"sip": {"allow_from": ["127.0.0.1/32"]}}
+    async with InProcessGateway(config) as gateway:
+        stranger = Peer(STRANGER)
+        try:
+            tiny = (
+                f"OPTIONS sip:a SIP/2.0\r\n"
+                f"v: SIP/2.0/UDP {STRANGER}:{stranger.port};branch=z9hG4bKt"
+                "\r\nf: <sip:a@b>;tag=1\r\nt: <sip:a@b>\r\ni: x\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            ).encode()
+            stranger.send(tiny, gateway.port)
+            stranger.send(request("big", stranger.port, body=SDP), gateway.port)
+            answer = await stranger.next(timeout=5)
+            assert answer is not None and b"z9hG4bK-big" in answer  # the tiny one got nothing
+            assert len(answer) <= len(request("big", stranger.port, body=SDP))
+            assert await stranger.next(timeout=0.5) is None
+            too_large = gateway.gateway.metrics.sip_dropped.labels("udp", "answer_too_large")
+            assert too_large._value.get() == 1
+        finally:
+            stranger.close()
