@@ -382,6 +382,9 @@ class TcpTransport(Listener):
             await self._serve(reader, conn)
         except asyncio.CancelledError:
             pass
+        except Exception:  # a bug: this connection ends, the listener goes on
+            if self._logs.allow("handler_failed", host):
+                log.exception("sip.handler_failed", source=_fmt(source), transport=self.name)
         finally:
             if self._connections.get(source) is conn:
                 del self._connections[source]
