@@ -90,6 +90,8 @@ class Gateway:
         self._blocklist: AuthBlocklist | None = None
         self._ports = PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         self._door = Door(cfg.sip.allow_from, cfg.sip.reject_unknown)
+        # Where a caller's SDP may send our RTP: media.allow_to, else where SIP may come from.
+        self._media_door = Door(cfg.media.allow_to or cfg.sip.allow_from)
         self._embedded: EmbeddedRealtimeServer | None = None
         self._auth: Auth = NoAuth()
         self._base_url = cfg.realtime.url
@@ -502,7 +504,7 @@ class Gateway:
         try:
             local_ip = self._local_ip(sip.source_addr[0])
             sip.advertised_addr = (local_ip, self.sip_port)
-            sdp = SdpSession(self.cfg.media.codecs, local_ip)
+            sdp = SdpSession(self.cfg.media.codecs, local_ip, allow_to=self._media_door)
             plan = sdp.first_plan(sip.sdp_offer)
             route = self.router.select(info)
             record.profile, record.codec = route.profile, plan.codec.name

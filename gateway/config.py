@@ -709,6 +709,16 @@ class MediaConfig(_Model):
         "dropped while they count) a source other than the SDP's address must send before "
         "the call hears it and sends to it (2-50). Default 4, Asterisk's probation.",
     )
+    allow_to: list[NetworkEntry] | None = Field(
+        None,
+        description="Networks the gateway may send RTP to. The c= address of a caller's SDP "
+        "(in the INVITE, a re-INVITE or the ACK's late answer) must lie in one of them, else "
+        "the offer gets 488 Not Acceptable Here (a re-INVITE's leaves the call as it was, a "
+        "late answer ends the call): an admitted peer cannot aim a call's 50 packets a "
+        "second at a third party. A source that strict RTP learned from its own packets is "
+        "not checked. Default none = the networks of sip.allow_from; list the trunk's media "
+        "servers here (CIDR) when they are elsewhere, 0.0.0.0/0 and ::/0 for anywhere.",
+    )
     playback_buffer_s: Float = Field(
         120.0,
         ge=1,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the real SIP/RTP peers used by the integration tests (tests/integration):
 #   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox, kamailio,
-#   and systemd-analyze (package systemd) to verify the units in deploy/systemd.
+#   systemd-analyze (package systemd) to verify the units in deploy/systemd, and strace
+#   (tests/integration/test_fuzz_sockets.py traces where the gateway sends).
 #
 # Idempotent and fast: when every tool is already present it makes no apt call at all.
 # Otherwise it runs `apt-get update` once and installs only what is missing
@@ -33,11 +34,12 @@ missing_packages() {
     command -v sox >/dev/null 2>&1 || echo sox
     command -v kamailio >/dev/null 2>&1 || [[ -x /usr/sbin/kamailio ]] || echo kamailio
     command -v systemd-analyze >/dev/null 2>&1 || echo systemd
+    command -v strace >/dev/null 2>&1 || echo strace
 }
 
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -eq 0 ]]; then
-    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio, systemd-analyze)"
+    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio, systemd-analyze, strace)"
     exit 0
 fi
 

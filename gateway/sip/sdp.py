@@ -18,6 +18,7 @@ from aiosipua import SdpMessage, build_sdp, negotiate_sdp, serialize_sdp
 
 from ..media.g711 import G711, codec_by_name
 from .addresses import ip_literal, valid_port
+from .door import Door
 
 
 class NotAcceptable(Exception):
@@ -107,8 +108,17 @@ DTMF_PT = 101  # telephone-event in our own offers
 class SdpSession:
     """One call's side of the offer/answer exchange, for the whole dialog."""
 
-    def __init__(self, codecs: list[str], local_ip: str, rtp_port: int = 0) -> None:
+    def __init__(
+        self,
+        codecs: list[str],
+        local_ip: str,
+        rtp_port: int = 0,
+        *,
+        allow_to: Door | None = None,
+    ) -> None:
         self.codecs = codecs
+        # Where our RTP may go (media.allow_to); None: anywhere.
+        self.allow_to = allow_to
         self.local_ip = local_ip
         self.rtp_port = rtp_port  # set once the RTP socket is bound
         self.plan: MediaPlan | None = None  # what is agreed and in force
@@ -121,14 +131,14 @@ class SdpSession:
     def first_plan(self, offer: SdpMessage | None) -> MediaPlan:
         """The media of a new call: from its offer, or what our own offer will propose."""
         if offer is not None:
-            return plan_media(offer, self.codecs)
+            return self._allowed(plan_media(offer, self.codecs))
         codec = codec_by_name(self.codecs[0])
         return MediaPlan(codec, codec.payload_type, None, DTMF_PT, 20)
 
     def answer(self, offer: SdpMessage) -> tuple[MediaPlan, SdpMessage]:
         """Answer an offer; within a call the codec cannot change (its bridge is built)."""
         codecs = [self.plan.codec.name] if self.plan else self.codecs
-        plan = plan_media(offer, codecs)
+        plan = self._allowed(plan_media(offer, codecs))
         answer = build_answer(offer, plan, self.local_ip, self.rtp_port)
         self.plan = plan
         return plan, self._stamp(answer)
@@ -159,10 +169,18 @@ class SdpSession:
             raise NotAcceptable("an answer arrived without an offer of ours")
         if answer is None:
             raise NotAcceptable("the ACK carries no SDP answer to our offer")
-        plan = plan_media(answer, [offered.codec.name])
+        plan = self._allowed(plan_media(answer, [offered.codec.name]))
         if plan.payload_type != offered.payload_type and offered.payload_type < 96:
             raise NotAcceptable(f"the answer changed payload type {offered.payload_type}")
         self.plan = plan
+        return plan
+
+    def _allowed(self, plan: MediaPlan) -> MediaPlan:
+        """The plan, if its c= address is one we may send to (media.allow_to): an admitted
+        peer's SDP must not aim our RTP at a third party."""
+        if plan.remote is not None and self.allow_to is not None:
+            if not self.allow_to.admits(plan.remote[0]):
+                raise NotAcceptable(f"c= address {plan.remote[0]} is outside media.allow_to")
         return plan
 
     def _stamp(self, sdp: SdpMessage) -> SdpMessage:

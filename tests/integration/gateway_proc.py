@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,15 +124,18 @@ class EventLog:
 
 
 class GatewayProcess(EventLog):
-    """`env` adds to (or, with a None value, removes from) the gateway's environment."""
+    """`env` adds to (or, with a None value, removes from) the gateway's environment;
+    `wrapper` is a command the gateway runs under (e.g. strace and its options)."""
 
     def __init__(
         self,
         workdir: Path,
         config: dict[str, Any] | None = None,
         env: dict[str, str | None] | None = None,
+        wrapper: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        self.wrapper = list(wrapper)
         self.workdir = workdir
         self.extra_config = config
         self.port, self.metrics_port, self.config = test_config(config)
@@ -207,6 +210,7 @@ class GatewayProcess(EventLog):
 
     async def _start(self, timeout: float, wait_ready: bool) -> GatewayProcess:
         self._proc = await asyncio.create_subprocess_exec(
+            *self.wrapper,
             sys.executable,
             "-m",
             "gateway",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from aiosipua import parse_sdp, serialize_sdp
 
-from gateway.sip.sdp import NotAcceptable, build_answer, plan_media
+from gateway.sip.door import Door
+from gateway.sip.sdp import NotAcceptable, SdpSession, build_answer, plan_media
 
 
 def offer(m_line: str, *attrs: str, c: str = "192.0.2.10") -> str:
@@ -60,3 +63,32 @@ def test_unanswerable_offers_are_not_acceptable(body: str) -> None:
 def test_hold_address_means_remote_unknown_until_latched() -> None:
     plan = plan_media(parse_sdp(offer("m=audio 4000 RTP/AVP 0", c="0.0.0.0")), ["PCMU"])
     assert plan.remote is None
+
+
+def test_media_allow_to_refuses_a_c_address_elsewhere() -> None:
+    """In an offer, a re-INVITE's offer and the ACK's late answer alike."""
+    inside = parse_sdp(offer("m=audio 4000 RTP/AVP 0", c="192.0.2.10"))
+    outside = parse_sdp(offer("m=audio 4000 RTP/AVP 0", c="203.0.113.9"))
+    mapped = parse_sdp(
+        offer("m=audio 4000 RTP/AVP 0", c="192.0.2.10").replace(
+            "c=IN IP4 192.0.2.10", "c=IN IP6 ::ffff:203.0.113.9"
+        )
+    )
+    held = parse_sdp(offer("m=audio 4000 RTP/AVP 0", c="0.0.0.0"))
+    door = Door([ipaddress.ip_network("192.0.2.0/24")])
+    session = SdpSession(["PCMU"], "192.0.2.1", 10002, allow_to=door)
+    assert session.first_plan(inside).remote == ("192.0.2.10", 4000)
+    for sdp in (outside, mapped):
+        with pytest.raises(NotAcceptable, match=r"outside media\.allow_to"):
+            session.first_plan(sdp)
+    session.answer(inside)
+    with pytest.raises(NotAcceptable):
+        session.answer(outside)  # a re-INVITE's offer
+    assert session.plan is not None and session.plan.remote == ("192.0.2.10", 4000)
+    assert session.answer(held)[0].remote is None  # hold names no address: nothing to check
+    late = SdpSession(["PCMU"], "192.0.2.1", 10002, allow_to=door)
+    late.offer()
+    with pytest.raises(NotAcceptable):
+        late.accept_answer(outside)
+    anywhere = SdpSession(["PCMU"], "192.0.2.1", 10002)  # no door: unchecked
+    assert anywhere.first_plan(outside).remote == ("203.0.113.9", 4000)
