@@ -1184,6 +1184,15 @@ class DtmfConfig(_Model):
         description="Keys pressed within this many ms of each other go to the model together "
         "as one '[DTMF 1234#]' message; # sends at once. 0 = each key alone. Default 1500.",
     )
+    max_digits: int = Field(
+        32,
+        ge=1,
+        le=256,
+        description="Longest key entry: one that reaches this many keys goes to the model at "
+        "once, so a caller who never pauses cannot build an endless message. Keys faster "
+        "than a person presses them (beyond a burst of 20, more than 10 a second) are "
+        "dropped and logged (call.dtmf_dropped). Default 32.",
+    )
 
 
 class AgentConfig(_Model):
