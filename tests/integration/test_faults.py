@@ -142,10 +142,14 @@ def _call_ids(gateway: GatewayProcess, phone: RtpCaller | RtpPeer | PacingProbe)
     }
 
 
+def metrics_text(gateway: GatewayProcess) -> str:
+    with urllib.request.urlopen(f"{gateway.metrics_url}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
 def metric(gateway: GatewayProcess, name: str) -> float:
     """The sum of a metric's samples on /metrics."""
-    with urllib.request.urlopen(f"{gateway.metrics_url}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = metrics_text(gateway)
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -239,6 +243,34 @@ async def test_malformed_frames_do_not_end_the_call(tmp_path: Path) -> None:
             ended = await victim_ended(gateway, phone, timeout=10)
             assert await sipp.wait(15) == 0, sipp.report()
     assert_record(tmp_path, ended, "realtime_closed:1000")
+
+
+async def test_error_codes_the_service_makes_up_do_not_grow_the_metrics(tmp_path: Path) -> None:
+    """1000 error events, each with a code of its own, then a close with a private code: the
+    call goes on, and /metrics counts them all under a bounded set of labels (other)."""
+    async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
+        cfg = config(fake, tmp_path)
+        async with scene(tmp_path, fake, cfg, phone.port) as (gateway, by, sipp):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            session = fake.sessions[-1]
+            for i in range(1000):
+                error = {"type": "invalid_request_error", "code": f"made_up_{i}", "message": "x"}
+                await session.send_raw(json.dumps({"type": "error", "error": error}))
+            await gateway.wait_for(
+                "realtime.error", timeout=20, where=lambda e: e["code"] == "made_up_999"
+            )
+            await session.drop(4321, "private")
+            ended = await victim_ended(gateway, phone, timeout=10)
+            assert await sipp.wait(15) == 0, sipp.report()
+            await assert_unaffected(gateway, by)
+            text = metrics_text(gateway)
+    assert_record(tmp_path, ended, "realtime_closed:4321")
+    codes = {
+        line.split('code="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("sipgw_realtime_errors_total{")
+    }
+    assert codes == {"other": 1001}, codes
 
 
 async def test_a_long_answer_far_ahead_of_real_time_is_capped(tmp_path: Path) -> None:
