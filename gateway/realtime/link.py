@@ -41,6 +41,7 @@ RECONNECT_WITHIN_S = 2.0
 PENDING_EVENTS = 150  # 3 s of 20 ms appends held while a new session opens
 EVENT_QUEUE = 64
 ROLLOVER_RETRY_S = 2.0
+MAX_ITEMS = 256  # item ids remembered per session (an answer has one or two)
 
 Opener = Callable[[], Awaitable[RealtimeSession]]
 
@@ -92,7 +93,9 @@ class RealtimeLink:
         self._closing: set[asyncio.Future[None]] = set()  # replaced sessions closing
         self._spare: RealtimeSession | None = None
         # Turn state of the current session, for the rollover's pause and cut-off answers.
-        self._items: set[str] = set()  # assistant audio items of the current session
+        # Assistant audio items of the current session (the latest MAX_ITEMS: ids come from
+        # the service), and of the answer in progress (at most MAX_ITEMS).
+        self._items: dict[str, None] = {}
         self._talking = False
         self._answer_due = False
         self._response: str | None = None
@@ -228,8 +231,11 @@ class RealtimeLink:
                 self._response_items = {}
                 self._answer_due = False
             case rt.AudioDelta():
-                self._items.add(event.item_id)
-                if event.response_id == self._response:
+                if event.item_id not in self._items:
+                    self._items[event.item_id] = None
+                    if len(self._items) > MAX_ITEMS:
+                        del self._items[next(iter(self._items))]
+                if event.response_id == self._response and len(self._response_items) < MAX_ITEMS:
                     self._response_items.setdefault(event.item_id, False)
             case rt.AudioDone():
                 if event.item_id in self._response_items:
@@ -390,7 +396,7 @@ class RealtimeLink:
             await new.send(new.dialect.conversation_item(role, text))
         old, self._session = self._session, new
         self._ends_at = self._end_of(new)
-        self._items = set()
+        self._items = {}
         self._talking = self._answer_due = False
         self._response = None
         self._response_items = {}

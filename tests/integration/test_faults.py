@@ -273,6 +273,39 @@ async def test_error_codes_the_service_makes_up_do_not_grow_the_metrics(tmp_path
     assert codes == {"other": 1001}, codes
 
 
+async def test_transcripts_of_items_never_played_are_not_kept_for_the_call(
+    tmp_path: Path,
+) -> None:
+    """The service sends transcript deltas for 500 items it never plays: the gateway keeps
+    only the last few open and writes the others at once (memory bounded during the call)."""
+    from gateway.bridge.transcript import MAX_OPEN_AGENT_TURNS
+
+    count = 500
+    async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
+        cfg = config(fake, tmp_path)
+        async with (
+            GatewayProcess(tmp_path, cfg) as gateway,
+            sipp_dial(tmp_path / "victim", gateway.port, phone.port) as sipp,
+        ):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            session = fake.sessions[-1]
+            for i in range(count):
+                delta = {"response_id": "resp_x", "item_id": f"item_{i}", "delta": f"delta {i}"}
+                event = {"type": "response.output_audio_transcript.delta", **delta}
+                await session.send_raw(json.dumps(event))
+            last_evicted = f"delta {count - 1 - MAX_OPEN_AGENT_TURNS}"
+            await gateway.wait_for(
+                "call.transcript", timeout=20, where=lambda e: e.get("full_text") == last_evicted
+            )
+            assert len(gateway.find("call.transcript")) == count - MAX_OPEN_AGENT_TURNS
+            assert not gateway.find("call.ended")  # written during the call, not at its end
+            await session.drop(1000, "done")
+            ended = await victim_ended(gateway, phone, timeout=10)
+            assert await sipp.wait(15) == 0, sipp.report()
+    assert_record(tmp_path, ended, "realtime_closed:1000")
+    assert len(gateway.find("call.transcript")) == count
+
+
 async def test_a_long_answer_far_ahead_of_real_time_is_capped(tmp_path: Path) -> None:
     """A 40 s answer at 20x real time arrives in 2 s; media.playback_buffer_s 2 holds the
     memory to 2 s of audio: the rest is dropped, logged and counted."""

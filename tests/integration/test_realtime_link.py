@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,7 +24,7 @@ from gateway.realtime import protocol as rt
 from gateway.realtime.auth import ApiKeyAuth, Auth, NoAuth
 from gateway.realtime.client import RealtimeSession
 from gateway.realtime.embedded import CHIME_TRANSCRIPT, ECHO_TRANSCRIPT, EmbeddedRealtimeServer
-from gateway.realtime.link import RECONNECT_WITHIN_S, RealtimeLink
+from gateway.realtime.link import MAX_ITEMS, RECONNECT_WITHIN_S, RealtimeLink
 from tests.realtime_schema import validate_client_event, validate_preview_client_event
 from tests.unit.test_embedded import noise, pcm, speechlike
 
@@ -355,6 +356,20 @@ async def test_error_events_are_counted_and_end_nothing(server) -> None:
         await link.send(link.dialect.response_create())
         assert (await reader.wait(is_done, mark)).status == "completed"
         assert link.stats.service_errors == 2 and len(server.sessions) == 1
+
+
+async def test_item_ids_the_service_makes_up_are_remembered_within_a_bound(server) -> None:
+    """Audio of 1000 items in one answer, each with an id of its own: the link remembers at
+    most MAX_ITEMS of them (the ids come from the service)."""
+    async with linked(server, config()) as (link, reader, _):
+        session = server.sessions[0]
+        await session.send_raw(json.dumps({"type": "response.created", "response": {"id": "r1"}}))
+        for i in range(1000):
+            delta = {"response_id": "r1", "item_id": f"item_{i}", "delta": "AAAA"}
+            await session.send_raw(json.dumps({"type": "response.output_audio.delta", **delta}))
+        await reader.wait(lambda e: isinstance(e, rt.AudioDelta) and e.item_id == "item_999")
+        assert 0 < len(link._items) <= MAX_ITEMS and "item_999" in link._items
+        assert 0 < len(link._response_items) <= MAX_ITEMS
 
 
 # --- session limit: rollover ------------------------------------------------------------------
