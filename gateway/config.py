@@ -775,7 +775,9 @@ class RealtimeConfig(_Model):
         description="Longest a Realtime session may last, in seconds: Azure ends one at 30 "
         "minutes, OpenAI at 60. A longer call is moved to a fresh session (with the "
         "conversation so far) before this, or before the expiry the service announces if "
-        "that comes first. Default 1800.",
+        "that comes first (an announced expiry less than 2 s after the session opened, e.g. "
+        "one already past, is ignored and logged as realtime.expires_at_ignored). "
+        "Default 1800.",
     )
     rollover_margin_s: Float = Field(
         60.0,

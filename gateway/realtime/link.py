@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +42,7 @@ RECONNECT_WITHIN_S = 2.0
 PENDING_EVENTS = 150  # 3 s of 20 ms appends held while a new session opens
 EVENT_QUEUE = 64
 ROLLOVER_RETRY_S = 2.0
+MIN_SESSION_S = 2.0  # an announced expiry sooner than this after opening is not believed
 MAX_ITEMS = 256  # item ids remembered per session (an answer has one or two)
 
 Opener = Callable[[], Awaitable[RealtimeSession]]
@@ -103,6 +105,7 @@ class RealtimeLink:
         self._pause = asyncio.Event()
         self._pause.set()
         self._replaced = asyncio.Event()  # set each time a new session takes over
+        self._expiry_ignored = False  # an announced expiry was not believed (logged once)
         self._ends_at = self._end_of(session)
         self._start_pump(session)
         self._spawn(self._rollover_loop(), "rollover")
@@ -414,11 +417,29 @@ class RealtimeLink:
         return len(replay)
 
     def _end_of(self, session: RealtimeSession) -> float:
-        """Monotonic time the session ends: our limit, or the expiry the service announced."""
+        """Monotonic time the session ends: our limit, or the expiry the service announced.
+
+        An expiry less than MIN_SESSION_S after the session opened (in the past: a clock far
+        off, a service bug) is not believed, or every new session would be rolled over at
+        once, in a loop; it is logged once per call and max_session_s holds.
+        """
         ends = session.opened_at + self._max_session_s
         expires_at = session.session.get("expires_at")
-        if isinstance(expires_at, int | float) and expires_at > 0:
-            ends = min(ends, time.monotonic() + expires_at - time.time())
+        if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+            return ends
+        announced = time.monotonic() + (expires_at - time.time())
+        if math.isfinite(announced) and announced - session.opened_at >= MIN_SESSION_S:
+            return min(ends, announced)
+        if not self._expiry_ignored:
+            self._expiry_ignored = True
+            self.log.warning(
+                "realtime.expires_at_ignored",
+                session_id=session.id,
+                expires_in_s=round(expires_at - time.time(), 1)
+                if math.isfinite(expires_at)
+                else str(expires_at),
+                max_session_s=self._max_session_s,
+            )
         return ends
 
     def _start_pump(self, session: RealtimeSession) -> None:

@@ -375,6 +375,23 @@ async def test_item_ids_the_service_makes_up_are_remembered_within_a_bound(serve
 # --- session limit: rollover ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("expires_in_s", [-3600.0, 0.5, float("nan"), -1e300])
+async def test_an_expiry_in_the_past_causes_no_rollover_loop(expires_in_s: float) -> None:
+    """A service whose session.created announces an expiry already past (its clock is off,
+    or it means harm): not believed, logged once, the call goes on in its one session."""
+    async with EmbeddedRealtimeServer(burst_speed=40.0) as server:
+        server.expires_at = time.time() + expires_in_s
+        async with linked(server, config()) as (link, reader, log):
+            for _ in range(2):  # two answers: time for a loop to show, were there one
+                mark = len(reader.events)
+                await link.send(link.dialect.response_create("Greet."))
+                assert (await reader.wait(is_done, mark)).status == "completed"
+            assert link.stats.rollovers == 0 and len(server.sessions) == 1
+            assert not log.find("realtime.rolled_over") and not log.find("realtime.reconnected")
+            [ignored] = log.find("realtime.expires_at_ignored")
+            assert ignored["max_session_s"] == 1800
+
+
 async def test_rollover_at_a_pause_loses_no_audio() -> None:
     async with EmbeddedRealtimeServer(burst_speed=40.0, max_session_s=4) as server:
         cfg = config({"rollover_margin_s": 3}, instructions="Be the echo line.")
