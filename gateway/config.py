@@ -1397,6 +1397,13 @@ class MetricsConfig(_Model):
         description="TCP port of the metrics HTTP listener (1-65535); give every gateway "
         "instance on a host its own. Default 9464.",
     )
+    debug_state: bool = Field(
+        False,
+        description="Also serve /debug/state: counts of what the process holds (calls, tasks, "
+        "file descriptors, memory, garbage-collector pauses), for leak hunting and soak runs, "
+        "answered to loopback clients only. Off (404) unless set: it tells a visitor about "
+        "the process and costs a full garbage collection with ?gc=1. Default false.",
+    )
 
 
 class GatewayConfig(_Model):

@@ -341,10 +341,11 @@ def _detached() -> Metrics:
 
 
 class MetricsServer:
-    """/metrics, /healthz (the event loop answers), /readyz (`ready()`: 200, else 503) and
-    /debug/state (`state(collect)`: counts of what the process holds, for leak hunting and
-    soak runs, after a full garbage collection with ?gc=1; answered to loopback clients only,
-    whatever `bind` is)."""
+    """/metrics, /healthz (the event loop answers), /readyz (`ready()`: 200, else 503) and,
+    only with `debug_state` (metrics.debug_state; 404 otherwise), /debug/state
+    (`state(collect)`: counts of what the process holds, for leak hunting and soak runs, after
+    a full garbage collection with ?gc=1; answered to loopback clients only, whatever `bind`
+    is)."""
 
     def __init__(
         self,
@@ -353,12 +354,15 @@ class MetricsServer:
         port: int,
         ready: Callable[[], bool],
         state: Callable[[bool], dict[str, Any]] = lambda collect: {},
+        *,
+        debug_state: bool = False,
     ) -> None:
         self.metrics = metrics
         self.bind = bind
         self.port = port
         self._ready = ready
         self._state = state
+        self._debug_state_on = debug_state
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -366,7 +370,8 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/debug/state", self._debug_state)
+        if self._debug_state_on:
+            app.router.add_get("/debug/state", self._debug_state)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:

@@ -57,6 +57,7 @@ def config(fake: EmbeddedRealtimeServer, tmp_path: Path, **extra: Any) -> dict[s
     base: dict[str, Any] = {
         "realtime": {"url": fake.url, "auth": {"method": "none"}},
         "agent": {"input_transcription": {}},
+        "metrics": {"debug_state": True},  # what the process holds (debug_state below)
         "records": {
             "transcripts_dir": str(tmp_path / "transcripts"),
             "calls_dir": str(tmp_path / "calls"),

@@ -218,3 +218,35 @@ async def test_http_endpoint_serves_metrics_health_and_readiness() -> None:
                 assert r.status == 404
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_debug_state_is_served_only_when_configured(enabled: bool) -> None:
+    """metrics.debug_state (default false): /debug/state is 404 unless it is turned on, and
+    what the process holds is never computed for a request then."""
+    asked: list[bool] = []
+
+    def state(collect: bool) -> dict[str, int]:
+        asked.append(collect)
+        return {"calls": 0}
+
+    server = MetricsServer(
+        Metrics(), "127.0.0.1", _free_tcp_port(), lambda: True, state, debug_state=enabled
+    )
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(f"http://127.0.0.1:{server.port}/debug/state?gc=1") as r:
+                assert r.status == (200 if enabled else 404)
+                if enabled:
+                    assert await r.json() == {"calls": 0}
+    finally:
+        await server.close()
+    assert asked == ([True] if enabled else [])
+
+
+def test_debug_state_is_off_by_default_in_the_config() -> None:
+    from gateway.config import parse_config
+
+    assert parse_config({}).metrics.debug_state is False
+    assert parse_config({"metrics": {"debug_state": True}}).metrics.debug_state is True
