@@ -796,6 +796,13 @@ class RealtimeConfig(_Model):
         "A stalled session is replaced like a dropped one: a new session within 2 s and the "
         "call goes on, or BYE. Default 10.",
     )
+    allow_insecure_ws: bool = Field(
+        False,
+        description="Let url be ws:// (unencrypted) with auth method api_key, bearer or "
+        "entra, sending the key or token in clear text on every connection, even to this "
+        "host (another local user may listen on that port). Default false: such a url is a "
+        "config error; use wss://. ws:// with method none (a test server) needs no flag.",
+    )
 
     @property
     def embedded(self) -> bool:
@@ -1732,6 +1739,18 @@ def _combination_problems(cfg: GatewayConfig) -> list[str]:
             f"realtime.max_session_s ({rt.max_session_s:g})"
         )
     host = "" if rt.embedded else (urlsplit(rt.url).hostname or "").lower()
+    secret = {"api_key": "API key", "bearer": "API key", "entra": "Entra ID token"}
+    if (
+        not rt.embedded
+        and urlsplit(rt.url).scheme.lower() == "ws"
+        and rt.auth.method in secret
+        and not rt.allow_insecure_ws
+    ):
+        problems.append(
+            f"realtime.url: a ws:// URL would send the {secret[rt.auth.method]} unencrypted; "
+            "use wss://, or set realtime.allow_insecure_ws: true (auth method none needs no "
+            "flag)"
+        )
     if host == OPENAI_HOST and rt.auth.method == "api_key":
         problems.append(
             "realtime.auth.method: api.openai.com takes the key as 'Authorization: Bearer'; "
