@@ -274,6 +274,7 @@ class Gateway:
             cfg.port,
             lambda: self.ready and not self.draining,
             self.debug_state,
+            debug_state=cfg.debug_state,
         )
         try:
             await server.start()

@@ -845,7 +845,9 @@ class RealtimeConfig(_Model):
         description="Longest a Realtime session may last, in seconds: Azure ends one at 30 "
         "minutes, OpenAI at 60. A longer call is moved to a fresh session (with the "
         "conversation so far) before this, or before the expiry the service announces if "
-        "that comes first. Default 1800.",
+        "that comes first (an announced expiry less than 2 s after the session opened, e.g. "
+        "one already past, is ignored and logged as realtime.expires_at_ignored). "
+        "Default 1800.",
     )
     rollover_margin_s: Float = Field(
         60.0,
@@ -863,6 +865,13 @@ class RealtimeConfig(_Model):
         "answer in progress) before the session counts as stalled (log realtime.stalled). "
         "A stalled session is replaced like a dropped one: a new session within 2 s and the "
         "call goes on, or BYE. Default 10.",
+    )
+    allow_insecure_ws: bool = Field(
+        False,
+        description="Let url be ws:// (unencrypted) with auth method api_key, bearer or "
+        "entra, sending the key or token in clear text on every connection, even to this "
+        "host (another local user may listen on that port). Default false: such a url is a "
+        "config error; use wss://. ws:// with method none (a test server) needs no flag.",
     )
 
     @property
@@ -1254,6 +1263,15 @@ class DtmfConfig(_Model):
         description="Keys pressed within this many ms of each other go to the model together "
         "as one '[DTMF 1234#]' message; # sends at once. 0 = each key alone. Default 1500.",
     )
+    max_digits: int = Field(
+        32,
+        ge=1,
+        le=256,
+        description="Longest key entry: one that reaches this many keys goes to the model at "
+        "once, so a caller who never pauses cannot build an endless message. Keys faster "
+        "than a person presses them (beyond a burst of 20, more than 10 a second) are "
+        "dropped and logged (call.dtmf_dropped). Default 32.",
+    )
 
 
 class AgentConfig(_Model):
@@ -1455,6 +1473,13 @@ class MetricsConfig(_Model):
         le=65535,
         description="TCP port of the metrics HTTP listener (1-65535); give every gateway "
         "instance on a host its own. Default 9464.",
+    )
+    debug_state: bool = Field(
+        False,
+        description="Also serve /debug/state: counts of what the process holds (calls, tasks, "
+        "file descriptors, memory, garbage-collector pauses), for leak hunting and soak runs, "
+        "answered to loopback clients only. Off (404) unless set: it tells a visitor about "
+        "the process and costs a full garbage collection with ?gc=1. Default false.",
     )
 
 
@@ -1784,6 +1809,18 @@ def _combination_problems(cfg: GatewayConfig) -> list[str]:
             f"realtime.max_session_s ({rt.max_session_s:g})"
         )
     host = "" if rt.embedded else (urlsplit(rt.url).hostname or "").lower()
+    secret = {"api_key": "API key", "bearer": "API key", "entra": "Entra ID token"}
+    if (
+        not rt.embedded
+        and urlsplit(rt.url).scheme.lower() == "ws"
+        and rt.auth.method in secret
+        and not rt.allow_insecure_ws
+    ):
+        problems.append(
+            f"realtime.url: a ws:// URL would send the {secret[rt.auth.method]} unencrypted; "
+            "use wss://, or set realtime.allow_insecure_ws: true (auth method none needs no "
+            "flag)"
+        )
     if host == OPENAI_HOST and rt.auth.method == "api_key":
         problems.append(
             "realtime.auth.method: api.openai.com takes the key as 'Authorization: Bearer'; "

@@ -6,7 +6,10 @@ ms, measured). prometheus-client's own `start_http_server` would run a second, t
 server beside the loop for no gain; aiohttp is already installed (azure-identity's transport).
 
 Labels are a small fixed vocabulary (outcome, reason, kind, code), never a caller, a URL or a
-key: a label value is cut to a short token by `_label`.
+key: a label value is cut to a short token by `_label`, and where a value comes from outside
+(the Realtime service's error codes and close codes, an HTTP status) or from many places (end
+reasons) it must be one of a known set (`_known`); any other value counts as `other`, so no
+peer can make a label set grow without end.
 
 Latency is measured with `time.monotonic()` stamps at the two edges of the gateway:
 
@@ -62,12 +65,45 @@ _TOKEN_KINDS = (
     ("output", "text_tokens", "output_text"),
     ("output", "audio_tokens", "output_audio"),
 )
+OTHER = "other"  # the label of a value outside its vocabulary
+REJECT_REASONS = frozenset(
+    {"forbidden", "unauthorized", "max_calls", "draining"}
+    | {"not_acceptable", "no_rtp_port", "realtime_unavailable"}  # app.SETUP_REJECTIONS
+)
+END_REASONS = frozenset(
+    {"caller_bye", "caller_cancel", "ack_timeout", "bad_sdp_answer", "shutdown"}
+    | {"drain_timeout", "agent_hangup", "transferred", "rtp_timeout", "max_call_duration"}
+    | {"hold_timeout", "realtime_closed", "internal_error", "cancelled"}
+    | {f"{task}_ended" for task in ("uplink", "downlink", "pacer", "hang_up", "rtp_timeout")}
+    | {"time_limits_ended"}
+    | REJECT_REASONS
+)
+REALTIME_ERROR_CODES = frozenset(
+    # the gateway's own
+    {"malformed_event", "no_code", "connect_failed"}
+    # error.code values of the service (REALTIME_PROTOCOL.md section 6, the embedded agent)
+    | {"conversation_already_has_active_response", "response_cancel_not_active"}
+    | {"session_expired", "input_audio_buffer_commit_empty", "invalid_request_error"}
+    | {"invalid_value", "invalid_type", "invalid_json", "unknown_parameter", "item_not_found"}
+    | {"missing_required_parameter", "unsupported_format", "cannot_update_voice"}
+    | {"cannot_update_model", "server_error", "rate_limit_exceeded"}
+    # refused handshakes, and closes other than 1000 (RFC 6455 section 7.4.1)
+    | {f"http_{status}" for status in (400, 401, 403, 404, 408, 409, 429)}
+    | {f"http_{status}" for status in (500, 501, 502, 503, 504)}
+    | {f"close_{code}" for code in range(1001, 1016)}
+)
 
 
 def _label(value: object, default: str = "unknown") -> str:
     """A bounded, safe label value: lower-case [a-z0-9_], at most 40 characters."""
     text = re.sub(r"[^a-z0-9_]+", "_", str(value).lower()).strip("_")[:40]
     return text or default
+
+
+def _known(value: object, vocabulary: frozenset[str]) -> str:
+    """The label of a value that must be one of `vocabulary`: `other` when it is not."""
+    label = _label(value)
+    return label if label in vocabulary else OTHER
 
 
 class LatencyHistogram(Collector):
@@ -127,7 +163,10 @@ class Metrics:
             registry=r,
         )
         self.calls_ended = Counter(
-            f"{p}_calls_ended", "Answered calls that ended, by reason.", ["reason"], registry=r
+            f"{p}_calls_ended",
+            "Answered calls that ended, by reason (an unknown one counts as other).",
+            ["reason"],
+            registry=r,
         )
         self.call_duration = Histogram(
             f"{p}_call_duration_seconds",
@@ -174,7 +213,8 @@ class Metrics:
         self.realtime_errors = Counter(
             f"{p}_realtime_errors",
             "Realtime API errors by code: error events, refused handshakes (http_NNN), "
-            "timeouts, unreachable service, abnormal closes (close_NNNN).",
+            "timeouts, unreachable service, abnormal closes (close_NNNN); a code outside the "
+            "known set counts as other.",
             ["code"],
             registry=r,
         )
@@ -229,16 +269,17 @@ class Metrics:
     # --- call outcomes (from the daemon) -------------------------------------------------------
 
     def rejected(self, reason: str) -> None:
-        self.calls.labels("rejected", _label(reason)).inc()
+        self.calls.labels("rejected", _known(reason, REJECT_REASONS)).inc()
 
     def answered(self) -> None:
         self.calls.labels("answered", "").inc()
 
     def unanswered(self, outcome: str, reason: str) -> None:
-        self.calls.labels(outcome, _label(reason)).inc()
+        outcome = _known(outcome, frozenset({"cancelled", "failed"}))
+        self.calls.labels(outcome, _known(reason.split(":", 1)[0], END_REASONS)).inc()
 
     def ended(self, reason: str, duration_s: float) -> None:
-        self.calls_ended.labels(_label(reason.split(":", 1)[0])).inc()
+        self.calls_ended.labels(_known(reason.split(":", 1)[0], END_REASONS)).inc()
         self.call_duration.observe(duration_s)
 
     def sip_drop(self, transport: str, reason: str) -> None:
@@ -249,7 +290,7 @@ class Metrics:
         self.record_write_failures.labels(_label(kind)).inc()
 
     def realtime_error(self, code: object) -> None:
-        self.realtime_errors.labels(_label(code)).inc()
+        self.realtime_errors.labels(_known(code, REALTIME_ERROR_CODES)).inc()
 
     def rtp(self, stats: object) -> None:
         for kind, attr in RTP_KINDS.items():
@@ -326,10 +367,11 @@ def _detached() -> Metrics:
 
 
 class MetricsServer:
-    """/metrics, /healthz (the event loop answers), /readyz (`ready()`: 200, else 503) and
-    /debug/state (`state(collect)`: counts of what the process holds, for leak hunting and
-    soak runs, after a full garbage collection with ?gc=1; answered to loopback clients only,
-    whatever `bind` is)."""
+    """/metrics, /healthz (the event loop answers), /readyz (`ready()`: 200, else 503) and,
+    only with `debug_state` (metrics.debug_state; 404 otherwise), /debug/state
+    (`state(collect)`: counts of what the process holds, for leak hunting and soak runs, after
+    a full garbage collection with ?gc=1; answered to loopback clients only, whatever `bind`
+    is)."""
 
     def __init__(
         self,
@@ -338,12 +380,15 @@ class MetricsServer:
         port: int,
         ready: Callable[[], bool],
         state: Callable[[bool], dict[str, Any]] = lambda collect: {},
+        *,
+        debug_state: bool = False,
     ) -> None:
         self.metrics = metrics
         self.bind = bind
         self.port = port
         self._ready = ready
         self._state = state
+        self._debug_state_on = debug_state
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -351,7 +396,8 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/debug/state", self._debug_state)
+        if self._debug_state_on:
+            app.router.add_get("/debug/state", self._debug_state)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:

@@ -15,8 +15,10 @@ from typing import Any, Protocol
 
 from ..config import DtmfConfig
 from ..realtime import protocol as rt
-from .keypad import Keypad, dtmf_message
+from .keypad import KEYS_PER_S, Keypad, dtmf_message
 from .tools import ToolCall, Tools
+
+KEY_DROP_LOG_EVERY = 100
 
 TransferFn = Callable[[str], Awaitable[tuple[bool, str]]]
 
@@ -40,8 +42,9 @@ class Actions:
         self._session = session
         self._tools = tools
         self._respond_to_keys = dtmf.respond
-        self._keypad = Keypad(dtmf.inter_digit_ms)
+        self._keypad = Keypad(dtmf.inter_digit_ms, dtmf.max_digits)
         self._key_timer: asyncio.TimerHandle | None = None
+        self._keys_waiting = False  # a response to keys waits for the model to be free
         self._transfer = transfer
         self._log = log
         self._idle = asyncio.Event()
@@ -71,8 +74,17 @@ class Actions:
 
     # --- key presses --------------------------------------------------------------------------
 
-    def key(self, digit: str) -> None:
-        entry = self._keypad.press(digit, time.monotonic())
+    def key(self, digit: str) -> bool:
+        """A key from the caller; False when it came faster than the keypad's rate and was
+        dropped (the first drop of a call, and every KEY_DROP_LOG_EVERY-th, is logged)."""
+        now = time.monotonic()
+        if not self._keypad.accept(now):
+            if self._keypad.dropped % KEY_DROP_LOG_EVERY == 1:
+                self._log.warning(
+                    "call.dtmf_dropped", dropped=self._keypad.dropped, limit_per_s=KEYS_PER_S
+                )
+            return False
+        entry = self._keypad.press(digit, now)
         if self._key_timer is not None:
             self._key_timer.cancel()
             self._key_timer = None
@@ -81,6 +93,7 @@ class Actions:
         elif (deadline := self._keypad.deadline) is not None:
             delay = max(deadline - time.monotonic(), 0.0)
             self._key_timer = asyncio.get_running_loop().call_later(delay, self._keys_due)
+        return True
 
     def _keys_due(self) -> None:
         self._key_timer = None
@@ -93,7 +106,14 @@ class Actions:
         await self._session.send(
             self._session.dialect.conversation_item("user", dtmf_message(entry))
         )
-        if self._respond_to_keys:
+        if self._respond_to_keys and not self._keys_waiting:
+            # One response answers every entry sent before it: entries that come while one
+            # waits for the model to be free ask for no response of their own.
+            self._keys_waiting = True
+            try:
+                await self._idle.wait()
+            finally:
+                self._keys_waiting = False
             await self._respond()
 
     # --- tool calls ---------------------------------------------------------------------------

@@ -167,13 +167,13 @@ class CallBridge:
         return frame
 
     def _on_key(self, digit: str, duration_ms: int) -> None:
-        self.log.info("call.dtmf", digit=digit, duration_ms=duration_ms)
-        self.actions.key(digit)
+        if self.actions.key(digit):  # a key beyond the keypad's rate is dropped, not logged
+            self.log.info("call.dtmf", digit=digit, duration_ms=duration_ms)
 
     def key(self, digit: str, source: str) -> None:
         """A key press signalled outside RTP (SIP INFO)."""
-        self.log.info("call.dtmf", digit=digit, source=source)
-        self.actions.key(digit)
+        if self.actions.key(digit):
+            self.log.info("call.dtmf", digit=digit, source=source)
 
     async def _until_hang_up(self) -> None:
         """The agent ends the call: after its last words (end_call), or now (transferred)."""

@@ -42,6 +42,13 @@ from ..durable import AppendFile, errno_name
 from .playback import ItemAccount
 
 MAX_OPEN_CALLER_TURNS = 16
+# Agent turns waiting for their audio to end or their final text. Item ids come from the
+# service: a turn that never completes (a service bug, or a hostile one sending transcripts
+# of items it never plays) must not stay for the whole call. Beyond this many the oldest is
+# written as it stands (as at the end of the call). A turn's text is cut at MAX_TURN_CHARS:
+# 4,096 output tokens, an answer's limit, are about 16,000 characters.
+MAX_OPEN_AGENT_TURNS = 16
+MAX_TURN_CHARS = 32_768
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -130,29 +137,43 @@ class TranscriptLog:
         self._turn("caller", item_id, text, started, {})
 
     def agent_delta(self, item_id: str, delta: str) -> None:
-        self._agent.setdefault(item_id, _AgentTurn()).partial += delta
+        turn = self._open_agent_turn(item_id)
+        if len(turn.partial) < MAX_TURN_CHARS:
+            turn.partial = (turn.partial + delta)[:MAX_TURN_CHARS]
 
     def agent_said(self, item_id: str, text: str) -> None:
-        turn = self._agent.setdefault(item_id, _AgentTurn())
-        turn.text = text
+        turn = self._open_agent_turn(item_id)
+        turn.text = text[:MAX_TURN_CHARS]
         if turn.played is not None:
             self._agent_turn(item_id, turn)
 
     def agent_played(self, item: ItemAccount) -> None:
         """Playback of the item ended (in full or cut): what was heard is now known."""
-        turn = self._agent.setdefault(item.key.item_id, _AgentTurn())
+        turn = self._open_agent_turn(item.key.item_id)
         turn.played = item
         if turn.text is not None:
             self._agent_turn(item.key.item_id, turn)
+
+    @property
+    def open_agent_turns(self) -> int:
+        return len(self._agent)
+
+    def _open_agent_turn(self, item_id: str) -> _AgentTurn:
+        """The item's open turn; a new one writes the oldest beyond MAX_OPEN_AGENT_TURNS."""
+        turn = self._agent.get(item_id)
+        if turn is None:
+            turn = self._agent[item_id] = _AgentTurn()
+            if len(self._agent) > MAX_OPEN_AGENT_TURNS:
+                oldest = next(iter(self._agent))
+                self._write_open(oldest, self._agent[oldest])
+        return turn
 
     def close(self, reason: str) -> None:
         """Write the turns still open (as heard so far) and the end of the call."""
         if self.closed:
             return
         for item_id, turn in list(self._agent.items()):
-            if turn.text is None:
-                turn.text = turn.partial
-            self._agent_turn(item_id, turn)
+            self._write_open(item_id, turn)
         duration = round(self.clock() - self._mono0, 3)
         end = {"type": "call", "event": "ended", "reason": reason, "duration_s": duration}
         self._write(end | {"at": self._iso()})
@@ -178,6 +199,12 @@ class TranscriptLog:
             self._failed(exc)
 
     # --- lines ---------------------------------------------------------------------------------
+
+    def _write_open(self, item_id: str, turn: _AgentTurn) -> None:
+        """An agent turn written before it completed: the text so far, as heard so far."""
+        if turn.text is None:
+            turn.text = turn.partial
+        self._agent_turn(item_id, turn)
 
     def _agent_turn(self, item_id: str, turn: _AgentTurn) -> None:
         del self._agent[item_id]
@@ -207,12 +234,12 @@ class TranscriptLog:
             "type": "turn",
             "role": role,
             "item_id": item_id,
-            "text": text,
+            "text": text[:MAX_TURN_CHARS],
             "at": self._iso(started),
             "offset_s": round(started - self._mono0, 3),
             **fields,
         }
-        self.log.info("call.transcript", role=role, text=text, **fields)
+        self.log.info("call.transcript", role=role, text=line["text"], **fields)
         self._write(line)
 
     def _write(self, line: dict[str, Any]) -> None:

@@ -584,7 +584,7 @@ def merge_session(current: dict[str, Any], update: Any, *, voice_locked: bool) -
     return new
 
 
-def default_session(model: str, expires_at: int) -> dict[str, Any]:
+def default_session(model: str, expires_at: float) -> dict[str, Any]:
     return {
         "type": "realtime",
         "object": "realtime.session",
@@ -672,9 +672,10 @@ class EmbeddedSession:
         self.speech_started_at: list[float] = []  # monotonic send times (when keep_events > 0)
         self.opened_at = time.monotonic()
         self.close_code: int | None = None
-        self.config: dict[str, Any] = default_session(
-            self.model, int(time.time() + (server.max_session_s or 3600))
-        )
+        expires_at = server.expires_at
+        if expires_at is None:
+            expires_at = int(time.time() + (server.max_session_s or 3600))
+        self.config: dict[str, Any] = default_session(self.model, expires_at)
         if self._preview is not None:
             self.config["audio"]["output"]["voice"] = "alloy"  # the preview models lack marin
         self.id: str = self.config["id"]
@@ -1662,6 +1663,9 @@ class EmbeddedRealtimeServer:
         self.refuse_status = refuse_status
         self.burst_speed = burst_speed
         self.max_session_s = max_session_s
+        # When set, session.created announces this expires_at (epoch seconds) whatever the
+        # real limit: a service whose clock is off, or one that means harm (tests).
+        self.expires_at: float | None = None
         self.retry_after_s = retry_after_s
         self.keep_events = keep_events
         self.answer = answer

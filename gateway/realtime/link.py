@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +42,8 @@ RECONNECT_WITHIN_S = 2.0
 PENDING_EVENTS = 150  # 3 s of 20 ms appends held while a new session opens
 EVENT_QUEUE = 64
 ROLLOVER_RETRY_S = 2.0
+MIN_SESSION_S = 2.0  # an announced expiry sooner than this after opening is not believed
+MAX_ITEMS = 256  # item ids remembered per session (an answer has one or two)
 
 Opener = Callable[[], Awaitable[RealtimeSession]]
 
@@ -92,7 +95,9 @@ class RealtimeLink:
         self._closing: set[asyncio.Future[None]] = set()  # replaced sessions closing
         self._spare: RealtimeSession | None = None
         # Turn state of the current session, for the rollover's pause and cut-off answers.
-        self._items: set[str] = set()  # assistant audio items of the current session
+        # Assistant audio items of the current session (the latest MAX_ITEMS: ids come from
+        # the service), and of the answer in progress (at most MAX_ITEMS).
+        self._items: dict[str, None] = {}
         self._talking = False
         self._answer_due = False
         self._response: str | None = None
@@ -100,6 +105,7 @@ class RealtimeLink:
         self._pause = asyncio.Event()
         self._pause.set()
         self._replaced = asyncio.Event()  # set each time a new session takes over
+        self._expiry_ignored = False  # an announced expiry was not believed (logged once)
         self._ends_at = self._end_of(session)
         self._start_pump(session)
         self._spawn(self._rollover_loop(), "rollover")
@@ -228,8 +234,11 @@ class RealtimeLink:
                 self._response_items = {}
                 self._answer_due = False
             case rt.AudioDelta():
-                self._items.add(event.item_id)
-                if event.response_id == self._response:
+                if event.item_id not in self._items:
+                    self._items[event.item_id] = None
+                    if len(self._items) > MAX_ITEMS:
+                        del self._items[next(iter(self._items))]
+                if event.response_id == self._response and len(self._response_items) < MAX_ITEMS:
                     self._response_items.setdefault(event.item_id, False)
             case rt.AudioDone():
                 if event.item_id in self._response_items:
@@ -390,7 +399,7 @@ class RealtimeLink:
             await new.send(new.dialect.conversation_item(role, text))
         old, self._session = self._session, new
         self._ends_at = self._end_of(new)
-        self._items = set()
+        self._items = {}
         self._talking = self._answer_due = False
         self._response = None
         self._response_items = {}
@@ -408,11 +417,29 @@ class RealtimeLink:
         return len(replay)
 
     def _end_of(self, session: RealtimeSession) -> float:
-        """Monotonic time the session ends: our limit, or the expiry the service announced."""
+        """Monotonic time the session ends: our limit, or the expiry the service announced.
+
+        An expiry less than MIN_SESSION_S after the session opened (in the past: a clock far
+        off, a service bug) is not believed, or every new session would be rolled over at
+        once, in a loop; it is logged once per call and max_session_s holds.
+        """
         ends = session.opened_at + self._max_session_s
         expires_at = session.session.get("expires_at")
-        if isinstance(expires_at, int | float) and expires_at > 0:
-            ends = min(ends, time.monotonic() + expires_at - time.time())
+        if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+            return ends
+        announced = time.monotonic() + (expires_at - time.time())
+        if math.isfinite(announced) and announced - session.opened_at >= MIN_SESSION_S:
+            return min(ends, announced)
+        if not self._expiry_ignored:
+            self._expiry_ignored = True
+            self.log.warning(
+                "realtime.expires_at_ignored",
+                session_id=session.id,
+                expires_in_s=round(expires_at - time.time(), 1)
+                if math.isfinite(expires_at)
+                else str(expires_at),
+                max_session_s=self._max_session_s,
+            )
         return ends
 
     def _start_pump(self, session: RealtimeSession) -> None:

@@ -16,16 +16,26 @@ BINARY = shutil.which("kamailio") or shutil.which("kamailio", path="/usr/sbin")
 
 class Kamailio:
     """`kamailio -f deploy/kamailio/kamailio.cfg -DD -E` on a free loopback port, dispatching to
-    `gateways` (SIP ports on 127.0.0.1), probing them every `ping_interval` seconds."""
+    `gateways` (SIP ports on 127.0.0.1), probing them every `ping_interval` seconds, taking
+    requests from the `trusted` addresses (its source ACL) and the gateways only."""
 
     def __init__(
-        self, workdir: Path, gateways: list[int], *, ping_interval: int = 1, timeout_ms: int = 1000
+        self,
+        workdir: Path,
+        gateways: list[int],
+        *,
+        ping_interval: int = 1,
+        timeout_ms: int = 1000,
+        trusted: tuple[str, ...] = (LOOPBACK,),
+        pike_reqs: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = free_udp_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.list_path = workdir / "dispatcher.list"
         self.list_path.write_text("".join(f"1 sip:{LOOPBACK}:{p}\n" for p in gateways))
+        self.trusted_path = workdir / "trusted.list"
+        self.trusted_path.write_text("".join(f"1 {address} 32\n" for address in trusted))
         self.log_path = workdir / "kamailio.log"
         self.argv = [
             BINARY or "kamailio", "-f", str(CONFIG), "-DD", "-E",
@@ -34,7 +44,10 @@ class Kamailio:
             "-A", f'DISPATCHER_LIST="{self.list_path}"',
             "-A", f"PING_INTERVAL={ping_interval}",
             "-A", f"INVITE_TIMEOUT={timeout_ms}",
+            "-A", f'TRUSTED_LIST="{self.trusted_path}"',
         ]  # fmt: skip
+        if pike_reqs is not None:
+            self.argv += ["-A", f"PIKE_REQS={pike_reqs}"]
         self.proc: asyncio.subprocess.Process | None = None
 
     def tail(self, lines: int = 30) -> str:

@@ -63,7 +63,8 @@ class RtpCaller(asyncio.DatagramProtocol):
         self._seq = 0
         self._ts = 0
         self._event_ts = 0
-        self._keys: deque[tuple[int, int, bool]] = deque()  # (event, duration, end) per tick
+        # (event, duration, end, first packet of the event) per tick
+        self._keys: deque[tuple[int, int, bool, bool]] = deque()
         self.port = 0
 
     async def open(self, host: str = "127.0.0.1") -> RtpCaller:
@@ -151,16 +152,25 @@ class RtpCaller(asyncio.DatagramProtocol):
         every 20 ms, then the end packet three times; 100 ms of silence between keys."""
         for key in keys:
             event = "0123456789*#".index(key)
-            self._keys.extend((event, d, False) for d in range(FRAME, ms * 8, FRAME))
-            self._keys.extend([(event, ms * 8, True)] * 3)
-            self._keys.extend([(-1, 0, False)] * 5)  # a gap of audio (silence) between keys
+            self._keys.extend((event, d, False, d == FRAME) for d in range(FRAME, ms * 8, FRAME))
+            self._keys.extend([(event, ms * 8, True, False)] * 3)
+            self._keys.extend([(-1, 0, False, False)] * 5)  # a gap of audio between keys
+
+    def tap(self, keys: str) -> None:
+        """Keys as fast as RTP carries them (a hostile or broken phone): each key one end
+        packet of its own event (new timestamp), one key per 20 ms tick, no gap."""
+        self._keys.extend(("0123456789*#".index(key), FRAME, True, True) for key in keys)
+
+    @property
+    def keys_pending(self) -> int:
+        """Key packets not sent yet."""
+        return len(self._keys)
 
     def _key_packet(self) -> bytes | None:
         """The next RFC 4733 packet due, or None when this tick carries audio."""
-        event, duration, end = self._keys.popleft()
+        event, duration, end, first = self._keys.popleft()
         if event < 0:
             return None
-        first = duration == FRAME and not end
         if first:
             self._event_ts = self._ts
         payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)

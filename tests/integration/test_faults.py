@@ -57,6 +57,7 @@ def config(fake: EmbeddedRealtimeServer, tmp_path: Path, **extra: Any) -> dict[s
     base: dict[str, Any] = {
         "realtime": {"url": fake.url, "auth": {"method": "none"}},
         "agent": {"input_transcription": {}},
+        "metrics": {"debug_state": True},  # what the process holds (debug_state below)
         "records": {
             "transcripts_dir": str(tmp_path / "transcripts"),
             "calls_dir": str(tmp_path / "calls"),
@@ -142,10 +143,14 @@ def _call_ids(gateway: GatewayProcess, phone: RtpCaller | RtpPeer | PacingProbe)
     }
 
 
+def metrics_text(gateway: GatewayProcess) -> str:
+    with urllib.request.urlopen(f"{gateway.metrics_url}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
 def metric(gateway: GatewayProcess, name: str) -> float:
     """The sum of a metric's samples on /metrics."""
-    with urllib.request.urlopen(f"{gateway.metrics_url}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = metrics_text(gateway)
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -239,6 +244,67 @@ async def test_malformed_frames_do_not_end_the_call(tmp_path: Path) -> None:
             ended = await victim_ended(gateway, phone, timeout=10)
             assert await sipp.wait(15) == 0, sipp.report()
     assert_record(tmp_path, ended, "realtime_closed:1000")
+
+
+async def test_error_codes_the_service_makes_up_do_not_grow_the_metrics(tmp_path: Path) -> None:
+    """1000 error events, each with a code of its own, then a close with a private code: the
+    call goes on, and /metrics counts them all under a bounded set of labels (other)."""
+    async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
+        cfg = config(fake, tmp_path)
+        async with scene(tmp_path, fake, cfg, phone.port) as (gateway, by, sipp):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            session = fake.sessions[-1]
+            for i in range(1000):
+                error = {"type": "invalid_request_error", "code": f"made_up_{i}", "message": "x"}
+                await session.send_raw(json.dumps({"type": "error", "error": error}))
+            await gateway.wait_for(
+                "realtime.error", timeout=20, where=lambda e: e["code"] == "made_up_999"
+            )
+            await session.drop(4321, "private")
+            ended = await victim_ended(gateway, phone, timeout=10)
+            assert await sipp.wait(15) == 0, sipp.report()
+            await assert_unaffected(gateway, by)
+            text = metrics_text(gateway)
+    assert_record(tmp_path, ended, "realtime_closed:4321")
+    codes = {
+        line.split('code="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("sipgw_realtime_errors_total{")
+    }
+    assert codes == {"other": 1001}, codes
+
+
+async def test_transcripts_of_items_never_played_are_not_kept_for_the_call(
+    tmp_path: Path,
+) -> None:
+    """The service sends transcript deltas for 500 items it never plays: the gateway keeps
+    only the last few open and writes the others at once (memory bounded during the call)."""
+    from gateway.bridge.transcript import MAX_OPEN_AGENT_TURNS
+
+    count = 500
+    async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
+        cfg = config(fake, tmp_path)
+        async with (
+            GatewayProcess(tmp_path, cfg) as gateway,
+            sipp_dial(tmp_path / "victim", gateway.port, phone.port) as sipp,
+        ):
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            session = fake.sessions[-1]
+            for i in range(count):
+                delta = {"response_id": "resp_x", "item_id": f"item_{i}", "delta": f"delta {i}"}
+                event = {"type": "response.output_audio_transcript.delta", **delta}
+                await session.send_raw(json.dumps(event))
+            last_evicted = f"delta {count - 1 - MAX_OPEN_AGENT_TURNS}"
+            await gateway.wait_for(
+                "call.transcript", timeout=20, where=lambda e: e.get("full_text") == last_evicted
+            )
+            assert len(gateway.find("call.transcript")) == count - MAX_OPEN_AGENT_TURNS
+            assert not gateway.find("call.ended")  # written during the call, not at its end
+            await session.drop(1000, "done")
+            ended = await victim_ended(gateway, phone, timeout=10)
+            assert await sipp.wait(15) == 0, sipp.report()
+    assert_record(tmp_path, ended, "realtime_closed:1000")
+    assert len(gateway.find("call.transcript")) == count
 
 
 async def test_a_long_answer_far_ahead_of_real_time_is_capped(tmp_path: Path) -> None:

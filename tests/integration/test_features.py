@@ -62,6 +62,41 @@ async def test_key_presses_reach_the_model_as_text(tmp_path: Path) -> None:
     assert kinds[first + 1] == "response.create"  # dtmf.respond: the model answers the keys
 
 
+async def test_a_key_flood_is_bounded_in_length_and_rate(tmp_path: Path) -> None:
+    """A caller that sends a key event every 20 ms (RFC 4733, each its own event) and never
+    pauses: no entry grows past max_digits, keys beyond the rate are dropped (logged, not
+    each one), and the model gets a bounded number of short messages."""
+    from gateway.bridge.keypad import KEY_BURST, KEYS_PER_S
+
+    flood = 150  # 3 s of keys at 50 a second
+    async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
+        cfg = config(fake, dtmf={"inter_digit_ms": 1500, "max_digits": 32})
+        async with GatewayProcess(tmp_path, cfg) as gateway:
+            async with sipp_dial(tmp_path / "sipp", gateway.port, phone.port, timeout_ms=30_000):
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.tap("1" * flood)
+                phone.press("#", ms=200)  # held long enough for the rate to let it through
+                await gateway.wait_for(
+                    "call.dtmf_to_model", timeout=20, where=lambda e: e["keys"].endswith("#")
+                )
+                await gateway.stop()
+    entries = [e["keys"] for e in gateway.find("call.dtmf_to_model")]
+    accepted = len(gateway.find("call.dtmf"))
+    assert all(len(keys) <= 32 for keys in entries), entries
+    assert sum(map(len, entries)) == accepted
+    # 3.2 s of keys: the burst, then the rate (and a little slack for the network's jitter).
+    assert KEY_BURST <= accepted <= KEY_BURST + KEYS_PER_S * 3.2 + 3
+    dropped = gateway.find("call.dtmf_dropped")
+    assert dropped and dropped[0]["dropped"] == 1 and len(dropped) <= 2
+    texts = [
+        e["item"]["content"][0]["text"]
+        for e in sent(fake, "conversation.item.create")
+        if e["item"]["type"] == "message"
+    ]
+    assert texts == [f"[DTMF {keys}]" for keys in entries]
+    assert len(sent(fake, "response.create")) <= len(entries)
+
+
 async def test_end_call_hangs_up_after_the_last_words(tmp_path: Path) -> None:
     fake = EmbeddedRealtimeServer(function_calls=[("end_call", "{}")])
     async with fake, RtpCaller() as phone:

@@ -33,6 +33,8 @@ pytestmark = [
 PREVIEW = {"protocol": "preview", "api_version": "2025-04-01-preview"}
 KEY_ENV = "GW_TEST_REALTIME_KEY"
 GREETING = {"agent": {"greeting": "Greet the caller.", "input_transcription": {}}}
+# The test service on loopback has no TLS: a key or token over ws:// must be allowed.
+INSECURE_WS = {"allow_insecure_ws": True}
 
 
 def sipp(workdir: Path, scenario: Path, gateway: GatewayProcess) -> Sipp:
@@ -92,7 +94,7 @@ async def test_call_is_answered_for_each_dialect(tmp_path: Path, way: str) -> No
     key = "k3y-" + way
     async with EmbeddedRealtimeServer(api_key=key, burst_speed=20.0) as service:
         auth = {"method": "bearer" if way == "openai-bearer" else "api_key", "api_key_env": KEY_ENV}
-        realtime: dict[str, Any] = {"url": service.url, "auth": auth}
+        realtime: dict[str, Any] = {"url": service.url, "auth": auth, **INSECURE_WS}
         if way == "azure-preview-api-key":
             realtime |= {"url": service.preview_url, **PREVIEW}
         elif way == "openai-bearer":
@@ -119,7 +121,8 @@ async def test_call_is_answered_for_each_dialect(tmp_path: Path, way: str) -> No
 async def test_call_with_entra_id_from_managed_identity(tmp_path: Path) -> None:
     async with LoopbackManagedIdentity(token="entra-token-for-this-test") as identity:
         async with EmbeddedRealtimeServer(api_key=identity.token) as service:
-            config = {"realtime": {"url": service.url, "auth": {"method": "entra"}}}
+            realtime = {"url": service.url, "auth": {"method": "entra"}, **INSECURE_WS}
+            config = {"realtime": realtime}
             async with GatewayProcess(tmp_path, config, env=identity.env_changes()) as gateway:
                 async with answered_call(tmp_path, gateway, service):
                     await service.sessions[0].drop(1000, "done")
@@ -134,7 +137,7 @@ async def test_call_with_entra_id_from_managed_identity(tmp_path: Path) -> None:
 async def test_bad_api_key_gets_503_naming_the_key_but_not_its_value(tmp_path: Path) -> None:
     secret = "sk-secret-value-that-must-never-be-logged"
     async with EmbeddedRealtimeServer(api_key="the-right-key") as service:
-        config = {"realtime": {"url": service.url, "auth": {"api_key_env": KEY_ENV}}}
+        config = {"realtime": {"url": service.url, "auth": {"api_key_env": KEY_ENV}, **INSECURE_WS}}
         async with GatewayProcess(tmp_path, config, env=key_env(secret)) as gateway:
             rejected = await rejected_call(tmp_path, gateway)
     assert rejected["http_status"] == 401
@@ -146,7 +149,8 @@ async def test_bad_api_key_gets_503_naming_the_key_but_not_its_value(tmp_path: P
 async def test_missing_role_gets_503_naming_the_role(tmp_path: Path) -> None:
     async with LoopbackManagedIdentity() as identity:
         async with EmbeddedRealtimeServer(refuse_status=403) as service:
-            config = {"realtime": {"url": service.url, "auth": {"method": "entra"}}}
+            realtime = {"url": service.url, "auth": {"method": "entra"}, **INSECURE_WS}
+            config = {"realtime": realtime}
             async with GatewayProcess(tmp_path, config, env=identity.env_changes()) as gateway:
                 rejected = await rejected_call(tmp_path, gateway)
     assert rejected["http_status"] == 403

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,7 +24,7 @@ from gateway.realtime import protocol as rt
 from gateway.realtime.auth import ApiKeyAuth, Auth, NoAuth
 from gateway.realtime.client import RealtimeSession
 from gateway.realtime.embedded import CHIME_TRANSCRIPT, ECHO_TRANSCRIPT, EmbeddedRealtimeServer
-from gateway.realtime.link import RECONNECT_WITHIN_S, RealtimeLink
+from gateway.realtime.link import MAX_ITEMS, RECONNECT_WITHIN_S, RealtimeLink
 from tests.realtime_schema import validate_client_event, validate_preview_client_event
 from tests.unit.test_embedded import noise, pcm, speechlike
 
@@ -357,7 +358,38 @@ async def test_error_events_are_counted_and_end_nothing(server) -> None:
         assert link.stats.service_errors == 2 and len(server.sessions) == 1
 
 
+async def test_item_ids_the_service_makes_up_are_remembered_within_a_bound(server) -> None:
+    """Audio of 1000 items in one answer, each with an id of its own: the link remembers at
+    most MAX_ITEMS of them (the ids come from the service)."""
+    async with linked(server, config()) as (link, reader, _):
+        session = server.sessions[0]
+        await session.send_raw(json.dumps({"type": "response.created", "response": {"id": "r1"}}))
+        for i in range(1000):
+            delta = {"response_id": "r1", "item_id": f"item_{i}", "delta": "AAAA"}
+            await session.send_raw(json.dumps({"type": "response.output_audio.delta", **delta}))
+        await reader.wait(lambda e: isinstance(e, rt.AudioDelta) and e.item_id == "item_999")
+        assert 0 < len(link._items) <= MAX_ITEMS and "item_999" in link._items
+        assert 0 < len(link._response_items) <= MAX_ITEMS
+
+
 # --- session limit: rollover ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expires_in_s", [-3600.0, 0.5, float("nan"), -1e300])
+async def test_an_expiry_in_the_past_causes_no_rollover_loop(expires_in_s: float) -> None:
+    """A service whose session.created announces an expiry already past (its clock is off,
+    or it means harm): not believed, logged once, the call goes on in its one session."""
+    async with EmbeddedRealtimeServer(burst_speed=40.0) as server:
+        server.expires_at = time.time() + expires_in_s
+        async with linked(server, config()) as (link, reader, log):
+            for _ in range(2):  # two answers: time for a loop to show, were there one
+                mark = len(reader.events)
+                await link.send(link.dialect.response_create("Greet."))
+                assert (await reader.wait(is_done, mark)).status == "completed"
+            assert link.stats.rollovers == 0 and len(server.sessions) == 1
+            assert not log.find("realtime.rolled_over") and not log.find("realtime.reconnected")
+            [ignored] = log.find("realtime.expires_at_ignored")
+            assert ignored["max_session_s"] == 1800
 
 
 async def test_rollover_at_a_pause_loses_no_audio() -> None:

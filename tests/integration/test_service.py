@@ -206,6 +206,7 @@ async def test_a_whole_call_never_logs_the_api_key(tmp_path: Path) -> None:
             "realtime": {
                 "url": service.url,
                 "auth": {"method": "api_key", "api_key_env": "SIPGW_TEST_API_KEY"},
+                "allow_insecure_ws": True,  # the test service on loopback has no TLS
             }
         }
         env = {"SIPGW_TEST_API_KEY": TEST_KEY}
@@ -246,6 +247,24 @@ async def test_not_ready_and_exit_1_when_the_api_key_is_missing(tmp_path: Path) 
     assert "SIPGW_TEST_MISSING_KEY is not set" in gateway.tail()
     assert not systemd.with_key("READY")
     assert not gateway.find("gateway.ready")
+
+
+async def test_an_api_key_over_ws_is_a_config_error_and_never_sent(tmp_path: Path) -> None:
+    """realtime.url ws:// with an API key (no allow_insecure_ws): the gateway does not start,
+    and the service on that URL never sees a connection, let alone the key."""
+    async with EmbeddedRealtimeServer(api_key=TEST_KEY) as service:
+        config = {
+            "realtime": {
+                "url": service.url,
+                "auth": {"method": "api_key", "api_key_env": "SIPGW_TEST_API_KEY"},
+            }
+        }
+        gateway = GatewayProcess(tmp_path, config, {"SIPGW_TEST_API_KEY": TEST_KEY})
+        await gateway.start(wait_ready=False)
+        assert await gateway.wait_exit(timeout=20) == 2
+        assert "realtime.url: a ws:// URL would send the API key unencrypted" in gateway.tail()
+        assert "allow_insecure_ws" in gateway.tail()
+        assert service.sessions == [] and not gateway.find("gateway.ready")
 
 
 class IdentityEndpoint:
@@ -315,7 +334,12 @@ async def test_entra_ready_only_once_a_token_was_fetched(
         NotifySocket() as systemd,
     ):
         config = {
-            "realtime": {"url": service.url, "auth": {"method": "entra"}, "connect_timeout_s": 5}
+            "realtime": {
+                "url": service.url,
+                "auth": {"method": "entra"},
+                "connect_timeout_s": 5,
+                "allow_insecure_ws": True,
+            }
         }
         gateway = GatewayProcess(tmp_path, config, {**systemd.env, **identity.env()})
         try:

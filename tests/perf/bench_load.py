@@ -167,6 +167,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "audio_format": args.audio_format,
         },
         "logging": {"level": "info"},
+        "metrics": {"debug_state": True},  # read before and after the run
     }
     gateway = GatewayProcess(workdir, config)
     await gateway.start()

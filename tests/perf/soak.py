@@ -79,6 +79,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + 4 * overlap - 1},
         "realtime": {"url": url, "auth": {"method": "none"}},
         "logging": {"level": "info"},
+        "metrics": {"debug_state": True},  # the soak reads /debug/state
     }
     gateway = GatewayProcess(workdir, config)
     await gateway.start()

@@ -235,3 +235,26 @@ def test_example_config_passes_check_config(name: str, env: dict[str, str]) -> N
         )
         assert bare.returncode == 1
         assert f"environment variable {next(iter(env))} is not set" in bare.stderr
+
+
+# --- a secret never over ws:// unless allowed -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "secret"), [("api_key", "API key"), ("bearer", "API key"), ("entra", "Entra ID")]
+)
+def test_a_key_or_token_over_ws_is_refused_unless_allowed(method: str, secret: str) -> None:
+    for host in ("res.openai.azure.com", "127.0.0.1"):  # loopback too: any local user may listen
+        realtime = {"url": f"ws://{host}/openai/v1/realtime", "auth": {"method": method}}
+        line = only(errors_of({"realtime": realtime}), "x.yaml: realtime.url: ")
+        assert secret in line and "wss://" in line and "allow_insecure_ws: true" in line
+        allowed = parse_config({"realtime": {**realtime, "allow_insecure_ws": True}})
+        assert allowed.realtime.allow_insecure_ws is True
+        secure = {**realtime, "url": f"wss://{host}/openai/v1/realtime"}
+        assert parse_config({"realtime": secure}).realtime.allow_insecure_ws is False
+
+
+def test_ws_without_credentials_needs_no_flag() -> None:
+    realtime = {"url": "ws://127.0.0.1:9000/openai/v1/realtime", "auth": {"method": "none"}}
+    assert parse_config({"realtime": realtime}).realtime.url.startswith("ws://")
+    assert parse_config({}).realtime.embedded  # embedded:echo: no network, no key

@@ -41,3 +41,31 @@ def test_info_bodies() -> None:
     assert info_digit("*", "application/dtmf") == "*"
     assert info_digit("12", "application/dtmf") is None
     assert info_digit("\x00\xff", "application/dtmf") is None
+
+
+def test_an_entry_never_grows_past_max_digits() -> None:
+    """A caller who presses keys for ever without a pause: every entry stays bounded."""
+    pad = Keypad(1500, max_digits=32)
+    entries, now = [], 0.0
+    for _ in range(5000):
+        now += 0.1  # ten keys a second: within the rate, so none is dropped
+        assert pad.accept(now)
+        entry = pad.press("1", now)
+        if entry is not None:
+            entries.append(entry)
+    assert entries and all(len(e) == 32 for e in entries)
+    assert len(entries) == 5000 // 32 and pad.dropped == 0
+    assert len(pad.take() or "") == 5000 % 32
+
+
+def test_keys_faster_than_a_person_are_dropped() -> None:
+    """Thousands of key events in one second (RTP or SIP INFO from a hostile peer): a burst
+    of KEY_BURST gets through, then KEYS_PER_S a second, the rest is dropped."""
+    from gateway.bridge.keypad import KEY_BURST, KEYS_PER_S
+
+    pad = Keypad(0)
+    accepted = sum(pad.accept(i / 5000) for i in range(5000))  # 5000 keys within 1 s
+    assert KEY_BURST <= accepted <= KEY_BURST + KEYS_PER_S
+    assert pad.dropped == 5000 - accepted
+    # After a pause the bucket has refilled: a person's entry goes through whole.
+    assert all(pad.accept(10.0 + i * 0.15) for i in range(16))

@@ -12,7 +12,15 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.media.stream import RtpStats
-from gateway.metrics import CallProbe, Metrics, MetricsServer, _label
+from gateway.metrics import (
+    END_REASONS,
+    REALTIME_ERROR_CODES,
+    REJECT_REASONS,
+    CallProbe,
+    Metrics,
+    MetricsServer,
+    _label,
+)
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
@@ -127,6 +135,53 @@ def test_labels_are_short_tokens_whatever_the_service_sends() -> None:
     assert value(metrics, "sipgw_call_duration_seconds_count") == 2
 
 
+def label_sets(metrics: Metrics, family: str) -> list[dict[str, str]]:
+    return [
+        sample.labels
+        for metric in metrics.registry.collect()
+        if metric.name == family
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    ]
+
+
+def test_codes_from_outside_count_as_other_so_label_sets_stay_bounded() -> None:
+    """1000 distinct error codes, close codes and HTTP statuses from a hostile service, and
+    1000 end reasons nobody planned for: a few label sets, not thousands."""
+    metrics = Metrics()
+    probe = CallProbe(metrics)
+    for i in range(1000):
+        probe.realtime_error(f"made_up_code_{i}")
+        metrics.realtime_error(f"close_{4000 + i}")
+        metrics.realtime_error(f"http_{100 + i % 500}")
+        metrics.ended(f"weird_reason_{i}:x", 1.0)
+        metrics.rejected(f"refusal_{i}")
+        metrics.unanswered(f"outcome_{i}", f"reason_{i}")
+    errors = label_sets(metrics, "sipgw_realtime_errors")
+    http_known = sum(s.startswith("http_") for s in REALTIME_ERROR_CODES)
+    assert len(errors) <= 1 + http_known
+    assert value(metrics, "sipgw_realtime_errors_total", code="other") >= 2000
+    assert label_sets(metrics, "sipgw_calls_ended") == [{"reason": "other"}]
+    assert len(label_sets(metrics, "sipgw_calls")) == 2  # (rejected, other), (other, other)
+    assert value(metrics, "sipgw_calls_total", outcome="rejected", reason="other") == 1000
+    # Known values keep their own label.
+    probe.realtime_error("conversation_already_has_active_response")
+    metrics.realtime_error("close_1011")
+    metrics.ended("rtp_timeout", 1.0)
+    metrics.unanswered("cancelled", "caller_cancel")
+    assert value(metrics, "sipgw_realtime_errors_total", code="close_1011") == 1
+    assert value(metrics, "sipgw_calls_ended_total", reason="rtp_timeout") == 1
+    assert value(metrics, "sipgw_calls_total", outcome="cancelled", reason="caller_cancel") == 1
+
+
+def test_every_end_reason_the_gateway_gives_is_in_the_vocabulary() -> None:
+    from gateway.app import SETUP_REJECTIONS
+    from gateway.bridge.call_limits import HOLD_TIMEOUT, MAX_CALL_DURATION
+
+    assert {*SETUP_REJECTIONS, HOLD_TIMEOUT, MAX_CALL_DURATION} <= END_REASONS
+    assert set(SETUP_REJECTIONS) <= REJECT_REASONS
+
+
 def _free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,3 +218,35 @@ async def test_http_endpoint_serves_metrics_health_and_readiness() -> None:
                 assert r.status == 404
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_debug_state_is_served_only_when_configured(enabled: bool) -> None:
+    """metrics.debug_state (default false): /debug/state is 404 unless it is turned on, and
+    what the process holds is never computed for a request then."""
+    asked: list[bool] = []
+
+    def state(collect: bool) -> dict[str, int]:
+        asked.append(collect)
+        return {"calls": 0}
+
+    server = MetricsServer(
+        Metrics(), "127.0.0.1", _free_tcp_port(), lambda: True, state, debug_state=enabled
+    )
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(f"http://127.0.0.1:{server.port}/debug/state?gc=1") as r:
+                assert r.status == (200 if enabled else 404)
+                if enabled:
+                    assert await r.json() == {"calls": 0}
+    finally:
+        await server.close()
+    assert asked == ([True] if enabled else [])
+
+
+def test_debug_state_is_off_by_default_in_the_config() -> None:
+    from gateway.config import parse_config
+
+    assert parse_config({}).metrics.debug_state is False
+    assert parse_config({"metrics": {"debug_state": True}}).metrics.debug_state is True

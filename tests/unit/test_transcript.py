@@ -183,3 +183,29 @@ def test_a_transcript_that_cannot_start_leaves_no_file(disk: Path) -> None:
     assert failures == ["transcript"]
     assert [e["errno"] for e in logs if e["event"] == "call.transcript_unavailable"] == ["ENOSPC"]
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_agent_turns_that_never_complete_stay_bounded() -> None:
+    """A service that sends transcripts of 10,000 items it never plays (and an endless one):
+    at most MAX_OPEN_AGENT_TURNS stay open, the older ones are written as they stand, and a
+    turn's text stops at MAX_TURN_CHARS."""
+    from gateway.bridge.transcript import MAX_OPEN_AGENT_TURNS, MAX_TURN_CHARS
+
+    log, buf, _ = make()
+    for i in range(10_000):
+        log.agent_delta(f"item_{i}", "word ")
+        if i % 2:
+            log.agent_said(f"item_{i}", f"final {i}")
+        assert log.open_agent_turns <= MAX_OPEN_AGENT_TURNS
+    for _ in range(100):
+        log.agent_delta("endless", "x" * 1000)
+    written = [line for line in lines(buf) if line["type"] == "turn"]
+    assert len(written) == 10_000 + 1 - MAX_OPEN_AGENT_TURNS
+    assert written[0]["item_id"] == "item_0" and written[0]["text"] == ""
+    assert written[0]["full_text"] == "word "
+    assert written[1]["full_text"] == "final 1"
+    log.close("caller_bye")
+    turns = [line for line in lines(buf) if line["type"] == "turn"]
+    assert len(turns) == 10_001
+    endless = next(t for t in turns if t["item_id"] == "endless")
+    assert len(endless["full_text"]) == MAX_TURN_CHARS
