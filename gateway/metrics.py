@@ -67,13 +67,13 @@ _TOKEN_KINDS = (
 )
 OTHER = "other"  # the label of a value outside its vocabulary
 REJECT_REASONS = frozenset(
-    {"forbidden", "unauthorized", "max_calls", "draining"}
+    {"forbidden", "unauthorized", "auth_blocked", "max_calls", "draining"}  # app.REFUSALS
     | {"not_acceptable", "no_rtp_port", "realtime_unavailable"}  # app.SETUP_REJECTIONS
 )
 END_REASONS = frozenset(
     {"caller_bye", "caller_cancel", "ack_timeout", "bad_sdp_answer", "shutdown"}
     | {"drain_timeout", "agent_hangup", "transferred", "rtp_timeout", "max_call_duration"}
-    | {"hold_timeout", "realtime_closed", "internal_error", "cancelled"}
+    | {"hold_timeout", "realtime_closed", "internal_error", "cancelled", "failure"}
     | {f"{task}_ended" for task in ("uplink", "downlink", "pacer", "hang_up", "rtp_timeout")}
     | {"time_limits_ended"}
     | REJECT_REASONS
