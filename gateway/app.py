@@ -8,6 +8,7 @@ Signals, readiness and draining are `lifecycle.Service`'s job; metrics are `metr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import secrets
@@ -795,3 +796,9 @@ def _writable_dir(key: str, directory: Path | None) -> None:
         raise StartupError(f"{key}: cannot create {directory}: {exc.strerror}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StartupError(f"{key}: {directory} is not writable")
+    # A process killed between writing a record's NAME.tmp and renaming it left one behind;
+    # the record it was to replace is still there (durable.py).
+    for stale in directory.glob("*.json.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            log.info("records.stale_tmp_removed", path=str(stale))

@@ -38,6 +38,8 @@ from .transcript import TranscriptLog
 
 UPLINK_BACKLOG_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, then it is dropped
 MALFORMED_LOG_EVERY = 100  # a service sending garbage gets a log line per this many frames
+ERRORS_LOGGED_IN_FULL = 10  # service error events of a call logged each, before the above
+MAX_LOGGED_MESSAGE = 500  # characters of a service error's message in the log
 
 
 class RealtimePort(Protocol):
@@ -353,8 +355,17 @@ class CallBridge:
             case rt.ServiceError():
                 self.stats.service_errors += 1
                 self.probe.realtime_error(event.code or "no_code")
-                level = self.log.debug if event.benign else self.log.warning
-                level("realtime.error", code=event.code, message=event.message)
+                # The first few in full, then one per MALFORMED_LOG_EVERY, cut short: a service
+                # that sends errors in a loop, or megabytes of message, cannot flood the log.
+                n = self.stats.service_errors
+                if n <= ERRORS_LOGGED_IN_FULL or n % MALFORMED_LOG_EVERY == 0:
+                    level = self.log.debug if event.benign else self.log.warning
+                    level(
+                        "realtime.error",
+                        code=str(event.code)[:64] if event.code else event.code,
+                        message=event.message[:MAX_LOGGED_MESSAGE],
+                        count=self.stats.service_errors,
+                    )
             case _:
                 pass
 

@@ -260,6 +260,8 @@ async def test_error_codes_the_service_makes_up_do_not_grow_the_metrics(tmp_path
             await gateway.wait_for(
                 "realtime.error", timeout=20, where=lambda e: e["code"] == "made_up_999"
             )
+            # Logged: the first ten, then every hundredth (the 1000th is made_up_999).
+            assert len(gateway.find("realtime.error")) == 10 + 10
             await session.drop(4321, "private")
             ended = await victim_ended(gateway, phone, timeout=10)
             assert await sipp.wait(15) == 0, sipp.report()
