@@ -49,7 +49,7 @@ from .sip.digest import DigestVerifier
 from .sip.door import Door
 from .sip.leg import CallLeg
 from .sip.register import Registrar
-from .sip.sdp import NotAcceptable, SdpSession
+from .sip.sdp import NotAcceptable, SdpSession, SrtpPolicy, srtp_session
 from .sip.transactions import SipTimers
 from .sip.transport import Listener, TcpLimits, TcpTransport, UdpTransport, bound_port
 from .sip.uas import GatewayUAS, reject, respond
@@ -508,7 +508,14 @@ class Gateway:
         try:
             local_ip = self._local_ip(sip.source_addr[0])
             sip.advertised_addr = (local_ip, self.sip_port)
-            sdp = SdpSession(self.cfg.media.codecs, local_ip, allow_to=self._media_door)
+            media = self.cfg.media
+            srtp = SrtpPolicy(
+                media.srtp,
+                tuple(media.srtp_suites),
+                secure_signalling=call.uas.transport.name == "TLS",
+                allow_insecure=media.srtp_over_insecure_signalling,
+            )
+            sdp = SdpSession(media.codecs, local_ip, allow_to=self._media_door, srtp=srtp)
             plan = sdp.first_plan(sip.sdp_offer)
             route = self.router.select(info)
             record.profile, record.codec = route.profile, plan.codec.name
@@ -577,7 +584,11 @@ class Gateway:
             stream.on_payload = bridge.on_payload
             call.bridge = bridge
             # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
-            local_sdp = sdp.answer(sip.sdp_offer)[1] if sip.sdp_offer else sdp.offer()
+            if sip.sdp_offer is not None:
+                plan, local_sdp = sdp.answer(sip.sdp_offer)
+                stream.srtp = srtp_session(plan)
+            else:
+                local_sdp = sdp.offer()
             call.leg = CallLeg(sip, sdp, stream, clog)
             sip.accept(local_sdp)
             answered_at = time.monotonic()
@@ -594,8 +605,10 @@ class Gateway:
                 rtp_local=f"{local_ip}:{stream.port}",
                 rtp_remote=_fmt(plan.remote),
                 ptime_ms=plan.ptime_ms,
+                srtp=stream.srtp.suite if stream.srtp is not None else None,
             )
-            clog.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
+            if stream.srtp is None:  # (an SDP with a=crypto holds a key: never logged)
+                clog.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
             reason = await bridge.run()
             clog.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
         except NotAcceptable as exc:

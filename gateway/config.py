@@ -642,6 +642,22 @@ class SipConfig(_Model):
         return value
 
 
+_SRTP_SUITES = Literal[
+    "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM", "AEAD_AES_256_GCM"
+]
+
+
+def _srtp_mode(value: object) -> object:
+    """YAML 1.1 reads a bare ``off`` as false: take it as the word it was."""
+    if value is False:
+        return "off"
+    if isinstance(value, str):
+        norm = value.strip().lower()
+        if norm in ("off", "optional", "required"):
+            return norm
+    raise ValueError(f"{value!r} is not accepted; use off, optional or required")
+
+
 class MediaConfig(_Model):
     """RTP media: the UDP port range and the G.711 codecs."""
 
@@ -718,6 +734,44 @@ class MediaConfig(_Model):
         "second at a third party. A source that strict RTP learned from its own packets is "
         "not checked. Default none = the networks of sip.allow_from; list the trunk's media "
         "servers here (CIDR) when they are elsewhere, 0.0.0.0/0 and ::/0 for anywhere.",
+    )
+    srtp: Annotated[
+        Literal["off", "optional", "required"],
+        BeforeValidator(_srtp_mode),
+    ] = Field(
+        "optional",
+        description="SRTP with keys in the SDP (SDES, RFC 4568). off: an RTP/SAVP offer gets "
+        "488, calls are plain RTP. optional: an RTP/SAVP offer with a=crypto is answered with "
+        "SRTP, a plain RTP/AVP offer with plain RTP; our own offers (INVITE without SDP) are "
+        "plain. required: a plain RTP/AVP offer gets 488, and our own offers are RTP/SAVP. "
+        "Packets failing authentication or replayed are dropped and counted (rtp.stats "
+        "srtp_auth_failures, srtp_replayed; metric sipgw_rtp_packets_total kinds "
+        "srtp_auth_failed, srtp_replayed). Default optional.",
+    )
+    srtp_suites: Annotated[
+        list[Annotated[Literal[_SRTP_SUITES], _choice(*_SRTP_SUITES.__args__, upper=True)]],
+        _unique_nonempty("crypto suite"),
+    ] = Field(
+        default_factory=lambda: [
+            "AES_CM_128_HMAC_SHA1_80",
+            "AEAD_AES_256_GCM",
+            "AEAD_AES_128_GCM",
+            "AES_CM_128_HMAC_SHA1_32",
+        ],
+        description="SRTP crypto suites the gateway accepts, in its order of preference "
+        "(the first one an offer names is taken, whatever the offer's order): "
+        "AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32, AEAD_AES_128_GCM, "
+        "AEAD_AES_256_GCM (RFC 7714; used only where the libsrtp build has them). An offer "
+        "naming none of them gets 488. Default [AES_CM_128_HMAC_SHA1_80, AEAD_AES_256_GCM, "
+        "AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_32].",
+    )
+    srtp_over_insecure_signalling: bool = Field(
+        False,
+        description="Take (and send) SRTP keys over SIP that is not TLS (UDP, TCP). The keys "
+        "travel in the SDP, so anyone who can read unencrypted signalling can decrypt the "
+        "call: by default an RTP/SAVP offer over UDP or TCP gets 488 and a log line "
+        "(call.rejected, reason 'SRTP keys offered over unencrypted signalling'). true only "
+        "where the signalling path is private (a VPN, a test). Default false.",
     )
     playback_buffer_s: Float = Field(
         120.0,

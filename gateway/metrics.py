@@ -57,6 +57,8 @@ RTP_KINDS = {
     "other_payload": "other_payload",
     "flood_dropped": "flood_dropped",
     "send_failed": "send_errors",
+    "srtp_auth_failed": "srtp_auth_failures",
+    "srtp_replayed": "srtp_replayed",
 }
 _TOKEN_KINDS = (
     ("input", "text_tokens", "input_text"),

@@ -38,6 +38,7 @@ from .pacer import Pacer
 from .reactor import SocketReactor
 from .rtp import HEADER, HEADER_SIZE, RtpPacket, RtpParseError, RtpSender, parse_rtp
 from .source import LEARN_PACKETS, RtpSourceGuard, Verdict
+from .srtp import SrtpDropped, SrtpSession, is_rtcp
 
 RATE = 8000
 REORDER_MAX_DELAY_S = 0.06
@@ -73,6 +74,9 @@ class RtpStats:
     late_sends: int = 0  # packets sent more than one ptime after their deadline
     skipped_sends: int = 0  # packets not sent at all after a long stall (timestamps jump)
     send_errors: int = 0  # the kernel refused a packet (socket buffer full, no route)
+    srtp_auth_failures: int = 0  # SRTP/SRTCP packets whose tag did not verify (forged, bad key)
+    srtp_replayed: int = 0  # SRTP packets seen already, or older than the replay window
+    rtcp_dropped: int = 0  # authentic SRTCP on the RTP port (rtcp-mux): we use no RTCP
 
 
 class PortAllocator:
@@ -119,8 +123,12 @@ class RtpStream:
         *,
         strict: bool = True,
         learn_packets: int = LEARN_PACKETS,
+        srtp: SrtpSession | None = None,
     ) -> None:
         self.codec = codec
+        # SRTP (RTP/SAVP): every packet is unprotected before anything reads more than its
+        # clear header, every packet we send protected last; None: plain RTP.
+        self.srtp = srtp
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
@@ -267,10 +275,21 @@ class RtpStream:
 
     def _received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         source = (addr[0], addr[1])
-        if source == self._remote:
-            self._guard.heard_at = now
-        elif not self._from_elsewhere(data, source, now):
-            return
+        srtp = self.srtp
+        from_peer = source == self._remote
+        if from_peer:
+            if srtp is None:
+                self._guard.heard_at = now
+        else:
+            if srtp is not None:
+                # Only authentic packets may teach us a new source (a NAT's): the clear
+                # header of a forged one would otherwise let a stranger take the media.
+                clear = self._unprotect(srtp, data)
+                if clear is None:
+                    return
+                data = clear
+            if not self._from_elsewhere(data, source, now):
+                return
         refill = (now - self._flood_at) * self._flood_rate
         tokens = min(self._flood_burst, self._flood_tokens + refill)
         self._flood_at = now
@@ -281,6 +300,14 @@ class RtpStream:
             self.stats.flood_dropped += 1
             return
         self._flood_tokens = tokens - 1
+        if from_peer and srtp is not None:
+            # After the flood guard (it bounds the crypto work a flood costs), before anything
+            # reads the packet; only an authentic packet keeps the source alive.
+            clear = self._unprotect(srtp, data)
+            if clear is None:
+                return
+            data = clear
+            self._guard.heard_at = now
         self._last_rx = now
         # The packet of nearly every call, 50 times a second: a plain header (version 2, no
         # padding, extension or CSRC), our audio payload type, the next in sequence from the
@@ -303,6 +330,24 @@ class RtpStream:
             self._dispatch(ready)
         if reorder.waiting:
             self._arm_reorder_timer()
+
+    def _unprotect(self, srtp: SrtpSession, data: bytes) -> bytes | None:
+        """The RTP inside an SRTP packet, or None: dropped and counted (a bad tag, a replay,
+        junk, or SRTCP, which we do not use)."""
+        try:
+            if is_rtcp(data):
+                srtp.unprotect_rtcp(data)
+                self.stats.rtcp_dropped += 1
+                return None
+            return srtp.unprotect(data)
+        except SrtpDropped as exc:
+            if exc.kind == "replay":
+                self.stats.srtp_replayed += 1
+            elif exc.kind == "auth":
+                self.stats.srtp_auth_failures += 1
+            else:
+                self.stats.malformed += 1
+            return None
 
     def _from_elsewhere(self, data: bytes, source: tuple[str, int], now: float) -> bool:
         """A packet from an address we do not send to: the guard decides (``source.py``)."""
@@ -409,8 +454,12 @@ class RtpStream:
         if self._sock is None or self._remote is None or self._held:
             self._sender.build(payload, marker=marker)  # keep seq/timestamp running
             return
+        packet = self._sender.build(payload, marker=marker)
         try:
-            self._sock.sendto(self._sender.build(payload, marker=marker), self._remote)
+            if self.srtp is not None:
+                self._sock.sendto(self.srtp.protect(packet), self._remote)
+            else:
+                self._sock.sendto(packet, self._remote)
         except OSError:
             # Real-time audio is dropped, never queued: a packet sent late is worth nothing.
             self.stats.send_errors += 1

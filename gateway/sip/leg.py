@@ -12,7 +12,7 @@ from typing import Any
 from aiosipua import IncomingCall, SipRequest, parse_sdp
 
 from ..media.stream import RtpStream
-from .sdp import MediaPlan, NotAcceptable, SdpSession
+from .sdp import MediaPlan, NotAcceptable, SdpSession, srtp_session
 from .uas import respond
 
 
@@ -60,6 +60,12 @@ class CallLeg:
         self.log.info("sip.late_answer", codec=plan.codec.name, rtp_remote=_fmt(plan.remote))
 
     def apply(self, plan: MediaPlan, previous: MediaPlan | None) -> None:
+        keys = (plan.local_crypto, plan.remote_crypto)
+        if previous is None or keys != (previous.local_crypto, previous.remote_crypto):
+            # New keys (a re-INVITE that re-keys, the ACK's late answer): new SRTP sessions.
+            self.stream.srtp = srtp_session(plan)
+            if previous is not None and plan.remote_crypto is not None:
+                self.log.info("call.srtp_rekeyed", suite=plan.remote_crypto.suite)
         if plan.remote is not None and (previous is None or plan.remote != previous.remote):
             self.stream.set_remote(plan.remote)
             if previous is not None:

@@ -5,20 +5,29 @@ telephone-event with the payload type the offer used (aiosipua alone always
 answers 101). `SdpSession` keeps one call's side of the exchange across
 re-INVITEs: our o= line, whose version moves only when our SDP changes
 (§8), the codec in use, and whether we may send (hold, §8.4).
+
+SRTP with SDES (RFC 4568): an RTP/SAVP offer names its suites and keys in ``a=crypto``
+lines; we pick the first of ``media.srtp_suites`` it offers and answer with a key of our
+own for that suite (the offer's tag). Keys ride in the SDP, so by default they are taken
+only over TLS signalling (``SrtpPolicy.secure_signalling``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import secrets
 from dataclasses import dataclass
 
 from aiosipua import SdpMessage, build_sdp, negotiate_sdp, serialize_sdp
 
 from ..media.g711 import G711, codec_by_name
+from ..media.srtp import BadCrypto, CryptoAttribute, SrtpSession, available_suites, parse_crypto
 from .addresses import ip_literal, valid_port
 from .door import Door
+
+_SUITE_NAME = re.compile(r"[A-Z0-9]{1,20}(?:_[A-Z0-9]{1,20}){1,8}")
 
 
 class NotAcceptable(Exception):
@@ -35,15 +44,43 @@ class MediaPlan:
     dtmf_payload_type: int | None
     ptime_ms: int
     send: bool = True  # False while the peer holds the call (sendonly/inactive, or c=0.0.0.0)
+    # SRTP (RTP/SAVP): the peer's key, which unprotects what we hear, and ours, which
+    # protects what we send (filled in by SdpSession); both None for plain RTP.
+    remote_crypto: CryptoAttribute | None = None
+    local_crypto: CryptoAttribute | None = None
 
 
-def plan_media(offer: SdpMessage, codecs: list[str]) -> MediaPlan:
-    """Choose codec, DTMF payload type and ptime; NotAcceptable when nothing fits."""
+@dataclass(frozen=True, slots=True)
+class SrtpPolicy:
+    """media.srtp and its companions, with what the call's signalling is (TLS or not)."""
+
+    mode: str = "optional"  # off | optional | required
+    suites: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+    secure_signalling: bool = False  # the call came over TLS
+    allow_insecure: bool = False  # media.srtp_over_insecure_signalling
+
+    @property
+    def keys_allowed(self) -> bool:
+        return self.secure_signalling or self.allow_insecure
+
+
+PLAIN = SrtpPolicy()
+
+
+def plan_media(offer: SdpMessage, codecs: list[str], srtp: SrtpPolicy = PLAIN) -> MediaPlan:
+    """Choose codec, DTMF payload type, ptime and SRTP suite; NotAcceptable when nothing
+    fits."""
     audio = offer.audio
     if audio is None or audio.port == 0:
         raise NotAcceptable("the offer has no active audio stream")
-    if not audio.proto.upper().startswith("RTP/AVP"):
-        raise NotAcceptable(f"unsupported media transport {audio.proto} (RTP/AVP only)")
+    proto = audio.proto.upper()
+    remote_crypto = None
+    if proto.startswith("RTP/SAVP"):
+        remote_crypto = _crypto(audio.attributes.get("crypto", []), srtp)
+    elif not proto.startswith("RTP/AVP"):
+        raise NotAcceptable(f"unsupported media transport {audio.proto[:32]} (RTP/AVP, RTP/SAVP)")
+    elif srtp.mode == "required":
+        raise NotAcceptable("media.srtp is required and the offer is plain RTP/AVP")
     chosen = next(
         (
             (codec_by_name(name), offered.payload_type)
@@ -71,7 +108,42 @@ def plan_media(offer: SdpMessage, codecs: list[str]) -> MediaPlan:
         remote = None
     # The peer's direction says what IT does: it only sends (sendonly) or nothing (inactive).
     send = audio.direction in ("sendrecv", "recvonly")
-    return MediaPlan(codec, pt, remote, dtmf_pt, ptime, send)
+    return MediaPlan(codec, pt, remote, dtmf_pt, ptime, send, remote_crypto)
+
+
+def srtp_session(plan: MediaPlan) -> SrtpSession | None:
+    """The SRTP session a plan's keys make, None for plain RTP."""
+    if plan.local_crypto is None or plan.remote_crypto is None:
+        return None
+    return SrtpSession(plan.local_crypto, plan.remote_crypto)
+
+
+def _crypto(lines: list[str], srtp: SrtpPolicy) -> CryptoAttribute:
+    """The offer's a=crypto line we take: the first of our suites that it offers."""
+    if srtp.mode == "off":
+        raise NotAcceptable("the offer is RTP/SAVP (SRTP) and media.srtp is off")
+    if not srtp.keys_allowed:
+        raise NotAcceptable(
+            "SRTP keys offered over unencrypted signalling (not TLS): refused, see "
+            "media.srtp_over_insecure_signalling"
+        )
+    offered: list[CryptoAttribute] = []
+    for line in lines[:16]:
+        try:
+            attr = parse_crypto(line)
+        except BadCrypto as exc:
+            raise NotAcceptable(f"a=crypto: {exc}") from None
+        if attr is not None:
+            offered.append(attr)
+    ours = [name for name in srtp.suites if name in available_suites()]
+    for name in ours:
+        for attr in offered:
+            if attr.suite == name:
+                return attr
+    # Suite names only (base64 has no "_"): never a key, even one put in the wrong place.
+    words = (line.split()[1] for line in lines[:16] if len(line.split()) > 1)
+    names = sorted({w for w in words if _SUITE_NAME.fullmatch(w)})
+    raise NotAcceptable(f"no common SRTP crypto suite: offered {names}, we support {ours}")
 
 
 def _remote(offer: SdpMessage) -> tuple[str, int] | None:
@@ -91,6 +163,7 @@ def _remote(offer: SdpMessage) -> tuple[str, int] | None:
 
 
 def build_answer(offer: SdpMessage, plan: MediaPlan, local_ip: str, rtp_port: int) -> SdpMessage:
+    """Our answer (the offer's proto mirrored); an SRTP plan adds our a=crypto line."""
     answer, _ = negotiate_sdp(
         offer,
         local_ip=local_ip,
@@ -99,6 +172,8 @@ def build_answer(offer: SdpMessage, plan: MediaPlan, local_ip: str, rtp_port: in
         dtmf_payload_type=plan.dtmf_payload_type if plan.dtmf_payload_type is not None else 0,
         ptime=plan.ptime_ms,
     )
+    if plan.local_crypto is not None and answer.audio is not None:
+        answer.audio.attributes["crypto"] = [plan.local_crypto.value()]
     return answer
 
 
@@ -115,8 +190,10 @@ class SdpSession:
         rtp_port: int = 0,
         *,
         allow_to: Door | None = None,
+        srtp: SrtpPolicy = PLAIN,
     ) -> None:
         self.codecs = codecs
+        self.srtp = srtp
         # Where our RTP may go (media.allow_to); None: anywhere.
         self.allow_to = allow_to
         self.local_ip = local_ip
@@ -125,20 +202,21 @@ class SdpSession:
         self.local: SdpMessage | None = None  # the last SDP we sent
         self._offered: MediaPlan | None = None  # our offer, waiting for its answer
         self._last_offer: MediaPlan | None = None
+        self._offer_crypto: list[CryptoAttribute] = []  # the a=crypto lines of our offer
         self._id = str(secrets.randbelow(2**31))
         self._version = 0
 
     def first_plan(self, offer: SdpMessage | None) -> MediaPlan:
         """The media of a new call: from its offer, or what our own offer will propose."""
-        if offer is not None:
-            return self._allowed(plan_media(offer, self.codecs))
+        if offer is not None:  # (our key is made with the answer, see answer())
+            return self._allowed(plan_media(offer, self.codecs, self.srtp))
         codec = codec_by_name(self.codecs[0])
         return MediaPlan(codec, codec.payload_type, None, DTMF_PT, 20)
 
     def answer(self, offer: SdpMessage) -> tuple[MediaPlan, SdpMessage]:
         """Answer an offer; within a call the codec cannot change (its bridge is built)."""
         codecs = [self.plan.codec.name] if self.plan else self.codecs
-        plan = self._allowed(plan_media(offer, codecs))
+        plan = self._keyed(self._allowed(plan_media(offer, codecs, self.srtp)))
         answer = build_answer(offer, plan, self.local_ip, self.rtp_port)
         self.plan = plan
         return plan, self._stamp(answer)
@@ -156,7 +234,30 @@ class SdpSession:
             dtmf_payload_type=base.dtmf_payload_type or 0,
             ptime=base.ptime_ms,
         )
+        crypto = self._offer_keys()
+        if crypto and sdp.audio is not None:
+            sdp.audio.proto = "RTP/SAVP"
+            sdp.audio.attributes["crypto"] = [attr.value() for attr in crypto]
         return self._stamp(sdp)
+
+    def _offer_keys(self) -> list[CryptoAttribute]:
+        """The a=crypto lines of our offer: the key in force within an SRTP call; one key per
+        suite of ours when media.srtp is required (we never offer SRTP as optional: SDES has
+        no way to say "either"); none otherwise."""
+        if self.plan is not None:
+            local = self.plan.local_crypto
+            self._offer_crypto = [local] if local is not None else []
+        elif not self._offer_crypto and self.srtp.mode == "required":
+            if not self.srtp.keys_allowed:
+                raise NotAcceptable(
+                    "media.srtp is required, and SRTP keys may not travel over unencrypted "
+                    "signalling (not TLS): see media.srtp_over_insecure_signalling"
+                )
+            suites = [name for name in self.srtp.suites if name in available_suites()]
+            self._offer_crypto = [
+                CryptoAttribute.generate(tag, name) for tag, name in enumerate(suites, 1)
+            ]
+        return self._offer_crypto
 
     @property
     def awaiting_answer(self) -> bool:
@@ -169,11 +270,39 @@ class SdpSession:
             raise NotAcceptable("an answer arrived without an offer of ours")
         if answer is None:
             raise NotAcceptable("the ACK carries no SDP answer to our offer")
-        plan = self._allowed(plan_media(answer, [offered.codec.name]))
+        plan = self._allowed(plan_media(answer, [offered.codec.name], self.srtp))
         if plan.payload_type != offered.payload_type and offered.payload_type < 96:
             raise NotAcceptable(f"the answer changed payload type {offered.payload_type}")
+        remote = plan.remote_crypto
+        if (remote is None) != (not self._offer_crypto):
+            raise NotAcceptable("the answer does not match our offer's RTP/SAVP or RTP/AVP")
+        if remote is not None:
+            local = next(
+                (a for a in self._offer_crypto if (a.tag, a.suite) == (remote.tag, remote.suite)),
+                None,
+            )
+            if local is None:
+                raise NotAcceptable(f"the answer's a=crypto tag {remote.tag} is not one we offered")
+            plan = dataclasses.replace(plan, local_crypto=local)
         self.plan = plan
         return plan
+
+    def _keyed(self, plan: MediaPlan) -> MediaPlan:
+        """Our key for an SRTP plan: the one in force while the peer keeps its key (a
+        session refresh changes nothing), a new one when the peer re-keys (RFC 4568 §7.1.4:
+        new keys, new SRTP sessions both ways). SRTP cannot be turned on or off mid-call: a
+        re-INVITE that tries is refused (no downgrade to plain RTP)."""
+        current = self.plan
+        if current is not None and (current.remote_crypto is None) != (plan.remote_crypto is None):
+            raise NotAcceptable("a re-INVITE cannot turn SRTP on or off within a call")
+        remote = plan.remote_crypto
+        if remote is None:
+            return plan
+        if current is not None and current.remote_crypto == remote:
+            local = current.local_crypto
+        else:
+            local = CryptoAttribute.generate(remote.tag, remote.suite)
+        return dataclasses.replace(plan, local_crypto=local)
 
     def _allowed(self, plan: MediaPlan) -> MediaPlan:
         """The plan, if its c= address is one we may send to (media.allow_to): an admitted
