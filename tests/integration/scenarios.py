@@ -378,6 +378,7 @@ def sdp(
     rtpmaps: tuple[str, ...] | list[str] = tuple(PCMU_MAPS),
     direction: str | None = None,
     version: int = 1,
+    proto: str = "RTP/AVP",
 ) -> str:
     lines = [
         "v=0",
@@ -385,7 +386,7 @@ def sdp(
         "s=-",
         f"c=IN IP4 {ip}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {formats}",
+        f"m=audio {port} {proto} {formats}",
         *rtpmaps,
     ]
     if direction:
