@@ -5,6 +5,8 @@ Inbound:  RtpStream.datagram_received (source check, RTP parse, reorder buffer, 
 Outbound: JSON delta parse (base64) -> soxr 24k->8k -> playback push/next_frame ->
           G.711 encode -> RTP build.
 The ``_g711`` variants are ``realtime.audio_format: g711`` (no decode, no soxr).
+``srtp_*``: libsrtp's protect and unprotect of one 20 ms G.711 packet, per suite, and the
+inbound path with SRTP (``inbound_srtp``, AES_CM_128_HMAC_SHA1_80: unprotect first).
 Exactly the gateway's code, no sockets. Prints a JSON report.
 
     .venv/bin/python tests/perf/bench_frame.py [--frames N]
@@ -30,6 +32,7 @@ from gateway.bridge.playback import ItemKey, Playback
 from gateway.media.g711 import PCMU
 from gateway.media.resample import Resampler
 from gateway.media.rtp import RtpSender
+from gateway.media.srtp import SUITES, CryptoAttribute, SrtpSession
 from gateway.media.stream import RtpStream
 from gateway.realtime.protocol import GaDialect
 
@@ -51,7 +54,11 @@ def per_frame_us(fn, frames: int, repeats: int = 5) -> dict[str, float]:
     return {"median_us": round(statistics.median(runs), 2), "min_us": round(min(runs), 2)}
 
 
-def inbound(frames: int, passthrough: bool = False):
+def keys(suite: str) -> tuple[CryptoAttribute, CryptoAttribute]:
+    return CryptoAttribute.generate(1, suite), CryptoAttribute.generate(1, suite)
+
+
+def inbound(frames: int, passthrough: bool = False, srtp: str | None = None):
     dialect = GaDialect()
     sender = RtpSender(0, 160)
     up = Resampler(8000, 24000)
@@ -59,11 +66,17 @@ def inbound(frames: int, passthrough: bool = False):
     packets = [
         bytes(sender.build(PCMU.encode(caller[i * 160 : (i + 1) * 160]))) for i in range(frames)
     ]
+    if srtp is not None:
+        theirs, ours = keys(srtp)
+        tx = SrtpSession(theirs, ours)
+        packets = [tx.protect(p) for p in packets]
     addr = ("127.0.0.1", 40000)
 
     def run(n: int) -> None:
         payloads: list[bytes] = []
-        stream = RtpStream(PCMU, 0, addr, payloads.append)  # the caller its SDP names
+        # the caller its SDP names; a new SRTP session each run (the packets are new to it)
+        session = SrtpSession(ours, theirs) if srtp is not None else None
+        stream = RtpStream(PCMU, 0, addr, payloads.append, srtp=session)
         # Packets come back to back here, not every 20 ms: the flood guard must not count them.
         stream._flood_burst = stream._flood_tokens = float(n + 1)
 
@@ -126,6 +139,33 @@ def outbound(frames: int, passthrough: bool = False):
     return run
 
 
+def srtp_protect(frames: int, suite: str):
+    sender = RtpSender(0, 160)
+    tx = SrtpSession(*keys(suite))
+    payload = PCMU.encode(speechlike(0.02, 8000))
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            tx.protect(sender.build(payload))
+
+    return run
+
+
+def srtp_unprotect(frames: int, suite: str):
+    sender = RtpSender(0, 160)
+    theirs, ours = keys(suite)
+    tx = SrtpSession(theirs, ours)
+    payload = PCMU.encode(speechlike(0.02, 8000))
+    packets = [tx.protect(sender.build(payload)) for _ in range(frames)]
+
+    def run(n: int) -> None:
+        rx = SrtpSession(ours, theirs)  # new each run: the packets are new to it
+        for i in range(n):
+            rx.unprotect(packets[i % frames])
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=3000, help="frames per run (60 s = 3000)")
@@ -136,7 +176,11 @@ def main() -> None:
         "outbound": outbound(frames),
         "inbound_g711": inbound(frames, passthrough=True),
         "outbound_g711": outbound(frames, passthrough=True),
+        "inbound_srtp": inbound(frames, srtp="AES_CM_128_HMAC_SHA1_80"),
     }
+    for suite in SUITES:
+        runs[f"srtp_protect_{suite}"] = srtp_protect(frames, suite)
+        runs[f"srtp_unprotect_{suite}"] = srtp_unprotect(frames, suite)
     for run in runs.values():
         run(50)  # warm up numpy/soxr
     report = {
