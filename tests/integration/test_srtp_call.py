@@ -216,3 +216,80 @@ async def test_srtp_keys_over_udp_are_refused_by_default(tmp_path: Path) -> None
     assert "unencrypted signalling" in line["reason"]
     assert "srtp_over_insecure_signalling" in line["reason"]
     assert key.split("inline:")[1] not in gateway.log_path.read_text()
+
+
+@pytest.mark.skipif(bool(missing_peer_tools("espeak-ng", "sox")), reason="needs espeak-ng, sox")
+async def test_a_reinvite_with_a_new_key_rekeys_both_ways(tmp_path: Path) -> None:
+    """RFC 4568 §7.1.4: the caller re-keys mid-call with a re-INVITE; the gateway answers with
+    a new key of its own, and from then on both directions run new SRTP sessions."""
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    speech = speech_wav(tmp_path / "speech.wav", "Please read me back my account number", 8000,
+                        0.5, 6.0)  # fmt: skip
+    start, end = active_bounds(speech, 8000)
+    first, second = CryptoAttribute.generate(1, suite), CryptoAttribute.generate(1, suite)
+    sender = RtpSender(0, 160)
+    tx_first = SrtpSession(first, CryptoAttribute.generate(1, suite))
+    tx_second = SrtpSession(second, CryptoAttribute.generate(1, suite))
+    silence = b"\xff" * 160
+    before = [tx_first.protect(sender.build(silence)) for _ in range(50)]
+    after = [
+        tx_second.protect(sender.build(PCMU.encode(speech[i : i + 160])))
+        for i in range(0, len(speech) - 159, 160)
+    ]
+    peer = await SrtpPeer.open()
+    path = scenario(
+        tmp_path / "rekey.xml",
+        invite(savp_offer(peer.port, first.value())),
+        recv(100, optional=True),
+        recv(200),
+        in_dialog("ACK", 1),
+        pause(2000),  # the first key's packets (1 s) are all out by then
+        invite(savp_offer(peer.port, second.value()).replace(
+            "53655765 1", "53655765 2"), branch="inv2", cseq=2, in_dialog=True),
+        recv(200, body=r"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        in_dialog("ACK", 2),
+        pause(len(after) * 20 + 1500),
+        in_dialog("BYE", 3),
+        recv(200),
+    )  # fmt: skip
+    try:
+        async with GatewayProcess(tmp_path, OVER_UDP) as gateway:
+            sipp = Sipp(
+                tmp_path,
+                ["-sf", path, "-m", 1, "-nr", "-i", LOOPBACK, "-p", free_udp_port(),
+                 "-mp", free_port_block(4), "-s", "echo", "-timeout", 60, "-timeout_error",
+                 f"{LOOPBACK}:{gateway.port}"],
+            )  # fmt: skip
+            async with sipp:
+                answered = await gateway.wait_for("call.answered", timeout=20)
+                rtp = (LOOPBACK, int(answered["rtp_local"].rsplit(":", 1)[1]))
+                await peer.play(rtp, before)
+                await gateway.wait_for("call.srtp_rekeyed", timeout=10)
+                await peer.play(rtp, after)
+                await gateway.wait_for("call.ended", timeout=15)
+                assert await sipp.wait(15) == 0, sipp.report()
+        [stats] = gateway.find("rtp.stats")
+        text = sipp.messages_path.read_text(errors="replace")
+    finally:
+        peer.close()
+    ours = {first.value(), second.value()}
+    lines = [m.strip() for m in re.findall(r"a=crypto:(.*)", text) if m.strip() not in ours]
+    theirs = [parse_crypto(line) for line in dict.fromkeys(lines)]
+    assert len(theirs) == 2 and theirs[0] is not None and theirs[1] is not None
+    old, new = SrtpSession(first, theirs[0]), SrtpSession(second, theirs[1])
+    # What the gateway sent: under its first key until the re-INVITE, then under its new one.
+    heard, session, switched = [], old, 0
+    for data in peer.raw:
+        try:
+            heard.append(parse_rtp(session.unprotect(data)))
+        except SrtpDropped:
+            assert session is old, "a packet under neither of the gateway's keys"
+            session, switched = new, len(heard)
+            heard.append(parse_rtp(session.unprotect(data)))
+    assert 0 < switched < len(heard)
+    assert stats["srtp_auth_failures"] == 0 and stats["srtp_replayed"] == 0
+    assert stats["packets_in"] == len(before) + len(after)
+    echo = PCMU.decode(b"".join(bytes(p.payload) for p in heard[switched:]))
+    peak, _ = normalized_xcorr(speech[start:end], echo)
+    print(f"\nafter re-keying: echo correlation {peak:.3f}")
+    assert peak >= 0.8
