@@ -12,7 +12,7 @@ from typing import Any
 from aiosipua import IncomingCall, SipRequest, parse_sdp
 
 from ..media.stream import RtpStream
-from .sdp import MediaPlan, NotAcceptable, SdpSession, srtp_session
+from .sdp import MediaPlan, NotAcceptable, SdpSession, srtp_keys, srtp_session
 from .uas import respond
 
 
@@ -60,8 +60,7 @@ class CallLeg:
         self.log.info("sip.late_answer", codec=plan.codec.name, rtp_remote=_fmt(plan.remote))
 
     def apply(self, plan: MediaPlan, previous: MediaPlan | None) -> None:
-        keys = (plan.local_crypto, plan.remote_crypto)
-        if previous is None or keys != (previous.local_crypto, previous.remote_crypto):
+        if previous is None or srtp_keys(plan) != srtp_keys(previous):
             # New keys (a re-INVITE that re-keys, the ACK's late answer): new SRTP sessions.
             self.stream.srtp = srtp_session(plan)
             if previous is not None and plan.remote_crypto is not None:

@@ -118,6 +118,18 @@ def srtp_session(plan: MediaPlan) -> SrtpSession | None:
     return SrtpSession(plan.local_crypto, plan.remote_crypto)
 
 
+def srtp_keys(plan: MediaPlan | None) -> tuple[str, bytes, bytes] | None:
+    """What the plan's SRTP sessions are made of (suite and both keys; the tags do not
+    matter), None for plain RTP."""
+    if plan is None or plan.local_crypto is None or plan.remote_crypto is None:
+        return None
+    return (plan.local_crypto.suite, plan.local_crypto.key, plan.remote_crypto.key)
+
+
+def _same_key(a: CryptoAttribute | None, b: CryptoAttribute | None) -> bool:
+    return a is not None and b is not None and (a.suite, a.key) == (b.suite, b.key)
+
+
 def _crypto(lines: list[str], srtp: SrtpPolicy) -> CryptoAttribute:
     """The offer's a=crypto line we take: the first of our suites that it offers."""
     if srtp.mode == "off":
@@ -298,8 +310,11 @@ class SdpSession:
         remote = plan.remote_crypto
         if remote is None:
             return plan
-        if current is not None and current.remote_crypto == remote:
-            local = current.local_crypto
+        kept = current.remote_crypto if current is not None else None
+        if current is not None and current.local_crypto is not None and _same_key(kept, remote):
+            # The same key under another tag is the same key: a new session for it would
+            # open a fresh replay window to packets already heard.
+            local = dataclasses.replace(current.local_crypto, tag=remote.tag)
         else:
             local = CryptoAttribute.generate(remote.tag, remote.suite)
         return dataclasses.replace(plan, local_crypto=local)

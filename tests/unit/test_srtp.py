@@ -9,6 +9,7 @@ import os
 import socket
 
 import pytest
+import structlog
 from aiosipua import parse_sdp, serialize_sdp
 
 from gateway.media.g711 import PCMU
@@ -23,6 +24,7 @@ from gateway.media.srtp import (
     parse_crypto,
 )
 from gateway.media.stream import RtpStream
+from gateway.sip.leg import CallLeg
 from gateway.sip.sdp import NotAcceptable, SdpSession, SrtpPolicy, plan_media, srtp_session
 
 KEY30 = bytes(range(30))
@@ -249,3 +251,48 @@ async def test_the_stream_protects_what_it_sends() -> None:
     assert len(data) == 12 + 160 + 16 and b"\x42" * 16 not in data
     clear = caller.unprotect(data)
     assert clear[12:] == b"\x42" * 160 and clear[1] == 0x80  # marker, PT 0
+
+
+async def test_the_call_leg_keeps_the_sessions_for_the_same_key_and_renews_them_on_a_new_one() -> (
+    None
+):
+    """A refresh, or the same key under another tag, keeps the SRTP sessions (a new one
+    would open a fresh replay window to packets already heard); a new key renews them."""
+    session = SdpSession(["PCMU"], "192.0.2.1", 10002, srtp=OVER_TLS)
+    plan, _ = session.answer(
+        parse_sdp(offer("RTP/SAVP", f"1 AES_CM_128_HMAC_SHA1_80 inline:{B64}"))
+    )
+    stream = RtpStream(PCMU, 0, PEER, lambda _: None, srtp=srtp_session(plan))
+    leg = CallLeg(None, session, stream, structlog.get_logger())  # type: ignore[arg-type]
+    first = stream.srtp
+    for tag in (1, 7):
+        previous = session.plan
+        again, answer = session.answer(
+            parse_sdp(offer("RTP/SAVP", f"{tag} AES_CM_128_HMAC_SHA1_80 inline:{B64}"))
+        )
+        leg.apply(again, previous)
+        assert stream.srtp is first
+    assert again.local_crypto is not None and again.local_crypto.tag == 7
+    assert "a=crypto:7 AES_CM_128_HMAC_SHA1_80 inline:" in serialize_sdp(answer)
+    assert again.local_crypto.key == plan.local_crypto.key  # type: ignore[union-attr]
+    previous = session.plan
+    new_key = base64.b64encode(os.urandom(30)).decode()
+    rekeyed, _ = session.answer(
+        parse_sdp(offer("RTP/SAVP", f"1 AES_CM_128_HMAC_SHA1_80 inline:{new_key}"))
+    )
+    leg.apply(rekeyed, previous)
+    assert stream.srtp is not first and stream.srtp is not None
+    assert stream.srtp.remote.key == base64.b64decode(new_key)
+
+
+async def test_a_nat_source_is_learned_from_authentic_packets_only() -> None:
+    caller, ours = pair("AES_CM_128_HMAC_SHA1_80")
+    heard: list[bytes] = []
+    stream = RtpStream(PCMU, 0, PEER, heard.append, srtp=ours, learn_packets=4)
+    nat = ("198.51.100.7", 31000)
+    sender = RtpSender(0, 160)
+    for _ in range(4):
+        stream.datagram_received(caller.protect(sender.build(b"\x11" * 160)), nat)
+    assert stream.remote == nat and stream.stats.sources_learned == 1
+    stream.datagram_received(caller.protect(sender.build(b"\x22" * 160)), nat)
+    assert heard[-1] == b"\x22" * 160 and stream.stats.srtp_auth_failures == 0
