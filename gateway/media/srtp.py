@@ -150,6 +150,7 @@ class SrtpDropped(Exception):
 
 _REPLAY = frozenset({"replay check failed (bad index)", "replay check failed (index too old)"})
 _AUTH = frozenset({"authentication failure", "cipher failure"})
+MAX_SSRCS = 8  # inbound streams kept per call: a phone uses one, a PBX's transfer a few
 MAX_SRTP_PACKET = 1500 - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN  # pylibsrtp's buffer
 
 
@@ -165,7 +166,7 @@ def _kind(exc: Exception) -> str:
 class SrtpSession:
     """One call's SRTP: our key protects what we send, the peer's unprotects what we hear."""
 
-    __slots__ = ("_rx", "_tx", "local", "remote", "suite")
+    __slots__ = ("_rx", "_ssrcs", "_tx", "local", "remote", "suite")
 
     def __init__(self, local: CryptoAttribute, remote: CryptoAttribute) -> None:
         if local.suite != remote.suite:
@@ -180,6 +181,7 @@ class SrtpSession:
         self._rx = pylibsrtp.Session(
             Policy(key=remote.key, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=profile)
         )
+        self._ssrcs: dict[int, None] = {}  # inbound SSRCs libsrtp keeps a stream for, oldest first
 
     def __repr__(self) -> str:
         return f"SrtpSession({self.suite})"
@@ -192,9 +194,24 @@ class SrtpSession:
         if len(packet) > MAX_SRTP_PACKET:
             raise SrtpDropped("other")
         try:
-            return self._rx.unprotect(packet)
+            clear = self._rx.unprotect(packet)
         except pylibsrtp.Error as exc:
             raise SrtpDropped(_kind(exc)) from None
+        self._seen(int.from_bytes(packet[8:12], "big"))
+        return clear
+
+    def _seen(self, ssrc: int) -> None:
+        """libsrtp clones a stream (keys, replay window) for each new SSRC that
+        authenticates: a peer cycling SSRCs would grow it without end. The oldest beyond
+        MAX_SSRCS is removed (should it come back, it starts a new window)."""
+        ssrcs = self._ssrcs
+        if ssrc in ssrcs:
+            return
+        ssrcs[ssrc] = None
+        if len(ssrcs) > MAX_SSRCS:
+            oldest = next(iter(ssrcs))
+            del ssrcs[oldest]
+            self._rx.remove_stream(oldest)
 
     def protect_rtcp(self, packet: bytes | bytearray | memoryview) -> bytes:
         return self._tx.protect_rtcp(bytes(packet))
@@ -204,9 +221,11 @@ class SrtpSession:
         if len(packet) > MAX_SRTP_PACKET:
             raise SrtpDropped("other")
         try:
-            return self._rx.unprotect_rtcp(packet)
+            clear = self._rx.unprotect_rtcp(packet)
         except pylibsrtp.Error as exc:
             raise SrtpDropped(_kind(exc)) from None
+        self._seen(int.from_bytes(packet[4:8], "big"))
+        return clear
 
 
 def is_rtcp(data: bytes) -> bool:

@@ -296,3 +296,15 @@ async def test_a_nat_source_is_learned_from_authentic_packets_only() -> None:
     assert stream.remote == nat and stream.stats.sources_learned == 1
     stream.datagram_received(caller.protect(sender.build(b"\x22" * 160)), nat)
     assert heard[-1] == b"\x22" * 160 and stream.stats.srtp_auth_failures == 0
+
+
+def test_a_peer_cycling_ssrcs_keeps_a_bounded_number_of_libsrtp_streams() -> None:
+    caller, gateway = pair("AES_CM_128_HMAC_SHA1_80")
+    first = RtpSender(0, 160, ssrc=1)
+    old = [caller.protect(first.build(b"\x01" * 160)) for _ in range(2)]
+    gateway.unprotect(old[0])
+    for ssrc in range(2, 2 + 50):
+        gateway.unprotect(caller.protect(RtpSender(0, 160, ssrc=ssrc).build(b"\x02" * 160)))
+    assert len(gateway._ssrcs) == 8 and 1 not in gateway._ssrcs
+    # The first SSRC's stream was removed: it starts again (a new stream from the template).
+    assert gateway.unprotect(old[1])[12:] == b"\x01" * 160
