@@ -71,12 +71,15 @@ def answer_crypto(sipp: Sipp, ours: CryptoAttribute) -> CryptoAttribute:
     return attr
 
 
-async def metric(gateway: GatewayProcess, kind: str) -> float:
+async def metrics_text(gateway: GatewayProcess) -> str:
     async with (
         aiohttp.ClientSession() as http,
         http.get(f"{gateway.metrics_url}/metrics", timeout=aiohttp.ClientTimeout(5)) as response,
     ):
-        text = await response.text()
+        return await response.text()
+
+
+def metric(text: str, kind: str) -> float:
     match = re.search(rf'^sipgw_rtp_packets_total\{{kind="{kind}"\}} (\S+)$', text, re.M)
     return float(match[1]) if match else 0.0
 
@@ -107,6 +110,8 @@ async def test_srtp_echo_with_a_forged_and_a_replayed_packet_mid_call(
     stream.insert(60, stream[50])  # replayed ten packets later
     peer = await SrtpPeer.open()
     call_s = len(stream) * 0.02 + 1.0
+    records = tmp_path / "records"
+    config = {**OVER_UDP, "records": {"calls_dir": str(records)}}
     path = scenario(
         tmp_path / "srtp.xml",
         invite(savp_offer(peer.port, ours.value())),
@@ -118,7 +123,7 @@ async def test_srtp_echo_with_a_forged_and_a_replayed_packet_mid_call(
         recv(200),
     )
     try:
-        async with GatewayProcess(tmp_path, OVER_UDP) as gateway:
+        async with GatewayProcess(tmp_path, config) as gateway:
             sipp = Sipp(
                 tmp_path,
                 ["-sf", path, "-m", 1, "-nr", "-i", LOOPBACK, "-p", free_udp_port(),
@@ -131,8 +136,9 @@ async def test_srtp_echo_with_a_forged_and_a_replayed_packet_mid_call(
                 await peer.play((LOOPBACK, rtp_port), stream)
                 await gateway.wait_for("call.ended", timeout=call_s + 10)
                 assert await sipp.wait(15) == 0, sipp.report()
-            failed = await metric(gateway, "srtp_auth_failed")
-            replayed = await metric(gateway, "srtp_replayed")
+            scraped = await metrics_text(gateway)
+        failed = metric(scraped, "srtp_auth_failed")
+        replayed = metric(scraped, "srtp_replayed")
         [stats] = gateway.find("rtp.stats")
         theirs = answer_crypto(sipp, ours)
     finally:
@@ -147,11 +153,15 @@ async def test_srtp_echo_with_a_forged_and_a_replayed_packet_mid_call(
     peak, lag = normalized_xcorr(reference, heard)
     print(f"\nSRTP {suite} echo: correlation {peak:.3f} at {lag / 8000:.2f} s")
     assert peak >= 0.8
-    # Neither key is in the gateway's log (nor in anything it logged about the call).
-    log = gateway.log_path.read_text()
+    # Neither key is in the gateway's log, its call record or its metrics.
+    [record] = list(records.glob("*.json"))
+    assert record.read_text().count('"srtp_auth_failures": 1')
+    texts = [gateway.log_path.read_text(), record.read_text(), scraped]
     for key in (ours, theirs):
         value = key.value().split("inline:")[1]
-        assert value not in log and value[:16] not in log
+        for text in texts:
+            assert value not in text and value[:16] not in text
+            assert key.key.hex() not in text
 
 
 async def refused(tmp_path: Path, gateway: GatewayProcess, name: str, body: str) -> dict[str, Any]:
