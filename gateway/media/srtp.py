@@ -163,6 +163,13 @@ def _kind(exc: Exception) -> str:
     return "other"
 
 
+def _inbound(remote: CryptoAttribute) -> pylibsrtp.Session:
+    profile = SUITES[remote.suite].profile
+    return pylibsrtp.Session(
+        Policy(key=remote.key, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=profile)
+    )
+
+
 class SrtpSession:
     """One call's SRTP: our key protects what we send, the peer's unprotects what we hear."""
 
@@ -178,10 +185,18 @@ class SrtpSession:
         self._tx = pylibsrtp.Session(
             Policy(key=local.key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
         )
-        self._rx = pylibsrtp.Session(
-            Policy(key=remote.key, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=profile)
-        )
+        self._rx = _inbound(remote)
         self._ssrcs: dict[int, None] = {}  # inbound SSRCs libsrtp keeps a stream for, oldest first
+
+    def renew_remote(self, remote: CryptoAttribute) -> None:
+        """The peer re-keyed and our key stays: a new inbound session only. The outbound one
+        goes on, its rollover counter with it; a new session under the same key would
+        start its packet index again and repeat a keystream already used (RFC 3711 §9.1)."""
+        if remote.suite != self.suite:
+            raise ValueError("both directions must use the same crypto suite")
+        self.remote = remote
+        self._rx = _inbound(remote)
+        self._ssrcs = {}
 
     def __repr__(self) -> str:
         return f"SrtpSession({self.suite})"

@@ -60,9 +60,17 @@ class CallLeg:
         self.log.info("sip.late_answer", codec=plan.codec.name, rtp_remote=_fmt(plan.remote))
 
     def apply(self, plan: MediaPlan, previous: MediaPlan | None) -> None:
-        if previous is None or srtp_keys(plan) != srtp_keys(previous):
-            # New keys (a re-INVITE that re-keys, the ACK's late answer): new SRTP sessions.
-            self.stream.srtp = srtp_session(plan)
+        keys, before = srtp_keys(plan), srtp_keys(previous)
+        if previous is None or keys != before:
+            # New keys (a re-INVITE that re-keys, the ACK's late answer): new SRTP sessions;
+            # only the inbound one when our own key stays (our answer to an offerless
+            # re-INVITE offered the key in force).
+            current = self.stream.srtp
+            remote = plan.remote_crypto
+            if keys and before and keys[:2] == before[:2] and current and remote:
+                current.renew_remote(remote)
+            else:
+                self.stream.srtp = srtp_session(plan)
             if previous is not None and plan.remote_crypto is not None:
                 self.log.info("call.srtp_rekeyed", suite=plan.remote_crypto.suite)
         if plan.remote is not None and (previous is None or plan.remote != previous.remote):

@@ -308,3 +308,29 @@ def test_a_peer_cycling_ssrcs_keeps_a_bounded_number_of_libsrtp_streams() -> Non
     assert len(gateway._ssrcs) == 8 and 1 not in gateway._ssrcs
     # The first SSRC's stream was removed: it starts again (a new stream from the template).
     assert gateway.unprotect(old[1])[12:] == b"\x01" * 160
+
+
+async def test_an_offerless_reinvite_keeps_our_key_and_outbound_session() -> None:
+    """Our offer in a call is the key in force; when the peer answers with a new key of its
+    own, only the inbound session is new: a new outbound session under our same key would
+    start its packet index again and reuse keystream."""
+    session = SdpSession(["PCMU"], "192.0.2.1", 10002, srtp=OVER_TLS)
+    plan, _ = session.answer(
+        parse_sdp(offer("RTP/SAVP", f"3 AES_CM_128_HMAC_SHA1_80 inline:{B64}"))
+    )
+    assert plan.local_crypto is not None
+    stream = RtpStream(PCMU, 0, PEER, lambda _: None, srtp=srtp_session(plan))
+    srtp = stream.srtp
+    assert srtp is not None
+    tx = srtp._tx
+    leg = CallLeg(None, session, stream, structlog.get_logger())  # type: ignore[arg-type]
+    ours = serialize_sdp(session.offer())
+    assert "RTP/SAVP" in ours and f"a=crypto:{plan.local_crypto.value()}\r\n" in ours
+    new_key = CryptoAttribute.generate(3, "AES_CM_128_HMAC_SHA1_80")
+    previous = session.plan
+    answered = session.accept_answer(parse_sdp(offer("RTP/SAVP", new_key.value())))
+    leg.apply(answered, previous)
+    assert stream.srtp is srtp and srtp._tx is tx and srtp.remote == new_key
+    caller = SrtpSession(new_key, plan.local_crypto)
+    packet = bytes(RtpSender(0, 160).build(b"\x33" * 160))
+    assert srtp.unprotect(caller.protect(packet)) == packet
