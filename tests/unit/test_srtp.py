@@ -11,6 +11,8 @@ import socket
 import pytest
 import structlog
 from aiosipua import parse_sdp, serialize_sdp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.media.g711 import PCMU
 from gateway.media.rtp import RtpSender
@@ -334,3 +336,24 @@ async def test_an_offerless_reinvite_keeps_our_key_and_outbound_session() -> Non
     caller = SrtpSession(new_key, plan.local_crypto)
     packet = bytes(RtpSender(0, 160).build(b"\x33" * 160))
     assert srtp.unprotect(caller.protect(packet)) == packet
+
+
+_PIECES = st.sampled_from(
+    ["1", "0", "999999999", "1234567890", " ", "  ", "AES_CM_128_HMAC_SHA1_80", "AEAD_AES_256_GCM",
+     "inline:", "INLINE:", B64, B64[:-2], "==", "|", "2^20", "2^99", "1:4", ";", "\t", "\x00",
+     "é", "UNENCRYPTED_SRTP", "KDR=1"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=8), max_size=12).map("".join))
+def test_any_crypto_value_parses_or_is_refused_precisely(value: str) -> None:
+    """Nothing but None, an attribute of a suite we run, or BadCrypto (a 488)."""
+    try:
+        attr = parse_crypto(value)
+    except BadCrypto as exc:
+        assert B64 not in str(exc)
+        return
+    if attr is not None:
+        assert len(attr.key) == SUITES[attr.suite].key_len
+        SrtpSession(attr, attr)  # libsrtp takes the key
