@@ -744,9 +744,11 @@ class MediaConfig(_Model):
         "488, calls are plain RTP. optional: an RTP/SAVP offer with a=crypto is answered with "
         "SRTP, a plain RTP/AVP offer with plain RTP; our own offers (INVITE without SDP) are "
         "plain. required: a plain RTP/AVP offer gets 488, and our own offers are RTP/SAVP. "
-        "Packets failing authentication or replayed are dropped and counted (rtp.stats "
-        "srtp_auth_failures, srtp_replayed; metric sipgw_rtp_packets_total kinds "
-        "srtp_auth_failed, srtp_replayed). Default optional.",
+        "Within a call a re-INVITE cannot turn SRTP on or off (488, the call goes on as it "
+        "was); one with a new a=crypto key re-keys both directions. Packets failing "
+        "authentication or replayed are dropped and counted (rtp.stats srtp_auth_failures, "
+        "srtp_replayed; metric sipgw_rtp_packets_total kinds srtp_auth_failed, "
+        "srtp_replayed). Default optional.",
     )
     srtp_suites: Annotated[
         list[Annotated[Literal[_SRTP_SUITES], _choice(*_SRTP_SUITES.__args__, upper=True)]],

@@ -208,7 +208,8 @@ class Metrics:
         self.rtp_packets = Counter(
             f"{p}_rtp_packets",
             "RTP packets of ended calls, by kind (received, sent, lost, late, out_of_order, "
-            "duplicate, malformed, foreign_source, other_payload, flood_dropped).",
+            "duplicate, malformed, foreign_source, other_payload, flood_dropped, send_failed, "
+            "srtp_auth_failed, srtp_replayed).",
             ["kind"],
             registry=r,
         )
