@@ -50,8 +50,16 @@ from .sip.door import Door
 from .sip.leg import CallLeg
 from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession
+from .sip.tls import TlsSettings, TlsSetupError, server_context
 from .sip.transactions import SipTimers
-from .sip.transport import Listener, TcpLimits, TcpTransport, UdpTransport, bound_port
+from .sip.transport import (
+    Listener,
+    TcpLimits,
+    TcpTransport,
+    TlsTransport,
+    UdpTransport,
+    bound_port,
+)
 from .sip.uas import GatewayUAS, reject, respond
 
 log = structlog.get_logger("gateway")
@@ -100,6 +108,7 @@ class Gateway:
         self._base_url = cfg.realtime.url
         self._dialect = dialect_for(cfg.realtime.protocol, cfg.realtime.api_version)
         self.sip_port = cfg.sip.port
+        self.tls_port = cfg.sip.tls.port
         self.router = Router(cfg)
         self.metrics = Metrics()
         self.gc_pauses = GcPauses()
@@ -161,7 +170,11 @@ class Gateway:
                 f"{sip.registration.password_env} is not set"
             )
         for kind in sip.transports:
-            transport = self._listener(kind)
+            try:
+                transport = self._listener(kind)
+            except TlsSetupError as exc:
+                await self.stop()
+                raise StartupError(f"sip.tls: {exc}") from None
             uas = GatewayUAS(transport, user_agent=sip.user_agent, timers=self._timers)
             self._wire(uas)
             try:
@@ -169,9 +182,14 @@ class Gateway:
             except OSError as exc:
                 await self.stop()
                 raise StartupError(
-                    f"cannot listen for SIP on {kind} {sip.bind}:{self.sip_port}: {exc.strerror}"
+                    f"cannot listen for SIP on {kind} {sip.bind}:{transport.local_addr[1]}: "
+                    f"{exc.strerror}"
                 ) from None
             self._uas.append(uas)
+            if kind == "tls":  # its own port (sip.tls.port)
+                self.tls_port = bound_port(transport) or self.tls_port
+                transport.local_addr = (transport.local_addr[0], self.tls_port)
+                continue
             # With port 0 (tests), every further transport shares the port the first one got.
             self.sip_port = bound_port(transport) or self.sip_port
             transport.local_addr = (transport.local_addr[0], self.sip_port)
@@ -182,6 +200,7 @@ class Gateway:
         log.info(
             "gateway.ready",
             sip=f"{sip.bind}:{self.sip_port}",
+            tls=f"{sip.bind}:{self.tls_port}" if "tls" in sip.transports else None,
             transports=sip.transports,
             realtime="embedded:echo" if rt.embedded else rt.url,
             deployment=None if rt.embedded else rt.deployment,
@@ -204,7 +223,19 @@ class Gateway:
                 tcp.message_timeout_s,
                 tcp.max_send_buffer_kib * 1024,
             )
-            tcp_transport = TcpTransport(local, self._door, limits)
+            tcp_transport: TcpTransport
+            if kind == "tls":
+                tls = _tls_settings(self.cfg)
+                tcp_transport = TlsTransport(
+                    (sip.bind, self.tls_port),
+                    server_context(tls),
+                    self._door,
+                    limits,
+                    allowed_names=tls.allowed_names,
+                    handshake_timeout_s=tls.handshake_timeout_s,
+                )
+            else:
+                tcp_transport = TcpTransport(local, self._door, limits)
             tcp_transport.busy = self._carries_call
             transport = tcp_transport
         name = transport.name
@@ -348,7 +379,36 @@ class Gateway:
         self.cfg = self.cfg.model_copy(update={name: getattr(new, name) for name in applied})
         if applied:
             self.router = Router(self.cfg)  # a call in progress keeps the route it was given
-        return applied, [name for name in changed if name not in RELOADABLE]
+        needs_restart = [name for name in changed if name not in RELOADABLE]
+        if self.reload_tls(new):
+            applied.append("sip.tls")
+            if "sip" in needs_restart and _without_tls(new) == _without_tls(self.cfg):
+                needs_restart.remove("sip")  # only sip.tls changed, and it was applied
+        return applied, needs_restart
+
+    def reload_tls(self, new: GatewayConfig) -> bool:
+        """SIGHUP: the TLS certificate, key and peer checks read again into a new context for
+        new connections (those open keep theirs). A pair that cannot be used is refused and
+        the old context kept. True when the listener got the new one."""
+        listener = next(
+            (u.transport for u in self._uas if isinstance(u.transport, TlsTransport)), None
+        )
+        if listener is None or "tls" not in new.sip.transports:
+            return False
+        tls = _tls_settings(new)
+        try:
+            context = server_context(tls)
+        except TlsSetupError as exc:
+            log.error("sip.tls_reload_failed", error=str(exc), kept="the running certificate")
+            return False
+        listener.context = context
+        listener.allowed_names = tls.allowed_names
+        listener.handshake_timeout_s = tls.handshake_timeout_s
+        self.cfg = self.cfg.model_copy(
+            update={"sip": self.cfg.sip.model_copy(update={"tls": new.sip.tls})}
+        )
+        log.info("sip.tls_reloaded", cert_file=str(tls.cert_file))
+        return True
 
     # --- SIP events ---------------------------------------------------------------------------
 
@@ -507,7 +567,7 @@ class Gateway:
         reason = "unknown"
         try:
             local_ip = self._local_ip(sip.source_addr[0])
-            sip.advertised_addr = (local_ip, self.sip_port)
+            sip.advertised_addr = (local_ip, call.uas.transport.local_addr[1])
             sdp = SdpSession(self.cfg.media.codecs, local_ip, allow_to=self._media_door)
             plan = sdp.first_plan(sip.sdp_offer)
             route = self.router.select(info)
@@ -750,6 +810,24 @@ class Gateway:
         if sip.bind not in ("0.0.0.0", "::"):
             return sip.bind
         return local_ip_towards(peer)
+
+
+def _tls_settings(cfg: GatewayConfig) -> TlsSettings:
+    tls = cfg.sip.tls
+    if tls.cert_file is None or tls.key_file is None:  # the config's validator prevents it
+        raise TlsSetupError("sip.tls.cert_file and sip.tls.key_file are required")
+    return TlsSettings(
+        tls.cert_file,
+        tls.key_file,
+        tls.ca_file,
+        tls.verify_peer,
+        tuple(tls.allowed_names),
+        tls.handshake_timeout_s,
+    )
+
+
+def _without_tls(cfg: GatewayConfig) -> object:
+    return cfg.sip.model_copy(update={"tls": None})
 
 
 def _tool_call_data(call_id: str, info: CallInfo, profile: str) -> dict[str, str]:

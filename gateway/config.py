@@ -554,6 +554,69 @@ class SipTcpConfig(_Model):
     )
 
 
+def _file_path(value: object) -> Path:
+    text = _nonblank(_text(value))
+    if "\0" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    return Path(text).expanduser()
+
+
+class SipTlsConfig(_Model):
+    """SIP over TLS (when tls is in sip.transports): the certificate, and whom to trust."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    port: Int = Field(
+        5061,
+        ge=1,
+        le=65535,
+        description="SIP over TLS listening port (1-65535). Default 5061.",
+    )
+    cert_file: Annotated[Path | None, BeforeValidator(_optional(_file_path))] = Field(
+        None,
+        description="PEM file with the gateway's certificate (and its intermediates). Required "
+        "when tls is in sip.transports. Re-read on SIGHUP.",
+    )
+    key_file: Annotated[Path | None, BeforeValidator(_optional(_file_path))] = Field(
+        None,
+        description="PEM file with the private key of cert_file (unencrypted; keep it readable "
+        "by the gateway's user only). Required when tls is in sip.transports. Re-read on "
+        "SIGHUP; a key that does not match the certificate is refused and the old pair kept.",
+    )
+    ca_file: Annotated[Path | None, BeforeValidator(_optional(_file_path))] = Field(
+        None,
+        description="PEM file with the certificate authorities a peer's certificate must chain "
+        "to when verify_peer is true. Default none.",
+    )
+    verify_peer: bool = Field(
+        False,
+        description="Mutual TLS: a peer must present a certificate that chains to ca_file (and "
+        "matches allowed_names when set); else the connection is closed and logged "
+        "(sip.tls_refused). Default false: any peer sip.allow_from admits may connect.",
+    )
+    allowed_names: list[Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)]] = Field(
+        default_factory=list,
+        description="With verify_peer: names a peer certificate must carry, as a DNS or "
+        "IP subjectAltName or as its subject CN (exact match, case-insensitive; no "
+        "wildcards). Default [] = any certificate from ca_file.",
+    )
+    handshake_timeout_s: Float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A TLS handshake not complete within this many seconds is aborted and "
+        "the connection closed. Default 10.",
+    )
+
+    @model_validator(mode="after")
+    def _peer_check_needs_ca(self) -> "SipTlsConfig":
+        if self.verify_peer and self.ca_file is None:
+            raise ValueError("verify_peer: true needs ca_file (the CAs peers must chain to)")
+        if self.allowed_names and not self.verify_peer:
+            raise ValueError("allowed_names is only checked with verify_peer: true")
+        return self
+
+
 class SipConfig(_Model):
     """SIP signalling: where the gateway listens and whom it accepts calls from."""
 
@@ -568,14 +631,16 @@ class SipConfig(_Model):
         5060,
         ge=1,
         le=65535,
-        description="SIP listening port, for every transport (1-65535). Default 5060.",
+        description="SIP listening port of udp and tcp (1-65535; tls listens on "
+        "sip.tls.port). Default 5060.",
     )
     transports: Annotated[
-        list[Annotated[Literal["udp", "tcp"], _choice("udp", "tcp")]],
+        list[Annotated[Literal["udp", "tcp", "tls"], _choice("udp", "tcp", "tls")]],
         _unique_nonempty("transport"),
     ] = Field(
         default_factory=lambda: ["udp"],
-        description="SIP transports to listen on: udp, tcp, or both. Default [udp].",
+        description="SIP transports to listen on: udp, tcp, tls, or several of them (udp and "
+        "tcp on sip.port, tls on sip.tls.port). Default [udp].",
     )
     advertise_address: Annotated[str | None, BeforeValidator(_optional(_parse_host))] = Field(
         None,
@@ -610,7 +675,12 @@ class SipConfig(_Model):
     )
     tcp: SipTcpConfig = Field(
         default_factory=SipTcpConfig,
-        description="Limits of the TCP listener (when tcp is in sip.transports).",
+        description="Limits of the TCP listener (when tcp is in sip.transports); they apply "
+        "to the TLS listener too.",
+    )
+    tls: SipTlsConfig = Field(
+        default_factory=SipTlsConfig,
+        description="SIP over TLS (when tls is in sip.transports): port, certificate, mutual TLS.",
     )
     max_calls: Int = Field(
         100,
@@ -630,6 +700,12 @@ class SipConfig(_Model):
         description="Register to a PBX as an extension and take the calls it sends there. "
         "Default none: the PBX routes calls to this gateway's address (trunk mode).",
     )
+
+    @model_validator(mode="after")
+    def _tls_has_certificate(self) -> "SipConfig":
+        if "tls" in self.transports and (self.tls.cert_file is None or self.tls.key_file is None):
+            raise ValueError("tls in sip.transports needs sip.tls.cert_file and sip.tls.key_file")
+        return self
 
     @field_validator("allow_from", mode="after")
     @classmethod

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import errno
 import socket
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from aiosipua import SipMessage, SipRequest, SipResponse
 
 from .addresses import BadAddress, reply_address, sendable, stamp_via
 from .door import Door, LogLimiter
+from .tls import name_refusal
 
 log = structlog.get_logger("gateway.sip")
 
@@ -379,7 +381,8 @@ class TcpTransport(Listener):
         self._connections[source] = conn
         self._per_source[host] += 1
         try:
-            await self._serve(reader, conn)
+            if await self._open(writer, source):
+                await self._serve(reader, conn)
         except asyncio.CancelledError:
             pass
         except Exception:  # a bug: this connection ends, the listener goes on
@@ -394,6 +397,10 @@ class TcpTransport(Listener):
             writer.close()
             if task is not None:
                 self._tasks.discard(task)
+
+    async def _open(self, writer: asyncio.StreamWriter, source: Source) -> bool:
+        """What a connection admitted (ACL, limits) needs before SIP flows: nothing over TCP."""
+        return True
 
     async def _serve(self, reader: asyncio.StreamReader, conn: _Connection) -> None:
         while True:
@@ -464,6 +471,95 @@ class TcpTransport(Listener):
             # A peer that does not read what we send costs memory until it is let go.
             self._drop("tcp_send_buffer", conn.source)
             transport.abort()
+
+
+class TlsTransport(TcpTransport):
+    """SIP over TLS (RFC 3261 §26.3.1): the TCP listener, its ACL, limits and timeouts, with a
+    TLS handshake after admission. The handshake is ours (`StreamWriter.start_tls`) rather than
+    `start_server`'s, so that a connection still in its handshake counts against the limits and
+    a source the ACL refuses costs no handshake. `context` is read at each accept: a reload
+    replaces it for new connections, and those open keep the one they were made with."""
+
+    name = "TLS"
+    reliable = True
+
+    def __init__(
+        self,
+        local_addr: Source,
+        context: ssl.SSLContext,
+        door: Door | None = None,
+        limits: TcpLimits | None = None,
+        *,
+        allowed_names: tuple[str, ...] = (),
+        handshake_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(local_addr, door, limits)
+        self.context = context
+        self.allowed_names = allowed_names
+        self.handshake_timeout_s = handshake_timeout_s
+
+    async def _open(self, writer: asyncio.StreamWriter, source: Source) -> bool:
+        context = self.context
+        try:
+            await writer.start_tls(context, ssl_handshake_timeout=self.handshake_timeout_s)
+        except (TimeoutError, ConnectionAbortedError) as exc:
+            # asyncio reports a handshake past its deadline as ConnectionAbortedError.
+            timed_out = isinstance(exc, TimeoutError) or "longer than" in str(exc)
+            reason = "tls_handshake_timeout" if timed_out else "tls_handshake_failed"
+            self._tls_refused(reason, source, str(exc))
+            return False
+        except ssl.SSLError as exc:
+            why = str(exc.reason or exc)
+            if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+                why = f"{why}: {exc.verify_message}"  # e.g. unable to get local issuer
+            reason = "tls_untrusted_peer" if _untrusted(exc) else "tls_handshake_failed"
+            self._tls_refused(reason, source, why)
+            return False
+        except (ConnectionError, OSError, EOFError) as exc:
+            self._tls_refused("tls_handshake_failed", source, str(exc) or type(exc).__name__)
+            return False
+        if context.verify_mode == ssl.CERT_REQUIRED and self.allowed_names:
+            refusal = name_refusal(writer.get_extra_info("peercert"), self.allowed_names)
+            if refusal is not None:
+                self._tls_refused("tls_name_not_allowed", source, refusal)
+                return False
+        return True
+
+    def _tls_refused(self, reason: str, source: Source, why: str) -> None:
+        """A connection closed before SIP: counted, and logged (rate-limited) with why."""
+        self.drops[reason] += 1
+        self.on_drop(reason)
+        if self._logs.allow(reason, source[0]):
+            log.warning("sip.tls_refused", reason=reason, source=_fmt(source), error=why[:200])
+
+    def send_reply(self, response: SipResponse) -> None:
+        """Our responses' Contact says transport=tls (aiosipua writes a bare sip: URI), so the
+        peer sends its in-dialog requests over TLS too."""
+        contacts = response.headers.get("contact")
+        if len(contacts) == 1:
+            response.headers.set_single("Contact", tls_contact(contacts[0]))
+        super().send_reply(response)
+
+
+def tls_contact(contact: str) -> str:
+    """``<sip:host:port>`` as a TLS Contact: ``;transport=tls`` added to a sip: URI that names
+    no transport (a sips: URI implies TLS already)."""
+    value = contact.strip()
+    if not (value.startswith("<sip:") and value.endswith(">")):
+        return contact
+    uri = value[1:-1]
+    if ";transport=" in uri.lower():
+        return contact
+    return f"<{uri};transport=tls>"
+
+
+def _untrusted(exc: ssl.SSLError) -> bool:
+    text = f"{exc.reason} {exc}".upper()
+    return any(
+        key in text
+        for key in ("CERTIFICATE_VERIFY_FAILED", "PEER_DID_NOT_RETURN_A_CERTIFICATE",
+                    "CERTIFICATE_REQUIRED", "UNKNOWN_CA")
+    )  # fmt: skip
 
 
 def _content_length(head: bytes) -> int:

@@ -34,7 +34,7 @@ from aiosipua.uas_requests import session_refreshed
 from aiosipua.utils import format_addr, generate_tag
 
 from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
-from .transport import Listener, Source
+from .transport import Listener, Source, tls_contact
 from .validate import request_problem
 
 log = structlog.get_logger("gateway.sip")
@@ -407,7 +407,10 @@ class GatewayUAS(SipUAS):
         )
         refer.headers.set_single("Refer-To", f"<{target}>")
         refer.headers.set_single("Referred-By", f"<{call.dialog.local_uri}>")
-        refer.headers.set_single("Contact", f"<sip:{host}:{port}>")
+        contact = f"<sip:{format_addr(host, port)}>"
+        refer.headers.set_single(
+            "Contact", tls_contact(contact) if self.transport.name == "TLS" else contact
+        )
         if self.user_agent:
             refer.headers.set_single("User-Agent", self.user_agent)
         branch = refer.via[0].branch or ""

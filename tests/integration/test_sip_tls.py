@@ -1,0 +1,324 @@
+"""SIP over TLS through real sockets: the gateway as users run it, a Python ssl client as the
+PBX (and as the attacker), certificates made at test time.
+
+What each test proves: plaintext and stalled handshakes are closed; mutual TLS refuses an
+unknown CA, a missing certificate and a name not allowed; a SIGHUP rotates the certificate for
+new connections while an open one stays; a broken pair is refused and the old one kept; a call
+on TLS says so in Contact and Via, and the gateway's BYE comes over the caller's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .gateway_proc import GatewayProcess
+from .peers import LOOPBACK, free_udp_port
+from .tls_certs import Leaf, TestCa, fingerprint
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = 10.0
+
+
+def tls_config(server: Leaf, **tls: Any) -> dict[str, Any]:
+    port = free_udp_port(also_tcp=True)
+    return {
+        "sip": {
+            "transports": ["udp", "tls"],
+            "tls": {"port": port, "cert_file": str(server.cert), "key_file": str(server.key),
+                    **tls},
+        }
+    }  # fmt: skip
+
+
+def tls_port(gateway: GatewayProcess) -> int:
+    return int(gateway.config["sip"]["tls"]["port"])
+
+
+def client_context(ca: TestCa, client: Leaf | None = None) -> ssl.SSLContext:
+    """A PBX's context: it verifies the gateway's certificate (SAN IP:127.0.0.1)."""
+    context = ssl.create_default_context(cafile=str(ca.pem))
+    if client is not None:
+        context.load_cert_chain(client.cert, client.key)
+    return context
+
+
+async def read_message(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() in (b"content-length", b"l"):
+            length = int(value.strip())
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+def options(port: int, local: tuple[str, int]) -> bytes:
+    branch = "z9hG4bK" + secrets.token_hex(6)
+    return (
+        f"OPTIONS sip:gw@{LOOPBACK}:{port};transport=tls SIP/2.0\r\n"
+        f"Via: SIP/2.0/TLS {local[0]}:{local[1]};branch={branch}\r\n"
+        f"From: <sip:pbx@{LOOPBACK}>;tag={secrets.token_hex(4)}\r\n"
+        f"To: <sip:gw@{LOOPBACK}>\r\n"
+        f"Call-ID: {secrets.token_hex(8)}\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+class TlsPeer:
+    """One TLS connection to the gateway, as a PBX holds it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        sock = writer.get_extra_info("sockname")
+        self.local = (str(sock[0]), int(sock[1]))
+
+    @classmethod
+    async def connect(cls, port: int, context: ssl.SSLContext, source: str = LOOPBACK) -> TlsPeer:
+        async with asyncio.timeout(TIMEOUT):
+            reader, writer = await asyncio.open_connection(
+                LOOPBACK, port, ssl=context, server_hostname=LOOPBACK, local_addr=(source, 0)
+            )
+        return cls(reader, writer)
+
+    @property
+    def certificate(self) -> bytes:
+        return self.writer.get_extra_info("ssl_object").getpeercert(True)
+
+    async def ping(self, port: int) -> bytes:
+        """OPTIONS on this connection and its answer's status line."""
+        self.writer.write(options(port, self.local))
+        async with asyncio.timeout(TIMEOUT):
+            await self.writer.drain()
+            return (await read_message(self.reader)).split(b"\r\n", 1)[0]
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+
+async def refused(port: int, context: ssl.SSLContext, source: str = LOOPBACK) -> bool:
+    """True when the gateway closes a connection before any SIP answer (in TLS 1.3 the
+    client's handshake may finish before the server checks the client certificate)."""
+    try:
+        peer = await TlsPeer.connect(port, context, source)
+    except (ssl.SSLError, ConnectionError):
+        return True
+    try:
+        answer = await peer.ping(port)
+    except (ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
+        return True
+    finally:
+        peer.close()
+    raise AssertionError(f"the gateway answered a peer it should refuse: {answer!r}")
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> tuple[TestCa, Leaf]:
+    ca = TestCa(tmp_path / "pki")
+    return ca, ca.issue("gateway", "gateway.test", ips=(LOOPBACK,))
+
+
+async def test_plaintext_and_a_stalled_handshake_are_closed(
+    tmp_path: Path, pki: tuple[TestCa, Leaf]
+) -> None:
+    ca, server = pki
+    config = tls_config(server, handshake_timeout_s=1)
+    async with GatewayProcess(tmp_path, config) as gateway:
+        port = tls_port(gateway)
+        # SIP in clear text on the TLS port: no answer, the connection closed.
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(options(port, ("127.0.0.1", 5999)))
+        async with asyncio.timeout(TIMEOUT):
+            assert await reader.read() == b""
+        writer.close()
+        await gateway.wait_for(
+            "sip.tls_refused", timeout=TIMEOUT,
+            where=lambda e: e["reason"] == "tls_handshake_failed",
+        )  # fmt: skip
+
+        # A client that connects and never starts its handshake: closed after the timeout.
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        started = time.monotonic()
+        async with asyncio.timeout(TIMEOUT):
+            assert await reader.read() == b""
+        waited = time.monotonic() - started
+        writer.close()
+        assert 0.8 <= waited < 5, waited
+        await gateway.wait_for(
+            "sip.tls_refused", timeout=TIMEOUT,
+            where=lambda e: e["reason"] == "tls_handshake_timeout",
+        )  # fmt: skip
+
+        # The listener is unharmed: a PBX that verifies the gateway's certificate gets answers.
+        peer = await TlsPeer.connect(port, client_context(ca))
+        assert await peer.ping(port) == b"SIP/2.0 200 OK"
+        peer.close()
+
+
+async def test_mutual_tls_checks_the_chain_and_the_names(
+    tmp_path: Path, pki: tuple[TestCa, Leaf]
+) -> None:
+    ca, server = pki
+    pbx = ca.issue("pbx", "pbx.example.com", dns=("pbx.example.com",), client=True)
+    by_cn = ca.issue("pbx2", "pbx2.example.com", client=True)  # the name in the CN only
+    other_name = ca.issue("intruder", "intruder.example.com", client=True)
+    rogue_ca = TestCa(tmp_path / "rogue", "Rogue CA")
+    rogue = rogue_ca.issue("rogue", "pbx.example.com", dns=("pbx.example.com",), client=True)
+    config = tls_config(
+        server,
+        verify_peer=True,
+        ca_file=str(ca.pem),
+        allowed_names=["PBX.example.com", "pbx2.example.com"],
+    )
+    async with GatewayProcess(tmp_path, config) as gateway:
+        port = tls_port(gateway)
+        for client in (pbx, by_cn):
+            peer = await TlsPeer.connect(port, client_context(ca, client))
+            assert await peer.ping(port) == b"SIP/2.0 200 OK"
+            peer.close()
+
+        assert await refused(port, client_context(ca))  # no client certificate
+        await gateway.wait_for(
+            "sip.tls_refused", timeout=TIMEOUT,
+            where=lambda e: e["reason"] == "tls_untrusted_peer",
+        )  # fmt: skip
+        # The right name from an unknown CA (another host: refusals are logged once a minute
+        # per source and reason).
+        assert await refused(port, client_context(ca, rogue), "127.0.0.2")
+        untrusted = await gateway.wait_for(
+            "sip.tls_refused", timeout=TIMEOUT,
+            where=lambda e: e["source"].startswith("127.0.0.2:"),
+        )  # fmt: skip
+        assert untrusted["reason"] == "tls_untrusted_peer"
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted["error"], untrusted
+        assert await refused(port, client_context(ca, other_name))  # our CA, a name not allowed
+        refusal = await gateway.wait_for(
+            "sip.tls_refused", timeout=TIMEOUT,
+            where=lambda e: e["reason"] == "tls_name_not_allowed",
+        )  # fmt: skip
+        assert "intruder.example.com" in refusal["error"]
+        assert not gateway.find("sip.handler_failed")
+
+
+async def test_sighup_rotates_the_certificate_and_keeps_the_old_on_a_broken_pair(
+    tmp_path: Path, pki: tuple[TestCa, Leaf]
+) -> None:
+    ca, server = pki
+    async with GatewayProcess(tmp_path, tls_config(server)) as gateway:
+        port = tls_port(gateway)
+        first = server.cert.read_bytes()
+        before = await TlsPeer.connect(port, client_context(ca))
+        assert fingerprint(before.certificate) == fingerprint(first)
+        assert await before.ping(port) == b"SIP/2.0 200 OK"
+
+        # Rotation: a new certificate and key in the same files, then SIGHUP.
+        renewed = ca.issue("renewed", "gateway.test", ips=(LOOPBACK,))
+        server.cert.write_bytes(renewed.cert.read_bytes())
+        server.key.write_bytes(renewed.key.read_bytes())
+        gateway.send_signal(signal.SIGHUP)
+        await gateway.wait_for("sip.tls_reloaded", timeout=TIMEOUT)
+        after = await TlsPeer.connect(port, client_context(ca))
+        assert fingerprint(after.certificate) == fingerprint(renewed.cert.read_bytes())
+        assert await before.ping(port) == b"SIP/2.0 200 OK"  # the open connection stays
+        assert await after.ping(port) == b"SIP/2.0 200 OK"
+
+        # A key that does not match the certificate, then a file that is not PEM: refused,
+        # the renewed pair kept for new connections.
+        other = ca.issue("other", "gateway.test", ips=(LOOPBACK,))
+        server.key.write_bytes(other.key.read_bytes())
+        gateway.send_signal(signal.SIGHUP)
+        failed = await gateway.wait_for("sip.tls_reload_failed", timeout=TIMEOUT)
+        assert "KEY_VALUES_MISMATCH" in failed["error"].upper(), failed
+        server.key.write_bytes(renewed.key.read_bytes())
+        server.cert.write_bytes(b"not a certificate\n")
+        gateway.send_signal(signal.SIGHUP)
+        await gateway.wait_count("sip.tls_reload_failed", 2, timeout=TIMEOUT)
+        await gateway.wait_count("config.reloaded", 3, timeout=TIMEOUT)
+        latest = await TlsPeer.connect(port, client_context(ca))
+        assert fingerprint(latest.certificate) == fingerprint(renewed.cert.read_bytes())
+        for peer in (before, after, latest):
+            assert await peer.ping(port) == b"SIP/2.0 200 OK"
+            peer.close()
+        assert gateway.returncode is None
+        for event in gateway.events:  # no key material in any log line
+            assert "PRIVATE KEY" not in str(event)
+
+
+def sdp_offer(rtp_port: int) -> str:
+    return (
+        f"v=0\r\no=pbx 1 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+        f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    )
+
+
+def header(message: bytes, name: str) -> str:
+    for line in message.decode().split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    raise AssertionError(f"no {name} in {message!r}")
+
+
+async def test_a_call_over_tls_says_tls_and_gets_its_bye_on_the_connection(
+    tmp_path: Path, pki: tuple[TestCa, Leaf]
+) -> None:
+    """A sips: request URI, answered with a Contact that says transport=tls; the gateway's
+    BYE (max_call_s) has a TLS Via and arrives over the caller's own connection."""
+    ca, server = pki
+    config = tls_config(server)
+    config["limits"] = {"max_call_s": 1}
+    async with GatewayProcess(tmp_path, config) as gateway:
+        port = tls_port(gateway)
+        peer = await TlsPeer.connect(port, client_context(ca))
+        host, local_port = peer.local
+        call_id = secrets.token_hex(8)
+        tag = secrets.token_hex(4)
+        body = sdp_offer(free_udp_port())
+        invite = (
+            f"INVITE sips:echo@{LOOPBACK}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/TLS {host}:{local_port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+            f"From: <sips:pbx@{LOOPBACK}>;tag={tag}\r\n"
+            f"To: <sips:echo@{LOOPBACK}:{port}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:pbx@{host}:{local_port};transport=tls>\r\n"
+            "Max-Forwards: 70\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}"
+        )
+        peer.writer.write(invite.encode())
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                answer = await read_message(peer.reader)
+                if not answer.startswith(b"SIP/2.0 1"):
+                    break
+        assert answer.startswith(b"SIP/2.0 200"), answer
+        contact = header(answer, "Contact")
+        assert contact.endswith(f":{port};transport=tls>"), contact
+        to = header(answer, "To")
+        ack = (
+            f"ACK sip:echo@{LOOPBACK}:{port};transport=tls SIP/2.0\r\n"
+            f"Via: SIP/2.0/TLS {host}:{local_port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+            f"From: <sips:pbx@{LOOPBACK}>;tag={tag}\r\nTo: {to}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        peer.writer.write(ack.encode())
+        async with asyncio.timeout(TIMEOUT):
+            bye = await read_message(peer.reader)
+        assert bye.startswith(b"BYE "), bye
+        assert header(bye, "Call-ID") == call_id
+        assert header(bye, "Via").startswith("SIP/2.0/TLS "), bye
+        ok = [b"SIP/2.0 200 OK"]
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            ok.append(f"{name}: {header(bye, name)}".encode())
+        peer.writer.write(b"\r\n".join([*ok, b"Content-Length: 0", b"", b""]))
+        ended = await gateway.wait_for("call.ended", timeout=TIMEOUT)
+        assert ended["reason"] == "max_call_duration"
+        peer.close()
