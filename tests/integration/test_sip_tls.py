@@ -19,13 +19,17 @@ from typing import Any
 
 import pytest
 
+from tests.audio import active_bounds, normalized_xcorr, read_wav, speech_wav
+
 from .gateway_proc import GatewayProcess
-from .peers import LOOPBACK, free_udp_port
+from .peers import LOOPBACK, Baresip, free_udp_port, missing_peer_tools
 from .tls_certs import Leaf, TestCa, fingerprint
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 10.0
+SENTENCE = "Hello, this is a test call to the echo line, please say it back to me"
+RATE = 8000
 
 
 def tls_config(server: Leaf, **tls: Any) -> dict[str, Any]:
@@ -322,3 +326,49 @@ async def test_a_call_over_tls_says_tls_and_gets_its_bye_on_the_connection(
         ended = await gateway.wait_for("call.ended", timeout=TIMEOUT)
         assert ended["reason"] == "max_call_duration"
         peer.close()
+
+
+@pytest.mark.skipif(
+    bool(missing_peer_tools("baresip", "espeak-ng", "sox")),
+    reason="needs baresip, espeak-ng and sox (scripts/install-test-peers.sh)",
+)
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mutual_tls"])
+async def test_baresip_over_tls_hears_its_words_back(
+    tmp_path: Path, pki: tuple[TestCa, Leaf], mutual: bool
+) -> None:
+    """A real phone over TLS, the gateway's embedded echo agent: its words come back. Mutual:
+    baresip presents a client certificate from the CA with an allowed name."""
+    ca, server = pki
+    config = tls_config(server)
+    extra = [f"sip_cafile\t\t{ca.pem}"]
+    if mutual:
+        phone = ca.issue("phone", "phone.example.com", dns=("phone.example.com",), client=True)
+        extra.append(f"sip_certificate\t{phone.combined}")
+        config["sip"]["tls"].update(
+            verify_peer=True, ca_file=str(ca.pem), allowed_names=["phone.example.com"]
+        )
+    speech = speech_wav(tmp_path / "speech.wav", SENTENCE, RATE, 0.5, 9.0)
+    start, end = active_bounds(speech, RATE)
+    reference = speech[start:end]
+    async with GatewayProcess(tmp_path, config) as gateway:
+        port = tls_port(gateway)
+        caller = Baresip(
+            tmp_path / "baresip",
+            tmp_path / "speech.wav",
+            f"sip:echo@{LOOPBACK}:{port};transport=tls",
+            extra_config=extra,
+        )
+        result = (await caller.run(timeout=60)).check()
+        ended = await gateway.wait_for("call.ended", timeout=15)
+    assert ended["reason"] == "caller_bye"
+    [received] = gateway.find("call.received")
+    # It reached the TLS port, where nothing but TLS is heard (UDP listens on sip.port).
+    assert received["callee"] == f"sip:echo@{LOOPBACK}:{port};transport=tls"
+    assert result.received_wav is not None
+    rate, heard = read_wav(result.received_wav)
+    assert rate == RATE
+    peak, lag = normalized_xcorr(reference, heard)
+    print(f"\necho over TLS: correlation {peak:.3f}, echo starts {lag / RATE:.2f} s in")
+    assert peak >= 0.8
+    assert lag / RATE > end / RATE, "the echo started before the caller finished speaking"
+    assert not gateway.find("sip.tls_refused")
