@@ -167,6 +167,51 @@ async def test_plaintext_and_a_stalled_handshake_are_closed(
         peer.close()
 
 
+async def test_the_acl_and_connection_limits_apply_before_the_handshake(
+    tmp_path: Path, pki: tuple[TestCa, Leaf]
+) -> None:
+    """A stranger costs no handshake, and connections still in their handshake count against
+    the TCP limits (a flood of stalled handshakes cannot take every slot)."""
+    ca, server = pki
+    config = tls_config(server, handshake_timeout_s=2)
+    config["sip"]["allow_from"] = ["127.0.0.1/32", "127.0.0.2/32"]
+    config["sip"]["tcp"] = {"max_connections_per_source": 2}
+    async with GatewayProcess(tmp_path, config) as gateway:
+        port = tls_port(gateway)
+        reader, writer = await asyncio.open_connection(LOOPBACK, port, local_addr=("127.0.0.3", 0))
+        async with asyncio.timeout(TIMEOUT):
+            assert await reader.read() == b""
+        writer.close()
+        await gateway.wait_for(
+            "sip.dropped", timeout=TIMEOUT,
+            where=lambda e: e["reason"] == "not_allowed" and e["transport"] == "TLS",
+        )  # fmt: skip
+        assert not gateway.find("sip.tls_refused")  # no handshake was attempted
+
+        stalled = [
+            await asyncio.open_connection(LOOPBACK, port, local_addr=("127.0.0.2", 0))
+            for _ in range(3)
+        ]
+        await gateway.wait_for(
+            "sip.dropped", timeout=TIMEOUT,
+            where=lambda e: e["reason"] == "tcp_source_limit" and e["transport"] == "TLS",
+        )  # fmt: skip
+        # Another source is served while those two sit in their handshake.
+        peer = await TlsPeer.connect(port, client_context(ca))
+        assert await peer.ping(port) == b"SIP/2.0 200 OK"
+        for reader, writer in stalled:  # all closed: one at accept, two at the deadline
+            async with asyncio.timeout(TIMEOUT):
+                assert await reader.read() == b""
+            writer.close()
+        timeout = await gateway.wait_for(
+            "sip.tls_refused", timeout=TIMEOUT,
+            where=lambda e: e["reason"] == "tls_handshake_timeout",
+        )  # fmt: skip
+        assert timeout["source"].startswith("127.0.0.2:")
+        assert await peer.ping(port) == b"SIP/2.0 200 OK"
+        peer.close()
+
+
 async def test_mutual_tls_checks_the_chain_and_the_names(
     tmp_path: Path, pki: tuple[TestCa, Leaf]
 ) -> None:
