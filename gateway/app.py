@@ -50,7 +50,7 @@ from .sip.door import Door
 from .sip.leg import CallLeg
 from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession
-from .sip.tls import TlsSettings, TlsSetupError, server_context
+from .sip.tls import TlsSettings, TlsSetupError, client_context, server_context
 from .sip.transactions import SipTimers
 from .sip.transport import (
     Listener,
@@ -231,6 +231,7 @@ class Gateway:
                     server_context(tls),
                     self._door,
                     limits,
+                    client=client_context(tls),
                     allowed_names=tls.allowed_names,
                     handshake_timeout_s=tls.handshake_timeout_s,
                 )
@@ -398,10 +399,12 @@ class Gateway:
         tls = _tls_settings(new)
         try:
             context = server_context(tls)
+            client = client_context(tls)
         except TlsSetupError as exc:
             log.error("sip.tls_reload_failed", error=str(exc), kept="the running certificate")
             return False
         listener.context = context
+        listener.client = client
         listener.allowed_names = tls.allowed_names
         listener.handshake_timeout_s = tls.handshake_timeout_s
         self.cfg = self.cfg.model_copy(

@@ -37,7 +37,7 @@ from aiosipua import SipMessage, SipRequest, SipResponse
 
 from .addresses import BadAddress, reply_address, sendable, stamp_via
 from .door import Door, LogLimiter
-from .tls import name_refusal
+from .tls import name_refusal, reconnect_target
 
 log = structlog.get_logger("gateway.sip")
 
@@ -374,6 +374,18 @@ class TcpTransport(Listener):
             self._drop(refusal, source)
             writer.transport.abort()
             return
+        await self._hold(reader, writer, source)
+
+    async def _hold(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        source: Source,
+        first: bytes | None = None,
+    ) -> None:
+        """A connection admitted, counted against the limits until it closes: one accepted
+        (made ready by `_open`), or one we opened (its `first` message sent at once)."""
+        host = source[0]
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -381,7 +393,10 @@ class TcpTransport(Listener):
         self._connections[source] = conn
         self._per_source[host] += 1
         try:
-            if await self._open(writer, source):
+            if first is not None:
+                self._write(conn, first)
+                await self._serve(reader, conn)
+            elif await self._open(writer, source):
                 await self._serve(reader, conn)
         except asyncio.CancelledError:
             pass
@@ -490,13 +505,71 @@ class TlsTransport(TcpTransport):
         door: Door | None = None,
         limits: TcpLimits | None = None,
         *,
+        client: ssl.SSLContext | None = None,
         allowed_names: tuple[str, ...] = (),
         handshake_timeout_s: float = 10.0,
     ) -> None:
         super().__init__(local_addr, door, limits)
         self.context = context
+        self.client = client  # for connections we open; None = we open none
         self.allowed_names = allowed_names
         self.handshake_timeout_s = handshake_timeout_s
+
+    def connected(self, addr: Source) -> bool:
+        return (str(addr[0]), addr[1]) in self._connections
+
+    def send_reconnecting(self, message: Message, addr: Source, remote_target: str) -> None:
+        """An in-dialog request of ours: over the dialog's connection when it is open, else
+        over a new verified one to the peer (`tls.reconnect_target`: its IP, its Contact's
+        port and name, the certificate checked against that name, SNI)."""
+        if self.connected(addr) or self.client is None:
+            self.send(message, addr)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._connect_and_send(bytes(message), addr, remote_target)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect_and_send(self, data: bytes, addr: Source, remote_target: str) -> None:
+        try:
+            (ip, port), name = reconnect_target(remote_target, str(addr[0]))
+        except ValueError as exc:
+            self._tls_refused("tls_connect_failed", addr, str(exc))
+            return
+        target = (ip, port)
+        if self.connected(target):  # the peer's listening port is already connected
+            self.send_to(data, target)
+            return
+        if not self.door.admits(ip):
+            self._tls_refused("tls_connect_failed", target, "not in sip.allow_from")
+            return
+        if (
+            len(self._connections) >= self.limits.max_connections
+            or self._per_source[ip] >= self.limits.max_connections_per_source
+        ):
+            self._tls_refused("tls_connect_failed", target, "connection limit")
+            return
+        try:
+            async with asyncio.timeout(self.handshake_timeout_s * 2):
+                reader, writer = await asyncio.open_connection(
+                    ip,
+                    port,
+                    ssl=self.client,
+                    server_hostname=name,
+                    ssl_handshake_timeout=self.handshake_timeout_s,
+                    limit=MAX_HEADER_BYTES,
+                )
+        except (TimeoutError, OSError, ssl.SSLError, ValueError) as exc:
+            why = str(exc) or type(exc).__name__
+            if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+                why = f"{exc.reason}: {exc.verify_message}"
+            self._tls_refused("tls_connect_failed", target, why)
+            return
+        peer = writer.get_extra_info("peername")
+        source = (str(peer[0]), int(peer[1])) if peer else target
+        log.info("sip.tls_connected", peer=_fmt(source), name=name[:100])
+        await self._hold(reader, writer, source, first=data)
 
     async def _open(self, writer: asyncio.StreamWriter, source: Source) -> bool:
         context = self.context

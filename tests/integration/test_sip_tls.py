@@ -10,6 +10,7 @@ on TLS says so in Contact and Via, and the gateway's BYE comes over the caller's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
 import ssl
@@ -317,6 +318,52 @@ def header(message: bytes, name: str) -> str:
     raise AssertionError(f"no {name} in {message!r}")
 
 
+async def call_over_tls(peer: TlsPeer, port: int, contact: str) -> tuple[str, bytes]:
+    """INVITE (a sips: request URI) and ACK on `peer`'s connection: the Call-ID and the 200."""
+    host, local_port = peer.local
+    call_id = secrets.token_hex(8)
+    tag = secrets.token_hex(4)
+    body = sdp_offer(free_udp_port())
+    invite = (
+        f"INVITE sips:echo@{LOOPBACK}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/TLS {host}:{local_port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+        f"From: <sips:pbx@{LOOPBACK}>;tag={tag}\r\n"
+        f"To: <sips:echo@{LOOPBACK}:{port}>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: {contact}\r\n"
+        "Max-Forwards: 70\r\nContent-Type: application/sdp\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    peer.writer.write(invite.encode())
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            answer = await read_message(peer.reader)
+            if not answer.startswith(b"SIP/2.0 1"):
+                break
+    assert answer.startswith(b"SIP/2.0 200"), answer
+    ack = (
+        f"ACK sip:echo@{LOOPBACK}:{port};transport=tls SIP/2.0\r\n"
+        f"Via: SIP/2.0/TLS {host}:{local_port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+        f"From: <sips:pbx@{LOOPBACK}>;tag={tag}\r\nTo: {header(answer, 'To')}\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    peer.writer.write(ack.encode())
+    async with asyncio.timeout(TIMEOUT):
+        await peer.writer.drain()
+    return call_id, answer
+
+
+async def answer_bye(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """The gateway's BYE, answered 200 OK."""
+    async with asyncio.timeout(TIMEOUT):
+        bye = await read_message(reader)
+    assert bye.startswith(b"BYE "), bye
+    ok = [b"SIP/2.0 200 OK"]
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        ok.append(f"{name}: {header(bye, name)}".encode())
+    writer.write(b"\r\n".join([*ok, b"Content-Length: 0", b"", b""]))
+    return bye
+
+
 async def test_a_call_over_tls_says_tls_and_gets_its_bye_on_the_connection(
     tmp_path: Path, pki: tuple[TestCa, Leaf]
 ) -> None:
@@ -329,48 +376,69 @@ async def test_a_call_over_tls_says_tls_and_gets_its_bye_on_the_connection(
         port = tls_port(gateway)
         peer = await TlsPeer.connect(port, client_context(ca))
         host, local_port = peer.local
-        call_id = secrets.token_hex(8)
-        tag = secrets.token_hex(4)
-        body = sdp_offer(free_udp_port())
-        invite = (
-            f"INVITE sips:echo@{LOOPBACK}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/TLS {host}:{local_port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
-            f"From: <sips:pbx@{LOOPBACK}>;tag={tag}\r\n"
-            f"To: <sips:echo@{LOOPBACK}:{port}>\r\n"
-            f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\n"
-            f"Contact: <sip:pbx@{host}:{local_port};transport=tls>\r\n"
-            "Max-Forwards: 70\r\nContent-Type: application/sdp\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n{body}"
-        )
-        peer.writer.write(invite.encode())
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                answer = await read_message(peer.reader)
-                if not answer.startswith(b"SIP/2.0 1"):
-                    break
-        assert answer.startswith(b"SIP/2.0 200"), answer
-        contact = header(answer, "Contact")
-        assert contact.endswith(f":{port};transport=tls>"), contact
-        to = header(answer, "To")
-        ack = (
-            f"ACK sip:echo@{LOOPBACK}:{port};transport=tls SIP/2.0\r\n"
-            f"Via: SIP/2.0/TLS {host}:{local_port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
-            f"From: <sips:pbx@{LOOPBACK}>;tag={tag}\r\nTo: {to}\r\n"
-            f"Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        )
-        peer.writer.write(ack.encode())
-        async with asyncio.timeout(TIMEOUT):
-            bye = await read_message(peer.reader)
-        assert bye.startswith(b"BYE "), bye
+        contact = f"<sip:pbx@{host}:{local_port};transport=tls>"
+        call_id, answer = await call_over_tls(peer, port, contact)
+        gateway_contact = header(answer, "Contact")
+        assert gateway_contact.endswith(f":{port};transport=tls>"), gateway_contact
+        bye = await answer_bye(peer.reader, peer.writer)
         assert header(bye, "Call-ID") == call_id
         assert header(bye, "Via").startswith("SIP/2.0/TLS "), bye
-        ok = [b"SIP/2.0 200 OK"]
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            ok.append(f"{name}: {header(bye, name)}".encode())
-        peer.writer.write(b"\r\n".join([*ok, b"Content-Length: 0", b"", b""]))
         ended = await gateway.wait_for("call.ended", timeout=TIMEOUT)
         assert ended["reason"] == "max_call_duration"
+        assert not gateway.find("sip.tls_connected")  # no new connection was needed
         peer.close()
+
+
+@pytest.mark.parametrize("certificate_name", ["pbx.test", "other.test"])
+async def test_a_bye_whose_connection_is_gone_goes_over_a_new_verified_one(
+    tmp_path: Path, pki: tuple[TestCa, Leaf], certificate_name: str
+) -> None:
+    """The caller hangs up its connection after the ACK: the gateway's BYE goes over a new
+    TLS connection to the caller's IP at its Contact's port, with SNI the Contact's name
+    (never resolved: pbx.test exists nowhere) and the certificate checked against it. A
+    certificate for another name: no BYE is sent, the refusal is logged."""
+    ca, server = pki
+    pbx = ca.issue("pbx-server", certificate_name, dns=(certificate_name,))
+    listening = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    listening.load_cert_chain(pbx.cert, pbx.key)
+    names: list[str | None] = []
+    listening.sni_callback = lambda sock, name, context: names.append(name)  # type: ignore[assignment,misc,return-value]
+    byes: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def pbx_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            byes.put_nowait(await answer_bye(reader, writer))
+            await writer.drain()
+        writer.close()
+
+    pbx_server = await asyncio.start_server(pbx_side, LOOPBACK, 0, ssl=listening)
+    pbx_port = pbx_server.sockets[0].getsockname()[1]
+    config = tls_config(server, ca_file=str(ca.pem))
+    config["limits"] = {"max_call_s": 1}
+    async with pbx_server, GatewayProcess(tmp_path, config) as gateway:
+        port = tls_port(gateway)
+        peer = await TlsPeer.connect(port, client_context(ca))
+        contact = f"<sip:pbx@pbx.test:{pbx_port};transport=tls>"
+        call_id, _ = await call_over_tls(peer, port, contact)
+        peer.writer.close()
+        async with asyncio.timeout(TIMEOUT):
+            await peer.writer.wait_closed()
+        ended = await gateway.wait_for("call.ended", timeout=TIMEOUT)
+        assert ended["reason"] == "max_call_duration"
+        if certificate_name == "pbx.test":
+            async with asyncio.timeout(TIMEOUT):
+                bye = await byes.get()
+            assert header(bye, "Call-ID") == call_id
+            assert header(bye, "Via").startswith("SIP/2.0/TLS ")
+            assert names == ["pbx.test"]
+            await gateway.wait_for("sip.tls_connected", timeout=TIMEOUT)
+        else:
+            refusal = await gateway.wait_for(
+                "sip.tls_refused", timeout=TIMEOUT,
+                where=lambda e: e["reason"] == "tls_connect_failed",
+            )  # fmt: skip
+            assert "pbx.test" in refusal["error"] or "mismatch" in refusal["error"], refusal
+            assert byes.empty()
 
 
 @pytest.mark.skipif(
