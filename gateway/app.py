@@ -276,13 +276,16 @@ class Gateway:
 
     def _start_registration(self, password: str) -> None:
         reg = self.cfg.sip.registration
-        udp = next((u for u in self._uas if u.transport.name == "UDP"), None)
-        if reg is None or udp is None:
-            raise StartupError("sip.register needs a udp transport in sip.transports")
-        contact = (self._local_ip(reg.registrar_address[0]), self.sip_port)
-        udp.uac = SipUAC(udp.transport, advertised_addr=contact)
+        kind = reg.transport.upper() if reg is not None else "UDP"
+        uas = next((u for u in self._uas if u.transport.name == kind), None)
+        if reg is None or uas is None:
+            raise StartupError(f"sip.register needs {kind.lower()} in sip.transports")
+        port = self.tls_port if kind == "TLS" else self.sip_port
+        contact = (self._local_ip(reg.registrar_address[0]), port)
+        uas.uac = SipUAC(uas.transport, advertised_addr=contact)
+        tls = uas.transport if isinstance(uas.transport, TlsTransport) else None
         self._registrar = Registrar(
-            udp.uac, reg, password, contact, user_agent=self.cfg.sip.user_agent
+            uas.uac, reg, password, contact, user_agent=self.cfg.sip.user_agent, tls=tls
         )
         self._registrar.start()
 

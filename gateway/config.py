@@ -486,7 +486,8 @@ class SipRegisterConfig(_Model):
 
     registrar: Annotated[str, BeforeValidator(_parse_hostport)] = Field(
         description="Registrar (the PBX) as host or host:port, e.g. pbx.example.com:5060. "
-        "REGISTER goes there over UDP; the PBX's address must also be in sip.allow_from.",
+        "REGISTER goes there over UDP (or TLS, see transport); the PBX's address must also "
+        "be in sip.allow_from.",
     )
     user: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
         description="Extension to register, the user part of the address of record "
@@ -503,6 +504,14 @@ class SipRegisterConfig(_Model):
     )
     password_env: Annotated[str, BeforeValidator(_parse_env_name)] = Field(
         description="NAME of the environment variable that holds the extension's password.",
+    )
+    transport: Annotated[Literal["udp", "tls"], _choice("udp", "tls")] = Field(
+        "udp",
+        description="How REGISTER travels: udp, or tls (needs tls in sip.transports): a "
+        "connection the gateway opens to the registrar and keeps, the registrar's "
+        "certificate checked against its host name (sip.tls.ca_file, else the system's "
+        "CAs), and the PBX's calls coming over it. Write the registrar's TLS port (usually "
+        "5061): a registrar without one means port 5060. Default udp.",
     )
     expires: Int = Field(
         300,
@@ -586,7 +595,11 @@ class SipTlsConfig(_Model):
     ca_file: Annotated[Path | None, BeforeValidator(_optional(_file_path))] = Field(
         None,
         description="PEM file with the certificate authorities a peer's certificate must chain "
-        "to when verify_peer is true. Default none.",
+        "to: a client's when verify_peer is true, and always that of a peer the gateway "
+        "connects to (the registrar with sip.register.transport tls, a caller whose "
+        "connection is gone when the gateway sends BYE or REFER), whose certificate must "
+        "also match the name it is reached by. Default none: the system's CAs for the "
+        "connections the gateway opens.",
     )
     verify_peer: bool = Field(
         False,
@@ -705,6 +718,12 @@ class SipConfig(_Model):
     def _tls_has_certificate(self) -> "SipConfig":
         if "tls" in self.transports and (self.tls.cert_file is None or self.tls.key_file is None):
             raise ValueError("tls in sip.transports needs sip.tls.cert_file and sip.tls.key_file")
+        registration = self.registration
+        if registration is not None and registration.transport not in self.transports:
+            raise ValueError(
+                f"sip.register.transport {registration.transport} needs "
+                f"{registration.transport} in sip.transports"
+            )
         return self
 
     @field_validator("allow_from", mode="after")

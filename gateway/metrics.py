@@ -239,7 +239,8 @@ class Metrics:
             "tcp_connection_limit, tcp_source_limit, tcp_timeout, tcp_framing, tcp_send_buffer, "
             "tcp_no_connection; TLS: tls_handshake_failed (plaintext, no shared protocol), "
             "tls_handshake_timeout, tls_untrusted_peer (no certificate or not from "
-            "sip.tls.ca_file), tls_name_not_allowed (sip.tls.allowed_names).",
+            "sip.tls.ca_file), tls_name_not_allowed (sip.tls.allowed_names), "
+            "tls_connect_failed (a connection the gateway opens: refused, unverified).",
             ["transport", "reason"],
             registry=r,
         )

@@ -381,7 +381,9 @@ class TcpTransport(Listener):
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         source: Source,
-        first: bytes | None = None,
+        *,
+        accepted: bool = True,
+        first: bytes = b"",
     ) -> None:
         """A connection admitted, counted against the limits until it closes: one accepted
         (made ready by `_open`), or one we opened (its `first` message sent at once)."""
@@ -393,8 +395,9 @@ class TcpTransport(Listener):
         self._connections[source] = conn
         self._per_source[host] += 1
         try:
-            if first is not None:
-                self._write(conn, first)
+            if not accepted:
+                if first:
+                    self._write(conn, first)
                 await self._serve(reader, conn)
             elif await self._open(writer, source):
                 await self._serve(reader, conn)
@@ -541,14 +544,49 @@ class TlsTransport(TcpTransport):
         if self.connected(target):  # the peer's listening port is already connected
             self.send_to(data, target)
             return
+        await self._connect(target, name, data)
+
+    async def open(self, addr: Source, name: str) -> str | None:
+        """A connection to `addr` (a registrar), verified against `name`, kept open and
+        served (the calls it sends come over it): None once it is up, else why not."""
+        if self.connected(addr):
+            return None
+        if self.client is None:
+            return "no client context"
+        ready: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        task = asyncio.get_running_loop().create_task(self._connect(addr, name, b"", ready))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        return ready.result() if ready.done() else "the connection attempt ended"
+
+    async def _connect(
+        self,
+        target: Source,
+        name: str,
+        first: bytes,
+        ready: asyncio.Future[str | None] | None = None,
+    ) -> None:
+        """Open a verified connection, send `first` and serve it until it closes; `ready`
+        learns whether it came up (None) or why not."""
+
+        def failed(why: str) -> None:
+            self._tls_refused("tls_connect_failed", target, why)
+            if ready is not None and not ready.done():
+                ready.set_result(why)
+
+        ip, port = target
+        if self.client is None:
+            failed("no client context")
+            return
         if not self.door.admits(ip):
-            self._tls_refused("tls_connect_failed", target, "not in sip.allow_from")
+            failed("not in sip.allow_from")
             return
         if (
             len(self._connections) >= self.limits.max_connections
             or self._per_source[ip] >= self.limits.max_connections_per_source
         ):
-            self._tls_refused("tls_connect_failed", target, "connection limit")
+            failed("connection limit")
             return
         try:
             async with asyncio.timeout(self.handshake_timeout_s * 2):
@@ -564,12 +602,14 @@ class TlsTransport(TcpTransport):
             why = str(exc) or type(exc).__name__
             if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
                 why = f"{exc.reason}: {exc.verify_message}"
-            self._tls_refused("tls_connect_failed", target, why)
+            failed(why)
             return
         peer = writer.get_extra_info("peername")
         source = (str(peer[0]), int(peer[1])) if peer else target
         log.info("sip.tls_connected", peer=_fmt(source), name=name[:100])
-        await self._hold(reader, writer, source, first=data)
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        await self._hold(reader, writer, source, accepted=False, first=first)
 
     async def _open(self, writer: asyncio.StreamWriter, source: Source) -> bool:
         context = self.context
@@ -597,6 +637,16 @@ class TlsTransport(TcpTransport):
                 self._tls_refused("tls_name_not_allowed", source, refusal)
                 return False
         return True
+
+    def send(self, message: Message, addr: Source) -> None:
+        """A request of ours; aiosipua's REGISTER names UDP in its Via whatever carries it."""
+        if isinstance(message, SipRequest):
+            vias = message.headers.get("via")
+            if vias and vias[0].upper().startswith("SIP/2.0/UDP "):
+                message.headers.remove("via")
+                for index, via in enumerate(vias):
+                    message.headers.append("Via", "SIP/2.0/TLS" + via[11:] if index == 0 else via)
+        super().send(message, addr)
 
     def _tls_refused(self, reason: str, source: Source, why: str) -> None:
         """A connection closed before SIP: counted, and logged (rate-limited) with why."""

@@ -441,6 +441,75 @@ async def test_a_bye_whose_connection_is_gone_goes_over_a_new_verified_one(
             assert byes.empty()
 
 
+def reply_to(request: bytes, status: str, *extra: str) -> bytes:
+    lines = [f"SIP/2.0 {status}"]
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        value = header(request, name)
+        if name == "To" and ";tag=" not in value:
+            value += ";tag=reg1"
+        lines.append(f"{name}: {value}")
+    return "\r\n".join([*lines, *extra, "Content-Length: 0", "", ""]).encode()
+
+
+async def test_registration_over_tls_and_the_call_on_its_connection(
+    tmp_path: Path, pki: tuple[TestCa, Leaf]
+) -> None:
+    """sip.register.transport tls: the gateway opens a verified connection to the registrar
+    (its certificate checked against the configured host name, with SNI), REGISTERs over it
+    with a TLS Via and a transport=tls Contact, and takes the PBX's INVITE on that connection."""
+    ca, server = pki
+    registrar_cert = ca.issue("registrar", "localhost", dns=("localhost",))
+    listening = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    listening.load_cert_chain(registrar_cert.cert, registrar_cert.key)
+    names: list[str | None] = []
+    listening.sni_callback = lambda sock, name, context: names.append(name)  # type: ignore[assignment,misc,return-value]
+    registers: asyncio.Queue[bytes] = asyncio.Queue()
+    connection: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+        asyncio.get_running_loop().create_future()
+    )
+
+    async def registrar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not connection.done():
+            connection.set_result((reader, writer))
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            request = await read_message(reader)  # the first REGISTER; the call test reads on
+            registers.put_nowait(request)
+            writer.write(reply_to(request, "200 OK", f"Contact: {header(request, 'Contact')}",
+                                  "Expires: 300"))  # fmt: skip
+
+    pbx = await asyncio.start_server(registrar, LOOPBACK, 0, ssl=listening)
+    pbx_port = pbx.sockets[0].getsockname()[1]
+    config = tls_config(server, ca_file=str(ca.pem))
+    config["sip"]["register"] = {
+        "registrar": f"localhost:{pbx_port}",
+        "user": "gw",
+        "password_env": "GW_REGISTER_PASSWORD",
+        "transport": "tls",
+    }
+    env = {"GW_REGISTER_PASSWORD": "not-used-without-a-challenge"}
+    async with pbx, GatewayProcess(tmp_path, config, env=env) as gateway:
+        port = tls_port(gateway)
+        async with asyncio.timeout(TIMEOUT):
+            register = await registers.get()
+            reader, writer = await connection
+        assert register.startswith(b"REGISTER "), register
+        assert header(register, "Via").startswith("SIP/2.0/TLS "), register
+        assert header(register, "Contact").endswith(f":{port};transport=tls>"), register
+        assert names == ["localhost"]
+        await gateway.wait_for("sip.registered", timeout=TIMEOUT)
+
+        # The PBX sends the call over the connection the gateway keeps open.
+        local = writer.get_extra_info("sockname")
+        peer = TlsPeer(reader, writer)
+        assert peer.local == (str(local[0]), int(local[1]))
+        contact = f"<sip:pbx@{LOOPBACK}:{pbx_port};transport=tls>"
+        call_id, answer = await call_over_tls(peer, port, contact)
+        assert header(answer, "Contact").endswith(f":{port};transport=tls>")
+        received = await gateway.wait_for("call.received", timeout=TIMEOUT)
+        assert received["source"] == f"{LOOPBACK}:{pbx_port}"
+        assert header(answer, "Call-ID") == call_id
+
+
 @pytest.mark.skipif(
     bool(missing_peer_tools("baresip", "espeak-ng", "sox")),
     reason="needs baresip, espeak-ng and sox (scripts/install-test-peers.sh)",
