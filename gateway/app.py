@@ -384,9 +384,11 @@ class Gateway:
         if applied:
             self.router = Router(self.cfg)  # a call in progress keeps the route it was given
         needs_restart = [name for name in changed if name not in RELOADABLE]
+        same_sip = _without_tls(new) == _without_tls(self.cfg)
+        same_port = new.sip.tls.port == self.cfg.sip.tls.port
         if self.reload_tls(new):
             applied.append("sip.tls")
-            if "sip" in needs_restart and _without_tls(new) == _without_tls(self.cfg):
+            if "sip" in needs_restart and same_sip and same_port:
                 needs_restart.remove("sip")  # only sip.tls changed, and it was applied
         return applied, needs_restart
 
@@ -410,8 +412,10 @@ class Gateway:
         listener.client = client
         listener.allowed_names = tls.allowed_names
         listener.handshake_timeout_s = tls.handshake_timeout_s
+        # The port stays what the listener is bound to until a restart.
+        kept = new.sip.tls.model_copy(update={"port": self.cfg.sip.tls.port})
         self.cfg = self.cfg.model_copy(
-            update={"sip": self.cfg.sip.model_copy(update={"tls": new.sip.tls})}
+            update={"sip": self.cfg.sip.model_copy(update={"tls": kept})}
         )
         log.info("sip.tls_reloaded", cert_file=str(tls.cert_file))
         return True

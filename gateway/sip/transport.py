@@ -299,6 +299,7 @@ class UdpTransport(Listener):
 class _Connection:
     writer: asyncio.StreamWriter
     source: Source
+    keep: bool = False  # ours to a registrar: never closed for idling
 
 
 class TcpTransport(Listener):
@@ -384,6 +385,7 @@ class TcpTransport(Listener):
         *,
         accepted: bool = True,
         first: bytes = b"",
+        keep: bool = False,
     ) -> None:
         """A connection admitted, counted against the limits until it closes: one accepted
         (made ready by `_open`), or one we opened (its `first` message sent at once)."""
@@ -391,7 +393,7 @@ class TcpTransport(Listener):
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        conn = _Connection(writer, source)
+        conn = _Connection(writer, source, keep)
         self._connections[source] = conn
         self._per_source[host] += 1
         try:
@@ -447,7 +449,7 @@ class TcpTransport(Listener):
                 async with asyncio.timeout(limits.idle_timeout_s):
                     first = await reader.read(1)
             except TimeoutError:
-                if self.busy(conn.source):
+                if conn.keep or self.busy(conn.source):
                     continue  # a call's connection may be quiet for hours
                 return None
             if not first:
@@ -554,7 +556,9 @@ class TlsTransport(TcpTransport):
         if self.client is None:
             return "no client context"
         ready: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        task = asyncio.get_running_loop().create_task(self._connect(addr, name, b"", ready))
+        task = asyncio.get_running_loop().create_task(
+            self._connect(addr, name, b"", ready, keep=True)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -566,6 +570,8 @@ class TlsTransport(TcpTransport):
         name: str,
         first: bytes,
         ready: asyncio.Future[str | None] | None = None,
+        *,
+        keep: bool = False,
     ) -> None:
         """Open a verified connection, send `first` and serve it until it closes; `ready`
         learns whether it came up (None) or why not."""
@@ -609,7 +615,7 @@ class TlsTransport(TcpTransport):
         log.info("sip.tls_connected", peer=_fmt(source), name=name[:100])
         if ready is not None and not ready.done():
             ready.set_result(None)
-        await self._hold(reader, writer, source, accepted=False, first=first)
+        await self._hold(reader, writer, source, accepted=False, first=first, keep=keep)
 
     async def _open(self, writer: asyncio.StreamWriter, source: Source) -> bool:
         context = self.context

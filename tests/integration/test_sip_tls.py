@@ -482,7 +482,8 @@ async def test_registration_over_tls_and_the_call_on_its_connection(
 
     pbx = await asyncio.start_server(registrar, LOOPBACK, 0, ssl=listening)
     pbx_port = pbx.sockets[0].getsockname()[1]
-    config = tls_config(server, ca_file=str(ca.pem))
+    config = tls_config(server, ca_file=str(ca.pem), handshake_timeout_s=1)
+    config["sip"]["tcp"] = {"idle_timeout_s": 0.3}
     config["sip"]["register"] = {
         "registrar": f"localhost:{pbx_port}",
         "user": "gw",
@@ -500,6 +501,14 @@ async def test_registration_over_tls_and_the_call_on_its_connection(
         assert header(register, "Contact").endswith(f":{port};transport=tls>"), register
         assert names == ["localhost"]
         await gateway.wait_for("sip.registered", timeout=TIMEOUT)
+
+        # Let more than the idle timeout pass (a stalled handshake's 1 s deadline marks it):
+        # the registration's connection is kept, whatever sip.tcp.idle_timeout_s says.
+        stalled_reader, stalled = await asyncio.open_connection(LOOPBACK, port)
+        async with asyncio.timeout(TIMEOUT):
+            assert await stalled_reader.read() == b""
+        stalled.close()
+        await gateway.wait_for("sip.tls_refused", timeout=TIMEOUT)
 
         # The PBX sends the call over the connection the gateway keeps open.
         local = writer.get_extra_info("sockname")
