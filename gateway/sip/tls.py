@@ -36,6 +36,7 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     connections made with the old one keep it). TLS 1.2 and later, the ssl module's defaults."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_RENEGOTIATION  # a TLS 1.2 peer renegotiating costs us CPU
     try:
         context.load_cert_chain(settings.cert_file, settings.key_file)
     except ssl.SSLError as exc:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
 
 from gateway.config import ConfigError, parse_config
-from gateway.sip.tls import TlsSettings, TlsSetupError, name_refusal, server_context
+from gateway.sip.tls import (
+    TlsSettings,
+    TlsSetupError,
+    client_context,
+    name_refusal,
+    reconnect_target,
+    server_context,
+)
 from gateway.sip.transport import tls_contact
 
 
@@ -69,3 +77,33 @@ def test_unusable_files_are_refused_with_a_reason(tmp_path: Path) -> None:
     junk.write_text("not PEM\n")
     with pytest.raises(TlsSetupError, match=r"junk\.pem"):
         server_context(TlsSettings(junk, junk))
+
+
+def test_contexts_are_tls12_or_later_and_verify_what_they_should(tmp_path: Path) -> None:
+    from tests.integration.tls_certs import TestCa
+
+    ca = TestCa(tmp_path)
+    leaf = ca.issue("gw", "gw.test", ips=("127.0.0.1",))
+    plain = server_context(TlsSettings(leaf.cert, leaf.key))
+    assert plain.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert plain.verify_mode == ssl.CERT_NONE
+    assert plain.options & ssl.OP_NO_RENEGOTIATION
+    mutual = server_context(TlsSettings(leaf.cert, leaf.key, ca.pem, verify_peer=True))
+    assert mutual.verify_mode == ssl.CERT_REQUIRED
+    client = client_context(TlsSettings(leaf.cert, leaf.key, ca.pem))
+    assert client.check_hostname and client.verify_mode == ssl.CERT_REQUIRED
+    assert client.minimum_version == ssl.TLSVersion.TLSv1_2
+    other = ca.issue("other", "other.test")
+    with pytest.raises(TlsSetupError, match="KEY_VALUES_MISMATCH"):
+        server_context(TlsSettings(leaf.cert, other.key))
+
+
+def test_reconnect_target_is_the_peers_ip_and_the_contacts_name() -> None:
+    target = reconnect_target("sip:pbx@pbx.example.com:5071;transport=tls", "192.0.2.7")
+    assert target == (("192.0.2.7", 5071), "pbx.example.com")
+    assert reconnect_target("sips:pbx@[2001:db8::1]", "2001:db8::1") == (
+        ("2001:db8::1", 5061), "2001:db8::1",
+    )  # fmt: skip
+    for bad in ("tel:+15551234", "sip:pbx@bad_host!:5061", "sip:pbx@h:0", "<<<"):
+        with pytest.raises(ValueError):
+            reconnect_target(bad, "192.0.2.7")
