@@ -1,4 +1,4 @@
-"""SIP over UDP and TCP: our own listeners around aiosipua's parser.
+"""SIP over UDP, TCP and TLS: our own listeners around aiosipua's parser.
 
 Why this layer is ours and not aiosipua's (README, "Dependencies"): its transports send a
 response where the message's Via says (a forged ``received`` reflects our traffic at a third
@@ -15,6 +15,9 @@ limits or timeouts. Here:
 - TCP: connections limited in total and per source, an idle timeout (not while a call uses
   the connection), a deadline for each message once it has begun (slowloris), bounded
   header, body and send buffer sizes, and the ACL applied at accept.
+- TLS: the TCP listener with a handshake after the ACL and the limits (a deadline on it),
+  mutual TLS (`tls.py`), and connections of our own, verified, to a registrar or to a peer
+  whose connection is gone when we send it a request.
 
 Every packet dropped is counted by reason (`on_drop`), and logged at most once a minute per
 source and reason.
