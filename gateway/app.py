@@ -12,6 +12,7 @@ import contextlib
 import gc
 import os
 import secrets
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -370,9 +371,12 @@ class Gateway:
             "gc_full_collections": self.full_collections.as_dict(),
         }
 
-    def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:
+    def apply_config(
+        self, new: GatewayConfig, tls: TlsContexts | None = None
+    ) -> tuple[list[str], list[str]]:
         """A reloaded config: new calls get its agent, profiles and routes; calls in progress
-        keep theirs.
+        keep theirs. New TLS connections get the certificate read again (`tls`: read by
+        `prepare_tls`, in a thread; read here when not given).
 
         Returns the sections applied and the changed sections that need a restart.
         """
@@ -386,28 +390,38 @@ class Gateway:
         needs_restart = [name for name in changed if name not in RELOADABLE]
         same_sip = _without_tls(new) == _without_tls(self.cfg)
         same_port = new.sip.tls.port == self.cfg.sip.tls.port
-        if self.reload_tls(new):
+        if self.reload_tls(new, tls if tls is not None else self.prepare_tls(new)):
             applied.append("sip.tls")
             if "sip" in needs_restart and same_sip and same_port:
                 needs_restart.remove("sip")  # only sip.tls changed, and it was applied
         return applied, needs_restart
 
-    def reload_tls(self, new: GatewayConfig) -> bool:
+    def _tls_listener(self) -> TlsTransport | None:
+        return next((u.transport for u in self._uas if isinstance(u.transport, TlsTransport)), None)
+
+    def prepare_tls(self, new: GatewayConfig) -> TlsContexts:
+        """The TLS contexts of a reloaded config, from the files as they are now (reading
+        them takes milliseconds: the reload runs this in a thread). An error says why not."""
+        if self._tls_listener() is None or "tls" not in new.sip.transports:
+            return "not listening on TLS"
+        tls = _tls_settings(new)
+        try:
+            return server_context(tls), client_context(tls)
+        except TlsSetupError as exc:
+            return exc
+
+    def reload_tls(self, new: GatewayConfig, contexts: TlsContexts) -> bool:
         """SIGHUP: the TLS certificate, key and peer checks read again into a new context for
         new connections (those open keep theirs). A pair that cannot be used is refused and
         the old context kept. True when the listener got the new one."""
-        listener = next(
-            (u.transport for u in self._uas if isinstance(u.transport, TlsTransport)), None
-        )
-        if listener is None or "tls" not in new.sip.transports:
+        listener = self._tls_listener()
+        if listener is None or isinstance(contexts, str):
+            return False
+        if isinstance(contexts, TlsSetupError):
+            log.error("sip.tls_reload_failed", error=str(contexts), kept="the running certificate")
             return False
         tls = _tls_settings(new)
-        try:
-            context = server_context(tls)
-            client = client_context(tls)
-        except TlsSetupError as exc:
-            log.error("sip.tls_reload_failed", error=str(exc), kept="the running certificate")
-            return False
+        context, client = contexts
         listener.context = context
         listener.client = client
         listener.allowed_names = tls.allowed_names
@@ -820,6 +834,10 @@ class Gateway:
         if sip.bind not in ("0.0.0.0", "::"):
             return sip.bind
         return local_ip_towards(peer)
+
+
+# What prepare_tls gives: the server and client contexts, an error, or why there are none.
+TlsContexts = tuple[ssl.SSLContext, ssl.SSLContext] | TlsSetupError | str
 
 
 def _tls_settings(cfg: GatewayConfig) -> TlsSettings:
