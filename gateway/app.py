@@ -12,6 +12,7 @@ import contextlib
 import gc
 import os
 import secrets
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -50,8 +51,16 @@ from .sip.door import Door
 from .sip.leg import CallLeg
 from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession, SrtpPolicy, srtp_session
+from .sip.tls import TlsSettings, TlsSetupError, client_context, server_context
 from .sip.transactions import SipTimers
-from .sip.transport import Listener, TcpLimits, TcpTransport, UdpTransport, bound_port
+from .sip.transport import (
+    Listener,
+    TcpLimits,
+    TcpTransport,
+    TlsTransport,
+    UdpTransport,
+    bound_port,
+)
 from .sip.uas import GatewayUAS, reject, respond
 
 log = structlog.get_logger("gateway")
@@ -100,6 +109,7 @@ class Gateway:
         self._base_url = cfg.realtime.url
         self._dialect = dialect_for(cfg.realtime.protocol, cfg.realtime.api_version)
         self.sip_port = cfg.sip.port
+        self.tls_port = cfg.sip.tls.port
         self.router = Router(cfg)
         self.metrics = Metrics()
         self.gc_pauses = GcPauses()
@@ -161,7 +171,11 @@ class Gateway:
                 f"{sip.registration.password_env} is not set"
             )
         for kind in sip.transports:
-            transport = self._listener(kind)
+            try:
+                transport = self._listener(kind)
+            except TlsSetupError as exc:
+                await self.stop()
+                raise StartupError(f"sip.tls: {exc}") from None
             uas = GatewayUAS(transport, user_agent=sip.user_agent, timers=self._timers)
             self._wire(uas)
             try:
@@ -169,9 +183,14 @@ class Gateway:
             except OSError as exc:
                 await self.stop()
                 raise StartupError(
-                    f"cannot listen for SIP on {kind} {sip.bind}:{self.sip_port}: {exc.strerror}"
+                    f"cannot listen for SIP on {kind} {sip.bind}:{transport.local_addr[1]}: "
+                    f"{exc.strerror}"
                 ) from None
             self._uas.append(uas)
+            if kind == "tls":  # its own port (sip.tls.port)
+                self.tls_port = bound_port(transport) or self.tls_port
+                transport.local_addr = (transport.local_addr[0], self.tls_port)
+                continue
             # With port 0 (tests), every further transport shares the port the first one got.
             self.sip_port = bound_port(transport) or self.sip_port
             transport.local_addr = (transport.local_addr[0], self.sip_port)
@@ -182,6 +201,7 @@ class Gateway:
         log.info(
             "gateway.ready",
             sip=f"{sip.bind}:{self.sip_port}",
+            tls=f"{sip.bind}:{self.tls_port}" if "tls" in sip.transports else None,
             transports=sip.transports,
             realtime="embedded:echo" if rt.embedded else rt.url,
             deployment=None if rt.embedded else rt.deployment,
@@ -204,7 +224,20 @@ class Gateway:
                 tcp.message_timeout_s,
                 tcp.max_send_buffer_kib * 1024,
             )
-            tcp_transport = TcpTransport(local, self._door, limits)
+            tcp_transport: TcpTransport
+            if kind == "tls":
+                tls = _tls_settings(self.cfg)
+                tcp_transport = TlsTransport(
+                    (sip.bind, self.tls_port),
+                    server_context(tls),
+                    self._door,
+                    limits,
+                    client=client_context(tls),
+                    allowed_names=tls.allowed_names,
+                    handshake_timeout_s=tls.handshake_timeout_s,
+                )
+            else:
+                tcp_transport = TcpTransport(local, self._door, limits)
             tcp_transport.busy = self._carries_call
             transport = tcp_transport
         name = transport.name
@@ -244,13 +277,16 @@ class Gateway:
 
     def _start_registration(self, password: str) -> None:
         reg = self.cfg.sip.registration
-        udp = next((u for u in self._uas if u.transport.name == "UDP"), None)
-        if reg is None or udp is None:
-            raise StartupError("sip.register needs a udp transport in sip.transports")
-        contact = (self._local_ip(reg.registrar_address[0]), self.sip_port)
-        udp.uac = SipUAC(udp.transport, advertised_addr=contact)
+        kind = reg.transport.upper() if reg is not None else "UDP"
+        uas = next((u for u in self._uas if u.transport.name == kind), None)
+        if reg is None or uas is None:
+            raise StartupError(f"sip.register needs {kind.lower()} in sip.transports")
+        port = self.tls_port if kind == "TLS" else self.sip_port
+        contact = (self._local_ip(reg.registrar_address[0]), port)
+        uas.uac = SipUAC(uas.transport, advertised_addr=contact)
+        tls = uas.transport if isinstance(uas.transport, TlsTransport) else None
         self._registrar = Registrar(
-            udp.uac, reg, password, contact, user_agent=self.cfg.sip.user_agent
+            uas.uac, reg, password, contact, user_agent=self.cfg.sip.user_agent, tls=tls
         )
         self._registrar.start()
 
@@ -335,9 +371,12 @@ class Gateway:
             "gc_full_collections": self.full_collections.as_dict(),
         }
 
-    def apply_config(self, new: GatewayConfig) -> tuple[list[str], list[str]]:
+    def apply_config(
+        self, new: GatewayConfig, tls: TlsContexts | None = None
+    ) -> tuple[list[str], list[str]]:
         """A reloaded config: new calls get its agent, profiles and routes; calls in progress
-        keep theirs.
+        keep theirs. New TLS connections get the certificate read again (`tls`: read by
+        `prepare_tls`, in a thread; read here when not given).
 
         Returns the sections applied and the changed sections that need a restart.
         """
@@ -348,7 +387,52 @@ class Gateway:
         self.cfg = self.cfg.model_copy(update={name: getattr(new, name) for name in applied})
         if applied:
             self.router = Router(self.cfg)  # a call in progress keeps the route it was given
-        return applied, [name for name in changed if name not in RELOADABLE]
+        needs_restart = [name for name in changed if name not in RELOADABLE]
+        same_sip = _without_tls(new) == _without_tls(self.cfg)
+        same_port = new.sip.tls.port == self.cfg.sip.tls.port
+        if self.reload_tls(new, tls if tls is not None else self.prepare_tls(new)):
+            applied.append("sip.tls")
+            if "sip" in needs_restart and same_sip and same_port:
+                needs_restart.remove("sip")  # only sip.tls changed, and it was applied
+        return applied, needs_restart
+
+    def _tls_listener(self) -> TlsTransport | None:
+        return next((u.transport for u in self._uas if isinstance(u.transport, TlsTransport)), None)
+
+    def prepare_tls(self, new: GatewayConfig) -> TlsContexts:
+        """The TLS contexts of a reloaded config, from the files as they are now (reading
+        them takes milliseconds: the reload runs this in a thread). An error says why not."""
+        if self._tls_listener() is None or "tls" not in new.sip.transports:
+            return "not listening on TLS"
+        tls = _tls_settings(new)
+        try:
+            return server_context(tls), client_context(tls)
+        except TlsSetupError as exc:
+            return exc
+
+    def reload_tls(self, new: GatewayConfig, contexts: TlsContexts) -> bool:
+        """SIGHUP: the TLS certificate, key and peer checks read again into a new context for
+        new connections (those open keep theirs). A pair that cannot be used is refused and
+        the old context kept. True when the listener got the new one."""
+        listener = self._tls_listener()
+        if listener is None or isinstance(contexts, str):
+            return False
+        if isinstance(contexts, TlsSetupError):
+            log.error("sip.tls_reload_failed", error=str(contexts), kept="the running certificate")
+            return False
+        tls = _tls_settings(new)
+        context, client = contexts
+        listener.context = context
+        listener.client = client
+        listener.allowed_names = tls.allowed_names
+        listener.handshake_timeout_s = tls.handshake_timeout_s
+        # The port stays what the listener is bound to until a restart.
+        kept = new.sip.tls.model_copy(update={"port": self.cfg.sip.tls.port})
+        self.cfg = self.cfg.model_copy(
+            update={"sip": self.cfg.sip.model_copy(update={"tls": kept})}
+        )
+        log.info("sip.tls_reloaded", cert_file=str(tls.cert_file))
+        return True
 
     # --- SIP events ---------------------------------------------------------------------------
 
@@ -507,7 +591,7 @@ class Gateway:
         reason = "unknown"
         try:
             local_ip = self._local_ip(sip.source_addr[0])
-            sip.advertised_addr = (local_ip, self.sip_port)
+            sip.advertised_addr = (local_ip, call.uas.transport.local_addr[1])
             media = self.cfg.media
             srtp = SrtpPolicy(
                 media.srtp,
@@ -763,6 +847,28 @@ class Gateway:
         if sip.bind not in ("0.0.0.0", "::"):
             return sip.bind
         return local_ip_towards(peer)
+
+
+# What prepare_tls gives: the server and client contexts, an error, or why there are none.
+TlsContexts = tuple[ssl.SSLContext, ssl.SSLContext] | TlsSetupError | str
+
+
+def _tls_settings(cfg: GatewayConfig) -> TlsSettings:
+    tls = cfg.sip.tls
+    if tls.cert_file is None or tls.key_file is None:  # the config's validator prevents it
+        raise TlsSetupError("sip.tls.cert_file and sip.tls.key_file are required")
+    return TlsSettings(
+        tls.cert_file,
+        tls.key_file,
+        tls.ca_file,
+        tls.verify_peer,
+        tuple(tls.allowed_names),
+        tls.handshake_timeout_s,
+    )
+
+
+def _without_tls(cfg: GatewayConfig) -> object:
+    return cfg.sip.model_copy(update={"tls": None})
 
 
 def _tool_call_data(call_id: str, info: CallInfo, profile: str) -> dict[str, str]:

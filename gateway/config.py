@@ -486,7 +486,8 @@ class SipRegisterConfig(_Model):
 
     registrar: Annotated[str, BeforeValidator(_parse_hostport)] = Field(
         description="Registrar (the PBX) as host or host:port, e.g. pbx.example.com:5060. "
-        "REGISTER goes there over UDP; the PBX's address must also be in sip.allow_from.",
+        "REGISTER goes there over UDP (or TLS, see transport); the PBX's address must also "
+        "be in sip.allow_from.",
     )
     user: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
         description="Extension to register, the user part of the address of record "
@@ -503,6 +504,14 @@ class SipRegisterConfig(_Model):
     )
     password_env: Annotated[str, BeforeValidator(_parse_env_name)] = Field(
         description="NAME of the environment variable that holds the extension's password.",
+    )
+    transport: Annotated[Literal["udp", "tls"], _choice("udp", "tls")] = Field(
+        "udp",
+        description="How REGISTER travels: udp, or tls (needs tls in sip.transports): a "
+        "connection the gateway opens to the registrar and keeps, the registrar's "
+        "certificate checked against its host name (sip.tls.ca_file, else the system's "
+        "CAs), and the PBX's calls coming over it. Write the registrar's TLS port (usually "
+        "5061): a registrar without one means port 5060. Default udp.",
     )
     expires: Int = Field(
         300,
@@ -554,6 +563,73 @@ class SipTcpConfig(_Model):
     )
 
 
+def _file_path(value: object) -> Path:
+    text = _nonblank(_text(value))
+    if "\0" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    return Path(text).expanduser()
+
+
+class SipTlsConfig(_Model):
+    """SIP over TLS (when tls is in sip.transports): the certificate, and whom to trust."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    port: Int = Field(
+        5061,
+        ge=1,
+        le=65535,
+        description="SIP over TLS listening port (1-65535). Default 5061.",
+    )
+    cert_file: Annotated[Path | None, BeforeValidator(_optional(_file_path))] = Field(
+        None,
+        description="PEM file with the gateway's certificate (and its intermediates). Required "
+        "when tls is in sip.transports. Re-read on SIGHUP.",
+    )
+    key_file: Annotated[Path | None, BeforeValidator(_optional(_file_path))] = Field(
+        None,
+        description="PEM file with the private key of cert_file (unencrypted; keep it readable "
+        "by the gateway's user only). Required when tls is in sip.transports. Re-read on "
+        "SIGHUP; a key that does not match the certificate is refused and the old pair kept.",
+    )
+    ca_file: Annotated[Path | None, BeforeValidator(_optional(_file_path))] = Field(
+        None,
+        description="PEM file with the certificate authorities a peer's certificate must chain "
+        "to: a client's when verify_peer is true, and always that of a peer the gateway "
+        "connects to (the registrar with sip.register.transport tls, a caller whose "
+        "connection is gone when the gateway sends BYE or REFER), whose certificate must "
+        "also match the name it is reached by. Default none: the system's CAs for the "
+        "connections the gateway opens.",
+    )
+    verify_peer: bool = Field(
+        False,
+        description="Mutual TLS: a peer must present a certificate that chains to ca_file (and "
+        "matches allowed_names when set); else the connection is closed and logged "
+        "(sip.tls_refused). Default false: any peer sip.allow_from admits may connect.",
+    )
+    allowed_names: list[Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)]] = Field(
+        default_factory=list,
+        description="With verify_peer: names a peer certificate must carry, as a DNS or "
+        "IP subjectAltName or as its subject CN (exact match, case-insensitive; no "
+        "wildcards). Default [] = any certificate from ca_file.",
+    )
+    handshake_timeout_s: Float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A TLS handshake not complete within this many seconds is aborted and "
+        "the connection closed. Default 10.",
+    )
+
+    @model_validator(mode="after")
+    def _peer_check_needs_ca(self) -> "SipTlsConfig":
+        if self.verify_peer and self.ca_file is None:
+            raise ValueError("verify_peer: true needs ca_file (the CAs peers must chain to)")
+        if self.allowed_names and not self.verify_peer:
+            raise ValueError("allowed_names is only checked with verify_peer: true")
+        return self
+
+
 class SipConfig(_Model):
     """SIP signalling: where the gateway listens and whom it accepts calls from."""
 
@@ -568,14 +644,16 @@ class SipConfig(_Model):
         5060,
         ge=1,
         le=65535,
-        description="SIP listening port, for every transport (1-65535). Default 5060.",
+        description="SIP listening port of udp and tcp (1-65535; tls listens on "
+        "sip.tls.port). Default 5060.",
     )
     transports: Annotated[
-        list[Annotated[Literal["udp", "tcp"], _choice("udp", "tcp")]],
+        list[Annotated[Literal["udp", "tcp", "tls"], _choice("udp", "tcp", "tls")]],
         _unique_nonempty("transport"),
     ] = Field(
         default_factory=lambda: ["udp"],
-        description="SIP transports to listen on: udp, tcp, or both. Default [udp].",
+        description="SIP transports to listen on: udp, tcp, tls, or several of them (udp and "
+        "tcp on sip.port, tls on sip.tls.port). Default [udp].",
     )
     advertise_address: Annotated[str | None, BeforeValidator(_optional(_parse_host))] = Field(
         None,
@@ -610,7 +688,12 @@ class SipConfig(_Model):
     )
     tcp: SipTcpConfig = Field(
         default_factory=SipTcpConfig,
-        description="Limits of the TCP listener (when tcp is in sip.transports).",
+        description="Limits of the TCP listener (when tcp is in sip.transports); they apply "
+        "to the TLS listener too.",
+    )
+    tls: SipTlsConfig = Field(
+        default_factory=SipTlsConfig,
+        description="SIP over TLS (when tls is in sip.transports): port, certificate, mutual TLS.",
     )
     max_calls: Int = Field(
         100,
@@ -630,6 +713,18 @@ class SipConfig(_Model):
         description="Register to a PBX as an extension and take the calls it sends there. "
         "Default none: the PBX routes calls to this gateway's address (trunk mode).",
     )
+
+    @model_validator(mode="after")
+    def _tls_has_certificate(self) -> "SipConfig":
+        if "tls" in self.transports and (self.tls.cert_file is None or self.tls.key_file is None):
+            raise ValueError("tls in sip.transports needs sip.tls.cert_file and sip.tls.key_file")
+        registration = self.registration
+        if registration is not None and registration.transport not in self.transports:
+            raise ValueError(
+                f"sip.register.transport {registration.transport} needs "
+                f"{registration.transport} in sip.transports"
+            )
+        return self
 
     @field_validator("allow_from", mode="after")
     @classmethod

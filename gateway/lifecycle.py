@@ -212,7 +212,8 @@ class Service:
                 kept="the running configuration",
             )
         else:
-            applied, needs_restart = self.gateway.apply_config(new)
+            tls = await asyncio.to_thread(self.gateway.prepare_tls, new)
+            applied, needs_restart = self.gateway.apply_config(new, tls)
             self.gateway.metrics.config_reloads.labels("ok").inc()
             log.info(
                 "config.reloaded",

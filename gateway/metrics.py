@@ -240,7 +240,10 @@ class Metrics:
             "not_allowed (sip.allow_from), answer_too_large (a refusal larger than its request "
             "is not sent), unparseable, bad_address, bad_header, send_failed, "
             "tcp_connection_limit, tcp_source_limit, tcp_timeout, tcp_framing, tcp_send_buffer, "
-            "tcp_no_connection.",
+            "tcp_no_connection; TLS: tls_handshake_failed (plaintext, no shared protocol), "
+            "tls_handshake_timeout, tls_untrusted_peer (no certificate or not from "
+            "sip.tls.ca_file), tls_name_not_allowed (sip.tls.allowed_names), "
+            "tls_connect_failed (a connection the gateway opens: refused, unverified).",
             ["transport", "reason"],
             registry=r,
         )

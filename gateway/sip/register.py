@@ -22,6 +22,7 @@ from aiosipua.utils import format_addr
 
 from ..config import SipRegisterConfig
 from .addresses import ip_literal
+from .transport import TlsTransport
 
 log = structlog.get_logger("gateway.sip")
 
@@ -44,7 +45,9 @@ class Registrar:
         user_agent: str,
         backoff_min_s: float = BACKOFF_MIN_S,
         answer_timeout_s: float = ANSWER_TIMEOUT_S,
+        tls: TlsTransport | None = None,
     ) -> None:
+        self._tls = tls
         host, port = cfg.registrar_address
         self._registrar = (host, port)
         self._local_host = contact[0]
@@ -56,7 +59,8 @@ class Registrar:
             (host, port),
             expires=cfg.expires,
             auth=SipDigestAuth(cfg.auth_user or cfg.user, password),
-            contact_uri=f"sip:{cfg.user}@{format_addr(*contact)}",
+            contact_uri=f"sip:{cfg.user}@{format_addr(*contact)}"
+            + (";transport=tls" if tls is not None else ""),
             registrar_uri=f"sip:{domain}",
             user_agent=user_agent,
         )
@@ -95,7 +99,8 @@ class Registrar:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                kind = socket.SOCK_STREAM if self._tls is not None else socket.SOCK_DGRAM
+                infos = await loop.getaddrinfo(host, port, type=kind)
         except (OSError, TimeoutError) as exc:
             return f"cannot resolve {host}: {getattr(exc, 'strerror', None) or 'timed out'}"
         family = socket.AF_INET6 if ":" in self._local_host else socket.AF_INET
@@ -109,6 +114,9 @@ class Registrar:
         backoff = self._backoff_min
         while True:
             problem = await self._resolve()
+            if problem is None and self._tls is not None:
+                # The connection the REGISTERs, their refreshes and the PBX's calls use.
+                problem = await self._tls.open(self.registration.registrar, self._registrar[0])
             if problem is None:
                 self.registration.register()
                 outcome, detail = await self._next(self._answer_timeout)

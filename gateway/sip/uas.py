@@ -34,7 +34,7 @@ from aiosipua.uas_requests import session_refreshed
 from aiosipua.utils import format_addr, generate_tag
 
 from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
-from .transport import Listener, Source
+from .transport import Listener, Source, TlsTransport, tls_contact
 from .validate import request_problem
 
 log = structlog.get_logger("gateway.sip")
@@ -384,12 +384,20 @@ class GatewayUAS(SipUAS):
             bye.headers.set_single("User-Agent", self.user_agent)
         call.dialog.terminate()
         destination = call.source_addr
-        self.transport.send(bye, destination)
+        self._send_in_dialog(call, bye)
         branch = bye.via[0].branch or ""
         if not self.transport.reliable and branch:
             self._byes[branch] = asyncio.get_running_loop().create_task(
                 self._resend_bye(branch, lambda: self.transport.send(bye, destination))
             )
+
+    def _send_in_dialog(self, call: IncomingCall, request: SipRequest) -> None:
+        """Over the call's connection; over TLS, a new verified one when it is gone."""
+        transport = self.transport
+        if isinstance(transport, TlsTransport):
+            transport.send_reconnecting(request, call.source_addr, call.dialog.remote_target)
+        else:
+            transport.send(request, call.source_addr)
 
     async def transfer(
         self, call: IncomingCall, target: str, timeout_s: float = 30.0
@@ -407,7 +415,10 @@ class GatewayUAS(SipUAS):
         )
         refer.headers.set_single("Refer-To", f"<{target}>")
         refer.headers.set_single("Referred-By", f"<{call.dialog.local_uri}>")
-        refer.headers.set_single("Contact", f"<sip:{host}:{port}>")
+        contact = f"<sip:{format_addr(host, port)}>"
+        refer.headers.set_single(
+            "Contact", tls_contact(contact) if self.transport.name == "TLS" else contact
+        )
         if self.user_agent:
             refer.headers.set_single("User-Agent", self.user_agent)
         branch = refer.via[0].branch or ""
@@ -415,7 +426,7 @@ class GatewayUAS(SipUAS):
         self._refers[branch] = answered
         progress = self._transfers[call.call_id] = asyncio.Queue()
         destination = call.source_addr
-        self.transport.send(refer, destination)
+        self._send_in_dialog(call, refer)
         resend = (
             None
             if self.transport.reliable
