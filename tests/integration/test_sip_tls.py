@@ -526,15 +526,16 @@ async def test_registration_over_tls_and_the_call_on_its_connection(
     bool(missing_peer_tools("baresip", "espeak-ng", "sox")),
     reason="needs baresip, espeak-ng and sox (scripts/install-test-peers.sh)",
 )
-async def test_baresip_over_tls_hears_its_words_back(
+async def test_baresip_over_tls_with_srtp_hears_its_words_back(
     tmp_path: Path, pki: tuple[TestCa, Leaf]
 ) -> None:
-    """A real phone over TLS, the gateway's embedded echo agent: its words come back. (Mutual
+    """A real phone over TLS with mandatory SRTP (SDES keys, accepted by default only because
+    the signalling is TLS), the gateway's embedded echo agent: its words come back. (Mutual
     TLS works with baresip too, `sip_certificate` with an allowed name; the pjsua2 test covers
     it, to keep the suite short.)"""
     ca, server = pki
     config = tls_config(server)
-    extra = [f"sip_cafile\t\t{ca.pem}"]
+    extra = [f"sip_cafile\t\t{ca.pem}", "module\t\t\tsrtp.so"]
     speech = speech_wav(tmp_path / "speech.wav", SENTENCE, RATE, 0.5, 9.0)
     start, end = active_bounds(speech, RATE)
     reference = speech[start:end]
@@ -544,11 +545,16 @@ async def test_baresip_over_tls_hears_its_words_back(
             tmp_path / "baresip",
             tmp_path / "speech.wav",
             f"sip:echo@{LOOPBACK}:{port};transport=tls",
+            codecs="PCMU;mediaenc=srtp-mand",  # the account line's next parameter
             extra_config=extra,
         )
         result = (await caller.run(timeout=60)).check()
         ended = await gateway.wait_for("call.ended", timeout=15)
     assert ended["reason"] == "caller_bye"
+    [answered] = gateway.find("call.answered")
+    [stats] = gateway.find("rtp.stats")
+    assert answered["srtp"] == "AES_CM_128_HMAC_SHA1_80"  # Debian 12's baresip offers only it
+    assert stats["srtp_auth_failures"] == 0 and stats["packets_in"] > 300
     [received] = gateway.find("call.received")
     # It reached the TLS port, where nothing but TLS is heard (UDP listens on sip.port).
     assert received["callee"] == f"sip:echo@{LOOPBACK}:{port};transport=tls"
@@ -556,7 +562,7 @@ async def test_baresip_over_tls_hears_its_words_back(
     rate, heard = read_wav(result.received_wav)
     assert rate == RATE
     peak, lag = normalized_xcorr(reference, heard)
-    print(f"\necho over TLS: correlation {peak:.3f}, echo starts {lag / RATE:.2f} s in")
+    print(f"\necho over TLS + SRTP: correlation {peak:.3f}, echo starts {lag / RATE:.2f} s in")
     assert peak >= 0.8
     assert lag / RATE > end / RATE, "the echo started before the caller finished speaking"
     assert not gateway.find("sip.tls_refused")
