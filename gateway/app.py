@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiosipua import IncomingCall, SipRequest, SipUAC, serialize_sdp
+from aiosipua import IncomingCall, SdpMessage, SipRequest, SipUAC, serialize_sdp
 from aiosipua.dialog import DialogState
 
 from . import __version__
@@ -33,7 +33,7 @@ from .bridge.recording import Recording
 from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
 from .call_record import CallRecord, now_iso
-from .config import AgentConfig, GatewayConfig, api_key, sip_passwords
+from .config import AgentConfig, GatewayConfig, SipSessionTimersConfig, api_key, sip_passwords
 from .durable import errno_name
 from .gc_pauses import FullCollections, GcPauses
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
@@ -50,6 +50,7 @@ from .sip.door import Door
 from .sip.leg import CallLeg
 from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession
+from .sip.session_timer import SESSION_TIMER_EXPIRED, TimerPolicy
 from .sip.transactions import SipTimers
 from .sip.transport import Listener, TcpLimits, TcpTransport, UdpTransport, bound_port
 from .sip.uas import GatewayUAS, reject, respond
@@ -162,7 +163,12 @@ class Gateway:
             )
         for kind in sip.transports:
             transport = self._listener(kind)
-            uas = GatewayUAS(transport, user_agent=sip.user_agent, timers=self._timers)
+            uas = GatewayUAS(
+                transport,
+                user_agent=sip.user_agent,
+                timers=self._timers,
+                session_timers=session_policy(sip.session_timers),
+            )
             self._wire(uas)
             try:
                 await uas.start()
@@ -241,6 +247,9 @@ class Gateway:
         uas.on_ack = self._on_ack
         uas.on_reinvite = self._on_reinvite
         uas.unavailable = self._unavailable
+        uas.on_session_expired = lambda call: self._end(call.call_id, SESSION_TIMER_EXPIRED)
+        uas.refreshes.local_sdp = self._local_sdp
+        uas.refreshes.on_answer = self._on_refresh_answer
 
     def _start_registration(self, password: str) -> None:
         reg = self.cfg.sip.registration
@@ -459,6 +468,16 @@ class Gateway:
             respond(sip, 500, "Server Internal Error", retry_after=1)  # §14.2
             return
         call.leg.on_reinvite()
+
+    def _local_sdp(self, sip: IncomingCall) -> SdpMessage | None:
+        """The SDP we last sent in this call: a refresh re-INVITE repeats it (RFC 4028 §7.4)."""
+        call = self.calls.get(sip.call_id)
+        return call.leg.sdp.local if call is not None and call.leg is not None else None
+
+    def _on_refresh_answer(self, sip: IncomingCall, answer: SdpMessage) -> None:
+        call = self.calls.get(sip.call_id)
+        if call is not None and call.leg is not None:
+            call.leg.on_refresh_answer(answer)
 
     def _on_info_key(self, sip: IncomingCall, digit: str) -> None:
         """A key sent as SIP INFO goes the same way as an RFC 4733 one."""
@@ -802,3 +821,8 @@ def _writable_dir(key: str, directory: Path | None) -> None:
         with contextlib.suppress(OSError):
             stale.unlink()
             log.info("records.stale_tmp_removed", path=str(stale))
+
+
+def session_policy(cfg: SipSessionTimersConfig) -> TimerPolicy | None:
+    """sip.session_timers as the UAS takes it; None when they are off."""
+    return TimerPolicy(cfg.expires_s, cfg.min_se_s, cfg.refresher) if cfg.enabled else None

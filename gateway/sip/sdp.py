@@ -175,6 +175,15 @@ class SdpSession:
         self.plan = plan
         return plan
 
+    def refresh_answered(self, answer: SdpMessage) -> MediaPlan:
+        """The answer to a session refresh that repeated our SDP: the codec in use stays,
+        the peer's address and direction are taken (NotAcceptable if it breaks the call)."""
+        if self.plan is None:
+            raise NotAcceptable("no media agreed yet")
+        plan = self._allowed(plan_media(answer, [self.plan.codec.name]))
+        self.plan = plan
+        return plan
+
     def _allowed(self, plan: MediaPlan) -> MediaPlan:
         """The plan, if its c= address is one we may send to (media.allow_to): an admitted
         peer's SDP must not aim our RTP at a third party."""

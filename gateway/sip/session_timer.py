@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aiosipua import SipMessage
+from aiosipua.headers import _PRETTY_NAMES
+
+# aiosipua writes unknown names title-cased ("Min-Se"); SIP names are case-insensitive, but
+# SIPp, and peers as literal as it, look for RFC 4028's spelling.
+_PRETTY_NAMES.setdefault("min-se", "Min-SE")
 
 SESSION_TIMER_EXPIRED = "session_timer_expired"  # end reason: the caller stopped refreshing
 MAX_INTERVAL_S = 86_400  # a caller's Session-Expires beyond a day is reduced to it (§9 allows)

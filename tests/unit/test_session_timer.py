@@ -91,3 +91,11 @@ def test_allows_needs_the_method_listed() -> None:
     assert allows(request(("Allow", "INVITE,ACK"), ("Allow", "update")), "UPDATE")
     assert not allows(request(("Allow", "INVITE, ACK, BYE")), "UPDATE")
     assert not allows(request(), "UPDATE")  # RFC 3311: no Allow, no UPDATE
+
+
+def test_min_se_is_written_as_rfc_4028_spells_it() -> None:
+    from aiosipua import SipResponse
+
+    response = SipResponse(status_code=422, reason_phrase="Session Interval Too Small")
+    response.headers.set_single("Min-SE", "90")
+    assert b"\r\nMin-SE: 90\r\n" in bytes(response)
