@@ -45,6 +45,7 @@ class Refreshes:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # one refresh at a time, by Call-ID
         self._no_update: set[str] = set()  # Call-IDs whose UPDATE was refused (405/501)
         self._later: dict[str, asyncio.TimerHandle] = {}
+        self._invites: set[str] = set()  # Call-IDs with a re-INVITE of ours in progress
 
     def close(self) -> None:
         for call_id in list(self._tasks) + list(self._later):
@@ -59,6 +60,10 @@ class Refreshes:
         if later is not None:
             later.cancel()
         self._no_update.discard(call_id)
+
+    def invite_pending(self, call_id: str) -> bool:
+        """Whether our refresh re-INVITE in this call awaits its final response."""
+        return call_id in self._invites
 
     def on_response(self, response: SipResponse, branch: str) -> bool:
         """A response to one of our refreshes (True: it was ours, and is handled)."""
@@ -122,6 +127,8 @@ class Refreshes:
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[SipResponse] = loop.create_future()
         self._waiting[branch] = answered
+        if request.method == "INVITE":
+            self._invites.add(call.call_id)
         destination = call.source_addr
         log.info("sip.refresh_sent", sip_call_id=call.call_id, method=request.method)
         uas.transport.send(request, destination)
@@ -139,6 +146,7 @@ class Refreshes:
             if resend is not None:
                 resend.cancel()
             self._waiting.pop(branch, None)
+            self._invites.discard(call.call_id)
             if self._tasks.get(call.call_id) is asyncio.current_task():
                 del self._tasks[call.call_id]
         if response is not None and request.method == "INVITE":

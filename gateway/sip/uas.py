@@ -255,6 +255,10 @@ class GatewayUAS(SipUAS):
         if not self._validate_in_dialog(call.dialog, request):
             return
         self.invites.create(request)
+        if self.refreshes.invite_pending(call.call_id):
+            # RFC 3261 §14.2: our refresh re-INVITE is still open (glare); it retries later.
+            self._send_error(request, 491, "Request Pending")
+            return
         timer = self._negotiate(request)
         if timer is False:
             return
@@ -291,7 +295,7 @@ class GatewayUAS(SipUAS):
         200 with the negotiated Session-Expires and the timer re-armed; one with an offer
         gets 488 (the gateway renegotiates media by re-INVITE only)."""
         call = self._calls.get(request.call_id or "")
-        if call is None or call.dialog.state is not DialogState.CONFIRMED:
+        if call is None or call.dialog.state is DialogState.TERMINATED:
             self._send_error(request, 481, "Call/Transaction Does Not Exist")
             return
         if not self._validate_in_dialog(call.dialog, request):
