@@ -46,6 +46,7 @@ class Refreshes:
         self._no_update: set[str] = set()  # Call-IDs whose UPDATE was refused (405/501)
         self._later: dict[str, asyncio.TimerHandle] = {}
         self._invites: set[str] = set()  # Call-IDs with a re-INVITE of ours in progress
+        self._lengthened: set[str] = set()  # Call-IDs whose last refresh got a 422 and a retry
 
     def close(self) -> None:
         for call_id in list(self._tasks) + list(self._later):
@@ -60,6 +61,7 @@ class Refreshes:
         if later is not None:
             later.cancel()
         self._no_update.discard(call_id)
+        self._lengthened.discard(call_id)
 
     def invite_pending(self, call_id: str) -> bool:
         """Whether our refresh re-INVITE in this call awaits its final response."""
@@ -202,16 +204,18 @@ class Refreshes:
         assert status is not None
         timer: Negotiated | None = getattr(call, "timer", None)
         if 200 <= status < 300:
+            self._lengthened.discard(call.call_id)
             self._adopt(call, response, timer)
             if method == "INVITE" and response.body and self.on_answer is not None:
                 try:
                     self.on_answer(call, parse_sdp(response.text))
                 except (ValueError, IndexError) as exc:
                     log.warning("sip.refresh_bad_sdp", sip_call_id=call.call_id, error=str(exc))
-        elif status == 422 and timer is not None:
+        elif status == 422 and timer is not None and call.call_id not in self._lengthened:
             raw = (response.headers.get_first("min-se") or "").split(";")[0].strip()
             min_se = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
             if timer.interval < min_se <= MAX_INTERVAL_S:
+                self._lengthened.add(call.call_id)  # once: a peer cannot keep us retrying
                 self._replace(call, Negotiated(min_se, "uas", timer.require))
                 self.send(call)
         elif status in (405, 501) and method == "UPDATE":

@@ -1,6 +1,6 @@
 """Our session refreshes as a UAC (refresh.py) and the UAS's side of a session timer, through
 the real UDP dispatch with sends kept in a list: the 2xx headers, a same-SDP re-INVITE and its
-ACK (again for a retransmitted 2xx), UPDATE refused -> re-INVITE, 422 -> a longer interval,
+ACK (again for a retransmitted 2xx), UPDATE refused -> re-INVITE, 422 -> a longer interval (once),
 481 -> the call ends, glare -> 491."""
 
 from __future__ import annotations
@@ -151,7 +151,13 @@ async def test_update_refused_falls_back_to_reinvite_and_422_lengthens() -> None
     assert wire.requests("ACK")  # the 422 is ACKed in its transaction
     [ack] = wire.requests("ACK")
     assert ack.via[0].branch == reinvite.via[0].branch
-    assert wire.requests("INVITE")[1].headers.get_first("session-expires") == "8;refresher=uas"
+    retry = wire.requests("INVITE")[1]
+    assert retry.headers.get_first("session-expires") == "8;refresher=uas"
+    wire.receive(reply(retry, 422, ("Min-SE", "16")))  # a second 422 in a row: no retry
+    await until(lambda: len(wire.requests("ACK")) == 2)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(wire.requests("INVITE")) == 2
     uas.refreshes.close()
     if call._session_timer is not None:
         call._session_timer.cancel()
