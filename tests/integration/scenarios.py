@@ -470,11 +470,13 @@ def in_dialog(
     )
 
 
-def ok_to_request(body: str | None = None, headers: tuple[str, ...] = ()) -> str:
-    """200 OK to the request just received (the gateway's BYE, UPDATE or re-INVITE), with
-    `body` as SDP and `headers` added as they are."""
+def ok_to_request(
+    body: str | None = None, headers: tuple[str, ...] = (), status: str = "200 OK"
+) -> str:
+    """200 OK (or `status`) to the request just received (the gateway's BYE, UPDATE or
+    re-INVITE), with `body` as SDP and `headers` added as they are."""
     return _message(
-        "SIP/2.0 200 OK",
+        f"SIP/2.0 {status}",
         ["[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]", *headers],
         body,
     )

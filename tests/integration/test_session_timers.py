@@ -158,6 +158,30 @@ async def test_a_caller_that_never_refreshes_gets_a_bye(tmp_path: Path) -> None:
     assert 'sipgw_calls_ended_total{reason="session_timer_expired"} 1.0' in metrics
 
 
+async def test_a_refresh_answered_481_ends_the_call(tmp_path: Path) -> None:
+    """We refresh; the caller's side has lost the dialog (481 to our UPDATE): BYE at once,
+    end reason session_timer_expired (RFC 3261 §12.2.1.2)."""
+    media = {"port": free_udp_port(), "ip": LOOPBACK}
+    path = scenario(
+        tmp_path / "gone.xml",
+        timer_invite(media, "4;refresher=uas", WITH_UPDATE),
+        recv(100, optional=True),
+        recv(200, headers={"Session-Expires": "^ *4;refresher=uas$"}),
+        in_dialog("ACK", 1),
+        recv_request("UPDATE", timeout_ms=4000),
+        ok_to_request(status="481 Call/Transaction Does Not Exist"),
+        recv_request("BYE", timeout_ms=2000),
+        ok_to_request(),
+    )
+    async with EmbeddedRealtimeServer() as fake:
+        async with GatewayProcess(tmp_path, config(fake, tmp_path)) as gateway:
+            await run_sipp(tmp_path, path, gateway.port, timeout=20, context=gateway.tail)
+            ended = await gateway.wait_for("call.ended", timeout=10)
+            [expired] = gateway.find("sip.session_expired")
+    assert "481" in expired["why"]
+    assert ended["reason"] == "session_timer_expired"
+
+
 async def test_an_interval_below_our_min_se_gets_422_and_the_retry_is_answered(
     tmp_path: Path,
 ) -> None:
