@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from aiosipua import IncomingCall, SipRequest, SipUAC, serialize_sdp
+from aiosipua import IncomingCall, SdpMessage, SipRequest, SipUAC, serialize_sdp
 from aiosipua.dialog import DialogState
 
 from . import __version__
@@ -34,7 +34,7 @@ from .bridge.recording import Recording
 from .bridge.tools import Tools
 from .bridge.transcript import TranscriptLog
 from .call_record import CallRecord, now_iso
-from .config import AgentConfig, GatewayConfig, api_key, sip_passwords
+from .config import AgentConfig, GatewayConfig, SipSessionTimersConfig, api_key, sip_passwords
 from .durable import errno_name
 from .gc_pauses import FullCollections, GcPauses
 from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_towards
@@ -51,6 +51,7 @@ from .sip.door import Door
 from .sip.leg import CallLeg
 from .sip.register import Registrar
 from .sip.sdp import NotAcceptable, SdpSession, SrtpPolicy, srtp_session
+from .sip.session_timer import SESSION_TIMER_EXPIRED, TimerPolicy
 from .sip.tls import TlsSettings, TlsSetupError, client_context, server_context
 from .sip.transactions import SipTimers
 from .sip.transport import (
@@ -176,7 +177,12 @@ class Gateway:
             except TlsSetupError as exc:
                 await self.stop()
                 raise StartupError(f"sip.tls: {exc}") from None
-            uas = GatewayUAS(transport, user_agent=sip.user_agent, timers=self._timers)
+            uas = GatewayUAS(
+                transport,
+                user_agent=sip.user_agent,
+                timers=self._timers,
+                session_timers=session_policy(sip.session_timers),
+            )
             self._wire(uas)
             try:
                 await uas.start()
@@ -274,6 +280,9 @@ class Gateway:
         uas.on_ack = self._on_ack
         uas.on_reinvite = self._on_reinvite
         uas.unavailable = self._unavailable
+        uas.on_session_expired = lambda call: self._end(call.call_id, SESSION_TIMER_EXPIRED)
+        uas.refreshes.local_sdp = self._local_sdp
+        uas.refreshes.on_answer = self._on_refresh_answer
 
     def _start_registration(self, password: str) -> None:
         reg = self.cfg.sip.registration
@@ -543,6 +552,16 @@ class Gateway:
             respond(sip, 500, "Server Internal Error", retry_after=1)  # §14.2
             return
         call.leg.on_reinvite()
+
+    def _local_sdp(self, sip: IncomingCall) -> SdpMessage | None:
+        """The SDP we last sent in this call: a refresh re-INVITE repeats it (RFC 4028 §7.4)."""
+        call = self.calls.get(sip.call_id)
+        return call.leg.sdp.local if call is not None and call.leg is not None else None
+
+    def _on_refresh_answer(self, sip: IncomingCall, answer: SdpMessage) -> None:
+        call = self.calls.get(sip.call_id)
+        if call is not None and call.leg is not None:
+            call.leg.on_refresh_answer(answer)
 
     def _on_info_key(self, sip: IncomingCall, digit: str) -> None:
         """A key sent as SIP INFO goes the same way as an RFC 4733 one."""
@@ -921,3 +940,8 @@ def _writable_dir(key: str, directory: Path | None) -> None:
         with contextlib.suppress(OSError):
             stale.unlink()
             log.info("records.stale_tmp_removed", path=str(stale))
+
+
+def session_policy(cfg: SipSessionTimersConfig) -> TimerPolicy | None:
+    """sip.session_timers as the UAS takes it; None when they are off."""
+    return TimerPolicy(cfg.expires_s, cfg.min_se_s, cfg.refresher) if cfg.enabled else None

@@ -630,6 +630,50 @@ class SipTlsConfig(_Model):
         return self
 
 
+class SipSessionTimersConfig(_Model):
+    """Session timers (RFC 4028): a call whose far end has vanished is ended, and a trunk
+    that expects refreshes gets them, so long calls are not dropped after 15-30 minutes."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    enabled: bool = Field(
+        True,
+        description="Take part in session timers when the caller asks for them (Session-Expires "
+        "or Supported: timer in its INVITE): refresh, or watch the caller's refreshes and hang "
+        "up (BYE, end reason session_timer_expired) when they stop. false = ignore them and "
+        "never answer 422. Default true.",
+    )
+    expires_s: Int = Field(
+        1800,
+        ge=1,
+        description="The session interval we ask for when the caller supports timers but names "
+        "no interval (seconds); the caller's Session-Expires, when given, is used as it is. "
+        "Default 1800.",
+    )
+    min_se_s: Int = Field(
+        90,
+        ge=1,
+        description="The shortest session interval we accept (seconds): an INVITE asking for "
+        "less is answered 422 Session Interval Too Small with this value in Min-SE. RFC 4028 "
+        "says at least 90; lower values are for tests. Default 90.",
+    )
+    refresher: Annotated[Literal["uac", "uas"], _choice("uac", "uas")] = Field(
+        "uas",
+        description="Who refreshes when the caller leaves it to us: uas = the gateway (UPDATE "
+        "when the caller allows it, else a re-INVITE with the same SDP, every half interval), "
+        "uac = the caller (the gateway hangs up when its refreshes stop). A caller that names "
+        "the refresher is obeyed. Default uas.",
+    )
+
+    @model_validator(mode="after")
+    def _expires_at_least_min(self) -> "SipSessionTimersConfig":
+        if self.expires_s < self.min_se_s:
+            raise ValueError(
+                f"expires_s ({self.expires_s}) must be at least min_se_s ({self.min_se_s})"
+            )
+        return self
+
+
 class SipConfig(_Model):
     """SIP signalling: where the gateway listens and whom it accepts calls from."""
 
@@ -694,6 +738,10 @@ class SipConfig(_Model):
     tls: SipTlsConfig = Field(
         default_factory=SipTlsConfig,
         description="SIP over TLS (when tls is in sip.transports): port, certificate, mutual TLS.",
+    )
+    session_timers: SipSessionTimersConfig = Field(
+        default_factory=SipSessionTimersConfig,
+        description="Session timers (RFC 4028): refreshes, and a BYE when the caller's stop.",
     )
     max_calls: Int = Field(
         100,

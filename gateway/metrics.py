@@ -77,7 +77,7 @@ END_REASONS = frozenset(
     | {"drain_timeout", "agent_hangup", "transferred", "rtp_timeout", "max_call_duration"}
     | {"hold_timeout", "realtime_closed", "internal_error", "cancelled", "failure"}
     | {f"{task}_ended" for task in ("uplink", "downlink", "pacer", "hang_up", "rtp_timeout")}
-    | {"time_limits_ended"}
+    | {"time_limits_ended", "session_timer_expired"}
     | REJECT_REASONS
 )
 REALTIME_ERROR_CODES = frozenset(

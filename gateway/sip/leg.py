@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiosipua import IncomingCall, SipRequest, parse_sdp
+from aiosipua import IncomingCall, SdpMessage, SipRequest, parse_sdp
 
 from ..media.stream import RtpStream
 from .sdp import MediaPlan, NotAcceptable, SdpSession, srtp_keys, srtp_session
@@ -58,6 +58,17 @@ class CallLeg:
         plan = self.sdp.accept_answer(answer)
         self.apply(plan, previous)
         self.log.info("sip.late_answer", codec=plan.codec.name, rtp_remote=_fmt(plan.remote))
+
+    def on_refresh_answer(self, answer: SdpMessage) -> None:
+        """The answer to our session-refresh re-INVITE, which repeated our last SDP: the
+        caller may have moved its media meanwhile; an unusable answer changes nothing."""
+        previous = self.sdp.plan
+        try:
+            plan = self.sdp.refresh_answered(answer)
+        except NotAcceptable as exc:
+            self.log.warning("sip.refresh_answer_refused", reason=str(exc))
+            return
+        self.apply(plan, previous)
 
     def apply(self, plan: MediaPlan, previous: MediaPlan | None) -> None:
         keys, before = srtp_keys(plan), srtp_keys(previous)

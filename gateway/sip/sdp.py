@@ -319,6 +319,21 @@ class SdpSession:
             local = CryptoAttribute.generate(remote.tag, remote.suite)
         return dataclasses.replace(plan, local_crypto=local)
 
+    def refresh_answered(self, answer: SdpMessage) -> MediaPlan:
+        """The answer to a session refresh that repeated our SDP: the codec in use stays,
+        the peer's address and direction are taken (NotAcceptable if it breaks the call)."""
+        current = self.plan
+        if current is None:
+            raise NotAcceptable("no media agreed yet")
+        plan = self._allowed(plan_media(answer, [current.codec.name], self.srtp))
+        if (plan.remote_crypto is None) != (current.remote_crypto is None):
+            raise NotAcceptable("the answer to our refresh turned SRTP on or off")
+        if current.local_crypto is not None:
+            # Our SDP was repeated, our key with it: the outgoing SRTP session stays.
+            plan = dataclasses.replace(plan, local_crypto=current.local_crypto)
+        self.plan = plan
+        return plan
+
     def _allowed(self, plan: MediaPlan) -> MediaPlan:
         """The plan, if its c= address is one we may send to (media.allow_to): an admitted
         peer's SDP must not aim our RTP at a third party."""

@@ -18,21 +18,29 @@ what a PBX relies on and aiosipua leaves out:
   keeps every ringing INVITE for 300 s and scans them all on each new one).
 - Requests the transport refuses (the source ACL, a bad Via) get their answer
   (`refuse`) sent once to the packet's source, outside any transaction.
+- Session timers (RFC 4028, session_timer.py): negotiated on the INVITE and on every
+  re-INVITE or UPDATE (422 with Min-SE below ours), carried in their 2xx; a 2xx to a refresh
+  re-arms the timer; when we refresh, refresh.py sends the UPDATE or re-INVITE; when the
+  caller's refreshes stop, `on_session_expired`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
 from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAS, parse_sdp
 from aiosipua.dialog import DialogState, create_dialog_from_request, dialog_matches
 from aiosipua.sdp import SdpMessage, serialize_sdp
-from aiosipua.uas_requests import session_refreshed
+from aiosipua.session_timer import SessionTimer
 from aiosipua.utils import format_addr, generate_tag
 
+from .refresh import Refreshes
+from .session_timer import IntervalTooSmall, Negotiated, TimerPolicy, negotiate
 from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
 from .transport import Listener, Source, TlsTransport, tls_contact
 from .validate import request_problem
@@ -40,6 +48,44 @@ from .validate import request_problem
 log = structlog.get_logger("gateway.sip")
 
 OPTIONS_RETRY_AFTER_S = 5
+
+
+@dataclass
+class GatewayCall(IncomingCall):
+    """An IncomingCall whose 2xx to an INVITE carries the negotiated session timer (RFC 4028
+    §9), and whose 2xx to a re-INVITE re-arms it (the refresh took place)."""
+
+    # The negotiation for the INVITE being answered, and the one in force.
+    offered_timer: Negotiated | None = field(default=None, repr=False)
+    timer: Negotiated | None = field(default=None, repr=False)
+    timers_supported: bool = field(default=False, repr=False)
+    on_refreshed: Callable[[GatewayCall], Any] | None = field(default=None, repr=False)
+
+    def _send_response(
+        self,
+        status_code: int,
+        reason: str,
+        *,
+        body: str = "",
+        content_type: str = "",
+        extra_headers: dict[str, str] | None = None,
+    ) -> SipResponse | None:
+        success = 200 <= status_code < 300 and self.invite.method == "INVITE"
+        refresh = success and self.dialog.state is DialogState.CONFIRMED
+        if success:
+            extra_headers = dict(extra_headers or {})
+            if self.timers_supported:
+                extra_headers["Supported"] = "timer"
+            if self.offered_timer is not None:
+                extra_headers.update(self.offered_timer.headers())
+        response = super()._send_response(
+            status_code, reason, body=body, content_type=content_type, extra_headers=extra_headers
+        )
+        if success:
+            self.timer = self.offered_timer
+        if refresh and self.on_refreshed is not None:
+            self.on_refreshed(self)
+        return response
 
 
 class GatewayUAS(SipUAS):
@@ -51,6 +97,7 @@ class GatewayUAS(SipUAS):
         *,
         user_agent: str,
         timers: SipTimers | None = None,
+        session_timers: TimerPolicy | None = None,
     ) -> None:
         super().__init__(transport, user_agent=user_agent or None, retransmit_2xx=False)
         self.timers = timers or SipTimers()
@@ -68,6 +115,12 @@ class GatewayUAS(SipUAS):
         self._handlers["CANCEL"] = self._handle_cancel
         self._handlers["INFO"] = self._handle_info
         self.on_key: Callable[[IncomingCall, str], Any] | None = None
+        # Session timers (None: off): the app ends an expired call, gives the SDP a refresh
+        # re-INVITE repeats, and takes the answer to it.
+        self.session_policy = session_timers
+        self.on_session_expired: Callable[[IncomingCall], Any] | None = None
+        self.refreshes = Refreshes(self)
+        self._handlers["UPDATE"] = self._handle_update
         transport.on_reply = self._on_reply
         transport.on_refused = self.refuse_message
 
@@ -77,6 +130,7 @@ class GatewayUAS(SipUAS):
         for task in self._byes.values():
             task.cancel()
         self._byes.clear()
+        self.refreshes.close()
         await super().stop()
 
     # --- requests in ----------------------------------------------------------------------
@@ -88,6 +142,8 @@ class GatewayUAS(SipUAS):
             task = self._byes.pop(branch, None)
             if task is not None:
                 task.cancel()
+                return
+            if self.refreshes.on_response(msg, branch):
                 return
             refer = self._refers.get(branch)
             if refer is not None:
@@ -142,10 +198,13 @@ class GatewayUAS(SipUAS):
             self.refuse(request, addr, 503, "Service Unavailable", {"Retry-After": "5"})
             return
         self.invites.create(request)
+        timer = self._negotiate(request)
+        if timer is False:
+            return
         offer = self._offer_or_reply(request)
         if offer is False:
             return
-        call = IncomingCall(
+        call = GatewayCall(
             dialog=create_dialog_from_request(request),
             invite=request,
             sdp_offer=offer,
@@ -154,6 +213,9 @@ class GatewayUAS(SipUAS):
             user_agent=self.user_agent,
             advertised_addr=self.advertised_addr,
             retransmit_2xx=False,
+            offered_timer=timer,
+            timers_supported=self.session_policy is not None,
+            on_refreshed=self._arm_session_timer,
         )
         self._calls[call_id] = call
         call.trying()
@@ -168,16 +230,45 @@ class GatewayUAS(SipUAS):
             self._send_error(request, exc.status, exc.reason, extra_headers=exc.headers)
             return False
 
+    def _negotiate(self, request: SipRequest) -> Negotiated | bool | None:
+        """The session timer a request asks for (None: none); False when it asked for too
+        short an interval and got its 422 (RFC 4028 §9)."""
+        if self.session_policy is None:
+            return None
+        try:
+            return negotiate(request, self.session_policy)
+        except IntervalTooSmall as exc:
+            log.info(
+                "sip.session_interval_too_small",
+                sip_call_id=request.call_id,
+                method=request.method,
+                asked_s=exc.asked,
+                min_se_s=exc.min_se,
+            )
+            self._send_error(
+                request, 422, "Session Interval Too Small",
+                extra_headers={"Min-SE": str(exc.min_se)},
+            )  # fmt: skip
+            return False
+
     def _handle_reinvite(self, call: IncomingCall, request: SipRequest) -> None:
         if not self._validate_in_dialog(call.dialog, request):
             return
         self.invites.create(request)
+        if self.refreshes.invite_pending(call.call_id):
+            # RFC 3261 §14.2: our refresh re-INVITE is still open (glare); it retries later.
+            self._send_error(request, 491, "Request Pending")
+            return
+        timer = self._negotiate(request)
+        if timer is False:
+            return
         offer = self._offer_or_reply(request)
         if offer is False:
             return
         call.invite = request
         call.sdp_offer = offer
-        session_refreshed(self, call.call_id, call)
+        if isinstance(call, GatewayCall):
+            call.offered_timer = timer  # in force, and the timer re-armed, once answered 2xx
         if self.on_reinvite is not None:
             self.on_reinvite(call)
         else:
@@ -198,6 +289,76 @@ class GatewayUAS(SipUAS):
             self._start_session_timer(call)
             if self.on_ack is not None:
                 self.on_ack(call, request)
+
+    def _handle_update(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        """In-dialog UPDATE (RFC 3311): a bodyless one is a session refresh (RFC 4028), answered
+        200 with the negotiated Session-Expires and the timer re-armed; one with an offer
+        gets 488 (the gateway renegotiates media by re-INVITE only)."""
+        call = self._calls.get(request.call_id or "")
+        if call is None or call.dialog.state is DialogState.TERMINATED:
+            self._send_error(request, 481, "Call/Transaction Does Not Exist")
+            return
+        if not self._validate_in_dialog(call.dialog, request):
+            return
+        if request.body:
+            self._reply(call.dialog.create_response(request, 488, "Not Acceptable Here"))
+            return
+        timer = self._negotiate(request)
+        if timer is False:
+            return
+        response = call.dialog.create_response(request, 200, "OK")
+        headers = timer.headers() if isinstance(timer, Negotiated) else {}
+        if self.session_policy is not None:
+            headers["Supported"] = "timer"
+        for name, value in headers.items():
+            response.headers.set_single(name, value)
+        self._reply(response)
+        if isinstance(call, GatewayCall):
+            call.timer = call.offered_timer = timer if isinstance(timer, Negotiated) else None
+            self._arm_session_timer(call)
+
+    # --- session timers ---------------------------------------------------------------------
+
+    def _start_session_timer(self, call: IncomingCall) -> None:
+        """The ACK of our 2xx to the INVITE: the session timer starts."""
+        if call._session_timer is None:
+            self._arm_session_timer(call)
+
+    def _arm_session_timer(self, call: IncomingCall) -> None:
+        """(Re)start the call's timer from now, as its negotiation says: a refresh every half
+        interval, or the watchdog (RFC 4028 §10); a call without one has none."""
+        if call._session_timer is not None:
+            call._session_timer.cancel()
+            call._session_timer = None
+        timer = call.timer if isinstance(call, GatewayCall) else None
+        if timer is None or call.dialog.state is not DialogState.CONFIRMED:
+            return
+        call._session_timer = SessionTimer(
+            timer.interval,
+            we_refresh=timer.we_refresh,
+            refresh=partial(self.refreshes.send, call),
+            expire=partial(self.session_expired, call),
+        )
+        call._session_timer.start()
+        log.info(
+            "sip.session_timer",
+            sip_call_id=call.call_id,
+            interval_s=timer.interval,
+            refresher=timer.refresher,
+        )
+
+    def session_expired(self, call: IncomingCall, why: str = "no refresh in time") -> None:
+        """The session is over (RFC 4028 §10, or our refresh found no dialog): the app hangs
+        up; without an app, the BYE goes from here."""
+        log.warning("sip.session_expired", sip_call_id=call.call_id, why=why)
+        if call._session_timer is not None:
+            call._session_timer.cancel()
+            call._session_timer = None
+        if self.on_session_expired is not None:
+            self.on_session_expired(call)
+        else:
+            self.send_bye(call)
+            self.forget(call)
 
     def _handle_cancel(self, request: SipRequest, addr: tuple[str, int]) -> None:
         txn = self.invites.match(request)  # same branch as the INVITE (§9.1)
@@ -359,6 +520,7 @@ class GatewayUAS(SipUAS):
                 _cancel(txn.timer)
                 self.invites.remove(txn)
         call._stop_retransmissions()
+        self.refreshes.forget(call.call_id)
 
     def refuse_call(self, call: IncomingCall, status: int, reason: str) -> None:
         """Refuse a new call statelessly (a blocked source): the answer is sent once and

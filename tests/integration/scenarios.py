@@ -445,28 +445,41 @@ def in_dialog(
     branch: str | None = None,
     body: str | None = None,
     via_port: str | int = "[local_port]",
+    headers: tuple[str, ...] = (),
+    peer_tag: bool = False,
 ) -> str:
-    """ACK, BYE or CANCEL; an ACK of a 3xx-6xx and a CANCEL reuse the INVITE's `branch`."""
+    """ACK, BYE, CANCEL or UPDATE; an ACK of a 3xx-6xx and a CANCEL reuse the INVITE's
+    `branch`; `headers` are added as they are. `peer_tag`: To is built from the gateway's tag
+    (after SIPp received a request from it, [last_To:] would be SIPp's own)."""
+    to = "[last_To:]"
+    if method == "CANCEL":
+        to = "To: <sip:[service]@[remote_ip]:[remote_port]>"
+    elif peer_tag:
+        to = "To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]"
     return _message(
         f"{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
         [
             f"Via: SIP/2.0/[transport] [local_ip]:{via_port};branch={_branch(branch)}",
             "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
-            "To: <sip:[service]@[remote_ip]:[remote_port]>" if method == "CANCEL" else "[last_To:]",
+            to,
             "Call-ID: [call_id]",
             f"CSeq: {cseq} {method}",
             "Max-Forwards: 70",
+            *headers,
         ],
         body,
     )
 
 
-def ok_to_request() -> str:
-    """200 OK to the request just received (the gateway's BYE)."""
+def ok_to_request(
+    body: str | None = None, headers: tuple[str, ...] = (), status: str = "200 OK"
+) -> str:
+    """200 OK (or `status`) to the request just received (the gateway's BYE, UPDATE or
+    re-INVITE), with `body` as SDP and `headers` added as they are."""
     return _message(
-        "SIP/2.0 200 OK",
-        ["[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]"],
-        None,
+        f"SIP/2.0 {status}",
+        ["[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]", *headers],
+        body,
     )
 
 
@@ -504,15 +517,24 @@ def recv(
 
 
 def recv_request(
-    method: str, *, timeout_ms: int | None = None, headers: dict[str, str] | None = None
+    method: str,
+    *,
+    timeout_ms: int | None = None,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
 ) -> str:
-    """Expect a request; `headers` map to regexps it must match."""
+    """Expect a request; `headers` and `body` map to regexps it must match."""
     extra = f' timeout="{timeout_ms}"' if timeout_ms else ""
     checks = "".join(
         f'<ereg regexp="{_xml(rx)}" search_in="hdr" header="{name}:" check_it="true" '
         f'assign_to="v{next(_VAR)}"/>'
         for name, rx in (headers or {}).items()
     )
+    if body is not None:
+        checks += (
+            f'<ereg regexp="{_xml(body)}" search_in="body" check_it="true" '
+            f'assign_to="v{next(_VAR)}"/>'
+        )
     if not checks:
         return f'  <recv request="{method}"{extra}/>'
     return f'  <recv request="{method}"{extra}>\n    <action>{checks}</action>\n  </recv>'

@@ -1,0 +1,129 @@
+"""Session timers (RFC 4028), the UAS side: what to answer, and who refreshes.
+
+Plain functions over a request's headers; the UAS (uas.py) arms aiosipua's `SessionTimer`
+with the result: a refresh every half interval when we refresh, else a watchdog that ends the
+call when the caller's refreshes stop (§10: before the expiry minus min(32, interval/3)).
+
+Owned here rather than taken from aiosipua's `SipUAS`: a caller that names no interval but
+supports timers gets ours, the caller's Min-SE is honoured, only a caller that says nothing
+about timers is left alone, and UPDATE is used only when the caller's Allow lists it (RFC 3311:
+an absent Allow says nothing); otherwise we refresh with a re-INVITE, never by giving the role
+back to a caller that did not ask for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from aiosipua import SipMessage
+from aiosipua.headers import _PRETTY_NAMES
+
+# aiosipua writes unknown names title-cased ("Min-Se"); SIP names are case-insensitive, but
+# SIPp, and peers as literal as it, look for RFC 4028's spelling.
+_PRETTY_NAMES.setdefault("min-se", "Min-SE")
+
+SESSION_TIMER_EXPIRED = "session_timer_expired"  # end reason: the caller stopped refreshing
+MAX_INTERVAL_S = 86_400  # a caller's Session-Expires beyond a day is reduced to it (§9 allows)
+
+Refresher = Literal["uac", "uas"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerPolicy:
+    """Our side of the negotiation (sip.session_timers)."""
+
+    expires_s: int = 1800
+    min_se_s: int = 90
+    refresher: Refresher = "uas"
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    interval: int  # seconds
+    refresher: Refresher
+    require: bool  # the 2xx carries Require: timer (the caller supports timers)
+
+    @property
+    def we_refresh(self) -> bool:
+        return self.refresher == "uas"
+
+    def headers(self) -> dict[str, str]:
+        """What a 2xx to the refresh (or the INVITE) carries (§9)."""
+        out = {"Session-Expires": f"{self.interval};refresher={self.refresher}"}
+        if self.require:
+            out["Require"] = "timer"
+        return out
+
+
+class IntervalTooSmall(Exception):
+    """The caller asked for less than our Min-SE: 422 with `min_se`."""
+
+    def __init__(self, asked: int, min_se: int) -> None:
+        super().__init__(f"Session-Expires {asked} is below our Min-SE {min_se}")
+        self.asked, self.min_se = asked, min_se
+
+
+def tokens(message: SipMessage, *names: str) -> set[str]:
+    """The comma-separated option tags of these headers, lower-case."""
+    return {
+        token.strip().lower()
+        for name in names
+        for value in message.headers.get(name)
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+def _seconds(value: str) -> int | None:
+    value = value.strip()
+    return int(value) if value.isdigit() and len(value) <= 10 else None
+
+
+def parse_session_expires(raw: str) -> tuple[int | None, Refresher | None]:
+    """`1800;refresher=uac` -> (1800, "uac"); an unreadable interval -> None, an unknown
+    refresher -> None."""
+    interval, *params = raw.split(";")
+    refresher: Refresher | None = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "refresher":
+            value = value.strip().lower()
+            refresher = "uac" if value == "uac" else "uas" if value == "uas" else None
+    return _seconds(interval), refresher
+
+
+def _header(message: SipMessage, name: str, compact: str | None = None) -> str | None:
+    value = message.headers.get_first(name)
+    if value is None and compact is not None:
+        value = message.headers.get_first(compact)
+    return value
+
+
+def negotiate(request: SipMessage, policy: TimerPolicy) -> Negotiated | None:
+    """The session timer for an INVITE (or a refresh) we accept; None when the caller asks
+    for none. Raises IntervalTooSmall (-> 422) when its Session-Expires is below our Min-SE."""
+    supports = "timer" in tokens(request, "supported", "require")
+    raw = _header(request, "session-expires", "x")
+    interval, refresher = parse_session_expires(raw) if raw is not None else (None, None)
+    if interval is None and not supports:
+        return None  # no timer asked, and none the caller would understand
+    peer_min_raw = _header(request, "min-se")
+    peer_min = _seconds(peer_min_raw.split(";")[0]) if peer_min_raw else None
+    peer_min = min(peer_min or 0, MAX_INTERVAL_S)
+    if interval is not None:
+        if interval < policy.min_se_s:
+            raise IntervalTooSmall(interval, policy.min_se_s)
+        interval = min(interval, MAX_INTERVAL_S)
+    else:
+        interval = max(policy.expires_s, peer_min)
+    if not supports:
+        refresher = "uas"  # §9: a caller without timer support cannot refresh
+    elif refresher is None:
+        refresher = policy.refresher
+    return Negotiated(interval, refresher, require=supports)
+
+
+def allows(message: SipMessage, method: str) -> bool:
+    """Whether the message's Allow lists `method` (an absent Allow lists nothing)."""
+    return method.lower() in tokens(message, "allow")
