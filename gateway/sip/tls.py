@@ -37,27 +37,35 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.options |= ssl.OP_NO_RENEGOTIATION  # a TLS 1.2 peer renegotiating costs us CPU
-    try:
-        context.load_cert_chain(settings.cert_file, settings.key_file)
-    except ssl.SSLError as exc:
-        # KEY_VALUES_MISMATCH, PEM_LIB (not a PEM file), ...: the reason only, no key bytes.
-        raise TlsSetupError(
-            f"certificate {settings.cert_file} / key {settings.key_file}: {_reason(exc)}"
-        ) from None
-    except OSError as exc:  # missing, unreadable
-        raise TlsSetupError(f"certificate or key: {exc.strerror or exc}: {exc.filename}") from None
+    _load_pair(context, settings)
     if settings.verify_peer:
         if settings.ca_file is None:
             raise TlsSetupError("verify_peer needs ca_file")
         try:
             context.load_verify_locations(cafile=settings.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            why = _reason(exc) if isinstance(exc, ssl.SSLError) else exc.strerror or str(exc)
-            raise TlsSetupError(f"ca_file {settings.ca_file}: {why}") from None
+            raise _ca_error(settings, exc) from None
         context.verify_mode = ssl.CERT_REQUIRED
     else:
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _load_pair(context: ssl.SSLContext, settings: TlsSettings) -> None:
+    """Our certificate and key into `context`; TlsSetupError with the reason, no key bytes."""
+    try:
+        context.load_cert_chain(settings.cert_file, settings.key_file)
+    except ssl.SSLError as exc:  # KEY_VALUES_MISMATCH, PEM_LIB (not a PEM file), ...
+        raise TlsSetupError(
+            f"certificate {settings.cert_file} / key {settings.key_file}: {_reason(exc)}"
+        ) from None
+    except OSError as exc:  # missing, unreadable
+        raise TlsSetupError(f"certificate or key: {exc.strerror or exc}: {exc.filename}") from None
+
+
+def _ca_error(settings: TlsSettings, exc: OSError | ssl.SSLError) -> TlsSetupError:
+    why = _reason(exc) if isinstance(exc, ssl.SSLError) else exc.strerror or str(exc)
+    return TlsSetupError(f"ca_file {settings.ca_file}: {why}")
 
 
 def _reason(exc: ssl.SSLError) -> str:
@@ -103,17 +111,9 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ca_file)
     except (OSError, ssl.SSLError) as exc:
-        why = _reason(exc) if isinstance(exc, ssl.SSLError) else exc.strerror or str(exc)
-        raise TlsSetupError(f"ca_file {settings.ca_file}: {why}") from None
+        raise _ca_error(settings, exc) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.cert_file, settings.key_file)
-    except ssl.SSLError as exc:
-        raise TlsSetupError(
-            f"certificate {settings.cert_file} / key {settings.key_file}: {_reason(exc)}"
-        ) from None
-    except OSError as exc:
-        raise TlsSetupError(f"certificate or key: {exc.strerror or exc}: {exc.filename}") from None
+    _load_pair(context, settings)
     return context
 
 

@@ -114,11 +114,16 @@ async def flood(
                     await asyncio.sleep(max(0.0, start + (batch + 1) * BATCH_S - loop.time()))
                 elapsed = loop.time() - start
                 # The answers to the last batch: the gateway handles one datagram in ~0.1 ms.
-                deadline = loop.time() + 2
-                while answers < invites and loop.time() < deadline:
-                    drain()
-                    await asyncio.sleep(0.05)
                 drain()
+                deadline = loop.time() + 2
+                while answers < invites:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            data = await loop.sock_recv(sock, 65535)
+                    except TimeoutError:
+                        break
+                    received += len(data)
+                    answers += 1
                 rss_after = rss_mib(gateway.pid)
                 pacing = probe.window()
             finally:
