@@ -25,6 +25,7 @@ from aiosipua.sdp import SdpMessage, serialize_sdp
 from aiosipua.utils import format_addr
 
 from .session_timer import MAX_INTERVAL_S, Negotiated, allows, parse_session_expires
+from .validate import retarget
 
 if TYPE_CHECKING:
     from .uas import GatewayUAS
@@ -205,6 +206,7 @@ class Refreshes:
         timer: Negotiated | None = getattr(call, "timer", None)
         if 200 <= status < 300:
             self._lengthened.discard(call.call_id)
+            retarget(call.dialog, response)
             self._adopt(call, response, timer)
             if method == "INVITE" and response.body and self.on_answer is not None:
                 try:

@@ -648,13 +648,15 @@ class TlsTransport(TcpTransport):
         return True
 
     def send(self, message: Message, addr: Source) -> None:
-        """A request of ours; aiosipua's REGISTER names UDP in its Via whatever carries it."""
+        """A request of ours; aiosipua's REGISTER names UDP in its Via whatever carries it,
+        and a Contact must say transport=tls (see send_reply)."""
         if isinstance(message, SipRequest):
             vias = message.headers.get("via")
             if vias and vias[0].upper().startswith("SIP/2.0/UDP "):
                 message.headers.remove("via")
                 for index, via in enumerate(vias):
                     message.headers.append("Via", "SIP/2.0/TLS" + via[11:] if index == 0 else via)
+            _tls_contact(message)
         super().send(message, addr)
 
     def _tls_refused(self, reason: str, source: Source, why: str) -> None:
@@ -667,10 +669,14 @@ class TlsTransport(TcpTransport):
     def send_reply(self, response: SipResponse) -> None:
         """Our responses' Contact says transport=tls (aiosipua writes a bare sip: URI), so the
         peer sends its in-dialog requests over TLS too."""
-        contacts = response.headers.get("contact")
-        if len(contacts) == 1:
-            response.headers.set_single("Contact", tls_contact(contacts[0]))
+        _tls_contact(response)
         super().send_reply(response)
+
+
+def _tls_contact(message: Message) -> None:
+    contacts = message.headers.get("contact")
+    if len(contacts) == 1:
+        message.headers.set_single("Contact", tls_contact(contacts[0]))
 
 
 def tls_contact(contact: str) -> str:

@@ -42,8 +42,8 @@ from aiosipua.utils import format_addr, generate_tag
 from .refresh import Refreshes
 from .session_timer import IntervalTooSmall, Negotiated, TimerPolicy, negotiate
 from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
-from .transport import Listener, Source, TlsTransport, tls_contact
-from .validate import request_problem
+from .transport import Listener, Source, TlsTransport
+from .validate import request_problem, retarget
 
 log = structlog.get_logger("gateway.sip")
 
@@ -83,6 +83,8 @@ class GatewayCall(IncomingCall):
         )
         if success:
             self.timer = self.offered_timer
+        if refresh:
+            retarget(self.dialog, self.invite)  # a re-INVITE's Contact, once accepted (RFC 6141)
         if refresh and self.on_refreshed is not None:
             self.on_refreshed(self)
         return response
@@ -306,7 +308,9 @@ class GatewayUAS(SipUAS):
         timer = self._negotiate(request)
         if timer is False:
             return
-        response = call.dialog.create_response(request, 200, "OK")
+        retarget(call.dialog, request)
+        contact = f"<sip:{format_addr(*call._signaling_addr())}>"
+        response = call.dialog.create_response(request, 200, "OK", contact=contact)
         headers = timer.headers() if isinstance(timer, Negotiated) else {}
         if self.session_policy is not None:
             headers["Supported"] = "timer"
@@ -407,7 +411,15 @@ class GatewayUAS(SipUAS):
                 extra_headers={"Retry-After": str(OPTIONS_RETRY_AFTER_S)},
             )
         else:
-            super()._handle_options(request, addr)
+            self._reply(self._error_response(request, 200, "OK", self.capabilities()))
+
+    def capabilities(self) -> dict[str, str]:
+        """What an OPTIONS learns (RFC 3261 §11.2): the methods, the body we take, and the
+        extensions (timer only where session timers are on)."""
+        headers = {"Allow": ", ".join(self._handlers), "Accept": "application/sdp"}
+        if self.session_policy is not None:
+            headers["Supported"] = "timer"
+        return headers
 
     def _reply(self, response: SipResponse) -> None:
         if self.user_agent:
@@ -577,10 +589,7 @@ class GatewayUAS(SipUAS):
         )
         refer.headers.set_single("Refer-To", f"<{target}>")
         refer.headers.set_single("Referred-By", f"<{call.dialog.local_uri}>")
-        contact = f"<sip:{format_addr(host, port)}>"
-        refer.headers.set_single(
-            "Contact", tls_contact(contact) if self.transport.name == "TLS" else contact
-        )
+        refer.headers.set_single("Contact", f"<sip:{format_addr(host, port)}>")
         if self.user_agent:
             refer.headers.set_single("User-Agent", self.user_agent)
         branch = refer.via[0].branch or ""

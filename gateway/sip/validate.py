@@ -3,8 +3,10 @@ tests ask of a UAS, as one pure function: what to answer instead, or None."""
 
 from __future__ import annotations
 
-from aiosipua import SipRequest
+from aiosipua import SipRequest, SipResponse
+from aiosipua.dialog import Dialog
 from aiosipua.header_codec import parse_address
+from aiosipua.headers import stringify_uri
 from aiosipua.message import missing_required_headers
 
 from .addresses import valid_host, valid_port
@@ -87,20 +89,35 @@ def _contact_problem(request: SipRequest) -> str | None:
     """The remote target of a dialog (§12.1.1): one SIP URI with a well-formed host and port.
     We never send to it (requests go where the call's packets come from), but it is written
     into our requests, and a name or port from an attacker belongs nowhere."""
-    contacts = request.headers.get("contact")
-    if not contacts:
+    if not request.headers.get("contact"):
         return None  # RFC 3261 requires one in an INVITE; aiosipua copes without
-    if len(contacts) > 1 or not contacts[0].isascii():
-        return "Bad Contact"
+    return None if remote_target(request) else "Bad Contact"
+
+
+def remote_target(message: SipRequest | SipResponse) -> str | None:
+    """The URI of a message's one well-formed Contact, or None. A target refresh (re-INVITE,
+    UPDATE, or the 2xx to ours) replaces the dialog's remote target with it (RFC 3261
+    §12.2.1.2, §12.2.2); a missing or bad one leaves the target as it was."""
+    contacts = message.headers.get("contact")
+    if len(contacts) != 1 or not contacts[0].isascii():
+        return None
     try:
         uri = parse_address(contacts[0]).uri
     except (ValueError, IndexError):
-        return "Bad Contact"
+        return None
     if uri.scheme not in ("sip", "sips") or not valid_host(uri.host):
-        return "Bad Contact"
+        return None
     if uri.port is not None and not valid_port(uri.port):
-        return "Bad Contact"
-    return None
+        return None
+    return stringify_uri(uri)
+
+
+def retarget(dialog: Dialog, message: SipRequest | SipResponse) -> None:
+    """A target refresh's Contact becomes the dialog's remote target: the Request-URI of our
+    next in-dialog requests, and where a lost TLS connection is made again."""
+    target = remote_target(message)
+    if target is not None:
+        dialog.remote_target = target
 
 
 def _pretty(name: str) -> str:

@@ -394,7 +394,7 @@ def sdp(
     return "\n".join(lines)
 
 
-def _message(start: str, headers: list[str], body: str | None) -> str:
+def sip_message(start: str, headers: list[str], body: str | None) -> str:
     if body is not None:
         headers = [*headers, "Content-Type: application/sdp", "Content-Length: [len]"]
     else:
@@ -422,7 +422,7 @@ def invite(
     `via_port` other than the socket's: a TCP client that names its listening port in Via
     and connects from another one, as PBXs do (the answer must come on the connection)."""
     to = "[last_To:]" if in_dialog else "To: <sip:[service]@[remote_ip]:[remote_port]>"
-    return _message(
+    return sip_message(
         "INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
         [
             f"Via: SIP/2.0/[transport] [local_ip]:{via_port};branch={_branch(branch)}",
@@ -456,7 +456,7 @@ def in_dialog(
         to = "To: <sip:[service]@[remote_ip]:[remote_port]>"
     elif peer_tag:
         to = "To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]"
-    return _message(
+    return sip_message(
         f"{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
         [
             f"Via: SIP/2.0/[transport] [local_ip]:{via_port};branch={_branch(branch)}",
@@ -476,7 +476,7 @@ def ok_to_request(
 ) -> str:
     """200 OK (or `status`) to the request just received (the gateway's BYE, UPDATE or
     re-INVITE), with `body` as SDP and `headers` added as they are."""
-    return _message(
+    return sip_message(
         f"SIP/2.0 {status}",
         ["[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]", *headers],
         body,
@@ -522,14 +522,21 @@ def recv_request(
     timeout_ms: int | None = None,
     headers: dict[str, str] | None = None,
     body: str | None = None,
+    start: str | None = None,
 ) -> str:
-    """Expect a request; `headers` and `body` map to regexps it must match."""
+    """Expect a request; `headers` and `body` map to regexps it must match, `start` is one
+    its request line must match (its Request-URI: the dialog's remote target)."""
     extra = f' timeout="{timeout_ms}"' if timeout_ms else ""
     checks = "".join(
         f'<ereg regexp="{_xml(rx)}" search_in="hdr" header="{name}:" check_it="true" '
         f'assign_to="v{next(_VAR)}"/>'
         for name, rx in (headers or {}).items()
     )
+    if start is not None:
+        checks += (
+            f'<ereg regexp="{_xml("^" + start)}" search_in="msg" check_it="true" '
+            f'assign_to="v{next(_VAR)}"/>'
+        )
     if body is not None:
         checks += (
             f'<ereg regexp="{_xml(body)}" search_in="body" check_it="true" '

@@ -29,6 +29,7 @@ from .scenarios import (
     run_sipp,
     scenario,
     sdp,
+    sip_message,
 )
 
 pytestmark = SIP_TESTS
@@ -244,3 +245,62 @@ async def test_the_callers_refreshes_keep_the_call_up(tmp_path: Path) -> None:
     assert ended["reason"] == "caller_bye", ended
     assert not gateway.find("sip.session_expired")
     assert len(armed) == 3 and all(a["refresher"] == "uac" for a in armed)  # ACK, re-INVITE, UPDATE
+
+
+async def test_a_target_refresh_moves_the_requests_we_send(tmp_path: Path) -> None:
+    """RFC 3261 §12.2: the Contact of the 2xx to our refresh, then of the caller's UPDATE,
+    becomes the Request-URI of our next refresh; our 200 to the UPDATE carries a Contact."""
+    media = {"port": free_udp_port(), "ip": LOOPBACK}
+    uas = {"Session-Expires": "^ *4;refresher=uas"}
+    path = scenario(
+        tmp_path / "retarget.xml",
+        timer_invite(media, "4;refresher=uas", WITH_UPDATE),
+        recv(100, optional=True),
+        recv(200, headers={"Session-Expires": "^ *4;refresher=uas$"}),
+        in_dialog("ACK", 1),
+        recv_request("UPDATE", timeout_ms=4000, headers=uas, start="UPDATE sip:sipp@"),
+        ok_to_request(None, ("Contact: <sip:moved@[local_ip]:[local_port]>",)),
+        recv_request("UPDATE", timeout_ms=4000, headers=uas, start="UPDATE sip:moved@"),
+        ok_to_request(),
+        in_dialog(
+            "UPDATE",
+            2,
+            peer_tag=True,
+            headers=(
+                "Contact: <sip:again@[local_ip]:[local_port]>",
+                "Supported: timer",
+                "Session-Expires: 4;refresher=uas",
+            ),
+        ),
+        recv(200, headers={"Contact": "^ *<sip:", **uas}),
+        recv_request("UPDATE", timeout_ms=4000, headers=uas, start="UPDATE sip:again@"),
+        ok_to_request(),
+        in_dialog("BYE", 3, peer_tag=True),
+        recv(200),
+    )
+    async with EmbeddedRealtimeServer() as fake:
+        async with GatewayProcess(tmp_path, config(fake, tmp_path)) as gateway:
+            await run_sipp(tmp_path, path, gateway.port, timeout=20, context=gateway.tail)
+            ended = await gateway.wait_for("call.ended", timeout=10)
+    assert ended["reason"] == "caller_bye", ended
+
+
+async def test_options_say_we_support_timers(tmp_path: Path) -> None:
+    """A PBX learns from OPTIONS (RFC 3261 §11.2) that we take SDP and do session timers."""
+    options = sip_message(
+        "OPTIONS sip:[service]@[remote_ip]:[remote_port] SIP/2.0",
+        [
+            "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+            "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]",
+            "To: <sip:[service]@[remote_ip]:[remote_port]>",
+            "Call-ID: [call_id]",
+            "CSeq: 1 OPTIONS",
+            "Max-Forwards: 70",
+        ],
+        None,
+    )
+    headers = {"Supported": "^ *timer$", "Accept": "^ *application/sdp$", "Allow": "UPDATE"}
+    path = scenario(tmp_path / "options.xml", options, recv(200, headers=headers))
+    async with EmbeddedRealtimeServer() as fake:
+        async with GatewayProcess(tmp_path, config(fake, tmp_path)) as gateway:
+            await run_sipp(tmp_path, path, gateway.port, timeout=10, context=gateway.tail)
