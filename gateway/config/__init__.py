@@ -16,7 +16,9 @@ The package, from the bottom up: ``fields`` (base model, field types, validators
 YAML key (``sip``, ``media``, ``limits``, ``realtime``, ``agent`` with ``tools``, ``records``,
 ``logging``, ``routes``, ``service``, ``metrics``), ``schema`` (``GatewayConfig`` and the rules
 between sections), ``errors`` (the messages a user sees) and ``loading`` (file -> config).
-Everything is imported from here: ``from gateway.config import X``.
+Everything is imported from here: ``from gateway.config import X``. A new key goes into
+the class of its section, in the module named after the section; then regenerate the
+reference (``python -m gateway config-reference -o docs/config-reference.md``).
 """
 
 from .agent import (
