@@ -13,7 +13,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from .config import GatewayConfig, _is_model, _unwrap
+from .config import GatewayConfig
+from .config.fields import _is_model, _unwrap
 
 COMMAND = "python -m gateway config-reference -o docs/config-reference.md"
 

@@ -1,0 +1,126 @@
+"""Gateway configuration: the one place where it is defined and validated.
+
+``load_config(path)`` reads a YAML file and returns a :class:`GatewayConfig`, or raises
+:class:`ConfigError` listing *every* problem found, one per line, as
+``FILE: dotted.field.path: reason`` (list items appear as ``sip.allow_from[1]``).
+
+Secrets never live in the file. The file names an environment variable
+(``realtime.auth.api_key_env``); :func:`check_environment` reports whether it is usable and
+:func:`api_key` reads it. No error message ever contains a secret value.
+
+The ``description`` of every field is the user-facing config reference: it says what the key
+means, its unit and its default, for the PBX engineer who reads the generated reference.
+
+The package, from the bottom up: ``fields`` (base model, field types, validators), ``secrets``
+(environment variable names and values), one module per top-level section named after its
+YAML key (``sip``, ``media``, ``limits``, ``realtime``, ``agent`` with ``tools``, ``records``,
+``logging``, ``routes``, ``service``, ``metrics``), ``schema`` (``GatewayConfig`` and the rules
+between sections), ``errors`` (the messages a user sees) and ``loading`` (file -> config).
+Everything is imported from here: ``from gateway.config import X``. A new key goes into
+the class of its section, in the module named after the section; then regenerate the
+reference (``python -m gateway config-reference -o docs/config-reference.md``).
+"""
+
+from .agent import (
+    DEFAULT_INSTRUCTIONS,
+    MAX_OUTPUT_TOKENS,
+    PREVIEW_TRANSCRIPTION_MODELS,
+    PREVIEW_VOICES,
+    TRANSCRIPTION_MODELS,
+    VOICES,
+    AgentConfig,
+    DtmfConfig,
+    EchoSuppression,
+    InputTranscriptionConfig,
+    LocalBargeIn,
+    ManualTurns,
+    NoiseReduction,
+    SemanticVad,
+    ServerVad,
+    TranscriptionModel,
+    TurnDetection,
+    Voice,
+)
+from .errors import _ALL_FIELD_PATHS as _ALL_FIELD_PATHS
+from .errors import ConfigError
+from .fields import Float, Int, IPNetwork, NetworkEntry
+from .fields import _is_model as _is_model
+from .fields import _unwrap as _unwrap
+from .limits import LimitsConfig
+from .loading import load_config, parse_config
+from .logging import LoggingConfig
+from .media import MediaConfig
+from .metrics import MetricsConfig
+from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
+from .records import RecordsConfig
+from .routes import Regex, Route, RouteMatch
+from .schema import GatewayConfig
+from .secrets import SECRETS_MESSAGE, api_key, check_environment, sip_passwords
+from .service import ServiceConfig
+from .sip import (
+    SipAuthConfig,
+    SipConfig,
+    SipRegisterConfig,
+    SipSessionTimersConfig,
+    SipTcpConfig,
+    SipTlsConfig,
+    SipUserConfig,
+)
+from .tools import EndCallTool, Tool, TransferTool, WebhookTool
+
+__all__ = [
+    "DEFAULT_INSTRUCTIONS",
+    "EMBEDDED_ECHO",
+    "MAX_OUTPUT_TOKENS",
+    "OPENAI_HOST",
+    "PREVIEW_TRANSCRIPTION_MODELS",
+    "PREVIEW_VOICES",
+    "SECRETS_MESSAGE",
+    "TRANSCRIPTION_MODELS",
+    "VOICES",
+    "AgentConfig",
+    "AuthConfig",
+    "ConfigError",
+    "DtmfConfig",
+    "EchoSuppression",
+    "EndCallTool",
+    "Float",
+    "GatewayConfig",
+    "IPNetwork",
+    "InputTranscriptionConfig",
+    "Int",
+    "LimitsConfig",
+    "LocalBargeIn",
+    "LoggingConfig",
+    "ManualTurns",
+    "MediaConfig",
+    "MetricsConfig",
+    "NetworkEntry",
+    "NoiseReduction",
+    "RealtimeConfig",
+    "RecordsConfig",
+    "Regex",
+    "Route",
+    "RouteMatch",
+    "SemanticVad",
+    "ServerVad",
+    "ServiceConfig",
+    "SipAuthConfig",
+    "SipConfig",
+    "SipRegisterConfig",
+    "SipSessionTimersConfig",
+    "SipTcpConfig",
+    "SipTlsConfig",
+    "SipUserConfig",
+    "Tool",
+    "TranscriptionModel",
+    "TransferTool",
+    "TurnDetection",
+    "Voice",
+    "WebhookTool",
+    "api_key",
+    "check_environment",
+    "load_config",
+    "parse_config",
+    "sip_passwords",
+]

@@ -1,0 +1,20 @@
+"""The `limits` section: bounds on every call."""
+
+from pydantic import ConfigDict, Field
+
+from .fields import Float, _Model
+
+
+class LimitsConfig(_Model):
+    """Bounds on every call, so that no call can keep its slot forever."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    max_call_s: Float = Field(
+        14400.0,
+        gt=0,
+        le=604800,
+        description="Longest call, in seconds from the answer: then the gateway hangs up "
+        "(BYE, end reason max_call_duration), whatever the call is doing. More than 0, at most "
+        "604800 (7 days). Default 14400 (4 hours).",
+    )
