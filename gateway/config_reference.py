@@ -23,7 +23,7 @@ def render() -> str:
     out = [
         "# Configuration reference",
         "",
-        f"Generated from `gateway/config.py` by `{COMMAND}`: do not edit by hand.",
+        f"Generated from `gateway/config/` by `{COMMAND}`: do not edit by hand.",
         "",
         "One YAML file, validated before anything starts (`python -m gateway check-config "
         "--config FILE`). Every key is optional unless marked required; unknown keys are "

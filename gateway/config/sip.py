@@ -103,15 +103,22 @@ class SipAuthConfig(_Model):
     )
 
 
+def _names_port(text: str) -> bool:
+    """host:port, [v6]:port: a port written; host, v6, [v6]: none."""
+    if text.startswith("["):
+        return "]:" in text
+    return text.count(":") == 1
+
+
 class SipRegisterConfig(_Model):
     """Registration mode: the gateway registers to a PBX as an extension and takes its calls."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     registrar: Annotated[str, BeforeValidator(_parse_hostport)] = Field(
-        description="Registrar (the PBX) as host or host:port, e.g. pbx.example.com:5060. "
-        "REGISTER goes there over UDP (or TLS, see transport); the PBX's address must also "
-        "be in sip.allow_from.",
+        description="Registrar (the PBX) as host or host:port, e.g. pbx.example.com:5060; "
+        "without a port, 5060 (5061 with transport tls). REGISTER goes there over UDP (or "
+        "TLS, see transport); the PBX's address must also be in sip.allow_from.",
     )
     user: Annotated[str, BeforeValidator(_text), AfterValidator(_nonblank)] = Field(
         description="Extension to register, the user part of the address of record "
@@ -134,8 +141,7 @@ class SipRegisterConfig(_Model):
         description="How REGISTER travels: udp, or tls (needs tls in sip.transports): a "
         "connection the gateway opens to the registrar and keeps, the registrar's "
         "certificate checked against its host name (sip.tls.ca_file, else the system's "
-        "CAs), and the PBX's calls coming over it. Write the registrar's TLS port (usually "
-        "5061): a registrar without one means port 5060. Default udp.",
+        "CAs), and the PBX's calls coming over it. Default udp.",
     )
     expires: Int = Field(
         300,
@@ -144,6 +150,16 @@ class SipRegisterConfig(_Model):
         description="Registration interval asked for, in seconds (30-86400); refreshed at 90 % "
         "of what the registrar grants. Default 300.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_port(cls, data: object) -> object:
+        """A registrar named without a port is reached on 5061 over TLS (RFC 3261 §19.1.2)."""
+        if isinstance(data, dict) and data.get("transport") == "tls":
+            registrar = data.get("registrar")
+            if isinstance(registrar, str) and not _names_port(registrar.strip()):
+                data = {**data, "registrar": f"{registrar.strip()}:5061"}
+        return data
 
     @property
     def registrar_address(self) -> tuple[str, int]:

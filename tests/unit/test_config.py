@@ -16,6 +16,7 @@ from gateway.config import (
     ManualTurns,
     SemanticVad,
     ServerVad,
+    SipRegisterConfig,
     api_key,
     check_environment,
     load_config,
@@ -656,3 +657,23 @@ def test_unknown_key_not_mistaken_for_a_secret() -> None:
     assert SECRETS_MESSAGE not in line and "did you mean 'max_output_tokens'" in line
     line = only(errors_of({"agent": {"reply_tokens": 200}}), "x.yaml: agent.reply_tokens: ")
     assert SECRETS_MESSAGE not in line and "instructions" in line
+
+
+@pytest.mark.parametrize(
+    ("registrar", "transport", "address"),
+    [
+        ("pbx.example.com", "udp", ("pbx.example.com", 5060)),
+        ("pbx.example.com", "tls", ("pbx.example.com", 5061)),
+        ("pbx.example.com:5071", "tls", ("pbx.example.com", 5071)),
+        ("[2001:db8::1]", "tls", ("2001:db8::1", 5061)),
+        ("[2001:db8::1]:5062", "tls", ("2001:db8::1", 5062)),
+        ("192.0.2.7", "tls", ("192.0.2.7", 5061)),
+    ],
+)
+def test_a_registrar_without_a_port_is_reached_on_the_transports_port(
+    registrar: str, transport: str, address: tuple[str, int]
+) -> None:
+    """5060 over UDP, 5061 over TLS (RFC 3261 §19.1.2), a written port kept."""
+    register = {"registrar": registrar, "user": "100", "password_env": "PW"}
+    cfg = SipRegisterConfig.model_validate({**register, "transport": transport})
+    assert cfg.registrar_address == address
