@@ -353,7 +353,7 @@ class RtpStream:
         """Hold (RFC 3264 §8.4): no RTP toward the caller; the clock keeps running, and the
         RTP timeout waits for the resume (the caller may send nothing while holding).
         ``on_hold`` hears each change (the call's hold timeout runs from it)."""
-        changed = self.receiver.hold(not on, asyncio.get_running_loop().time())
+        changed = self.receiver.hold(not on, (self._loop or asyncio.get_running_loop()).time())
         self._held = self.receiver.held
         if changed:
             self.on_hold(self._held)
