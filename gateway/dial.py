@@ -23,12 +23,12 @@ from aiosipua.header_codec import parse_uri
 
 from . import __version__
 from .media.g711 import G711, codec_by_name, codec_by_payload_type
+from .media.rates import TELEPHONE_RATE
 from .media.resample import Resampler
 from .media.stream import RtpStream, local_ip_towards
 from .sip.door import Door
 from .sip.transport import UdpTransport, bound_port
 
-RATE = 8000
 AUDIO_RMS = 300  # about -40 dBFS: quieter frames count as silence for "time to first audio"
 
 
@@ -114,7 +114,7 @@ class _Recorder:
         with wave.open(str(path), "wb") as out:
             out.setnchannels(1)
             out.setsampwidth(2)
-            out.setframerate(RATE)
+            out.setframerate(TELEPHONE_RATE)
             out.writeframes(audio.astype("<i2").tobytes())
 
 
@@ -129,8 +129,8 @@ def load_wav(path: Path) -> np.ndarray:
     except (OSError, EOFError, wave.Error) as exc:
         raise DialError(f"{path}: cannot read WAV: {exc}") from None
     samples = data[::channels].astype(np.int16)
-    if rate != RATE:
-        resampler = Resampler(rate, RATE)
+    if rate != TELEPHONE_RATE:
+        resampler = Resampler(rate, TELEPHONE_RATE)
         samples = np.concatenate([resampler.process(samples), resampler.flush()])
     return samples
 
@@ -227,7 +227,7 @@ async def dial(
         chosen = codec_by_payload_type(pt)
         report.codec = chosen.name
         recorder = _Recorder(chosen)
-        player = _Player(audio, RATE * 20 // 1000)
+        player = _Player(audio, TELEPHONE_RATE * 20 // 1000)
         stream = RtpStream(chosen, pt, answer.rtp_address, recorder.on_payload)
         stream.attach(rtp_sock)
         pacer = asyncio.create_task(stream.pace(player))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .rates import TELEPHONE_RATE
 from .rtp import RtpPacket
 
 __all__ = ["DtmfDecoder", "DtmfEvent"]
@@ -18,10 +19,9 @@ __all__ = ["DtmfDecoder", "DtmfEvent"]
 # RFC 4733 §3.2: events 0-9, 10 = *, 11 = #, 12-15 = A-D; 16 = hook flash.
 EVENT_NAMES = "0123456789*#ABCD"
 FLASH = 16
-CLOCK_RATE = 8000
 # Audio this far past the last update of an event (whose end we never saw) means it is over.
 # The sender updates at least every 50 ms (§2.5.1.2) while the key is held.
-END_LOST_AFTER = CLOCK_RATE * 200 // 1000
+END_LOST_AFTER = TELEPHONE_RATE * 200 // 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,4 +93,4 @@ class DtmfDecoder:
         else:
             self.unknown_events += 1  # a tone or line event we did not offer (RFC 4734)
             return None
-        return DtmfEvent(digit, current.duration * 1000 // CLOCK_RATE, end_seen)
+        return DtmfEvent(digit, current.duration * 1000 // TELEPHONE_RATE, end_seen)

@@ -1,10 +1,9 @@
-"""The call leg's RTP socket: receive from the peer only, reorder, and a pacer on an absolute
-clock.
+"""The call leg's RTP socket: the receive rules' shell, and a pacer on an absolute clock.
 
-Receive: strict RTP (``source.py``: the SDP's address at once, another one, a NAT's, only once
-it has sent a run of valid packets while the first was quiet; anything else dropped), then
-the reorder buffer, then by payload type: audio (with silence where the caller's timeline has
-a gap), RFC 4733 key presses, comfort noise and anything else counted and dropped.
+Receive: each datagram goes to ``RtpReceiver`` (``receiver.py``, sans-I/O: strict source,
+flood bucket, SRTP, reorder, audio clock, DTMF, stats), and the stream does what it answers:
+the caller's audio to ``on_payload``, key presses to ``on_dtmf``, a learned source becomes
+where we send, a reorder wait arms a timer.
 
 Send: one packet per ptime for the whole call, silence when there is nothing to play: a PBX
 hangs up on an RTP timeout, and a steady clock is what makes the caller hear the model without
@@ -22,32 +21,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import random
 import socket
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
 
-from .dtmf import DtmfDecoder, DtmfEvent
+from .dtmf import DtmfEvent
 from .g711 import G711
-from .jitter import AudioClock, ReorderBuffer
 from .pacer import Pacer
+from .rates import TELEPHONE_RATE
 from .reactor import SocketReactor
-from .rtp import HEADER, HEADER_SIZE, RtpPacket, RtpParseError, RtpSender, parse_rtp
-from .source import LEARN_PACKETS, RtpSourceGuard, Verdict
-from .srtp import SrtpDropped, SrtpSession, is_rtcp
+from .receiver import Output, RtpReceiver, RtpStats, Signal, SourceChanged
+from .rtp import RtpSender
+from .source import LEARN_PACKETS
+from .srtp import SrtpSession
 
-RATE = 8000
-REORDER_MAX_DELAY_S = 0.06
-COMFORT_NOISE_PT = 13  # RFC 3389; static payload type in RFC 3551
+__all__ = ["FrameSource", "NoPortAvailable", "PortAllocator", "RtpStats", "RtpStream"]
+
 MAX_DATAGRAM = 2048  # G.711 at 60 ms is 492 bytes; anything larger is not RTP we negotiated
-# Flood guard on the accepted source: packets beyond twice the ptime rate are dropped, after a
-# burst of one second's worth (a network that held packets back releases them at once).
-FLOOD_RATE_FACTOR = 2.0
-FLOOD_BURST_S = 1.0
 
 
 class FrameSource(Protocol):
@@ -58,25 +51,6 @@ class FrameSource(Protocol):
 
 class NoPortAvailable(Exception):
     """Every RTP port in media.rtp_port_min..max is taken."""
-
-
-@dataclass(slots=True)
-class RtpStats:
-    packets_in: int = 0
-    packets_out: int = 0
-    malformed: int = 0
-    foreign_source: int = 0  # packets from anyone but the peer (strangers, a source learning)
-    sources_learned: int = 0  # peers learned from their packets (NAT, late offer) not the SDP
-    comfort_noise: int = 0
-    other_payload: int = 0  # payload types we did not negotiate
-    dtmf_events: int = 0
-    flood_dropped: int = 0  # packets from the caller beyond twice the packet rate
-    late_sends: int = 0  # packets sent more than one ptime after their deadline
-    skipped_sends: int = 0  # packets not sent at all after a long stall (timestamps jump)
-    send_errors: int = 0  # the kernel refused a packet (socket buffer full, no route)
-    srtp_auth_failures: int = 0  # SRTP/SRTCP packets whose tag did not verify (forged, bad key)
-    srtp_replayed: int = 0  # SRTP packets seen already, or older than the replay window
-    rtcp_dropped: int = 0  # authentic SRTCP on the RTP port (rtcp-mux): we use no RTCP
 
 
 class PortAllocator:
@@ -110,7 +84,7 @@ class PortAllocator:
 
 
 class RtpStream:
-    """One call's RTP: strict source checks on receive, paced G.711 on send."""
+    """One call's RTP: the receiver's rules on what arrives, paced G.711 on send."""
 
     def __init__(
         self,
@@ -126,45 +100,52 @@ class RtpStream:
         srtp: SrtpSession | None = None,
     ) -> None:
         self.codec = codec
-        # SRTP (RTP/SAVP): every packet is unprotected before anything reads more than its
-        # clear header, every packet we send protected last; None: plain RTP.
-        self.srtp = srtp
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.ptime_ms = ptime_ms
-        self.frame_samples = RATE * ptime_ms // 1000
-        payload_types = [pt for pt in (payload_type, dtmf_payload_type) if pt is not None]
-        self._guard = RtpSourceGuard(
-            remote, payload_types, strict=strict, learn_packets=learn_packets
+        self.frame_samples = TELEPHONE_RATE * ptime_ms // 1000
+        self.receiver = RtpReceiver(
+            payload_type,
+            remote,
+            ptime_ms=ptime_ms,
+            dtmf_payload_type=dtmf_payload_type,
+            silence=codec.silence,
+            strict=strict,
+            learn_packets=learn_packets,
+            srtp=srtp,
         )
-        self._remote = self._guard.source  # where we send: the guard's source, kept at hand
+        # SRTP (RTP/SAVP): every packet we send protected last; None: plain RTP.
+        self._srtp = srtp
+        self._remote = self.receiver.remote  # where we send: the receiver's source, at hand
+        self.stats: RtpStats = self.receiver.stats  # one set of counters, both directions
+        self.reorder = self.receiver.reorder
+        self.audio_clock = self.receiver.audio_clock
+        self.dtmf = self.receiver.dtmf
         self.on_payload = on_payload
         self.on_peer_learned: Callable[[tuple[str, int]], None] = _ignore_peer_learned
         self.on_dtmf: Callable[[str, int], None] = _ignore_dtmf
+        self.on_flood: Callable[[], None] = _ignore_flood
+        self.on_hold: Callable[[bool], None] = _ignore_hold  # True: held, False: resumed
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reactor: SocketReactor | None = None
         self._sender = RtpSender(payload_type, self.frame_samples)
         self._silence = bytes([codec.silence]) * self.frame_samples
-        self.reorder = ReorderBuffer(REORDER_MAX_DELAY_S)
-        self.audio_clock = AudioClock()
-        self._fill = _silence_run(codec.silence, self.audio_clock.max_fill)
-        self._audio_ssrc: int | None = None
-        self.dtmf = DtmfDecoder()
         self._reorder_timer: asyncio.TimerHandle | None = None
         self._pacer: Pacer | None = None
         self._source: FrameSource | None = None
         self._talking = False
-        self._last_rx = 0.0  # loop time of the caller's last packet (the RTP timeout)
-        self._held = False  # the caller holds the call: we send nothing (RFC 3264 §8.4)
-        packets_per_s = 1000 / ptime_ms
-        self._flood_rate = FLOOD_RATE_FACTOR * packets_per_s
-        self._flood_burst = self._flood_tokens = FLOOD_BURST_S * packets_per_s
-        self._flood_at = 0.0
-        self.on_flood: Callable[[], None] = _ignore_flood
-        self.on_hold: Callable[[bool], None] = _ignore_hold  # True: held, False: resumed
-        self.stats = RtpStats()
+        self._held = False  # the receiver's hold, kept at hand for send: we send nothing
         self.port = 0
+
+    @property
+    def srtp(self) -> SrtpSession | None:
+        return self._srtp
+
+    @srtp.setter
+    def srtp(self, session: SrtpSession | None) -> None:
+        """A re-INVITE may re-key: both directions take the new session."""
+        self._srtp = self.receiver.srtp = session
 
     # --- socket -------------------------------------------------------------------------------
 
@@ -255,6 +236,7 @@ class RtpStream:
         self.on_hold = _ignore_hold
         self.on_peer_learned = _ignore_peer_learned
         self._source = None
+        self.receiver.release()
 
     @property
     def remote(self) -> tuple[str, int] | None:
@@ -262,10 +244,7 @@ class RtpStream:
 
     def summary(self) -> dict[str, int]:
         """Counters for the end-of-call log line."""
-        counts = {**asdict(self.stats), **asdict(self.reorder.stats)}
-        counts.pop("received")  # = packets_in
-        counts["filled_ms"] = self.audio_clock.filled_samples // (RATE // 1000)
-        return counts
+        return self.receiver.summary()
 
     # --- receive ------------------------------------------------------------------------------
 
@@ -274,106 +253,34 @@ class RtpStream:
         self._received(data, addr, asyncio.get_running_loop().time())
 
     def _received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        source = (addr[0], addr[1])
-        srtp = self.srtp
-        from_peer = source == self._remote
-        if from_peer:
-            if srtp is None:
-                self._guard.heard_at = now
+        out = self.receiver.receive(data, addr, now)
+        if len(out) == 1 and (item := out[0]).__class__ is bytes:
+            self.on_payload(item)  # the packet of nearly every call: its audio, nothing else
         else:
-            if srtp is not None:
-                # Only authentic packets may teach us a new source (a NAT's): the clear
-                # header of a forged one would otherwise let a stranger take the media.
-                clear = self._unprotect(srtp, data)
-                if clear is None:
-                    return
-                data = clear
-            if not self._from_elsewhere(data, source, now):
-                return
-        refill = (now - self._flood_at) * self._flood_rate
-        tokens = min(self._flood_burst, self._flood_tokens + refill)
-        self._flood_at = now
-        if tokens < 1:
-            self._flood_tokens = tokens
-            if not self.stats.flood_dropped:
+            self._act(out)
+
+    def _act(self, out: Sequence[Output]) -> None:
+        """Do what the receiver answered, in its order (a ``Drop`` is counted already)."""
+        for item in out:
+            kind = item.__class__
+            if kind is bytes:
+                self.on_payload(item)  # type: ignore[arg-type]
+            elif kind is DtmfEvent:
+                self.on_dtmf(item.digit, item.duration_ms)  # type: ignore[union-attr]
+            elif kind is SourceChanged:
+                self._source_changed(item)  # type: ignore[arg-type]
+            elif item is Signal.REORDER_WAIT:
+                self._arm_reorder_timer()
+            elif item is Signal.FLOOD_STARTED:
                 self.on_flood()
-            self.stats.flood_dropped += 1
-            return
-        self._flood_tokens = tokens - 1
-        if from_peer and srtp is not None:
-            # After the flood guard (it bounds the crypto work a flood costs), before anything
-            # reads the packet; only an authentic packet keeps the source alive.
-            clear = self._unprotect(srtp, data)
-            if clear is None:
-                return
-            data = clear
-            self._guard.heard_at = now
-        self._last_rx = now
-        # The packet of nearly every call, 50 times a second: a plain header (version 2, no
-        # padding, extension or CSRC), our audio payload type, the next in sequence from the
-        # current source. Straight to the audio path, without a parsed packet object or the
-        # reorder buffer's general case (which it would pass through unchanged).
-        if len(data) > HEADER_SIZE and data[0] == 0x80 and (data[1] & 0x7F) == self.payload_type:
-            _, _, sequence, timestamp, ssrc = HEADER.unpack_from(data)
-            if ssrc == self._audio_ssrc and self.reorder.take_in_order(sequence, ssrc):
-                self.stats.packets_in += 1
-                self._audio(data[HEADER_SIZE:], timestamp)
-                return
-        try:
-            packet = parse_rtp(data)
-        except RtpParseError:
-            self.stats.malformed += 1
-            return
-        self.stats.packets_in += 1
-        reorder = self.reorder
-        for ready in reorder.push(packet, now):
-            self._dispatch(ready)
-        if reorder.waiting:
-            self._arm_reorder_timer()
 
-    def _unprotect(self, srtp: SrtpSession, data: bytes) -> bytes | None:
-        """The RTP inside an SRTP packet, or None: dropped and counted (a bad tag, a replay,
-        junk, or SRTCP, which we do not use)."""
-        try:
-            if is_rtcp(data):
-                srtp.unprotect_rtcp(data)
-                self.stats.rtcp_dropped += 1
-                return None
-            return srtp.unprotect(data)
-        except SrtpDropped as exc:
-            if exc.kind == "replay":
-                self.stats.srtp_replayed += 1
-            elif exc.kind == "auth":
-                self.stats.srtp_auth_failures += 1
-            else:
-                self.stats.malformed += 1
-            return None
-
-    def _from_elsewhere(self, data: bytes, source: tuple[str, int], now: float) -> bool:
-        """A packet from an address we do not send to: the guard decides (``source.py``)."""
-        header: tuple[int, int, int] | None
-        if len(data) > HEADER_SIZE and data[0] == 0x80:  # a plain header: nothing else to check
-            _, second, sequence, _, ssrc = HEADER.unpack_from(data)
-            header = (second & 0x7F, sequence, ssrc)
-        else:
-            try:
-                packet = parse_rtp(data)
-            except RtpParseError:
-                header = None  # junk never counts towards learning a source
-            else:
-                header = (packet.payload_type, packet.sequence, packet.ssrc)
-        verdict = self._guard.check(source, header, now)
-        if verdict is Verdict.DROP:
-            self.stats.foreign_source += 1
-            return False
-        self._remote = self._guard.source
-        if verdict is Verdict.LEARNED:
-            self.stats.sources_learned += 1
-            self.on_peer_learned(source)
-        return True
+    def _source_changed(self, change: SourceChanged) -> None:
+        self._remote = change.addr
+        if change.learned:
+            self.on_peer_learned(change.addr)
 
     def _arm_reorder_timer(self) -> None:
-        deadline = self.reorder.deadline
+        deadline = self.receiver.deadline
         timer = self._reorder_timer
         if deadline is None or self._sock is None:
             return
@@ -386,37 +293,7 @@ class RtpStream:
     def _reorder_due(self) -> None:
         """A gap waited its 60 ms: what came after it goes out, the gap as silence."""
         self._reorder_timer = None
-        for ready in self.reorder.poll(asyncio.get_running_loop().time()):
-            self._dispatch(ready)
-        self._arm_reorder_timer()
-
-    def _dispatch(self, packet: RtpPacket) -> None:
-        pt = packet.payload_type
-        if pt == self.payload_type:
-            if packet.ssrc != self._audio_ssrc:
-                self._audio_ssrc = packet.ssrc
-                self.audio_clock.reset()
-            self._audio(bytes(packet.payload), packet.timestamp)
-        elif pt == self.dtmf_payload_type:
-            self._on_dtmf_events(self.dtmf.push(packet))
-        elif pt == COMFORT_NOISE_PT:
-            self.stats.comfort_noise += 1
-        else:
-            self.stats.other_payload += 1
-
-    def _audio(self, payload: bytes, timestamp: int) -> None:
-        """The caller's audio, in order: silence first where the timeline has a gap."""
-        gap = self.audio_clock.gap(timestamp, len(payload))
-        if gap:
-            self.on_payload(self._fill[:gap])
-        if self.dtmf.pending:
-            self._on_dtmf_events(self.dtmf.audio(timestamp))
-        self.on_payload(payload)
-
-    def _on_dtmf_events(self, events: list[DtmfEvent]) -> None:
-        for event in events:
-            self.stats.dtmf_events += 1
-            self.on_dtmf(event.digit, event.duration_ms)
+        self._act(self.receiver.poll(asyncio.get_running_loop().time()))
 
     # --- send ---------------------------------------------------------------------------------
 
@@ -456,8 +333,8 @@ class RtpStream:
             return
         packet = self._sender.build(payload, marker=marker)
         try:
-            if self.srtp is not None:
-                self._sock.sendto(self.srtp.protect(packet), self._remote)
+            if self._srtp is not None:
+                self._sock.sendto(self._srtp.protect(packet), self._remote)
             else:
                 self._sock.sendto(packet, self._remote)
         except OSError:
@@ -470,16 +347,14 @@ class RtpStream:
 
     @property
     def flood_limit_pps(self) -> float:
-        return self._flood_rate
+        return self.receiver.flood_rate
 
     def set_sending(self, on: bool) -> None:
         """Hold (RFC 3264 §8.4): no RTP toward the caller; the clock keeps running, and the
         RTP timeout waits for the resume (the caller may send nothing while holding).
         ``on_hold`` hears each change (the call's hold timeout runs from it)."""
-        if self._held and on:
-            self._last_rx = asyncio.get_running_loop().time()
-        changed = self._held == on
-        self._held = not on
+        changed = self.receiver.hold(not on, (self._loop or asyncio.get_running_loop()).time())
+        self._held = self.receiver.held
         if changed:
             self.on_hold(self._held)
 
@@ -487,13 +362,12 @@ class RtpStream:
         """Return once the caller has sent no RTP for ``timeout_s`` while not holding the call
         (Asterisk's rtptimeout); returns how long it has been silent."""
         loop = asyncio.get_running_loop()
-        self._last_rx = max(self._last_rx, loop.time())  # counted from the answer at the latest
+        self.receiver.timeout_from(loop.time())  # counted from the answer at the latest
         while True:
-            now = loop.time()
-            if self._held:
+            silent = self.receiver.silent_for(loop.time())
+            if silent is None:  # held: the resume starts the count again
                 await asyncio.sleep(timeout_s)
                 continue
-            silent = now - self._last_rx
             if silent >= timeout_s:
                 return silent
             await asyncio.sleep(timeout_s - silent)
@@ -501,14 +375,8 @@ class RtpStream:
     def set_remote(self, addr: tuple[str, int]) -> None:
         """The caller's media moved (new c=/m=): heard and sent to at once; an address other
         than this one must be learned again, under the same rules."""
-        self._guard.moved(addr)
-        self._remote = self._guard.source
-
-
-@functools.cache
-def _silence_run(byte: int, samples: int) -> bytes:
-    """The longest gap fill, shared by every call: a slice of it fills any gap."""
-    return bytes([byte]) * samples
+        self.receiver.moved(addr)
+        self._remote = self.receiver.remote
 
 
 def _ignore_payload(payload: bytes) -> None:

@@ -78,7 +78,7 @@ def inbound(frames: int, passthrough: bool = False, srtp: str | None = None):
         session = SrtpSession(ours, theirs) if srtp is not None else None
         stream = RtpStream(PCMU, 0, addr, payloads.append, srtp=session)
         # Packets come back to back here, not every 20 ms: the flood guard must not count them.
-        stream._flood_burst = stream._flood_tokens = float(n + 1)
+        stream.receiver.flood_burst = stream.receiver.flood_tokens = float(n + 1)
 
         async def go() -> None:  # datagram_received reads the running loop's clock
             for i in range(n):
