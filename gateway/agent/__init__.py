@@ -38,9 +38,10 @@ state machine, no I/O), ``server`` (the websockets shell).
 """
 
 from .audio import chime
+from .responses import CHIME_TRANSCRIPT, ECHO_TRANSCRIPT
 from .schema import InvalidRequest, default_session, merge_session
 from .server import EmbeddedRealtimeServer, EmbeddedSession
-from .session import CHIME_TRANSCRIPT, ECHO_TRANSCRIPT, AgentSession
+from .session import AgentSession
 
 __all__ = [
     "CHIME_TRANSCRIPT",

@@ -7,8 +7,11 @@ the session turns that into an ``error`` event. ``merge_session`` applies a part
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import itertools
+import json
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -16,16 +19,20 @@ from typing import Any
 from .audio import RATE, g711_codec
 
 __all__ = [
+    "MAX_APPEND_CHARS",
     "InvalidRequest",
+    "append_audio",
     "check_item",
     "check_keys",
     "default_session",
     "merge_session",
     "need_dict",
     "new_id",
+    "parse_event",
     "response_settings",
 ]
 
+MAX_APPEND_CHARS = 15 * 1024 * 1024  # the service's limit per input_audio_buffer.append
 DEFAULT_SERVER_VAD: dict[str, Any] = {
     "type": "server_vad",
     "threshold": 0.5,
@@ -485,6 +492,44 @@ def default_session(model: str, expires_at: float) -> dict[str, Any]:
 
 
 # --- other client events --------------------------------------------------------------------
+
+
+def parse_event(message: str | bytes) -> dict[str, Any]:
+    """A client frame as an event object, or the service's ``invalid_json`` refusal."""
+    if isinstance(message, bytes):
+        raise InvalidRequest(
+            "Binary frames are not supported: send each event as a JSON text frame.",
+            code="invalid_json",
+        )
+    try:
+        event = json.loads(message)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON of your event ({exc.msg} at position {exc.pos}).",
+            code="invalid_json",
+        ) from exc
+    if not isinstance(event, dict):
+        raise InvalidRequest("An event must be a JSON object.", code="invalid_json")
+    return event
+
+
+def append_audio(event: dict[str, Any]) -> bytes:
+    """The bytes of an ``input_audio_buffer.append`` (base64, at most 15 MiB of it)."""
+    audio = event.get("audio")
+    if not isinstance(audio, str):
+        raise InvalidRequest(
+            "Missing required parameter: 'audio' (base64-encoded audio bytes).",
+            param="audio",
+            code="missing_required_parameter",
+        )
+    if len(audio) > MAX_APPEND_CHARS:
+        raise InvalidRequest("Invalid 'audio': an append may carry at most 15 MiB.", param="audio")
+    try:
+        return base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest(
+            "Invalid 'audio'. Expected base64-encoded audio bytes.", param="audio"
+        ) from exc
 
 
 def check_item(item: dict[str, Any]) -> None:

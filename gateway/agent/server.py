@@ -29,7 +29,8 @@ from websockets.http11 import Request, Response
 
 from . import preview
 from .responses import Response as AgentResponse
-from .session import MAX_APPEND_CHARS, AgentSession, Frame, Output, StreamAudio
+from .schema import MAX_APPEND_CHARS
+from .session import AgentSession, Frame, Output, StreamAudio
 
 __all__ = ["EmbeddedRealtimeServer", "EmbeddedSession"]
 

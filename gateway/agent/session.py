@@ -11,12 +11,10 @@ becomes an ``error`` event.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import structlog
@@ -24,44 +22,26 @@ import structlog
 from gateway.media.vad import SpeechStarted
 
 from . import preview as preview_dialect
-from .audio import RATE, InputAudio, chime, encode_chunks
+from .audio import RATE, InputAudio
 from .conversation import Conversation
-from .responses import (
-    Response,
-    finish_events,
-    function_call_events,
-    response_object,
-    start_events,
-)
+from .responses import Responder, Response, Script
 from .schema import (
     SEMANTIC_SILENCE_MS,
     InvalidRequest,
+    append_audio,
     default_session,
     merge_session,
-    metadata,
     missing,
     need_dict,
     new_id,
-    response_settings,
+    parse_event,
 )
 
 __all__ = ["AgentSession", "Frame", "Script", "StreamAudio"]
 
 log = structlog.get_logger(__name__)
 
-MAX_APPEND_CHARS = 15 * 1024 * 1024  # the service's limit per input_audio_buffer.append
 MIN_COMMIT_MS = 100
-ECHO_TRANSCRIPT = "(echo of your last turn)"
-CHIME_TRANSCRIPT = "(two-tone chime: the echo line is ready, speak and hear yourself)"
-TEXT_REPLY = "Echo test line: I can only play your words back, in audio."
-
-
-class Script(Protocol):
-    """What a test scripts for the agent to say (the server holds it; read at each response)."""
-
-    answer: tuple[np.ndarray, str] | None
-    function_calls: list[tuple[str, str]]
-    keep_events: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +72,15 @@ class AgentSession:
             self.config["audio"]["output"]["voice"] = "alloy"  # the preview models lack marin
         self.preview = preview
         self.id: str = self.config["id"]
-        self.conversation_id = new_id("conv")
         self.script = script
         self.received: list[dict[str, Any]] = []
         self.input = InputAudio()
         self.conversation = Conversation()
-        self.active: Response | None = None
+        self.responder = Responder(
+            self.conversation, script, lambda: self.config, self._emit, self._stream
+        )
         self._turn_item: str | None = None  # item id announced by speech_started
         self._turn_start_ms = 0
-        self._voice_locked = False
         self._out: list[Output] = []
         self._configure_input()
         self._configure_vad()
@@ -131,8 +111,10 @@ class AgentSession:
 
     def receive(self, message: str | bytes) -> None:
         """One client frame; its answers (or an ``error``) are queued for ``take``."""
-        event = self._parse(message)
-        if event is None:
+        try:
+            event = parse_event(message)
+        except InvalidRequest as exc:
+            self._error(exc.message, code=exc.code)
             return
         self._record(event)
         event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
@@ -152,49 +134,30 @@ class AgentSession:
                 type_="server_error",
             )
 
+    @property
+    def active(self) -> Response | None:
+        """The response in progress, if any."""
+        return self.responder.active
+
+    @property
+    def conversation_id(self) -> str:
+        return self.responder.conversation_id
+
     def next_delta(self, resp: Response, delta: str, ms: float) -> bool:
         """Queue one audio delta of a streaming response; False once it was cut short."""
-        if resp.state != Response.STREAMING:
-            return False
-        resp.audio_ms += ms
-        if resp.item_id in self.conversation.audio_ms:
-            self.conversation.audio_ms[resp.item_id] = resp.audio_ms
-        self._emit({"type": "response.output_audio.delta", **resp.ids(), "delta": delta})
-        return True
+        return self.responder.next_delta(resp, delta, ms)
 
     def complete(self, resp: Response) -> None:
         """All of a response's audio is out: it ends ``completed`` (unless already ended)."""
-        if resp.state == Response.STREAMING:
-            resp.state = Response.COMPLETING
-            self._finish(resp, "completed", None)
+        self.responder.complete(resp)
 
     def close(self) -> None:
         """The connection has ended: let go of the audio (closed sessions stay listed)."""
-        self.active = None
+        self.responder.active = None
         self.input.release()
         self.conversation.release()
 
     # -- receiving -------------------------------------------------------------------------
-
-    def _parse(self, message: str | bytes) -> dict[str, Any] | None:
-        if isinstance(message, bytes):
-            self._error(
-                "Binary frames are not supported: send each event as a JSON text frame.",
-                code="invalid_json",
-            )
-            return None
-        try:
-            event = json.loads(message)
-        except ValueError as exc:
-            self._error(
-                f"We could not parse the JSON of your event ({exc.msg} at position {exc.pos}).",
-                code="invalid_json",
-            )
-            return None
-        if not isinstance(event, dict):
-            self._error("An event must be a JSON object.", code="invalid_json")
-            return None
-        return event
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         typ = event.get("type")
@@ -229,6 +192,9 @@ class AgentSession:
             event = translated
         self._out.append(Frame(event["type"], json.dumps(event, separators=(",", ":"))))
 
+    def _stream(self, resp: Response) -> None:
+        self._out.append(StreamAudio(resp))
+
     def _error(
         self,
         message: str,
@@ -248,7 +214,7 @@ class AgentSession:
         if "session" not in event:
             raise missing("session")
         old = self.config
-        new = merge_session(old, event["session"], voice_locked=self._voice_locked)
+        new = merge_session(old, event["session"], voice_locked=self.responder.voice_locked)
         self.config = new
         if new["audio"]["input"]["format"] != old["audio"]["input"]["format"]:
             self._configure_input()
@@ -276,23 +242,7 @@ class AgentSession:
     # -- input audio ---------------------------------------------------------------------------
 
     def _on_append(self, event: dict[str, Any]) -> None:
-        audio = event.get("audio")
-        if not isinstance(audio, str):
-            raise InvalidRequest(
-                "Missing required parameter: 'audio' (base64-encoded audio bytes).",
-                param="audio",
-                code="missing_required_parameter",
-            )
-        if len(audio) > MAX_APPEND_CHARS:
-            raise InvalidRequest(
-                "Invalid 'audio': an append may carry at most 15 MiB.", param="audio"
-            )
-        try:
-            data = base64.b64decode(audio, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest(
-                "Invalid 'audio'. Expected base64-encoded audio bytes.", param="audio"
-            ) from exc
+        data = append_audio(event)
         for edge in self.input.append(data):
             ms = self.input.edge_ms(edge)  # placed now: a turn that ended moves the start
             if isinstance(edge, SpeechStarted):
@@ -307,7 +257,7 @@ class AgentSession:
                     "item_id": self._turn_item})  # fmt: skip
         td = self.config["audio"]["input"]["turn_detection"] or {}
         if self.active is not None and td.get("interrupt_response", True):
-            self._cancel(self.active, "turn_detected")
+            self.responder.cancel("turn_detected")
 
     def _speech_stopped(self, audio_end_ms: int) -> None:
         item_id = self._turn_item or new_id("item")
@@ -317,7 +267,7 @@ class AgentSession:
         self._commit_user_audio(item_id, self.input.take_turn(self._turn_start_ms, audio_end_ms))
         td = self.config["audio"]["input"]["turn_detection"] or {}
         if td.get("create_response", True) and self.active is None:
-            self._start_response(None)
+            self.responder.start(None)
 
     def _commit_user_audio(self, item_id: str, audio: np.ndarray) -> None:
         item, previous = self.conversation.add_user_audio(item_id, audio)
@@ -399,92 +349,7 @@ class AgentSession:
                 f"{self.active.id}. Wait until the response is finished before creating a new one.",
                 code="conversation_already_has_active_response",
             )
-        self._start_response(params)
+        self.responder.start(params)
 
     def _on_response_cancel(self, event: dict[str, Any]) -> None:
-        wanted = event.get("response_id")
-        resp = self.active
-        if resp is None or resp.state != Response.STREAMING or wanted not in (None, resp.id):
-            what = f" with id '{wanted}'" if wanted else ""
-            raise InvalidRequest(
-                f"Cancellation failed: no active response{what} found.",
-                code="response_cancel_not_active",
-            )
-        self._cancel(resp, "client_cancelled")
-
-    def _response_audio(self) -> tuple[np.ndarray, str, float]:
-        """What to play: the caller's last turn if it is the last thing said (or the scripted
-        ``answer``), else the chime."""
-        user = self.conversation.user_audio
-        if user is not None and user[0] == self.conversation.last:
-            heard_ms = user[1].size * 1000 / RATE
-            if self.script.answer is not None:
-                return self.script.answer[0], self.script.answer[1], heard_ms
-            return user[1], ECHO_TRANSCRIPT, heard_ms
-        return chime(), CHIME_TRANSCRIPT, 0.0
-
-    def _start_response(self, params: dict[str, Any] | None) -> None:
-        if params is None and self.script.function_calls:
-            self._call_function(*self.script.function_calls.pop(0))
-            return
-        params = params or {}
-        modality, fmt, voice = response_settings(params, self.config)
-        audio, transcript, input_ms = self._response_audio()
-        chunks: list[tuple[str, float]] = []
-        if modality == "audio":
-            chunks = encode_chunks(audio, fmt["type"])
-            self._voice_locked = True
-        else:
-            transcript = TEXT_REPLY
-        resp = Response(modality=modality, fmt=fmt, voice=voice, chunks=chunks,
-                        transcript=transcript, input_audio_ms=input_ms,
-                        metadata=metadata(params.get("metadata")))  # fmt: skip
-        self.active = resp
-        created = self._response_object(resp, "in_progress")
-        previous = self.conversation.last
-        item = {"id": resp.item_id, "object": "realtime.item", "type": "message",
-                "role": "assistant", "status": "in_progress", "content": []}  # fmt: skip
-        self.conversation.add(item, previous)
-        if modality == "audio":
-            self.conversation.audio_ms[resp.item_id] = 0.0
-        for event in start_events(resp, created, item, previous):
-            self._emit(event)
-        self._out.append(StreamAudio(resp))
-
-    def _call_function(self, name: str, arguments: str) -> None:
-        """A response whose only output is a function call, as the service streams one."""
-        cfg = self.config["audio"]["output"]
-        resp = Response(modality="audio", fmt=cfg["format"], voice=cfg["voice"], chunks=[],
-                        transcript="", input_audio_ms=0.0, metadata=None)  # fmt: skip
-        item: dict[str, Any] = {"id": resp.item_id, "object": "realtime.item",
-                                "type": "function_call", "status": "in_progress",
-                                "call_id": new_id("call"), "name": name,
-                                "arguments": ""}  # fmt: skip
-        self.conversation.add(item, self.conversation.last)
-        created = self._response_object(resp, "in_progress")
-        item = {**item, "status": "completed", "arguments": arguments}
-        self.conversation.items[resp.item_id] = item
-        for event in function_call_events(resp, created, item, arguments):
-            self._emit(event)
-        done = self._response_object(resp, "completed", output=[item])
-        self._emit({"type": "response.done", "response": done})
-
-    def _cancel(self, resp: Response, reason: str) -> None:
-        if resp.state != Response.STREAMING:
-            return
-        resp.state = Response.COMPLETING  # next_delta queues nothing from now on
-        self._finish(resp, "cancelled", reason)
-
-    def _finish(self, resp: Response, status: str, reason: str | None) -> None:
-        item = self.conversation.items.get(resp.item_id) or {"id": resp.item_id}
-        previous = self.conversation.previous_of(resp.item_id)
-        for event in finish_events(resp, status, item, previous):
-            self._emit(event)
-        resp.state = Response.DONE
-        if self.active is resp:
-            self.active = None
-        done = self._response_object(resp, status, reason=reason, output=[item])
-        self._emit({"type": "response.done", "response": done})
-
-    def _response_object(self, resp: Response, status: str, **kw: Any) -> dict[str, Any]:
-        return response_object(resp, status, self.config, self.conversation_id, **kw)
+        self.responder.cancel_requested(event.get("response_id"))
