@@ -211,8 +211,9 @@ class EmbeddedSession:
         for out in outputs:
             if isinstance(out, StreamAudio):
                 self._spawn(self._stream(out.response))
-            elif not self._stalled:
-                self._note(out)
+                continue
+            self._note(out)
+            if not self._stalled:
                 await self._ws.send(out.text)
 
     def _note(self, frame: Frame) -> None:
