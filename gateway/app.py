@@ -26,6 +26,7 @@ from aiosipua import IncomingCall, SdpMessage, SipRequest, SipUAC, serialize_sdp
 from aiosipua.dialog import DialogState
 
 from . import __version__
+from .agent import EmbeddedRealtimeServer
 from .bridge import playback
 from .bridge.actions import Actions
 from .bridge.call import CallBridge
@@ -41,7 +42,6 @@ from .media.stream import NoPortAvailable, PortAllocator, RtpStream, local_ip_to
 from .metrics import CallProbe, Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 from .realtime.client import RealtimeConnectError
-from .realtime.embedded import EmbeddedRealtimeServer
 from .realtime.link import RealtimeLink
 from .realtime.protocol import dialect_for
 from .routing import CallInfo, Router

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..realtime.vad import EnergyVad, SpeechStarted
+from ..media.vad import EnergyVad, SpeechStarted
 
 RATE = 8000
 RESET_SILENCE_MS = 300  # silence after which a new onset can pre-empt again

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 
 from .peers import LOOPBACK
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 from gateway.realtime.protocol import PCM16_RATE
 from tests.realtime_schema import validate_client_event
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer, chime
+from gateway.agent import EmbeddedRealtimeServer, chime
 from tests.audio import normalized_xcorr
 from tests.realtime_schema import validate_client_event
 

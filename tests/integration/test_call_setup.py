@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 
 from .gateway_proc import GatewayProcess
 from .peers import missing_peer_tools

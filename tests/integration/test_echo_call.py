@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 from tests.audio import active_bounds, normalized_xcorr, read_wav, speech_wav
 from tests.realtime_schema import validate_client_event
 

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from gateway.agent import EmbeddedRealtimeServer
 from gateway.config import parse_config
 from gateway.realtime import protocol as rt
 from gateway.realtime.auth import EntraAuth
 from gateway.realtime.client import RealtimeConnectError, RealtimeSession
-from gateway.realtime.embedded import EmbeddedRealtimeServer
 
 from .managed_identity import RESOURCE, LoopbackManagedIdentity
 

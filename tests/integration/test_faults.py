@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gateway.agent import EmbeddedRealtimeServer, EmbeddedSession
 from gateway.media.g711 import PCMU
 from gateway.media.rtp import RtpSender
-from gateway.realtime.embedded import EmbeddedRealtimeServer, EmbeddedSession
 from gateway.realtime.protocol import PCM16_RATE
 from tests.audio import active_bounds, normalized_xcorr, speech_wav
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 from tests.audio import normalized_xcorr
 from tests.realtime_schema import validate_client_event
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.realtime.embedded import CHIME_TRANSCRIPT, EmbeddedRealtimeServer
+from gateway.agent import CHIME_TRANSCRIPT, EmbeddedRealtimeServer
 
 from .gateway_proc import GatewayProcess
 from .managed_identity import LoopbackManagedIdentity

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gateway.agent import CHIME_TRANSCRIPT, ECHO_TRANSCRIPT, EmbeddedRealtimeServer
 from gateway.config import GatewayConfig, parse_config
 from gateway.realtime import protocol as rt
 from gateway.realtime.auth import ApiKeyAuth, Auth, NoAuth
 from gateway.realtime.client import RealtimeSession
-from gateway.realtime.embedded import CHIME_TRANSCRIPT, ECHO_TRANSCRIPT, EmbeddedRealtimeServer
 from gateway.realtime.link import MAX_ITEMS, RECONNECT_WITHIN_S, RealtimeLink
 from tests.realtime_schema import validate_client_event, validate_preview_client_event
 from tests.unit.test_embedded import noise, pcm, speechlike

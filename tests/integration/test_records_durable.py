@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 from tests.tmpfs import fill, small_tmpfs
 
 from .gateway_proc import GatewayProcess

@@ -14,7 +14,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 from tests.audio import speech_wav
 
 from .gateway_proc import GatewayProcess

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, free_udp_port

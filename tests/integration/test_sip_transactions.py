@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer
 
 from .gateway_proc import GatewayProcess, InProcessGateway
 from .realtime_gate import RealtimeGate

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.realtime.embedded import EmbeddedRealtimeServer, EmbeddedSession
+from gateway.agent import EmbeddedRealtimeServer, EmbeddedSession
 from tests.integration.gateway_proc import GatewayProcess
 from tests.integration.peers import Sipp
 from tests.integration.rtp_caller import RtpCaller, voice

@@ -27,10 +27,10 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from gateway.agent import EmbeddedRealtimeServer
 from gateway.config import parse_config
 from gateway.realtime import protocol as rt
 from gateway.realtime.auth import NoAuth
-from gateway.realtime.embedded import EmbeddedRealtimeServer
 from gateway.realtime.link import RealtimeLink
 
 

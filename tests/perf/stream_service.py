@@ -28,8 +28,8 @@ from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from gateway.agent import default_session, merge_session
 from gateway.media.g711 import PCMA, PCMU
-from gateway.realtime.embedded import default_session, merge_session
 
 RATE = 24000
 DELTA_MS = 100

@@ -20,12 +20,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.realtime.embedded import (
-    CHIME_TRANSCRIPT,
-    ECHO_TRANSCRIPT,
-    EmbeddedRealtimeServer,
-    _Ring,
-)
+from gateway.agent import CHIME_TRANSCRIPT, ECHO_TRANSCRIPT, EmbeddedRealtimeServer
+from gateway.agent.audio import Ring
 from tests.realtime_schema import (
     UnknownFieldsError,
     validate_client_event,
@@ -207,7 +203,7 @@ def test_schema_helper_is_strict():
 
 def test_ring_keeps_the_last_samples():
     rng = np.random.default_rng(0)
-    ring, ref = _Ring(1000, initial=16), np.zeros(0, dtype=np.int16)
+    ring, ref = Ring(1000, initial=16), np.zeros(0, dtype=np.int16)
     for _ in range(300):
         x = rng.integers(-1000, 1000, rng.integers(0, 60)).astype(np.int16)
         ring.append(x)

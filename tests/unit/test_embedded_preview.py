@@ -16,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway.realtime.embedded import ECHO_TRANSCRIPT, EmbeddedRealtimeServer
+from gateway.agent import ECHO_TRANSCRIPT, EmbeddedRealtimeServer
 from tests.realtime_schema import validate_preview_client_event, validate_preview_server_event
 from tests.unit.test_embedded import Client, as_pcm, best_ncc, noise, pcm, refused, speechlike
 

@@ -9,7 +9,7 @@ import wave
 import numpy as np
 import pytest
 
-from gateway.realtime.vad import (
+from gateway.media.vad import (
     WINDOW_MS,
     EnergyVad,
     SpeechStarted,

@@ -1,8 +1,10 @@
 """An energy voice-activity detector on the audio timeline (sans-I/O).
 
-The embedded agent uses it to play the part of the Realtime service's ``server_vad``: it finds
-the caller's turns and reports them with the same fields the service sends
-(``input_audio_buffer.speech_started.audio_start_ms``, ``speech_stopped.audio_end_ms``).
+The embedded agent (:mod:`gateway.agent`) uses it to play the part of the Realtime service's
+``server_vad``: it finds the caller's turns and reports them with the same fields the service
+sends (``input_audio_buffer.speech_started.audio_start_ms``, ``speech_stopped.audio_end_ms``).
+The bridge's local VAD (:mod:`gateway.bridge.local_vad`) uses it too, which is why it lives in
+``media/``, the layer both may import.
 
 Time is the audio itself, never the wall clock: the detector counts the samples it is fed, so a
 test may push a minute of audio in a millisecond and still get exact event times. Input may come

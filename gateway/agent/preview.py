@@ -14,7 +14,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .embedded import RATE, InvalidRequest, _check_keys
+from .audio import RATE
+from .schema import InvalidRequest, check_keys
 
 PREVIEW_PATH = "/openai/realtime"
 OPENAI_PATH = "/v1/realtime"
@@ -87,7 +88,7 @@ def client_to_ga(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _session_to_ga(flat: dict[str, Any]) -> dict[str, Any]:
-    _check_keys(flat, SESSION_KEYS, "session")
+    check_keys(flat, SESSION_KEYS, "session")
     ga: dict[str, Any] = {"type": "realtime"}
     audio_in: dict[str, Any] = {}
     audio_out: dict[str, Any] = {}
@@ -157,7 +158,7 @@ def _format(value: Any, param: str) -> dict[str, Any]:
 def _turn_detection(value: Any) -> Any:
     if not isinstance(value, dict):
         return value  # null turns it off; anything else is refused by the GA checks
-    _check_keys(value, TURN_KEYS, "session.turn_detection")
+    check_keys(value, TURN_KEYS, "session.turn_detection")
     return {"type": "server_vad", **value}  # type is optional in preview
 
 
