@@ -72,6 +72,11 @@ class GatewayCall(IncomingCall):
     ) -> SipResponse | None:
         success = 200 <= status_code < 300 and self.invite.method == "INVITE"
         refresh = success and self.dialog.state is DialogState.CONFIRMED
+        record_route = self.invite.headers.get("record-route")
+        if 100 < status_code < 300 and record_route:
+            # RFC 3261 §12.1.1: the caller builds its route set from these, so its ACK and
+            # BYE come back through the proxies that record-routed (Kamailio), not around them.
+            extra_headers = {**(extra_headers or {}), "Record-Route": ", ".join(record_route)}
         if success:
             extra_headers = dict(extra_headers or {})
             if self.timers_supported:
@@ -204,8 +209,12 @@ class GatewayUAS(SipUAS):
         offer = self._offer_or_reply(request)
         if offer is False:
             return
+        dialog = create_dialog_from_request(request)
+        # RFC 3261 §12.1.1: a UAS takes the Record-Route URIs in order, nearest proxy first
+        # (aiosipua reverses them, as a UAC would).
+        dialog.route_set = list(request.headers.get("record-route"))
         call = GatewayCall(
-            dialog=create_dialog_from_request(request),
+            dialog=dialog,
             invite=request,
             sdp_offer=offer,
             transport=self.transport,
