@@ -146,7 +146,7 @@ async def test_calls_over_mutual_tls_spread_over_two_gateways(tmp_path: Path, pk
     """A PBX on mutual TLS places calls through Kamailio: every one is answered, by both
     gateways between them, over TLS connections the gateways accepted only because Kamailio
     showed its allowed client certificate; Kamailio record-routes itself with transport=tls.
-    A caller without a client certificate gets nothing from Kamailio."""
+    A caller without a client certificate, or with one from another CA, gets nothing."""
     (tmp_path / "gw1").mkdir()
     (tmp_path / "gw2").mkdir()
     async with (
@@ -184,8 +184,13 @@ async def test_calls_over_mutual_tls_spread_over_two_gateways(tmp_path: Path, pk
             assert all(e["reason"] == "caller_bye" for e in gateway.find("call.ended"))
             assert not gateway.find("sip.tls_refused"), gateway.find("sip.tls_refused")
 
-        # Kamailio's listener requires a client certificate of the callers' CA.
+        # Kamailio's listener requires a client certificate of the callers' CA: none, or the
+        # PBX's name from another CA, and the connection is closed before any SIP.
         assert await refused(port, client_context(pki.ca))
+        rogue = TestCa(tmp_path / "rogue", "Rogue CA")
+        forged = rogue.issue("pbx", "pbx.example.com", dns=("pbx.example.com",), client=True)
+        assert await refused(port, client_context(pki.ca, forged))
+        assert sum(len(g.find("call.received")) for g in (gw1, gw2)) == calls
 
 
 @pytest.mark.skipif(
