@@ -563,10 +563,16 @@ class GatewayUAS(SipUAS):
             )
 
     def _send_in_dialog(self, call: IncomingCall, request: SipRequest) -> None:
-        """Over the call's connection; over TLS, a new verified one when it is gone."""
+        """Over the call's connection; over TLS, a new verified one when it is gone: to the
+        first proxy of the route set (Kamailio's Record-Route) when there is one, else to the
+        caller's Contact (RFC 3261 §12.2.1.1)."""
         transport = self.transport
         if isinstance(transport, TlsTransport):
-            transport.send_reconnecting(request, call.source_addr, call.dialog.remote_target)
+            route = call.dialog.route_set
+            target = route[0].strip().removeprefix("<").split(">", 1)[0] if route else ""
+            transport.send_reconnecting(
+                request, call.source_addr, target or call.dialog.remote_target
+            )
         else:
             transport.send(request, call.source_addr)
 
