@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ class Pki:
 
     def __init__(self, directory: Path) -> None:
         self.ca = TestCa(directory)
-        self.gateway = self.ca.issue("gateway", "gateway.test", ips=(LOOPBACK,))
+        # also_client: a gateway reopening a dialog's connection to Kamailio shows it too.
+        self.gateway = self.ca.issue("gateway", "gateway.test", ips=(LOOPBACK,), also_client=True)
         self.kamailio = self.ca.issue("kamailio", "kamailio.test", ips=(LOOPBACK,))
         self.kamailio_client = self.ca.issue(
             "kamailio-client", KAMAILIO_NAME, dns=(KAMAILIO_NAME,), client=True
@@ -303,3 +305,81 @@ async def test_a_gateway_refuses_kamailio_with_a_certificate_it_does_not_allow(
         )
         assert not gateway.find("call.received")
         assert gateway.returncode is None
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to cut a connection")
+async def test_the_gateways_bye_goes_through_kamailio_when_its_connection_is_gone(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """The connection Kamailio opened to the gateway is reset mid-call (`ss -K`): the
+    gateway's BYE goes over a new verified connection to the first hop of its route set
+    (Kamailio's Record-Route, mutual TLS with the gateway's certificate), not to the caller's
+    Contact, and Kamailio hands it to the caller on the caller's connection (its Contact names
+    a port nobody listens on: only the ;alias Kamailio added finds the caller)."""
+    (tmp_path / "gw").mkdir()
+    config = pki.gateway_config(limits={"max_call_s": 3})
+    pbx = "127.0.0.2"  # the only trusted source: the gateway's new connection is let in as
+    # a gateway's (its IP, an in-dialog request on TLS), not by the source ACL
+    async with (
+        GatewayProcess(tmp_path / "gw", config) as gateway,
+        Kamailio(
+            tmp_path / "kamailio", [tls_port(gateway)], tls=pki.kamailio_tls(), trusted=(pbx,)
+        ) as kamailio,
+    ):  # fmt: skip
+        assert kamailio.tls_port is not None
+        port = kamailio.tls_port
+        peer = await TlsPeer.connect(port, client_context(pki.ca, pki.pbx), source=pbx)
+        try:
+            host, local_port = peer.local
+            call_id, tag = secrets.token_hex(8), secrets.token_hex(4)
+            uri = f"sip:echo@{LOOPBACK}:{port};transport=tls"
+            body = sdp_offer(free_udp_port())
+            nowhere = free_udp_port(also_tcp=True)  # the Contact's port: nobody listens there
+            common = (
+                f"From: <sip:pbx@{pbx}>;tag={tag}\r\nCall-ID: {call_id}\r\n"
+                f"Contact: <sip:pbx@{host}:{nowhere};transport=tls>\r\nMax-Forwards: 70\r\n"
+            )
+            via = f"Via: SIP/2.0/TLS {host}:{local_port};rport;branch=z9hG4bK"
+            peer.writer.write(
+                (
+                    f"INVITE {uri} SIP/2.0\r\n{via}{secrets.token_hex(6)}\r\n{common}"
+                    f"To: <{uri}>\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n{body}"
+                ).encode()
+            )
+            answer = await final_answer(peer)
+            assert answer.startswith(b"SIP/2.0 200"), answer
+            route = ", ".join(route_set(answer))
+            target = header(answer, "Contact").strip("<>")
+            peer.writer.write(
+                (
+                    f"ACK {target} SIP/2.0\r\n{via}{secrets.token_hex(6)}\r\n{common}"
+                    f"To: {header(answer, 'To')}\r\nRoute: {route}\r\nCSeq: 1 ACK\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode()
+            )
+            await gateway.wait_for("call.answered", timeout=TIMEOUT)
+            # Reset Kamailio's connection to the gateway (its socket toward the TLS port).
+            cut = await asyncio.create_subprocess_exec(
+                "ss", "-K", "dst", LOOPBACK, "dport", "=", f":{tls_port(gateway)}",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            async with asyncio.timeout(TIMEOUT):
+                await cut.wait()
+            if cut.returncode != 0:
+                pytest.skip("ss -K cannot close sockets here (needs root and INET_DIAG_DESTROY)")
+            async with asyncio.timeout(TIMEOUT):
+                bye = await read_message(peer.reader)
+            assert bye.startswith(b"BYE "), bye
+            assert header(bye, "Call-ID") == call_id
+            ok = [b"SIP/2.0 200 OK"]
+            for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+                ok.append(f"{name}: {header(bye, name)}".encode())
+            peer.writer.write(b"\r\n".join([*ok, b"Content-Length: 0", b"", b""]))
+        finally:
+            peer.close()
+        ended = await gateway.wait_for("call.ended", timeout=TIMEOUT)
+        assert ended["reason"] == "max_call_duration"
+        connected = await gateway.wait_for("sip.tls_connected", timeout=TIMEOUT)
+        assert connected["peer"] == f"{LOOPBACK}:{port}", connected  # Kamailio, not the Contact
+        assert not gateway.find("sip.tls_refused"), gateway.find("sip.tls_refused")
