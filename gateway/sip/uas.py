@@ -568,8 +568,8 @@ class GatewayUAS(SipUAS):
         caller's Contact (RFC 3261 §12.2.1.1)."""
         transport = self.transport
         if isinstance(transport, TlsTransport):
-            route = call.dialog.route_set
-            target = route[0].strip().removeprefix("<").split(">", 1)[0] if route else ""
+            route = call.dialog.route_set[0] if call.dialog.route_set else ""
+            target = route.split("<", 1)[-1].split(">", 1)[0].strip()  # name-addr -> URI
             transport.send_reconnecting(
                 request, call.source_addr, target or call.dialog.remote_target
             )
