@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real SIP/RTP peers used by the integration tests (tests/integration):
-#   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox, kamailio,
-#   systemd-analyze (package systemd) to verify the units in deploy/systemd, and strace
+#   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox, kamailio and its
+#   tls module (kamailio-tls-modules, for deploy/kamailio with WITH_TLS), systemd-analyze (package systemd) to verify the units in deploy/systemd, and strace
 #   (tests/integration/test_fuzz_sockets.py traces where the gateway sends).
 #
 # Idempotent and fast: when every tool is already present it makes no apt call at all.
@@ -27,19 +27,26 @@ baresip_ok() {
     done
 }
 
+# Kamailio's tls.so (in /usr/lib/<triplet>/kamailio/modules on Debian).
+kamailio_tls_ok() {
+    compgen -G '/usr/lib/*/kamailio/modules/tls.so' >/dev/null \
+        || [[ -f /usr/lib/kamailio/modules/tls.so ]]
+}
+
 missing_packages() {
     command -v sipp >/dev/null 2>&1 || echo sip-tester
     baresip_ok || echo baresip-core
     command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng
     command -v sox >/dev/null 2>&1 || echo sox
     command -v kamailio >/dev/null 2>&1 || [[ -x /usr/sbin/kamailio ]] || echo kamailio
+    kamailio_tls_ok || echo kamailio-tls-modules
     command -v systemd-analyze >/dev/null 2>&1 || echo systemd
     command -v strace >/dev/null 2>&1 || echo strace
 }
 
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -eq 0 ]]; then
-    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio, systemd-analyze, strace)"
+    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio with tls, systemd-analyze, strace)"
     exit 0
 fi
 

@@ -72,6 +72,11 @@ class GatewayCall(IncomingCall):
     ) -> SipResponse | None:
         success = 200 <= status_code < 300 and self.invite.method == "INVITE"
         refresh = success and self.dialog.state is DialogState.CONFIRMED
+        record_route = self.invite.headers.get("record-route")
+        if 100 < status_code < 300 and record_route:
+            # RFC 3261 §12.1.1: the caller builds its route set from these, so its ACK and
+            # BYE come back through the proxies that record-routed (Kamailio), not around them.
+            extra_headers = {**(extra_headers or {}), "Record-Route": ", ".join(record_route)}
         if success:
             extra_headers = dict(extra_headers or {})
             if self.timers_supported:
@@ -206,8 +211,12 @@ class GatewayUAS(SipUAS):
         offer = self._offer_or_reply(request)
         if offer is False:
             return
+        dialog = create_dialog_from_request(request)
+        # RFC 3261 §12.1.1: a UAS takes the Record-Route URIs in order, nearest proxy first
+        # (aiosipua reverses them, as a UAC would).
+        dialog.route_set = list(request.headers.get("record-route"))
         call = GatewayCall(
-            dialog=create_dialog_from_request(request),
+            dialog=dialog,
             invite=request,
             sdp_offer=offer,
             transport=self.transport,
@@ -566,10 +575,16 @@ class GatewayUAS(SipUAS):
             )
 
     def _send_in_dialog(self, call: IncomingCall, request: SipRequest) -> None:
-        """Over the call's connection; over TLS, a new verified one when it is gone."""
+        """Over the call's connection; over TLS, a new verified one when it is gone: to the
+        first proxy of the route set (Kamailio's Record-Route) when there is one, else to the
+        caller's Contact (RFC 3261 §12.2.1.1)."""
         transport = self.transport
         if isinstance(transport, TlsTransport):
-            transport.send_reconnecting(request, call.source_addr, call.dialog.remote_target)
+            route = call.dialog.route_set[0] if call.dialog.route_set else ""
+            target = route.split("<", 1)[-1].split(">", 1)[0].strip()  # name-addr -> URI
+            transport.send_reconnecting(
+                request, call.source_addr, target or call.dialog.remote_target
+            )
         else:
             transport.send(request, call.source_addr)
 

@@ -84,7 +84,10 @@ class TestCa:
         ips: tuple[str, ...] = (),
         dns: tuple[str, ...] = (),
         client: bool = False,
+        also_client: bool = False,
     ) -> Leaf:
+        """A leaf for a server (`client` for a client; `also_client`: a server that also
+        connects out, e.g. a gateway reopening a dialog's connection to a mutual-TLS proxy)."""
         key = _key()
         now = datetime.datetime.now(datetime.UTC)
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
@@ -101,6 +104,7 @@ class TestCa:
             .add_extension(
                 x509.ExtendedKeyUsage(
                     [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+                    + ([ExtendedKeyUsageOID.CLIENT_AUTH] if also_client and not client else [])
                 ),
                 critical=False,
             )
