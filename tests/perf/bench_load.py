@@ -318,6 +318,10 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
     rss_after = rss_mib(pid)
     load_after = os.getloadavg()
     await gateway.stop()
+    # The offered keys (the injection file's second field) must appear nowhere in its log.
+    offered = [line.split(";")[1] for line in inf.read_text().splitlines()[1:]] if srtp else []
+    gateway_log = gateway.log_path.read_text(errors="replace")
+    keys_in_log = sum(key in gateway_log for key in offered)
     service.terminate()
     await service.wait()
     await caller.wait()
@@ -385,6 +389,7 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
         },
         "gateway_gc_objects_with_calls": state["gc_objects"],
         "profile": args.profile,
+        "srtp_keys_found_in_gateway_log": keys_in_log if srtp else None,
     }
 
 
@@ -409,6 +414,7 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
         "gap_max_le_30ms": gaps["max"] is not None and gaps["max"] <= 30,
         "nothing_lost": not any(lost.values()),
         "nothing_refused_by_srtp": not any(refused.values()),
+        "no_key_in_gateway_log": not report["srtp_keys_found_in_gateway_log"],
         "every_call_answered_and_kept": (
             report["calls_attempted_answered_failed"][2] == 0
             and report["calls_ended_by_the_gateway"] == 0
@@ -443,8 +449,13 @@ async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
     modes = ["plain", "srtp"] if args.compare else ["srtp" if args.srtp else "plain"]
     reports = {}
     for mode in modes:
-        with tempfile.TemporaryDirectory(prefix=f"bench-load-{mode}-") as tmp:
-            report = await run(args, Path(tmp), srtp=mode == "srtp")
+        if args.keep:  # logs, scenario and SIPp's files stay for a look afterwards
+            workdir = Path(tempfile.mkdtemp(prefix=f"bench-load-{mode}-"))
+            report = await run(args, workdir, srtp=mode == "srtp")
+            report["workdir"] = str(workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"bench-load-{mode}-") as tmp:
+                report = await run(args, Path(tmp), srtp=mode == "srtp")
         report["targets"] = targets(report)
         reports[mode] = report
     if not args.compare:
@@ -475,6 +486,7 @@ def main() -> None:
     parser.add_argument("--nice", type=int, default=0, help="gateway's nice value (root: < 0)")
     parser.add_argument("--rr", type=int, default=0, help="run the gateway SCHED_RR (root)")
     parser.add_argument("--profile", help="write a py-spy raw profile of the gateway here")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--srtp", action="store_true", help=f"every call SRTP ({SRTP_SUITE})")
     mode.add_argument("--compare", action="store_true", help="a plain run, then an SRTP run")
