@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -426,8 +427,13 @@ def targets(report: dict[str, Any]) -> dict[str, Any]:
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """One run's headline figures, for the side-by-side of --compare."""
     received = report["outbound_as_received_by_callers"]
+    # The gateway's CPU per packet it handled in the window (the callers' sent plus received):
+    # a figure less moved by how many packets a starved gateway did not get to.
+    packets = received["packets_sent_by_callers"] + received["packets_received"]
+    per_packet = report["cpu_cores"]["gateway"] * report["measure_s"] / max(packets, 1) * 1e6
     return {
         "gateway_cpu_cores": report["cpu_cores"]["gateway"],
+        "gateway_cpu_us_per_packet": round(per_packet, 2),
         "gateway_cpu_user_system": report["gateway_cpu_user_system"],
         "callers_cpu_cores": report["cpu_cores"]["callers"],
         "everything_else_cpu_cores": report["cpu_cores"]["everything_else"],
@@ -446,8 +452,13 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
-    modes = ["plain", "srtp"] if args.compare else ["srtp" if args.srtp else "plain"]
-    reports = {}
+    if not args.compare:
+        modes = ["srtp" if args.srtp else "plain"]
+    else:  # ABBA...: a drift of the machine's speed weighs on both modes alike
+        modes = [
+            m for i in range(args.rounds) for m in (("plain", "srtp"), ("srtp", "plain"))[i % 2]
+        ]
+    runs = []
     for mode in modes:
         if args.keep:  # logs, scenario and SIPp's files stay for a look afterwards
             workdir = Path(tempfile.mkdtemp(prefix=f"bench-load-{mode}-"))
@@ -456,23 +467,29 @@ async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
         else:
             with tempfile.TemporaryDirectory(prefix=f"bench-load-{mode}-") as tmp:
                 report = await run(args, Path(tmp), srtp=mode == "srtp")
+        report["mode"] = mode
         report["targets"] = targets(report)
-        reports[mode] = report
+        runs.append(report)
     if not args.compare:
-        return reports[modes[0]]
-    plain, srtp = reports["plain"], reports["srtp"]
-    ratio = (
-        round(srtp["cpu_cores"]["gateway"] / plain["cpu_cores"]["gateway"], 3)
-        if plain["cpu_cores"]["gateway"]
-        else None
-    )
+        return runs[0]
+
+    def median(mode: str, figure: str) -> float:
+        return statistics.median(summary(r)[figure] for r in runs if r["mode"] == mode)
+
+    figures = ("gateway_cpu_cores", "gateway_cpu_us_per_packet")
+    medians = {mode: {f: median(mode, f) for f in figures} for mode in ("plain", "srtp")}
     return {
         "benchmark": "load_plain_vs_srtp",
         "calls": args.calls,
         "order": modes,
-        "summary": {mode: summary(r) for mode, r in reports.items()},
-        "gateway_cpu_srtp_over_plain": ratio,
-        "runs": reports,
+        "summary": [{"mode": r["mode"], **summary(r)} for r in runs],
+        "medians": medians,
+        "gateway_cpu_us_per_packet_srtp_over_plain": round(
+            medians["srtp"]["gateway_cpu_us_per_packet"]
+            / medians["plain"]["gateway_cpu_us_per_packet"],
+            3,
+        ),
+        "runs": runs,
     }
 
 
@@ -490,6 +507,7 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--srtp", action="store_true", help=f"every call SRTP ({SRTP_SUITE})")
     mode.add_argument("--compare", action="store_true", help="a plain run, then an SRTP run")
+    parser.add_argument("--rounds", type=int, default=1, help="--compare: pairs of runs (ABBA)")
     args = parser.parse_args()
     if args.compare and args.profile:
         parser.error("--profile goes with one run (plain, or --srtp)")
