@@ -198,6 +198,7 @@ def main() -> None:
     hist = [0] * (BINS + 1)
     gaps = 0
     measuring = False
+    window_start = 0.0
     sent = 0
     pending = b""
     cmsg_space = socket.CMSG_SPACE(_TIMESPEC.size)
@@ -249,13 +250,15 @@ def main() -> None:
                         leg.remote = ("127.0.0.1", int(cmd[2]))
                         heapq.heappush(schedule, (time.monotonic(), int(cmd[1]), 0))
                     elif cmd[0] == "measure":
-                        measuring = True
+                        measuring, window_start = True, time.monotonic()
                         for leg in legs.values():
                             leg.last_ns, leg.last_seq = 0, None
                             leg.received = leg.lost = leg.reordered = leg.ts_jumps = 0
                             leg.gaps_max = 0.0
                     elif cmd[0] == "stop":
-                        report(legs, hist, gaps, sent, counts.report() if srtp else None)
+                        window = time.monotonic() - window_start if measuring else 0.0
+                        srtp_counts = counts.report() if srtp else None
+                        report(legs, hist, gaps, sent, window, srtp_counts)
                         return
                 continue
             leg = legs[fd]
@@ -299,13 +302,21 @@ def main() -> None:
 
 
 def report(
-    legs: dict[int, Leg], hist: list[int], gaps: int, sent: int, srtp: dict[str, int] | None
+    legs: dict[int, Leg],
+    hist: list[int],
+    gaps: int,
+    sent: int,
+    window_s: float,
+    srtp: dict[str, int] | None,
 ) -> None:
     active = [leg for leg in legs.values() if leg.received]
     worst = sorted((leg.gaps_max for leg in active), reverse=True)
     print(
         json.dumps(
             {
+                # from "measure" to "stop" as this process read them: longer than the bench's
+                # window when this process fell behind (starved by the machine's other load)
+                "window_s": round(window_s, 2),
                 "calls_measured": len(active),
                 "packets_sent_by_callers": sent,
                 "packets_received": sum(leg.received for leg in active),
