@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/perf/bench_load.py [--calls 200] [--rate 20] [--measure-s 30]
                                               [--audio-format pcm16|g711] [--profile FILE]
+                                              [--srtp | --compare]
 
 Who plays what (all on loopback, each in its own process):
 
@@ -18,6 +19,16 @@ Once every call is up, the gateway's CPU (/proc/PID/stat), its RSS and the calle
 statistics are taken over ``--measure-s``; the gateway's own end-of-call counters (rtp.stats)
 are added up after SIPp hangs up.  ``--profile`` runs py-spy on the gateway during the window
 (``pip install py-spy`` into the venv first; not a dependency).  Prints a JSON report.
+
+``--srtp``: every call is SRTP (SDES, AES_CM_128_HMAC_SHA1_80).  Each call's RTP/SAVP offer
+carries a key of its own, which ``rtp_caller.py`` makes and writes with the call's port into
+SIPp's injection file; SIPp takes the gateway's key out of each 200 OK (``<ereg>``, the call
+fails without one) and logs ``PORT KEY`` to a FIFO the callers read (``-log_file``), so the
+callers protect and unprotect every packet with libsrtp, and count whatever fails.  Keys live
+only in the run's temporary directory and these processes, never in the gateway's logs.  The
+gateway's signalling is UDP here (SIPp has no TLS), hence ``srtp_over_insecure_signalling``.
+``--compare``: a plain run, then an SRTP run, in one invocation (same machine, same minute),
+with a summary of the two side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +54,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.integration.gateway_proc import GatewayProcess
 from tests.integration.peers import LOOPBACK, Sipp, free_port_block, free_udp_port
 from tests.integration.rtp_peer import uac_until_bye
+
+SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
+# On the 200 OK: the gateway's key for the call (no a=crypto of this suite: the call fails),
+# logged with the caller's port for rtp_caller.py.
+_ANSWER_KEY = f"""  <recv response="200">
+    <action>
+      <ereg regexp="a=crypto:[0-9]+ {SRTP_SUITE} inline:([A-Za-z0-9+/]+=*)" search_in="msg"
+            check_it="true" assign_to="crypto_line,answer_key"/>
+      <log message="[field0] [$answer_key]"/>
+    </action>"""
 
 HERE = Path(__file__).resolve().parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -125,6 +147,23 @@ def latency_in_window(
     return report
 
 
+def srtp_uac(path: Path, hangup_after_ms: int) -> Path:
+    """uac_until_bye's call, offering RTP/SAVP with the call's key from the injection file
+    (``[field1]``) and logging the answer's key."""
+    xml = uac_until_bye(path, "[field0]", hangup_after_ms).read_text()
+    for old, new in (
+        ("m=audio [field0] RTP/AVP ", "m=audio [field0] RTP/SAVP "),
+        ("a=ptime:20\n", f"a=ptime:20\n      a=crypto:1 {SRTP_SUITE} inline:[field1]\n"),
+        ('  <recv response="200">', _ANSWER_KEY),
+        ("</scenario>", '  <Reference variables="crypto_line"/>\n</scenario>'),
+    ):
+        if xml.count(old) != 1:
+            raise RuntimeError(f"uac_until_bye's scenario changed: {old!r}")
+        xml = xml.replace(old, new)
+    path.write_text(xml)
+    return path
+
+
 def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
@@ -139,8 +178,9 @@ async def json_line(stream: asyncio.StreamReader, timeout: float) -> dict[str, A
                 return json.loads(line)
 
 
-async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, Any]:
     n = args.calls
+    load_before = os.getloadavg()
     service = await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "stream_service.py"),
         stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
@@ -149,9 +189,15 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     url = (await json_line(service.stdout, 20))["url"]
 
     caller_base = free_port_block(2 * n)
+    inf = workdir / "calls.csv"
+    answers = workdir / "answer-keys.fifo"
+    srtp_args = []
+    if srtp:  # the callers write the injection file (ports and keys) and read the answers
+        os.mkfifo(answers, 0o600)
+        srtp_args = ["--srtp-csv", str(inf), "--srtp-answers", str(answers)]
     caller = await asyncio.create_subprocess_exec(
         sys.executable, str(HERE / "rtp_caller.py"), "--base", str(caller_base), "--calls", str(n),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        *srtp_args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert caller.stdin is not None and caller.stdout is not None
     await json_line(caller.stdout, 20)
@@ -159,7 +205,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rtp = free_port_block(2 * n + 20)
     config = {
         "sip": {"max_calls": n + 10},
-        "media": {"rtp_port_min": rtp, "rtp_port_max": rtp + 2 * n + 19},
+        "media": {
+            "rtp_port_min": rtp,
+            "rtp_port_max": rtp + 2 * n + 19,
+            # SIPp has no TLS: the keys travel over UDP signalling on loopback
+            **({"srtp": "optional", "srtp_over_insecure_signalling": True} if srtp else {}),
+        },
         "realtime": {
             "url": url,
             "auth": {"method": "none"},
@@ -182,12 +233,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     ramp_s = n / args.rate
     hangup_ms = int((ramp_s + args.settle_s + args.measure_s + 10) * 1000)
-    inf = workdir / "calls.csv"
-    inf.write_text("SEQUENTIAL\n" + "".join(f"{caller_base + 2 * i};\n" for i in range(n)))
+    if srtp:
+        scenario = srtp_uac(workdir / "uac.xml", hangup_ms)
+        logs = ["-trace_logs", "-log_file", answers]
+    else:
+        inf.write_text("SEQUENTIAL\n" + "".join(f"{caller_base + 2 * i};\n" for i in range(n)))
+        scenario, logs = uac_until_bye(workdir / "uac.xml", "[field0]", hangup_ms), []
     sipp = Sipp(
         workdir,
         [
-            "-sf", uac_until_bye(workdir / "uac.xml", "[field0]", hangup_ms), "-inf", inf,
+            "-sf", scenario, "-inf", inf, *logs,
             "-m", n, "-l", n, "-r", args.rate, "-i", LOOPBACK, "-p", free_udp_port(),
             "-mp", free_port_block(4), "-s", "agent", "-timeout", int(hangup_ms / 1000 + 60),
             "-timeout_error", f"{LOOPBACK}:{gateway.port}",
@@ -204,6 +259,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         seen += len(events)
         for event in events:
             if event.get("event") == "call.answered":
+                if event.get("srtp") != (SRTP_SUITE if srtp else None):
+                    failures.append({"event": f"answered with srtp={event.get('srtp')}"})
+                    continue
                 local = event["rtp_local"].rsplit(":", 1)[1]
                 remote = event["rtp_remote"].rsplit(":", 1)[1]
                 caller.stdin.write(f"call {remote} {local}\n".encode())
@@ -259,7 +317,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "call.ended", timeout=60, where=lambda e: len(gateway.find("call.ended")) >= answered
     )
     rss_after = rss_mib(pid)
+    load_after = os.getloadavg()
     await gateway.stop()
+    # The offered keys (the injection file's second field) must appear nowhere in its log.
+    offered = [line.split(";")[1] for line in inf.read_text().splitlines()[1:]] if srtp else []
+    gateway_log = gateway.log_path.read_text(errors="replace")
+    keys_in_log = sum(key in gateway_log for key in offered)
     service.terminate()
     await service.wait()
     await caller.wait()
@@ -270,16 +333,23 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     totals = {
         key: sum(s.get(key, 0) for s in stats)
         for key in ("packets_in", "packets_out", "lost", "late", "duplicates", "reordered",
-                    "late_sends", "skipped_sends", "filled_ms")
+                    "late_sends", "skipped_sends", "filled_ms", "srtp_auth_failures",
+                    "srtp_replayed")
     }  # fmt: skip
     return {
         "benchmark": "load_concurrent_calls",
         "calls": n,
+        "srtp": SRTP_SUITE if srtp else None,
         "audio_format": args.audio_format,
         "gateway_nice": args.nice,
         "gateway_sched_rr_priority": args.rr,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        # Other sessions share the machine: its 1/5/15-minute load averages around the run.
+        "load_average_before_after": [
+            [round(x, 2) for x in load_before],
+            [round(x, 2) for x in load_after],
+        ],
         "sipp_exit_code": code,
         "calls_attempted_answered_failed": [n, answered, len(failures)],
         "failures": [e.get("reason") or e.get("event") for e in failures][:10],
@@ -320,6 +390,100 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         },
         "gateway_gc_objects_with_calls": state["gc_objects"],
         "profile": args.profile,
+        "srtp_keys_found_in_gateway_log": keys_in_log if srtp else None,
+    }
+
+
+def targets(report: dict[str, Any]) -> dict[str, Any]:
+    """The pacing targets (gap p99 <= 22 ms, max <= 30 ms, nothing lost either way, nothing
+    refused by SRTP at either end), each with the figure it was judged on."""
+    received = report["outbound_as_received_by_callers"]
+    gaps, lost, stats = (
+        received["gap_ms"],
+        report["lost"],
+        report["gateway_rtp_stats_summed_over_calls"],
+    )
+    srtp_callers = received.get("srtp") or {}
+    refused = {
+        "callers": sum(srtp_callers.get(k, 0) for k in ("auth_failures", "replayed",
+                                                         "other_errors",
+                                                         "before_answer_key_in_window")),
+        "gateway": stats["srtp_auth_failures"] + stats["srtp_replayed"],
+    }  # fmt: skip
+    met = {
+        "gap_p99_le_22ms": gaps["p99"] <= 22,
+        "gap_max_le_30ms": gaps["max"] is not None and gaps["max"] <= 30,
+        "nothing_lost": not any(lost.values()),
+        "nothing_refused_by_srtp": not any(refused.values()),
+        "no_key_in_gateway_log": not report["srtp_keys_found_in_gateway_log"],
+        "every_call_answered_and_kept": (
+            report["calls_attempted_answered_failed"][2] == 0
+            and report["calls_ended_by_the_gateway"] == 0
+        ),
+    }
+    return {"all_met": all(met.values()), **met, "srtp_refused": refused}
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """One run's headline figures, for the side-by-side of --compare."""
+    received = report["outbound_as_received_by_callers"]
+    return {
+        "gateway_cpu_cores": report["cpu_cores"]["gateway"],
+        "gateway_cpu_user_system": report["gateway_cpu_user_system"],
+        "callers_cpu_cores": report["cpu_cores"]["callers"],
+        "everything_else_cpu_cores": report["cpu_cores"]["everything_else"],
+        "gateway_rss_mib_with_calls": report["gateway_rss_mib"]["with_calls"],
+        "gateway_rss_growth_per_call_mib": report["gateway_rss_mib"]["growth_per_call"],
+        "gap_ms": received["gap_ms"],
+        "callers_window_s": received["window_s"],
+        "lost": report["lost"],
+        "srtp_at_callers": received.get("srtp"),
+        "srtp_at_gateway": {
+            k: report["gateway_rtp_stats_summed_over_calls"][k]
+            for k in ("srtp_auth_failures", "srtp_replayed")
+        },
+        "load_average_before_after": report["load_average_before_after"],
+        "targets": report["targets"],
+    }
+
+
+async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.compare:
+        modes = ["srtp" if args.srtp else "plain"]
+    else:  # ABBA...: a drift of the machine's speed weighs on both modes alike
+        modes = [
+            m for i in range(args.rounds) for m in (("plain", "srtp"), ("srtp", "plain"))[i % 2]
+        ]
+    runs = []
+    for mode in modes:
+        if args.keep:  # logs, scenario and SIPp's files stay for a look afterwards
+            workdir = Path(tempfile.mkdtemp(prefix=f"bench-load-{mode}-"))
+            report = await run(args, workdir, srtp=mode == "srtp")
+            report["workdir"] = str(workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"bench-load-{mode}-") as tmp:
+                report = await run(args, Path(tmp), srtp=mode == "srtp")
+        report["mode"] = mode
+        report["targets"] = targets(report)
+        runs.append(report)
+    if not args.compare:
+        return runs[0]
+
+    def median(mode: str, figure: str) -> float:
+        return statistics.median(summary(r)[figure] for r in runs if r["mode"] == mode)
+
+    figures = ("gateway_cpu_cores", "callers_cpu_cores", "everything_else_cpu_cores")
+    medians = {mode: {f: median(mode, f) for f in figures} for mode in ("plain", "srtp")}
+    return {
+        "benchmark": "load_plain_vs_srtp",
+        "calls": args.calls,
+        "order": modes,
+        "summary": [{"mode": r["mode"], **summary(r)} for r in runs],
+        "medians": medians,
+        "gateway_cpu_srtp_over_plain": round(
+            medians["srtp"]["gateway_cpu_cores"] / medians["plain"]["gateway_cpu_cores"], 3
+        ),
+        "runs": runs,
     }
 
 
@@ -333,10 +497,15 @@ def main() -> None:
     parser.add_argument("--nice", type=int, default=0, help="gateway's nice value (root: < 0)")
     parser.add_argument("--rr", type=int, default=0, help="run the gateway SCHED_RR (root)")
     parser.add_argument("--profile", help="write a py-spy raw profile of the gateway here")
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--srtp", action="store_true", help=f"every call SRTP ({SRTP_SUITE})")
+    mode.add_argument("--compare", action="store_true", help="a plain run, then an SRTP run")
+    parser.add_argument("--rounds", type=int, default=1, help="--compare: pairs of runs (ABBA)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        report = asyncio.run(run(args, Path(tmp)))
-    print(json.dumps(report, indent=2))
+    if args.compare and args.profile:
+        parser.error("--profile goes with one run (plain, or --srtp)")
+    print(json.dumps(asyncio.run(run_modes(args)), indent=2))
 
 
 if __name__ == "__main__":
