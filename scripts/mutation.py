@@ -8,8 +8,10 @@ runs `mutmut run` under `nice -n 19`, and reads the verdicts back with `mutmut r
 
 Why a scratch copy per module: mutmut reads its settings from ./pyproject.toml and writes the
 mutated tree to ./mutants; a copy keeps the checkout clean and lets each module have its own
-test selection. Two corrections to mutmut's defaults, both for code that runs at import (g711's lookup tables,
-module constants built by functions): forkserver isolation with no warm-up, so the module is
+test selection.
+
+Two corrections to mutmut's defaults, both for code that runs at import (g711's tables, constants
+built by functions): forkserver isolation with no warm-up, so the module is
 imported after the mutant is chosen (with fork it is imported once, unmutated); and every mutant
 runs every guarding test file (`_mutmut_all_tests`), because mutmut otherwise runs only the tests
 it saw calling the function, and an import-time call is credited to whichever test imported the
@@ -50,7 +52,10 @@ ALLOW_LIST = ROOT / "tests" / "mutation-equivalent.md"
 # module key -> (source file, the fast unit test files that guard it)
 # (a listed test file that does not exist yet is skipped)
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "g711": ("gateway/media/g711.py", ["tests/unit/test_g711.py"]),
+    "g711": (
+        "gateway/media/g711.py",
+        ["tests/unit/test_g711.py", "tests/unit/test_g711_contract.py"],
+    ),
     "jitter": (
         "gateway/media/jitter.py",
         ["tests/unit/test_jitter.py", "tests/unit/test_jitter_mutants.py"],
@@ -127,13 +132,11 @@ def read_allow_list(path: Path = ALLOW_LIST) -> dict[str, str]:
     return allowed
 
 
-def scratch_copy(dest: Path, *, head: bool = False) -> None:
-    """The working tree as it is (new test files included), without ignored files; or, with
-    ``head``, the last commit (to measure "before" while new tests are being written)."""
-    if head:
-        archive = subprocess.run(
-            ["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True
-        )
+def scratch_copy(dest: Path, *, ref: str | None = None) -> None:
+    """The working tree as it is (new test files included), without ignored files; or the
+    commit ``ref`` (to measure "before" while new tests are being written)."""
+    if ref:
+        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True)
         subprocess.run(["tar", "x", "-C", str(dest)], input=archive.stdout, check=True)
         return
     files = subprocess.run(
@@ -178,11 +181,11 @@ def run_module(
     timeout_s: float,
     allowed: dict[str, str],
     keep: bool,
-    head: bool = False,
+    ref: str | None = None,
 ) -> ModuleReport:
     source, tests = MODULES[key]
     tmp = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-"))
-    scratch_copy(tmp, head=head)
+    scratch_copy(tmp, ref=ref)
     tests = [t for t in tests if (tmp / t).exists()]
     report = ModuleReport(module=key, source=source, tests=tests)
     mutmut = Path(sys.executable).with_name("mutmut")
@@ -192,8 +195,10 @@ def run_module(
         pyproject.write_text(pyproject.read_text() + mutmut_section(source, tests, timeout_s))
         started = time.monotonic()
         subprocess.run(
-            ["nice", "-n", "19", sys.executable, str(Path(__file__).resolve())]
-            + ["--_mutmut-all-tests", "run", "--max-children", str(children)],
+            [
+                *("nice", "-n", "19", sys.executable, str(Path(__file__).resolve())),
+                *("--_mutmut-all-tests", "run", "--max-children", str(children)),
+            ],
             cwd=tmp,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=15.0, help="mutmut timeout_constant, s")
     parser.add_argument("--json", type=Path, help="write the report here as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
-    parser.add_argument("--head", action="store_true", help="test the last commit, not the tree")
+    parser.add_argument("--ref", help="test this commit (e.g. HEAD), not the working tree")
     args = parser.parse_args(argv)
     by_path = {src: key for key, (src, _) in MODULES.items()}
     keys = [by_path.get(m, m) for m in (args.module or list(MODULES))]
@@ -314,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 timeout_s=args.timeout,
                 allowed=allowed,
                 keep=args.keep,
-                head=args.head,
+                ref=args.ref,
             )
         )
     print_table(reports)
