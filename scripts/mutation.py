@@ -90,7 +90,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "playback": (
         "gateway/bridge/playback.py",
-        ["tests/unit/test_playback.py", "tests/unit/test_playback_mutants.py"],
+        ["tests/unit/test_playback.py", "tests/unit/test_playback_accounting.py"],
     ),
 }
 
@@ -118,6 +118,7 @@ class ModuleReport:
     score: float = 0.0
     survivors: dict[str, str] = field(default_factory=dict)  # name -> diff (unexplained)
     stale_allow: list[str] = field(default_factory=list)  # allow-listed but killed now
+    rerun: int = 0  # with --rerun: the earlier survivors run again (the rest kept)
 
 
 def read_allow_list(path: Path = ALLOW_LIST) -> dict[str, str]:
@@ -182,7 +183,10 @@ def run_module(
     allowed: dict[str, str],
     keep: bool,
     ref: str | None = None,
+    previous: dict | None = None,
 ) -> ModuleReport:
+    """Mutate one module; with ``previous`` (its entry in an earlier JSON report), re-run only
+    that report's survivors and keep its other verdicts (valid when tests were only added)."""
     source, tests = MODULES[key]
     tmp = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-"))
     scratch_copy(tmp, ref=ref)
@@ -198,6 +202,7 @@ def run_module(
             [
                 *("nice", "-n", "19", sys.executable, str(Path(__file__).resolve())),
                 *("--_mutmut-all-tests", "run", "--max-children", str(children)),
+                *(previous["survivors"] if previous else ()),
             ],
             cwd=tmp,
             env=env,
@@ -207,7 +212,15 @@ def run_module(
         )
         report.seconds = round(time.monotonic() - started, 1)
         meta = json.loads((tmp / "mutants" / (source + ".meta")).read_text())
-        for name, code in sorted(meta["exit_code_by_key"].items(), key=_natural):
+        verdicts = meta["exit_code_by_key"]
+        if previous:
+            verdicts = {name: verdicts.get(name) for name in previous["survivors"]}
+            report.total = previous["total"] - len(verdicts)
+            report.killed, report.crashed = previous["killed"], previous["crashed"]
+            report.timeout, report.other = previous["timeout"], dict(previous["other"])
+            report.equivalent = previous["equivalent"]
+            report.rerun = len(verdicts)
+        for name, code in sorted(verdicts.items(), key=_natural):
             status = _STATUS.get(code, "suspicious") if code is not None else "not checked"
             report.total += 1
             if status in ("killed", "crashed", "timeout"):
@@ -301,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=15.0, help="mutmut timeout_constant, s")
     parser.add_argument("--json", type=Path, help="write the report here as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
+    parser.add_argument(
+        "--rerun",
+        type=Path,
+        help="an earlier --json report: run only its survivors again, keep its other verdicts",
+    )
     parser.add_argument("--ref", help="test this commit (e.g. HEAD), not the working tree")
     args = parser.parse_args(argv)
     by_path = {src: key for key, (src, _) in MODULES.items()}
@@ -309,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
     allowed = read_allow_list()
+    earlier = {r["module"]: r for r in json.loads(args.rerun.read_text())} if args.rerun else {}
+    if args.rerun and not args.module:
+        keys = [k for k in keys if k in earlier]
     reports = []
     for key in keys:
         print(f"mutating {MODULES[key][0]} ...", file=sys.stderr, flush=True)
@@ -320,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 allowed=allowed,
                 keep=args.keep,
                 ref=args.ref,
+                previous=earlier.get(key),
             )
         )
     print_table(reports)
