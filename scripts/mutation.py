@@ -344,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                 previous=earlier.get(key),
             )
         )
+        if args.json:  # after each module: a long run stopped half-way keeps what it measured
+            args.json.write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
     print_table(reports)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
     return 0
 
 
