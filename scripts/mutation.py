@@ -58,7 +58,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "jitter": (
         "gateway/media/jitter.py",
-        ["tests/unit/test_jitter.py", "tests/unit/test_jitter_mutants.py"],
+        ["tests/unit/test_jitter.py", "tests/unit/test_jitter_edges.py"],
     ),
     "transactions": (
         "gateway/sip/transactions.py",
