@@ -70,7 +70,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "digest": (
         "gateway/sip/digest.py",
-        ["tests/unit/test_digest.py", "tests/unit/test_digest_mutants.py"],
+        ["tests/unit/test_digest.py", "tests/unit/test_digest_edges.py"],
     ),
     "validate": (
         "gateway/sip/validate.py",
