@@ -171,6 +171,9 @@ def mutmut_section(source: str, tests: list[str], timeout_s: float) -> str:
         'process_isolation = "forkserver"\n'
         'forkserver_warmup = "none"\n'
         f"timeout_constant = {timeout_s}\n"
+        # CPU limit (test time + constant) * multiplier * 2, wall limit half of it: a mutant
+        # that makes the tests loop costs about 30 s, not mutmut's default minutes.
+        "timeout_multiplier = 4.0\n"
         "use_git_change_detection = false\n"
     )
 
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", action="append", help="a key of MODULES or its source path")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutants (<= 2)")
-    parser.add_argument("--timeout", type=float, default=15.0, help="mutmut timeout_constant, s")
+    parser.add_argument("--timeout", type=float, default=5.0, help="mutmut timeout_constant, s")
     parser.add_argument("--json", type=Path, help="write the report here as JSON too")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
     parser.add_argument(
