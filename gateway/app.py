@@ -71,7 +71,12 @@ RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before r
 SETUP_REJECTIONS = ("not_acceptable", "no_rtp_port", "realtime_unavailable")
 REFUSALS = ("unauthorized", "auth_blocked", "draining", "max_calls")  # _refusal's labels
 END_OF_SERVICE = ("shutdown", "drain_timeout", "failure")  # Service.run's stop reasons
-SIP_STATUS_BY_REASON = {"not_acceptable": 488, "no_rtp_port": 503, "realtime_unavailable": 503}
+SIP_STATUS_BY_REASON = {
+    "not_acceptable": 488,
+    "no_rtp_port": 503,
+    "realtime_unavailable": 503,
+    "caller_cancel": 487,  # the INVITE's answer once CANCELled (RFC 3261 §9.2)
+}
 RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
 _PHRASES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
 

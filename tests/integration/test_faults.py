@@ -1,6 +1,11 @@
 """Faults, one at a time, each with a bystander: a second call in the same gateway whose
-pacing is timed at its caller (kernel receive stamps) while the fault happens, and must stay
-within the media target (gap p99 <= 22 ms, max <= 30 ms, nothing lost).
+pacing is timed at its caller (kernel receive stamps) while the fault happens, and must not be
+disturbed by it: nothing lost, no gap over 60 ms (three packet times; a fault that reaches
+another call, a blocked loop or a starved pacer, shows as losses or gaps of that size). Whether
+the media target (gap p99 <= 22 ms, max <= 30 ms) held is printed, not asserted: on a shared
+2-core machine scheduling noise alone breaks it (measured: 2 of 11 faults within it, p99
+21-28 ms, max 22-33 ms, nothing lost, at a load average of 3-4); the benchmarks in tests/perf
+own that target.
 
 Every call that ends must still leave its record: the `call.ended` log line, and with
 `records.transcripts_dir`/`records.calls_dir` its transcript and call record with the end
@@ -96,8 +101,9 @@ async def bystander(
 
 
 async def assert_unaffected(gateway: GatewayProcess, by: Bystander) -> None:
-    """The bystander is still up, lost nothing and was never held up by the fault (a window of
-    one second at least); whether the media target itself held is printed (benchmarks own it)."""
+    """The bystander is still up, lost nothing and had no gap over 60 ms (DISTURBED_GAP_MS)
+    during the fault (a window of one second at least); whether the media target itself
+    (p99 <= 22 ms, max <= 30 ms) held is printed: the benchmarks own it (module docstring)."""
     await by.probe.window_of(50)
     report = by.probe.window()
     print(f"\nbystander pacing during the fault: {report}, target held: {report.within_target()}")
@@ -622,3 +628,11 @@ async def test_a_burst_of_invites_above_max_calls(tmp_path: Path) -> None:
                 for a in others
             ]
             assert [e["reason"] for e in ended] == ["caller_bye"] * 3
+    # Every INVITE of the burst left its record, the refused ones too (read once the gateway
+    # has stopped: its refusals are written in the background).
+    records = [json.loads(p.read_text()) for p in (tmp_path / "calls").glob("*.json")]
+    burst_records = [r for r in records if r["sip_call_id"] != by.sip_call_id]
+    assert (
+        sorted((r["end_reason"], r["sip_status"]) for r in burst_records)
+        == [("caller_bye", None)] * 3 + [("max_calls", 503)] * 9
+    ), burst_records

@@ -175,6 +175,22 @@ async def test_a_stranger_gets_one_403_and_costs_no_state(tmp_path: Path) -> Non
             stranger.close()
 
 
+async def test_every_allow_from_network_admits_not_only_the_first() -> None:
+    """The PBX's address is in the second network of the list, and on the wire it is served;
+    a source in neither still gets its 403."""
+    config = {"sip": {"allow_from": ["10.0.0.0/8", "127.0.0.1/32"]}}
+    async with InProcessGateway(config) as gateway:
+        stranger, pbx = Peer(STRANGER), Peer()
+        try:
+            pbx.send(options("second-net", pbx.port), gateway.port)
+            assert await pbx.final() == 200, "a source in the second allow_from network"
+            stranger.send(options("none", stranger.port), gateway.port)
+            assert await stranger.final() == 403
+        finally:
+            stranger.close()
+            pbx.close()
+
+
 async def test_drop_mode_answers_a_stranger_nothing_and_the_pbx_as_before() -> None:
     config = {"sip": {"allow_from": ["127.0.0.1/32"], "reject_unknown": "drop"}}
     async with InProcessGateway(config) as gateway:

@@ -335,6 +335,102 @@ async def test_slow_reconnect_gives_up_after_two_seconds(server) -> None:
         await silent.wait_closed()
 
 
+async def test_the_caller_audio_held_during_a_reconnect_reaches_the_new_session(server) -> None:
+    """The caller keeps talking while the new session opens (held here at a gate the test
+    opens): every frame sent meanwhile reaches the new session, in order, byte for byte."""
+    cfg = config()
+    opened = 0
+    reopening, gate = asyncio.Event(), asyncio.Event()
+
+    async def opener() -> RealtimeSession:
+        nonlocal opened
+        opened += 1
+        if opened == 2:
+            reopening.set()
+            await gate.wait()
+        return await RealtimeSession.open(
+            base_url=server.url,
+            deployment="d",
+            dialect=rt.GaDialect(),
+            auth=NoAuth(),
+            agent=cfg.agent,
+            audio_format="pcm16",
+            codec="PCMU",
+            connect_timeout=5.0,
+        )
+
+    log = Recorder()
+    link = await RealtimeLink.open(
+        opener,
+        max_session_s=1800,
+        rollover_margin_s=60,
+        bytes_per_ms=48,
+        answers_by_itself=True,
+        log=log,
+    )
+    reader = Reader(link)
+    try:
+        await server.sessions[0].drop(1011)
+        async with asyncio.timeout(TIMEOUT):
+            await reopening.wait()
+        # 40 frames (0.8 s of the caller), each one told apart by its sample value.
+        frames = [np.full(FRAME, 100 + i, dtype="<i2").tobytes() for i in range(40)]
+        sent = [link.dialect.append_audio(frame) for frame in frames]
+        for text in sent:
+            assert link.send_audio(text, max_backlog=1 << 20)
+        gate.set()
+        reconnected = await log.wait("realtime.reconnected")
+        assert reconnected["code"] == 1011
+        mark = len(reader.events)
+        await link.send(link.dialect.response_create("Say something."))
+        await reader.wait(is_done, mark)  # the service read everything sent before it
+        second = server.sessions[1]
+        got = [
+            json.dumps(e, separators=(",", ":"))
+            for e in second.received
+            if e["type"] == "input_audio_buffer.append"
+        ]
+        assert len(got) == len(sent), (
+            f"{len(sent)} frames were sent during the reconnect, the new session got {len(got)}"
+        )
+        assert got == sent
+    finally:
+        reader.task.cancel()
+        await asyncio.gather(reader.task, return_exceptions=True)
+        await link.close()
+    assert_valid_client_events(server)
+
+
+async def test_an_answer_cut_by_the_caller_is_replayed_as_far_as_it_was_heard(server) -> None:
+    """A barge-in truncates the greeting at half its audio; after a reconnect the new
+    session is told the greeting's first half (and "…"), not the whole of it, which the
+    caller never heard and the model would otherwise believe it said."""
+    async with linked(server, config()) as (link, reader, log):
+        await link.send(link.dialect.response_create("Greet."))
+        await reader.wait(is_done)
+        heard = await reader.wait(lambda e: isinstance(e, rt.Transcript) and e.role == "agent")
+        item = heard.item_id
+        audio_ms = (
+            sum(
+                len(e.audio)
+                for e in reader.events
+                if isinstance(e, rt.AudioDelta) and e.item_id == item
+            )
+            // link.conversation.bytes_per_ms
+        )
+        await link.send(link.dialect.truncate(item, audio_ms // 2))
+        await server.sessions[0].drop(1011)
+        await log.wait("realtime.reconnected")
+        mark = len(reader.events)
+        await link.send(link.dialect.response_create("Again."))
+        await reader.wait(is_done, mark)
+        [(role, text)] = items(server.sessions[1])
+        words = CHIME_TRANSCRIPT.split()
+        assert role == "assistant"
+        assert text != CHIME_TRANSCRIPT, "the whole answer was replayed, though cut at half"
+        assert text == " ".join(words[: round(len(words) / 2)]) + " …", text
+
+
 async def test_clean_close_is_not_reconnected(server) -> None:
     async with linked(server, config()) as (link, reader, log):
         await server.sessions[0].drop(1000, "bye")

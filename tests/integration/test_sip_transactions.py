@@ -7,12 +7,14 @@ import asyncio
 from pathlib import Path
 
 from gateway.agent import EmbeddedRealtimeServer
+from gateway.sip.transactions import SipTimers
 
 from .gateway_proc import GatewayProcess, InProcessGateway
 from .realtime_gate import RealtimeGate
 from .scenarios import (
     FAST_TIMERS,
     SIP_TESTS,
+    Traced,
     in_dialog,
     invite,
     ok_to_request,
@@ -24,9 +26,12 @@ from .scenarios import (
     sdp,
     sipp_trace,
 )
+from .test_hostile_network import Peer
+from .test_sip_robustness import SDP, request
 
 pytestmark = SIP_TESTS
 
+DEFAULT_T1 = SipTimers().t1  # what the gateway runs with unless a test shrinks it
 RESENDS = len(list(FAST_TIMERS.retransmit_offsets()))
 
 
@@ -36,6 +41,19 @@ def ack(cseq: int = 1) -> str:
 
 def bye_and_ok(cseq: int = 2) -> list[str]:
     return [in_dialog("BYE", cseq), recv(200)]
+
+
+def assert_answered_at_once(trace: list[Traced], answer: str) -> None:
+    """SIPp's second INVITE was answered well inside T1 (0.5 s here): by the transaction, not
+    by timer G's resend, which would satisfy the scenario's `recv` just as well."""
+    second = [m for m in trace if m.sent and m.start.startswith("INVITE ")][1]
+    reply = next(
+        m for m in trace if not m.sent and m.at >= second.at and m.start.startswith(answer)
+    )
+    assert reply.at - second.at < DEFAULT_T1 / 2, (
+        f"the retransmitted INVITE was answered {reply.at - second.at:.3f} s later: by timer G "
+        f"(T1 = {DEFAULT_T1} s), not by the transaction"
+    )
 
 
 async def test_invite_retransmitted_after_the_200_gets_the_200_again(tmp_path: Path) -> None:
@@ -51,7 +69,8 @@ async def test_invite_retransmitted_after_the_200_gets_the_200_again(tmp_path: P
             pause(200),
             *bye_and_ok(),
         )
-        await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+        sipp = await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+        assert_answered_at_once(sipp_trace(sipp.messages_path), "SIP/2.0 200")
         await gateway.wait_for("call.ended", timeout=10)
         absorbed = gateway.find("sip.invite_retransmission")
         assert [e["resent"] for e in absorbed] == [200]
@@ -72,7 +91,8 @@ async def test_invite_retransmitted_after_a_503_gets_the_503_again(tmp_path: Pat
                 recv(503, headers={"Retry-After": "^ *3$"}),
                 in_dialog("ACK", 1, branch="inv1"),
             )
-            await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+            sipp = await run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+            assert_answered_at_once(sipp_trace(sipp.messages_path), "SIP/2.0 503")
             await gateway.wait_for("sip.invite_retransmission", timeout=10)
             assert len(gateway.find("call.received")) == 1
             assert len(gateway.find("call.rejected")) == 1  # one Realtime attempt, not two
@@ -208,3 +228,110 @@ async def test_cancel_while_the_session_opens_gets_200_and_487_and_closes_it(
                 "the gateway closing its Realtime connection", lambda: gate.open == 0, 10
             )
             assert not gateway.find("realtime.session_open")
+
+
+# --- through a socket of the test's, with a T1 long enough to tell answer from timer -----------
+
+# T1 of 3 s: timer G's first resend comes 3 s after the first send, so an answer within
+# ANSWER_S of a retransmitted INVITE can only be the transaction's answer to it.
+SLOW_TIMERS = SipTimers(t1=3.0, t2=4.0, t4=5.0)
+ANSWER_S = 1.0
+
+
+def status_of(data: bytes) -> int:
+    return int(data.split(b" ", 2)[1])
+
+
+def in_dialog_request(original: bytes, answer: bytes, method: str, cseq: int, branch: str) -> bytes:
+    """ACK or BYE for the dialog the INVITE's answer made: its To (with tag), a new branch."""
+    to = next(line for line in answer.split(b"\r\n") if line.lower().startswith(b"to:"))
+    head, _, _ = original.partition(b"\r\n\r\n")
+    lines = []
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"INVITE "):
+            line = method.encode() + line[len(b"INVITE") :]
+        elif line.lower().startswith(b"to:"):
+            line = to
+        elif line.startswith(b"CSeq:"):
+            line = f"CSeq: {cseq} {method}".encode()
+        elif line.startswith(b"Via:"):
+            line = line.split(b";branch=")[0] + b";branch=z9hG4bK-" + branch.encode()
+        elif line.startswith(b"Content-"):
+            continue
+        lines.append(line)
+    return b"\r\n".join([*lines, b"Content-Length: 0"]) + b"\r\n\r\n"
+
+
+async def next_final(peer: Peer, timeout: float) -> bytes | None:
+    """The next final response within ``timeout`` (provisionals skipped), or None."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        data = await peer.next(left)
+        if data is None:
+            return None
+        if status_of(data) >= 200:
+            return data
+    return None
+
+
+async def test_a_retransmitted_invite_gets_the_200_at_once_and_is_absorbed_after_the_ack() -> None:
+    """§17.2.1: the retransmission is answered with the last response there and then (not by
+    timer G, 3 s later). RFC 6026: after the ACK the transaction lingers, so a copy of the
+    INVITE still in flight is absorbed: no answer, no second call, no re-INVITE."""
+    async with InProcessGateway(timers=SLOW_TIMERS) as gateway:
+        pbx = Peer()
+        try:
+            first = request("rt200", pbx.port, body=SDP)
+            pbx.send(first, gateway.port)
+            ok = await next_final(pbx, timeout=10)
+            assert ok is not None and status_of(ok) == 200
+            pbx.send(first, gateway.port)  # "the 200 was lost"
+            again = await next_final(pbx, timeout=ANSWER_S)
+            assert again is not None, (
+                f"no answer to the retransmitted INVITE within {ANSWER_S} s (timer G would "
+                f"resend at T1 = {SLOW_TIMERS.t1} s)"
+            )
+            assert status_of(again) == 200 and again == ok
+            pbx.send(in_dialog_request(first, ok, "ACK", 1, "ack1"), gateway.port)
+            # ACKed: the 200 is not resent any more (this wait also puts a second between
+            # the ACK and the late copy below, longer than any loop turn)
+            assert await pbx.next(timeout=ANSWER_S) is None
+            pbx.send(first, gateway.port)  # a copy delayed in the network, after the ACK
+            late = await pbx.next(timeout=ANSWER_S)
+            assert late is None, f"the INVITE after the ACK was answered: {late!r}"
+            assert [e["resent"] for e in gateway.find("sip.invite_retransmission")] == [200, 200]
+            assert len(gateway.find("call.received")) == 1
+            assert len(gateway.realtime_sessions) == 1
+            pbx.send(in_dialog_request(first, ok, "BYE", 2, "bye1"), gateway.port)
+            bye_ok = await next_final(pbx, timeout=5)
+            assert bye_ok is not None and status_of(bye_ok) == 200
+            await gateway.wait_for("call.ended", timeout=10)
+        finally:
+            pbx.close()
+
+
+async def test_a_retransmitted_invite_gets_the_503_again_at_once() -> None:
+    async with EmbeddedRealtimeServer(refuse_status=429, retry_after_s=3) as service:
+        config = {"realtime": {"url": service.url, "auth": {"method": "none"}}}
+        async with InProcessGateway(config, timers=SLOW_TIMERS) as gateway:
+            pbx = Peer()
+            try:
+                first = request("rt503", pbx.port, body=SDP)
+                pbx.send(first, gateway.port)
+                refused = await next_final(pbx, timeout=10)
+                assert refused is not None and status_of(refused) == 503
+                pbx.send(first, gateway.port)
+                again = await next_final(pbx, timeout=ANSWER_S)
+                assert again is not None, (
+                    f"no answer to the retransmitted INVITE within {ANSWER_S} s (timer G would "
+                    f"resend at T1 = {SLOW_TIMERS.t1} s)"
+                )
+                assert again == refused
+                ack = in_dialog_request(first, refused, "ACK", 1, "rt503")  # same branch: §17.1.1.3
+                pbx.send(ack, gateway.port)
+                assert await pbx.next(timeout=ANSWER_S) is None  # ACKed: no more 503s
+                assert len(gateway.find("call.received")) == 1
+                assert len(gateway.find("call.rejected")) == 1  # one Realtime attempt
+            finally:
+                pbx.close()

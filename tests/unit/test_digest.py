@@ -233,6 +233,41 @@ def test_an_expired_nonce_is_stale_and_its_counts_are_forgotten(
     assert len(verifier._counts) == 1  # the expired nonce's entry is gone
 
 
+def test_a_nonce_whose_timestamp_was_moved_forward_is_not_ours(
+    verifier: DigestVerifier, clock: Clock
+) -> None:
+    """The timestamp is only believed under its HMAC: a caller who sets it to now cannot
+    make an expired nonce (or any nonce) live longer, whatever the password."""
+    nonce = nonce_of(verifier.challenges(PBX)[0])
+    clock.now += 301
+    _, rest = nonce.split(".", 1)
+    forged = f"{int(clock.now):x}.{rest}"
+    assert forged != nonce
+    verdict = verifier.verify(invite(authorization(forged)), PBX)
+    assert (verdict.ok, verdict.stale, verdict.failure, verdict.reason) == (
+        False,
+        True,
+        False,
+        "nonce not issued here or to this address",
+    ), f"a nonce with a rewritten timestamp got {verdict}"
+
+
+@pytest.mark.parametrize("age_s", [301, 86_400 * 365])
+def test_a_nonce_never_used_expires_too(verifier: DigestVerifier, clock: Clock, age_s: int) -> None:
+    """The right password on a nonce issued longer ago than its lifetime: a fresh challenge
+    (stale), not a call; one second inside the lifetime it still passes."""
+    old = nonce_of(verifier.challenges(PBX)[0])
+    clock.now += 299
+    young = nonce_of(verifier.challenges(PBX)[0])
+    clock.now += age_s - 299
+    late = verifier.verify(invite(authorization(old)), PBX)
+    assert (late.ok, late.stale, late.reason) == (False, True, "nonce expired"), (
+        f"a {age_s} s old nonce got {late}"
+    )
+    if age_s == 301:
+        assert verifier.verify(invite(authorization(young)), PBX).ok
+
+
 def test_the_nonce_table_is_bounded_without_opening_a_replay(clock: Clock) -> None:
     verifier = DigestVerifier(REALM, {USER: PASSWORD}, max_nonces=2, clock=clock)
     nonces = [nonce_of(verifier.challenges(PBX)[0]) for _ in range(3)]

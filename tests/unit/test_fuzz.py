@@ -261,8 +261,9 @@ def test_dtmf_decoder_never_raises(events: list[tuple[int, int, int, int, bytes]
 @given(st.lists(DATAGRAMS, max_size=80), st.booleans())
 def test_rtp_receive_path_never_raises(datagrams: list[bytes], foreign: bool) -> None:
     """Whatever arrives on a call's RTP socket: source checks, flood guard, parse, reorder,
-    payload dispatch, DTMF; the bridge sees only audio of the negotiated codec, in whole
-    samples. Port 4000 is the SDP's address (heard at once), 4001 a stranger."""
+    payload dispatch, DTMF; every datagram is counted once and the bridge gets bytes. That what
+    it gets is the audio alone is checked by the next test, on packets whose audio is known.
+    Port 4000 is the SDP's address (heard at once), 4001 a stranger."""
     payloads: list[bytes] = []
     stream = RtpStream(PCMU, 0, ("127.0.0.1", 4000), payloads.append, 20, dtmf_payload_type=101)
 
@@ -276,6 +277,42 @@ def test_rtp_receive_path_never_raises(datagrams: list[bytes], foreign: bool) ->
     s = stream.stats
     assert s.packets_in + s.malformed + s.foreign_source + s.flood_dropped == len(datagrams)
     assert all(isinstance(p, bytes) for p in payloads)
+
+
+DRESSINGS = st.tuples(
+    st.integers(0, 15),  # CSRC count
+    st.one_of(st.none(), st.integers(0, 3)),  # header extension of that many words
+    st.integers(0, 40),  # padding octets
+)
+
+
+@FUZZ
+@given(st.lists(DRESSINGS, min_size=1, max_size=20))
+def test_the_bridge_gets_the_payload_without_what_the_header_carries(
+    dressings: list[tuple[int, int | None, int]],
+) -> None:
+    """In-sequence PCMU from the caller, each packet's header dressed with CSRCs, an extension
+    or padding: what reaches the bridge is each packet's audio, byte for byte, in order
+    (a plain first packet puts the stream on its fast path)."""
+    payloads: list[bytes] = []
+    stream = RtpStream(PCMU, 0, ("127.0.0.1", 4000), payloads.append, 20)
+    audio = [bytes([n]) * 160 for n in range(1 + len(dressings))]
+    packets = [struct.pack("!BBHII", 0x80, 0, 0, 0, 7) + audio[0]]
+    for n, (count, words, padding) in enumerate(dressings, start=1):
+        first = 0x80 | (0x20 if padding else 0) | (0x10 if words is not None else 0) | count
+        head = struct.pack("!BBHII", first, 0, n, n * 160, 7) + b"\xcc" * (4 * count)
+        if words is not None:
+            head += struct.pack("!HH", 0xBEDE, words) + b"\xee" * (4 * words)
+        tail = b"\xaa" * (padding - 1) + bytes([padding]) if padding else b""
+        packets.append(head + audio[n] + tail)
+
+    async def feed() -> None:
+        for data in packets:
+            stream.datagram_received(data, ("127.0.0.1", 4000))
+        stream.close()
+
+    asyncio.run(feed())
+    assert payloads == audio
 
 
 # --- Realtime events ----------------------------------------------------------------------------

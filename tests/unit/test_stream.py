@@ -243,6 +243,48 @@ async def test_dtmf_comfort_noise_and_unknown_payload_types(stream) -> None:
     assert s.reorder.stats.lost == 0
 
 
+def dressed(
+    seq: int, audio: bytes, *, csrcs: int = 0, extension: bool = False, padding: int = 0
+) -> bytes:
+    """A PCMU packet whose header has what a mixer or an SBC may add (RFC 3550 §5.1, §5.3.1):
+    CSRCs, a header extension, padding; ``audio`` is the payload once those are taken off."""
+    first = 0x80 | (0x20 if padding else 0) | (0x10 if extension else 0) | csrcs
+    head = struct.pack("!BBHII", first, 0, seq & 0xFFFF, seq * 160, SSRC)
+    head += b"".join(struct.pack("!I", 0xC0C0C000 + i) for i in range(csrcs))
+    if extension:
+        head += struct.pack("!HH", 0xBEDE, 1) + b"\xee" * 4
+    tail = b"\x00" * (padding - 1) + bytes([padding]) if padding else b""
+    return head + audio + tail
+
+
+async def test_csrcs_extensions_and_padding_never_reach_the_bridge_as_audio(stream) -> None:
+    """A packet from the caller's own source, next in sequence, with our payload type, but a
+    header that is more than 12 bytes: the bridge gets the audio alone. A receive shortcut
+    that took any version-2 first byte for a plain header would hand up CSRC, extension or
+    padding bytes as the first samples of the frame (clicks the model hears as speech)."""
+    s, got = stream
+    variants = [
+        {"csrcs": 1},
+        {"csrcs": 15},
+        {"extension": True},
+        {"padding": 4},
+        {"csrcs": 2, "extension": True, "padding": 1},
+    ]
+    with answered(s) as caller:
+        caller.sendto(packet(1, frame(1)), (LOOPBACK, s.port))  # a plain one: the fast path
+        for i, variant in enumerate(variants):
+            caller.sendto(dressed(2 + i, frame(2 + i), **variant), (LOOPBACK, s.port))
+        await got.until(lambda: len(got.payloads) == 1 + len(variants))
+    for i, (payload, want) in enumerate(
+        zip(got.payloads, [frame(n) for n in range(1, 7)], strict=True)
+    ):
+        variant = variants[i - 1] if i else "plain"
+        assert payload == want, (
+            f"packet {i + 1} ({variant}) reached the bridge as {payload[:8]!r}..."
+        )
+    assert s.stats.malformed == 0
+
+
 async def test_malformed_datagrams_are_counted_not_fatal(stream) -> None:
     s, got = stream
     with answered(s) as caller:

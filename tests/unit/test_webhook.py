@@ -10,6 +10,7 @@ import asyncio
 import gzip
 import ipaddress
 import json
+import socket
 import sys
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -123,6 +124,41 @@ async def test_a_redirect_is_not_followed(service, third_party, status) -> None:
     }
     assert [r[:2] for r in service.requests] == [("POST", "/hook")]
     assert third_party.requests == []
+
+
+# --- failures the model must hear about ------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 429, 500, 502, 503])
+async def test_an_http_error_status_is_an_error_not_a_result(service, status) -> None:
+    """A 404 (or any 4xx/5xx) with a JSON body that looks like an answer is still a failure:
+    the model must not read "not found" pages, or a proxy's error, as the tool's result."""
+    service.answer = web.json_response({"ok": True, "status": "shipped"}, status=status)
+    answer = await call(tools_with(webhook(f"{service.base}/h", allow_private_addresses=True)))
+    assert answer == {"ok": False, "error": f"the service answered HTTP {status}"}
+    assert len(service.requests) == 1
+
+
+async def test_a_service_that_refuses_the_connection_is_an_error_for_the_model() -> None:
+    """Nothing listens on the port (a socket bound there, so no one else can, that never
+    listens: the kernel answers the SYN with a reset): the model gets an answer saying so,
+    at once, not an exception and not a wait for the timeout."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        tools = tools_with(webhook(f"http://127.0.0.1:{port}/h", allow_private_addresses=True))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(4):  # the tool's timeout_s is 5
+            answer = await call(tools)
+        assert answer == {
+            "ok": False,
+            "error": "the service could not be reached (ClientConnectorError)",
+        }
+        assert loop.time() - started < 2
+    finally:
+        holder.close()
 
 
 # --- the body -------------------------------------------------------------------------------
