@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import DtmfConfig
 from ..realtime import protocol as rt
+from ..realtime.link import RealtimePort
 from .keypad import KEYS_PER_S, Keypad, dtmf_message
 from .tools import ToolCall, Tools
 
@@ -23,17 +24,10 @@ KEY_DROP_LOG_EVERY = 100
 TransferFn = Callable[[str], Awaitable[tuple[bool, str]]]
 
 
-class Port(Protocol):
-    @property
-    def dialect(self) -> rt.Dialect: ...
-
-    async def send(self, text: str) -> None: ...
-
-
 class Actions:
     def __init__(
         self,
-        session: Port,
+        session: RealtimePort,
         tools: Tools | None,
         dtmf: DtmfConfig,
         transfer: TransferFn | None,
@@ -70,7 +64,7 @@ class Actions:
     async def _respond(self) -> None:
         await self._idle.wait()
         self._idle.clear()  # ours now; response.created/done keep it true to the service
-        await self._session.send(self._session.dialect.response_create())
+        await self._session.send(rt.CreateResponse())
 
     # --- key presses --------------------------------------------------------------------------
 
@@ -103,9 +97,7 @@ class Actions:
 
     async def _send_keys(self, entry: str) -> None:
         self._log.info("call.dtmf_to_model", keys=entry)
-        await self._session.send(
-            self._session.dialect.conversation_item("user", dtmf_message(entry))
-        )
+        await self._session.send(rt.AddText("user", dtmf_message(entry)))
         if self._respond_to_keys and not self._keys_waiting:
             # One response answers every entry sent before it: entries that come while one
             # waits for the model to be free ask for no response of their own.
@@ -134,7 +126,7 @@ class Actions:
             {"name": event.name, "arguments": event.arguments, "output": output, "ms": elapsed_ms}
         )
         self._log.info("call.tool", name=event.name, ms=elapsed_ms, output=output[:200])
-        await self._session.send(self._session.dialect.function_output(event.call_id, output))
+        await self._session.send(rt.FunctionOutput(event.call_id, output))
         if self.hang_up_requested is None and not self.hang_up_now.is_set():
             await self._respond()  # the model speaks about the result
 

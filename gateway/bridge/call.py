@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed
@@ -27,6 +27,7 @@ from ..media.resample import Resampler
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
+from ..realtime.link import RealtimePort
 from .actions import Actions
 from .call_limits import CallLimits
 from .echo import EchoSuppressor
@@ -40,19 +41,6 @@ UPLINK_BACKLOG_FRAMES = 50  # 1 s of caller audio may wait for a slow socket, th
 MALFORMED_LOG_EVERY = 100  # a service sending garbage gets a log line per this many frames
 ERRORS_LOGGED_IN_FULL = 10  # service error events of a call logged each, before the above
 MAX_LOGGED_MESSAGE = 500  # characters of a service error's message in the log
-
-
-class RealtimePort(Protocol):
-    """All the bridge uses of a Realtime session (RealtimeSession, or whatever replaces it)."""
-
-    dialect: Any
-    close_code: int | None
-
-    async def send(self, text: str) -> None: ...
-
-    def send_audio(self, text: str, max_backlog: int) -> bool: ...
-
-    def events(self) -> Any: ...
 
 
 class CallEnded(Exception):
@@ -141,8 +129,7 @@ class CallBridge:
             audio = self._caller_audio(payload)
             if not audio:
                 return
-            text = self.session.dialect.append_audio(audio)
-            if self.session.send_audio(text, len(text) * UPLINK_BACKLOG_FRAMES):
+            if self.session.send_audio(audio, UPLINK_BACKLOG_FRAMES):
                 self.probe.uplink_sent()
             else:
                 self.stats.uplink_dropped += 1
@@ -207,7 +194,7 @@ class CallBridge:
             tasks.append(asyncio.create_task(self._time_limits(self.limits), name="time_limits"))
         try:
             if self.greeting:
-                await self.session.send(self.session.dialect.response_create(self.greeting))
+                await self.session.send(rt.CreateResponse(self.greeting))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             task = done.pop()
             exc = task.exception()
@@ -410,16 +397,16 @@ class CallBridge:
             lead_ms = round((time.monotonic() - self._held_at) * 1000)
             self.log.info("call.local_barge_in_confirmed", lead_ms=lead_ms)
             self._held_at = None
-        dialect = self.session.dialect
-        events: list[str] = []
+        events: list[rt.ClientCommand] = []
         if self._active_response is not None:
             # The service may have cancelled it already (interrupt_response): then this
             # only earns a benign response_cancel_not_active.
             self._cancelled.add(self._active_response)
-            events.append(dialect.response_cancel())
+            events.append(rt.CancelResponse())
             self._active_response = None
         for item in cut:
-            events.append(dialect.truncate(item.key.item_id, item.heard_ms, item.key.content_index))
+            events.append(rt.Truncate(item.key.item_id, item.heard_ms, item.key.content_index))
+            self.session.conversation.cut(item.key.item_id, item.heard_ms, item.received_ms)
             self._log_cut(item)
         if events:
             self.stats.barge_ins += 1

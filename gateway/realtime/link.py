@@ -1,7 +1,8 @@
 """A call's link to the Realtime service: one session at a time, replaced when it must be.
 
-The bridge uses the link as it would one session (``send``, ``events``, ``dialect``,
-``close_code``). Inside, the link replaces the session twice over:
+The bridge uses the link through :class:`RealtimePort`: typed commands in (``send``, encoded
+in the current session's dialect), the caller's audio in (``send_audio``), server events out
+(``events``). Inside, the link replaces the session twice over:
 
 * **reconnect**: the socket drops or closes with 1001/1006/1011/1012/1013 (the codes the SDK
   itself reconnects on, REALTIME_PROTOCOL.md section 6). One new session is opened; if it is
@@ -27,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
@@ -46,6 +47,19 @@ MIN_SESSION_S = 2.0  # an announced expiry sooner than this after opening is not
 MAX_ITEMS = 256  # item ids remembered per session (an answer has one or two)
 
 Opener = Callable[[], Awaitable[RealtimeSession]]
+
+
+class RealtimePort(Protocol):
+    """All a call uses of its link to the service (RealtimeLink, or a stand-in in a test)."""
+
+    close_code: int | None
+    conversation: Conversation
+
+    async def send(self, command: rt.ClientCommand) -> None: ...
+
+    def send_audio(self, audio: bytes, max_backlog_frames: int) -> bool: ...
+
+    def events(self) -> AsyncIterator[rt.ServerEvent]: ...
 
 
 @dataclass
@@ -162,13 +176,12 @@ class RealtimeLink:
     def id(self) -> str:
         return self._session.id
 
-    async def send(self, text: str) -> None:
-        """Send to the current session; never fails on a dropped socket (events() decides)."""
-        cut = self._session.dialect.truncated(text)
-        if cut is not None:
-            self.conversation.cut(*cut)
-            if cut[0] not in self._items:
-                return  # an answer of a replaced session: the new one has it as text only
+    async def send(self, command: rt.ClientCommand) -> None:
+        """Send to the current session, in its dialect; never fails on a dropped socket
+        (events() decides)."""
+        if isinstance(command, rt.Truncate) and command.item_id not in self._items:
+            return  # an answer of a replaced session: the new one has it as text only
+        text = self._session.dialect.encode(command)
         if self._holding:
             self._pending.append(text)
             return
@@ -177,15 +190,17 @@ class RealtimeLink:
         except ConnectionClosed:
             self._pending.append(text)
 
-    def send_audio(self, text: str, max_backlog: int) -> bool:
+    def send_audio(self, audio: bytes, max_backlog_frames: int) -> bool:
         """The caller's audio (an append), written at once; False when the socket is backed
-        up by more than ``max_backlog`` bytes and the event was dropped (see RealtimeSession).
+        up by more than ``max_backlog_frames`` such appends and this one was dropped (see
+        RealtimeSession.send_now).
         """
+        text = self._session.dialect.append_audio(audio)
         if self._holding:
             self._pending.append(text)
             return True
         try:
-            return self._session.send_now(text, max_backlog)
+            return self._session.send_now(text, len(text) * max_backlog_frames)
         except ConnectionClosed:
             self._pending.append(text)
             return True
