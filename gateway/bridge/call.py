@@ -105,12 +105,7 @@ class CallBridge:
         self.actions = actions or Actions(None, None, log)
         self.actions.attach(self.core, self._run)
         self.recording = recording
-        rtp.on_dtmf = self._on_key
-        rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
-        rtp.on_hold = self._on_hold
-        rtp.on_peer_learned = lambda addr: log.info(
-            "rtp.source_learned", rtp_remote=f"{addr[0]}:{addr[1]}"
-        )
+        self._listen(rtp, log)
         self._up = Resampler(8000, rt.PCM16_RATE)
         loop = asyncio.get_running_loop()
         self._uplink_failed: asyncio.Future[None] = loop.create_future()
@@ -119,6 +114,15 @@ class CallBridge:
         self._outbox_ready = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None  # the core's next tick
         self._timer_at: float | None = None
+
+    def _listen(self, rtp: RtpStream, log: Any) -> None:
+        """What the RTP stream reports besides audio: keys, hold, a flood, the peer's address."""
+        rtp.on_dtmf = self._on_key
+        rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
+        rtp.on_hold = self._on_hold
+        rtp.on_peer_learned = lambda addr: log.info(
+            "rtp.source_learned", rtp_remote=f"{addr[0]}:{addr[1]}"
+        )
 
     @property
     def stats(self) -> CallStats:
