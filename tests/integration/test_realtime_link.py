@@ -367,8 +367,8 @@ async def test_item_ids_the_service_makes_up_are_remembered_within_a_bound(serve
             delta = {"response_id": "r1", "item_id": f"item_{i}", "delta": "AAAA"}
             await session.send_raw(json.dumps({"type": "response.output_audio.delta", **delta}))
         await reader.wait(lambda e: isinstance(e, rt.AudioDelta) and e.item_id == "item_999")
-        assert 0 < len(link._items) <= MAX_ITEMS and "item_999" in link._items
-        assert 0 < len(link._response_items) <= MAX_ITEMS
+        assert 0 < len(link.turns.items) <= MAX_ITEMS and "item_999" in link.turns.items
+        assert 0 < len(link.turns.response_items) <= MAX_ITEMS
 
 
 # --- session limit: rollover ------------------------------------------------------------------
