@@ -164,10 +164,6 @@ class RealtimeLink:
     # --- what the bridge sees -----------------------------------------------------------------
 
     @property
-    def dialect(self) -> rt.Dialect:
-        return self._session.dialect
-
-    @property
     def id(self) -> str:
         return self._session.id
 
