@@ -671,9 +671,7 @@ class Gateway:
             )
             recording = self._recording(call.id, route.agent, stream.frame_samples)
             tools = Tools(route.agent.tools, _tool_call_data(call.id, info, route.profile))
-            actions = Actions(
-                session, tools, route.agent.dtmf, partial(call.uas.transfer, sip), clog
-            )
+            actions = Actions(tools, partial(call.uas.transfer, sip), clog)
             bridge = CallBridge(
                 session,
                 stream,

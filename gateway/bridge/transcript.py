@@ -1,9 +1,10 @@
 """One call's conversation as the caller heard it, as JSON lines.
 
 Caller turns come from input transcription; agent turns from the output transcript, cut where
-the caller interrupted. The service gives no word timing over WebSocket, so the cut is
-proportional: the share of the item's audio that was heard (``ItemAccount.heard_ms``, the
-same figure the model gets in ``conversation.item.truncate``), snapped back to a word edge.
+the caller interrupted. The cut is the call's one rule
+(:func:`gateway.realtime.conversation.cut_text`, also used for the context replayed after a
+reconnect): the share of the item's audio that was heard (``ItemAccount.heard_ms``, the same
+figure the model gets in ``conversation.item.truncate``), snapped back to a word edge.
 
 An agent turn is written when its audio has finished playing or was cut, since only then is
 it known what was heard. Every line goes to the kernel at once, whole (`durable.AppendFile`),
@@ -39,7 +40,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..durable import AppendFile, errno_name
+from ..realtime.conversation import cut_text
 from .playback import ItemAccount
+
+__all__ = ["TranscriptLog", "cut_text"]
 
 MAX_OPEN_CALLER_TURNS = 16
 # Agent turns waiting for their audio to end or their final text. Item ids come from the
@@ -50,16 +54,6 @@ MAX_OPEN_CALLER_TURNS = 16
 MAX_OPEN_AGENT_TURNS = 16
 MAX_TURN_CHARS = 32_768
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def cut_text(text: str, heard_ms: float, audio_ms: float) -> str:
-    """The part of `text` spoken in the first `heard_ms` of `audio_ms`, whole words only."""
-    if audio_ms <= 0 or heard_ms >= audio_ms:
-        return text
-    n = round(len(text) * max(heard_ms, 0.0) / audio_ms)
-    if n < len(text) and not text[n].isspace():
-        n = text.rfind(" ", 0, n + 1)  # the word under the cut was not heard to its end
-    return text[: max(n, 0)].rstrip()
 
 
 @dataclass(slots=True)

@@ -1,5 +1,10 @@
 """What has been said on a call, from the transcripts: what a new session is told (sans-I/O).
 
+This module also holds the call's one rule for how much of an interrupted answer was heard
+(:func:`cut_text`): the transcript file and the context replayed to a new session both cut
+with it, from the same figures (the playback's ``heard_ms`` of the item's ``received_ms``), so
+they cannot disagree.
+
 A Realtime session keeps the conversation on the server; when the call moves to a new session
 (a dropped socket, the session limit) the new one starts empty. This log keeps each turn's text
 in the order the turns happened, so the new session can be given the call so far as text items.
@@ -16,12 +21,28 @@ MAX_REPLAY_CHARS = 8000  # about 2,000 tokens: the recent context, not the whole
 MAX_TURNS = 500
 
 
+def cut_text(text: str, heard_ms: float, audio_ms: float) -> str:
+    """The part of `text` spoken in the first `heard_ms` of `audio_ms`, whole words only.
+
+    The service gives no word timing over WebSocket, so the cut is proportional by
+    characters (a long word takes longer to say than a short one), snapped back to the last
+    word the caller heard to its end.
+    """
+    if audio_ms <= 0 or heard_ms >= audio_ms:
+        return text
+    n = round(len(text) * max(heard_ms, 0.0) / audio_ms)
+    if n < len(text) and not text[n].isspace():
+        n = text.rfind(" ", 0, n + 1)  # the word under the cut was not heard to its end
+    return text[: max(n, 0)].rstrip()
+
+
 @dataclass(slots=True)
 class Turn:
     role: str  # "user" | "assistant", as conversation items name them
     text: str | None = None
     audio_bytes: int = 0  # assistant audio received
     heard_ms: int | None = None  # set when the caller cut the answer short (truncate)
+    audio_ms: float | None = None  # the answer's audio received when it was cut (playback)
 
 
 class Conversation:
@@ -43,11 +64,16 @@ class Conversation:
             case _:
                 pass
 
-    def cut(self, item_id: str, audio_end_ms: int) -> None:
-        """The caller heard only `audio_end_ms` of this answer (a barge-in)."""
+    def cut(self, item_id: str, audio_end_ms: int, audio_ms: float | None = None) -> None:
+        """The caller heard only `audio_end_ms` of this answer's `audio_ms` (a barge-in).
+
+        `audio_ms` is the playback's count (``ItemAccount.received_ms``), the figure the
+        transcript cuts with; without it, the audio this log saw arrive for the item.
+        """
         turn = self.turns.get(item_id)
         if turn is not None and turn.role == "assistant":
             turn.heard_ms = audio_end_ms
+            turn.audio_ms = audio_ms
 
     def replay(self) -> list[tuple[str, str]]:
         """(role, text) of the most recent turns that fit MAX_REPLAY_CHARS, oldest first."""
@@ -72,12 +98,13 @@ class Conversation:
         return turn
 
     def _heard(self, turn: Turn) -> str | None:
-        """The text as far as the caller heard it: cut in proportion to the audio played."""
-        if turn.text is None or turn.heard_ms is None or not turn.audio_bytes:
+        """The text as far as the caller heard it (:func:`cut_text`), marked as cut short."""
+        if turn.text is None or turn.heard_ms is None:
             return turn.text
-        share = min(1.0, turn.heard_ms * self.bytes_per_ms / turn.audio_bytes)
-        words = turn.text.split()
-        kept = round(len(words) * share)
-        if kept >= len(words):
+        audio_ms = turn.audio_ms
+        if audio_ms is None:
+            audio_ms = turn.audio_bytes / self.bytes_per_ms
+        heard = cut_text(turn.text, turn.heard_ms, audio_ms)
+        if heard == turn.text:
             return turn.text
-        return " ".join(words[:kept]) + " …" if kept else None
+        return heard + " …" if heard else None

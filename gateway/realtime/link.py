@@ -1,7 +1,8 @@
 """A call's link to the Realtime service: one session at a time, replaced when it must be.
 
-The bridge uses the link as it would one session (``send``, ``events``, ``dialect``,
-``close_code``). Inside, the link replaces the session twice over:
+The bridge uses the link through :class:`RealtimePort`: typed commands in (``send``, encoded
+in the current session's dialect), the caller's audio in (``send_audio``), server events out
+(``events``). Inside, the link replaces the session twice over:
 
 * **reconnect**: the socket drops or closes with 1001/1006/1011/1012/1013 (the codes the SDK
   itself reconnects on, REALTIME_PROTOCOL.md section 6). One new session is opened; if it is
@@ -27,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
@@ -36,6 +37,9 @@ from . import protocol as rt
 from .auth import Auth
 from .client import STALL_TIMEOUT_S, RealtimeConnectError, RealtimeSession
 from .conversation import Conversation
+from .turns import MAX_ITEMS, SessionTurns
+
+__all__ = ["MAX_ITEMS", "RECONNECT_WITHIN_S", "RealtimeLink", "RealtimePort", "rollover_times"]
 
 RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013})
 RECONNECT_WITHIN_S = 2.0
@@ -43,9 +47,21 @@ PENDING_EVENTS = 150  # 3 s of 20 ms appends held while a new session opens
 EVENT_QUEUE = 64
 ROLLOVER_RETRY_S = 2.0
 MIN_SESSION_S = 2.0  # an announced expiry sooner than this after opening is not believed
-MAX_ITEMS = 256  # item ids remembered per session (an answer has one or two)
 
 Opener = Callable[[], Awaitable[RealtimeSession]]
+
+
+class RealtimePort(Protocol):
+    """All a call uses of its link to the service (RealtimeLink, or a stand-in in a test)."""
+
+    close_code: int | None
+    conversation: Conversation
+
+    async def send(self, command: rt.ClientCommand) -> None: ...
+
+    def send_audio(self, audio: bytes, max_backlog_frames: int) -> bool: ...
+
+    def events(self) -> AsyncIterator[rt.ServerEvent]: ...
 
 
 @dataclass
@@ -80,7 +96,6 @@ class RealtimeLink:
         self._session = session
         self._max_session_s = max_session_s
         self._margin_s = rollover_margin_s
-        self._answers_by_itself = answers_by_itself
         self._stall_s = stall_timeout_s
         self._last_event = time.monotonic()
         self.log = log
@@ -94,14 +109,8 @@ class RealtimeLink:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Future[None]] = set()  # replaced sessions closing
         self._spare: RealtimeSession | None = None
-        # Turn state of the current session, for the rollover's pause and cut-off answers.
-        # Assistant audio items of the current session (the latest MAX_ITEMS: ids come from
-        # the service), and of the answer in progress (at most MAX_ITEMS).
-        self._items: dict[str, None] = {}
-        self._talking = False
-        self._answer_due = False
-        self._response: str | None = None
-        self._response_items: dict[str, bool] = {}  # item id -> audio done
+        # Where the current session stands, for the rollover's pause and cut-off answers.
+        self.turns = SessionTurns(answers_by_itself)
         self._pause = asyncio.Event()
         self._pause.set()
         self._replaced = asyncio.Event()  # set each time a new session takes over
@@ -155,20 +164,15 @@ class RealtimeLink:
     # --- what the bridge sees -----------------------------------------------------------------
 
     @property
-    def dialect(self) -> rt.Dialect:
-        return self._session.dialect
-
-    @property
     def id(self) -> str:
         return self._session.id
 
-    async def send(self, text: str) -> None:
-        """Send to the current session; never fails on a dropped socket (events() decides)."""
-        cut = self._session.dialect.truncated(text)
-        if cut is not None:
-            self.conversation.cut(*cut)
-            if cut[0] not in self._items:
-                return  # an answer of a replaced session: the new one has it as text only
+    async def send(self, command: rt.ClientCommand) -> None:
+        """Send to the current session, in its dialect; never fails on a dropped socket
+        (events() decides)."""
+        if isinstance(command, rt.Truncate) and command.item_id not in self.turns.items:
+            return  # an answer of a replaced session: the new one has it as text only
+        text = self._session.dialect.encode(command)
         if self._holding:
             self._pending.append(text)
             return
@@ -177,15 +181,17 @@ class RealtimeLink:
         except ConnectionClosed:
             self._pending.append(text)
 
-    def send_audio(self, text: str, max_backlog: int) -> bool:
+    def send_audio(self, audio: bytes, max_backlog_frames: int) -> bool:
         """The caller's audio (an append), written at once; False when the socket is backed
-        up by more than ``max_backlog`` bytes and the event was dropped (see RealtimeSession).
+        up by more than ``max_backlog_frames`` such appends and this one was dropped (see
+        RealtimeSession.send_now).
         """
+        text = self._session.dialect.append_audio(audio)
         if self._holding:
             self._pending.append(text)
             return True
         try:
-            return self._session.send_now(text, max_backlog)
+            return self._session.send_now(text, len(text) * max_backlog_frames)
         except ConnectionClosed:
             self._pending.append(text)
             return True
@@ -223,49 +229,13 @@ class RealtimeLink:
     def _observe(self, event: rt.ServerEvent) -> None:
         self._last_event = time.monotonic()
         self.conversation.observe(event)
-        match event:
-            case rt.SpeechStarted():
-                self._talking = True
-            case rt.SpeechStopped():
-                self._talking = False
-                self._answer_due = self._answers_by_itself
-            case rt.ResponseStarted():
-                self._response = event.response_id
-                self._response_items = {}
-                self._answer_due = False
-            case rt.AudioDelta():
-                if event.item_id not in self._items:
-                    self._items[event.item_id] = None
-                    if len(self._items) > MAX_ITEMS:
-                        del self._items[next(iter(self._items))]
-                if event.response_id == self._response and len(self._response_items) < MAX_ITEMS:
-                    self._response_items.setdefault(event.item_id, False)
-            case rt.AudioDone():
-                if event.item_id in self._response_items:
-                    self._response_items[event.item_id] = True
-            case rt.ResponseDone():
-                if event.response_id == self._response:
-                    self._response = None
-            case rt.ServiceError():
-                self.stats.service_errors += 1
-            case _:
-                return
-        if self._talking or self._answer_due or self._response is not None:
-            self._pause.clear()
-        else:
-            self._pause.set()
-
-    def _cut_off(self) -> list[rt.ServerEvent]:
-        """Close, for the bridge, the answer a replaced session was still giving."""
-        if self._response is None:
-            return []
-        events: list[rt.ServerEvent] = [
-            rt.AudioDone(self._response, item)
-            for item, done in self._response_items.items()
-            if not done
-        ]
-        events.append(rt.ResponseDone(self._response, "cancelled", "session_replaced"))
-        return events
+        if isinstance(event, rt.ServiceError):
+            self.stats.service_errors += 1
+        elif self.turns.observe(event):
+            if self.turns.at_pause:
+                self._pause.set()
+            else:
+                self._pause.clear()
 
     # --- replacing the session ----------------------------------------------------------------
 
@@ -283,7 +253,7 @@ class RealtimeLink:
             try:
                 async with asyncio.timeout(RECONNECT_WITHIN_S):
                     new = spare or await self._open()
-                    cut_off = self._cut_off()
+                    cut_off = self.turns.cut_off()
                     replayed = await self._switch(new)
             except (TimeoutError, RealtimeConnectError, ConnectionClosed) as exc:
                 self.stats.reconnect_failures += 1
@@ -318,7 +288,7 @@ class RealtimeLink:
             await asyncio.sleep(self._stall_s / 4)
             silent = time.monotonic() - self._last_event
             if (
-                self._response is not None
+                self.turns.response is not None
                 and silent > self._stall_s
                 and not self._holding
                 and not self._session.closing  # the keepalive caught it first
@@ -356,7 +326,7 @@ class RealtimeLink:
                     continue  # a reconnect replaced the session (and used the spare)
                 self._spare = None
                 forced = not self._pause.is_set()
-                cut_off = self._cut_off()
+                cut_off = self.turns.cut_off()
                 try:
                     replayed = await self._switch(new, cut_off)
                 except ConnectionClosed as exc:
@@ -399,10 +369,7 @@ class RealtimeLink:
             await new.send(new.dialect.conversation_item(role, text))
         old, self._session = self._session, new
         self._ends_at = self._end_of(new)
-        self._items = {}
-        self._talking = self._answer_due = False
-        self._response = None
-        self._response_items = {}
+        self.turns = SessionTurns(self.turns.answers_by_itself)
         self._pause.set()
         self._replaced.set()
         for event in cut_off or ():

@@ -160,6 +160,55 @@ ServerEvent = (
 BENIGN_ERRORS = frozenset({"response_cancel_not_active"})
 
 
+# --- Client commands, dialect-neutral ----------------------------------------------------------
+# What the call asks of the model, as values; the link encodes them in the dialect of the
+# session they go to (Dialect.encode), so no one re-parses JSON text to learn what was sent.
+# The caller's audio is not among them: it goes 50 times a second as bytes (send_audio).
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResponse:
+    """response.create: the model answers now (with these instructions for this answer)."""
+
+    instructions: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResponse:
+    """response.cancel of the answer in progress."""
+
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Truncate:
+    """conversation.item.truncate: the caller heard only `audio_end_ms` of this item."""
+
+    item_id: str
+    audio_end_ms: int
+    content_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AddText:
+    """A text message put into the conversation (keys, the call so far for a new session)."""
+
+    role: str  # "user" | "assistant" | "system"
+    text: str
+    item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionOutput:
+    """A tool's result for the model's function call `call_id`."""
+
+    call_id: str
+    output: str
+
+
+ClientCommand = CreateResponse | CancelResponse | Truncate | AddText | FunctionOutput
+
+
 class ProtocolError(ValueError):
     """A server frame that is not a well-formed event (bad JSON, missing fields)."""
 
@@ -391,12 +440,20 @@ class GaDialect:
             }
         )
 
-    def truncated(self, text: str) -> tuple[str, int] | None:
-        """(item_id, audio_end_ms) when `text` is a truncate built by :meth:`truncate`."""
-        if not text.startswith('{"type":"conversation.item.truncate"'):
-            return None
-        event = json.loads(text)
-        return event["item_id"], event["audio_end_ms"]
+    def encode(self, command: ClientCommand) -> str:
+        """One client command as this dialect's JSON text."""
+        match command:
+            case CreateResponse():
+                return self.response_create(command.instructions)
+            case CancelResponse():
+                return self.response_cancel(command.response_id)
+            case Truncate():
+                return self.truncate(command.item_id, command.audio_end_ms, command.content_index)
+            case AddText():
+                return self.conversation_item(command.role, command.text, command.item_id)
+            case FunctionOutput():
+                return self.function_output(command.call_id, command.output)
+        raise TypeError(f"not a client command: {command!r}")
 
     def parse(self, text: str | bytes) -> ServerEvent:
         """Parse one server frame leniently: dispatch on `type`, read only what we use."""

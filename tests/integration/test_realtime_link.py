@@ -145,8 +145,7 @@ def is_done(event: rt.ServerEvent) -> bool:
 async def send_audio(link: RealtimeLink, samples: np.ndarray) -> int:
     frames = 0
     for i in range(0, len(samples), FRAME):
-        await link.send(link.dialect.append_audio(samples[i : i + FRAME].astype("<i2").tobytes()))
-        frames += 1
+        frames += link.send_audio(samples[i : i + FRAME].astype("<i2").tobytes(), 1000)
     return frames
 
 
@@ -196,7 +195,7 @@ async def test_each_way_opens_a_configured_session(way: str) -> None:
             realtime, base, auth = {}, server.url, NoAuth()
         cfg = config(realtime, instructions="Be the echo line.", input_transcription={})
         async with linked(server, cfg, base_url=base, auth=auth) as (link, reader, _):
-            await link.send(link.dialect.response_create("Greet."))
+            await link.send(rt.CreateResponse("Greet."))
             done = await reader.wait(is_done)
             assert done.status == "completed"
             assert any(isinstance(e, rt.AudioDelta) for e in reader.events)
@@ -230,7 +229,7 @@ async def test_each_way_opens_a_configured_session(way: str) -> None:
 async def test_reconnect_after_1011_restores_instructions_and_conversation(server) -> None:
     cfg = config(instructions="Be the echo line.", input_transcription={})
     async with linked(server, cfg) as (link, reader, log):
-        await link.send(link.dialect.response_create("Greet."))
+        await link.send(rt.CreateResponse("Greet."))
         await reader.wait(is_done)
         await send_audio(link, pcm(noise(0.3), speechlike(1.0), noise(0.8)))
         await reader.wait(lambda e: isinstance(e, rt.Transcript) and e.role == "caller")
@@ -245,7 +244,7 @@ async def test_reconnect_after_1011_restores_instructions_and_conversation(serve
 
         # The call goes on: a new turn on the new session is echoed.
         mark = len(reader.events)
-        await link.send(link.dialect.response_create("Say something."))
+        await link.send(rt.CreateResponse("Say something."))
         done = await reader.wait(is_done, mark)
         assert done.status == "completed"
         second = server.sessions[1]
@@ -268,13 +267,13 @@ async def test_reconnect_after_dead_socket_in_the_preview_dialect(server) -> Non
         "api_version": "2025-04-01-preview",
     }
     async with linked(server, config(realtime), base_url=server.preview_url) as (link, reader, log):
-        await link.send(link.dialect.response_create("Greet."))
+        await link.send(rt.CreateResponse("Greet."))
         await reader.wait(is_done)
         await server.sessions[0].drop(1006)
         reconnected = await log.wait("realtime.reconnected")
         assert reconnected["code"] == 1006 and reconnected["replayed_items"] == 1
         mark = len(reader.events)
-        await link.send(link.dialect.response_create("Again."))
+        await link.send(rt.CreateResponse("Again."))
         assert (await reader.wait(is_done, mark)).status == "completed"
         assert items(server.sessions[1]) == [("assistant", CHIME_TRANSCRIPT)]
         assert all(s.dialect == "preview" for s in server.sessions)
@@ -441,15 +440,15 @@ async def test_clean_close_is_not_reconnected(server) -> None:
 
 async def test_error_events_are_counted_and_end_nothing(server) -> None:
     async with linked(server, config()) as (link, reader, _):
-        await link.send(link.dialect.response_cancel())  # nothing to cancel: benign
+        await link.send(rt.CancelResponse())  # nothing to cancel: benign
         benign = await reader.wait(lambda e: isinstance(e, rt.ServiceError))
         assert benign.benign and benign.code == "response_cancel_not_active"
         mark = len(reader.events)
-        await link.send(link.dialect.conversation_item("user", "hello", item_id="item_dup"))
-        await link.send(link.dialect.conversation_item("user", "again", item_id="item_dup"))
+        await link.send(rt.AddText("user", "hello", item_id="item_dup"))
+        await link.send(rt.AddText("user", "again", item_id="item_dup"))
         other = await reader.wait(lambda e: isinstance(e, rt.ServiceError), mark)
         assert not other.benign
-        await link.send(link.dialect.response_create())
+        await link.send(rt.CreateResponse())
         assert (await reader.wait(is_done, mark)).status == "completed"
         assert link.stats.service_errors == 2 and len(server.sessions) == 1
 
@@ -464,8 +463,8 @@ async def test_item_ids_the_service_makes_up_are_remembered_within_a_bound(serve
             delta = {"response_id": "r1", "item_id": f"item_{i}", "delta": "AAAA"}
             await session.send_raw(json.dumps({"type": "response.output_audio.delta", **delta}))
         await reader.wait(lambda e: isinstance(e, rt.AudioDelta) and e.item_id == "item_999")
-        assert 0 < len(link._items) <= MAX_ITEMS and "item_999" in link._items
-        assert 0 < len(link._response_items) <= MAX_ITEMS
+        assert 0 < len(link.turns.items) <= MAX_ITEMS and "item_999" in link.turns.items
+        assert 0 < len(link.turns.response_items) <= MAX_ITEMS
 
 
 # --- session limit: rollover ------------------------------------------------------------------
@@ -480,7 +479,7 @@ async def test_an_expiry_in_the_past_causes_no_rollover_loop(expires_in_s: float
         async with linked(server, config()) as (link, reader, log):
             for _ in range(2):  # two answers: time for a loop to show, were there one
                 mark = len(reader.events)
-                await link.send(link.dialect.response_create("Greet."))
+                await link.send(rt.CreateResponse("Greet."))
                 assert (await reader.wait(is_done, mark)).status == "completed"
             assert link.stats.rollovers == 0 and len(server.sessions) == 1
             assert not log.find("realtime.rolled_over") and not log.find("realtime.reconnected")
@@ -492,7 +491,7 @@ async def test_rollover_at_a_pause_loses_no_audio() -> None:
     async with EmbeddedRealtimeServer(burst_speed=40.0, max_session_s=4) as server:
         cfg = config({"rollover_margin_s": 3}, instructions="Be the echo line.")
         async with linked(server, cfg) as (link, reader, log):
-            await link.send(link.dialect.response_create("Greet."))
+            await link.send(rt.CreateResponse("Greet."))
             await reader.wait(is_done)
             sent = 0
             silence = pcm(noise(0.02))
@@ -502,7 +501,7 @@ async def test_rollover_at_a_pause_loses_no_audio() -> None:
                 await asyncio.sleep(0.02)  # the caller's clock, not a synchronisation
                 assert sent < 500, "no rollover within 10 s"
             mark = len(reader.events)
-            await link.send(link.dialect.response_create("Again."))
+            await link.send(rt.CreateResponse("Again."))
             assert (await reader.wait(is_done, mark)).status == "completed"
             # With a 4 s limit the call may roll over more than once: every switch was at a
             # pause, every replaced session was closed by the gateway (1000) before its limit
@@ -536,7 +535,7 @@ async def test_forced_rollover_cuts_the_answer_once() -> None:
     async with EmbeddedRealtimeServer(burst_speed=0.1, max_session_s=4) as server:
         cfg = config({"rollover_margin_s": 3.6})
         async with linked(server, cfg) as (link, reader, log):
-            await link.send(link.dialect.response_create("Greet."))
+            await link.send(rt.CreateResponse("Greet."))
             started = await reader.wait(lambda e: isinstance(e, rt.ResponseStarted))
             rolled = await log.wait("realtime.rolled_over")
             assert rolled["forced"] is True
@@ -552,7 +551,7 @@ async def test_forced_rollover_cuts_the_answer_once() -> None:
                 for e in reader.events[:index]
             )
             mark = len(reader.events)
-            await link.send(link.dialect.response_cancel())  # proves the new session answers
+            await link.send(rt.CancelResponse())  # proves the new session answers
             await reader.wait(lambda e: isinstance(e, rt.ServiceError), mark)
             late = [
                 e

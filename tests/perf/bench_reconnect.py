@@ -94,11 +94,10 @@ async def rollovers(count: int, session_s: float) -> dict[str, Any]:
         log = Log()
         link = await link_for(server, cfg, log)
         reader = asyncio.create_task(drain(link))
-        frame = link.dialect.append_audio(b"\x00" * 960)
+        frame = b"\x00" * 960
         sent = 0
         while len([n for _, n, _ in log.lines if n == "realtime.rolled_over"]) < count:
-            await link.send(frame)
-            sent += 1
+            sent += link.send_audio(frame, 50)
             await asyncio.sleep(0.02)  # the caller's 20 ms clock
         reader.cancel()
         await link.close()

@@ -163,10 +163,51 @@ def test_conversation_items_are_valid_ga() -> None:
     assert assistant["item"]["content"] == [{"type": "output_text", "text": "Hi"}]
 
 
-def test_truncated_recognises_only_our_truncate_events() -> None:
-    assert GA.truncated(GA.truncate("item_1", 1234)) == ("item_1", 1234)
-    assert GA.truncated(GA.append_audio(b"\x00\x01")) is None
-    assert GA.truncated(GA.response_cancel()) is None
+ENCODED = [
+    (rt.CreateResponse(), {"type": "response.create"}),
+    (
+        rt.CreateResponse("Greet."),
+        {"type": "response.create", "response": {"instructions": "Greet."}},
+    ),
+    (rt.CancelResponse(), {"type": "response.cancel"}),
+    (rt.CancelResponse("resp_1"), {"type": "response.cancel", "response_id": "resp_1"}),
+    (
+        rt.Truncate("item_1", 1234, 1),
+        {
+            "type": "conversation.item.truncate",
+            "item_id": "item_1",
+            "content_index": 1,
+            "audio_end_ms": 1234,
+        },
+    ),
+    (
+        rt.AddText("user", "[DTMF 12#]"),
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "[DTMF 12#]"}],
+            },
+        },
+    ),
+    (
+        rt.FunctionOutput("call_1", '{"ok": true}'),
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("command", "expected"), ENCODED)
+def test_typed_commands_encode_to_valid_events_in_both_dialects(command, expected) -> None:
+    assert json.loads(GA.encode(command)) == expected
+    validate_client_event(json.loads(GA.encode(command)))
+    validate_preview_client_event(json.loads(PREVIEW.encode(command)))
+    with pytest.raises(TypeError):
+        GA.encode("response.create")  # type: ignore[arg-type]
 
 
 # --- the preview dialect ------------------------------------------------------------------------

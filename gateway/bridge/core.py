@@ -1,0 +1,364 @@
+"""One call's behaviour as a plain object: no asyncio, no sockets, the time passed in.
+
+Like websockets' ``Protocol`` beside its asyncio ``Connection``, or h11's ``Connection``
+beside a socket: :class:`CallCore` takes what happens on a call (a server event, a key, a
+tool's result, the pacer asking for a frame, time passing) and answers with typed commands:
+the model's (``rt.CreateResponse``, ``rt.CancelResponse``, ``rt.Truncate``, ``rt.AddText``,
+``rt.FunctionOutput``, encoded by the link in its session's dialect) and the call's
+(:class:`RunTool`, :class:`HangUp`). The asyncio shell (:class:`~.call.CallBridge`) feeds it and
+runs the commands, in the order given; a unit test feeds it a table of inputs and compares the
+commands.
+
+It alone decides which answer is running and whether the caller is owed one (the service
+refuses a second ``response.create`` while one runs), when the agent's last words have been
+heard, and how much of an interrupted answer was heard: the playback's accounting
+(``ItemAccount.heard_ms`` of ``received_ms``, the wire truth) goes into the truncate, into the
+transcript and into the context a new session is given, cut by one rule
+(:func:`gateway.realtime.conversation.cut_text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import DtmfConfig
+from ..metrics import CallProbe
+from ..realtime import protocol as rt
+from ..realtime.conversation import Conversation
+from .keypad import KEYS_PER_S, Keypad, dtmf_message
+from .model_audio import ModelAudio
+from .playback import ItemAccount, ItemKey, Playback
+from .tools import ToolCall
+from .transcript import TranscriptLog
+
+MALFORMED_LOG_EVERY = 100  # a service sending garbage gets a log line per this many frames
+ERRORS_LOGGED_IN_FULL = 10  # service error events of a call logged each, before the above
+MAX_LOGGED_MESSAGE = 500  # characters of a service error's message in the log
+KEY_DROP_LOG_EVERY = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RunTool:
+    """Run the model's function call; its output comes back through ``CallCore.tool_done``."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """End the call now, for this reason (agent_hangup, transferred)."""
+
+    reason: str
+
+
+Command = rt.ClientCommand | RunTool | HangUp
+NOTHING: tuple[Command, ...] = ()  # the common answer, with no allocation
+
+
+@dataclass
+class CallStats:
+    uplink_dropped: int = 0
+    deltas_dropped: int = 0
+    barge_ins: int = 0
+    local_barge_ins: int = 0
+    local_unconfirmed: int = 0
+    responses: int = 0
+    service_errors: int = 0
+    malformed_events: int = 0
+    playback_dropped_ms: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class CallCore:
+    """The turn and response state of one call, and what follows from each input."""
+
+    def __init__(
+        self,
+        playback: Playback,
+        audio: ModelAudio,
+        *,
+        transcript: TranscriptLog,
+        conversation: Conversation | None,
+        dtmf: DtmfConfig,
+        log: Any,
+        probe: CallProbe,
+        greeting: str | None = None,
+        interrupts: bool = False,
+        confirm_s: float = 0.0,
+    ) -> None:
+        self.playback = playback
+        self.audio = audio
+        self.transcript = transcript
+        self.conversation = conversation
+        self.log = log
+        self.probe = probe
+        self.stats = CallStats()
+        self._greeting = greeting
+        self._interrupts = interrupts  # speech_started cuts the answer (interrupt_response)
+        self._keypad = Keypad(dtmf.inter_digit_ms, dtmf.max_digits)
+        self._respond_to_keys = dtmf.respond
+        self._confirm_s = confirm_s  # how long a local barge-in holds playback unconfirmed
+        # The answer in progress, as the service tells (created .. done), or asked by us.
+        self._active_response: str | None = None  # running and not cancelled by us
+        self._cancelled: set[str] = set()  # responses whose late deltas are dropped
+        self._responding = False  # a response runs or our response.create is on its way
+        self._owed = False  # a response.create waits for the one in progress to end
+        self._overflowing: ItemKey | None = None  # the item whose audio is being dropped
+        self._held_at: float | None = None  # local pre-emption waiting for the service
+        self._unhold_at: float | None = None
+        self._hang_up_after: str | None = None  # end reason once the agent's words are heard
+        self.hang_up: HangUp | None = None  # set by next_frame once those words are out
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def start(self, now: float) -> Sequence[Command]:
+        """The call is answered: the greeting, if any."""
+        if not self._greeting:
+            return NOTHING
+        return [rt.CreateResponse(self._greeting)]
+
+    def server_event(self, event: rt.ServerEvent, now: float) -> Sequence[Command]:
+        match event:
+            case rt.AudioDelta():  # the shell calls audio_delta itself, on its hot path
+                self.audio_delta(event)
+            case rt.AudioDone():
+                if event.response_id not in self._cancelled:
+                    self.audio.done(ItemKey(event.response_id, event.item_id, event.content_index))
+            case rt.SpeechStarted():
+                self.transcript.speech_started(event.item_id)
+                if self._interrupts:
+                    return self._barge_in(now)
+            case rt.ResponseStarted():
+                self._responding = True
+                self._active_response = event.response_id
+                self.stats.responses += 1
+            case rt.ResponseDone():
+                return self._response_done(event)
+            case rt.FunctionCall():
+                return [RunTool(ToolCall(event.call_id, event.name, event.arguments))]
+            case rt.Transcript(role="caller"):
+                self.transcript.caller_said(event.item_id, event.text)
+            case rt.Transcript():
+                self.transcript.agent_said(event.item_id, event.text)
+            case rt.TranscriptDelta():
+                self.transcript.agent_delta(event.item_id, event.delta)
+            case rt.Malformed():
+                self._malformed(event)
+            case rt.ServiceError():
+                self._service_error(event)
+            case _:
+                pass
+        return NOTHING
+
+    def next_frame(self) -> np.ndarray | None:
+        """The pacer's frame (None: silence); once the agent's last words are out after it
+        asked to hang up, :attr:`hang_up` is set."""
+        frame = self.playback.next_frame()
+        if frame is not None:
+            if self.probe.downlink_since is not None:
+                self.probe.audio_played()
+        elif (
+            self._hang_up_after is not None
+            and self.hang_up is None
+            and not self._responding
+            and not self.playback.buffered_ms
+        ):
+            self.hang_up = HangUp(self._hang_up_after)
+        return frame
+
+    def caller_speaking(self, now: float) -> None:
+        """The gateway's own VAD heard the caller start: hold playback (local pre-emption)
+        until the service confirms with speech_started, or ``confirm_s`` passes."""
+        if not self.playback.buffered_ms or self.playback.held:
+            return
+        self.playback.hold()
+        self._held_at = now
+        self._unhold_at = now + self._confirm_s
+        self.stats.local_barge_ins += 1
+        self.log.debug("call.local_barge_in")
+
+    def key(self, digit: str, now: float, **detail: Any) -> Sequence[Command]:
+        """A key from the caller (RFC 4733 or SIP INFO; `detail` goes in the log line); keys
+        beyond the keypad's rate are dropped (the first drop, and every KEY_DROP_LOG_EVERY-th,
+        is logged)."""
+        if not self._keypad.accept(now):
+            if self._keypad.dropped % KEY_DROP_LOG_EVERY == 1:
+                self.log.warning(
+                    "call.dtmf_dropped", dropped=self._keypad.dropped, limit_per_s=KEYS_PER_S
+                )
+            return NOTHING
+        self.log.info("call.dtmf", digit=digit, **detail)
+        entry = self._keypad.press(digit, now)
+        return self._keys(entry) if entry is not None else NOTHING
+
+    def tick(self, now: float) -> Sequence[Command]:
+        """Time passed: call at :attr:`deadline` (earlier or later is harmless)."""
+        if self._unhold_at is not None and now >= self._unhold_at:
+            self.playback.release()
+            self._held_at = self._unhold_at = None
+            self.stats.local_unconfirmed += 1
+            self.log.info("call.local_barge_in_unconfirmed")
+        entry = self._keypad.due(now)
+        return self._keys(entry) if entry is not None else NOTHING
+
+    @property
+    def deadline(self) -> float | None:
+        """When :meth:`tick` is next due: a key entry's pause, a local hold's end."""
+        times = [t for t in (self._keypad.deadline, self._unhold_at) if t is not None]
+        return min(times) if times else None
+
+    def tool_done(self, call: ToolCall, output: str, now: float) -> Sequence[Command]:
+        """A tool's output: to the model, which then speaks about it (unless the call ends)."""
+        commands: list[Command] = [rt.FunctionOutput(call.call_id, output)]
+        if self._hang_up_after is None and self.hang_up is None:
+            commands += self._respond()
+        return commands
+
+    def hang_up_after_words(self, reason: str = "agent_hangup") -> None:
+        """The agent ends the call once what it is saying has been heard (end_call)."""
+        self._hang_up_after = reason
+
+    def transferred(self) -> Sequence[Command]:
+        """The caller was transferred: the call ends now."""
+        self.hang_up = HangUp("transferred")
+        return [self.hang_up]
+
+    def end(self) -> None:
+        """The call is over: what was playing ends here, for the transcript."""
+        self.playback.interrupt()
+
+    @property
+    def responding(self) -> bool:
+        """An answer runs, or our request for one is on its way."""
+        return self._responding
+
+    # --- the model's answer -------------------------------------------------------------------
+
+    def _respond(self) -> Sequence[Command]:
+        """A response.create now, or once the answer in progress is done."""
+        if self._responding:
+            self._owed = True
+            return NOTHING
+        self._responding = True  # ours now; response.created/done keep it true to the service
+        return [rt.CreateResponse()]
+
+    def _keys(self, entry: str) -> Sequence[Command]:
+        """A key entry for the model. One response answers every entry sent before it."""
+        self.log.info("call.dtmf_to_model", keys=entry)
+        commands: list[Command] = [rt.AddText("user", dtmf_message(entry))]
+        if self._respond_to_keys:
+            commands += self._respond()
+        return commands
+
+    def audio_delta(self, event: rt.AudioDelta) -> None:
+        """The model's audio into playback (no command follows one, nor does time matter)."""
+        if event.response_id in self._cancelled:
+            self.stats.deltas_dropped += 1
+            return
+        key = ItemKey(event.response_id, event.item_id, event.content_index)
+        playback = self.playback
+        self.probe.audio_arrived(playback_idle=playback.buffered_ms == 0)
+        dropped = playback.dropped_samples
+        self.audio.delta(key, event.audio)
+        if playback.dropped_samples != dropped:
+            self._overflow(key, playback.dropped_samples - dropped)
+
+    def _overflow(self, key: ItemKey, samples: int) -> None:
+        """Model audio beyond media.playback_buffer_s was dropped: counted, logged per item."""
+        ms = samples / 8
+        self.stats.playback_dropped_ms += round(ms)
+        self.probe.playback_dropped(ms / 1000)
+        if key != self._overflowing:
+            self._overflowing = key
+            self.log.warning(
+                "playback.overflow",
+                response_id=key.response_id,
+                item_id=key.item_id,
+                buffered_s=round(self.playback.buffered_ms / 1000, 1),
+                limit_s=self.playback.max_buffer_s,
+            )
+
+    def _response_done(self, event: rt.ResponseDone) -> Sequence[Command]:
+        if self._active_response == event.response_id:
+            self._active_response = None
+        self._cancelled.discard(event.response_id)  # no delta of it can follow
+        # No more audio for its items, even if an output_audio.done was never sent.
+        for key in [k for k in self.playback.items if k.response_id == event.response_id]:
+            self.audio.done(key)
+        self.probe.response_done(event.usage)
+        for name, value in event.usage.items():
+            if isinstance(value, int):
+                self.stats.usage[name] = self.stats.usage.get(name, 0) + value
+        self.log.info("realtime.response_done", status=event.status, reason=event.reason)
+        self._responding = False
+        if self._owed:
+            self._owed = False
+            return self._respond()
+        return NOTHING
+
+    def _barge_in(self, now: float) -> Sequence[Command]:
+        """The caller talks over the model: stop playback now, tell the model what was heard."""
+        cut = self.playback.interrupt()  # the very next pacer tick sends silence
+        self.probe.flushed(now, cut_audio=bool(cut))
+        self.audio.cut()
+        self._unhold_at = None
+        if self._held_at is not None:
+            lead_ms = round((now - self._held_at) * 1000)
+            self.log.info("call.local_barge_in_confirmed", lead_ms=lead_ms)
+            self._held_at = None
+        commands: list[Command] = []
+        if self._active_response is not None:
+            # The service may have cancelled it already (interrupt_response): then this
+            # only earns a benign response_cancel_not_active.
+            self._cancelled.add(self._active_response)
+            commands.append(rt.CancelResponse())
+            self._active_response = None
+        for item in cut:
+            commands.append(rt.Truncate(item.key.item_id, item.heard_ms, item.key.content_index))
+            if self.conversation is not None:
+                self.conversation.cut(item.key.item_id, item.heard_ms, item.received_ms)
+            self._log_cut(item)
+        if commands:
+            self.stats.barge_ins += 1
+        return commands
+
+    def _log_cut(self, item: ItemAccount) -> None:
+        self.log.info(
+            "call.barge_in",
+            response_id=item.key.response_id,
+            item_id=item.key.item_id,
+            heard_ms=item.heard_ms,
+            received_ms=round(item.received_ms),
+        )
+
+    # --- what the service says is wrong -------------------------------------------------------
+
+    def _malformed(self, event: rt.Malformed) -> None:
+        self.stats.malformed_events += 1
+        self.probe.realtime_error("malformed_event")
+        if self.stats.malformed_events % MALFORMED_LOG_EVERY == 1:
+            self.log.warning(
+                "realtime.malformed_event",
+                reason=event.reason,
+                excerpt=event.excerpt,
+                count=self.stats.malformed_events,
+            )
+
+    def _service_error(self, event: rt.ServiceError) -> None:
+        self.stats.service_errors += 1
+        self.probe.realtime_error(event.code or "no_code")
+        # The first few in full, then one per MALFORMED_LOG_EVERY, cut short: a service
+        # that sends errors in a loop, or megabytes of message, cannot flood the log.
+        n = self.stats.service_errors
+        if n <= ERRORS_LOGGED_IN_FULL or n % MALFORMED_LOG_EVERY == 0:
+            level = self.log.debug if event.benign else self.log.warning
+            level(
+                "realtime.error",
+                code=str(event.code)[:64] if event.code else event.code,
+                message=event.message[:MAX_LOGGED_MESSAGE],
+                count=self.stats.service_errors,
+            )

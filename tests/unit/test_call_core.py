@@ -1,0 +1,378 @@
+"""CallCore as tables: inputs (server events, frames pulled, keys, ticks, tool results) and the
+commands each one must produce. No sockets, no sleeps, no event loop: the time is passed in.
+
+G.711 passthrough keeps the arithmetic exact: 8 bytes of model audio are 1 ms, a 20 ms frame
+is 160 of them, and what was heard is the frames pulled times 20 ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gateway.bridge.core import CallCore, HangUp, RunTool
+from gateway.bridge.model_audio import ModelAudio
+from gateway.bridge.playback import Playback
+from gateway.bridge.tools import ToolCall
+from gateway.bridge.transcript import TranscriptLog
+from gateway.config import DtmfConfig
+from gateway.media.g711 import PCMU
+from gateway.metrics import CallProbe
+from gateway.realtime import protocol as rt
+from gateway.realtime.conversation import Conversation, cut_text
+
+ANSWER = "I can book you a table for two at eight tonight, would that suit you"
+END_CALL = ToolCall("call_1", "end_call", "{}")
+
+
+class Log:
+    """Stands in for a structlog logger: keeps (event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+
+    def _log(self, event: str, **fields: Any) -> None:
+        self.lines.append((event, fields))
+
+    debug = info = warning = error = _log
+
+    def find(self, event: str) -> list[dict[str, Any]]:
+        return [fields for name, fields in self.lines if name == event]
+
+
+@dataclass
+class Call:
+    core: CallCore
+    log: Log
+    conversation: Conversation
+    transcript: TranscriptLog
+
+
+def call(
+    *,
+    greeting: str | None = None,
+    interrupts: bool = True,
+    dtmf: dict[str, Any] | None = None,
+) -> Call:
+    log = Log()
+    transcript = TranscriptLog(None, log, clock=lambda: 0.0, wall=lambda: 0.0)
+    playback = Playback(160, on_finished=transcript.agent_played, clock=lambda: 0.0)
+    conversation = Conversation(rt.bytes_per_ms("g711"))
+    core = CallCore(
+        playback,
+        ModelAudio(playback, PCMU, passthrough=True),
+        transcript=transcript,
+        conversation=conversation,
+        dtmf=DtmfConfig(**(dtmf or {})),
+        log=log,
+        probe=CallProbe(),
+        greeting=greeting,
+        interrupts=interrupts,
+        confirm_s=0.3,
+    )
+    return Call(core, log, conversation, transcript)
+
+
+def audio(response: str, item: str, ms: int) -> rt.AudioDelta:
+    return rt.AudioDelta(response, item, 0, b"\xff" * (8 * ms))
+
+
+def run(c: Call, steps: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Feed each step to the core; the commands of each, in order. A step is one of
+    ("event", ServerEvent), ("frames", n), ("key", digit, now), ("tick", now),
+    ("tool", ToolCall, output), ("hang_up_after_words",), ("transferred",)."""
+    out: list[list[Any]] = []
+    for step in steps:
+        match step:
+            case ("event", event):
+                got = list(c.core.server_event(event, 0.0))
+            case ("frames", n):
+                for _ in range(n):
+                    c.core.next_frame()
+                got = [c.core.hang_up] if c.core.hang_up is not None else []
+            case ("key", digit, now):
+                got = list(c.core.key(digit, now))
+            case ("tick", now):
+                got = list(c.core.tick(now))
+            case ("tool", tool_call, output):
+                got = list(c.core.tool_done(tool_call, output, 0.0))
+            case ("hang_up_after_words",):
+                c.core.hang_up_after_words()
+                got = []
+            case ("transferred",):
+                got = list(c.core.transferred())
+            case _:
+                raise AssertionError(f"unknown step {step!r}")
+        out.append(got)
+    return out
+
+
+def check(c: Call, table: list[tuple[tuple[Any, ...], list[Any]]]) -> None:
+    got = run(c, [step for step, _ in table])
+    for (step, expected), commands in zip(table, got, strict=True):
+        assert commands == expected, step
+
+
+# --- the greeting -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("greeting", "expected"),
+    [("Greet the caller.", [rt.CreateResponse("Greet the caller.")]), (None, []), ("", [])],
+)
+def test_the_greeting_is_asked_for_once_the_call_is_answered(greeting, expected) -> None:
+    assert list(call(greeting=greeting).core.start(0.0)) == expected
+
+
+# --- barge-in -----------------------------------------------------------------------------------
+
+
+def test_barge_in_cancels_the_answer_and_truncates_at_exactly_what_was_heard() -> None:
+    c = call()
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (("event", audio("r1", "a1", 1000)), []),
+            (("frames", 15), []),  # 300 ms on the wire
+            (
+                ("event", rt.SpeechStarted(0, "u1")),
+                [rt.CancelResponse(), rt.Truncate("a1", 300, 0)],
+            ),
+            (("frames", 1), []),  # the very next frame is silence
+            (("event", audio("r1", "a1", 200)), []),  # a late delta of the cancelled answer
+            (("event", rt.AudioDone("r1", "a1")), []),
+            (("event", rt.ResponseDone("r1", "cancelled", "turn_detected")), []),
+        ],
+    )
+    assert c.core.next_frame() is None and c.core.playback.buffered_ms == 0
+    assert c.core.stats.barge_ins == 1 and c.core.stats.deltas_dropped == 1
+    [cut] = c.log.find("call.barge_in")
+    assert (cut["item_id"], cut["heard_ms"], cut["received_ms"]) == ("a1", 300, 1000)
+
+
+def test_speech_over_silence_cuts_nothing_and_sends_nothing() -> None:
+    c = call()
+    check(
+        c,
+        [
+            (("event", rt.SpeechStarted(0, "u1")), []),
+            (("event", rt.ResponseStarted("r1")), []),
+            (("event", audio("r1", "a1", 100)), []),
+            (("frames", 5), []),  # all of it heard
+            (("event", rt.AudioDone("r1", "a1")), []),
+            (("event", rt.ResponseDone("r1", "completed", None)), []),
+            (("event", rt.SpeechStarted(0, "u2")), []),
+        ],
+    )
+    assert c.core.stats.barge_ins == 0
+
+
+def test_without_interrupt_response_the_answer_plays_on() -> None:
+    c = call(interrupts=False)
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (("event", audio("r1", "a1", 400)), []),
+            (("frames", 2), []),
+            (("event", rt.SpeechStarted(0, "u1")), []),
+        ],
+    )
+    assert c.core.playback.buffered_ms == 360
+
+
+def test_a_barge_in_after_the_answer_was_sent_truncates_without_cancelling() -> None:
+    """The model has finished sending (response.done) but its audio still plays."""
+    c = call()
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (("event", audio("r1", "a1", 1000)), []),
+            (("event", rt.AudioDone("r1", "a1")), []),
+            (("event", rt.ResponseDone("r1", "completed", None)), []),
+            (("frames", 10), []),
+            (("event", rt.SpeechStarted(0, "u1")), [rt.Truncate("a1", 200, 0)]),
+        ],
+    )
+
+
+# --- how much was heard: one rule for the transcript and the replay -----------------------------
+
+
+def test_the_interrupted_answer_is_replayed_cut_as_the_transcript_says_it_was_heard() -> None:
+    """After a reconnect the new session is told the answer as far as it was heard (not in
+    full), and the transcript file says the same words."""
+    c = call()
+    steps = [
+        ("event", rt.SpeechStarted(0, "u1")),
+        ("event", rt.Transcript("caller", "u1", "A table for two, please.")),
+        ("event", rt.ResponseStarted("r1")),
+        ("event", audio("r1", "a1", 2000)),
+        ("frames", 40),  # 800 of 2000 ms heard
+        ("event", rt.SpeechStarted(0, "u2")),
+        ("event", rt.Transcript("agent", "a1", ANSWER)),  # the transcript comes after the cut
+    ]
+    for event in (s[1] for s in steps if s[0] == "event"):
+        c.conversation.observe(event)  # what the link sees of the same events
+    run(c, steps)
+    heard = cut_text(ANSWER, 800, 2000)
+    assert heard and heard != ANSWER
+    assert c.conversation.replay() == [
+        ("user", "A table for two, please."),
+        ("assistant", heard + " …"),
+    ]
+    [agent] = [f for e, f in c.log.lines if e == "call.transcript" and f["role"] == "agent"]
+    assert agent["text"] == heard and agent["heard_ms"] == 800 and agent["interrupted"]
+
+
+# --- hang-up after the last words ---------------------------------------------------------------
+
+
+def test_end_call_hangs_up_once_the_last_words_have_been_heard() -> None:
+    c = call()
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (
+                ("event", rt.FunctionCall("r1", "f1", "call_1", "end_call", "{}")),
+                [RunTool(END_CALL)],
+            ),
+            (("hang_up_after_words",), []),
+            (("tool", END_CALL, '{"ok": true}'), [rt.FunctionOutput("call_1", '{"ok": true}')]),
+            (("event", audio("r1", "a1", 100)), []),
+            (("frames", 5), []),  # the goodbye played, but the answer is still running
+            (("frames", 1), []),
+            (("event", rt.AudioDone("r1", "a1")), []),
+            (("event", rt.ResponseDone("r1", "completed", None)), []),
+            (("frames", 1), [HangUp("agent_hangup")]),
+        ],
+    )
+
+
+def test_end_call_waits_for_audio_still_queued() -> None:
+    c = call()
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (("event", audio("r1", "a1", 200)), []),
+            (("event", rt.AudioDone("r1", "a1")), []),
+            (("event", rt.ResponseDone("r1", "completed", None)), []),
+            (("hang_up_after_words",), []),
+            (("frames", 9), []),  # 180 of 200 ms
+            (("frames", 1), []),  # the last frame of the goodbye
+            (("frames", 1), [HangUp("agent_hangup")]),
+        ],
+    )
+
+
+def test_a_transfer_ends_the_call_at_once() -> None:
+    c = call()
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (("event", audio("r1", "a1", 1000)), []),
+            (("transferred",), [HangUp("transferred")]),
+        ],
+    )
+
+
+# --- tools ----------------------------------------------------------------------------------------
+
+
+def test_a_tools_result_is_answered_once_the_model_is_free() -> None:
+    order = ToolCall("call_2", "order", '{"id": 7}')
+    c = call()
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (
+                ("event", rt.FunctionCall("r1", "f1", "call_2", "order", '{"id": 7}')),
+                [RunTool(order)],
+            ),
+            # The output goes at once; the model may not answer while r1 runs.
+            (
+                ("tool", order, '{"status": "shipped"}'),
+                [rt.FunctionOutput("call_2", '{"status": "shipped"}')],
+            ),
+            (("event", rt.ResponseDone("r1", "completed", None)), [rt.CreateResponse()]),
+            (("event", rt.ResponseStarted("r2")), []),
+            (("event", rt.ResponseDone("r2", "completed", None)), []),
+            # A result when nothing runs: answered at once.
+            (("tool", order, "{}"), [rt.FunctionOutput("call_2", "{}"), rt.CreateResponse()]),
+        ],
+    )
+
+
+# --- keys -----------------------------------------------------------------------------------------
+
+
+def test_keys_are_gathered_into_one_entry_and_one_response() -> None:
+    c = call(dtmf={"inter_digit_ms": 2000})
+    check(
+        c,
+        [
+            (("key", "1", 10.0), []),
+            (("key", "2", 10.5), []),
+            (("tick", 12.0), []),  # 1.5 s after the last key: not yet
+            (("tick", 12.5), [rt.AddText("user", "[DTMF 12]"), rt.CreateResponse()]),
+            (("event", rt.ResponseStarted("r1")), []),
+            # While the model answers: entries go at once, one response after it for both.
+            (("key", "3", 20.0), []),
+            (("key", "#", 20.2), [rt.AddText("user", "[DTMF 3#]")]),
+            (("key", "4", 21.0), []),
+            (("tick", 23.0), [rt.AddText("user", "[DTMF 4]")]),
+            (("event", rt.ResponseDone("r1", "completed", None)), [rt.CreateResponse()]),
+        ],
+    )
+    assert [f["digit"] for f in c.log.find("call.dtmf")] == ["1", "2", "3", "#", "4"]
+
+
+def test_the_deadline_is_when_the_entry_is_due() -> None:
+    c = call(dtmf={"inter_digit_ms": 2000})
+    assert c.core.deadline is None
+    c.core.key("5", 100.0)
+    assert c.core.deadline == pytest.approx(102.0)
+    c.core.tick(102.0)
+    assert c.core.deadline is None
+
+
+def test_keys_without_respond_reach_the_model_as_text_only() -> None:
+    c = call(dtmf={"respond": False, "inter_digit_ms": 0})
+    check(c, [(("key", "7", 0.0), [rt.AddText("user", "[DTMF 7]")])])
+
+
+def test_keys_beyond_the_keypads_rate_are_dropped_and_logged_once() -> None:
+    c = call(dtmf={"inter_digit_ms": 0, "respond": False})
+    sent = [cmd for _ in range(40) for cmd in c.core.key("1", 0.0)]
+    assert len(sent) == 20  # the burst
+    assert len(c.log.find("call.dtmf_dropped")) == 1
+
+
+# --- local pre-emption ---------------------------------------------------------------------------
+
+
+def test_a_local_barge_in_holds_playback_until_confirmed_or_released() -> None:
+    c = call()
+    run(c, [("event", rt.ResponseStarted("r1")), ("event", audio("r1", "a1", 1000))])
+    c.core.caller_speaking(5.0)
+    assert c.core.playback.held and c.core.deadline == pytest.approx(5.3)
+    assert c.core.next_frame() is None
+    assert list(c.core.tick(5.3)) == [] and not c.core.playback.held
+    assert c.core.stats.local_unconfirmed == 1
+    assert c.core.next_frame() is not None  # released: the answer plays on
+    c.core.caller_speaking(6.0)
+    assert c.core.next_frame() is None  # held again
+    assert list(c.core.server_event(rt.SpeechStarted(0, "u1"), 6.1)) == [
+        rt.CancelResponse(),
+        rt.Truncate("a1", 20, 0),  # only the one frame played between the two holds
+    ]
+    assert c.core.deadline is None
+    assert c.log.find("call.local_barge_in_confirmed") == [{"lead_ms": 100}]
