@@ -88,8 +88,13 @@ class CallServices:
 
 
 async def run_call(call: ActiveCall, services: CallServices) -> None:
-    """The call's task: from its INVITE to its record."""
-    await CallSetup(call, services).run()
+    """The call's task: from its INVITE to its record. A teardown step that failed (the
+    others still ran) is logged here: nobody awaits this task's result."""
+    setup = CallSetup(call, services)
+    try:
+        await setup.run()
+    except Exception:
+        log.exception("call.teardown_failed", call_id=call.id, sip_call_id=call.sip.call_id)
 
 
 class CallSetup:
