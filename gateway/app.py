@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiosipua import IncomingCall, SdpMessage, SipRequest, SipUAC
+from aiosipua import IncomingCall, SipUAC
 
 from . import __version__
 from .admission import Admission
 from .bridge.setup import ActiveCall, CallServices, run_call
 from .call_record import RecordWriter
+from .calls import Calls
 from .config import GatewayConfig, sip_passwords
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
@@ -34,12 +35,10 @@ from .reload import RELOADABLE, apply_config
 from .routing import Router
 from .sip.door import Door
 from .sip.register import Registrar
-from .sip.sdp import NotAcceptable
-from .sip.session_timer import SESSION_TIMER_EXPIRED
 from .sip.tls import TlsSetupError
 from .sip.transactions import SipTimers
 from .sip.transport import Listener, TlsTransport, bound_port
-from .sip.uas import GatewayUAS, reject, respond
+from .sip.uas import GatewayUAS, reject
 from .startup import StartupError, realtime_auth, writable_dir
 
 __all__ = ["RELOADABLE", "ActiveCall", "Gateway", "StartupError"]
@@ -53,7 +52,7 @@ END_OF_SERVICE = ("shutdown", "drain_timeout", "failure")  # Service.run's stop 
 class Gateway:
     def __init__(self, cfg: GatewayConfig, *, sip_timers: SipTimers | None = None) -> None:
         self.cfg = cfg
-        self.calls: dict[str, ActiveCall] = {}  # by SIP Call-ID
+        self.calls = Calls()  # by SIP Call-ID
         self._timers = sip_timers or SipTimers()
         self._uas: list[GatewayUAS] = []
         self._registrar: Registrar | None = None
@@ -162,15 +161,12 @@ class Gateway:
             self._door,
             sip_port=self.sip_port,
             tls_port=self.tls_port,
-            busy=self._carries_call,
+            busy=self.calls.carries,
         )
         name = transport.name
         transport.on_drop = lambda reason: self.metrics.sip_drop(name, reason)
         transport.on_dead = self._fail
         return transport
-
-    def _carries_call(self, source: tuple[str, int]) -> bool:
-        return any(call.sip.source_addr == source for call in self.calls.values())
 
     def _fail(self, reason: str) -> None:
         """A listener stopped: the gateway can no longer be reached. Not ready from now on,
@@ -191,16 +187,8 @@ class Gateway:
 
     def _wire(self, uas: GatewayUAS) -> None:
         uas.on_invite = lambda call: self._on_invite(uas, call)
-        uas.on_bye = lambda call, request: self._end(call.call_id, "caller_bye")
-        uas.on_cancelled = lambda call: self._end(call.call_id, "caller_cancel")
-        uas.on_key = self._on_info_key
-        uas.on_ack_timeout = lambda call: self._end(call.call_id, "ack_timeout")
-        uas.on_ack = self._on_ack
-        uas.on_reinvite = self._on_reinvite
         uas.unavailable = self._unavailable
-        uas.on_session_expired = lambda call: self._end(call.call_id, SESSION_TIMER_EXPIRED)
-        uas.refreshes.local_sdp = self._local_sdp
-        uas.refreshes.on_answer = self._on_refresh_answer
+        self.calls.wire(uas)
 
     def _start_registration(self, password: str) -> None:
         reg = self.cfg.sip.registration
@@ -245,7 +233,7 @@ class Gateway:
             await self._registrar.stop()
             self._registrar = None
         for call in list(self.calls.values()):
-            self._end(call.sip.call_id, reason)
+            self.calls.end(call.sip.call_id, reason)
         tasks = [c.task for c in self.calls.values() if c.task is not None]
         tasks += self._records.pending
         if tasks:
@@ -340,46 +328,6 @@ class Gateway:
     def _unavailable(self) -> bool:
         """OPTIONS get 503 too when an INVITE would: a PBX's health check sees it first."""
         return self.draining or self._full()
-
-    def _on_ack(self, sip: IncomingCall, request: SipRequest) -> None:
-        call = self.calls.get(sip.call_id)
-        if call is None or call.leg is None:
-            return
-        try:
-            call.leg.on_ack(request)
-        except NotAcceptable as exc:
-            log.warning("call.bad_answer", call_id=call.id, reason=str(exc))
-            self._end(sip.call_id, "bad_sdp_answer")
-
-    def _on_reinvite(self, sip: IncomingCall) -> None:
-        call = self.calls.get(sip.call_id)
-        if call is None or call.leg is None:  # still being set up, or already ending
-            respond(sip, 500, PHRASES[500], retry_after=1)  # §14.2
-            return
-        call.leg.on_reinvite()
-
-    def _local_sdp(self, sip: IncomingCall) -> SdpMessage | None:
-        """The SDP we last sent in this call: a refresh re-INVITE repeats it (RFC 4028 §7.4)."""
-        call = self.calls.get(sip.call_id)
-        return call.leg.sdp.local if call is not None and call.leg is not None else None
-
-    def _on_refresh_answer(self, sip: IncomingCall, answer: SdpMessage) -> None:
-        call = self.calls.get(sip.call_id)
-        if call is not None and call.leg is not None:
-            call.leg.on_refresh_answer(answer)
-
-    def _on_info_key(self, sip: IncomingCall, digit: str) -> None:
-        """A key sent as SIP INFO goes the same way as an RFC 4733 one."""
-        call = self.calls.get(sip.call_id)
-        if call is not None and call.bridge is not None:
-            call.bridge.key(digit, source="info")
-
-    def _end(self, sip_call_id: str, reason: str) -> None:
-        call = self.calls.get(sip_call_id)
-        if call is None or call.task is None or call.end_reason is not None:
-            return
-        call.end_reason = reason
-        call.task.cancel()
 
     def _local_ip(self, peer: str) -> str:
         """The address to put in Contact and SDP: configured, bound, or the route's source."""
