@@ -10,6 +10,7 @@ the rollover before the session limit (no audio lost, no answer played twice).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -24,6 +25,7 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.realtime import protocol as rt
 from gateway.realtime.auth import ApiKeyAuth, Auth, NoAuth
 from gateway.realtime.client import RealtimeSession
+from gateway.realtime.conversation import cut_text
 from gateway.realtime.link import MAX_ITEMS, RECONNECT_WITHIN_S, RealtimeLink
 from tests.realtime_schema import validate_client_event, validate_preview_client_event
 from tests.unit.test_embedded import noise, pcm, speechlike
@@ -374,25 +376,24 @@ async def test_the_caller_audio_held_during_a_reconnect_reaches_the_new_session(
             await reopening.wait()
         # 40 frames (0.8 s of the caller), each one told apart by its sample value.
         frames = [np.full(FRAME, 100 + i, dtype="<i2").tobytes() for i in range(40)]
-        sent = [link.dialect.append_audio(frame) for frame in frames]
-        for text in sent:
-            assert link.send_audio(text, max_backlog=1 << 20)
+        for frame in frames:
+            assert link.send_audio(frame, 1 << 20)
         gate.set()
         reconnected = await log.wait("realtime.reconnected")
         assert reconnected["code"] == 1011
         mark = len(reader.events)
-        await link.send(link.dialect.response_create("Say something."))
+        await link.send(rt.CreateResponse("Say something."))
         await reader.wait(is_done, mark)  # the service read everything sent before it
         second = server.sessions[1]
         got = [
-            json.dumps(e, separators=(",", ":"))
+            base64.b64decode(e["audio"])
             for e in second.received
             if e["type"] == "input_audio_buffer.append"
         ]
-        assert len(got) == len(sent), (
-            f"{len(sent)} frames were sent during the reconnect, the new session got {len(got)}"
+        assert len(got) == len(frames), (
+            f"{len(frames)} frames were sent during the reconnect, the new session got {len(got)}"
         )
-        assert got == sent
+        assert got == frames
     finally:
         reader.task.cancel()
         await asyncio.gather(reader.task, return_exceptions=True)
@@ -401,11 +402,12 @@ async def test_the_caller_audio_held_during_a_reconnect_reaches_the_new_session(
 
 
 async def test_an_answer_cut_by_the_caller_is_replayed_as_far_as_it_was_heard(server) -> None:
-    """A barge-in truncates the greeting at half its audio; after a reconnect the new
+    """A barge-in truncates the greeting at half its audio (the call core sends the truncate
+    and records the cut in the link's conversation, as here); after a reconnect the new
     session is told the greeting's first half (and "…"), not the whole of it, which the
     caller never heard and the model would otherwise believe it said."""
     async with linked(server, config()) as (link, reader, log):
-        await link.send(link.dialect.response_create("Greet."))
+        await link.send(rt.CreateResponse("Greet."))
         await reader.wait(is_done)
         heard = await reader.wait(lambda e: isinstance(e, rt.Transcript) and e.role == "agent")
         item = heard.item_id
@@ -417,17 +419,18 @@ async def test_an_answer_cut_by_the_caller_is_replayed_as_far_as_it_was_heard(se
             )
             // link.conversation.bytes_per_ms
         )
-        await link.send(link.dialect.truncate(item, audio_ms // 2))
+        await link.send(rt.Truncate(item, audio_ms // 2))
+        link.conversation.cut(item, audio_ms // 2)
         await server.sessions[0].drop(1011)
         await log.wait("realtime.reconnected")
         mark = len(reader.events)
-        await link.send(link.dialect.response_create("Again."))
+        await link.send(rt.CreateResponse("Again."))
         await reader.wait(is_done, mark)
         [(role, text)] = items(server.sessions[1])
-        words = CHIME_TRANSCRIPT.split()
         assert role == "assistant"
         assert text != CHIME_TRANSCRIPT, "the whole answer was replayed, though cut at half"
-        assert text == " ".join(words[: round(len(words) / 2)]) + " …", text
+        half = cut_text(CHIME_TRANSCRIPT, audio_ms // 2, audio_ms)
+        assert len(half) < len(CHIME_TRANSCRIPT) * 0.6 and text == half + " …", text
 
 
 async def test_clean_close_is_not_reconnected(server) -> None:

@@ -127,10 +127,10 @@ def test_an_appended_file_that_cannot_hold_its_first_piece_is_not_left_behind(
 
 
 def test_a_stale_tmp_of_a_killed_process_is_removed_at_start(tmp_path: Path) -> None:
-    from gateway.app import _writable_dir
+    from gateway.startup import writable_dir
 
     (tmp_path / "a1.json").write_text("{}")
     (tmp_path / "a1.json.tmp").write_text("{half")
     (tmp_path / "keep.wav").write_bytes(b"RIFF")
-    _writable_dir("records.calls_dir", tmp_path)
+    writable_dir("records.calls_dir", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a1.json", "keep.wav"]

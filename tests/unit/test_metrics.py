@@ -175,8 +175,9 @@ def test_codes_from_outside_count_as_other_so_label_sets_stay_bounded() -> None:
 
 
 def test_every_end_reason_the_gateway_gives_is_in_the_vocabulary() -> None:
-    from gateway.app import END_OF_SERVICE, REFUSALS, SETUP_REJECTIONS
+    from gateway.app import END_OF_SERVICE
     from gateway.bridge.call_limits import HOLD_TIMEOUT, MAX_CALL_DURATION
+    from gateway.refusals import REFUSALS, SETUP_REJECTIONS
     from gateway.sip.session_timer import SESSION_TIMER_EXPIRED
 
     assert {*SETUP_REJECTIONS, *END_OF_SERVICE, HOLD_TIMEOUT, MAX_CALL_DURATION} <= END_REASONS

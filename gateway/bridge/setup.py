@@ -1,0 +1,448 @@
+"""One call from its INVITE to its record: set up, bridged, torn down.
+
+A call is answered only once its RTP socket, its Realtime session and its files are ready;
+anything that fails before that is a `SetupFailed` carrying its SIP status (refusals.py), so
+the caller gets a precise answer, never 200 then silence.
+
+Each resource's teardown is registered on a `contextlib.AsyncExitStack` the moment it is
+acquired, so a call that fails half-way tears down exactly what it got, and a teardown step
+that fails does not stop the others. The stack unwinds in this order (the reverse of setup):
+transcript closed, BYE (unless the caller sent one), Realtime session closed, recording
+flushed, RTP socket closed and its port released; last the call leaves the registry, the
+metrics count it and its record is written (before ``call.ended`` is logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+
+import structlog
+from aiosipua import IncomingCall, serialize_sdp
+from aiosipua.dialog import DialogState
+
+from ..call_record import CallRecord, RecordWriter, now_iso
+from ..config import AgentConfig, GatewayConfig
+from ..gc_pauses import FullCollections
+from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
+from ..metrics import CallProbe, Metrics
+from ..realtime.auth import Auth
+from ..realtime.client import RealtimeConnectError
+from ..realtime.link import RealtimeLink
+from ..realtime.protocol import Dialect
+from ..refusals import (
+    FINAL_STATUS,
+    INTERNAL_ERROR,
+    PHRASES,
+    RETRY_AFTER_S,
+    SETUP_FAILURES,
+    SetupFailed,
+)
+from ..routing import CallInfo, Router, Selection
+from ..sip.door import Door
+from ..sip.leg import CallLeg
+from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
+from ..sip.uas import GatewayUAS, reject
+from .actions import Actions
+from .call import CallBridge
+from .call_limits import CallLimits
+from .recording import Recording
+from .tools import Tools
+from .transcript import TranscriptLog
+
+log = structlog.get_logger("gateway")
+T = TypeVar("T")
+
+
+@dataclass
+class ActiveCall:
+    """A call in the gateway's registry, from its INVITE until its record is written."""
+
+    id: str
+    sip: IncomingCall
+    uas: GatewayUAS
+    received_at: float = field(default_factory=time.monotonic)
+    task: asyncio.Task[None] | None = None
+    end_reason: str | None = None
+    leg: CallLeg | None = None
+    bridge: CallBridge | None = None
+
+
+@dataclass(frozen=True)
+class CallServices:
+    """What a call takes from the gateway when its INVITE arrives: a reload changes the next
+    calls' config and routes, never those of a call in progress."""
+
+    cfg: GatewayConfig
+    router: Router
+    ports: PortAllocator
+    media_door: Door  # where a caller's SDP may send our RTP
+    base_url: str
+    dialect: Dialect
+    auth: Auth
+    metrics: Metrics
+    records: RecordWriter
+    local_ip: Callable[[str], str]  # the address for Contact and SDP towards a peer
+    calls: dict[str, ActiveCall]  # the registry the call leaves at its end
+    full_collections: FullCollections
+    on_calls_changed: Callable[[], None]
+
+
+async def run_call(call: ActiveCall, services: CallServices) -> None:
+    """The call's task: from its INVITE to its record. A teardown step that failed (the
+    others still ran) is logged here: nobody awaits this task's result."""
+    setup = CallSetup(call, services)
+    try:
+        await setup.run()
+    except Exception:
+        log.exception("call.teardown_failed", call_id=call.id, sip_call_id=call.sip.call_id)
+
+
+class CallSetup:
+    """Sets up one call on an AsyncExitStack, runs its bridge, tears it down, records it."""
+
+    def __init__(self, call: ActiveCall, services: CallServices) -> None:
+        self.call = call
+        self.services = services
+        sip = call.sip
+        self.log = log.bind(call_id=call.id, sip_call_id=sip.call_id)
+        self.info = CallInfo.from_invite(sip)
+        self.record = CallRecord.of_invite(call.id, sip, self.info.dialed)
+        self.reason = "unknown"  # how the call ended, known when the teardown starts
+        self.answered_at: float | None = None
+        self.opening: asyncio.Task[None] | None = None  # the record's in_progress write
+        self.stream: RtpStream | None = None
+        self.transcript: TranscriptLog | None = None
+        self.actions: Actions | None = None
+        self.bridge: CallBridge | None = None
+
+    async def run(self) -> None:
+        call, sip = self.call, self.call.sip
+        # In this task's context: every line logged by the call, its bridge and the libraries
+        # it calls (websockets) carries both ids (observability.py merges contextvars).
+        structlog.contextvars.bind_contextvars(call_id=call.id, sip_call_id=sip.call_id)
+        self.log.info(
+            "call.received",
+            caller=sip.caller,
+            callee=sip.callee,
+            source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            late_offer=sip.sdp_offer is None,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._finish)  # registered first: runs last
+            reason = "unknown"
+            try:
+                bridge = await self._set_up(stack)
+                reason = await bridge.run()
+                self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
+            except SetupFailed as exc:
+                reason = exc.reason
+                self._refuse(exc)
+            except asyncio.CancelledError:
+                reason = call.end_reason or "cancelled"
+                if call.end_reason is None:
+                    raise
+            except Exception:
+                reason = "internal_error"
+                self.log.exception("call.failed")
+                if self.answered_at is None and sip.dialog.state == DialogState.EARLY:
+                    reject(sip, INTERNAL_ERROR, PHRASES[INTERNAL_ERROR])
+            finally:
+                self.reason = call.end_reason or reason
+
+    def _refuse(self, exc: SetupFailed) -> None:
+        getattr(self.log, exc.level)(
+            "call.rejected", status=exc.status, reason=exc.detail, **exc.fields
+        )
+        reject(self.call.sip, exc.status, exc.phrase, retry_after=exc.retry_after)
+
+    # --- setting up ---------------------------------------------------------------------------
+
+    async def _set_up(self, stack: contextlib.AsyncExitStack) -> CallBridge:
+        """Acquire the call's resources in order, each one's teardown registered at once, and
+        answer the INVITE; the bridge is ready to run."""
+        call, sip, cfg = self.call, self.call.sip, self.services.cfg
+        local_ip = self.services.local_ip(sip.source_addr[0])
+        sip.advertised_addr = (local_ip, call.uas.transport.local_addr[1])
+        srtp = SrtpPolicy(
+            cfg.media.srtp,
+            tuple(cfg.media.srtp_suites),
+            secure_signalling=call.uas.transport.name == "TLS",
+            allow_insecure=cfg.media.srtp_over_insecure_signalling,
+        )
+        sdp = SdpSession(cfg.media.codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
+        plan = _negotiated(sdp.first_plan, sip)
+        route = self.services.router.select(self.info)
+        self.record.profile, self.record.codec = route.profile, plan.codec.name
+        self.log.info("call.routed", profile=route.profile)
+        stream = await self._open_stream(stack, plan)
+        sdp.rtp_port = stream.port
+        recording = self._recording(stack, route.agent, stream.frame_samples)
+        session = await self._connect(stack, route, plan)
+        stack.callback(self._bye)
+        transcript = self._open_transcript(stack)
+        bridge = self._bridge(session, stream, plan, route, transcript, recording)
+        self._answer(sdp, plan, stream, transcript, recording, local_ip)
+        return bridge
+
+    async def _open_stream(self, stack: contextlib.AsyncExitStack, plan: MediaPlan) -> RtpStream:
+        media = self.services.cfg.media
+        try:
+            stream = await RtpStream.open(
+                self.services.ports,
+                self.services.cfg.sip.bind,
+                lambda: RtpStream(
+                    plan.codec,
+                    plan.payload_type,
+                    plan.remote,
+                    _drop,
+                    plan.ptime_ms,
+                    dtmf_payload_type=plan.dtmf_payload_type,
+                    strict=media.strict_rtp,
+                    learn_packets=media.rtp_learn_packets,
+                ),
+            )
+        except NoPortAvailable as exc:
+            raise SetupFailed("no_rtp_port", str(exc), retry_after=RETRY_AFTER_S) from exc
+        self.stream = stream
+        stack.callback(self._close_stream, stream)
+        return stream
+
+    def _close_stream(self, stream: RtpStream) -> None:
+        self.record.rtp = stream.summary()
+        self.log.info("rtp.stats", **self.record.rtp)
+        stream.close()
+        self.services.ports.release(stream.port)
+
+    def _recording(
+        self, stack: contextlib.AsyncExitStack, agent: AgentConfig, frame_samples: int
+    ) -> Recording | None:
+        """The call's WAV file when its agent asks for one (nothing is written before the
+        answer starts it)."""
+        directory = self.services.cfg.records.recordings_dir
+        if not agent.recording or directory is None:
+            return None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        failed = partial(self.services.metrics.write_failed, "recording")
+        recording = Recording(directory / f"{stamp}_{self.call.id}.wav", frame_samples, failed)
+        stack.push_async_callback(recording.close)
+        return recording
+
+    async def _connect(
+        self, stack: contextlib.AsyncExitStack, route: Selection, plan: MediaPlan
+    ) -> RealtimeLink:
+        services, started = self.services, time.monotonic()
+        try:
+            session = await RealtimeLink.connect(
+                services.cfg.realtime,
+                route.agent,
+                base_url=services.base_url,
+                dialect=services.dialect,
+                auth=services.auth,
+                codec=plan.codec.name,
+                log=self.log,
+            )
+        except RealtimeConnectError as exc:
+            services.metrics.realtime_error(
+                f"http_{exc.status}" if exc.status else "connect_failed"
+            )
+            raise SetupFailed(
+                "realtime_unavailable",
+                exc.reason,
+                retry_after=exc.retry_after,
+                http_status=exc.status,
+            ) from exc
+        stack.push_async_callback(self._close_session, session)
+        handshake_s = time.monotonic() - started
+        services.metrics.handshake.observe(handshake_s)
+        self.log.info(
+            "realtime.session_open", session_id=session.id, handshake_ms=round(handshake_s * 1000)
+        )
+        return session
+
+    async def _close_session(self, session: RealtimeLink) -> None:
+        await session.close()
+        self.log.info("realtime.session_closed", session_id=session.id)
+
+    def _bye(self) -> None:
+        """End the dialog unless the caller did (nothing to do before it is confirmed)."""
+        if self.reason != "caller_bye":
+            self.call.uas.send_bye(self.call.sip)
+
+    def _open_transcript(self, stack: contextlib.AsyncExitStack) -> TranscriptLog:
+        sip = self.call.sip
+        transcript = TranscriptLog.open(
+            self.services.cfg.records.transcripts_dir,
+            self.call.id,
+            self.log,
+            sip_call_id=sip.call_id,
+            caller=sip.caller,
+            callee=sip.callee,
+            on_failure=partial(self.services.metrics.write_failed, "transcript"),
+        )
+        self.transcript = transcript
+        stack.callback(lambda: transcript.close(self.reason))
+        return transcript
+
+    def _bridge(
+        self,
+        session: RealtimeLink,
+        stream: RtpStream,
+        plan: MediaPlan,
+        route: Selection,
+        transcript: TranscriptLog,
+        recording: Recording | None,
+    ) -> CallBridge:
+        call, cfg = self.call, self.services.cfg
+        tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route.profile))
+        actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log)
+        bridge = CallBridge(
+            session,
+            stream,
+            plan.codec,
+            cfg.realtime.audio_format,
+            route.agent,
+            self.log,
+            transcript,
+            probe=CallProbe(self.services.metrics),
+            actions=actions,
+            recording=recording,
+            playback_buffer_s=cfg.media.playback_buffer_s,
+            rtp_timeout_s=cfg.media.rtp_timeout_s,
+            limits=CallLimits(cfg.limits.max_call_s, cfg.media.hold_timeout_s),
+        )
+        stream.on_payload = bridge.on_payload
+        self.actions, self.bridge = actions, bridge
+        call.bridge = bridge
+        return bridge
+
+    def _answer(
+        self,
+        sdp: SdpSession,
+        plan: MediaPlan,
+        stream: RtpStream,
+        transcript: TranscriptLog,
+        recording: Recording | None,
+        local_ip: str,
+    ) -> None:
+        """200 OK with our SDP; the recording starts and the record says in_progress."""
+        call, sip, record = self.call, self.call.sip, self.record
+        # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
+        if sip.sdp_offer is not None:
+            plan, local_sdp = _negotiated(sdp.answer, sip)
+            stream.srtp = srtp_session(plan)
+        else:
+            local_sdp = sdp.offer()
+        call.leg = CallLeg(sip, sdp, stream, self.log)
+        sip.accept(local_sdp)
+        self.answered_at = time.monotonic()
+        record.answered_at = now_iso()
+        if recording is not None:
+            recording.start()
+            record.recording = str(recording.path)
+        record.transcript = transcript.path
+        self.opening = self.services.records.opening(record, self.log)
+        self.services.metrics.answered()
+        self.log.info(
+            "call.answered",
+            codec=plan.codec.name,
+            rtp_local=f"{local_ip}:{stream.port}",
+            rtp_remote=_fmt(plan.remote),
+            ptime_ms=plan.ptime_ms,
+            srtp=stream.srtp.suite if stream.srtp is not None else None,
+        )
+        if stream.srtp is None:  # (an SDP with a=crypto holds a key: never logged)
+            self.log.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
+
+    # --- tearing down -------------------------------------------------------------------------
+
+    async def _finish(self) -> None:
+        """The last teardown step: the call leaves the registry, is counted and recorded."""
+        call, services, reason = self.call, self.services, self.reason
+        call.uas.forget(call.sip)
+        services.calls.pop(call.sip.call_id, None)
+        answered_at, stream = self.answered_at, self.stream
+        duration_s = time.monotonic() - answered_at if answered_at else 0.0
+        count_end(services.metrics, reason, answered_at is not None, duration_s, stream)
+        setup_ms = round(((answered_at or time.monotonic()) - call.received_at) * 1000)
+        last: dict[str, Any] = {}
+        if self.bridge is not None and self.actions is not None and self.transcript is not None:
+            last = {
+                "usage": dict(self.bridge.stats.usage),
+                "tool_calls": list(self.actions.tool_calls),
+                "transcript": self.transcript.path,
+            }
+        # The record first: whoever reads "call.ended" can rely on the record being there.
+        await services.records.final(
+            self.record,
+            reason,
+            self.opening,
+            self.log,
+            setup_ms=setup_ms,
+            duration_s=round(duration_s, 3),
+            sip_status=None if answered_at else FINAL_STATUS.get(reason),
+            **last,
+        )
+        self.log.info(
+            "call.ended",
+            reason=reason,
+            duration_s=round(duration_s, 3),
+            setup_ms=setup_ms,
+            # rtp_in 0 on an answered call: the caller's audio never reached us (firewall,
+            # NAT); see README, Troubleshooting.
+            rtp_in=stream.stats.packets_in if stream else 0,
+            rtp_out=stream.stats.packets_out if stream else 0,
+        )
+        services.full_collections.call_ended(len(services.calls))
+        services.on_calls_changed()
+
+
+def count_end(
+    metrics: Metrics, reason: str, answered: bool, duration_s: float, stream: RtpStream | None
+) -> None:
+    """The metrics of a call that ended, answered or not."""
+    if stream is not None:
+        metrics.rtp(stream.stats)
+    if reason.startswith("realtime_closed:") and not reason.endswith(":1000"):
+        metrics.realtime_error(f"close_{reason.split(':', 1)[1]}")
+    if answered:
+        metrics.ended(reason, duration_s)
+    elif reason in SETUP_FAILURES:
+        metrics.rejected(reason)
+    elif reason in ("caller_cancel", "shutdown", "drain_timeout"):
+        metrics.unanswered("cancelled", reason)
+    else:
+        metrics.unanswered("failed", reason)
+
+
+def tool_call_data(call_id: str, info: CallInfo, profile: str) -> dict[str, str]:
+    """What a webhook learns about the call (the `call` object of its request)."""
+    return {
+        "call_id": call_id,
+        "caller": info.caller,
+        "caller_name": info.caller_name,
+        "dialed": info.dialed,
+        "profile": profile,
+    }
+
+
+def _negotiated(step: Callable[[Any], T], sip: IncomingCall) -> T:
+    """An SDP step on the caller's offer; an offer we cannot answer is a 488."""
+    try:
+        return step(sip.sdp_offer)
+    except NotAcceptable as exc:
+        raise SetupFailed("not_acceptable", str(exc), level="warning") from exc
+
+
+def _drop(payload: bytes) -> None:
+    """RTP that arrives before the bridge exists (early media from the caller)."""
+
+
+def _fmt(addr: tuple[str, int] | None) -> str | None:
+    return f"{addr[0]}:{addr[1]}" if addr else None

@@ -1,0 +1,75 @@
+"""What must hold before the daemon says it is ready: credentials, writable directories.
+
+Each check raises `StartupError` with a message naming the config key: the process exits
+non-zero and the operator knows what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+import structlog
+
+from .config import GatewayConfig, api_key
+from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
+
+log = structlog.get_logger("gateway")
+
+
+class StartupError(Exception):
+    """The daemon cannot start (port taken, credentials missing): exit non-zero."""
+
+
+async def realtime_auth(cfg: GatewayConfig) -> Auth:
+    """The credentials for the Realtime service, checked: an API key must be in the
+    environment, an Entra ID token must be obtainable (NoAuth for the embedded agent)."""
+    rt = cfg.realtime
+    if rt.embedded:
+        return NoAuth()
+    if rt.auth.method in ("api_key", "bearer"):
+        key = api_key(cfg)
+        if not key:
+            raise StartupError(
+                f"realtime.auth.api_key_env: environment variable {rt.auth.api_key_env} is not set"
+            )
+        return ApiKeyAuth(key, env_name=rt.auth.api_key_env, bearer=rt.auth.method == "bearer")
+    if rt.auth.method == "entra":
+        auth = EntraAuth(rt.auth.entra_scope)
+        await _check_token(auth, cfg)
+        return auth
+    return NoAuth()
+
+
+async def _check_token(auth: Auth, cfg: GatewayConfig) -> None:
+    """Entra: a token must be obtainable before the gateway says it is ready."""
+    try:
+        async with asyncio.timeout(cfg.realtime.connect_timeout_s):
+            await auth.headers()
+    except Exception as exc:  # azure-identity raises several types; none carry secrets
+        await auth.close()
+        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+        raise StartupError(
+            f"realtime.auth.method entra: no token for {cfg.realtime.auth.entra_scope} "
+            f"({reason}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from None
+
+
+def writable_dir(key: str, directory: Path | None) -> None:
+    """Create a records directory at start, or refuse to start naming the key."""
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"{key}: cannot create {directory}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StartupError(f"{key}: {directory} is not writable")
+    # A process killed between writing a record's NAME.tmp and renaming it left one behind;
+    # the record it was to replace is still there (durable.py).
+    for stale in directory.glob("*.json.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            log.info("records.stale_tmp_removed", path=str(stale))
