@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.media.rates import MODEL_RATE, TELEPHONE_RATE
 from gateway.media.resample import Resampler
 from gateway.media.vad import EnergyVad, SpeechStarted, VadEvent
 
@@ -32,8 +33,8 @@ __all__ = [
     "resample_all",
 ]
 
-RATE = 24000  # internal rate: the session's audio is kept as 24 kHz int16
-G711_RATE = 8000
+RATE = MODEL_RATE  # internal rate: the session's audio is kept as 24 kHz int16
+G711_RATE = TELEPHONE_RATE
 CHUNK_MS = 100  # one response.output_audio.delta
 RING_SECONDS = 60  # input audio kept for turns
 QUALITY = "HQ"  # the filter soxr.resample used before: see the module docstring

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..media.rates import TELEPHONE_RATE
 from ..media.vad import EnergyVad, SpeechStarted
 
-RATE = 8000
+RATE = TELEPHONE_RATE
 RESET_SILENCE_MS = 300  # silence after which a new onset can pre-empt again
 
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RATE = 8000
+from ..media.rates import TELEPHONE_RATE
+
+RATE = TELEPHONE_RATE
 MAX_BUFFER_S = 120.0  # media.playback_buffer_s: a runaway answer cannot grow memory unbounded
 # A talk spurt starts only with this much queued (or the whole item): the first delta comes
 # out of soxr 13-73 ms short, and an underrun a few frames in is a gap the caller hears.

@@ -27,8 +27,9 @@ import numpy as np
 import structlog
 
 from ..durable import errno_name, fsync_dir, write_all
+from ..media.rates import TELEPHONE_RATE
 
-RATE = 8000
+RATE = TELEPHONE_RATE
 CHUNK_S = 1.0  # how much audio is handed to the writer at a time
 MAX_CALLER_BACKLOG_S = 0.2  # caller audio ahead of our clock beyond this is dropped
 MAX_PENDING_CHUNKS = 30  # a stuck disk costs at most this much memory, then audio is dropped

@@ -21,8 +21,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import pybase64
 
 from ..config import AgentConfig, Tool, TransferTool, WebhookTool
+from ..media.rates import MODEL_RATE
 
-PCM16_RATE = 24_000
+PCM16_RATE = MODEL_RATE
 
 
 # --- Server events, dialect-neutral ---------------------------------------------------------
