@@ -46,6 +46,7 @@ from .errors import ConfigError
 from .fields import Float, Int, IPNetwork, NetworkEntry
 from .fields import _is_model as _is_model
 from .fields import _unwrap as _unwrap
+from .hooks import EVENT_TYPES, CallIncomingHook, EventsHook, HooksConfig
 from .limits import LimitsConfig
 from .loading import load_config, parse_config
 from .logging import LoggingConfig
@@ -55,7 +56,7 @@ from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
 from .records import RecordsConfig
 from .routes import Regex, Route, RouteMatch
 from .schema import GatewayConfig
-from .secrets import SECRETS_MESSAGE, api_key, check_environment, sip_passwords
+from .secrets import SECRETS_MESSAGE, api_key, check_environment, hook_secret, sip_passwords
 from .service import ServiceConfig
 from .sip import (
     SipAuthConfig,
@@ -71,6 +72,7 @@ from .tools import EndCallTool, Tool, TransferTool, WebhookTool
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "EMBEDDED_ECHO",
+    "EVENT_TYPES",
     "MAX_OUTPUT_TOKENS",
     "OPENAI_HOST",
     "PREVIEW_TRANSCRIPTION_MODELS",
@@ -80,12 +82,15 @@ __all__ = [
     "VOICES",
     "AgentConfig",
     "AuthConfig",
+    "CallIncomingHook",
     "ConfigError",
     "DtmfConfig",
     "EchoSuppression",
     "EndCallTool",
+    "EventsHook",
     "Float",
     "GatewayConfig",
+    "HooksConfig",
     "IPNetwork",
     "InputTranscriptionConfig",
     "Int",
@@ -120,6 +125,7 @@ __all__ = [
     "WebhookTool",
     "api_key",
     "check_environment",
+    "hook_secret",
     "load_config",
     "parse_config",
     "sip_passwords",

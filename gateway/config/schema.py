@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .agent import PREVIEW_TRANSCRIPTION_MODELS, PREVIEW_VOICES, AgentConfig, ServerVad
 from .fields import _Model, _one_of
+from .hooks import HooksConfig
 from .limits import LimitsConfig
 from .logging import LoggingConfig
 from .media import MediaConfig
@@ -67,6 +68,11 @@ class GatewayConfig(_Model):
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig,
         description="Prometheus metrics, /healthz and /readyz over HTTP.",
+    )
+    hooks: HooksConfig = Field(
+        default_factory=HooksConfig,
+        description="Webhooks to your systems: one that decides each call before it is "
+        "answered, one that receives every call's events.",
     )
 
     @model_validator(mode="before")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ..hooks.signing import SecretError, decode_secret
 from .fields import _kind
 
 if TYPE_CHECKING:  # the schema imports this module: only its type is needed here
@@ -95,7 +96,33 @@ def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.enviro
     for path, name in _sip_password_envs(cfg):
         if not environ.get(name, "").strip():
             problems.append(f"{path}: environment variable {name} is not set or empty")
+    for path, name in _hook_secret_envs(cfg):
+        value = environ.get(name, "").strip()
+        if not value:
+            problems.append(f"{path}: environment variable {name} is not set or empty")
+            continue
+        try:
+            decode_secret(value)
+        except SecretError as exc:
+            problems.append(f"{path}: environment variable {name}: {exc}")
     return problems
+
+
+def _hook_secret_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
+    """(config path, variable name) of every webhook signing secret the config relies on."""
+    found = []
+    for key in ("call_incoming", "events"):
+        hook = getattr(cfg.hooks, key)
+        if hook is not None and hook.secret_env is not None:
+            found.append((f"hooks.{key}.secret_env", hook.secret_env))
+    return found
+
+
+def hook_secret(name: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """A hook's signing secret from the variable ``secret_env`` names; None when unsigned."""
+    if name is None:
+        return None
+    return environ.get(name, "").strip() or None
 
 
 def _sip_password_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
