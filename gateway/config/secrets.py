@@ -6,12 +6,13 @@ No message built here ever contains a secret value.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..hooks.signing import SecretError, decode_secret
 from .fields import _kind
 
 if TYPE_CHECKING:  # the schema imports this module: only its type is needed here
@@ -78,6 +79,28 @@ def _is_secret_name(key: str) -> bool:
 
 def _needs_api_key(cfg: GatewayConfig) -> bool:
     return not cfg.realtime.embedded and cfg.realtime.auth.method in ("api_key", "bearer")
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+class SecretError(ValueError):
+    """A webhook secret not in the Standard Webhooks form; the message never contains it."""
+
+
+def decode_secret(text: str) -> bytes:
+    """The key bytes of a webhook secret written ``whsec_<base64>`` (or bare base64)."""
+    body = text.strip().removeprefix(WEBHOOK_SECRET_PREFIX)
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise SecretError(
+            "a webhook secret is whsec_ followed by base64 (as Standard Webhooks libraries "
+            "generate it), e.g. whsec_ and 32 random bytes in base64"
+        ) from None
+    if len(key) < 16:
+        raise SecretError("a webhook secret must hold at least 16 bytes (24 base64 characters)")
+    return key
 
 
 def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> list[str]:

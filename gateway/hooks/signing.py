@@ -3,38 +3,21 @@ a request with any of that specification's libraries.
 
 The signed content is ``{webhook-id}.{webhook-timestamp}.{body}``; the signature is
 ``v1,`` and the base64 of its HMAC-SHA256 under the secret. The secret is written as the
-specification's libraries write it, ``whsec_`` and base64 (the prefix may be left out).
+specification's libraries write it, ``whsec_`` and base64 (the prefix may be left out;
+:func:`gateway.config.secrets.decode_secret` reads it, so that ``check-config`` can too).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
 import time
 
-SECRET_PREFIX = "whsec_"
+from ..config.secrets import SecretError, decode_secret
 
-
-class SecretError(ValueError):
-    """The secret is not in the specification's form; the message never contains it."""
-
-
-def decode_secret(text: str) -> bytes:
-    """The key bytes of a secret written ``whsec_<base64>`` (or bare base64)."""
-    body = text.strip().removeprefix(SECRET_PREFIX)
-    try:
-        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise SecretError(
-            "a webhook secret is whsec_ followed by base64 (as Standard Webhooks libraries "
-            "generate it), e.g. whsec_ and 32 random bytes in base64"
-        ) from None
-    if len(key) < 16:
-        raise SecretError("a webhook secret must hold at least 16 bytes (24 base64 characters)")
-    return key
+__all__ = ["SecretError", "Signer", "decode_secret", "new_message_id", "unsigned_headers"]
 
 
 def new_message_id() -> str:
