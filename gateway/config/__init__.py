@@ -12,10 +12,11 @@ The ``description`` of every field is the user-facing config reference: it says 
 means, its unit and its default, for the PBX engineer who reads the generated reference.
 
 The package, from the bottom up: ``fields`` (base model, field types, validators), ``secrets``
-(environment variable names and values), one module per top-level section named after its
+(environment variable names), one module per top-level section named after its
 YAML key (``sip``, ``media``, ``limits``, ``realtime``, ``agent`` with ``tools``, ``records``,
 ``logging``, ``routes``, ``service``, ``metrics``), ``schema`` (``GatewayConfig`` and the rules
-between sections), ``errors`` (the messages a user sees) and ``loading`` (file -> config).
+between sections), ``environment`` (the variables a whole config relies on, and their values),
+``errors`` (the messages a user sees) and ``loading`` (file -> config).
 Everything is imported from here: ``from gateway.config import X``. A new key goes into
 the class of its section, in the module named after the section; then regenerate the
 reference (``python -m gateway config-reference -o docs/config-reference.md``).
@@ -41,6 +42,7 @@ from .agent import (
     TurnDetection,
     Voice,
 )
+from .environment import api_key, check_environment, sip_passwords
 from .errors import _ALL_FIELD_PATHS as _ALL_FIELD_PATHS
 from .errors import ConfigError
 from .fields import Float, Int, IPNetwork, NetworkEntry
@@ -56,7 +58,7 @@ from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
 from .records import RecordsConfig
 from .routes import Regex, Route, RouteMatch
 from .schema import GatewayConfig
-from .secrets import SECRETS_MESSAGE, api_key, check_environment, hook_secret, sip_passwords
+from .secrets import SECRETS_MESSAGE, hook_secret
 from .service import ServiceConfig
 from .sip import (
     SipAuthConfig,

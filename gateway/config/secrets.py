@@ -1,5 +1,7 @@
 """Secrets never live in the config file: it names environment variables, and this module
-checks those names, spots a secret pasted where a name belongs, and reads the values.
+checks those names, spots a secret pasted where a name belongs, and decodes a webhook
+secret. The sections use it while they parse; reading the values for a whole config is
+:mod:`environment`'s (above the schema).
 
 No message built here ever contains a secret value.
 """
@@ -11,13 +13,8 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from .fields import _kind
-
-if TYPE_CHECKING:  # the schema imports this module: only its type is needed here
-    from .schema import GatewayConfig
-
 
 SECRETS_MESSAGE = (
     "secrets are not read from the config file; "
@@ -77,10 +74,6 @@ def _is_secret_name(key: str) -> bool:
     return any(part in squashed for part in _SECRET_PARTS) or bool(words & _SECRET_WORDS)
 
 
-def _needs_api_key(cfg: GatewayConfig) -> bool:
-    return not cfg.realtime.embedded and cfg.realtime.auth.method in ("api_key", "bearer")
-
-
 WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
@@ -103,87 +96,8 @@ def decode_secret(text: str) -> bytes:
     return key
 
 
-def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> list[str]:
-    """Problems with the environment the config relies on; empty when all is well.
-
-    Never includes a secret value.
-    """
-    problems: list[str] = []
-    if _needs_api_key(cfg):
-        name = cfg.realtime.auth.api_key_env
-        value = environ.get(name)
-        if value is None:
-            problems.append(f"realtime.auth.api_key_env: environment variable {name} is not set")
-        elif not value.strip():
-            problems.append(f"realtime.auth.api_key_env: environment variable {name} is empty")
-    for path, name in _sip_password_envs(cfg):
-        if not environ.get(name, "").strip():
-            problems.append(f"{path}: environment variable {name} is not set or empty")
-    for path, name in _hook_secret_envs(cfg):
-        value = environ.get(name, "").strip()
-        if not value:
-            problems.append(f"{path}: environment variable {name} is not set or empty")
-            continue
-        try:
-            decode_secret(value)
-        except SecretError as exc:
-            problems.append(f"{path}: environment variable {name}: {exc}")
-    return problems
-
-
-def _hook_secret_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
-    """(config path, variable name) of every webhook signing secret the config relies on."""
-    found = []
-    for key in ("call_incoming", "events"):
-        hook = getattr(cfg.hooks, key)
-        if hook is not None and hook.secret_env is not None:
-            found.append((f"hooks.{key}.secret_env", hook.secret_env))
-    return found
-
-
 def hook_secret(name: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
     """A hook's signing secret from the variable ``secret_env`` names; None when unsigned."""
     if name is None:
         return None
     return environ.get(name, "").strip() or None
-
-
-def _sip_password_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
-    """(config path, variable name) of every SIP password the config relies on."""
-    found = []
-    if cfg.sip.auth is not None:
-        for i, user in enumerate(cfg.sip.auth.users):
-            found.append((f"sip.auth.users[{i}].password_env", user.password_env))
-    if cfg.sip.registration is not None:
-        found.append(("sip.register.password_env", cfg.sip.registration.password_env))
-    return found
-
-
-def sip_passwords(
-    cfg: GatewayConfig, environ: Mapping[str, str] = os.environ
-) -> tuple[dict[str, str], str | None]:
-    """The inbound users' passwords by user name, and the registration password.
-
-    Unset variables are left out (check_environment() names them).
-    """
-    users: dict[str, str] = {}
-    if cfg.sip.auth is not None:
-        for user in cfg.sip.auth.users:
-            if environ.get(user.password_env):
-                users[user.username] = environ[user.password_env]
-    register = None
-    if cfg.sip.registration is not None:
-        register = environ.get(cfg.sip.registration.password_env) or None
-    return users, register
-
-
-def api_key(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The API key from the environment variable the config names.
-
-    None when auth is neither api_key nor bearer, when the url is embedded, or when the
-    variable is unset or empty (check_environment() reports that case).
-    """
-    if not _needs_api_key(cfg):
-        return None
-    value = environ.get(cfg.realtime.auth.api_key_env, "").strip()
-    return value or None

@@ -104,8 +104,23 @@ def _runtime_imports(path: Path) -> set[str]:
     return found
 
 
-def test_modules_import_each_other_without_a_circle() -> None:
-    graph = {name: _runtime_imports(path) for name, path in _modules().items()}
+def _typing_imports(path: Path) -> set[str]:
+    """Sibling modules imported only for type checking (under `if TYPE_CHECKING`)."""
+    found = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.level == 1 and inner.module:
+                    found.add(inner.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("typing", [False, True], ids=["runtime", "with-type-checking"])
+def test_modules_import_each_other_without_a_circle(typing: bool) -> None:
+    graph = {
+        name: _runtime_imports(path) | (_typing_imports(path) if typing else set())
+        for name, path in _modules().items()
+    }
     assert graph["schema"] >= set(SECTION_MODULES.values())  # the check sees real imports
     done: list[str] = []
     pending = dict(graph)
@@ -119,4 +134,9 @@ def test_modules_import_each_other_without_a_circle() -> None:
 
 @pytest.mark.parametrize(("module", "allowed"), [("fields", set()), ("secrets", {"fields"})])
 def test_the_lowest_layers_import_no_section(module: str, allowed: set[str]) -> None:
-    assert _runtime_imports(PACKAGE / f"{module}.py") <= allowed
+    path = PACKAGE / f"{module}.py"
+    assert _runtime_imports(path) | _typing_imports(path) <= allowed
+
+
+def test_the_environment_of_a_whole_config_sits_above_the_schema() -> None:
+    assert "schema" in _runtime_imports(PACKAGE / "environment.py")
