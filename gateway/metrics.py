@@ -148,10 +148,21 @@ class LatencyHistogram(Collector):
 
 
 class Metrics:
-    """Every metric of one gateway process, in its own registry."""
+    """Every metric of one gateway process, in its own registry, defined by what it measures
+    (calls, latency, media, Realtime, SIP, operations); names, labels and help are what
+    dashboards read: change none of them."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        r = self.registry = registry or CollectorRegistry()
+        self.registry = registry or CollectorRegistry()
+        self._calls(self.registry)
+        self._latency(self.registry)
+        self._media(self.registry)
+        self._realtime(self.registry)
+        self._sip(self.registry)
+        self._operations(self.registry)
+
+    def _calls(self, r: CollectorRegistry) -> None:
+        """Calls: how INVITEs ended up, how answered calls ended and how long they lasted."""
         p = PREFIX
         self.active_calls = Gauge(
             f"{p}_active_calls", "Calls in progress (being set up or answered).", registry=r
@@ -176,12 +187,10 @@ class Metrics:
             buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
             registry=r,
         )
-        self.handshake = Histogram(
-            f"{p}_realtime_handshake_seconds",
-            "Opening a Realtime session: WebSocket handshake to session.updated.",
-            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
-            registry=r,
-        )
+
+    def _latency(self, r: CollectorRegistry) -> None:
+        """The gateway's own latency at its two edges, and the pacer's promptness."""
+        p = PREFIX
         self.uplink_latency = LatencyHistogram(
             f"{p}_uplink_latency_seconds",
             "Gateway-added latency caller->model: RTP arrival to WebSocket send of its audio.",
@@ -205,12 +214,32 @@ class Metrics:
             "Barge-in: speech_started received to model playback stopped.",
             registry=r,
         )
+
+    def _media(self, r: CollectorRegistry) -> None:
+        """The media path: RTP packets of ended calls, model audio that found no room."""
+        p = PREFIX
         self.rtp_packets = Counter(
             f"{p}_rtp_packets",
             "RTP packets of ended calls, by kind (received, sent, lost, late, out_of_order, "
             "duplicate, malformed, foreign_source, other_payload, flood_dropped, send_failed, "
             "srtp_auth_failed, srtp_replayed).",
             ["kind"],
+            registry=r,
+        )
+        self.playback_dropped = Counter(
+            f"{p}_playback_dropped_seconds",
+            "Model audio dropped because a call's playback buffer was full "
+            "(media.playback_buffer_s): an answer that arrived far ahead of real time.",
+            registry=r,
+        )
+
+    def _realtime(self, r: CollectorRegistry) -> None:
+        """The Realtime service: handshakes, errors, tokens."""
+        p = PREFIX
+        self.handshake = Histogram(
+            f"{p}_realtime_handshake_seconds",
+            "Opening a Realtime session: WebSocket handshake to session.updated.",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
             registry=r,
         )
         self.realtime_errors = Counter(
@@ -228,12 +257,10 @@ class Metrics:
             ["kind"],
             registry=r,
         )
-        self.playback_dropped = Counter(
-            f"{p}_playback_dropped_seconds",
-            "Model audio dropped because a call's playback buffer was full "
-            "(media.playback_buffer_s): an answer that arrived far ahead of real time.",
-            registry=r,
-        )
+
+    def _sip(self, r: CollectorRegistry) -> None:
+        """SIP: what was dropped unprocessed, and the digest-auth blocklist."""
+        p = PREFIX
         self.sip_dropped = Counter(
             f"{p}_sip_dropped",
             "SIP messages and connections not processed, by transport and reason: "
@@ -259,6 +286,10 @@ class Metrics:
             "authentication failures.",
             registry=r,
         )
+
+    def _operations(self, r: CollectorRegistry) -> None:
+        """Running the process: call files that failed to be written, reloads."""
+        p = PREFIX
         self.record_write_failures = Counter(
             f"{p}_record_write_failures",
             "Writes of a call's files that failed (full disk, I/O error), by kind "
