@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from aiosipua import SipUAC, SipUAS, build_sdp
+from aiosipua import OutgoingCall, SdpMessage, SipUAC, SipUAS, build_sdp
 from aiosipua.header_codec import parse_uri
 
 from . import __version__
@@ -163,6 +163,16 @@ def _target(uri: str) -> tuple[str, int]:
     return parsed.host, parsed.port or 5060
 
 
+@dataclass(slots=True)
+class _Answered:
+    """What a 200 OK settled: the call, the codec it chose, where its RTP goes, and when."""
+
+    call: OutgoingCall
+    payload_type: int
+    rtp_address: tuple[str, int]
+    answered_at: float
+
+
 async def dial(
     uri: str,
     audio: np.ndarray,
@@ -176,13 +186,7 @@ async def dial(
 ) -> DialReport:
     """Call `uri`, play `audio` (8 kHz int16), keep listening `listen_s`, hang up."""
     host, port = _target(uri)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-        )
-        remote_ip = str(infos[0][4][0])
-    except (OSError, IndexError) as exc:
-        raise DialError(f"cannot resolve {host!r}: {getattr(exc, 'strerror', exc)}") from None
+    remote_ip = await _resolve(host, port)
     local_ip = bind or local_ip_towards(remote_ip)
     report = DialReport(target=uri, answered=False)
     offered = codec_by_name(codec)
@@ -199,53 +203,22 @@ async def dial(
     try:
         transport.local_addr = (local_ip, bound_port(transport) or 0)
         offer = build_sdp(local_ip, rtp_sock.getsockname()[1], offered.payload_type, offered.name)
-        started = time.monotonic()
-        call = uac.send_invite(
-            f"sip:dial@{local_ip}:{transport.local_addr[1]}", uri, (remote_ip, port),
-            sdp_offer=offer, user_agent=f"gateway-dial/{__version__}",
+        answered = await _place_call(
+            uac, f"sip:dial@{local_ip}:{transport.local_addr[1]}", uri, (remote_ip, port),
+            offer, answer_timeout_s, report,
         )  # fmt: skip
-        rejection: list[tuple[int, str]] = []
-        call.on_rejected = lambda _call, status, reason: rejection.append((status, reason))
-        try:
-            await call.wait_answered(timeout=answer_timeout_s)
-        except TimeoutError:
-            report.reason = f"no final response within {answer_timeout_s:g} s"
-            call.cancel(uac)
+        if answered is None:
             return report
-        except RuntimeError:
-            report.status, report.reason = rejection[-1] if rejection else (None, "rejected")
-            return report
-        answered_at = time.monotonic()
-        report.answered, report.status = True, 200
-        report.setup_ms = (answered_at - started) * 1000
-        answer = call.sdp_answer
-        if answer is None or answer.audio is None or answer.rtp_address is None:
-            report.reason = "200 OK without a usable SDP answer"
-            call.hangup(uac)
-            return report
-        pt = int(answer.audio.formats[0])
-        chosen = codec_by_payload_type(pt)
+        chosen = codec_by_payload_type(answered.payload_type)
         report.codec = chosen.name
         recorder = _Recorder(chosen)
         player = _Player(audio, TELEPHONE_RATE * 20 // 1000)
-        stream = RtpStream(chosen, pt, answer.rtp_address, recorder.on_payload)
+        stream = RtpStream(chosen, answered.payload_type, answered.rtp_address, recorder.on_payload)
         stream.attach(rtp_sock)
-        pacer = asyncio.create_task(stream.pace(player))
-        try:
-            report.ended_by = await _wait_end(player.finished, hung_up, listen_s, max_duration_s)
-        finally:
-            pacer.cancel()
-            await asyncio.gather(pacer, return_exceptions=True)
+        report.ended_by = await _play_and_listen(stream, player, hung_up, listen_s, max_duration_s)
         if not hung_up.is_set():
-            call.hangup(uac)
-        report.duration_s = time.monotonic() - answered_at
-        if recorder.first_audio_at is not None:
-            report.time_to_first_audio_ms = (recorder.first_audio_at - answered_at) * 1000
-        report.packets_sent = stream.stats.packets_out
-        report.packets_received = stream.stats.packets_in
-        if record is not None:
-            recorder.save(record)
-            report.recording = str(record)
+            answered.call.hangup(uac)
+        _report_media(report, answered.answered_at, stream, recorder, record)
         return report
     finally:
         if stream is not None:
@@ -253,6 +226,84 @@ async def dial(
         else:
             rtp_sock.close()
         await uas.stop()
+
+
+async def _resolve(host: str, port: int) -> str:
+    """The IPv4 address to call, resolved without blocking the loop."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+        )
+        return str(infos[0][4][0])
+    except (OSError, IndexError) as exc:
+        raise DialError(f"cannot resolve {host!r}: {getattr(exc, 'strerror', exc)}") from None
+
+
+async def _place_call(
+    uac: SipUAC,
+    from_uri: str,
+    uri: str,
+    remote: tuple[str, int],
+    offer: SdpMessage,
+    answer_timeout_s: float,
+    report: DialReport,
+) -> _Answered | None:
+    """INVITE and wait for the final answer; None when there is no call to talk on (the
+    report says why: no answer, a rejection, or a 200 OK without usable SDP)."""
+    started = time.monotonic()
+    call = uac.send_invite(
+        from_uri, uri, remote, sdp_offer=offer, user_agent=f"gateway-dial/{__version__}"
+    )
+    rejection: list[tuple[int, str]] = []
+    call.on_rejected = lambda _call, status, reason: rejection.append((status, reason))
+    try:
+        await call.wait_answered(timeout=answer_timeout_s)
+    except TimeoutError:
+        report.reason = f"no final response within {answer_timeout_s:g} s"
+        call.cancel(uac)
+        return None
+    except RuntimeError:
+        report.status, report.reason = rejection[-1] if rejection else (None, "rejected")
+        return None
+    answered_at = time.monotonic()
+    report.answered, report.status = True, 200
+    report.setup_ms = (answered_at - started) * 1000
+    answer = call.sdp_answer
+    if answer is None or answer.audio is None or answer.rtp_address is None:
+        report.reason = "200 OK without a usable SDP answer"
+        call.hangup(uac)
+        return None
+    return _Answered(call, int(answer.audio.formats[0]), answer.rtp_address, answered_at)
+
+
+async def _play_and_listen(
+    stream: RtpStream, player: _Player, hung_up: asyncio.Event, listen_s: float, max_s: float
+) -> str:
+    """Pace the player's frames out until the call ends; how it ended."""
+    pacer = asyncio.create_task(stream.pace(player))
+    try:
+        return await _wait_end(player.finished, hung_up, listen_s, max_s)
+    finally:
+        pacer.cancel()
+        await asyncio.gather(pacer, return_exceptions=True)
+
+
+def _report_media(
+    report: DialReport,
+    answered_at: float,
+    stream: RtpStream,
+    recorder: _Recorder,
+    record: Path | None,
+) -> None:
+    """What the call carried: duration, first audio heard, packets; the recording saved."""
+    report.duration_s = time.monotonic() - answered_at
+    if recorder.first_audio_at is not None:
+        report.time_to_first_audio_ms = (recorder.first_audio_at - answered_at) * 1000
+    report.packets_sent = stream.stats.packets_out
+    report.packets_received = stream.stats.packets_in
+    if record is not None:
+        recorder.save(record)
+        report.recording = str(record)
 
 
 async def _wait_end(
