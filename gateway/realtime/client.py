@@ -93,50 +93,15 @@ class RealtimeSession:
         try:
             async with asyncio.timeout(connect_timeout):
                 headers = {**dialect.handshake_headers(), **await auth.headers()}
-                ws = await connect(
-                    url,
-                    additional_headers=headers,
-                    compression=None,  # base64 audio hardly compresses; deflate costs CPU per frame
-                    max_size=MAX_MESSAGE_BYTES,
-                    # A service that stops answering pings has stalled: websockets closes
-                    # the socket (1011) and the link replaces the session.
-                    ping_interval=stall_timeout / 2,
-                    ping_timeout=stall_timeout / 2,
-                    close_timeout=2,
-                    open_timeout=None,  # the outer timeout covers the whole opening
-                    proxy=None if _is_loopback(url) else True,
-                )
+                ws = await _connect(url, headers, stall_timeout)
                 try:
                     await ws.send(dialect.session_update(agent, audio_format, codec))
                     session = await _wait_session_updated(ws, dialect)
                 except BaseException:
                     await ws.close()
                     raise
-        except TimeoutError:
-            raise RealtimeConnectError(
-                f"no session within {connect_timeout:g} s (connect timeout)"
-            ) from None
-        except AuthError as exc:
-            raise RealtimeConnectError(str(exc)) from None
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            hint = auth.refusal_hint(status) or _STATUS_HINTS.get(
-                status, "the service refused the handshake"
-            ).format(deployment=deployment)
-            retry = exc.response.headers.get("Retry-After")
-            raise RealtimeConnectError(
-                f"handshake refused with HTTP {status}: {hint}",
-                status=status,
-                retry_after=int(retry) if retry and retry.isdigit() else None,
-            ) from None
-        except (InvalidHandshake, InvalidURI) as exc:
-            raise RealtimeConnectError(f"handshake failed: {exc}") from None
-        except ConnectionClosed as exc:
-            raise RealtimeConnectError(f"service closed the session while opening: {exc}") from None
-        except OSError as exc:
-            raise RealtimeConnectError(f"cannot reach the service: {exc.strerror or exc}") from None
-        except ProtocolError as exc:
-            raise RealtimeConnectError(str(exc)) from None
+        except _OPEN_FAILURES as exc:
+            raise _open_failed(exc, auth, deployment, connect_timeout) from None
         return cls(ws, dialect, session)
 
     async def send(self, text: str) -> None:
@@ -223,6 +188,64 @@ class ClientFrames:
 
 _HEAD16 = struct.Struct("!BBH")
 _HEAD64 = struct.Struct("!BBQ")
+
+
+async def _connect(url: str, headers: dict[str, str], stall_timeout: float) -> ClientConnection:
+    """The WebSocket handshake, with the limits and keepalive a call's session needs."""
+    return await connect(
+        url,
+        additional_headers=headers,
+        compression=None,  # base64 audio hardly compresses; deflate costs CPU per frame
+        max_size=MAX_MESSAGE_BYTES,
+        # A service that stops answering pings has stalled: websockets closes
+        # the socket (1011) and the link replaces the session.
+        ping_interval=stall_timeout / 2,
+        ping_timeout=stall_timeout / 2,
+        close_timeout=2,
+        open_timeout=None,  # the outer timeout covers the whole opening
+        proxy=None if _is_loopback(url) else True,
+    )
+
+
+# What opening a session may raise, each told apart by _open_failed (TimeoutError is an
+# OSError and InvalidStatus an InvalidHandshake: the order of its checks matters).
+_OPEN_FAILURES = (
+    TimeoutError,
+    AuthError,
+    InvalidHandshake,
+    InvalidURI,
+    ConnectionClosed,
+    OSError,
+    ProtocolError,
+)
+
+
+def _open_failed(
+    exc: BaseException, auth: Auth, deployment: str, connect_timeout: float
+) -> RealtimeConnectError:
+    """Why a session could not be opened, in words an operator can act on."""
+    if isinstance(exc, TimeoutError):
+        return RealtimeConnectError(f"no session within {connect_timeout:g} s (connect timeout)")
+    if isinstance(exc, AuthError | ProtocolError):
+        return RealtimeConnectError(str(exc))
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        hint = auth.refusal_hint(status) or _STATUS_HINTS.get(
+            status, "the service refused the handshake"
+        ).format(deployment=deployment)
+        retry = exc.response.headers.get("Retry-After")
+        return RealtimeConnectError(
+            f"handshake refused with HTTP {status}: {hint}",
+            status=status,
+            retry_after=int(retry) if retry and retry.isdigit() else None,
+        )
+    if isinstance(exc, InvalidHandshake | InvalidURI):
+        return RealtimeConnectError(f"handshake failed: {exc}")
+    if isinstance(exc, ConnectionClosed):
+        return RealtimeConnectError(f"service closed the session while opening: {exc}")
+    if isinstance(exc, OSError):
+        return RealtimeConnectError(f"cannot reach the service: {exc.strerror or exc}")
+    raise TypeError(f"not an opening failure: {exc!r}")  # _OPEN_FAILURES names each one
 
 
 async def _wait_session_updated(ws: ClientConnection, dialect: Dialect) -> dict[str, Any]:
