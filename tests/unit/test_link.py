@@ -3,7 +3,7 @@
 import pytest
 
 from gateway.realtime import protocol as rt
-from gateway.realtime.link import rollover_times
+from gateway.realtime.replacement import rollover_times
 from gateway.realtime.turns import MAX_ITEMS, SessionTurns
 
 
