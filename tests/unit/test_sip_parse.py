@@ -16,9 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from gateway.sip.answer import reject
 from gateway.sip.door import Door
-from gateway.sip.transport import UdpTransport, parse_datagram
-from gateway.sip.uas import GatewayUAS, reject
+from gateway.sip.transport import parse_datagram
+from gateway.sip.uas import GatewayUAS
+from gateway.sip.udp import UdpTransport
 from gateway.sip.validate import request_problem
 
 INVITE = (
