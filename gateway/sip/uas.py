@@ -36,7 +36,7 @@ from aiosipua.sdp import SdpMessage
 
 from .answer import GatewayCall, reject, respond
 from .in_dialog import InDialogUAS
-from .messages import Unacceptable, read_offer
+from .messages import Unacceptable, error_response, read_offer
 from .retransmit import resend
 from .session_timer import TimerPolicy
 from .transactions import InviteTransaction, InviteTransactions, SipTimers, TxState
@@ -227,7 +227,8 @@ class GatewayUAS(InDialogUAS):
                 extra_headers={"Retry-After": str(OPTIONS_RETRY_AFTER_S)},
             )
         else:
-            self._reply(self._error_response(request, 200, "OK", self.capabilities()))
+            answer = error_response(request, 200, "OK", self.capabilities(), self.user_agent)
+            self._reply(answer)
 
     def capabilities(self) -> dict[str, str]:
         """What an OPTIONS learns (RFC 3261 §11.2): the methods, the body we take, and the
