@@ -82,6 +82,8 @@ def _address_problem(request: SipRequest) -> str | None:
         problem = _contact_problem(request)
         if problem:
             return problem
+    if request.method == "INVITE" and not route_set_fits(request.headers.get("record-route")):
+        return "Bad Record-Route"
     max_forwards = request.get_header("max-forwards")
     if max_forwards is not None and not max_forwards.strip().isdigit():
         return "Bad Max-Forwards"
