@@ -20,9 +20,10 @@ from .config import GatewayConfig
 from .metrics import Metrics
 from .refusals import PHRASES, RETRY_AFTER_S
 from .routing import CallInfo
+from .sip.answer import reject
 from .sip.blocklist import AuthBlocklist
 from .sip.digest import DigestVerifier
-from .sip.uas import GatewayUAS, reject
+from .sip.uas import GatewayUAS
 from .startup import StartupError
 
 log = structlog.get_logger("gateway")

@@ -33,12 +33,14 @@ from .realtime.protocol import dialect_for
 from .refusals import PHRASES
 from .reload import RELOADABLE, apply_config
 from .routing import Router
+from .sip.answer import reject
 from .sip.door import Door
 from .sip.register import Registrar
 from .sip.tls import TlsSetupError
+from .sip.tls_transport import TlsTransport
 from .sip.transactions import SipTimers
-from .sip.transport import Listener, TlsTransport, bound_port
-from .sip.uas import GatewayUAS, reject
+from .sip.transport import Listener, bound_port
+from .sip.uas import GatewayUAS
 from .startup import StartupError, realtime_auth, writable_dir
 
 __all__ = ["RELOADABLE", "ActiveCall", "Gateway", "StartupError"]

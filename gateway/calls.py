@@ -8,9 +8,10 @@ from aiosipua import IncomingCall, SdpMessage, SipRequest
 
 from .bridge.setup import ActiveCall
 from .refusals import PHRASES
+from .sip.answer import respond
 from .sip.sdp import NotAcceptable
 from .sip.session_timer import SESSION_TIMER_EXPIRED
-from .sip.uas import GatewayUAS, respond
+from .sip.uas import GatewayUAS
 
 log = structlog.get_logger("gateway")
 

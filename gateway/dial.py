@@ -27,7 +27,8 @@ from .media.rates import TELEPHONE_RATE
 from .media.resample import Resampler
 from .media.stream import RtpStream, local_ip_towards
 from .sip.door import Door
-from .sip.transport import UdpTransport, bound_port
+from .sip.transport import bound_port
+from .sip.udp import UdpTransport
 
 AUDIO_RMS = 300  # about -40 dBFS: quieter frames count as silence for "time to first audio"
 

@@ -11,8 +11,11 @@ import structlog
 from .config import GatewayConfig, SipSessionTimersConfig
 from .sip.door import Door
 from .sip.session_timer import TimerPolicy
+from .sip.tcp import TcpLimits, TcpTransport
 from .sip.tls import TlsSettings, TlsSetupError, client_context, server_context
-from .sip.transport import Listener, TcpLimits, TcpTransport, TlsTransport, UdpTransport
+from .sip.tls_transport import TlsTransport
+from .sip.transport import Listener
+from .sip.udp import UdpTransport
 
 log = structlog.get_logger("gateway")
 

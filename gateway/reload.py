@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .config import GatewayConfig
 from .listeners import TlsContexts, reload_tls
-from .sip.transport import TlsTransport
+from .sip.tls_transport import TlsTransport
 
 RELOADABLE = ("agent", "profiles", "routes")  # what a reload (SIGHUP) applies to new calls
 

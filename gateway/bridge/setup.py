@@ -45,10 +45,11 @@ from ..refusals import (
     SetupFailed,
 )
 from ..routing import CallInfo, Router, Selection
+from ..sip.answer import reject
 from ..sip.door import Door
 from ..sip.leg import CallLeg
 from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
-from ..sip.uas import GatewayUAS, reject
+from ..sip.uas import GatewayUAS
 from .actions import Actions
 from .call import CallBridge
 from .call_limits import CallLimits

@@ -98,18 +98,9 @@ class DigestVerifier:
 
     def verify(self, request: SipRequest, source: str) -> Verdict:
         """Check the request's Authorization; ``source`` is the IP address it came from."""
-        header = request.get_header("authorization")
-        if not header:
-            return Verdict(False, reason="no credentials")
-        if len(header) > MAX_HEADER:
-            return Verdict(False, reason="Authorization header too long", status=400)
-        try:
-            creds = parse_auth(header, credentials=True)
-        except (ValueError, IndexError):
-            return Verdict(False, reason="unreadable Authorization header", status=400)
-        if creds.scheme.lower() != "digest":
-            return Verdict(False, reason="not Digest credentials")
-        p = {k.strip().lower(): v for k, v in creds.params.items()}
+        p = _read_credentials(request.get_header("authorization"))
+        if isinstance(p, Verdict):
+            return p
         user = p.get("username", "")
         nonce = p.get("nonce", "")
         issued = self._issued_at(nonce, source)  # None: not a nonce we gave this source
@@ -117,24 +108,9 @@ class DigestVerifier:
         def refused(reason: str, status: int = 401) -> Verdict:
             return Verdict(False, user, reason, status=status, failure=issued is not None)
 
-        if p.get("realm") != self.realm:
-            return refused("wrong realm")
-        qop = p.get("qop")
-        if qop is None:
-            return refused("no qop: credentials without qop=auth are refused (downgrade)")
-        if qop.lower() != "auth":
-            return refused("qop other than auth")
-        algorithm = _algorithm(p.get("algorithm", "MD5"), self.algorithms)
-        if algorithm is None:
-            return refused("algorithm not offered")
-        nc_text, cnonce = p.get("nc", ""), p.get("cnonce", "")
-        if not _NC.fullmatch(nc_text):
-            return refused("malformed credentials: nc is not 8 hex digits", 400)
-        if not _CNONCE.fullmatch(cnonce):
-            return refused("malformed credentials: cnonce missing or not a token", 400)
-        offered = p.get("response", "").lower()
-        if not _RESPONSE_SHAPE[algorithm].fullmatch(offered):
-            return refused(f"malformed credentials: response is not a {algorithm} digest", 400)
+        algorithm = _shape(p, self.realm, self.algorithms)
+        if isinstance(algorithm, tuple):
+            return refused(*algorithm)
         if issued is None:
             # Checked before the password: otherwise "stale" would tell a guesser using
             # nonces of its own making which guess was right, and none would count.
@@ -142,25 +118,42 @@ class DigestVerifier:
         password = self._users.get(user)
         if password is None:
             return refused("unknown user")
-        nc = int(nc_text, 16)
-        expected = build_credentials(
-            SipDigestAuth(user, password),
-            AuthChallenge(
-                scheme="Digest",
-                params={"realm": self.realm, "nonce": nonce, "algorithm": algorithm, "qop": "auth"},
-            ),
-            request.method,
-            p.get("uri", ""),
-            nonce_count=nc,
-            cnonce=cnonce,
-        )
-        if expected is None or not hmac.compare_digest(
-            expected.params["response"].encode(), offered.encode()
-        ):
+        if not self._digest_matches(request, p, password, algorithm):
             return refused("wrong password or digest")
         if p.get("uri") != request.uri:
             # RFC 7616 §3.4.6: the credentials were made for another request.
             return refused("digest uri is not the Request-URI", 400)
+        return self._count(user, nonce, issued, int(p["nc"], 16))
+
+    def _digest_matches(
+        self, request: SipRequest, p: dict[str, str], password: str, algorithm: str
+    ) -> bool:
+        """Whether the response is the one the user's password gives (compared in constant
+        time), computed by aiosipua's client code."""
+        expected = build_credentials(
+            SipDigestAuth(p.get("username", ""), password),
+            AuthChallenge(
+                scheme="Digest",
+                params={
+                    "realm": self.realm,
+                    "nonce": p.get("nonce", ""),
+                    "algorithm": algorithm,
+                    "qop": "auth",
+                },
+            ),
+            request.method,
+            p.get("uri", ""),
+            nonce_count=int(p["nc"], 16),
+            cnonce=p["cnonce"],
+        )
+        offered = p.get("response", "").lower()
+        return expected is not None and hmac.compare_digest(
+            expected.params["response"].encode(), offered.encode()
+        )
+
+    def _count(self, user: str, nonce: str, issued: int, nc: int) -> Verdict:
+        """Accept credentials whose nonce is fresh and whose count is above the last one
+        accepted with it (RFC 7616 §3.3): the same Authorization twice is a replay."""
         now = self._clock()
         if not 0 <= now - issued <= self._ttl:
             return Verdict(False, user, "nonce expired", stale=True)
@@ -169,7 +162,7 @@ class DigestVerifier:
         if seen is None and issued <= self._forgotten_up_to:
             return Verdict(False, user, "nonce no longer tracked", stale=True)
         if seen is not None and nc <= seen[1]:
-            return refused("replayed nonce count")
+            return Verdict(False, user, "replayed nonce count", failure=True)
         self._counts[nonce] = (issued, nc)
         while len(self._counts) > self._max_nonces:
             _, (dropped, _) = self._counts.popitem(last=False)
@@ -202,6 +195,44 @@ class DigestVerifier:
             if now - issued <= self._ttl:
                 return
             self._counts.popitem(last=False)
+
+
+def _read_credentials(header: str | None) -> dict[str, str] | Verdict:
+    """The Digest parameters of an Authorization header (names lower-cased), or the Verdict
+    for a header that is missing, too long, unreadable or not Digest."""
+    if not header:
+        return Verdict(False, reason="no credentials")
+    if len(header) > MAX_HEADER:
+        return Verdict(False, reason="Authorization header too long", status=400)
+    try:
+        creds = parse_auth(header, credentials=True)
+    except (ValueError, IndexError):
+        return Verdict(False, reason="unreadable Authorization header", status=400)
+    if creds.scheme.lower() != "digest":
+        return Verdict(False, reason="not Digest credentials")
+    return {k.strip().lower(): v for k, v in creds.params.items()}
+
+
+def _shape(p: dict[str, str], realm: str, algorithms: Sequence[str]) -> str | tuple[str, int]:
+    """The algorithm of well-shaped credentials, or why they are refused and with which
+    status: each field is checked for its shape before any is used."""
+    if p.get("realm") != realm:
+        return "wrong realm", 401
+    qop = p.get("qop")
+    if qop is None:
+        return "no qop: credentials without qop=auth are refused (downgrade)", 401
+    if qop.lower() != "auth":
+        return "qop other than auth", 401
+    algorithm = _algorithm(p.get("algorithm", "MD5"), algorithms)
+    if algorithm is None:
+        return "algorithm not offered", 401
+    if not _NC.fullmatch(p.get("nc", "")):
+        return "malformed credentials: nc is not 8 hex digits", 400
+    if not _CNONCE.fullmatch(p.get("cnonce", "")):
+        return "malformed credentials: cnonce missing or not a token", 400
+    if not _RESPONSE_SHAPE[algorithm].fullmatch(p.get("response", "").lower()):
+        return f"malformed credentials: response is not a {algorithm} digest", 400
+    return algorithm
 
 
 def _algorithm(name: str, offered: Sequence[str]) -> str | None:

@@ -12,8 +12,8 @@ from typing import Any
 from aiosipua import IncomingCall, SdpMessage, SipRequest, parse_sdp
 
 from ..media.stream import RtpStream
+from .answer import respond
 from .sdp import MediaPlan, NotAcceptable, SdpSession, srtp_keys, srtp_session
-from .uas import respond
 
 
 class CallLeg:

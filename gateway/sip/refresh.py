@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from aiosipua import IncomingCall, SipRequest, SipResponse, parse_sdp
@@ -24,19 +24,36 @@ from aiosipua.dialog import DialogState
 from aiosipua.sdp import SdpMessage, serialize_sdp
 from aiosipua.utils import format_addr
 
-from .session_timer import MAX_INTERVAL_S, Negotiated, allows, parse_session_expires
+from .retransmit import resend
+from .session_timer import MAX_INTERVAL_S, Negotiated, TimerPolicy, allows, parse_session_expires
+from .transactions import SipTimers
+from .transport import Listener
 from .validate import retarget
 
-if TYPE_CHECKING:
-    from .uas import GatewayUAS
-
 log = structlog.get_logger("gateway.sip")
+
+
+class Owner(Protocol):
+    """What a refresh needs of the UAS whose calls it refreshes (in_dialog.InDialogUAS): a
+    Protocol, so that this module does not import the UAS that imports it."""
+
+    @property
+    def transport(self) -> Listener: ...
+    @property
+    def timers(self) -> SipTimers: ...
+    @property
+    def session_policy(self) -> TimerPolicy | None: ...
+    @property
+    def user_agent(self) -> str | None: ...
+    def get_call(self, call_id: str) -> IncomingCall | None: ...
+    def session_expired(self, call: IncomingCall, why: str = ...) -> None: ...
+    def arm_session_timer(self, call: IncomingCall) -> None: ...
 
 
 class Refreshes:
     """The refreshes in flight, by Via branch, for one UAS."""
 
-    def __init__(self, uas: GatewayUAS) -> None:
+    def __init__(self, uas: Owner) -> None:
         self.uas = uas
         # Set by the app: the SDP a refresh re-INVITE repeats, and where its answer goes.
         self.local_sdp: Callable[[IncomingCall], SdpMessage | None] = lambda call: None
@@ -77,7 +94,7 @@ class Refreshes:
             return True
         ack = self._acks.get(branch)
         if ack is not None:
-            call = self.uas._calls.get(ack.call_id or "")
+            call = self.uas.get_call(ack.call_id or "")
             if call is not None and 200 <= response.status_code < 300:
                 self.uas.transport.send(ack, call.source_addr)  # the 2xx again: ACK was lost
             return True
@@ -135,10 +152,12 @@ class Refreshes:
         destination = call.source_addr
         log.info("sip.refresh_sent", sip_call_id=call.call_id, method=request.method)
         uas.transport.send(request, destination)
-        resend = (
+        resending = (
             None
             if uas.transport.reliable
-            else loop.create_task(uas._resend(lambda: uas.transport.send(request, destination)))
+            else loop.create_task(
+                resend(uas.timers, lambda: uas.transport.send(request, destination))
+            )
         )
         try:
             async with asyncio.timeout(uas.timers.h):
@@ -146,8 +165,8 @@ class Refreshes:
         except TimeoutError:
             response = None
         finally:
-            if resend is not None:
-                resend.cancel()
+            if resending is not None:
+                resending.cancel()
             self._waiting.pop(branch, None)
             self._invites.discard(call.call_id)
             if self._tasks.get(call.call_id) is asyncio.current_task():
@@ -193,7 +212,7 @@ class Refreshes:
     ) -> None:
         uas = self.uas
         method = request.method
-        if uas._calls.get(call.call_id) is not call:
+        if uas.get_call(call.call_id) is not call:
             return  # ended meanwhile
         if call.dialog.state is not DialogState.CONFIRMED:
             return
@@ -249,4 +268,4 @@ class Refreshes:
 
     def _replace(self, call: IncomingCall, timer: Negotiated) -> None:
         call.timer = call.offered_timer = timer  # type: ignore[attr-defined]
-        self.uas._arm_session_timer(call)
+        self.uas.arm_session_timer(call)

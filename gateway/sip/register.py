@@ -22,7 +22,7 @@ from aiosipua.utils import format_addr
 
 from ..config import SipRegisterConfig
 from .addresses import ip_literal
-from .transport import TlsTransport
+from .tls_transport import TlsTransport
 
 log = structlog.get_logger("gateway.sip")
 

@@ -1,6 +1,6 @@
 """Session timers (RFC 4028), the UAS side: what to answer, and who refreshes.
 
-Plain functions over a request's headers; the UAS (uas.py) arms aiosipua's `SessionTimer`
+Plain functions over a request's headers; the UAS (in_dialog.py) arms aiosipua's `SessionTimer`
 with the result: a refresh every half interval when we refresh, else a watchdog that ends the
 call when the caller's refreshes stop (§10: before the expiry minus min(32, interval/3)).
 

@@ -16,6 +16,9 @@ MAX_CSEQ = 2**31  # RFC 3261 §8.1.1.5: the sequence number is less than 2**31
 TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 # Extensions a caller may Require: we never send reliable provisionals, so 100rel holds.
 SUPPORTED = frozenset({"100rel", "timer"})
+# A route set a proxy chain builds: Kamailio adds one or two entries of ~60 characters each.
+MAX_ROUTES = 16
+MAX_ROUTE_CHARS = 4096
 
 Problem = tuple[int, str, dict[str, str]]
 
@@ -79,6 +82,8 @@ def _address_problem(request: SipRequest) -> str | None:
         problem = _contact_problem(request)
         if problem:
             return problem
+    if request.method == "INVITE" and not route_set_fits(request.headers.get("record-route")):
+        return "Bad Record-Route"
     max_forwards = request.get_header("max-forwards")
     if max_forwards is not None and not max_forwards.strip().isdigit():
         return "Bad Max-Forwards"
@@ -110,6 +115,56 @@ def remote_target(message: SipRequest | SipResponse) -> str | None:
     if uri.port is not None and not valid_port(uri.port):
         return None
     return stringify_uri(uri)
+
+
+def route_set_fits(values: list[str]) -> bool:
+    """Whether Record-Route lines may become a dialog's route set: we echo them in our answers
+    and send them back as Route, so each entry must be a SIP name-addr with a well-formed
+    host and port, and the whole set small (a proxy chain, not a payload)."""
+    if sum(len(value) for value in values) > MAX_ROUTE_CHARS:
+        return False
+    entries = [entry for value in values for entry in split_entries(value)]
+    return len(entries) <= MAX_ROUTES and all(route_uri(entry) for entry in entries)
+
+
+def split_entries(value: str) -> list[str]:
+    """A header line's comma-separated entries; a comma inside <...> or quotes is kept."""
+    entries, start, angle, quoted = [], 0, False, False
+    for index, char in enumerate(value):
+        if char == '"' and not angle:
+            quoted = not quoted
+        elif char in "<>" and not quoted:
+            angle = char == "<"
+        elif char == "," and not (angle or quoted):
+            entries.append(value[start:index].strip())
+            start = index + 1
+    entries.append(value[start:].strip())
+    return entries
+
+
+def route_uri(entry: str) -> str | None:
+    """The URI of one Route or Record-Route entry: a name-addr (RFC 3261 §20.30) holding a
+    sip: or sips: URI with a well-formed host and port; None for anything else."""
+    opening = entry.find("<")
+    if not entry.isascii() or opening < 0 or ">" not in entry[opening:]:
+        return None
+    if not entry[opening + 1 :].lower().startswith(("sip:", "sips:")):
+        return None
+    try:
+        uri = parse_address(entry).uri
+    except (ValueError, IndexError):
+        return None
+    if not valid_host(uri.host) or (uri.port is not None and not valid_port(uri.port)):
+        return None
+    return stringify_uri(uri)
+
+
+def first_route(route_set: list[str]) -> str | None:
+    """The URI of the nearest proxy in a dialog's route set (its first entry), or None when
+    there is none or it is not a well-formed SIP URI."""
+    if not route_set:
+        return None
+    return route_uri(split_entries(route_set[0])[0])
 
 
 def retarget(dialog: Dialog, message: SipRequest | SipResponse) -> None:

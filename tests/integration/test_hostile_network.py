@@ -481,3 +481,52 @@ async def test_a_stranger_never_gets_more_bytes_back_than_it_sent() -> None:
             assert too_large._value.get() == 1
         finally:
             stranger.close()
+
+
+async def test_a_hostile_record_route_gets_400_and_a_proxy_named_there_gets_nothing() -> None:
+    """Record-Route is echoed in our answers and becomes the route set of our BYE: an oversized
+    or malformed one is refused with 400 (it would make the answer too large for a datagram,
+    or a broken Route in every request of ours); a well-formed one naming a third party is
+    echoed, but our in-dialog requests still go to the packet's source, never to it."""
+    async with InProcessGateway(timers=FAST_TIMERS) as gateway:
+        pbx, victim = Peer(), Peer(THIRD_PARTY)
+        proxy = f"<sip:{THIRD_PARTY}:{victim.port};lr>"
+        try:
+            hostile = {
+                "rr-many": ", ".join([proxy] * 200),  # 6 KB, 200 proxies
+                "rr-long": f"<sip:{'a' * 5000}.example;lr>",
+                "rr-open": f"<sip:{THIRD_PARTY}:{victim.port};lr",
+                "rr-bare": "garbage",
+                "rr-port": f"<sip:{THIRD_PARTY}:70000;lr>",
+                "rr-tel": "<tel:+15550100>",
+            }
+            for call_id, value in hostile.items():
+                pbx.send(
+                    request(call_id, pbx.port, body=SDP, extra=(f"Record-Route: {value}",)),
+                    gateway.port,
+                )
+                assert await pbx.final() == 400, call_id
+                assert b"Bad Record-Route" in pbx.received[-1], call_id
+            assert not gateway.gateway.calls and not gateway.realtime_sessions
+            pbx.send(options("after", pbx.port), gateway.port)
+            assert await pbx.final() == 200
+            # A well-formed proxy is echoed; the 2xx goes unACKed, so the gateway ends the
+            # call with a BYE (timer H): to the caller's address, with the proxy as Route.
+            pbx.send(
+                request("rr-ok", pbx.port, body=SDP, extra=(f"Record-Route: {proxy}",)),
+                gateway.port,
+            )
+            assert await pbx.final(timeout=10) == 200
+            assert f"Record-Route: {proxy}".encode() in pbx.received[-1]
+            async with asyncio.timeout(64 * FAST_TIMERS.t1 + 10):
+                while True:
+                    data = await pbx.next(timeout=64 * FAST_TIMERS.t1 + 10)
+                    assert data is not None, "no BYE after the ACK timeout"
+                    if data.startswith(b"BYE "):
+                        break
+            assert f"Route: {proxy}".encode() in data
+            assert await victim.next(timeout=0.5) is None
+            assert not gateway.find("sip.handler_failed")
+        finally:
+            pbx.close()
+            victim.close()

@@ -27,8 +27,9 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from gateway.sip import transport as sip_transport
-from gateway.sip.uas import GatewayUAS, reject
+from gateway.sip import udp as sip_transport
+from gateway.sip.answer import reject
+from gateway.sip.uas import GatewayUAS
 
 SOURCE = ("127.0.0.1", 5070)
 

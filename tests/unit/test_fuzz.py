@@ -99,7 +99,7 @@ def _plan_and_answer(text: str) -> None:
     try:
         offer = parse_sdp(text)
     except (ValueError, IndexError):
-        return  # the SIP layer answers 400 Malformed SDP (gateway/sip/uas.py)
+        return  # the SIP layer answers 400 Malformed SDP (gateway/sip/messages.py)
     session = SdpSession(["PCMU", "PCMA"], "127.0.0.1", rtp_port=10000)
     try:
         plan = session.first_plan(offer)

@@ -31,7 +31,7 @@ def test_message_text() -> None:
 
 
 def test_info_bodies() -> None:
-    from gateway.sip.uas import info_digit
+    from gateway.sip.messages import info_digit
 
     relay = "application/dtmf-relay"
     assert info_digit("Signal=5\r\nDuration=160\r\n", relay) == "5"

@@ -14,8 +14,8 @@ from aiosipua import IncomingCall, SipMessage, SipRequest, SipResponse, parse_sd
 from gateway.sip.door import Door
 from gateway.sip.session_timer import TimerPolicy
 from gateway.sip.transactions import SipTimers
-from gateway.sip.transport import UdpTransport
 from gateway.sip.uas import GatewayUAS
+from gateway.sip.udp import UdpTransport
 
 PEER = ("127.0.0.1", 5070)
 SDP = (

@@ -16,9 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from gateway.sip.answer import reject
 from gateway.sip.door import Door
-from gateway.sip.transport import UdpTransport, parse_datagram
-from gateway.sip.uas import GatewayUAS, reject
+from gateway.sip.transport import parse_datagram
+from gateway.sip.uas import GatewayUAS
+from gateway.sip.udp import UdpTransport
 from gateway.sip.validate import request_problem
 
 INVITE = (
@@ -193,3 +195,28 @@ async def test_an_ack_finds_its_transaction_among_thousands_by_lookup() -> None:
     for txn in server.invites.all():
         if txn.timer is not None:
             txn.timer.cancel()
+
+
+def test_options_get_200_with_capabilities_and_503_while_unavailable() -> None:
+    """The PBX's health check: 200 with Allow and Accept (and our User-Agent), 503 with
+    Retry-After while the gateway is draining or full."""
+    server, wire = uas()
+    options = (
+        INVITE.split(b"Content-Type")[0]
+        .replace(b"INVITE sip:", b"OPTIONS sip:")
+        .replace(b"1 INVITE", b"1 OPTIONS")
+        + b"Content-Length: 0\r\n\r\n"
+    )
+    wire._dispatch(options, ("127.0.0.1", 5070))
+    [(answer, addr)] = wire.sent
+    assert isinstance(answer, SipResponse) and addr == ("127.0.0.1", 5070)
+    assert answer.status_code == 200
+    allow = {m.strip() for value in answer.headers.get("allow") for m in value.split(",")}
+    assert {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO"} <= allow
+    assert answer.get_header("accept") == "application/sdp"
+    assert answer.get_header("user-agent") == "test"
+    server.unavailable = lambda: True
+    wire._dispatch(options.replace(b"z9hG4bK-1-1", b"z9hG4bK-1-2"), ("127.0.0.1", 5070))
+    answer = wire.sent[-1][0]
+    assert isinstance(answer, SipResponse)
+    assert (answer.status_code, answer.get_header("retry-after")) == (503, "5")

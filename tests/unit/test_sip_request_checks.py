@@ -10,7 +10,15 @@ import pytest
 from aiosipua import SipRequest
 from aiosipua.dialog import Dialog
 
-from gateway.sip.validate import MAX_CSEQ, SUPPORTED, remote_target, request_problem, retarget
+from gateway.sip.validate import (
+    MAX_CSEQ,
+    MAX_ROUTES,
+    SUPPORTED,
+    first_route,
+    remote_target,
+    request_problem,
+    retarget,
+)
 
 HEADERS = [
     ("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1"),
@@ -184,3 +192,64 @@ def test_retarget_moves_the_dialog_only_for_a_good_contact() -> None:
     assert dialog.remote_target == "sip:old@127.0.0.1"
     retarget(dialog, build(replace={"Contact": "<sip:new@127.0.0.2:5080>"}))
     assert dialog.remote_target == "sip:new@127.0.0.2:5080"
+
+
+KAMAILIO = "<sip:10.0.0.1;lr;r2=on>, <sip:10.0.0.1:5061;transport=tls;lr;r2=on>"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [KAMAILIO],
+        [KAMAILIO, "<sip:10.0.0.2:5061;transport=tls;lr>"],
+        ['"edge, west" <sip:proxy.example.com;lr>'],  # a comma inside quotes is not a split
+        ["<sips:[2001:db8::1]:5061;lr>"],
+        [", ".join(["<sip:10.0.0.1;lr>"] * MAX_ROUTES)],
+    ],
+)
+def test_a_proxy_chain_record_route_is_accepted(values: list[str]) -> None:
+    add = [("Record-Route", value) for value in values]
+    assert request_problem(build(add=add)) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ", ".join(["<sip:10.0.0.1;lr>"] * (MAX_ROUTES + 1)),  # too many proxies
+        f"<sip:{'a' * 5000}.example;lr>",  # too long
+        "<sip:10.0.0.1;lr",  # unclosed
+        "garbage",
+        "sip:10.0.0.1;lr",  # an addr-spec: Record-Route is a name-addr (RFC 3261 §20.30)
+        "<tel:+15550100>",
+        "<sip:10.0.0.1:70000;lr>",
+        "<sip:bad_host!;lr>",
+        "<sip:10.0.0.1;lr>, <sip:h\u00f6st;lr>",
+        "<sip:10.0.0.1;lr>,,<sip:10.0.0.2;lr>",  # an empty entry
+    ],
+)
+def test_a_hostile_record_route_in_an_invite_is_400(value: str) -> None:
+    problem = request_problem(build(add=[("Record-Route", value)]))
+    assert problem == (400, "Bad Record-Route", {})
+
+
+def test_record_route_is_only_checked_where_it_makes_a_dialog() -> None:
+    # In-dialog requests may carry one; it is never used, so it is never refused.
+    request = build("OPTIONS", replace={"Contact": None}, add=[("Record-Route", "garbage")])
+    assert request_problem(request) is None
+
+
+@pytest.mark.parametrize(
+    ("route_set", "first"),
+    [
+        ([KAMAILIO], "sip:10.0.0.1;lr;r2=on"),
+        (['"p" <sip:10.0.0.2:5061;transport=tls;lr>'], "sip:10.0.0.2:5061;transport=tls;lr"),
+        ([], None),
+        (["garbage"], None),
+        (["<sip:10.0.0.1:99999;lr>"], None),
+        (["<sip:evil", "<sip:10.0.0.1;lr>"], None),  # the nearest proxy or none, never a later one
+    ],
+)
+def test_first_route_is_the_nearest_proxy_when_well_formed(
+    route_set: list[str], first: str | None
+) -> None:
+    assert first_route(route_set) == first

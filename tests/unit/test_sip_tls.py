@@ -16,7 +16,7 @@ from gateway.sip.tls import (
     reconnect_target,
     server_context,
 )
-from gateway.sip.transport import tls_contact
+from gateway.sip.tls_transport import tls_contact
 
 
 def errors_of(data: object) -> str:
