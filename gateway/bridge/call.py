@@ -83,6 +83,7 @@ class CallBridge:
         self.uplink = CallerAudio(
             codec, passthrough, agent, rtp.ptime_ms, recording, self._caller_speaking
         )
+        self._echo = self.uplink.echo  # shown each frame played (None: no echo suppression)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self.core = CallCore(
             self.playback,
@@ -184,7 +185,8 @@ class CallBridge:
     def next_frame(self) -> np.ndarray | None:
         """The pacer's frame source: playback, seen on its way out (echo, recording)."""
         frame = self.core.next_frame()
-        self.uplink.far_end(frame)
+        if self._echo is not None:
+            self._echo.far_end(frame)
         if self.recording is not None:
             self.recording.tick(frame)
         if frame is None and self.core.due:  # the agent's last words are out: end, transfer
@@ -260,6 +262,8 @@ class CallBridge:
                 self.rtp.poll_pacer()  # a due packet goes out before this delta's resampling
                 self.core.audio_delta(event)
                 continue
-            self._run(self.core.server_event(event, time.monotonic()))
+            commands = self.core.server_event(event, time.monotonic())
+            if commands:  # an event that gives no command brings no deadline sooner
+                self._run(commands)
         code = self.session.close_code
         raise CallEnded(f"realtime_closed:{code}")

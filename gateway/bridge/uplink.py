@@ -3,7 +3,7 @@ gateway's own VAD, and put in the session's format.
 
 Its own object so the bridge only wires it: the bridge calls :meth:`CallerAudio.convert` from
 the RTP socket's callback, once per packet, and shows it each frame played to the caller
-(:meth:`CallerAudio.far_end`, what the echo suppressor compares against).
+(``CallerAudio.echo.far_end``, what the echo suppressor compares against).
 """
 
 from __future__ import annotations
@@ -50,11 +50,6 @@ class CallerAudio:
     def confirm_s(self) -> float:
         """How long a local barge-in holds playback unconfirmed (0: no local VAD)."""
         return self.local.confirm_s if self.local is not None else 0.0
-
-    def far_end(self, frame: np.ndarray | None) -> None:
-        """A frame played to the caller (None: silence), for the echo suppressor."""
-        if self.echo is not None:
-            self.echo.far_end(frame)
 
     def convert(self, payload: bytes) -> bytes:
         """The caller's G.711 in the session's format, past echo suppression and local VAD."""
