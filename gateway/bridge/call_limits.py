@@ -10,7 +10,10 @@ call's core consults it on each tick and asks it when the next tick is due.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..config import GatewayConfig
 
 MAX_CALL_DURATION = "max_call_duration"  # end reasons (a bounded set: metric labels)
 HOLD_TIMEOUT = "hold_timeout"
@@ -40,6 +43,11 @@ class CallLimits:
         self._caller = caller
         self._answered_at = 0.0
         self._held_since: float | None = None
+
+    @classmethod
+    def configured(cls, cfg: GatewayConfig, caller: CallerSilence) -> CallLimits:
+        """From limits.max_call_s, media.hold_timeout_s and media.rtp_timeout_s."""
+        return cls(cfg.limits.max_call_s, cfg.media.hold_timeout_s, cfg.media.rtp_timeout_s, caller)
 
     def answered(self, now: float) -> None:
         """The call starts counting from its answer (the RTP timeout too, at the latest)."""

@@ -314,12 +314,7 @@ class CallSetup:
             actions=actions,
             recording=recording,
             playback_buffer_s=cfg.media.playback_buffer_s,
-            limits=CallLimits(
-                cfg.limits.max_call_s,
-                cfg.media.hold_timeout_s,
-                cfg.media.rtp_timeout_s,
-                stream.receiver,
-            ),
+            limits=CallLimits.configured(cfg, stream.receiver),
         )
         stream.on_payload = bridge.on_payload
         self.actions, self.bridge = actions, bridge
