@@ -1,9 +1,11 @@
-"""The model's tool calls, run for one call: the asyncio side of ``CallCore``'s ``RunTool``.
+"""The model's tool calls and the call's transfer, run for one call: the asyncio side of
+``CallCore``'s ``RunTool`` and ``Transfer``.
 
-A tool may take seconds (a webhook, a transfer waiting for the far end), so each runs in a task
-of its own; its output goes back to the core (``CallCore.tool_done``), whose commands the
-bridge runs. Tools act on the call through :class:`~.tools.CallControl`, which this object is:
-hang up after the agent's last words, transfer.
+A tool may take seconds (a webhook), and so may a transfer (the far end answering), so each
+runs in a task of its own; the result goes back to the core (``CallCore.tool_done``,
+``CallCore.transfer_done``), whose commands the bridge runs. Tools act on the call through
+:class:`~.tools.CallControl`, which this object is: both requests go to the core, which
+decides when they happen (once the agent's last words are heard).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from .core import CallCore, Command
+from ..realtime import protocol as rt
+from .core import CallCore, Command, Transfer
 from .tools import ToolCall, Tools
 
 TransferFn = Callable[[str], Awaitable[tuple[bool, str]]]
@@ -30,6 +33,7 @@ class Actions:
         self._run: Runner = lambda commands: None
         self._tasks: set[asyncio.Task[None]] = set()
         self.tool_calls: list[dict[str, Any]] = []  # for the call record
+        self._unanswered: dict[str, dict[str, Any]] = {}  # a transfer's entry, by call_id
 
     def attach(self, core: CallCore, run: Runner) -> None:
         """The call's core, fed each tool's output, and the runner of its commands."""
@@ -46,9 +50,12 @@ class Actions:
         else:
             output = await self._tools.run(call, self)
         elapsed_ms = round((time.monotonic() - started) * 1000)
-        self.tool_calls.append(
-            {"name": call.name, "arguments": call.arguments, "output": output, "ms": elapsed_ms}
-        )
+        entry = {"name": call.name, "arguments": call.arguments, "output": output, "ms": elapsed_ms}
+        self.tool_calls.append(entry)
+        if output is None:  # the core answers it with the transfer's outcome
+            self._unanswered[call.call_id] = entry
+            self._log.info("call.tool", name=call.name, ms=elapsed_ms, output="(transfer pending)")
+            return
         self._log.info("call.tool", name=call.name, ms=elapsed_ms, output=output[:200])
         if self._core is not None:
             self._run(self._core.tool_done(call, output, time.monotonic()))
@@ -59,14 +66,29 @@ class Actions:
         if self._core is not None:
             self._core.hang_up_after_words()
 
-    async def transfer(self, target: str) -> tuple[bool, str]:
-        if self._transfer is None:
-            return False, "transfers are not available on this gateway"
-        ok, detail = await self._transfer(target)
+    def transfer_after_playback(self, call: ToolCall, destination: str, target: str) -> str | None:
+        if self._transfer is None or self._core is None:
+            return "transfers are not available on this gateway"
+        return self._core.transfer_after_words(call, destination, target)
+
+    # The core's Transfer
+
+    def transfer(self, command: Transfer) -> None:
+        """REFER the caller now (the core judged it the moment); the outcome to the core."""
+        self._spawn(self._refer(command.target))
+
+    async def _refer(self, target: str) -> None:
+        assert self._transfer is not None and self._core is not None
+        try:
+            ok, detail = await self._transfer(target)
+        except Exception as exc:  # the caller is still here: the model must hear so
+            ok, detail = False, f"the transfer failed ({type(exc).__name__})"
         self._log.info("call.transfer", target=target, ok=ok, detail=detail)
-        if ok and self._core is not None:
-            self._run(self._core.transferred())
-        return ok, detail
+        commands = self._core.transfer_done(ok, detail, time.monotonic())
+        for command in commands:
+            if isinstance(command, rt.FunctionOutput) and command.call_id in self._unanswered:
+                self._unanswered.pop(command.call_id)["output"] = command.output
+        self._run(commands)
 
     # --- lifetime -----------------------------------------------------------------------------
 

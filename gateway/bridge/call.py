@@ -3,18 +3,19 @@
 
 The core decides what happens on the call; this module feeds it (server events, keys, the
 pacer asking for frames, time) and runs the commands it returns: commands for the model go to
-the link in the order given (one writer task), tools run in tasks of their own
-(:class:`~.actions.Actions`), a hang-up ends the call. Tasks live as long as the call:
-downlink (model events into the core), the writer, the pacer (playback to RTP), and watchers
-(the agent hanging up, the caller's RTP stopping, the call's time limits). The caller's audio
-goes to the model straight from the RTP socket's callback (uplink), without a task hop per
-packet. The first to end (or the uplink failing) ends the call; the rest is cancelled with it.
+the link in the order given (one writer task), tools and transfers run in tasks of their own
+(:class:`~.actions.Actions`), a hang-up ends the call. One timer ticks the core at its
+deadline (a key entry's pause, the call's time limits, the RTP timeout): the shell feeds time
+and events, the core decides. Tasks live as long as the call: downlink (model events into the
+core), the writer, the pacer (playback to RTP), and a watcher for the core's hang-up. The
+caller's audio goes to the model straight from the RTP socket's callback (uplink,
+:class:`~.uplink.CallerAudio`), without a task hop per packet. The first to end (or the uplink
+failing) ends the call; the rest is cancelled with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,20 +26,18 @@ from websockets.exceptions import ConnectionClosed
 
 from ..config import AgentConfig
 from ..media.g711 import G711
-from ..media.resample import Resampler
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
 from ..realtime.link import RealtimePort
 from .actions import Actions
 from .call_limits import CallLimits
-from .core import CallCore, CallStats, Command, HangUp, RunTool
-from .echo import EchoSuppressor
-from .local_vad import LocalBargeIn
+from .core import CallCore, CallStats, Command, HangUp, RunTool, Transfer
 from .model_audio import ModelAudio
 from .playback import MAX_BUFFER_S, Playback
 from .recording import Recording
 from .transcript import TranscriptLog
+from .uplink import CallerAudio
 
 __all__ = ["CallBridge", "CallEnded", "CallStats", "RealtimePort"]
 
@@ -66,13 +65,12 @@ class CallBridge:
         recording: Recording | None = None,
         *,
         playback_buffer_s: float = MAX_BUFFER_S,
-        rtp_timeout_s: float = 0.0,
         limits: CallLimits | None = None,
     ) -> None:
+        """``limits``: the call's longest duration, hold timeout and RTP timeout (none: no
+        limit)."""
         self.session = session
         self.rtp = rtp
-        self.codec = codec
-        self.passthrough = audio_format == "g711"
         self.log = log
         self.transcript = transcript or TranscriptLog(None, log)
         self.playback = Playback(
@@ -80,15 +78,12 @@ class CallBridge:
             on_finished=self.transcript.agent_played,
             max_buffer_s=playback_buffer_s,
         )
-        self.rtp_timeout_s = rtp_timeout_s
-        self.limits = limits
-        self._limits_changed = asyncio.Event()
-        self.audio = ModelAudio(self.playback, codec, self.passthrough)
-        echo, local = agent.echo_suppression, agent.local_barge_in
-        self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, rtp.ptime_ms) if echo else None
-        self.local = (
-            LocalBargeIn(local.threshold, local.min_speech_ms, local.confirm_ms) if local else None
+        passthrough = audio_format == "g711"
+        self.audio = ModelAudio(self.playback, codec, passthrough)
+        self.uplink = CallerAudio(
+            codec, passthrough, agent, rtp.ptime_ms, recording, self._caller_speaking
         )
+        self._echo = self.uplink.echo  # shown each frame played (None: no echo suppression)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self.core = CallCore(
             self.playback,
@@ -100,13 +95,13 @@ class CallBridge:
             probe=self.probe,
             greeting=agent.greeting,
             interrupts=getattr(agent.turn_detection, "interrupt_response", False),
-            confirm_s=self.local.confirm_s if self.local else 0.0,
+            confirm_s=self.uplink.confirm_s,
+            limits=limits,
         )
         self.actions = actions or Actions(None, None, log)
         self.actions.attach(self.core, self._run)
         self.recording = recording
         self._listen(rtp, log)
-        self._up = Resampler(8000, rt.PCM16_RATE)
         loop = asyncio.get_running_loop()
         self._uplink_failed: asyncio.Future[None] = loop.create_future()
         self._ended: asyncio.Future[str] = loop.create_future()  # a HangUp's reason
@@ -138,23 +133,25 @@ class CallBridge:
                     self._ended.set_result(command.reason)
             elif isinstance(command, RunTool):
                 self.actions.run_tool(command.call)
+            elif isinstance(command, Transfer):
+                self.actions.transfer(command)
             else:
                 self._outbox.append(command)
                 self._outbox_ready.set()
         self._schedule()
 
     def _schedule(self) -> None:
-        """One timer for the core's deadline (a key entry's pause, a local hold's end)."""
-        deadline = self.core.deadline
-        if deadline == self._timer_at:
+        """One timer for the core's deadline. A timer set sooner stays: its tick is harmless
+        and asks again (the RTP timeout's deadline moves on with every packet: no timer is
+        re-armed per packet)."""
+        now = time.monotonic()
+        deadline = self.core.deadline(now)
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            delay = max(deadline - time.monotonic(), 0.0)
-            self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+        self._timer = asyncio.get_running_loop().call_later(max(deadline - now, 0.0), self._tick)
 
     def _tick(self) -> None:
         self._timer = self._timer_at = None
@@ -174,7 +171,7 @@ class CallBridge:
         """From the RTP socket: the caller's audio, on its way to the model at once."""
         try:
             self.probe.uplink_taken(time.monotonic())
-            audio = self._caller_audio(payload)
+            audio = self.uplink.convert(payload)
             if not audio:
                 return
             if self.session.send_audio(audio, UPLINK_BACKLOG_FRAMES):
@@ -188,12 +185,12 @@ class CallBridge:
     def next_frame(self) -> np.ndarray | None:
         """The pacer's frame source: playback, seen on its way out (echo, recording)."""
         frame = self.core.next_frame()
-        if self.echo is not None:
-            self.echo.far_end(frame)
+        if self._echo is not None:
+            self._echo.far_end(frame)
         if self.recording is not None:
             self.recording.tick(frame)
-        if frame is None and self.core.hang_up is not None and not self._ended.done():
-            self._ended.set_result(self.core.hang_up.reason)
+        if frame is None and self.core.due:  # the agent's last words are out: end, transfer
+            self._run(self.core.take_due())
         return frame
 
     def _on_key(self, digit: str, duration_ms: int) -> None:
@@ -204,7 +201,8 @@ class CallBridge:
         self._run(self.core.key(digit, time.monotonic(), source=source))
 
     async def _until_hang_up(self) -> None:
-        """The agent ends the call: after its last words (end_call), or now (transferred)."""
+        """The core ends the call: after the agent's last words (end_call), a transfer taken,
+        the call's time up."""
         raise CallEnded(await self._ended)
 
     async def run(self) -> str:
@@ -218,11 +216,6 @@ class CallBridge:
             ),
             asyncio.create_task(self._until_hang_up(), name="hang_up"),
         ]
-        if self.rtp_timeout_s:
-            tasks.append(asyncio.create_task(self._rtp_timeout(), name="rtp_timeout"))
-        if self.limits is not None:
-            self.limits.answered(asyncio.get_running_loop().time())
-            tasks.append(asyncio.create_task(self._time_limits(self.limits), name="time_limits"))
         try:
             self._run(self.core.start(time.monotonic()))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -251,52 +244,15 @@ class CallBridge:
         """Ends the call when the uplink (``on_payload``) fails."""
         await self._uplink_failed
 
-    async def _rtp_timeout(self) -> None:
-        silent = await self.rtp.rtp_timeout(self.rtp_timeout_s)
-        self.log.warning("call.rtp_timeout", silent_s=round(silent, 1))
-        raise CallEnded("rtp_timeout")
-
     def _on_hold(self, held: bool) -> None:
         """From the stream: the caller put the call on hold, or resumed it."""
-        if self.limits is None:
-            return
-        if held:
-            self.limits.hold(asyncio.get_running_loop().time())
-        else:
-            self.limits.resume()
-        self._limits_changed.set()
+        self.core.hold(held, time.monotonic())
+        self._schedule()
 
-    async def _time_limits(self, limits: CallLimits) -> None:
-        """Ends the call at its longest duration, or when a hold has lasted too long."""
-        loop = asyncio.get_running_loop()
-        while (reason := limits.expired(loop.time())) is None:
-            self._limits_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(limits.deadline()[0]):
-                    await self._limits_changed.wait()
-        self.log.warning(
-            "call.time_limit",
-            reason=reason,
-            max_call_s=limits.max_call_s,
-            hold_timeout_s=limits.hold_timeout_s,
-            held_s=round(limits.held_for(loop.time()), 1),
-        )
-        raise CallEnded(reason)
-
-    def _caller_audio(self, payload: bytes) -> bytes:
-        """The caller's G.711 in the session's format, past echo suppression and local VAD."""
-        if self.passthrough and self.echo is None and self.local is None and not self.recording:
-            return payload
-        pcm = self.codec.decode(payload)
-        if self.recording is not None:
-            self.recording.caller(pcm)
-        if self.echo is not None and not self.echo.near_end(pcm):
-            pcm = np.zeros_like(pcm)
-            payload = bytes([self.codec.silence]) * len(payload)
-        if self.local is not None and self.local.onset(pcm):
-            self.core.caller_speaking(time.monotonic())
-            self._schedule()
-        return payload if self.passthrough else self._up.process(pcm).tobytes()
+    def _caller_speaking(self) -> None:
+        """The local VAD heard the caller start: the core may hold playback."""
+        self.core.caller_speaking(time.monotonic())
+        self._schedule()
 
     # --- model -> caller ----------------------------------------------------------------------
 
@@ -306,6 +262,8 @@ class CallBridge:
                 self.rtp.poll_pacer()  # a due packet goes out before this delta's resampling
                 self.core.audio_delta(event)
                 continue
-            self._run(self.core.server_event(event, time.monotonic()))
+            commands = self.core.server_event(event, time.monotonic())
+            if commands:  # an event that gives no command brings no deadline sooner
+                self._run(commands)
         code = self.session.close_code
         raise CallEnded(f"realtime_closed:{code}")

@@ -1,27 +1,59 @@
-"""How long a call may last, and how long the caller may keep it on hold.
+"""How long a call may last, how long the caller may keep it on hold, and how long it may
+send no RTP.
 
 Without them a caller (or a PBX that lost the call) could keep a call slot and a Realtime
 session forever: the RTP timeout does not run while the call is on hold, since a holding
 caller may rightly send nothing; `sip.max_calls` such calls close the gateway to everyone.
-Plain object, times passed in (the loop's clock in the bridge, any numbers in tests).
+Plain object, times passed in (the loop's clock in the bridge, any numbers in tests); the
+call's core consults it on each tick and asks it when the next tick is due.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..config import GatewayConfig
+
 MAX_CALL_DURATION = "max_call_duration"  # end reasons (a bounded set: metric labels)
 HOLD_TIMEOUT = "hold_timeout"
+RTP_TIMEOUT = "rtp_timeout"
+
+
+class CallerSilence(Protocol):
+    """How long the caller has sent no RTP: the RTP receiver's count (media/receiver.py)."""
+
+    def timeout_from(self, now: float) -> None: ...
+
+    def silent_for(self, now: float) -> float | None: ...
 
 
 class CallLimits:
-    def __init__(self, max_call_s: float, hold_timeout_s: float) -> None:
+    def __init__(
+        self,
+        max_call_s: float,
+        hold_timeout_s: float,
+        rtp_timeout_s: float = 0.0,
+        caller: CallerSilence | None = None,
+    ) -> None:
         self.max_call_s = max_call_s
         self.hold_timeout_s = hold_timeout_s
+        # 0 or no receiver: no RTP timeout (media.rtp_timeout_s 0 turns it off).
+        self.rtp_timeout_s = rtp_timeout_s if caller is not None else 0.0
+        self._caller = caller
         self._answered_at = 0.0
         self._held_since: float | None = None
 
+    @classmethod
+    def configured(cls, cfg: GatewayConfig, caller: CallerSilence) -> CallLimits:
+        """From limits.max_call_s, media.hold_timeout_s and media.rtp_timeout_s."""
+        return cls(cfg.limits.max_call_s, cfg.media.hold_timeout_s, cfg.media.rtp_timeout_s, caller)
+
     def answered(self, now: float) -> None:
-        """The call starts counting from its answer."""
+        """The call starts counting from its answer (the RTP timeout too, at the latest)."""
         self._answered_at = now
+        if self._caller is not None:
+            self._caller.timeout_from(now)
 
     def hold(self, now: float) -> None:
         """The caller holds the call; a hold that goes on (a refresh re-INVITE) keeps its start."""
@@ -34,14 +66,24 @@ class CallLimits:
     def held_for(self, now: float) -> float:
         return 0.0 if self._held_since is None else now - self._held_since
 
-    def deadline(self) -> tuple[float, str]:
-        """The next moment the call must end, and the end reason then."""
-        end = self._answered_at + self.max_call_s
-        if self._held_since is not None and self._held_since + self.hold_timeout_s < end:
-            return self._held_since + self.hold_timeout_s, HOLD_TIMEOUT
-        return end, MAX_CALL_DURATION
+    def silent_for(self, now: float) -> float | None:
+        """How long the caller has sent nothing (None: on hold, or no RTP timeout)."""
+        if not self.rtp_timeout_s or self._caller is None:
+            return None
+        return self._caller.silent_for(now)
+
+    def deadline(self, now: float) -> tuple[float, str]:
+        """The next moment the call must end, as known at ``now``, and the end reason then.
+        The RTP timeout's moment moves on with every packet: a tick there may find it moved."""
+        at, reason = self._answered_at + self.max_call_s, MAX_CALL_DURATION
+        if self._held_since is not None and self._held_since + self.hold_timeout_s < at:
+            at, reason = self._held_since + self.hold_timeout_s, HOLD_TIMEOUT
+        silent = self.silent_for(now)
+        if silent is not None and now + self.rtp_timeout_s - silent < at:
+            at, reason = now + self.rtp_timeout_s - silent, RTP_TIMEOUT
+        return at, reason
 
     def expired(self, now: float) -> str | None:
         """The end reason when the call must end by ``now``, else None."""
-        at, reason = self.deadline()
+        at, reason = self.deadline(now)
         return reason if now >= at else None

@@ -5,16 +5,17 @@ beside a socket: :class:`CallCore` takes what happens on a call (a server event,
 tool's result, the pacer asking for a frame, time passing) and answers with typed commands:
 the model's (``rt.CreateResponse``, ``rt.CancelResponse``, ``rt.Truncate``, ``rt.AddText``,
 ``rt.FunctionOutput``, encoded by the link in its session's dialect) and the call's
-(:class:`RunTool`, :class:`HangUp`). The asyncio shell (:class:`~.call.CallBridge`) feeds it and
-runs the commands, in the order given; a unit test feeds it a table of inputs and compares the
-commands.
+(:class:`RunTool`, :class:`HangUp`, :class:`Transfer`). The asyncio shell
+(:class:`~.call.CallBridge`) feeds it and runs the commands, in the order given; a unit test
+feeds it a table of inputs and compares the commands.
 
 It alone decides which answer is running and whether the caller is owed one (the service
 refuses a second ``response.create`` while one runs), when the agent's last words have been
-heard, and how much of an interrupted answer was heard: the playback's accounting
-(``ItemAccount.heard_ms`` of ``received_ms``, the wire truth) goes into the truncate, into the
-transcript and into the context a new session is given, cut by one rule
-(:func:`gateway.realtime.conversation.cut_text`).
+heard (then a hang-up or a transfer goes), when the call's time is up (its longest duration,
+a hold too long, no RTP; :class:`~.ending.CallEnd` keeps these), and how much of an
+interrupted answer was heard: the playback's accounting (``ItemAccount.heard_ms`` of
+``received_ms``, the wire truth) goes into the truncate, into the transcript and into the
+context a new session is given, cut by one rule (:func:`gateway.realtime.conversation.cut_text`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from ..config import DtmfConfig
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
 from ..realtime.conversation import Conversation
+from .call_limits import CallLimits
+from .ending import TRANSFERRED, CallEnd, HangUp, Transfer, TransferAsked
 from .keypad import KEYS_PER_S, Keypad, dtmf_message
 from .model_audio import ModelAudio
 from .playback import ItemAccount, ItemKey, Playback
@@ -48,15 +51,9 @@ class RunTool:
     call: ToolCall
 
 
-@dataclass(frozen=True, slots=True)
-class HangUp:
-    """End the call now, for this reason (agent_hangup, transferred)."""
-
-    reason: str
-
-
-Command = rt.ClientCommand | RunTool | HangUp
+Command = rt.ClientCommand | RunTool | HangUp | Transfer
 NOTHING: tuple[Command, ...] = ()  # the common answer, with no allocation
+__all__ = ["TRANSFERRED", "CallCore", "CallStats", "Command", "HangUp", "RunTool", "Transfer"]
 
 
 @dataclass
@@ -89,6 +86,7 @@ class CallCore:
         greeting: str | None = None,
         interrupts: bool = False,
         confirm_s: float = 0.0,
+        limits: CallLimits | None = None,
     ) -> None:
         self.playback = playback
         self.audio = audio
@@ -97,6 +95,7 @@ class CallCore:
         self.log = log
         self.probe = probe
         self.stats = CallStats()
+        self.ending = CallEnd(limits, log)  # after the agent's words, or when time is up
         self._greeting = greeting
         self._interrupts = interrupts  # speech_started cuts the answer (interrupt_response)
         self._keypad = Keypad(dtmf.inter_digit_ms, dtmf.max_digits)
@@ -110,13 +109,13 @@ class CallCore:
         self._overflowing: ItemKey | None = None  # the item whose audio is being dropped
         self._held_at: float | None = None  # local pre-emption waiting for the service
         self._unhold_at: float | None = None
-        self._hang_up_after: str | None = None  # end reason once the agent's words are heard
-        self.hang_up: HangUp | None = None  # set by next_frame once those words are out
+        self.due: list[Command] = []  # from next_frame, for the shell to take (take_due)
 
     # --- inputs -------------------------------------------------------------------------------
 
     def start(self, now: float) -> Sequence[Command]:
-        """The call is answered: the greeting, if any."""
+        """The call is answered: its time counts from now; the greeting, if any."""
+        self.ending.answered(now)
         if not self._greeting:
             return NOTHING
         return [rt.CreateResponse(self._greeting)]
@@ -147,28 +146,33 @@ class CallCore:
             case rt.TranscriptDelta():
                 self.transcript.agent_delta(event.item_id, event.delta)
             case rt.Malformed():
-                self._malformed(event)
+                _malformed(self, event)
             case rt.ServiceError():
-                self._service_error(event)
+                _service_error(self, event)
             case _:
                 pass
         return NOTHING
 
     def next_frame(self) -> np.ndarray | None:
-        """The pacer's frame (None: silence); once the agent's last words are out after it
-        asked to hang up, :attr:`hang_up` is set."""
+        """The pacer's frame (None: silence). Once the agent's last words are out, what it
+        asked for then (a hang-up, a transfer) goes into :attr:`due`."""
         frame = self.playback.next_frame()
         if frame is not None:
             if self.probe.downlink_since is not None:
                 self.probe.audio_played()
         elif (
-            self._hang_up_after is not None
-            and self.hang_up is None
+            self.ending.after_words is not None
             and not self._responding
             and not self.playback.buffered_ms
+            and (command := self.ending.words_heard()) is not None
         ):
-            self.hang_up = HangUp(self._hang_up_after)
+            self.due.append(command)
         return frame
+
+    def take_due(self) -> Sequence[Command]:
+        """The commands :meth:`next_frame` found due (the pacer's path has no return for them)."""
+        due, self.due = self.due, []
+        return due
 
     def caller_speaking(self, now: float) -> None:
         """The gateway's own VAD heard the caller start: hold playback (local pre-emption)
@@ -195,8 +199,14 @@ class CallCore:
         entry = self._keypad.press(digit, now)
         return self._keys(entry) if entry is not None else NOTHING
 
+    def hold(self, held: bool, now: float) -> None:
+        """The caller put the call on hold (the hold timeout runs), or resumed it."""
+        self.ending.hold(held, now)
+
     def tick(self, now: float) -> Sequence[Command]:
-        """Time passed: call at :attr:`deadline` (earlier or later is harmless)."""
+        """Time passed: call at :meth:`deadline` (earlier or later is harmless)."""
+        if (hang_up := self.ending.time_up(now)) is not None:
+            return [hang_up]
         if self._unhold_at is not None and now >= self._unhold_at:
             self.playback.release()
             self._held_at = self._unhold_at = None
@@ -205,27 +215,51 @@ class CallCore:
         entry = self._keypad.due(now)
         return self._keys(entry) if entry is not None else NOTHING
 
-    @property
-    def deadline(self) -> float | None:
-        """When :meth:`tick` is next due: a key entry's pause, a local hold's end."""
-        times = [t for t in (self._keypad.deadline, self._unhold_at) if t is not None]
+    def deadline(self, now: float) -> float | None:
+        """When :meth:`tick` is next due, as known at ``now``: a key entry's pause, a local
+        hold's end, the call's time limits."""
+        times = [
+            t
+            for t in (self._keypad.deadline, self._unhold_at, self.ending.deadline(now))
+            if t is not None
+        ]
         return min(times) if times else None
 
     def tool_done(self, call: ToolCall, output: str, now: float) -> Sequence[Command]:
         """A tool's output: to the model, which then speaks about it (unless the call ends)."""
         commands: list[Command] = [rt.FunctionOutput(call.call_id, output)]
-        if self._hang_up_after is None and self.hang_up is None:
+        if not self.ending.pending:
             commands += self._respond()
         return commands
 
     def hang_up_after_words(self, reason: str = "agent_hangup") -> None:
-        """The agent ends the call once what it is saying has been heard (end_call)."""
-        self._hang_up_after = reason
+        """The agent ends the call once what it is saying has been heard (end_call); a
+        transfer not yet started gives way to it."""
+        self.ending.hang_up_after_words(reason)
 
-    def transferred(self) -> Sequence[Command]:
-        """The caller was transferred: the call ends now."""
-        self.hang_up = HangUp("transferred")
-        return [self.hang_up]
+    def transfer_after_words(self, call: ToolCall, destination: str, target: str) -> str | None:
+        """The model transfers the caller (transfer_call, to a configured target): once its
+        words are heard, :class:`Transfer`; the tool's output waits for the outcome. A
+        reason when it cannot be done."""
+        return self.ending.transfer_after_words(TransferAsked(call, destination, target))
+
+    def transfer_done(self, ok: bool, detail: str, now: float) -> Sequence[Command]:
+        """The transfer's outcome: the model is told; accepted, the call ends; refused, the
+        model answers (it can tell the caller). Ignored once the call is ending."""
+        output, answer = self.ending.transfer_done(ok, detail)
+        if output is None:
+            return NOTHING
+        commands: list[Command] = [output]
+        if self.ending.hang_up is not None:
+            commands.append(self.ending.hang_up)
+        elif answer:
+            commands += self._respond()
+        return commands
+
+    @property
+    def hang_up(self) -> HangUp | None:
+        """The call's end, once given."""
+        return self.ending.hang_up
 
     def end(self) -> None:
         """The call is over: what was playing ends here, for the transcript."""
@@ -335,30 +369,34 @@ class CallCore:
             received_ms=round(item.received_ms),
         )
 
-    # --- what the service says is wrong -------------------------------------------------------
 
-    def _malformed(self, event: rt.Malformed) -> None:
-        self.stats.malformed_events += 1
-        self.probe.realtime_error("malformed_event")
-        if self.stats.malformed_events % MALFORMED_LOG_EVERY == 1:
-            self.log.warning(
-                "realtime.malformed_event",
-                reason=event.reason,
-                excerpt=event.excerpt,
-                count=self.stats.malformed_events,
-            )
+# --- what the service says is wrong -----------------------------------------------------------
 
-    def _service_error(self, event: rt.ServiceError) -> None:
-        self.stats.service_errors += 1
-        self.probe.realtime_error(event.code or "no_code")
-        # The first few in full, then one per MALFORMED_LOG_EVERY, cut short: a service
-        # that sends errors in a loop, or megabytes of message, cannot flood the log.
-        n = self.stats.service_errors
-        if n <= ERRORS_LOGGED_IN_FULL or n % MALFORMED_LOG_EVERY == 0:
-            level = self.log.debug if event.benign else self.log.warning
-            level(
-                "realtime.error",
-                code=str(event.code)[:64] if event.code else event.code,
-                message=event.message[:MAX_LOGGED_MESSAGE],
-                count=self.stats.service_errors,
-            )
+
+def _malformed(core: CallCore, event: rt.Malformed) -> None:
+    """Counted always, logged now and then: a service sending garbage cannot flood the log."""
+    core.stats.malformed_events += 1
+    core.probe.realtime_error("malformed_event")
+    if core.stats.malformed_events % MALFORMED_LOG_EVERY == 1:
+        core.log.warning(
+            "realtime.malformed_event",
+            reason=event.reason,
+            excerpt=event.excerpt,
+            count=core.stats.malformed_events,
+        )
+
+
+def _service_error(core: CallCore, event: rt.ServiceError) -> None:
+    core.stats.service_errors += 1
+    core.probe.realtime_error(event.code or "no_code")
+    # The first few in full, then one per MALFORMED_LOG_EVERY, cut short: a service
+    # that sends errors in a loop, or megabytes of message, cannot flood the log.
+    n = core.stats.service_errors
+    if n <= ERRORS_LOGGED_IN_FULL or n % MALFORMED_LOG_EVERY == 0:
+        level = core.log.debug if event.benign else core.log.warning
+        level(
+            "realtime.error",
+            code=str(event.code)[:64] if event.code else event.code,
+            message=event.message[:MAX_LOGGED_MESSAGE],
+            count=core.stats.service_errors,
+        )

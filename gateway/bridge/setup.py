@@ -315,8 +315,7 @@ class CallSetup:
             actions=actions,
             recording=recording,
             playback_buffer_s=cfg.media.playback_buffer_s,
-            rtp_timeout_s=cfg.media.rtp_timeout_s,
-            limits=CallLimits(cfg.limits.max_call_s, cfg.media.hold_timeout_s),
+            limits=CallLimits.configured(cfg, stream.receiver),
         )
         stream.on_payload = bridge.on_payload
         self.actions, self.bridge = actions, bridge

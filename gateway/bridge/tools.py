@@ -2,7 +2,8 @@
 
 Whatever happens (bad arguments, a slow or failing webhook, a refused transfer) the model
 gets a JSON answer it can talk about, and the call goes on: a tool never ends a call by
-failing.
+failing. A transfer is the one tool answered later: it starts once the agent's words have
+been heard, and the call's core answers it with the outcome (:func:`transfer_output`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class CallControl(Protocol):
 
     def hang_up_after_playback(self) -> None: ...
 
-    async def transfer(self, target: str) -> tuple[bool, str]: ...
+    def transfer_after_playback(self, call: ToolCall, destination: str, target: str) -> str | None:
+        """Transfer once the agent's words are heard; a reason when it cannot be done."""
+        ...
 
 
 class Tools:
@@ -47,8 +50,9 @@ class Tools:
         self._environ = environ
         self._http = WebhookClient()
 
-    async def run(self, call: ToolCall, control: CallControl) -> str:
-        """Run one call; always returns the JSON output for function_call_output."""
+    async def run(self, call: ToolCall, control: CallControl) -> str | None:
+        """Run one call: the JSON output for function_call_output, or None when the call's
+        core gives the output later (a transfer under way)."""
         spec = self._specs.get(call.name)
         if spec is None:
             return _error(f"unknown tool {call.name!r}")
@@ -65,7 +69,7 @@ class Tools:
                 control.hang_up_after_playback()
                 return json.dumps({"ok": True, "result": "the call ends after your last words"})
             case TransferTool():
-                return await _transfer(spec, arguments, control)
+                return ask_transfer(call, spec, arguments, control)
         return _error(f"tool {call.name!r} cannot run")
 
     async def close(self) -> None:
@@ -92,12 +96,21 @@ class Tools:
         return text[:MAX_OUTPUT_CHARS]
 
 
-async def _transfer(spec: TransferTool, arguments: dict[str, Any], control: CallControl) -> str:
+def ask_transfer(
+    call: ToolCall, spec: TransferTool, arguments: dict[str, Any], control: CallControl
+) -> str | None:
+    """Only a configured destination (the model may have been talked into anything): asked
+    of the call (None: the output comes with the outcome), else the error for the model."""
     destination = arguments.get("destination")
     target = spec.targets.get(destination) if isinstance(destination, str) else None
     if target is None:
         return _error(f"unknown destination {destination!r}; use one of {sorted(spec.targets)}")
-    ok, detail = await control.transfer(target)
+    refused = control.transfer_after_playback(call, destination, target)
+    return None if refused is None else _error(f"no transfer to {destination}: {refused}")
+
+
+def transfer_output(destination: str, ok: bool, detail: str) -> str:
+    """What the model is told of a transfer's outcome: the truth, which it can talk about."""
     if ok:
         return json.dumps({"ok": True, "result": f"transferred to {destination}"})
     return _error(f"the transfer to {destination} failed: {detail}; the caller is still here")

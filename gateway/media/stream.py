@@ -351,26 +351,12 @@ class RtpStream:
 
     def set_sending(self, on: bool) -> None:
         """Hold (RFC 3264 §8.4): no RTP toward the caller; the clock keeps running, and the
-        RTP timeout waits for the resume (the caller may send nothing while holding).
+        receiver's RTP timeout count waits for the resume (a holding caller may send nothing).
         ``on_hold`` hears each change (the call's hold timeout runs from it)."""
         changed = self.receiver.hold(not on, (self._loop or asyncio.get_running_loop()).time())
         self._held = self.receiver.held
         if changed:
             self.on_hold(self._held)
-
-    async def rtp_timeout(self, timeout_s: float) -> float:
-        """Return once the caller has sent no RTP for ``timeout_s`` while not holding the call
-        (Asterisk's rtptimeout); returns how long it has been silent."""
-        loop = asyncio.get_running_loop()
-        self.receiver.timeout_from(loop.time())  # counted from the answer at the latest
-        while True:
-            silent = self.receiver.silent_for(loop.time())
-            if silent is None:  # held: the resume starts the count again
-                await asyncio.sleep(timeout_s)
-                continue
-            if silent >= timeout_s:
-                return silent
-            await asyncio.sleep(timeout_s - silent)
 
     def set_remote(self, addr: tuple[str, int]) -> None:
         """The caller's media moved (new c=/m=): heard and sent to at once; an address other

@@ -7,18 +7,22 @@ is 160 of them, and what was heard is the frames pulled times 20 ms.
 
 from __future__ import annotations
 
+import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from gateway.bridge.core import CallCore, HangUp, RunTool
+from gateway.bridge.call_limits import CallLimits
+from gateway.bridge.core import CallCore, HangUp, RunTool, Transfer
 from gateway.bridge.model_audio import ModelAudio
 from gateway.bridge.playback import Playback
-from gateway.bridge.tools import ToolCall
+from gateway.bridge.tools import ToolCall, ask_transfer, transfer_output
 from gateway.bridge.transcript import TranscriptLog
-from gateway.config import DtmfConfig
+from gateway.config import DtmfConfig, TransferTool, parse_config
 from gateway.media.g711 import PCMU
+from gateway.media.receiver import RtpReceiver
 from gateway.metrics import CallProbe
 from gateway.realtime import protocol as rt
 from gateway.realtime.conversation import Conversation, cut_text
@@ -55,6 +59,7 @@ def call(
     greeting: str | None = None,
     interrupts: bool = True,
     dtmf: dict[str, Any] | None = None,
+    limits: CallLimits | None = None,
 ) -> Call:
     log = Log()
     transcript = TranscriptLog(None, log, clock=lambda: 0.0, wall=lambda: 0.0)
@@ -71,6 +76,7 @@ def call(
         greeting=greeting,
         interrupts=interrupts,
         confirm_s=0.3,
+        limits=limits,
     )
     return Call(core, log, conversation, transcript)
 
@@ -79,19 +85,39 @@ def audio(response: str, item: str, ms: int) -> rt.AudioDelta:
     return rt.AudioDelta(response, item, 0, b"\xff" * (8 * ms))
 
 
+SALES: TransferTool = parse_config(
+    {"agent": {"tools": [{"type": "transfer_call", "targets": {"sales": "sip:600@pbx.example"}}]}}
+).agent.tools[0]  # type: ignore[assignment]
+
+
+class ToCore:
+    """The tools' CallControl as the bridge's Actions is one: requests go to the core."""
+
+    def __init__(self, core: CallCore) -> None:
+        self.core = core
+
+    def hang_up_after_playback(self) -> None:
+        self.core.hang_up_after_words()
+
+    def transfer_after_playback(self, call: ToolCall, destination: str, target: str) -> str | None:
+        return self.core.transfer_after_words(call, destination, target)
+
+
 def run(c: Call, steps: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Feed each step to the core; the commands of each, in order. A step is one of
     ("event", ServerEvent), ("frames", n), ("key", digit, now), ("tick", now),
-    ("tool", ToolCall, output), ("hang_up_after_words",), ("transferred",)."""
+    ("tool", ToolCall, output), ("hang_up_after_words",), ("transfer_done", ok, detail),
+    ("hold", held, now)."""
     out: list[list[Any]] = []
     for step in steps:
         match step:
             case ("event", event):
                 got = list(c.core.server_event(event, 0.0))
             case ("frames", n):
+                got = []
                 for _ in range(n):
                     c.core.next_frame()
-                got = [c.core.hang_up] if c.core.hang_up is not None else []
+                    got += c.core.take_due()
             case ("key", digit, now):
                 got = list(c.core.key(digit, now))
             case ("tick", now):
@@ -101,8 +127,17 @@ def run(c: Call, steps: list[tuple[Any, ...]]) -> list[list[Any]]:
             case ("hang_up_after_words",):
                 c.core.hang_up_after_words()
                 got = []
-            case ("transferred",):
-                got = list(c.core.transferred())
+            case ("transfer_call", tool_call):
+                # What the tool does (tools.py), its requests going to the core as Actions
+                # sends them; an error output goes back at once, as Actions does.
+                arguments = json.loads(tool_call.arguments)
+                output = ask_transfer(tool_call, SALES, arguments, ToCore(c.core))
+                got = [] if output is None else list(c.core.tool_done(tool_call, output, 0.0))
+            case ("transfer_done", ok, detail):
+                got = list(c.core.transfer_done(ok, detail, 0.0))
+            case ("hold", held, now):
+                c.core.hold(held, now)
+                got = []
             case _:
                 raise AssertionError(f"unknown step {step!r}")
         out.append(got)
@@ -271,16 +306,185 @@ def test_end_call_waits_for_audio_still_queued() -> None:
     )
 
 
-def test_a_transfer_ends_the_call_at_once() -> None:
+# --- transfer ----------------------------------------------------------------------------------
+
+TRANSFER = ToolCall("call_9", "transfer_call", '{"destination": "sales"}')
+TRANSFER_EVENT = rt.FunctionCall("r1", "f9", "call_9", "transfer_call", '{"destination": "sales"}')
+TO_SALES = Transfer("sip:600@pbx.example")
+
+
+def asked_to_transfer(tool_call: ToolCall = TRANSFER) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    """The model says its words, calls transfer_call and finishes its answer."""
+    return [
+        (("event", rt.ResponseStarted("r1")), []),
+        (("event", audio("r1", "a1", 100)), []),
+        (
+            (
+                "event",
+                rt.FunctionCall("r1", "f9", tool_call.call_id, tool_call.name, tool_call.arguments),
+            ),
+            [RunTool(tool_call)],
+        ),
+        (("transfer_call", tool_call), []),  # the output waits for the outcome
+        (("frames", 5), []),  # the words played, but the answer still runs
+        (("event", rt.ResponseDone("r1", "completed", None)), []),
+    ]
+
+
+def test_an_accepted_transfer_starts_after_the_words_and_ends_the_call() -> None:
+    c = call()
+    check(
+        c,
+        [
+            *asked_to_transfer(),
+            (("frames", 1), [TO_SALES]),  # the words are heard: now the REFER
+            (("frames", 3), []),  # once only
+            (
+                ("transfer_done", True, ""),
+                [
+                    rt.FunctionOutput("call_9", transfer_output("sales", True, "")),
+                    HangUp("transferred"),
+                ],
+            ),
+            (("frames", 1), []),
+        ],
+    )
+    assert json.loads(transfer_output("sales", True, ""))["ok"] is True
+
+
+def test_a_refused_transfer_is_told_to_the_model_and_the_call_goes_on() -> None:
+    c = call()
+    failed = transfer_output("sales", False, "SIP/2.0 486 Busy Here")
+    check(
+        c,
+        [
+            *asked_to_transfer(),
+            (("frames", 1), [TO_SALES]),
+            (
+                ("transfer_done", False, "SIP/2.0 486 Busy Here"),
+                [rt.FunctionOutput("call_9", failed), rt.CreateResponse()],
+            ),
+            (("event", rt.ResponseStarted("r2")), []),
+            (("event", audio("r2", "a2", 100)), []),
+            (("event", rt.ResponseDone("r2", "completed", None)), []),
+            (("frames", 10), []),  # the model says so; nothing ends the call
+        ],
+    )
+    assert c.core.hang_up is None
+    assert "486 Busy Here" in failed and "still here" in failed
+
+
+def test_an_unknown_target_is_refused_at_once_and_nothing_is_transferred() -> None:
+    paris = ToolCall("call_9", "transfer_call", '{"destination": "paris"}')
+    error = ask_transfer(paris, SALES, {"destination": "paris"}, ToCore(call().core))
+    assert error is not None and "unknown destination 'paris'" in error
     c = call()
     check(
         c,
         [
             (("event", rt.ResponseStarted("r1")), []),
-            (("event", audio("r1", "a1", 1000)), []),
-            (("transferred",), [HangUp("transferred")]),
+            (
+                ("event", rt.FunctionCall("r1", "f9", "call_9", "transfer_call", paris.arguments)),
+                [RunTool(paris)],
+            ),
+            (("transfer_call", paris), [rt.FunctionOutput("call_9", error)]),  # r1 still runs
+            (("event", rt.ResponseDone("r1", "completed", None)), [rt.CreateResponse()]),
+            (("frames", 5), []),  # no REFER, ever
         ],
     )
+
+
+def test_a_second_transfer_while_one_is_under_way_is_refused() -> None:
+    c = call()
+    again = ToolCall("call_10", "transfer_call", '{"destination": "sales"}')
+    run(c, [step for step, _ in asked_to_transfer()])
+    out = run(c, [("transfer_call", again)])
+    [[output, *_]] = out
+    assert isinstance(output, rt.FunctionOutput) and output.call_id == "call_10"
+    assert "already under way" in json.loads(output.output)["error"]
+    assert run(c, [("frames", 1)]) == [[TO_SALES]]  # the first one goes on
+
+
+def test_end_call_during_a_transfer_not_yet_started_wins() -> None:
+    c = call()
+    check(
+        c,
+        [
+            *asked_to_transfer(),
+            (("hang_up_after_words",), []),
+            (("frames", 1), [HangUp("agent_hangup")]),
+            (("transfer_done", True, ""), []),  # no outcome is owed: nothing started
+        ],
+    )
+
+
+# --- the call's time: longest duration, hold, RTP silence ----------------------------------------
+
+CALLER = ("127.0.0.1", 4000)
+
+
+def rtp_packet(seq: int) -> bytes:
+    """A PCMU packet of 20 ms (RFC 3550 §5.1 header, payload type 0)."""
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xCAFE) + b"\xff" * 160
+
+
+def timed(
+    max_call_s: float = 3600, hold_timeout_s: float = 600, rtp_timeout_s: float = 0
+) -> tuple[Call, RtpReceiver]:
+    """A call answered at 1000.0 whose limits read a real RTP receiver's silence count."""
+    rx = RtpReceiver(0, CALLER)
+    c = call(limits=CallLimits(max_call_s, hold_timeout_s, rtp_timeout_s, rx))
+    c.core.start(1000.0)
+    return c, rx
+
+
+def test_the_call_ends_at_its_longest_duration() -> None:
+    c, _ = timed(max_call_s=60)
+    assert c.core.deadline(1000.0) == 1060.0
+    check(c, [(("tick", 1059.9), []), (("tick", 1060.0), [HangUp("max_call_duration")])])
+    assert c.core.deadline(1060.0) is None and c.core.tick(1100.0) == ()
+    [line] = c.log.find("call.time_limit")
+    assert line["reason"] == "max_call_duration" and line["max_call_s"] == 60
+
+
+def test_a_hold_too_long_ends_the_call_and_a_resume_clears_it() -> None:
+    c, _ = timed(hold_timeout_s=30)
+    check(
+        c,
+        [
+            (("hold", True, 1010.0), []),
+            (("tick", 1039.0), []),
+            (("hold", False, 1039.0), []),
+            (("tick", 1040.0), []),  # the first hold's end is gone
+            (("hold", True, 1100.0), []),
+            (("hold", True, 1120.0), []),  # a refresh keeps the hold's start
+            (("tick", 1130.0), [HangUp("hold_timeout")]),
+        ],
+    )
+    [line] = c.log.find("call.time_limit")
+    assert line["held_s"] == 30.0
+
+
+def test_rtp_silence_ends_the_call_but_not_while_held() -> None:
+    c, rx = timed(rtp_timeout_s=5)
+    assert c.core.deadline(1000.0) == 1005.0  # counted from the answer
+    for seq, now in enumerate([1001.0, 1002.0, 1003.0]):
+        rx.receive(rtp_packet(seq), CALLER, now)
+    assert c.core.deadline(1003.0) == 1008.0  # each packet moves it on
+    check(c, [(("tick", 1005.0), []), (("tick", 1007.9), [])])
+    rx.hold(True, 1007.9)
+    c.core.hold(True, 1007.9)
+    check(c, [(("tick", 1100.0), [])])  # a holding caller may send nothing
+    rx.hold(False, 1200.0)
+    c.core.hold(False, 1200.0)
+    check(c, [(("tick", 1204.9), []), (("tick", 1205.0), [HangUp("rtp_timeout")])])
+    assert c.log.find("call.rtp_timeout") == [{"silent_s": 5.0}]
+
+
+def test_an_rtp_timeout_of_zero_never_ends_the_call() -> None:
+    c, _ = timed(max_call_s=100_000, rtp_timeout_s=0)
+    check(c, [(("tick", 5000.0), [])])
+    assert c.core.deadline(5000.0) == 101_000.0
 
 
 # --- tools ----------------------------------------------------------------------------------------
@@ -337,11 +541,11 @@ def test_keys_are_gathered_into_one_entry_and_one_response() -> None:
 
 def test_the_deadline_is_when_the_entry_is_due() -> None:
     c = call(dtmf={"inter_digit_ms": 2000})
-    assert c.core.deadline is None
+    assert c.core.deadline(0.0) is None
     c.core.key("5", 100.0)
-    assert c.core.deadline == pytest.approx(102.0)
+    assert c.core.deadline(100.0) == pytest.approx(102.0)
     c.core.tick(102.0)
-    assert c.core.deadline is None
+    assert c.core.deadline(102.0) is None
 
 
 def test_keys_without_respond_reach_the_model_as_text_only() -> None:
@@ -363,7 +567,7 @@ def test_a_local_barge_in_holds_playback_until_confirmed_or_released() -> None:
     c = call()
     run(c, [("event", rt.ResponseStarted("r1")), ("event", audio("r1", "a1", 1000))])
     c.core.caller_speaking(5.0)
-    assert c.core.playback.held and c.core.deadline == pytest.approx(5.3)
+    assert c.core.playback.held and c.core.deadline(5.0) == pytest.approx(5.3)
     assert c.core.next_frame() is None
     assert list(c.core.tick(5.3)) == [] and not c.core.playback.held
     assert c.core.stats.local_unconfirmed == 1
@@ -374,5 +578,5 @@ def test_a_local_barge_in_holds_playback_until_confirmed_or_released() -> None:
         rt.CancelResponse(),
         rt.Truncate("a1", 20, 0),  # only the one frame played between the two holds
     ]
-    assert c.core.deadline is None
+    assert c.core.deadline(6.1) is None
     assert c.log.find("call.local_barge_in_confirmed") == [{"lead_ms": 100}]

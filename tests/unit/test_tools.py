@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.bridge.tools import ToolCall, Tools
+from gateway.bridge.tools import ToolCall, Tools, transfer_output
 from gateway.config import AgentConfig, parse_config
 from gateway.realtime.protocol import FunctionCall, GaDialect, Other, PreviewDialect
 from tests.realtime_schema import (
@@ -21,17 +21,17 @@ from tests.realtime_schema import (
 
 
 class Control:
-    def __init__(self, transfer_ok: bool = True) -> None:
+    def __init__(self, refuse: str | None = None) -> None:
         self.hung_up = False
-        self.transfers: list[str] = []
-        self._ok = transfer_ok
+        self.transfers: list[tuple[str, str, str]] = []
+        self._refuse = refuse
 
     def hang_up_after_playback(self) -> None:
         self.hung_up = True
 
-    async def transfer(self, target: str) -> tuple[bool, str]:
-        self.transfers.append(target)
-        return (True, "") if self._ok else (False, "SIP/2.0 486 Busy Here")
+    def transfer_after_playback(self, call: ToolCall, destination: str, target: str) -> str | None:
+        self.transfers.append((call.call_id, destination, target))
+        return self._refuse
 
 
 class Service:
@@ -166,18 +166,28 @@ async def test_end_call_and_transfer_use_call_control(service) -> None:
     control = Control()
     await tools.run(ToolCall("c", "end_call", ""), control)
     assert control.hung_up
-    ok = json.loads(
-        await tools.run(ToolCall("c", "transfer_call", '{"destination":"sales"}'), control)
-    )
-    assert ok["ok"] and control.transfers == ["sip:600@pbx.example"]
+    # A valid destination: the call's core answers later, with the transfer's outcome.
+    later = await tools.run(ToolCall("c", "transfer_call", '{"destination":"sales"}'), control)
+    assert later is None and control.transfers == [("c", "sales", "sip:600@pbx.example")]
     bad = json.loads(
         await tools.run(ToolCall("c", "transfer_call", '{"destination":"x"}'), control)
     )
-    assert "unknown destination" in bad["error"]
-    refused = Control(transfer_ok=False)
-    failed = json.loads(
+    assert "unknown destination" in bad["error"] and len(control.transfers) == 1
+    refused = Control(refuse="a transfer is already under way")
+    busy = json.loads(
         await tools.run(ToolCall("c", "transfer_call", '{"destination":"sales"}'), refused)
     )
+    assert busy["ok"] is False and "already under way" in busy["error"]
+    await tools.close()
+
+
+def test_the_transfer_outcome_is_told_truthfully() -> None:
+    assert json.loads(transfer_output("sales", True, "")) == {
+        "ok": True,
+        "result": "transferred to sales",
+    }
+    failed = json.loads(transfer_output("sales", False, "SIP/2.0 486 Busy Here"))
+    assert failed["ok"] is False
     assert "486 Busy Here" in failed["error"] and "still here" in failed["error"]
 
 
