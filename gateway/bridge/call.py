@@ -203,6 +203,10 @@ class CallBridge:
         """A key press signalled outside RTP (SIP INFO)."""
         self._run(self.core.key(digit, time.monotonic(), source=source))
 
+    def say(self, text: str, mode: str) -> None:
+        """The control API's text: spoken now, or told to the model (CallCore.say)."""
+        self._run(self.core.say(text, mode, time.monotonic()))
+
     async def _until_hang_up(self) -> None:
         """The agent ends the call: after its last words (end_call), or now (transferred)."""
         raise CallEnded(await self._ended)

@@ -39,6 +39,8 @@ MALFORMED_LOG_EVERY = 100  # a service sending garbage gets a log line per this 
 ERRORS_LOGGED_IN_FULL = 10  # service error events of a call logged each, before the above
 MAX_LOGGED_MESSAGE = 500  # characters of a service error's message in the log
 KEY_DROP_LOG_EVERY = 100
+# A text the control API has the agent speak, as the answer's own instructions.
+SPEAK = "Say exactly the following text to the caller, word for word, and nothing else:\n{text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class CallCore:
         self._cancelled: set[str] = set()  # responses whose late deltas are dropped
         self._responding = False  # a response runs or our response.create is on its way
         self._owed = False  # a response.create waits for the one in progress to end
+        self._owed_instructions: str | None = None  # and the instructions it carries
         self._overflowing: ItemKey | None = None  # the item whose audio is being dropped
         self._held_at: float | None = None  # local pre-emption waiting for the service
         self._unhold_at: float | None = None
@@ -218,6 +221,16 @@ class CallCore:
             commands += self._respond()
         return commands
 
+    def say(self, text: str, mode: str, now: float) -> Sequence[Command]:
+        """Text from the control API. ``speak``: the agent says it now, word for word, what it
+        was saying cut as a barge-in cuts it; ``instruct``: the model is told (a system
+        message) and answers when no answer runs."""
+        if mode == "instruct":
+            return [rt.AddText("system", text), *self._respond()]
+        commands = list(self._barge_in(now))
+        commands += self._respond(SPEAK.format(text=text))
+        return commands
+
     def hang_up_after_words(self, reason: str = "agent_hangup") -> None:
         """The agent ends the call once what it is saying has been heard (end_call)."""
         self._hang_up_after = reason
@@ -238,13 +251,15 @@ class CallCore:
 
     # --- the model's answer -------------------------------------------------------------------
 
-    def _respond(self) -> Sequence[Command]:
-        """A response.create now, or once the answer in progress is done."""
+    def _respond(self, instructions: str | None = None) -> Sequence[Command]:
+        """A response.create now, or once the answer in progress is done (the service
+        refuses a second one while one runs)."""
         if self._responding:
             self._owed = True
+            self._owed_instructions = instructions or self._owed_instructions
             return NOTHING
         self._responding = True  # ours now; response.created/done keep it true to the service
-        return [rt.CreateResponse()]
+        return [rt.CreateResponse(instructions)]
 
     def _keys(self, entry: str) -> Sequence[Command]:
         """A key entry for the model. One response answers every entry sent before it."""
@@ -297,7 +312,8 @@ class CallCore:
         self._responding = False
         if self._owed:
             self._owed = False
-            return self._respond()
+            instructions, self._owed_instructions = self._owed_instructions, None
+            return self._respond(instructions)
         return NOTHING
 
     def _barge_in(self, now: float) -> Sequence[Command]:

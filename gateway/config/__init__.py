@@ -41,6 +41,7 @@ from .agent import (
     TurnDetection,
     Voice,
 )
+from .api import ApiConfig
 from .errors import _ALL_FIELD_PATHS as _ALL_FIELD_PATHS
 from .errors import ConfigError
 from .fields import Float, Int, IPNetwork, NetworkEntry
@@ -56,7 +57,7 @@ from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
 from .records import RecordsConfig
 from .routes import Regex, Route, RouteMatch
 from .schema import GatewayConfig
-from .secrets import SECRETS_MESSAGE, api_key, check_environment, hook_secret, sip_passwords
+from .secrets import SECRETS_MESSAGE, api_key, api_token, check_environment, hook_secret, sip_passwords
 from .service import ServiceConfig
 from .sip import (
     SipAuthConfig,
@@ -81,6 +82,7 @@ __all__ = [
     "TRANSCRIPTION_MODELS",
     "VOICES",
     "AgentConfig",
+    "ApiConfig",
     "AuthConfig",
     "CallIncomingHook",
     "ConfigError",
@@ -124,6 +126,7 @@ __all__ = [
     "Voice",
     "WebhookTool",
     "api_key",
+    "api_token",
     "check_environment",
     "hook_secret",
     "load_config",

@@ -119,6 +119,13 @@ def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.enviro
     for path, name in _sip_password_envs(cfg):
         if not environ.get(name, "").strip():
             problems.append(f"{path}: environment variable {name} is not set or empty")
+    if cfg.api is not None and cfg.api.token_env is not None:
+        name = cfg.api.token_env
+        if len(environ.get(name, "").strip()) < MIN_API_TOKEN_CHARS:
+            problems.append(
+                f"api.token_env: environment variable {name} is not set or shorter than "
+                f"{MIN_API_TOKEN_CHARS} characters"
+            )
     for path, name in _hook_secret_envs(cfg):
         value = environ.get(name, "").strip()
         if not value:
@@ -139,6 +146,16 @@ def _hook_secret_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
         if hook is not None and hook.secret_env is not None:
             found.append((f"hooks.{key}.secret_env", hook.secret_env))
     return found
+
+
+MIN_API_TOKEN_CHARS = 16
+
+
+def api_token(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The control API's bearer token; None when the API has none (loopback only)."""
+    if cfg.api is None or cfg.api.token_env is None:
+        return None
+    return environ.get(cfg.api.token_env, "").strip() or None
 
 
 def hook_secret(name: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
