@@ -19,10 +19,12 @@ from aiosipua import IncomingCall, SipUAC
 from . import __version__
 from .admission import Admission
 from .agent import EmbeddedRealtimeServer
+from .api.server import ApiServer
 from .bridge.setup import ActiveCall, CallServices, run_call
+from .call_controls import GatewayControls
 from .call_record import RecordWriter
 from .calls import Calls
-from .config import GatewayConfig, sip_passwords
+from .config import GatewayConfig, api_token, sip_passwords
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
@@ -76,6 +78,7 @@ class Gateway:
         self.full_collections = FullCollections()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
+        self._api_server: ApiServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
         # Why the gateway cannot go on (a SIP listener stopped): not ready, and the service
         # manager restarts the process (lifecycle.py).
@@ -96,6 +99,7 @@ class Gateway:
             self._base_url = self._embedded.url
         self._auth = await realtime_auth(self.cfg)
         await self._start_metrics()
+        await self._start_api()
         for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
             writable_dir(f"records.{key}", getattr(self.cfg.records, key))
         sip = self.cfg.sip
@@ -226,6 +230,29 @@ class Gateway:
             ) from None
         self._metrics_server = server
 
+    async def _start_api(self) -> None:
+        cfg = self.cfg.api
+        if cfg is None:
+            return
+        token = api_token(self.cfg)
+        if cfg.token_env is not None and token is None:
+            await self.stop()
+            raise StartupError(f"api.token_env: environment variable {cfg.token_env} is not set")
+        server = ApiServer(GatewayControls(self.calls), cfg.bind, cfg.port, token)
+        try:
+            await server.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"api: cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}"
+            ) from None
+        self._api_server = server
+
+    @property
+    def api_port(self) -> int | None:
+        """The control API's bound port (None: no API)."""
+        return self._api_server.port if self._api_server is not None else None
+
     async def stop(self, reason: str = "shutdown") -> None:
         """Hang up every call (BYE), then close listeners and the embedded agent."""
         self.ready = False
@@ -248,6 +275,9 @@ class Gateway:
         if self._metrics_server is not None:
             await self._metrics_server.close()
             self._metrics_server = None
+        if self._api_server is not None:
+            await self._api_server.close()
+            self._api_server = None
         self.gc_pauses.remove()
         self.full_collections.remove()
         log.info("gateway.stopped")

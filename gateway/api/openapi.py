@@ -120,6 +120,11 @@ def _operation(
             "description": "Not possible in the call's state",
             "content": _problem(),
         }
+    if path.endswith("/transfer"):
+        responses["502"] = {
+            "description": "The far end refused the transfer",
+            "content": _problem(),
+        }
     if body is not None:
         operation["requestBody"] = {
             "required": True,

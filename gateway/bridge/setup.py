@@ -72,6 +72,7 @@ class ActiveCall:
     end_reason: str | None = None
     leg: CallLeg | None = None
     bridge: CallBridge | None = None
+    setup: CallSetup | None = None  # what the call holds, for the control API's view
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class CallSetup:
     def __init__(self, call: ActiveCall, services: CallServices) -> None:
         self.call = call
         self.services = services
+        call.setup = self
         sip = call.sip
         self.log = log.bind(call_id=call.id, sip_call_id=sip.call_id)
         self.info = CallInfo.from_invite(sip)

@@ -57,7 +57,14 @@ from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
 from .records import RecordsConfig
 from .routes import Regex, Route, RouteMatch
 from .schema import GatewayConfig
-from .secrets import SECRETS_MESSAGE, api_key, api_token, check_environment, hook_secret, sip_passwords
+from .secrets import (
+    SECRETS_MESSAGE,
+    api_key,
+    api_token,
+    check_environment,
+    hook_secret,
+    sip_passwords,
+)
 from .service import ServiceConfig
 from .sip import (
     SipAuthConfig,

@@ -30,10 +30,10 @@ import numpy as np
 
 from .dtmf import DtmfEvent
 from .g711 import G711
+from .key_sender import KeySender
 from .pacer import Pacer
 from .rates import TELEPHONE_RATE
 from .reactor import SocketReactor
-from .key_sender import KeySender
 from .receiver import Output, RtpReceiver, RtpStats, Signal, SourceChanged
 from .rtp import RtpSender
 from .source import LEARN_PACKETS

@@ -17,7 +17,7 @@ def sip_target(text: str) -> str:
         raise ValueError(f"a target is at most {MAX_TARGET_CHARS} characters")
     if not _TARGET.match(text) or _FORBIDDEN & set(text):
         raise ValueError(
-            'a target is a sip: or sips: URI such as sip:600@pbx.example, with no spaces, '
+            "a target is a sip: or sips: URI such as sip:600@pbx.example, with no spaces, "
             'control characters, <, >, " or \\'
         )
     return text
