@@ -75,7 +75,7 @@ from .sip import (
     SipTlsConfig,
     SipUserConfig,
 )
-from .tools import EndCallTool, Tool, TransferTool, WebhookTool
+from .tools import EndCallTool, McpTool, Tool, TransferTool, WebhookTool
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
@@ -107,6 +107,7 @@ __all__ = [
     "LocalBargeIn",
     "LoggingConfig",
     "ManualTurns",
+    "McpTool",
     "MediaConfig",
     "MetricsConfig",
     "NetworkEntry",

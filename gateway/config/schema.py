@@ -167,6 +167,9 @@ def _preview_problems(agent: AgentConfig, path: str) -> list[str]:
             f"{path}.turn_detection.idle_timeout_ms: exists only with realtime.protocol: ga; "
             "remove it for preview"
         )
+    for i, tool in enumerate(agent.tools):
+        if tool.type == "mcp":
+            problems.append(f"{path}.tools[{i}]: MCP servers exist only with realtime.protocol: ga")
     tr = agent.input_transcription
     if tr is not None and tr.model not in PREVIEW_TRANSCRIPTION_MODELS:
         problems.append(

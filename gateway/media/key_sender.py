@@ -15,7 +15,7 @@ from collections import deque
 
 from .dtmf import EVENT_NAMES
 
-__all__ = ["KEY_CHARACTERS", "KeySender", "MAX_PENDING_KEYS"]
+__all__ = ["KEY_CHARACTERS", "MAX_PENDING_KEYS", "KeySender"]
 
 KEY_CHARACTERS = EVENT_NAMES  # 0-9 * # A-D
 MAX_PENDING_KEYS = 64
