@@ -76,7 +76,7 @@ def test_what_the_service_could_not_or_should_not_reach_is_refused(
 
 
 def test_the_preview_protocol_has_no_mcp() -> None:
-    with pytest.raises(ConfigError, match="MCP servers exist only with realtime.protocol: ga"):
+    with pytest.raises(ConfigError, match=r"MCP servers exist only with realtime\.protocol: ga"):
         parse_config(
             {
                 "realtime": {
