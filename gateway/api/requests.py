@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..config.fields import MAX_TARGET_CHARS, sip_target
 from ..media.key_sender import MAX_PENDING_KEYS
-from ..sip.targets import MAX_TARGET_CHARS, sip_target
 
 MAX_SAY_CHARS = 2000
 

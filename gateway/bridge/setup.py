@@ -57,6 +57,8 @@ from .tools import Tools
 from .transcript import TranscriptLog
 
 log = structlog.get_logger("gateway")
+
+FAILOVER_WAIT_S = 15.0  # for the far end of a failover transfer to answer
 T = TypeVar("T")
 
 
@@ -143,9 +145,11 @@ class CallSetup:
                 bridge = await self._set_up(stack)
                 reason = await bridge.run()
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
+                reason = await self._failover_after_answer(reason)
             except SetupFailed as exc:
-                reason = exc.reason
-                self._refuse(exc)
+                reason = "failover_redirect" if self._failover_before_answer(exc) else exc.reason
+                if reason == exc.reason:
+                    self._refuse(exc)
             except asyncio.CancelledError:
                 reason = call.end_reason or "cancelled"
                 if call.end_reason is None:
@@ -157,6 +161,29 @@ class CallSetup:
                     reject(sip, INTERNAL_ERROR, PHRASES[INTERNAL_ERROR])
             finally:
                 self.reason = call.end_reason or reason
+
+    def _failover_before_answer(self, exc: SetupFailed) -> bool:
+        """The Realtime side cannot take the call: a 302 to realtime.failover's target."""
+        failover = self.services.cfg.realtime.failover
+        if failover is None or exc.reason != "realtime_unavailable":
+            return False
+        self.log.warning("call.failover", when="before_answer", target=failover.target,
+                         reason=exc.detail)  # fmt: skip
+        status = FINAL_STATUS["failover_redirect"]
+        reject(self.call.sip, status, PHRASES[status], headers={"Contact": f"<{failover.target}>"})
+        return True
+
+    async def _failover_after_answer(self, reason: str) -> str:
+        """The Realtime session was lost and not restored: REFER the caller to
+        realtime.failover's target rather than hang up on them."""
+        failover = self.services.cfg.realtime.failover
+        if failover is None or not reason.startswith("realtime_closed"):
+            return reason
+        self.log.warning("call.failover", when="after_answer", target=failover.target,
+                         reason=reason)  # fmt: skip
+        ok, detail = await self.call.uas.transfer(self.call.sip, failover.target, FAILOVER_WAIT_S)
+        self.log.info("call.transfer", target=failover.target, ok=ok, detail=detail, by="failover")
+        return "failover_transferred" if ok else reason
 
     def _refuse(self, exc: SetupFailed) -> None:
         getattr(self.log, exc.level)(

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..destinations import ip_address_or_none, non_public_kind
-from .fields import _Model, _nonblank, _text
+from .fields import _Model, _nonblank, _text, sip_target
 from .secrets import SECRETS_MESSAGE, _parse_env_name
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -113,7 +113,7 @@ class TransferTool(_Model):
     """Lets the model transfer the caller (SIP REFER) to a configured destination."""
 
     type: Literal["transfer_call"] = Field("transfer_call", description="transfer_call")
-    targets: dict[str, str] = Field(
+    targets: dict[str, Annotated[str, AfterValidator(sip_target)]] = Field(
         min_length=1,
         description="Destination name the model chooses -> SIP URI the PBX should call, e.g. "
         "{sales: 'sip:600@pbx.example', support: 'sip:queue-support@pbx.example'}.",

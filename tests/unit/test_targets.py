@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.sip.targets import MAX_TARGET_CHARS, sip_target
+from gateway.config.fields import MAX_TARGET_CHARS, sip_target
 
 
 @pytest.mark.parametrize(
