@@ -35,8 +35,9 @@ FINAL_STATUS = {
     **SETUP_FAILURES,
     "caller_cancel": 487,  # 487 to a CANCELled INVITE (§9.2)
     "failover_redirect": 302,  # realtime.failover: sent to a human instead of a 503
+    "internal_error": 500,  # a bug before the answer: 500 (call.failed), never silence
 }
-INTERNAL_ERROR = 500  # anything else that fails before the answer (call.failed)
+INTERNAL_ERROR = FINAL_STATUS["internal_error"]  # anything else that fails before the answer
 REFUSALS = ("unauthorized", "auth_blocked", "draining", "max_calls")  # admission's labels
 
 

@@ -446,6 +446,8 @@ def count_end(
         metrics.rejected(reason)
     elif reason in ("caller_cancel", "shutdown", "drain_timeout"):
         metrics.unanswered("cancelled", reason)
+    elif FINAL_STATUS.get(reason, 0) // 100 == 3:
+        metrics.unanswered("redirected", reason)
     else:
         metrics.unanswered("failed", reason)
 

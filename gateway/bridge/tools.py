@@ -87,9 +87,10 @@ class Tools:
             return _error(f"the webhook failed ({type(exc).__name__})")
         try:
             json.loads(text)
+            out = text
         except ValueError:
-            text = json.dumps({"result": text})
-        return text[:MAX_OUTPUT_CHARS]
+            out = json.dumps({"result": text}, ensure_ascii=False)
+        return out if len(out) <= MAX_OUTPUT_CHARS else _cut(text)
 
 
 async def _transfer(spec: TransferTool, arguments: dict[str, Any], control: CallControl) -> str:
@@ -101,6 +102,17 @@ async def _transfer(spec: TransferTool, arguments: dict[str, Any], control: Call
     if ok:
         return json.dumps({"ok": True, "result": f"transferred to {destination}"})
     return _error(f"the transfer to {destination} failed: {detail}; the caller is still here")
+
+
+def _cut(text: str) -> str:
+    """An answer too long for the model, cut and still JSON (a JSON document cut mid-way
+    would be a riddle for the model): the start of it as text, marked as cut."""
+    keep = MAX_OUTPUT_CHARS - 64
+    while True:
+        out = json.dumps({"truncated": True, "result": text[:keep]}, ensure_ascii=False)
+        if len(out) <= MAX_OUTPUT_CHARS:
+            return out
+        keep -= len(out) - MAX_OUTPUT_CHARS + 64  # escapes made it longer: take less
 
 
 def _error(message: str) -> str:
