@@ -147,8 +147,10 @@ class CallSetup:
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
                 reason = await self._failover_after_answer(reason)
             except SetupFailed as exc:
-                reason = "failover_redirect" if self._failover_before_answer(exc) else exc.reason
-                if reason == exc.reason:
+                if self._failover_before_answer(exc):
+                    reason = "failover_redirect"
+                else:
+                    reason = exc.reason
                     self._refuse(exc)
             except asyncio.CancelledError:
                 reason = call.end_reason or "cancelled"
@@ -167,8 +169,9 @@ class CallSetup:
         failover = self.services.cfg.realtime.failover
         if failover is None or exc.reason != "realtime_unavailable":
             return False
-        self.log.warning("call.failover", when="before_answer", target=failover.target,
-                         reason=exc.detail)  # fmt: skip
+        self.log.warning(
+            "call.failover", when="before_answer", target=failover.target, reason=exc.detail
+        )
         status = FINAL_STATUS["failover_redirect"]
         reject(self.call.sip, status, PHRASES[status], headers={"Contact": f"<{failover.target}>"})
         return True
@@ -179,8 +182,9 @@ class CallSetup:
         failover = self.services.cfg.realtime.failover
         if failover is None or not reason.startswith("realtime_closed"):
             return reason
-        self.log.warning("call.failover", when="after_answer", target=failover.target,
-                         reason=reason)  # fmt: skip
+        self.log.warning(
+            "call.failover", when="after_answer", target=failover.target, reason=reason
+        )
         ok, detail = await self.call.uas.transfer(self.call.sip, failover.target, FAILOVER_WAIT_S)
         self.log.info("call.transfer", target=failover.target, ok=ok, detail=detail, by="failover")
         return "failover_transferred" if ok else reason
