@@ -19,7 +19,9 @@ from aiosipua import IncomingCall, SipUAC
 from . import __version__
 from .admission import Admission
 from .agent import EmbeddedRealtimeServer
+from .api.server import ApiServer
 from .bridge.setup import ActiveCall, CallServices, run_call
+from .call_controls import start_api
 from .call_record import RecordWriter
 from .calls import Calls
 from .config import GatewayConfig, sip_passwords
@@ -78,6 +80,7 @@ class Gateway:
         self.full_collections = FullCollections()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
+        self._api_server: ApiServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
         # Why the gateway cannot go on (a SIP listener stopped): not ready, and the service
         # manager restarts the process (lifecycle.py).
@@ -98,6 +101,7 @@ class Gateway:
             self._base_url = self._embedded.url
         self._auth = await realtime_auth(self.cfg)
         await self._start_metrics()
+        await self._start_api()
         for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
             writable_dir(f"records.{key}", getattr(self.cfg.records, key))
         sip = self.cfg.sip
@@ -228,6 +232,13 @@ class Gateway:
             ) from None
         self._metrics_server = server
 
+    async def _start_api(self) -> None:
+        try:
+            self._api_server = await start_api(self.cfg, self.calls)
+        except StartupError:
+            await self.stop()
+            raise
+
     async def stop(self, reason: str = "shutdown") -> None:
         """Hang up every call (BYE), then close listeners and the embedded agent."""
         self.ready = False
@@ -250,6 +261,9 @@ class Gateway:
         if self._metrics_server is not None:
             await self._metrics_server.close()
             self._metrics_server = None
+        if self._api_server is not None:
+            await self._api_server.close()
+            self._api_server = None
         self.gc_pauses.remove()
         self.full_collections.remove()
         log.info("gateway.stopped")

@@ -78,6 +78,7 @@ END_REASONS = frozenset(
     | {"hold_timeout", "realtime_closed", "internal_error", "cancelled", "failure"}
     | {f"{task}_ended" for task in ("uplink", "downlink", "pacer", "hang_up", "rtp_timeout")}
     | {"time_limits_ended", "session_timer_expired"}
+    | {"api_hangup", "failover_redirect", "failover_transferred", "silence_timeout"}
     | REJECT_REASONS
 )
 REALTIME_ERROR_CODES = frozenset(
@@ -171,7 +172,7 @@ class Metrics:
             f"{p}_calls",
             "INVITEs by outcome: answered; rejected (reason: forbidden, unauthorized, "
             "auth_blocked, max_calls, draining, not_acceptable, no_rtp_port, "
-            "realtime_unavailable); cancelled; failed.",
+            "realtime_unavailable); cancelled; failed; redirected (failover_redirect).",
             ["outcome", "reason"],
             registry=r,
         )
@@ -312,7 +313,7 @@ class Metrics:
         self.calls.labels("answered", "").inc()
 
     def unanswered(self, outcome: str, reason: str) -> None:
-        outcome = _known(outcome, frozenset({"cancelled", "failed"}))
+        outcome = _known(outcome, frozenset({"cancelled", "failed", "redirected"}))
         self.calls.labels(outcome, _known(reason.split(":", 1)[0], END_REASONS)).inc()
 
     def ended(self, reason: str, duration_s: float) -> None:

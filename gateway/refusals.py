@@ -13,6 +13,7 @@ from typing import Any, Literal
 RETRY_AFTER_S = 5  # what a full or draining gateway asks a PBX to wait before retrying
 
 PHRASES = {
+    302: "Moved Temporarily",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
@@ -30,8 +31,13 @@ SETUP_FAILURES = {
 }
 SETUP_REJECTIONS = tuple(SETUP_FAILURES)
 # The final response an unanswered call got, by its end reason: a record's sip_status.
-FINAL_STATUS = {**SETUP_FAILURES, "caller_cancel": 487}  # 487 to a CANCELled INVITE (§9.2)
-INTERNAL_ERROR = 500  # anything else that fails before the answer (call.failed)
+FINAL_STATUS = {
+    **SETUP_FAILURES,
+    "caller_cancel": 487,  # 487 to a CANCELled INVITE (§9.2)
+    "failover_redirect": 302,  # realtime.failover: sent to a human instead of a 503
+    "internal_error": 500,  # a bug before the answer: 500 (call.failed), never silence
+}
+INTERNAL_ERROR = FINAL_STATUS["internal_error"]  # anything else that fails before the answer
 REFUSALS = ("unauthorized", "auth_blocked", "draining", "max_calls")  # admission's labels
 
 

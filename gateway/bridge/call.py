@@ -200,6 +200,10 @@ class CallBridge:
         """A key press signalled outside RTP (SIP INFO)."""
         self._run(self.core.key(digit, time.monotonic(), source=source))
 
+    def say(self, text: str, mode: str) -> None:
+        """The control API's text: spoken now, or told to the model (CallCore.say)."""
+        self._run(self.core.say(text, mode, time.monotonic()))
+
     async def _until_hang_up(self) -> None:
         """The core ends the call: after the agent's last words (end_call), a transfer taken,
         the call's time up."""

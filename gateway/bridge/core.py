@@ -42,6 +42,8 @@ MALFORMED_LOG_EVERY = 100  # a service sending garbage gets a log line per this 
 ERRORS_LOGGED_IN_FULL = 10  # service error events of a call logged each, before the above
 MAX_LOGGED_MESSAGE = 500  # characters of a service error's message in the log
 KEY_DROP_LOG_EVERY = 100
+# A text the control API has the agent speak, as the answer's own instructions.
+SPEAK = "Say exactly the following text to the caller, word for word, and nothing else:\n{text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class CallCore:
         self._cancelled: set[str] = set()  # responses whose late deltas are dropped
         self._responding = False  # a response runs or our response.create is on its way
         self._owed = False  # a response.create waits for the one in progress to end
+        self._owed_instructions: str | None = None  # and the instructions it carries
         self._overflowing: ItemKey | None = None  # the item whose audio is being dropped
         self._held_at: float | None = None  # local pre-emption waiting for the service
         self._unhold_at: float | None = None
@@ -232,6 +235,13 @@ class CallCore:
             commands += self._respond()
         return commands
 
+    def say(self, text: str, mode: str, now: float) -> Sequence[Command]:
+        """The control API's text: spoken now word for word (what was playing is cut as by a
+        barge-in), or told to the model, which answers when free (instruct)."""
+        if mode == "instruct":
+            return [rt.AddText("system", text), *self._respond()]
+        return [*self._barge_in(now), *self._respond(SPEAK.format(text=text))]
+
     def hang_up_after_words(self, reason: str = "agent_hangup") -> None:
         """The agent ends the call once what it is saying has been heard (end_call); a
         transfer not yet started gives way to it."""
@@ -272,13 +282,15 @@ class CallCore:
 
     # --- the model's answer -------------------------------------------------------------------
 
-    def _respond(self) -> Sequence[Command]:
-        """A response.create now, or once the answer in progress is done."""
+    def _respond(self, instructions: str | None = None) -> Sequence[Command]:
+        """A response.create now, or once the answer in progress is done (the service
+        refuses a second one while one runs)."""
         if self._responding:
             self._owed = True
+            self._owed_instructions = instructions or self._owed_instructions
             return NOTHING
         self._responding = True  # ours now; response.created/done keep it true to the service
-        return [rt.CreateResponse()]
+        return [rt.CreateResponse(instructions)]
 
     def _keys(self, entry: str) -> Sequence[Command]:
         """A key entry for the model. One response answers every entry sent before it."""
@@ -331,7 +343,8 @@ class CallCore:
         self._responding = False
         if self._owed:
             self._owed = False
-            return self._respond()
+            instructions, self._owed_instructions = self._owed_instructions, None
+            return self._respond(instructions)
         return NOTHING
 
     def _barge_in(self, now: float) -> Sequence[Command]:
@@ -355,22 +368,23 @@ class CallCore:
             commands.append(rt.Truncate(item.key.item_id, item.heard_ms, item.key.content_index))
             if self.conversation is not None:
                 self.conversation.cut(item.key.item_id, item.heard_ms, item.received_ms)
-            self._log_cut(item)
+            _log_cut(self.log, item)
         if commands:
             self.stats.barge_ins += 1
         return commands
 
-    def _log_cut(self, item: ItemAccount) -> None:
-        self.log.info(
-            "call.barge_in",
-            response_id=item.key.response_id,
-            item_id=item.key.item_id,
-            heard_ms=item.heard_ms,
-            received_ms=round(item.received_ms),
-        )
-
 
 # --- what the service says is wrong -----------------------------------------------------------
+
+
+def _log_cut(log: Any, item: ItemAccount) -> None:
+    log.info(
+        "call.barge_in",
+        response_id=item.key.response_id,
+        item_id=item.key.item_id,
+        heard_ms=item.heard_ms,
+        received_ms=round(item.received_ms),
+    )
 
 
 def _malformed(core: CallCore, event: rt.Malformed) -> None:

@@ -50,6 +50,7 @@ from ..sip.door import Door
 from ..sip.leg import CallLeg
 from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
 from ..sip.uas import GatewayUAS
+from . import failover
 from .actions import Actions
 from .call import CallBridge
 from .call_limits import CallLimits
@@ -58,6 +59,7 @@ from .tools import Tools
 from .transcript import TranscriptLog
 
 log = structlog.get_logger("gateway")
+
 T = TypeVar("T")
 
 
@@ -73,6 +75,7 @@ class ActiveCall:
     end_reason: str | None = None
     leg: CallLeg | None = None
     bridge: CallBridge | None = None
+    setup: CallSetup | None = None  # what the call holds, for the control API's view
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class CallSetup:
     def __init__(self, call: ActiveCall, services: CallServices) -> None:
         self.call = call
         self.services = services
+        call.setup = self
         sip = call.sip
         self.log = log.bind(call_id=call.id, sip_call_id=sip.call_id)
         self.info = CallInfo.from_invite(sip)
@@ -142,9 +146,9 @@ class CallSetup:
                 bridge = await self._set_up(stack)
                 reason = await bridge.run()
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
+                reason = await failover.after_answer(self.services.cfg, call, reason, self.log)
             except SetupFailed as exc:
-                reason = exc.reason
-                self._refuse(exc)
+                reason = self._refuse(exc)
             except asyncio.CancelledError:
                 reason = call.end_reason or "cancelled"
                 if call.end_reason is None:
@@ -157,11 +161,14 @@ class CallSetup:
             finally:
                 self.reason = call.end_reason or reason
 
-    def _refuse(self, exc: SetupFailed) -> None:
+    def _refuse(self, exc: SetupFailed) -> str:
+        if failover.before_answer(self.services.cfg, self.call.sip, exc, self.log):
+            return "failover_redirect"
         getattr(self.log, exc.level)(
             "call.rejected", status=exc.status, reason=exc.detail, **exc.fields
         )
         reject(self.call.sip, exc.status, exc.phrase, retry_after=exc.retry_after)
+        return exc.reason
 
     # --- setting up ---------------------------------------------------------------------------
 
@@ -417,6 +424,8 @@ def count_end(
         metrics.rejected(reason)
     elif reason in ("caller_cancel", "shutdown", "drain_timeout"):
         metrics.unanswered("cancelled", reason)
+    elif FINAL_STATUS.get(reason, 0) // 100 == 3:
+        metrics.unanswered("redirected", reason)
     else:
         metrics.unanswered("failed", reason)
 

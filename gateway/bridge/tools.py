@@ -91,9 +91,10 @@ class Tools:
             return _error(f"the webhook failed ({type(exc).__name__})")
         try:
             json.loads(text)
+            out = text
         except ValueError:
-            text = json.dumps({"result": text})
-        return text[:MAX_OUTPUT_CHARS]
+            out = json.dumps({"result": text}, ensure_ascii=False)
+        return out if len(out) <= MAX_OUTPUT_CHARS else _cut(text)
 
 
 def ask_transfer(
@@ -114,6 +115,17 @@ def transfer_output(destination: str, ok: bool, detail: str) -> str:
     if ok:
         return json.dumps({"ok": True, "result": f"transferred to {destination}"})
     return _error(f"the transfer to {destination} failed: {detail}; the caller is still here")
+
+
+def _cut(text: str) -> str:
+    """An answer too long for the model, cut and still JSON (a JSON document cut mid-way
+    would be a riddle for the model): the start of it as text, marked as cut."""
+    keep = MAX_OUTPUT_CHARS - 64
+    while True:
+        out = json.dumps({"truncated": True, "result": text[:keep]}, ensure_ascii=False)
+        if len(out) <= MAX_OUTPUT_CHARS:
+            return out
+        keep -= len(out) - MAX_OUTPUT_CHARS + 64  # escapes made it longer: take less
 
 
 def _error(message: str) -> str:

@@ -33,6 +33,7 @@ import contextlib
 import json
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ MAX_OPEN_CALLER_TURNS = 16
 # 4,096 output tokens, an answer's limit, are about 16,000 characters.
 MAX_OPEN_AGENT_TURNS = 16
 MAX_TURN_CHARS = 32_768
+RECENT_TURNS = 10  # kept in memory for the control API's view of a call
+RECENT_TEXT_CHARS = 2000
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -85,6 +88,8 @@ class TranscriptLog:
         self._caller_started: dict[str, float] = {}
         self._agent: dict[str, _AgentTurn] = {}
         self.closed = False
+        # The last turns, for whoever asks about the call in progress (the control API).
+        self.recent: deque[dict[str, str]] = deque(maxlen=RECENT_TURNS)
 
     @classmethod
     def open(
@@ -234,6 +239,7 @@ class TranscriptLog:
             **fields,
         }
         self.log.info("call.transcript", role=role, text=line["text"], **fields)
+        self.recent.append({"role": role, "text": text[:RECENT_TEXT_CHARS], "at": line["at"]})
         self._write(line)
 
     def _write(self, line: dict[str, Any]) -> None:

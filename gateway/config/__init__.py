@@ -42,7 +42,8 @@ from .agent import (
     TurnDetection,
     Voice,
 )
-from .environment import api_key, check_environment, sip_passwords
+from .api import ApiConfig
+from .environment import api_key, api_token, check_environment, sip_passwords
 from .errors import _ALL_FIELD_PATHS as _ALL_FIELD_PATHS
 from .errors import ConfigError
 from .fields import Float, Int, IPNetwork, NetworkEntry
@@ -69,7 +70,7 @@ from .sip import (
     SipTlsConfig,
     SipUserConfig,
 )
-from .tools import EndCallTool, Tool, TransferTool, WebhookTool
+from .tools import EndCallTool, McpTool, Tool, TransferTool, WebhookTool
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
@@ -83,6 +84,7 @@ __all__ = [
     "TRANSCRIPTION_MODELS",
     "VOICES",
     "AgentConfig",
+    "ApiConfig",
     "AuthConfig",
     "CallIncomingHook",
     "ConfigError",
@@ -100,6 +102,7 @@ __all__ = [
     "LocalBargeIn",
     "LoggingConfig",
     "ManualTurns",
+    "McpTool",
     "MediaConfig",
     "MetricsConfig",
     "NetworkEntry",
@@ -126,6 +129,7 @@ __all__ = [
     "Voice",
     "WebhookTool",
     "api_key",
+    "api_token",
     "check_environment",
     "hook_secret",
     "load_config",

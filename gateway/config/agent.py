@@ -307,6 +307,15 @@ class AgentConfig(_Model):
         "before the service reports it (100-500 ms sooner); resume if the service does not "
         "confirm. {} turns it on with the defaults. Default none = off.",
     )
+    silence_timeout_s: Float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="A caller silent this long after the agent finished speaking is asked "
+        "whether they are still there, twice at most; then the agent says goodbye and the "
+        "call ends (end reason silence_timeout). Speech or a key starts the count again. "
+        "Default none = off.",
+    )
     tools: list[Tool] = Field(
         default_factory=list,
         description="Functions the model may call: type webhook (an HTTP POST to your "

@@ -35,6 +35,16 @@ def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.enviro
     for path, name in _sip_password_envs(cfg):
         if not environ.get(name, "").strip():
             problems.append(f"{path}: environment variable {name} is not set or empty")
+    if cfg.api is not None and cfg.api.token_env is not None:
+        name = cfg.api.token_env
+        if len(environ.get(name, "").strip()) < MIN_API_TOKEN_CHARS:
+            problems.append(
+                f"api.token_env: environment variable {name} is not set or shorter than "
+                f"{MIN_API_TOKEN_CHARS} characters"
+            )
+    for path, name in _mcp_header_envs(cfg):
+        if not environ.get(name, "").strip():
+            problems.append(f"{path}: environment variable {name} is not set or empty")
     for path, name in _hook_secret_envs(cfg):
         value = environ.get(name, "").strip()
         if not value:
@@ -45,6 +55,28 @@ def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.enviro
         except SecretError as exc:
             problems.append(f"{path}: environment variable {name}: {exc}")
     return problems
+
+
+def _mcp_header_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
+    """(config path, variable name) of every MCP server header the config relies on."""
+    agents = [("agent", cfg.agent), *((f"profiles.{n}", p) for n, p in cfg.profiles.items())]
+    return [
+        (f"{where}.tools[{i}].headers_from_env.{header}", name)
+        for where, agent in agents
+        for i, tool in enumerate(agent.tools)
+        if tool.type == "mcp"
+        for header, name in tool.headers_from_env.items()
+    ]
+
+
+MIN_API_TOKEN_CHARS = 16
+
+
+def api_token(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The control API's bearer token; None when the API has none (loopback only)."""
+    if cfg.api is None or cfg.api.token_env is None:
+        return None
+    return environ.get(cfg.api.token_env, "").strip() or None
 
 
 def _hook_secret_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:

@@ -224,3 +224,23 @@ def _unwrap(annotation: Any) -> Any:
             annotation = members[0]
         else:
             return annotation
+
+
+# A transfer or redirect target that comes from outside the config (the control API, a hook's
+# answer) or from it (failover) is checked before it reaches a header: a sip: or sips: URI,
+# printable, without the characters that would end the header or the name-addr it goes into.
+MAX_TARGET_CHARS = 256
+_SIP_TARGET = re.compile(r"sips?:[!-~]+\Z", re.IGNORECASE)  # printable ASCII, no space
+_TARGET_FORBIDDEN = frozenset('<>"\\')
+
+
+def sip_target(text: str) -> str:
+    """`text` if it is a usable sip:/sips: target URI, else ValueError saying why."""
+    if len(text) > MAX_TARGET_CHARS:
+        raise ValueError(f"a target is at most {MAX_TARGET_CHARS} characters")
+    if not _SIP_TARGET.match(text) or _TARGET_FORBIDDEN & set(text):
+        raise ValueError(
+            "a target is a sip: or sips: URI such as sip:600@pbx.example, with no spaces, "
+            'control characters, <, >, " or \\'
+        )
+    return text

@@ -18,3 +18,11 @@ class LimitsConfig(_Model):
         "(BYE, end reason max_call_duration), whatever the call is doing. More than 0, at most "
         "604800 (7 days). Default 14400 (4 hours).",
     )
+    wrap_up_s: Float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="The model is told this many seconds before max_call_s to finish and say "
+        "goodbye (a system message and a response), so the end is not a cut mid-sentence. "
+        "0 = off. Default 30.",
+    )

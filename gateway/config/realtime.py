@@ -15,7 +15,7 @@ from pydantic import (
     field_validator,
 )
 
-from .fields import Float, _choice, _kind, _Model, _nonblank, _text
+from .fields import Float, _choice, _kind, _Model, _nonblank, _text, sip_target
 from .secrets import SECRETS_MESSAGE, _is_secret_name, _parse_env_name
 
 EMBEDDED_ECHO = "embedded:echo"
@@ -99,6 +99,22 @@ class AuthConfig(_Model):
     )
 
 
+def _failover_target(value: object) -> str:
+    return sip_target(_text(value).strip())
+
+
+class FailoverConfig(_Model):
+    """Where a caller goes when the Realtime side cannot take or keep the call."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    target: Annotated[str, BeforeValidator(_failover_target)] = Field(
+        description="A sip: or sips: URI (a human, a queue): the caller is sent there with a "
+        "302 when the Realtime session cannot be opened, or with a REFER when it is lost "
+        "mid-call and cannot be restored, instead of 503 or a BYE."
+    )
+
+
 class RealtimeConfig(_Model):
     """The Realtime API endpoint the calls are bridged to."""
 
@@ -173,6 +189,11 @@ class RealtimeConfig(_Model):
         "answer in progress) before the session counts as stalled (log realtime.stalled). "
         "A stalled session is replaced like a dropped one: a new session within 2 s and the "
         "call goes on, or BYE. Default 10.",
+    )
+    failover: FailoverConfig | None = Field(
+        None,
+        description="{target: sip:...}: send the caller to a human when the Realtime side "
+        "fails (302 before the answer, REFER after). Default none: 503, or a BYE.",
     )
     allow_insecure_ws: bool = Field(
         False,

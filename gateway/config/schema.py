@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, model_validator
 
 from .agent import PREVIEW_TRANSCRIPTION_MODELS, PREVIEW_VOICES, AgentConfig, ServerVad
+from .api import ApiConfig
 from .fields import _Model, _one_of
 from .hooks import HooksConfig
 from .limits import LimitsConfig
@@ -68,6 +69,11 @@ class GatewayConfig(_Model):
     metrics: MetricsConfig = Field(
         default_factory=MetricsConfig,
         description="Prometheus metrics, /healthz and /readyz over HTTP.",
+    )
+    api: ApiConfig | None = Field(
+        None,
+        description="The control API over HTTP (list calls, hang up, transfer, speak, send "
+        "keys), as {bind, port, token_env}. Default none: no API.",
     )
     hooks: HooksConfig = Field(
         default_factory=HooksConfig,
@@ -161,6 +167,9 @@ def _preview_problems(agent: AgentConfig, path: str) -> list[str]:
             f"{path}.turn_detection.idle_timeout_ms: exists only with realtime.protocol: ga; "
             "remove it for preview"
         )
+    for i, tool in enumerate(agent.tools):
+        if tool.type == "mcp":
+            problems.append(f"{path}.tools[{i}]: MCP servers exist only with realtime.protocol: ga")
     tr = agent.input_transcription
     if tr is not None and tr.model not in PREVIEW_TRANSCRIPTION_MODELS:
         problems.append(

@@ -1,5 +1,5 @@
 """The `agent.tools` list: the functions the model may call (webhook, end_call,
-transfer_call).
+transfer_call) and the MCP servers whose tools it may use (mcp).
 """
 
 import re
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from ..destinations import ip_address_or_none, non_public_kind
-from .fields import _Model, _nonblank, _text
+from .fields import _Model, _nonblank, _text, sip_target
 from .secrets import SECRETS_MESSAGE, _parse_env_name
 
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -113,7 +113,7 @@ class TransferTool(_Model):
     """Lets the model transfer the caller (SIP REFER) to a configured destination."""
 
     type: Literal["transfer_call"] = Field("transfer_call", description="transfer_call")
-    targets: dict[str, str] = Field(
+    targets: dict[str, Annotated[str, AfterValidator(sip_target)]] = Field(
         min_length=1,
         description="Destination name the model chooses -> SIP URI the PBX should call, e.g. "
         "{sales: 'sip:600@pbx.example', support: 'sip:queue-support@pbx.example'}.",
@@ -124,4 +124,51 @@ class TransferTool(_Model):
     )
 
 
-Tool = Annotated[WebhookTool | EndCallTool | TransferTool, Field(discriminator="type")]
+def _https_url(value: object) -> str:
+    text = _http_url(value)
+    if urlsplit(text).scheme != "https":
+        raise ValueError("an MCP server is reached by the Realtime service: use an https:// URL")
+    return text
+
+
+class McpTool(_Model):
+    """A remote MCP server whose tools the model may use. The Realtime service connects to
+    it and runs the calls itself (the gateway only declares it), so it must be reachable from
+    the service: a public https:// URL."""
+
+    type: Literal["mcp"] = Field("mcp", description="mcp")
+    server_label: Annotated[str, BeforeValidator(_tool_name)] = Field(
+        description="A name for the server, 1-64 letters, digits, _ or - (the model and the "
+        "service's events name it so), e.g. crm."
+    )
+    server_url: Annotated[str, BeforeValidator(_https_url)] = Field(
+        description="The MCP server's https:// URL (Streamable HTTP or SSE), reachable from "
+        "the Realtime service."
+    )
+    allowed_tools: list[Annotated[str, BeforeValidator(_tool_name)]] | None = Field(
+        None,
+        description="The server's tools the model may call, by name. Default none = all of "
+        "them (list them: a server that adds a tool should not widen what callers reach).",
+    )
+    headers_from_env: dict[str, Annotated[str, BeforeValidator(_parse_env_name)]] = Field(
+        default_factory=dict,
+        description="HTTP header name -> name of the environment variable holding its value "
+        "(e.g. Authorization: CRM_MCP_TOKEN), sent by the service to the server.",
+    )
+    description: str | None = Field(
+        None, description="What the server offers, for the model. Default none."
+    )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "McpTool":
+        address = ip_address_or_none(urlsplit(self.server_url).hostname or "")
+        kind = non_public_kind(address) if address is not None else None
+        if kind is not None:
+            raise ValueError(
+                f"server_url: {address} is a {kind} address, which the Realtime service "
+                "cannot reach; give the MCP server a public https:// URL"
+            )
+        return self
+
+
+Tool = Annotated[WebhookTool | EndCallTool | TransferTool | McpTool, Field(discriminator="type")]

@@ -30,6 +30,7 @@ import numpy as np
 
 from .dtmf import DtmfEvent
 from .g711 import G711
+from .key_sender import KeySender
 from .pacer import Pacer
 from .rates import TELEPHONE_RATE
 from .reactor import SocketReactor
@@ -136,6 +137,7 @@ class RtpStream:
         self._source: FrameSource | None = None
         self._talking = False
         self._held = False  # the receiver's hold, kept at hand for send: we send nothing
+        self._keys = KeySender(self.frame_samples)  # keys toward the caller (control API)
         self.port = 0
 
     @property
@@ -318,6 +320,16 @@ class RtpStream:
             self._sender.timestamp += skipped * self.frame_samples
             self.stats.skipped_sends += skipped
         self.stats.late_sends += late
+        if self._keys.busy and (event := self._keys.next_packet(self._sender.timestamp)):
+            payload, marker, timestamp = event  # a key in place of audio, which waits
+            pt = self.dtmf_payload_type or 0
+            packet = self._sender.build_event(
+                payload, marker=marker, timestamp=timestamp, payload_type=pt
+            )
+            self._sender.timestamp += self.frame_samples  # the interval passes as audio would
+            if self._sock is not None and self._remote is not None and not self._held:
+                self._transmit(packet)
+            return
         frame = self._source.next_frame()
         if frame is None:
             self._talking = False
@@ -327,11 +339,20 @@ class RtpStream:
             self.send(self.codec.encode(frame), not self._talking)
             self._talking = True
 
+    def send_keys(self, keys: str) -> None:
+        """Keys (0-9 * # A-D) to the caller as RFC 4733 events; ValueError without one."""
+        if self.dtmf_payload_type is None:
+            raise ValueError("the caller's side did not offer telephone-event (RFC 4733)")
+        self._keys.queue(keys)
+
     def send(self, payload: bytes, marker: bool = False) -> None:
         if self._sock is None or self._remote is None or self._held:
             self._sender.build(payload, marker=marker)  # keep seq/timestamp running
             return
-        packet = self._sender.build(payload, marker=marker)
+        self._transmit(self._sender.build(payload, marker=marker))
+
+    def _transmit(self, packet: memoryview) -> None:
+        assert self._sock is not None and self._remote is not None
         try:
             if self._srtp is not None:
                 self._sock.sendto(self._srtp.protect(packet), self._remote)

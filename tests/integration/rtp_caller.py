@@ -32,6 +32,8 @@ class Heard:
     seq: int
     marker: bool
     payload: bytes
+    payload_type: int = 0
+    timestamp: int = 0
 
     def is_silence(self, silence_byte: int) -> bool:
         return self.payload.count(silence_byte) == len(self.payload)
@@ -97,9 +99,9 @@ class RtpCaller(asyncio.DatagramProtocol):
             return
         now = time.monotonic()
         marker = bool(data[1] & 0x80)
-        (seq,) = struct.unpack_from("!H", data, 2)
+        seq, timestamp = struct.unpack_from("!HI", data, 2)
         payload = data[12:]
-        heard = Heard(now, seq, marker, payload)
+        heard = Heard(now, seq, marker, payload, data[1] & 0x7F, timestamp)
         self.heard.append(heard)
         if not heard.is_silence(self.codec.silence):  # kept as it comes: cheap to wait on
             if marker or not self._spurts:

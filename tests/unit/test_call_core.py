@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.bridge.call_limits import CallLimits
-from gateway.bridge.core import CallCore, HangUp, RunTool, Transfer
+from gateway.bridge.core import SPEAK, CallCore, HangUp, RunTool, Transfer
 from gateway.bridge.model_audio import ModelAudio
 from gateway.bridge.playback import Playback
 from gateway.bridge.tools import ToolCall, ask_transfer, transfer_output
@@ -107,7 +107,7 @@ def run(c: Call, steps: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Feed each step to the core; the commands of each, in order. A step is one of
     ("event", ServerEvent), ("frames", n), ("key", digit, now), ("tick", now),
     ("tool", ToolCall, output), ("hang_up_after_words",), ("transfer_done", ok, detail),
-    ("hold", held, now)."""
+    ("hold", held, now), ("say", text, mode, now)."""
     out: list[list[Any]] = []
     for step in steps:
         match step:
@@ -138,6 +138,8 @@ def run(c: Call, steps: list[tuple[Any, ...]]) -> list[list[Any]]:
             case ("hold", held, now):
                 c.core.hold(held, now)
                 got = []
+            case ("say", text, mode, now):
+                got = list(c.core.say(text, mode, now))
             case _:
                 raise AssertionError(f"unknown step {step!r}")
         out.append(got)
@@ -580,3 +582,65 @@ def test_a_local_barge_in_holds_playback_until_confirmed_or_released() -> None:
     ]
     assert c.core.deadline(6.1) is None
     assert c.log.find("call.local_barge_in_confirmed") == [{"lead_ms": 100}]
+
+
+# --- the control API's say ------------------------------------------------------------------------
+
+
+def test_speak_cuts_the_answer_like_a_barge_in_and_speaks_once_the_service_is_done() -> None:
+    c = call()
+    spoken = rt.CreateResponse(SPEAK.format(text="Your order has shipped."))
+    check(
+        c,
+        [
+            (("event", rt.ResponseStarted("r1")), []),
+            (("event", audio("r1", "a1", 1000)), []),
+            (("frames", 10), []),  # 200 ms heard
+            (
+                ("say", "Your order has shipped.", "speak", 1.0),
+                [rt.CancelResponse(), rt.Truncate("a1", 200, 0)],
+            ),
+            (("event", rt.ResponseDone("r1", "cancelled", "client_cancelled")), [spoken]),
+            (("event", rt.ResponseStarted("r2")), []),
+            (("event", rt.ResponseDone("r2", "completed", None)), []),  # nothing more owed
+        ],
+    )
+    [cut] = c.log.find("call.barge_in")
+    assert (cut["item_id"], cut["heard_ms"]) == ("a1", 200) and c.core.stats.barge_ins == 1
+
+
+def test_speak_over_silence_is_one_response_at_once() -> None:
+    c = call()
+    check(
+        c,
+        [
+            (
+                ("say", "Hello again.", "speak", 0.0),
+                [rt.CreateResponse(SPEAK.format(text="Hello again."))],
+            ),
+            (("say", "And again.", "speak", 0.1), []),  # ours is on its way: owed
+            (
+                ("event", rt.ResponseDone("r1", "completed", None)),
+                [rt.CreateResponse(SPEAK.format(text="And again."))],
+            ),
+        ],
+    )
+
+
+def test_instruct_tells_the_model_and_lets_it_answer_when_no_answer_runs() -> None:
+    c = call()
+    check(
+        c,
+        [
+            (
+                ("say", "The caller is a gold customer.", "instruct", 0.0),
+                [rt.AddText("system", "The caller is a gold customer."), rt.CreateResponse()],
+            ),
+            (("event", rt.ResponseStarted("r1")), []),
+            (
+                ("say", "Offer the upgrade.", "instruct", 0.5),
+                [rt.AddText("system", "Offer the upgrade.")],
+            ),
+            (("event", rt.ResponseDone("r1", "completed", None)), [rt.CreateResponse()]),
+        ],
+    )

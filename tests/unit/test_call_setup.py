@@ -85,6 +85,9 @@ def ended_total(metrics: Metrics, reason: str) -> float:
         ("drain_timeout", False, ("cancelled", "drain_timeout")),
         ("ack_timeout", False, ("failed", "ack_timeout")),
         ("internal_error", False, ("failed", "internal_error")),
+        ("failover_redirect", False, ("redirected", "failover_redirect")),
+        ("failover_transferred", True, ("ended", "failover_transferred")),
+        ("api_hangup", True, ("ended", "api_hangup")),
     ],
 )
 def test_how_an_ending_is_counted(reason: str, answered: bool, counted: tuple[str, str]) -> None:

@@ -226,14 +226,33 @@ async def test_a_huge_body_is_not_read(declared: str) -> None:
 
 
 async def test_a_body_of_exactly_the_cap_is_read(service) -> None:
-    """64 KiB is accepted (what reaches the model is then cut to 16,000 characters)."""
+    """64 KiB is accepted (what reaches the model is then cut to 16,000 characters, and is
+    still JSON)."""
     service.answer = web.Response(text="x" * MAX_RESPONSE_BYTES)
     tools = tools_with(webhook(f"{service.base}/h", allow_private_addresses=True))
     try:
         out = await tools.run(ToolCall("c", "lookup", "{}"), Control())
     finally:
         await tools.close()
-    assert out == ('{"result": "' + "x" * MAX_RESPONSE_BYTES)[:MAX_OUTPUT_CHARS]
+    assert len(out) <= MAX_OUTPUT_CHARS
+    answer = json.loads(out)
+    assert answer["truncated"] is True
+    assert answer["result"] == "x" * len(answer["result"]) and len(answer["result"]) > 15_000
+
+
+async def test_a_long_json_answer_is_cut_to_valid_json(service) -> None:
+    """A JSON answer over the cap, full of characters JSON must escape, still reaches the
+    model as JSON within the cap, holding the start of the answer."""
+    long = json.dumps({"rows": ['"quoted"\n' * 50] * 100})
+    service.answer = web.Response(text=long, content_type="application/json")
+    tools = tools_with(webhook(f"{service.base}/h", allow_private_addresses=True))
+    try:
+        out = await tools.run(ToolCall("c", "lookup", "{}"), Control())
+    finally:
+        await tools.close()
+    assert len(long) > MAX_OUTPUT_CHARS >= len(out)
+    answer = json.loads(out)
+    assert answer["truncated"] is True and long.startswith(answer["result"])
 
 
 async def test_a_body_that_is_not_utf8_is_an_error(service) -> None:

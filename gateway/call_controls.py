@@ -1,0 +1,116 @@
+"""The control API's verbs on the calls in progress (:class:`gateway.api.controls.CallControls`
+over the gateway's registry): what a call looks like from outside, and what may be done to it
+in which state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from .api.controls import SayMode
+from .api.problems import Problem
+from .api.server import ApiServer
+from .bridge.setup import ActiveCall
+from .calls import Calls
+from .config import GatewayConfig, api_token
+from .startup import StartupError
+
+log = structlog.get_logger("gateway")
+
+TRANSFER_TIMEOUT_S = 30.0
+
+
+class GatewayControls:
+    """Finds calls by the gateway's call id; refuses what the call's state does not allow."""
+
+    def __init__(self, calls: Calls) -> None:
+        self._calls = calls
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [view(call) for call in list(self._calls.values()) if call.setup is not None]
+
+    def call(self, call_id: str) -> dict[str, Any]:
+        return view(self._find(call_id))
+
+    def hang_up(self, call_id: str) -> None:
+        call = self._answered(call_id)
+        self._calls.end(call.sip.call_id, "api_hangup")
+
+    async def transfer(self, call_id: str, target: str) -> str:
+        call = self._answered(call_id)
+        ok, detail = await call.uas.transfer(call.sip, target, TRANSFER_TIMEOUT_S)
+        log.info("call.transfer", call_id=call.id, target=target, ok=ok, detail=detail, by="api")
+        if not ok:
+            raise Problem(502, f"the transfer failed: {detail}")
+        self._calls.end(call.sip.call_id, "transferred")
+        return detail
+
+    def say(self, call_id: str, text: str, mode: SayMode) -> None:
+        call = self._answered(call_id)
+        assert call.bridge is not None
+        call.bridge.say(text, mode)
+
+    def send_keys(self, call_id: str, digits: str) -> None:
+        call = self._answered(call_id)
+        assert call.setup is not None and call.setup.stream is not None
+        try:
+            call.setup.stream.send_keys(digits)
+        except ValueError as exc:
+            raise Problem(409, str(exc)) from None
+
+    def _find(self, call_id: str) -> ActiveCall:
+        for call in list(self._calls.values()):
+            if call.id == call_id and call.setup is not None:
+                return call
+        raise Problem(404, "no call in progress has this id")
+
+    def _answered(self, call_id: str) -> ActiveCall:
+        call = self._find(call_id)
+        if call.end_reason is not None:
+            raise Problem(409, f"the call is ending ({call.end_reason})")
+        if call.bridge is None or call.setup is None or call.setup.answered_at is None:
+            raise Problem(409, "the call is not answered yet")
+        return call
+
+
+def view(call: ActiveCall) -> dict[str, Any]:
+    """A call in progress as the API shows it (no secret, nothing the caller could not see)."""
+    setup = call.setup
+    assert setup is not None
+    record, answered, transcript = setup.record, setup.answered_at, setup.transcript
+    state = "ending" if call.end_reason else "answered" if answered is not None else "setting_up"
+    return {
+        "id": call.id,
+        "sip_call_id": call.sip.call_id,
+        "state": state,
+        "caller": call.sip.caller,
+        "callee": call.sip.callee,
+        "dialed": record.dialed,
+        "source": f"{call.sip.source_addr[0]}:{call.sip.source_addr[1]}",
+        "profile": record.profile,
+        "codec": record.codec,
+        "received_at": record.received_at,
+        "answered_at": record.answered_at,
+        "duration_s": round(time.monotonic() - answered, 3) if answered is not None else 0.0,
+        "last_turns": list(transcript.recent) if transcript is not None else [],
+    }
+
+
+async def start_api(cfg: GatewayConfig, calls: Calls) -> ApiServer | None:
+    """The control API listening, when configured; StartupError when it cannot."""
+    api = cfg.api
+    if api is None:
+        return None
+    token = api_token(cfg)
+    if api.token_env is not None and token is None:
+        raise StartupError(f"api.token_env: environment variable {api.token_env} is not set")
+    server = ApiServer(GatewayControls(calls), api.bind, api.port, token)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise StartupError(
+            f"api: cannot listen on {api.bind}:{api.port}: {exc.strerror or exc}"
+        ) from None
+    return server
