@@ -22,12 +22,14 @@ from .agent import EmbeddedRealtimeServer
 from .bridge.setup import ActiveCall, CallServices, run_call
 from .call_record import RecordWriter
 from .calls import Calls
-from .config import GatewayConfig, sip_passwords
+from .config import GatewayConfig, hook_secret, sip_passwords
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
+from .hooks.delivery import EventDelivery, outbox_dir
+from .hooks.events import Emit, no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
 from .media.stream import PortAllocator, local_ip_towards
-from .metrics import Metrics, MetricsServer
+from .metrics import EventMetrics, Metrics, MetricsServer
 from .realtime.auth import Auth, NoAuth
 from .realtime.protocol import dialect_for
 from .refusals import PHRASES
@@ -72,6 +74,8 @@ class Gateway:
             cfg.records.calls_dir, lambda: self.metrics.write_failed("call_record")
         )
         self._admission = Admission(self.metrics, self._records)
+        self.event_metrics = EventMetrics(self.metrics.registry)
+        self.events: EventDelivery | None = None  # hooks.events, once started
         self.gc_pauses = GcPauses()
         self.full_collections = FullCollections()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
@@ -98,6 +102,7 @@ class Gateway:
         await self._start_metrics()
         for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
             writable_dir(f"records.{key}", getattr(self.cfg.records, key))
+        await self._start_events()
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)
         self._admission = Admission.from_config(self.cfg, users, self.metrics, self._records)
@@ -226,6 +231,27 @@ class Gateway:
             ) from None
         self._metrics_server = server
 
+    async def _start_events(self) -> None:
+        """hooks.events: the outbox directory must hold files, and what an earlier run left
+        in it is sent again."""
+        hook = self.cfg.hooks.events
+        if hook is None:
+            return
+        directory = outbox_dir(hook.outbox_dir)
+        delivery = EventDelivery(hook, directory, self.event_metrics, hook_secret(hook.secret_env))
+        try:
+            await delivery.start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"hooks.events.outbox_dir: cannot write to {directory.resolve()}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        self.events = delivery
+
+    def _emitter(self, call_id: str) -> Emit:
+        return no_events if self.events is None else self.events.emitter(call_id)
+
     async def stop(self, reason: str = "shutdown") -> None:
         """Hang up every call (BYE), then close listeners and the embedded agent."""
         self.ready = False
@@ -238,6 +264,9 @@ class Gateway:
         tasks += self._records.pending
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+        if self.events is not None:  # after the calls' last events; the rest stays on disk
+            await self.events.close()
+            self.events = None
         for uas in self._uas:
             await uas.stop()
         self._uas.clear()
@@ -320,6 +349,7 @@ class Gateway:
             calls=self.calls,
             full_collections=self.full_collections,
             on_calls_changed=lambda: self.on_calls_changed(),
+            events=self._emitter,
         )
 
     def _full(self) -> bool:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+from ..hooks.events import Emit, no_events, tool_data
 from .core import CallCore, Command
 from .tools import ToolCall, Tools
 
@@ -22,8 +23,15 @@ Runner = Callable[[Sequence[Command]], None]
 
 
 class Actions:
-    def __init__(self, tools: Tools | None, transfer: TransferFn | None, log: Any) -> None:
+    def __init__(
+        self,
+        tools: Tools | None,
+        transfer: TransferFn | None,
+        log: Any,
+        emit: Emit = no_events,
+    ) -> None:
         self._tools = tools
+        self._emit = emit  # hooks.events: call.tool, call.transferred
         self._transfer = transfer
         self._log = log
         self._core: CallCore | None = None
@@ -50,6 +58,7 @@ class Actions:
             {"name": call.name, "arguments": call.arguments, "output": output, "ms": elapsed_ms}
         )
         self._log.info("call.tool", name=call.name, ms=elapsed_ms, output=output[:200])
+        self._emit("call.tool", tool_data(call.name, call.arguments, output, elapsed_ms))
         if self._core is not None:
             self._run(self._core.tool_done(call, output, time.monotonic()))
 
@@ -64,6 +73,8 @@ class Actions:
             return False, "transfers are not available on this gateway"
         ok, detail = await self._transfer(target)
         self._log.info("call.transfer", target=target, ok=ok, detail=detail)
+        if ok:
+            self._emit("call.transferred", {"target": target, "detail": detail})
         if ok and self._core is not None:
             self._run(self._core.transferred())
         return ok, detail

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from aiosipua.dialog import DialogState
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
 from ..gc_pauses import FullCollections
+from ..hooks.events import Emit, no_events, transcript_data
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -92,6 +93,7 @@ class CallServices:
     calls: dict[str, ActiveCall]  # the registry the call leaves at its end
     full_collections: FullCollections
     on_calls_changed: Callable[[], None]
+    events: Callable[[str], Emit] = lambda call_id: no_events  # hooks.events, per call
 
 
 async def run_call(call: ActiveCall, services: CallServices) -> None:
@@ -121,6 +123,7 @@ class CallSetup:
         self.transcript: TranscriptLog | None = None
         self.actions: Actions | None = None
         self.bridge: CallBridge | None = None
+        self.emit = services.events(call.id)  # never blocks: the event is only queued
 
     async def run(self) -> None:
         call, sip = self.call, self.call.sip
@@ -134,6 +137,7 @@ class CallSetup:
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
             late_offer=sip.sdp_offer is None,
         )
+        self.emit("call.started", self._started_data())
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._finish)  # registered first: runs last
             reason = "unknown"
@@ -301,7 +305,7 @@ class CallSetup:
     ) -> CallBridge:
         call, cfg = self.call, self.services.cfg
         tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route.profile))
-        actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log)
+        actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log, self.emit)
         bridge = CallBridge(
             session,
             stream,
@@ -357,10 +361,38 @@ class CallSetup:
             ptime_ms=plan.ptime_ms,
             srtp=stream.srtp.suite if stream.srtp is not None else None,
         )
+        self.emit(
+            "call.answered",
+            {
+                "answered_at": record.answered_at,
+                "profile": record.profile,
+                "codec": plan.codec.name,
+            },
+        )
         if stream.srtp is None:  # (an SDP with a=crypto holds a key: never logged)
             self.log.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
 
+    def _started_data(self) -> dict[str, Any]:
+        sip, record = self.call.sip, self.record
+        return {
+            "caller": sip.caller,
+            "caller_name": self.info.caller_name,
+            "callee": sip.callee,
+            "dialed": self.info.dialed,
+            "source": record.source,
+            "transport": self.call.uas.transport.name,
+            "received_at": record.received_at,
+        }
+
     # --- tearing down -------------------------------------------------------------------------
+
+    def _emit_ended(self, reason: str) -> None:
+        """call.ended: the record as written (its final values) and the turns as heard."""
+        turns = self.transcript.turns if self.transcript is not None else []
+        self.emit(
+            "call.ended",
+            {"reason": reason, "record": asdict(self.record), "transcript": transcript_data(turns)},
+        )
 
     async def _finish(self) -> None:
         """The last teardown step: the call leaves the registry, is counted and recorded."""
@@ -399,6 +431,7 @@ class CallSetup:
             rtp_in=stream.stats.packets_in if stream else 0,
             rtp_out=stream.stats.packets_out if stream else 0,
         )
+        self._emit_ended(reason)
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
 

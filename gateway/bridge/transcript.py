@@ -53,6 +53,7 @@ MAX_OPEN_CALLER_TURNS = 16
 # 4,096 output tokens, an answer's limit, are about 16,000 characters.
 MAX_OPEN_AGENT_TURNS = 16
 MAX_TURN_CHARS = 32_768
+MAX_KEPT_TURNS = 2_000  # kept in memory for call.ended (hooks.events); later ones only on disk
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -84,6 +85,7 @@ class TranscriptLog:
         self._wall0 = wall()
         self._caller_started: dict[str, float] = {}
         self._agent: dict[str, _AgentTurn] = {}
+        self.turns: list[dict[str, Any]] = []  # as written, for call.ended
         self.closed = False
 
     @classmethod
@@ -234,6 +236,8 @@ class TranscriptLog:
             **fields,
         }
         self.log.info("call.transcript", role=role, text=line["text"], **fields)
+        if len(self.turns) < MAX_KEPT_TURNS:
+            self.turns.append(line)
         self._write(line)
 
     def _write(self, line: dict[str, Any]) -> None:

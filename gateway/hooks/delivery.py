@@ -1,0 +1,240 @@
+"""Posting call events at least once: the asyncio side of the outbox (outbox.py).
+
+A call only appends (`emit` returns at once): one writer task puts each event on disk in a
+worker thread, in order, and only then may a sender attempt it. A few senders post events of
+different calls side by side; one call's events go one after the other. An attempt is an
+aiohttp POST that follows no redirect, reads at most 64 KiB of the answer and gives up after
+``timeout_s``; anything but a 2xx is retried after a back-off, for as long as the event is
+in the outbox. On SIGTERM the writes in hand are finished and the rest stays on disk for the
+next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from .. import __version__
+from ..config.hooks import EventsHook
+from ..durable import errno_name
+from ..metrics import EventMetrics
+from . import outbox
+from .events import Emit, build
+from .outbox import Entry, Pending
+from .signing import Signer, unsigned_headers
+
+log = structlog.get_logger("gateway")
+
+SENDERS = 4  # attempts in flight at once (each for a different call)
+MAX_ANSWER_BYTES = 64 * 1024
+CLOSE_WRITES_S = 5.0  # on stop, how long writes in hand may take
+
+
+def outbox_dir(configured: Path | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """hooks.events.outbox_dir, or its default: under systemd's StateDirectory= (the first
+    one), else in the working directory."""
+    if configured is not None:
+        return configured
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) / "events" if state else Path("events-outbox")
+
+
+class EventDelivery:
+    def __init__(
+        self,
+        cfg: EventsHook,
+        directory: Path,
+        metrics: EventMetrics,
+        secret: str | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.cfg = cfg
+        self.directory = directory
+        self.metrics = metrics
+        self._signer = Signer(secret) if secret else None
+        self._types = frozenset(cfg.events)
+        self._clock, self._wall, self._rand = clock, wall, rand
+        self.pending = Pending(cfg.max_pending, cfg.retry_max_s)
+        self._file_ops: deque[tuple[str, Entry]] = deque()
+        self._ops_changed = asyncio.Event()
+        self._ops_done = asyncio.Event()  # the writer has nothing in hand
+        self._ops_done.set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self.closed = False
+
+    async def start(self) -> None:
+        """Create the directory (OSError when it cannot hold files), take up what an earlier
+        run left, and start writing and sending."""
+        await asyncio.to_thread(outbox.check_dir, self.directory)
+        left = await asyncio.to_thread(outbox.load, self.directory, _bad_file)
+        for seq, event in left:
+            self._drop(self.pending.add(event, written=True, seq=seq)[1])
+        if left:
+            log.info("events.outbox_loaded", pending=len(self.pending), dir=str(self.directory))
+        self.metrics.pending.set_function(lambda: len(self.pending))
+        self._http = aiohttp.ClientSession(
+            headers={"User-Agent": f"sip-realtime-gateway/{__version__}"},
+            timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s),
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._writer(), name="events-writer"))
+        for n in range(SENDERS):
+            self._tasks.append(loop.create_task(self._sender(), name=f"events-sender-{n}"))
+
+    def emitter(self, call_id: str) -> Emit:
+        """What a call is given: emit(type, data), which never blocks and never raises."""
+        return partial(self.emit, call_id=call_id)
+
+    def emit(self, kind: str, data: Mapping[str, Any], *, call_id: str) -> None:
+        if kind not in self._types or self.closed:
+            return
+        try:
+            event = build(kind, call_id, data, self._wall())
+        except (TypeError, ValueError) as exc:  # a value JSON cannot hold: a bug, not the call's
+            log.error("events.unserialisable", type=kind, error=str(exc))
+            return
+        entry, dropped = self.pending.add(event)
+        self._file_ops.append(("write", entry))
+        self._drop(dropped)
+        self._ops_changed.set()
+
+    def _drop(self, dropped: list[Entry]) -> None:
+        for entry in dropped:
+            self.metrics.dropped.inc()
+            log.warning(
+                "events.dropped", id=entry.event.id, type=entry.event.type, reason="max_pending"
+            )
+            self._file_ops.append(("remove", entry))
+        if dropped:
+            self._ops_changed.set()
+
+    # --- files ----------------------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        while True:
+            while not self._file_ops:
+                self._ops_done.set()
+                self._ops_changed.clear()
+                await self._ops_changed.wait()
+            self._ops_done.clear()
+            op, entry = self._file_ops.popleft()
+            if op == "write":
+                if entry.seq not in self.pending.entries:  # dropped before it was written
+                    continue
+                await self._write(entry)
+                self._wake.set()
+            else:
+                await self._file(outbox.remove, entry)
+
+    async def _write(self, entry: Entry) -> None:
+        try:
+            await asyncio.to_thread(outbox.write, self.directory, entry)
+        except OSError as exc:  # full disk: sent from memory, lost if the process dies first
+            log.error(
+                "events.outbox_write_failed",
+                id=entry.event.id,
+                errno=errno_name(exc),
+                error=exc.strerror,
+            )
+        entry.written = True
+
+    async def _file(self, op: Callable[[Path, Entry], None], entry: Entry) -> None:
+        try:
+            await asyncio.to_thread(op, self.directory, entry)
+        except OSError as exc:
+            log.error("events.outbox_remove_failed", id=entry.event.id, errno=errno_name(exc))
+
+    # --- sending --------------------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while True:
+            entry = self.pending.take(self._clock())
+            if entry is None:
+                self._wake.clear()
+                wake = self.pending.next_wake()
+                timeout = None if wake is None else max(0.0, wake - self._clock())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                continue
+            await self._attempt(entry)
+
+    async def _attempt(self, entry: Entry) -> None:
+        if entry.attempts:
+            self.metrics.retried.inc()
+        ok, outcome = await self.post(entry)
+        if ok:
+            if self.pending.delivered(entry):
+                self.metrics.was_delivered(entry.event.type)
+                self._file_ops.append(("remove", entry))
+                self._ops_changed.set()
+            log.debug("events.delivered", id=entry.event.id, type=entry.event.type)
+            self._wake.set()  # the call's next event may go now
+            return
+        self.metrics.failed.inc()
+        wait = self.pending.failed(entry, self._clock(), self._rand())
+        log.warning(
+            "events.attempt_failed",
+            id=entry.event.id,
+            type=entry.event.type,
+            outcome=outcome,
+            attempts=entry.attempts,
+            retry_in_s=round(wait, 2),
+        )
+
+    async def post(self, entry: Entry) -> tuple[bool, str]:
+        """One attempt: (2xx?, the status or the error's name)."""
+        assert self._http is not None
+        event = entry.event
+        if self._signer is not None:
+            headers = self._signer.headers(event.id, event.body, self._wall())
+        else:
+            headers = unsigned_headers(event.id, self._wall())
+        headers["Content-Type"] = "application/json"
+        try:
+            async with self._http.post(
+                self.cfg.url, data=event.body, headers=headers, allow_redirects=False
+            ) as answer:
+                await answer.content.read(MAX_ANSWER_BYTES)
+                return 200 <= answer.status < 300, f"http_{answer.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return False, type(exc).__name__
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Finish the writes in hand (bounded), stop sending; what is pending stays on disk."""
+        self.closed = True
+        if self._tasks and (self._file_ops or not self._ops_done.is_set()):
+            self._ops_done.clear()  # set again by the writer once the deque is empty
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WRITES_S):
+                    await self._ops_done.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        log.info("events.stopped", pending=len(self.pending))
+
+
+def _bad_file(path: Path, reason: str) -> None:
+    log.error("events.outbox_bad_file", path=str(path), reason=reason)
