@@ -74,6 +74,7 @@ class EventDelivery:
         self._ops_done = asyncio.Event()  # the writer has nothing in hand
         self._ops_done.set()
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # an event delivered, or the writer idle
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.closed = False
@@ -130,6 +131,7 @@ class EventDelivery:
         while True:
             while not self._file_ops:
                 self._ops_done.set()
+                self._progress.set()
                 self._ops_changed.clear()
                 await self._ops_changed.wait()
             self._ops_done.clear()
@@ -215,6 +217,12 @@ class EventDelivery:
                 return 200 <= answer.status < 300, f"http_{answer.status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return False, type(exc).__name__
+
+    async def wait_empty(self) -> None:
+        """Until every event is delivered and its file removed (tests; a caller bounds it)."""
+        while len(self.pending) or not self._ops_done.is_set() or self._file_ops:
+            self._progress.clear()
+            await self._progress.wait()
 
     # --- stopping -------------------------------------------------------------------------------
 
