@@ -140,6 +140,7 @@ class EventDelivery:
                 if entry.seq not in self.pending.entries:  # dropped before it was written
                     continue
                 await self._write(entry)
+                log.debug("events.queued", id=entry.event.id, type=entry.event.type)
                 self._wake.set()
             else:
                 await self._file(outbox.remove, entry)
@@ -191,7 +192,10 @@ class EventDelivery:
             return
         self.metrics.failed.inc()
         wait = self.pending.failed(entry, self._clock(), self._rand())
-        log.warning(
+        # A receiver down for hours: each event's 1st, 2nd, 4th, 8th ... failure is a warning.
+        attempts = entry.attempts
+        loud = attempts & (attempts - 1) == 0
+        (log.warning if loud else log.debug)(
             "events.attempt_failed",
             id=entry.event.id,
             type=entry.event.type,
