@@ -244,8 +244,7 @@ class Gateway:
         except OSError as exc:
             await self.stop()
             raise StartupError(
-                f"hooks.events.outbox_dir: cannot write to {directory.resolve()}: "
-                f"{exc.strerror or exc}"
+                f"hooks.events.outbox_dir: cannot use {directory.resolve()}: {exc.strerror or exc}"
             ) from None
         self.events = delivery
 

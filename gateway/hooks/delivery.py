@@ -78,11 +78,12 @@ class EventDelivery:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self.closed = False
+        self._lock: int | None = None  # the outbox directory's lock, held while running
 
     async def start(self) -> None:
         """Create the directory (OSError when it cannot hold files), take up what an earlier
         run left, and start writing and sending."""
-        await asyncio.to_thread(outbox.check_dir, self.directory)
+        self._lock = await asyncio.to_thread(outbox.open_dir, self.directory)
         left = await asyncio.to_thread(outbox.load, self.directory, _bad_file)
         for seq, event in left:
             self._drop(self.pending.add(event, written=True, seq=seq)[1])
@@ -245,6 +246,9 @@ class EventDelivery:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         log.info("events.stopped", pending=len(self.pending))
 
 

@@ -14,6 +14,8 @@ the back-off, the bound. The file functions below it block and run in worker thr
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import re
 from collections import OrderedDict
@@ -122,13 +124,18 @@ class Pending:
 # --- files (blocking: run in worker threads) ----------------------------------------------------
 
 
-def check_dir(directory: Path) -> None:
-    """Create the outbox directory; OSError (with a reason) when it cannot hold files."""
+def open_dir(directory: Path) -> int:
+    """Create the outbox directory and lock it for this process: the descriptor of its lock
+    (closing it releases the lock; so does the kernel when the process dies). OSError, with a
+    reason, when the directory cannot hold files or another gateway has it."""
     directory.mkdir(parents=True, exist_ok=True)
-    probe = directory / ".writable"
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.close(fd)
-    probe.unlink()
+    fd = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(errno.EBUSY, "another gateway process uses this outbox") from None
+    return fd
 
 
 def write(directory: Path, entry: Entry) -> None:

@@ -4,6 +4,7 @@ back-off schedule (time passed in)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -116,8 +117,8 @@ def test_beyond_the_bound_the_oldest_is_dropped() -> None:
 
 
 def test_files_round_trip_in_order_and_survive_a_new_queue(tmp_path: Path) -> None:
-    outbox.check_dir(tmp_path / "box")
     box = tmp_path / "box"
+    os.close(outbox.open_dir(box))
     q = Pending(max_pending=10, retry_max_s=60)
     entries = [q.add(event(call_id=f"c{n}"))[0] for n in range(3)]
     for entry in entries:
@@ -152,7 +153,15 @@ def test_a_file_that_is_not_our_event_is_set_aside(tmp_path: Path) -> None:
 def test_an_outbox_that_cannot_hold_files_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError):
-        outbox.check_dir(tmp_path / "file" / "events")
+        outbox.open_dir(tmp_path / "file" / "events")
+
+
+def test_one_outbox_serves_one_process_at_a_time(tmp_path: Path) -> None:
+    fd = outbox.open_dir(tmp_path)
+    with pytest.raises(OSError, match="another gateway process uses this outbox"):
+        outbox.open_dir(tmp_path)  # a second open file description: flock refuses it
+    os.close(fd)
+    os.close(outbox.open_dir(tmp_path))  # released: the next one may take it
 
 
 def test_the_default_directory_follows_systemd_state_directory() -> None:
