@@ -135,3 +135,32 @@ async def test_events_survive_a_sigkill_and_are_delivered_after_the_restart(
             await receiver.wait_until(lambda r: len(r.delivered) == 3, 20, "three events")
     assert [e["id"] for e in receiver.delivered] == ids
     assert types_of(receiver) == ["call.started", "call.answered", "call.ended"]
+
+
+async def test_a_call_refused_during_setup_is_started_then_ended(tmp_path: Path) -> None:
+    """The Realtime service refuses the session: the caller gets 503, the receiver gets
+    call.started and call.ended, whose record says 503 and no answer."""
+    fake = EmbeddedRealtimeServer()
+    fake.refuse_status = 503
+    async with fake, RtpCaller() as phone, EventReceiver() as receiver:
+        async with GatewayProcess(tmp_path, config(fake, receiver.url, tmp_path), env=ENV) as gw:
+            sipp = sipp_dial(tmp_path / "sipp", gw.port, phone.port, timeout_ms=10_000)
+            async with sipp:
+                await sipp.wait(20)  # SIPp fails: its scenario expects a 200
+            await receiver.wait_until(lambda r: "call.ended" in types_of(r), 20, "call.ended")
+    assert types_of(receiver) == ["call.started", "call.ended"]
+    record = receiver.delivered[1]["data"]["record"]
+    assert record["sip_status"] == 503 and record["answered_at"] is None
+    assert receiver.delivered[1]["data"]["reason"] == "realtime_unavailable"
+
+
+async def test_an_outbox_it_cannot_use_stops_the_start(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a directory")
+    async with EmbeddedRealtimeServer() as fake:
+        cfg = config(fake, "http://127.0.0.1:9/events", tmp_path)
+        cfg["hooks"]["events"]["outbox_dir"] = str(tmp_path / "taken" / "outbox")
+        gateway = GatewayProcess(tmp_path, cfg, env=ENV)
+        await gateway.start(wait_ready=False)
+        assert await gateway.wait_exit(timeout=20) != 0
+    assert f"hooks.events.outbox_dir: cannot use {tmp_path / 'taken' / 'outbox'}" in gateway.tail()
+    assert not gateway.find("gateway.ready")
