@@ -105,26 +105,35 @@ async def test_a_transfer_and_its_tool_call_are_events(tmp_path: Path) -> None:
     assert by_type["call.ended"]["reason"] == "transferred"
 
 
-async def test_events_survive_a_sigkill_and_are_delivered_after_the_restart(
-    tmp_path: Path,
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+async def test_undelivered_events_survive_the_process_and_go_after_the_restart(
+    tmp_path: Path, stop: str
 ) -> None:
-    """The receiver is down during the call; the gateway is killed (SIGKILL) with the
-    call's three events undelivered; restarted, it delivers all three, same ids, in order."""
+    """The receiver is down. sigkill: the call has ended and its three events are on disk
+    when the gateway is killed. sigterm: the gateway is stopped in the middle of the call;
+    the drain ends it (drain_timeout_s 0), and its call.ended is on disk before the process
+    exits 0. Restarted, the gateway delivers all three, same ids, in order."""
     receiver = EventReceiver()  # its port, nothing listening yet
     async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
         cfg = config(fake, receiver.url, tmp_path)
         first = GatewayProcess(tmp_path, cfg, env=ENV)
         async with first:
-            sipp = sipp_dial(tmp_path / "sipp", first.port, phone.port, hang_up_after_ms=3000)
+            hang_up_ms = 3000 if stop == "sigkill" else None
+            sipp = sipp_dial(tmp_path / "sipp", first.port, phone.port, hang_up_after_ms=hang_up_ms)
             async with sipp:
                 await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                assert await sipp.wait(20) == 0, sipp.report()
-            await first.wait_for(  # on disk: written and fsynced
-                "events.queued", timeout=20, where=lambda e: e["type"] == "call.ended"
-            )
-            assert first.find("events.attempt_failed")
-            first.send_signal(signal.SIGKILL)
-            assert await first.wait_exit(timeout=10) == -signal.SIGKILL
+                if stop == "sigterm":
+                    await first.wait_for("events.attempt_failed", timeout=20)
+                    first.send_signal(signal.SIGTERM)
+                    assert await first.wait_exit(timeout=20) == 0
+                else:
+                    assert await sipp.wait(20) == 0, sipp.report()
+                    await first.wait_for(  # on disk: written and fsynced
+                        "events.queued", timeout=20, where=lambda e: e["type"] == "call.ended"
+                    )
+                    first.send_signal(signal.SIGKILL)
+                    assert await first.wait_exit(timeout=10) == -signal.SIGKILL
+        assert first.find("events.attempt_failed")
         on_disk = sorted(p.name for p in (tmp_path / "outbox").glob("*.json"))
         ids = [name.split("_", 1)[1].removesuffix(".json") for name in on_disk]
         assert len(ids) == 3
@@ -135,6 +144,8 @@ async def test_events_survive_a_sigkill_and_are_delivered_after_the_restart(
             await receiver.wait_until(lambda r: len(r.delivered) == 3, 20, "three events")
     assert [e["id"] for e in receiver.delivered] == ids
     assert types_of(receiver) == ["call.started", "call.answered", "call.ended"]
+    if stop == "sigterm":
+        assert receiver.delivered[2]["data"]["reason"] == "drain_timeout"  # drain_timeout_s: 0
 
 
 async def test_a_call_refused_during_setup_is_started_then_ended(tmp_path: Path) -> None:
