@@ -86,7 +86,9 @@ class EventDelivery:
         self._lock = await asyncio.to_thread(outbox.open_dir, self.directory)
         left = await asyncio.to_thread(outbox.load, self.directory, _bad_file)
         for seq, event in left:
-            self._drop(self.pending.add(event, written=True, seq=seq)[1])
+            entry, dropped = self.pending.add(event, written=True, seq=seq)
+            entry.in_memory = False
+            self._drop(dropped)
         if left:
             log.info("events.outbox_loaded", pending=len(self.pending), dir=str(self.directory))
         self.metrics.pending.set_function(lambda: len(self.pending))
@@ -156,6 +158,8 @@ class EventDelivery:
                 errno=errno_name(exc),
                 error=exc.strerror,
             )
+        else:
+            outbox.forget_body(entry)
         entry.written = True
 
     async def _file(self, op: Callable[[Path, Entry], None], entry: Entry) -> None:
@@ -180,9 +184,17 @@ class EventDelivery:
             await self._attempt(entry)
 
     async def _attempt(self, entry: Entry) -> None:
+        try:
+            body = await asyncio.to_thread(outbox.read_body, self.directory, entry)
+        except OSError as exc:  # removed by hand: nothing left to send
+            log.error("events.outbox_read_failed", id=entry.event.id, errno=errno_name(exc))
+            if self.pending.delivered(entry):  # (not delivered: it only leaves the queue)
+                self.metrics.dropped.inc()
+            self._wake.set()
+            return
         if entry.attempts:
             self.metrics.retried.inc()
-        ok, outcome = await self.post(entry)
+        ok, outcome = await self.post(entry, body)
         if ok:
             if self.pending.delivered(entry):
                 self.metrics.was_delivered(entry.event.type)
@@ -205,18 +217,18 @@ class EventDelivery:
             retry_in_s=round(wait, 2),
         )
 
-    async def post(self, entry: Entry) -> tuple[bool, str]:
-        """One attempt: (2xx?, the status or the error's name)."""
+    async def post(self, entry: Entry, body: bytes) -> tuple[bool, str]:
+        """One attempt with the stored `body`: (2xx?, the status or the error's name)."""
         assert self._http is not None
         event = entry.event
         if self._signer is not None:
-            headers = self._signer.headers(event.id, event.body, self._wall())
+            headers = self._signer.headers(event.id, body, self._wall())
         else:
             headers = unsigned_headers(event.id, self._wall())
         headers["Content-Type"] = "application/json"
         try:
             async with self._http.post(
-                self.cfg.url, data=event.body, headers=headers, allow_redirects=False
+                self.cfg.url, data=body, headers=headers, allow_redirects=False
             ) as answer:
                 await answer.content.read(MAX_ANSWER_BYTES)
                 return 200 <= answer.status < 300, f"http_{answer.status}"

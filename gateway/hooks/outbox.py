@@ -20,7 +20,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
@@ -48,6 +48,9 @@ class Entry:
     seq: int
     event: Event
     written: bool = False  # on disk (or its write failed: then it is sent from memory)
+    # The body is kept in memory only until it is on disk: 10,000 pending events with long
+    # transcripts would otherwise hold gigabytes. An attempt reads it back from the file.
+    in_memory: bool = True
     attempts: int = 0
     next_at: float = 0.0  # monotonic time of the next attempt
     in_flight: bool = False
@@ -142,6 +145,20 @@ def write(directory: Path, entry: Entry) -> None:
     write_atomically(directory / entry.name, entry.event.body)
 
 
+def forget_body(entry: Entry) -> None:
+    """The body is on disk: memory keeps only what orders and names the event."""
+    entry.event = replace(entry.event, body=b"")
+    entry.in_memory = False
+
+
+def read_body(directory: Path, entry: Entry) -> bytes:
+    """The body to post, from memory or from its file (OSError when the file is gone)."""
+    if entry.in_memory:
+        return entry.event.body
+    with open(directory / entry.name, "rb") as file:
+        return file.read(MAX_FILE_BYTES + 1)
+
+
 def remove(directory: Path, entry: Entry) -> None:
     """Delete a delivered or dropped event's file (already gone: nothing to do)."""
     with contextlib.suppress(FileNotFoundError):
@@ -149,7 +166,8 @@ def remove(directory: Path, entry: Entry) -> None:
 
 
 def load(directory: Path, on_bad: Callable[[Path, str], None]) -> list[tuple[int, Event]]:
-    """The events left by an earlier run, oldest first. A leftover ``.tmp`` (killed while
+    """The events left by an earlier run, oldest first, without their bodies (each file is
+    read again when it is sent). A leftover ``.tmp`` (killed while
     writing: its event had not been attempted) is removed; a file that is not an event of
     ours is renamed ``.bad`` and reported, never sent."""
     found: list[tuple[int, Event]] = []
@@ -172,6 +190,6 @@ def load(directory: Path, on_bad: Callable[[Path, str], None]) -> list[tuple[int
                 path.rename(path.with_name(path.name + ".bad"))
             on_bad(path, str(exc))
             continue
-        found.append((int(match.group(1)), event))
+        found.append((int(match.group(1)), replace(event, body=b"")))  # read again to send
     found.sort(key=lambda item: item[0])
     return found

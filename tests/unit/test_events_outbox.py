@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -128,12 +129,28 @@ def test_files_round_trip_in_order_and_survive_a_new_queue(tmp_path: Path) -> No
     (box / "000000000099_msg_x.json.tmp").write_bytes(b"half")  # killed while writing
     bad = []
     loaded = outbox.load(box, lambda path, reason: bad.append(path.name))
-    assert [(seq, e) for seq, e in loaded] == [(1, entries[0].event), (3, entries[2].event)]
+    # Loaded without their bodies (memory stays small); each is read again to be sent.
+    expected = [(1, entries[0].event), (3, entries[2].event)]
+    assert loaded == [(seq, replace(e, body=b"")) for seq, e in expected]
     assert bad == [] and not list(box.glob("*.tmp"))
     again = Pending(max_pending=10, retry_max_s=60)
     for seq, e in loaded:
-        again.add(e, written=True, seq=seq)
+        entry, _ = again.add(e, written=True, seq=seq)
+        entry.in_memory = False
+        assert outbox.read_body(box, entry) == expected[0 if seq == 1 else 1][1].body
     assert again.add(event())[0].seq == 4  # numbering goes on after the restart
+
+
+def test_a_written_body_leaves_memory_and_is_read_back(tmp_path: Path) -> None:
+    entry, _ = Pending(max_pending=10, retry_max_s=60).add(event())
+    body = entry.event.body
+    assert outbox.read_body(tmp_path, entry) == body  # not yet on disk: from memory
+    outbox.write(tmp_path, entry)
+    outbox.forget_body(entry)
+    assert entry.event.body == b"" and outbox.read_body(tmp_path, entry) == body
+    outbox.remove(tmp_path, entry)
+    with pytest.raises(FileNotFoundError):
+        outbox.read_body(tmp_path, entry)
 
 
 def test_a_file_that_is_not_our_event_is_set_aside(tmp_path: Path) -> None:
@@ -144,7 +161,7 @@ def test_a_file_that_is_not_our_event_is_set_aside(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("left alone")
     bad: list[str] = []
     loaded = outbox.load(tmp_path, lambda path, reason: bad.append(path.name))
-    assert loaded == [(1, good)]
+    assert loaded == [(1, replace(good, body=b""))]
     assert sorted(bad) == ["000000000002_msg_y.json", "000000000003_msg_z.json"]
     assert (tmp_path / "000000000002_msg_y.json.bad").exists()
     assert (tmp_path / "notes.txt").exists()
