@@ -27,9 +27,11 @@ from .calls import Calls
 from .config import GatewayConfig, sip_passwords
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
+from .hooks.delivery import EventDelivery, start_events
+from .hooks.events import no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
 from .media.stream import PortAllocator, local_ip_towards
-from .metrics import Metrics, MetricsServer
+from .metrics import EventMetrics, Metrics, MetricsServer
 from .realtime.auth import Auth, NoAuth
 from .realtime.protocol import dialect_for
 from .refusals import PHRASES
@@ -76,20 +78,18 @@ class Gateway:
             cfg.records.calls_dir, lambda: self.metrics.write_failed("call_record")
         )
         self._admission = Admission(self.metrics, self._records)
+        self.event_metrics = EventMetrics(self.metrics.registry)
+        self.events: EventDelivery | None = None  # hooks.events, once started
         self.gc_pauses = GcPauses()
         self.full_collections = FullCollections()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
         self._api_server: ApiServer | None = None
         self.ready = False  # SIP listens and the Realtime side was checked
-        # Why the gateway cannot go on (a SIP listener stopped): not ready, and the service
-        # manager restarts the process (lifecycle.py).
-        self.failure: str | None = None
+        self.failure: str | None = None  # a listener stopped: systemd restarts us (lifecycle)
         self.on_failure: Callable[[str], None] = lambda reason: None
         self.draining = False  # stopping: new calls and OPTIONS get 503
         self.on_calls_changed: Callable[[], None] = lambda: None
-
-    # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.gc_pauses.install()
@@ -101,9 +101,9 @@ class Gateway:
             self._base_url = self._embedded.url
         self._auth = await realtime_auth(self.cfg)
         await self._start_metrics()
-        await self._start_api()
         for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
             writable_dir(f"records.{key}", getattr(self.cfg.records, key))
+        await self._start_hooks()
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)
         self._admission = Admission.from_config(self.cfg, users, self.metrics, self._records)
@@ -232,9 +232,12 @@ class Gateway:
             ) from None
         self._metrics_server = server
 
-    async def _start_api(self) -> None:
+    async def _start_hooks(self) -> None:
+        """The control API and the events outbox (what an earlier run left in it is sent
+        again); either failing stops the start."""
         try:
             self._api_server = await start_api(self.cfg, self.calls)
+            self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:
             await self.stop()
             raise
@@ -251,19 +254,17 @@ class Gateway:
         tasks += self._records.pending
         if tasks:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+        if self.events is not None:  # after the calls' last events; the rest stays on disk
+            await self.events.close()
+            self.events = None
         for uas in self._uas:
             await uas.stop()
         self._uas.clear()
-        if self._embedded is not None:
-            await self._embedded.close()
-            self._embedded = None
         await self._auth.close()
-        if self._metrics_server is not None:
-            await self._metrics_server.close()
-            self._metrics_server = None
-        if self._api_server is not None:
-            await self._api_server.close()
-            self._api_server = None
+        for server in (self._embedded, self._metrics_server, self._api_server):
+            if server is not None:
+                await server.close()
+        self._embedded = self._metrics_server = self._api_server = None
         self.gc_pauses.remove()
         self.full_collections.remove()
         log.info("gateway.stopped")
@@ -336,6 +337,7 @@ class Gateway:
             calls=self.calls,
             full_collections=self.full_collections,
             on_calls_changed=lambda: self.on_calls_changed(),
+            events=self.events.emitter if self.events is not None else lambda _: no_events,
         )
 
     def _full(self) -> bool:

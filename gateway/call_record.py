@@ -110,9 +110,8 @@ class RecordWriter:
         **fields: Any,
     ) -> None:
         """The call's final record, state completed, once its in_progress version (`opening`)
-        is on disk: never the other way round. `fields` are the record's last values."""
-        if self.directory is None:
-            return
+        is on disk: never the other way round. `fields` are the record's last values (set
+        even with no calls_dir: call.ended carries them)."""
         if opening is not None:
             await asyncio.wait({opening})
         record.state = "completed"
@@ -120,7 +119,8 @@ class RecordWriter:
         record.end_reason = reason
         for name, value in fields.items():
             setattr(record, name, value)
-        await self.save(record, clog)
+        if self.directory is not None:  # without one the record is only in call.ended
+            await self.save(record, clog)
 
     def save(self, record: CallRecord, clog: Any) -> Awaitable[None]:
         """Write the record as it is now (taken at this call, written later)."""

@@ -393,6 +393,45 @@ class CallProbe:
         self.metrics.playback_dropped.inc(seconds)
 
 
+class EventMetrics:
+    """The call events' delivery (hooks.events), in a registry of their own or the gateway's.
+    `type` is one of the five event types (other counts as other)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        p = PREFIX
+        self.delivered = Counter(
+            f"{p}_events_delivered",
+            "Events the receiver answered with a 2xx, by type.",
+            ["type"],
+            registry=r,
+        )
+        self.retried = Counter(
+            f"{p}_events_retried", "Delivery attempts that were retries.", registry=r
+        )
+        self.failed = Counter(
+            f"{p}_events_failed",
+            "Delivery attempts that failed (no answer in time, an error, not a 2xx).",
+            registry=r,
+        )
+        self.dropped = Counter(
+            f"{p}_events_dropped",
+            "Events dropped undelivered: the oldest, beyond hooks.events.max_pending.",
+            registry=r,
+        )
+        self.pending = Gauge(
+            f"{p}_events_pending", "Events in the outbox, not yet delivered.", registry=r
+        )
+
+    def was_delivered(self, kind: str) -> None:
+        self.delivered.labels(kind if kind in EVENT_TYPES else OTHER).inc()
+
+
+EVENT_TYPES = frozenset(
+    {"call.started", "call.answered", "call.transferred", "call.tool", "call.ended"}
+)
+
+
 _DETACHED: Metrics | None = None
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+from ..hooks.events import Emit, no_events, tool_data
 from ..realtime import protocol as rt
 from .core import CallCore, Command, Transfer
 from .tools import ToolCall, Tools
@@ -25,8 +26,15 @@ Runner = Callable[[Sequence[Command]], None]
 
 
 class Actions:
-    def __init__(self, tools: Tools | None, transfer: TransferFn | None, log: Any) -> None:
+    def __init__(
+        self,
+        tools: Tools | None,
+        transfer: TransferFn | None,
+        log: Any,
+        emit: Emit = no_events,
+    ) -> None:
         self._tools = tools
+        self._emit = emit  # hooks.events: call.tool, call.transferred
         self._transfer = transfer
         self._log = log
         self._core: CallCore | None = None
@@ -57,6 +65,7 @@ class Actions:
             self._log.info("call.tool", name=call.name, ms=elapsed_ms, output="(transfer pending)")
             return
         self._log.info("call.tool", name=call.name, ms=elapsed_ms, output=output[:200])
+        self._emit("call.tool", tool_data(call.name, call.arguments, output, elapsed_ms))
         if self._core is not None:
             self._run(self._core.tool_done(call, output, time.monotonic()))
 
@@ -84,10 +93,17 @@ class Actions:
         except Exception as exc:  # the caller is still here: the model must hear so
             ok, detail = False, f"the transfer failed ({type(exc).__name__})"
         self._log.info("call.transfer", target=target, ok=ok, detail=detail)
+        if ok:
+            self._emit("call.transferred", {"target": target, "detail": detail})
         commands = self._core.transfer_done(ok, detail, time.monotonic())
         for command in commands:
             if isinstance(command, rt.FunctionOutput) and command.call_id in self._unanswered:
-                self._unanswered.pop(command.call_id)["output"] = command.output
+                entry = self._unanswered.pop(command.call_id)
+                entry["output"] = command.output
+                self._emit(
+                    "call.tool",
+                    tool_data(entry["name"], entry["arguments"], command.output, entry["ms"]),
+                )
         self._run(commands)
 
     # --- lifetime -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from aiosipua.dialog import DialogState
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
 from ..gc_pauses import FullCollections
+from ..hooks.events import Emit, answered_data, ended_data, no_events, started_data
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -96,6 +97,7 @@ class CallServices:
     calls: dict[str, ActiveCall]  # the registry the call leaves at its end
     full_collections: FullCollections
     on_calls_changed: Callable[[], None]
+    events: Callable[[str], Emit] = lambda call_id: no_events  # hooks.events, per call
 
 
 async def run_call(call: ActiveCall, services: CallServices) -> None:
@@ -126,6 +128,7 @@ class CallSetup:
         self.transcript: TranscriptLog | None = None
         self.actions: Actions | None = None
         self.bridge: CallBridge | None = None
+        self.emit = services.events(call.id)  # never blocks: the event is only queued
 
     async def run(self) -> None:
         call, sip = self.call, self.call.sip
@@ -139,6 +142,7 @@ class CallSetup:
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
             late_offer=sip.sdp_offer is None,
         )
+        self.emit("call.started", started_data(self.record, self.info, call.uas.transport.name))
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._finish)  # registered first: runs last
             reason = "unknown"
@@ -309,7 +313,7 @@ class CallSetup:
     ) -> CallBridge:
         call, cfg = self.call, self.services.cfg
         tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route.profile))
-        actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log)
+        actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log, self.emit)
         bridge = CallBridge(
             session,
             stream,
@@ -364,6 +368,7 @@ class CallSetup:
             ptime_ms=plan.ptime_ms,
             srtp=stream.srtp.suite if stream.srtp is not None else None,
         )
+        self.emit("call.answered", answered_data(record))
         if stream.srtp is None:  # (an SDP with a=crypto holds a key: never logged)
             self.log.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
 
@@ -378,13 +383,7 @@ class CallSetup:
         duration_s = time.monotonic() - answered_at if answered_at else 0.0
         count_end(services.metrics, reason, answered_at is not None, duration_s, stream)
         setup_ms = round(((answered_at or time.monotonic()) - call.received_at) * 1000)
-        last: dict[str, Any] = {}
-        if self.bridge is not None and self.actions is not None and self.transcript is not None:
-            last = {
-                "usage": dict(self.bridge.stats.usage),
-                "tool_calls": list(self.actions.tool_calls),
-                "transcript": self.transcript.path,
-            }
+        last = _last_words(self.bridge, self.actions, self.transcript)
         # The record first: whoever reads "call.ended" can rely on the record being there.
         await services.records.final(
             self.record,
@@ -406,8 +405,22 @@ class CallSetup:
             rtp_in=stream.stats.packets_in if stream else 0,
             rtp_out=stream.stats.packets_out if stream else 0,
         )
+        self.emit("call.ended", ended_data(reason, self.record, self.transcript))
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
+
+
+def _last_words(
+    bridge: CallBridge | None, actions: Actions | None, transcript: TranscriptLog | None
+) -> dict[str, Any]:
+    """What an answered call adds to its record: token usage, tool calls, the transcript."""
+    if bridge is None or actions is None or transcript is None:
+        return {}
+    return {
+        "usage": dict(bridge.stats.usage),
+        "tool_calls": list(actions.tool_calls),
+        "transcript": transcript.path,
+    }
 
 
 def count_end(

@@ -56,6 +56,7 @@ MAX_OPEN_AGENT_TURNS = 16
 MAX_TURN_CHARS = 32_768
 RECENT_TURNS = 10  # kept in memory for the control API's view of a call
 RECENT_TEXT_CHARS = 2000
+MAX_KEPT_TURNS = 2_000  # kept in memory for call.ended (hooks.events); later ones only on disk
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -87,6 +88,7 @@ class TranscriptLog:
         self._wall0 = wall()
         self._caller_started: dict[str, float] = {}
         self._agent: dict[str, _AgentTurn] = {}
+        self.turns: list[dict[str, Any]] = []  # as written, for call.ended
         self.closed = False
         # The last turns, for whoever asks about the call in progress (the control API).
         self.recent: deque[dict[str, str]] = deque(maxlen=RECENT_TURNS)
@@ -240,6 +242,8 @@ class TranscriptLog:
         }
         self.log.info("call.transcript", role=role, text=line["text"], **fields)
         self.recent.append({"role": role, "text": text[:RECENT_TEXT_CHARS], "at": line["at"]})
+        if len(self.turns) < MAX_KEPT_TURNS:
+            self.turns.append(line)
         self._write(line)
 
     def _write(self, line: dict[str, Any]) -> None:

@@ -5,11 +5,13 @@ HTTP POSTs of JSON signed per the Standard Webhooks specification with the secre
 ``secret_env`` (see :mod:`gateway.hooks.signing`).
 """
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field
 
-from .fields import Float, _Model
+from .fields import Float, Int, _Model, _optional
+from .records import _dir_path
 from .secrets import _parse_env_name
 from .tools import _http_url
 
@@ -68,6 +70,37 @@ class EventsHook(_Model):
         description="Which events to send, of call.started, call.answered, call.transferred, "
         "call.tool and call.ended (which carries the call record and the transcript). "
         "Default all of them.",
+    )
+    outbox_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(
+        None,
+        description="Directory of the durable outbox: one file per event not yet delivered, "
+        "fsynced before the first attempt, removed after a 2xx, delivered again after a "
+        "restart. Created at start; the gateway refuses to start if it is not writable. "
+        "Default none = events/ in $STATE_DIRECTORY when systemd sets it (StateDirectory= in "
+        "deploy/systemd, /var/lib/sip-realtime-gateway), else events-outbox/ in the working "
+        "directory (a developer's run).",
+    )
+    max_pending: Int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="At most this many events wait in the outbox; beyond it the oldest is "
+        "dropped (logged, counted in sipgw_events_dropped_total). Default 10000.",
+    )
+    timeout_s: Float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Time allowed for one delivery attempt (s), connection included; "
+        "then it counts as failed and is retried. Default 5.",
+    )
+    retry_max_s: Float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="The longest wait between two attempts (s): the back-off doubles from "
+        "1 s (with jitter) up to this cap, and retries go on while the event is in the "
+        "outbox. Default 300.",
     )
 
 
