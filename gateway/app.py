@@ -22,9 +22,11 @@ from .agent import EmbeddedRealtimeServer
 from .bridge.setup import ActiveCall, CallServices, run_call
 from .call_record import RecordWriter
 from .calls import Calls
-from .config import GatewayConfig, sip_passwords
+from .config import GatewayConfig, hook_secret, sip_passwords
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
+from .hooks.decide import DecisionHook
+from .hooks.signing import SecretError
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
 from .media.stream import PortAllocator, local_ip_towards
 from .metrics import Metrics, MetricsServer
@@ -76,6 +78,7 @@ class Gateway:
         self.full_collections = FullCollections()
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
+        self._hook: DecisionHook | None = None  # hooks.call_incoming (a restart changes it)
         self.ready = False  # SIP listens and the Realtime side was checked
         # Why the gateway cannot go on (a SIP listener stopped): not ready, and the service
         # manager restarts the process (lifecycle.py).
@@ -95,6 +98,7 @@ class Gateway:
             await self._embedded.start()
             self._base_url = self._embedded.url
         self._auth = await realtime_auth(self.cfg)
+        self._hook = decision_hook(self.cfg)
         await self._start_metrics()
         for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
             writable_dir(f"records.{key}", getattr(self.cfg.records, key))
@@ -245,6 +249,9 @@ class Gateway:
             await self._embedded.close()
             self._embedded = None
         await self._auth.close()
+        if self._hook is not None:
+            await self._hook.close()
+            self._hook = None
         if self._metrics_server is not None:
             await self._metrics_server.close()
             self._metrics_server = None
@@ -320,6 +327,7 @@ class Gateway:
             calls=self.calls,
             full_collections=self.full_collections,
             on_calls_changed=lambda: self.on_calls_changed(),
+            hook=self._hook,
         )
 
     def _full(self) -> bool:
@@ -337,3 +345,19 @@ class Gateway:
         if sip.bind not in ("0.0.0.0", "::"):
             return sip.bind
         return local_ip_towards(peer)
+
+
+def decision_hook(cfg: GatewayConfig) -> DecisionHook | None:
+    """hooks.call_incoming's client, with its signing secret from the environment."""
+    hook = cfg.hooks.call_incoming
+    if hook is None:
+        return None
+    secret = hook_secret(hook.secret_env)
+    if hook.secret_env is not None and secret is None:
+        raise StartupError(
+            f"hooks.call_incoming.secret_env: environment variable {hook.secret_env} is not set"
+        )
+    try:
+        return DecisionHook(hook, secret)
+    except SecretError as exc:
+        raise StartupError(f"hooks.call_incoming.secret_env: {exc}") from None

@@ -29,7 +29,10 @@ from aiosipua.dialog import DialogState
 
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
+from ..config.agent import PREVIEW_VOICES, VOICES
 from ..gc_pauses import FullCollections
+from ..hooks.decide import DECLINED_REASONS, DecisionHook, Declined, decide
+from ..hooks.incoming import Accept, request_body, rules_for
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -92,6 +95,7 @@ class CallServices:
     calls: dict[str, ActiveCall]  # the registry the call leaves at its end
     full_collections: FullCollections
     on_calls_changed: Callable[[], None]
+    hook: DecisionHook | None = None  # hooks.call_incoming, asked before the call is set up
 
 
 async def run_call(call: ActiveCall, services: CallServices) -> None:
@@ -121,6 +125,8 @@ class CallSetup:
         self.transcript: TranscriptLog | None = None
         self.actions: Actions | None = None
         self.bridge: CallBridge | None = None
+        self.final_status: int | None = None  # the answer a declined call got
+        self.decision: Accept | None = None  # the decision webhook's, when it accepted
 
     async def run(self) -> None:
         call, sip = self.call, self.call.sip
@@ -138,12 +144,18 @@ class CallSetup:
             stack.push_async_callback(self._finish)  # registered first: runs last
             reason = "unknown"
             try:
+                self.decision = await self._decide()
                 bridge = await self._set_up(stack)
                 reason = await bridge.run()
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
             except SetupFailed as exc:
                 reason = exc.reason
                 self._refuse(exc)
+            except Declined as exc:
+                reason = exc.reason
+                self.final_status, self.record.metadata = exc.status, exc.metadata
+                self.log.info("call.rejected", status=exc.status, reason=exc.reason)
+                reject(sip, exc.status, exc.phrase, headers=exc.headers)
             except asyncio.CancelledError:
                 reason = call.end_reason or "cancelled"
                 if call.end_reason is None:
@@ -164,6 +176,48 @@ class CallSetup:
 
     # --- setting up ---------------------------------------------------------------------------
 
+    async def _decide(self) -> Accept | None:
+        """Ask the decision webhook, if there is one, while the caller has its 100 Trying
+        (sent with the INVITE's arrival) and, with ringing: true, a 180 Ringing."""
+        hook, sip, info = self.services.hook, self.call.sip, self.info
+        if hook is None:
+            return None
+        if hook.cfg.ringing:
+            sip.ringing()
+        cfg = self.services.cfg
+        facts = {
+            "caller": info.caller,
+            "caller_name": info.caller_name,
+            "dialed": info.dialed,
+            "to": info.to,
+            "source": f"{sip.source_addr[0]}:{sip.source_addr[1]}",
+            "transport": self.call.uas.transport.name.lower(),
+        }
+        voices = PREVIEW_VOICES if cfg.realtime.protocol == "preview" else VOICES
+        decision = await decide(
+            hook,
+            request_body(self.call.id, facts, info.headers),
+            rules_for(cfg.profiles, voices),
+            self.log,
+            self.services.metrics.hook_asked,
+        )
+        if decision is not None:
+            self.record.metadata = dict(decision.metadata)
+        return decision
+
+    def _select(self) -> Selection:
+        """The call's profile and agent: routes, or the decision webhook's answer."""
+        decision = self.decision
+        if decision is None:
+            return self.services.router.select(self.info)
+        return self.services.router.select(
+            self.info,
+            profile=decision.profile,
+            overrides=decision.overrides,
+            variables=decision.variables,
+            metadata=decision.metadata,
+        )
+
     async def _set_up(self, stack: contextlib.AsyncExitStack) -> CallBridge:
         """Acquire the call's resources in order, each one's teardown registered at once, and
         answer the INVITE; the bridge is ready to run."""
@@ -178,7 +232,7 @@ class CallSetup:
         )
         sdp = SdpSession(cfg.media.codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
         plan = _negotiated(sdp.first_plan, sip)
-        route = self.services.router.select(self.info)
+        route = self._select()
         self.record.profile, self.record.codec = route.profile, plan.codec.name
         self.log.info("call.routed", profile=route.profile)
         stream = await self._open_stream(stack, plan)
@@ -386,7 +440,7 @@ class CallSetup:
             self.log,
             setup_ms=setup_ms,
             duration_s=round(duration_s, 3),
-            sip_status=None if answered_at else FINAL_STATUS.get(reason),
+            sip_status=None if answered_at else self.final_status or FINAL_STATUS.get(reason),
             **last,
         )
         self.log.info(
@@ -413,7 +467,7 @@ def count_end(
         metrics.realtime_error(f"close_{reason.split(':', 1)[1]}")
     if answered:
         metrics.ended(reason, duration_s)
-    elif reason in SETUP_FAILURES:
+    elif reason in SETUP_FAILURES or reason in DECLINED_REASONS:
         metrics.rejected(reason)
     elif reason in ("caller_cancel", "shutdown", "drain_timeout"):
         metrics.unanswered("cancelled", reason)
