@@ -113,6 +113,16 @@ async def one_call(caller: Caller, local_port: int, gateway_port: int, name: str
     return setup
 
 
+async def ended(gateway: Gateway) -> None:
+    """Until the gateway has no call left (its teardown is over before the next call)."""
+    changed = asyncio.Event()
+    gateway.on_calls_changed = changed.set
+    async with asyncio.timeout(10):
+        while gateway.calls:
+            changed.clear()
+            await changed.wait()
+
+
 def config(hook_url: str | None) -> dict[str, Any]:
     port_base = free_port_block(40)
     cfg: dict[str, Any] = {
@@ -167,9 +177,7 @@ async def main(calls: int) -> dict[str, Any]:
                 took = await one_call(caller, local_port, gw.sip_port, f"{label}-{i}")
                 if i >= 10:
                     times[label].append(took)
-                async with asyncio.timeout(10):
-                    while gw.calls:  # the call's teardown is over before the next one
-                        await asyncio.sleep(0.005)
+                await ended(gw)
     finally:
         transport.close()
         await plain.stop()

@@ -67,6 +67,7 @@ SECTION_MODULES = {
     "routes": "routes",
     "service": "service",
     "metrics": "metrics",
+    "hooks": "hooks",
 }
 
 
