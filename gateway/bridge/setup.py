@@ -29,10 +29,9 @@ from aiosipua.dialog import DialogState
 
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
-from ..config.agent import PREVIEW_VOICES, VOICES
 from ..gc_pauses import FullCollections
-from ..hooks.decide import DECLINED_REASONS, DecisionHook, Declined, decide
-from ..hooks.incoming import Accept, request_body, rules_for
+from ..hooks.decide import DECLINED_REASONS, DecisionHook, Declined
+from ..hooks.incoming import Accept
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -55,6 +54,7 @@ from ..sip.uas import GatewayUAS, reject
 from .actions import Actions
 from .call import CallBridge
 from .call_limits import CallLimits
+from .decision import ask_hook, declined, select
 from .recording import Recording
 from .tools import Tools
 from .transcript import TranscriptLog
@@ -125,8 +125,6 @@ class CallSetup:
         self.transcript: TranscriptLog | None = None
         self.actions: Actions | None = None
         self.bridge: CallBridge | None = None
-        self.final_status: int | None = None  # the answer a declined call got
-        self.decision: Accept | None = None  # the decision webhook's, when it accepted
 
     async def run(self) -> None:
         call, sip = self.call, self.call.sip
@@ -144,18 +142,15 @@ class CallSetup:
             stack.push_async_callback(self._finish)  # registered first: runs last
             reason = "unknown"
             try:
-                self.decision = await self._decide()
-                bridge = await self._set_up(stack)
+                decision = await ask_hook(call, self.services, self.info, self.record, self.log)
+                bridge = await self._set_up(stack, decision)
                 reason = await bridge.run()
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
             except SetupFailed as exc:
                 reason = exc.reason
                 self._refuse(exc)
             except Declined as exc:
-                reason = exc.reason
-                self.final_status, self.record.metadata = exc.status, exc.metadata
-                self.log.info("call.rejected", status=exc.status, reason=exc.reason)
-                reject(sip, exc.status, exc.phrase, headers=exc.headers)
+                reason = declined(sip, exc, self.record, self.log)
             except asyncio.CancelledError:
                 reason = call.end_reason or "cancelled"
                 if call.end_reason is None:
@@ -176,49 +171,7 @@ class CallSetup:
 
     # --- setting up ---------------------------------------------------------------------------
 
-    async def _decide(self) -> Accept | None:
-        """Ask the decision webhook, if there is one, while the caller has its 100 Trying
-        (sent with the INVITE's arrival) and, with ringing: true, a 180 Ringing."""
-        hook, sip, info = self.services.hook, self.call.sip, self.info
-        if hook is None:
-            return None
-        if hook.cfg.ringing:
-            sip.ringing()
-        cfg = self.services.cfg
-        facts = {
-            "caller": info.caller,
-            "caller_name": info.caller_name,
-            "dialed": info.dialed,
-            "to": info.to,
-            "source": f"{sip.source_addr[0]}:{sip.source_addr[1]}",
-            "transport": self.call.uas.transport.name.lower(),
-        }
-        voices = PREVIEW_VOICES if cfg.realtime.protocol == "preview" else VOICES
-        decision = await decide(
-            hook,
-            request_body(self.call.id, facts, info.headers),
-            rules_for(cfg.profiles, voices),
-            self.log,
-            self.services.metrics.hook_asked,
-        )
-        if decision is not None:
-            self.record.metadata = dict(decision.metadata)
-        return decision
-
-    def _select(self) -> Selection:
-        """The call's profile and agent: routes, or the decision webhook's answer."""
-        decision = self.decision
-        if decision is None:
-            return self.services.router.select(self.info)
-        return self.services.router.select(
-            self.info,
-            profile=decision.profile,
-            overrides=decision.overrides,
-            variables=decision.variables,
-            metadata=decision.metadata,
-        )
-
-    async def _set_up(self, stack: contextlib.AsyncExitStack) -> CallBridge:
+    async def _set_up(self, stack: contextlib.AsyncExitStack, accept: Accept | None) -> CallBridge:
         """Acquire the call's resources in order, each one's teardown registered at once, and
         answer the INVITE; the bridge is ready to run."""
         call, sip, cfg = self.call, self.call.sip, self.services.cfg
@@ -232,7 +185,7 @@ class CallSetup:
         )
         sdp = SdpSession(cfg.media.codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
         plan = _negotiated(sdp.first_plan, sip)
-        route = self._select()
+        route = select(self.services.router, self.info, accept)
         self.record.profile, self.record.codec = route.profile, plan.codec.name
         self.log.info("call.routed", profile=route.profile)
         stream = await self._open_stream(stack, plan)
@@ -440,7 +393,7 @@ class CallSetup:
             self.log,
             setup_ms=setup_ms,
             duration_s=round(duration_s, 3),
-            sip_status=None if answered_at else self.final_status or FINAL_STATUS.get(reason),
+            sip_status=None if answered_at else self.record.sip_status or FINAL_STATUS.get(reason),
             **last,
         )
         self.log.info(

@@ -285,6 +285,8 @@ async def test_broken_answers_follow_on_failure_and_are_logged_with_the_reason(
                     assert (failed["outcome"], failed["on_failure"]) == (outcome, "reject"), name
                     assert why in failed["reason"], (name, failed)
                 assert len(gateway.find("hook.failed")) == len(BROKEN)  # once each
+                # call.ended is logged once the record is written.
+                await gateway.wait_count("call.ended", len(BROKEN), timeout=10)
                 assert not gateway.realtime_sessions
             finally:
                 pbx.close()
