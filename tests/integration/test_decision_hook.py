@@ -16,8 +16,9 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from .gateway_proc import InProcessGateway
+from .gateway_proc import GatewayProcess, InProcessGateway
 from .hook_server import HookServer, reply
+from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
 from .scenarios import FAST_TIMERS, SIP_TESTS
 from .test_call_record_endings import assert_record, cseq_method, records, with_to_of
 from .test_hostile_network import Peer
@@ -349,3 +350,32 @@ async def test_a_cancel_while_the_hook_is_asked_gets_487_and_the_answer_is_ignor
                 pbx.close()
     assert_record(records(tmp_path / "calls"), "cancelled", "caller_cancel", 487)
     assert json.loads(hook.requests[0][1])["dialed"] == "echo"
+
+
+async def test_a_sipp_call_through_the_gateway_process_is_decided_by_the_hook(
+    tmp_path: Path,
+) -> None:
+    """The gateway as users run it (`python -m gateway run`, the secret from its environment)
+    and SIPp's own uac scenario: 180 while the hook is asked, then 200, ACK, BYE."""
+
+    async def accept(body: dict[str, Any]) -> web.Response:
+        return reply({"action": "accept", "profile": "support", "metadata": {"ticket": "T-9"}})
+
+    async with HookServer(accept) as hook:
+        config = hook_config(tmp_path, hook, secret_env=SECRET_ENV, ringing=True)
+        async with GatewayProcess(tmp_path, config, env={SECRET_ENV: SECRET}) as gateway:
+            sipp = Sipp(
+                tmp_path,
+                ["-sn", "uac", "-s", "3000", "-m", 1, "-d", 200, "-i", LOOPBACK,
+                 "-p", free_udp_port(), "-mp", free_port_block(4), f"{LOOPBACK}:{gateway.port}"],
+            )  # fmt: skip
+            await sipp.start()
+            assert await sipp.wait(timeout=30) == 0, sipp.report()
+            await gateway.wait_for("call.ended", timeout=10)
+            routed = await gateway.wait_for("call.routed", timeout=5)
+            assert routed["profile"] == "support"
+    ((headers, raw),) = hook.requests
+    assert Webhook(SECRET).verify(raw, headers)["dialed"] == "3000"
+    assert "SIP/2.0 180 Ringing" in (tmp_path / "sipp.messages.log").read_text(errors="replace")
+    (record,) = records(tmp_path / "calls").values()
+    assert (record["profile"], record["metadata"]) == ("support", {"ticket": "T-9"})
