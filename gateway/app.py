@@ -27,6 +27,7 @@ from .calls import Calls
 from .config import GatewayConfig, sip_passwords
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
+from .hooks.decide import DecisionHook, decision_hook
 from .hooks.delivery import EventDelivery, start_events
 from .hooks.events import no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
@@ -45,7 +46,7 @@ from .sip.tls_transport import TlsTransport
 from .sip.transactions import SipTimers
 from .sip.transport import Listener, bound_port
 from .sip.uas import GatewayUAS
-from .startup import StartupError, realtime_auth, writable_dir
+from .startup import StartupError, realtime_auth, start_metrics, writable_dir
 
 __all__ = ["RELOADABLE", "ActiveCall", "Gateway", "StartupError"]
 
@@ -85,6 +86,7 @@ class Gateway:
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
         self._api_server: ApiServer | None = None
+        self._hook: DecisionHook | None = None  # hooks.call_incoming (a restart changes it)
         self.ready = False  # SIP listens and the Realtime side was checked
         self.failure: str | None = None  # a listener stopped: systemd restarts us (lifecycle)
         self.on_failure: Callable[[str], None] = lambda reason: None
@@ -100,10 +102,9 @@ class Gateway:
             await self._embedded.start()
             self._base_url = self._embedded.url
         self._auth = await realtime_auth(self.cfg)
-        await self._start_metrics()
         for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
             writable_dir(f"records.{key}", getattr(self.cfg.records, key))
-        await self._start_hooks()
+        await self._start_servers()
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)
         self._admission = Admission.from_config(self.cfg, users, self.metrics, self._records)
@@ -211,31 +212,17 @@ class Gateway:
         )
         self._registrar.start()
 
-    async def _start_metrics(self) -> None:
-        cfg = self.cfg.metrics
-        if not cfg.enabled:
-            return
-        server = MetricsServer(
-            self.metrics,
-            cfg.bind,
-            cfg.port,
-            lambda: self.ready and not self.draining,
-            self.debug_state,
-            debug_state=cfg.debug_state,
-        )
+    async def _start_servers(self) -> None:
+        """Metrics, the decision hook, the control API and the events outbox (what an earlier
+        run left in it is sent again); any failing stops the start."""
         try:
-            await server.start()
-        except OSError as exc:
-            await self.stop()
-            raise StartupError(
-                f"metrics: cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}"
-            ) from None
-        self._metrics_server = server
-
-    async def _start_hooks(self) -> None:
-        """The control API and the events outbox (what an earlier run left in it is sent
-        again); either failing stops the start."""
-        try:
+            self._metrics_server = await start_metrics(
+                self.cfg.metrics,
+                self.metrics,
+                lambda: self.ready and not self.draining,
+                self.debug_state,
+            )
+            self._hook = decision_hook(self.cfg)
             self._api_server = await start_api(self.cfg, self.calls)
             self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:
@@ -261,10 +248,10 @@ class Gateway:
             await uas.stop()
         self._uas.clear()
         await self._auth.close()
-        for server in (self._embedded, self._metrics_server, self._api_server):
+        for server in (self._embedded, self._metrics_server, self._api_server, self._hook):
             if server is not None:
                 await server.close()
-        self._embedded = self._metrics_server = self._api_server = None
+        self._embedded = self._metrics_server = self._api_server = self._hook = None
         self.gc_pauses.remove()
         self.full_collections.remove()
         log.info("gateway.stopped")
@@ -338,6 +325,7 @@ class Gateway:
             full_collections=self.full_collections,
             on_calls_changed=lambda: self.on_calls_changed(),
             events=self.events.emitter if self.events is not None else lambda _: no_events,
+            hook=self._hook,
         )
 
     def _full(self) -> bool:

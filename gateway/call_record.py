@@ -56,6 +56,7 @@ class CallRecord:
     rtp: dict[str, Any] = field(default_factory=dict)
     recording: str | None = None
     transcript: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # from the decision webhook
 
     @classmethod
     def of_invite(cls, call_id: str, sip: IncomingCall, dialed: str, **fields: Any) -> CallRecord:

@@ -71,7 +71,12 @@ OTHER = "other"  # the label of a value outside its vocabulary
 REJECT_REASONS = frozenset(
     {"forbidden", "unauthorized", "auth_blocked", "max_calls", "draining"}  # app.REFUSALS
     | {"not_acceptable", "no_rtp_port", "realtime_unavailable"}  # app.SETUP_REJECTIONS
+    | {"hook_rejected", "hook_redirected", "hook_failed"}  # hooks.decide.DECLINED_REASONS
 )
+HOOK_OUTCOMES = frozenset(
+    {"accept", "reject", "redirect", "timeout", "unreachable", "http_error", "bad_answer"}
+    | {"cancelled"}
+)  # hooks.decide.OUTCOMES
 END_REASONS = frozenset(
     {"caller_bye", "caller_cancel", "ack_timeout", "bad_sdp_answer", "shutdown"}
     | {"drain_timeout", "agent_hangup", "transferred", "rtp_timeout", "max_call_duration"}
@@ -172,7 +177,8 @@ class Metrics:
             f"{p}_calls",
             "INVITEs by outcome: answered; rejected (reason: forbidden, unauthorized, "
             "auth_blocked, max_calls, draining, not_acceptable, no_rtp_port, "
-            "realtime_unavailable); cancelled; failed; redirected (failover_redirect).",
+            "realtime_unavailable, hook_rejected, hook_redirected, hook_failed); cancelled; "
+            "failed; redirected (failover_redirect).",
             ["outcome", "reason"],
             registry=r,
         )
@@ -303,6 +309,21 @@ class Metrics:
             f"{p}_config_reloads", "SIGHUP reloads by result (ok, rejected).", ["result"],
             registry=r,
         )  # fmt: skip
+        # The decision webhook (hooks.call_incoming): one group of its own.
+        self.hook_incoming = Counter(
+            f"{p}_hook_incoming",
+            "Decision webhook asks by outcome: accept, reject, redirect; timeout, "
+            "unreachable, http_error, bad_answer (then hooks.call_incoming.on_failure "
+            "applies); cancelled (the caller hung up while it was asked).",
+            ["outcome"],
+            registry=r,
+        )
+        self.hook_incoming_seconds = Histogram(
+            f"{p}_hook_incoming_seconds",
+            "Time to the decision webhook's answer (or its failure), added to call setup.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
 
     # --- call outcomes (from the daemon) -------------------------------------------------------
 
@@ -319,6 +340,11 @@ class Metrics:
     def ended(self, reason: str, duration_s: float) -> None:
         self.calls_ended.labels(_known(reason.split(":", 1)[0], END_REASONS)).inc()
         self.call_duration.observe(duration_s)
+
+    def hook_asked(self, outcome: str, seconds: float) -> None:
+        """One ask of the decision webhook (outcome: one of hooks.decide.OUTCOMES)."""
+        self.hook_incoming.labels(_known(outcome, HOOK_OUTCOMES)).inc()
+        self.hook_incoming_seconds.observe(seconds)
 
     def sip_drop(self, transport: str, reason: str) -> None:
         self.sip_dropped.labels(_label(transport), _label(reason)).inc()

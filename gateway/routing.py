@@ -8,8 +8,10 @@ instructions, so they are cleaned and cut short before they are inserted.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from string import Template
+from typing import Any
 
 from aiosipua import IncomingCall
 from aiosipua.header_codec import parse_address, parse_uri
@@ -59,6 +61,8 @@ class CallInfo:
 class Selection:
     profile: str  # "default" when no route matched
     agent: AgentConfig
+    # What the decision webhook attached to the call (hooks/incoming.py): into its record.
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Router:
@@ -67,19 +71,44 @@ class Router:
         self._profiles = cfg.profiles
         self._default = cfg.agent
 
-    def select(self, call: CallInfo) -> Selection:
-        name, agent = "default", self._default
+    def select(
+        self,
+        call: CallInfo,
+        *,
+        profile: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        variables: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Selection:
+        """The call's profile and agent with its values filled in. A decision webhook's
+        answer may name the `profile` (else routes decide), override agent fields
+        (`overrides`: instructions, greeting, voice, tools, recording) and add `variables`
+        (they win over the call's own of the same name)."""
+        name, agent = self._route(call) if profile is None else self._named(profile)
+        if overrides:
+            agent = agent.model_copy(update=dict(overrides))
+        values = {**call.variables(), **(variables or {})}
+        return Selection(name, _filled(agent, values), dict(metadata or {}))
+
+    def _route(self, call: CallInfo) -> tuple[str, AgentConfig]:
         for route in self._routes:
             if _matches(route, call):
-                name, agent = route.profile, self._profiles[route.profile]
-                break
-        variables = call.variables()
-        update: dict[str, str] = {
-            "instructions": Template(agent.instructions).safe_substitute(variables)
-        }
-        if agent.greeting:
-            update["greeting"] = Template(agent.greeting).safe_substitute(variables)
-        return Selection(name, agent.model_copy(update=update))
+                return route.profile, self._profiles[route.profile]
+        return "default", self._default
+
+    def _named(self, profile: str) -> tuple[str, AgentConfig]:
+        if profile == "default" or profile not in self._profiles:
+            return "default", self._default
+        return profile, self._profiles[profile]
+
+
+def _filled(agent: AgentConfig, variables: Mapping[str, str]) -> AgentConfig:
+    """The agent with ${...} in its instructions and greeting filled from `variables`."""
+    instructions = Template(agent.instructions).safe_substitute(variables)
+    update: dict[str, str] = {"instructions": instructions}
+    if agent.greeting:
+        update["greeting"] = Template(agent.greeting).safe_substitute(variables)
+    return agent.model_copy(update=update)
 
 
 def _matches(route: Route, call: CallInfo) -> bool:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from .config import GatewayConfig, api_key
+from .config import GatewayConfig, MetricsConfig, api_key
+from .metrics import Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 
 log = structlog.get_logger("gateway")
@@ -73,3 +76,20 @@ def writable_dir(key: str, directory: Path | None) -> None:
         with contextlib.suppress(OSError):
             stale.unlink()
             log.info("records.stale_tmp_removed", path=str(stale))
+
+
+async def start_metrics(
+    cfg: MetricsConfig, metrics: Metrics, ready: Callable[[], bool], state: Callable[[], Any]
+) -> MetricsServer | None:
+    """The metrics server (/metrics, /healthz, /readyz), when enabled; StartupError when its
+    port cannot be had."""
+    if not cfg.enabled:
+        return None
+    server = MetricsServer(metrics, cfg.bind, cfg.port, ready, state, debug_state=cfg.debug_state)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise StartupError(
+            f"metrics: cannot listen on {cfg.bind}:{cfg.port}: {exc.strerror or exc}"
+        ) from None
+    return server

@@ -30,7 +30,16 @@ from aiosipua.dialog import DialogState
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
 from ..gc_pauses import FullCollections
-from ..hooks.events import Emit, answered_data, ended_data, no_events, started_data
+from ..hooks.decide import DECLINED_REASONS, DecisionHook, Declined
+from ..hooks.events import (
+    Emit,
+    answered_data,
+    ended_data,
+    no_events,
+    started_data,
+    with_metadata,
+)
+from ..hooks.incoming import Accept
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -55,6 +64,7 @@ from . import failover
 from .actions import Actions
 from .call import CallBridge
 from .call_limits import CallLimits
+from .decision import ask_hook, declined, select
 from .recording import Recording
 from .tools import Tools
 from .transcript import TranscriptLog
@@ -98,6 +108,7 @@ class CallServices:
     full_collections: FullCollections
     on_calls_changed: Callable[[], None]
     events: Callable[[str], Emit] = lambda call_id: no_events  # hooks.events, per call
+    hook: DecisionHook | None = None  # hooks.call_incoming, asked before the call is set up
 
 
 async def run_call(call: ActiveCall, services: CallServices) -> None:
@@ -128,7 +139,8 @@ class CallSetup:
         self.transcript: TranscriptLog | None = None
         self.actions: Actions | None = None
         self.bridge: CallBridge | None = None
-        self.emit = services.events(call.id)  # never blocks: the event is only queued
+        # Never blocks: the event is only queued.
+        self.emit = with_metadata(services.events(call.id), lambda: self.record.metadata)
 
     async def run(self) -> None:
         call, sip = self.call, self.call.sip
@@ -147,12 +159,15 @@ class CallSetup:
             stack.push_async_callback(self._finish)  # registered first: runs last
             reason = "unknown"
             try:
-                bridge = await self._set_up(stack)
+                decision = await ask_hook(call, self.services, self.info, self.record, self.log)
+                bridge = await self._set_up(stack, decision)
                 reason = await bridge.run()
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
                 reason = await failover.after_answer(self.services.cfg, call, reason, self.log)
             except SetupFailed as exc:
                 reason = self._refuse(exc)
+            except Declined as exc:
+                reason = declined(sip, exc, self.record, self.log)
             except asyncio.CancelledError:
                 reason = call.end_reason or "cancelled"
                 if call.end_reason is None:
@@ -176,7 +191,7 @@ class CallSetup:
 
     # --- setting up ---------------------------------------------------------------------------
 
-    async def _set_up(self, stack: contextlib.AsyncExitStack) -> CallBridge:
+    async def _set_up(self, stack: contextlib.AsyncExitStack, accept: Accept | None) -> CallBridge:
         """Acquire the call's resources in order, each one's teardown registered at once, and
         answer the INVITE; the bridge is ready to run."""
         call, sip, cfg = self.call, self.call.sip, self.services.cfg
@@ -190,7 +205,7 @@ class CallSetup:
         )
         sdp = SdpSession(cfg.media.codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
         plan = _negotiated(sdp.first_plan, sip)
-        route = self.services.router.select(self.info)
+        route = select(self.services.router, self.info, accept)
         self.record.profile, self.record.codec = route.profile, plan.codec.name
         self.log.info("call.routed", profile=route.profile)
         stream = await self._open_stream(stack, plan)
@@ -392,7 +407,7 @@ class CallSetup:
             self.log,
             setup_ms=setup_ms,
             duration_s=round(duration_s, 3),
-            sip_status=None if answered_at else FINAL_STATUS.get(reason),
+            sip_status=None if answered_at else self.record.sip_status or FINAL_STATUS.get(reason),
             **last,
         )
         self.log.info(
@@ -400,14 +415,19 @@ class CallSetup:
             reason=reason,
             duration_s=round(duration_s, 3),
             setup_ms=setup_ms,
-            # rtp_in 0 on an answered call: the caller's audio never reached us (firewall,
-            # NAT); see README, Troubleshooting.
-            rtp_in=stream.stats.packets_in if stream else 0,
-            rtp_out=stream.stats.packets_out if stream else 0,
+            **_rtp_counts(stream),
         )
         self.emit("call.ended", ended_data(reason, self.record, self.transcript))
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
+
+
+def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:
+    """Packets in and out; rtp_in 0 on an answered call means the caller's audio never
+    reached us (firewall, NAT; README, Troubleshooting)."""
+    if stream is None:
+        return {"rtp_in": 0, "rtp_out": 0}
+    return {"rtp_in": stream.stats.packets_in, "rtp_out": stream.stats.packets_out}
 
 
 def _last_words(
@@ -433,7 +453,7 @@ def count_end(
         metrics.realtime_error(f"close_{reason.split(':', 1)[1]}")
     if answered:
         metrics.ended(reason, duration_s)
-    elif reason in SETUP_FAILURES:
+    elif reason in SETUP_FAILURES or reason in DECLINED_REASONS:
         metrics.rejected(reason)
     elif reason in ("caller_cancel", "shutdown", "drain_timeout"):
         metrics.unanswered("cancelled", reason)

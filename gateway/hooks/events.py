@@ -16,6 +16,9 @@ Which events a call emits (README, "Call events"):
 * ``call.tool``: each tool call, with its arguments and outcome.
 * ``call.ended``: always after ``call.started``, answered or not (a setup failure has
   ``record.sip_status``): the call record as written to records.calls_dir, and the transcript.
+
+Every event's data has ``metadata``: what the decision webhook (``hooks.call_incoming``)
+answered for this call, ``{}`` before it answered or without one.
 """
 
 from __future__ import annotations
@@ -125,3 +128,12 @@ def ended_data(reason: str, record: Any, transcript: Any) -> dict[str, Any]:
     """call.ended: the record as written (its final values) and the turns as heard."""
     turns = transcript.turns if transcript is not None else []
     return {"reason": reason, "record": asdict(record), "transcript": transcript_data(turns)}
+
+
+def with_metadata(emit: Emit, metadata: Callable[[], Mapping[str, Any]]) -> Emit:
+    """A call's emitter whose events carry the decision webhook's metadata as it is now."""
+
+    def send(kind: str, data: Mapping[str, Any]) -> None:
+        emit(kind, {**data, "metadata": dict(metadata())})
+
+    return send
