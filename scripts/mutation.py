@@ -86,11 +86,18 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "protocol": (
         "gateway/realtime/protocol.py",
-        ["tests/unit/test_protocol.py", "tests/unit/test_protocol_mutants.py"],
+        ["tests/unit/test_protocol.py", "tests/unit/test_protocol_events.py"],
     ),
     "playback": (
         "gateway/bridge/playback.py",
         ["tests/unit/test_playback.py", "tests/unit/test_playback_accounting.py"],
+    ),
+    "core": ("gateway/bridge/core.py", ["tests/unit/test_call_core.py"]),
+    "receiver": ("gateway/media/receiver.py", ["tests/unit/test_rtp_receiver.py"]),
+    "turns": ("gateway/realtime/turns.py", ["tests/unit/test_link.py"]),
+    "conversation": (
+        "gateway/realtime/conversation.py",
+        ["tests/unit/test_conversation.py", "tests/unit/test_call_core.py"],
     ),
 }
 
