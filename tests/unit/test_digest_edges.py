@@ -98,6 +98,7 @@ def test_a_nonce_lives_exactly_its_ttl(clock: Clock) -> None:
     clock.now += 61
     late = verifier.verify(invite(authorization(nonce)), PBX)
     assert (late.ok, late.stale, late.reason) == (False, True, "nonce expired")
+    assert late == Verdict(False, USER, "nonce expired", stale=True)
 
 
 def test_a_nonce_from_the_future_is_refused(clock: Clock) -> None:
@@ -164,6 +165,7 @@ def test_the_oldest_count_is_dropped_and_marks_its_age_untracked(clock: Clock) -
         True,
         "nonce no longer tracked",
     )
+    assert untracked == Verdict(False, USER, "nonce no longer tracked", stale=True)
 
 
 def test_a_header_of_max_header_is_read_and_one_more_byte_is_400(
