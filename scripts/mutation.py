@@ -92,7 +92,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "gateway/bridge/playback.py",
         ["tests/unit/test_playback.py", "tests/unit/test_playback_accounting.py"],
     ),
-    "core": ("gateway/bridge/core.py", ["tests/unit/test_call_core.py"]),
+    "core": (
+        "gateway/bridge/core.py",
+        ["tests/unit/test_call_core.py", "tests/unit/test_call_core_paths.py"],
+    ),
     "receiver": ("gateway/media/receiver.py", ["tests/unit/test_rtp_receiver.py"]),
     "turns": ("gateway/realtime/turns.py", ["tests/unit/test_link.py"]),
     "conversation": (
