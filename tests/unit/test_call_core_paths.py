@@ -211,6 +211,7 @@ def test_unconfirmed_holds_are_counted_and_do_not_confirm_a_later_barge_in() -> 
         c.core.caller_speaking(start)
         c.core.tick(start + 0.3)
     assert c.core.stats.local_unconfirmed == 2
+    assert c.core.stats.local_barge_ins == 2
     assert len(c.log.find("call.local_barge_in_unconfirmed")) == 2
     assert c.core.server_event(rt.SpeechStarted(0, "u1"), 3.0)  # a barge-in, not local
     assert c.log.find("call.local_barge_in_confirmed") == []
@@ -312,3 +313,109 @@ def test_token_usage_is_summed_over_the_calls_responses() -> None:
         c.core.server_event(rt.ResponseStarted(n), 0.0)
         c.core.server_event(rt.ResponseDone(n, "completed", None, usage), 0.0)
     assert c.core.stats.usage == {"total_tokens": 20, "output_tokens": 8}
+
+
+def sample(core: CallCore, name: str, **labels: str) -> float:
+    value = core.probe.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_service_errors_and_garbage_are_counted_by_code_in_the_metrics() -> None:
+    core, _, _ = filed_call()
+    core.server_event(rt.Malformed("bad JSON"), 0.0)
+    core.server_event(rt.ServiceError(None, "no code"), 0.0)
+    core.server_event(rt.ServiceError("server_error", "oops"), 0.0)
+    core.server_event(rt.ServiceError("server_error", "oops"), 0.0)
+    name = "sipgw_realtime_errors_total"
+    assert sample(core, name, code="malformed_event") == 1
+    assert sample(core, name, code="no_code") == 1
+    assert sample(core, name, code="server_error") == 2
+    assert (core.stats.malformed_events, core.stats.service_errors) == (1, 3)
+
+
+def test_each_barge_in_is_counted_cancelled_once_and_measured() -> None:
+    """Two barge-ins into one answer: the second finds it cancelled already (no second
+    response.cancel) and truncates what played since."""
+    core, _, _ = filed_call()
+    core.server_event(rt.ResponseStarted("r1"), 0.0)
+    core.audio_delta(audio("r1", "a1", 100))
+    assert list(core.server_event(rt.SpeechStarted(0, "u1"), 0.0)) == [
+        rt.CancelResponse(),
+        rt.Truncate("a1", 0, 0),
+    ]
+    core.server_event(rt.ResponseDone("r1", "cancelled", "turn_detected"), 0.0)
+    core.server_event(rt.ResponseStarted("r2"), 0.0)
+    core.audio_delta(audio("r2", "a2", 100))
+    core.server_event(rt.ResponseDone("r2", "completed", None), 0.0)
+    core.next_frame()
+    assert list(core.server_event(rt.SpeechStarted(0, "u2"), 0.0)) == [rt.Truncate("a2", 20, 0)]
+    assert core.stats.barge_ins == 2
+    assert sample(core, "sipgw_barge_in_cutoff_seconds_count") == 2
+    assert [f["response_id"] for _, f in core.log.find("call.barge_in")] == ["r1", "r2"]
+    assert list(core.server_event(rt.SpeechStarted(0, "u3"), 0.0)) == []  # nothing playing
+    assert sample(core, "sipgw_barge_in_cutoff_seconds_count") == 2  # no audio cut: not one
+
+
+def test_a_confirmed_local_hold_logs_its_lead_once() -> None:
+    c = call()
+    c.core.server_event(rt.ResponseStarted("r1"), 0.0)
+    c.core.audio_delta(audio("r1", "a1", 1000))
+    c.core.caller_speaking(5.0)
+    c.core.server_event(rt.SpeechStarted(0, "u1"), 7.0)  # later than confirm_s: still held
+    c.core.server_event(rt.ResponseStarted("r2"), 0.0)
+    c.core.audio_delta(audio("r2", "a2", 1000))
+    c.core.server_event(rt.SpeechStarted(0, "u2"), 8.0)  # no hold this time
+    assert c.log.find("call.local_barge_in_confirmed") == [{"lead_ms": 2000}]
+
+
+def test_the_replay_cuts_with_the_playbacks_figure_not_later_deltas() -> None:
+    """The core hands the conversation the audio the playback had received when the caller
+    cut in; deltas the conversation sees afterwards were never played."""
+    c = call()
+    text = "one two three four five six seven eight nine ten"
+    for event in (rt.ResponseStarted("r1"), audio("r1", "a1", 1000)):
+        c.conversation.observe(event)
+        c.core.server_event(event, 0.0)
+    for _ in range(25):  # 500 ms heard
+        c.core.next_frame()
+    c.core.server_event(rt.SpeechStarted(0, "u1"), 0.0)
+    late = audio("r1", "a1", 1000)
+    c.conversation.observe(late)  # the link sees it; playback drops it
+    c.conversation.observe(rt.Transcript("agent", "a1", text))
+    assert c.conversation.replay() == [("assistant", "one two three four five …")]
+
+
+def test_by_default_speech_does_not_cut_and_a_local_hold_ends_at_once() -> None:
+    """CallCore's defaults: no interrupt_response, no confirmation time."""
+    playback = Playback(160, clock=lambda: 0.0)
+    core = CallCore(
+        playback,
+        ModelAudio(playback, PCMU, passthrough=True),
+        transcript=TranscriptLog(None, LevelLog(), clock=lambda: 0.0, wall=lambda: 0.0),
+        conversation=None,
+        dtmf=DtmfConfig(),
+        log=LevelLog(),
+        probe=CallProbe(Metrics(CollectorRegistry())),
+    )
+    core.server_event(rt.ResponseStarted("r1"), 0.0)
+    core.audio_delta(audio("r1", "a1", 100))
+    assert list(core.server_event(rt.SpeechStarted(0, "u1"), 0.0)) == []
+    core.caller_speaking(4.0)
+    assert core.deadline == 4.0
+
+
+def test_an_entry_ends_at_max_digits() -> None:
+    c = call(dtmf={"inter_digit_ms": 5000, "max_digits": 3, "respond": False})
+    assert [list(c.core.key(d, 0.1 * i)) for i, d in enumerate("123")] == [
+        [],
+        [],
+        [rt.AddText("user", "[DTMF 123]")],
+    ]
+
+
+def test_audio_done_names_the_content_part() -> None:
+    core, _, _ = filed_call()
+    core.server_event(rt.ResponseStarted("r1"), 0.0)
+    core.audio_delta(rt.AudioDelta("r1", "a1", 1, b"\xff" * 80))  # 10 ms in part 1
+    core.server_event(rt.AudioDone("r1", "a1", 1), 0.0)
+    assert core.next_frame() is not None
