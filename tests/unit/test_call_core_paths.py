@@ -343,7 +343,11 @@ def test_each_barge_in_is_counted_cancelled_once_and_measured() -> None:
         rt.CancelResponse(),
         rt.Truncate("a1", 0, 0),
     ]
+    assert list(core.server_event(rt.SpeechStarted(0, "u1b"), 0.0)) == []  # cancelled once
     core.server_event(rt.ResponseDone("r1", "cancelled", "turn_detected"), 0.0)
+    assert core.log.find("realtime.response_done") == [
+        ("info", {"status": "cancelled", "reason": "turn_detected"})
+    ]
     core.server_event(rt.ResponseStarted("r2"), 0.0)
     core.audio_delta(audio("r2", "a2", 100))
     core.server_event(rt.ResponseDone("r2", "completed", None), 0.0)
@@ -419,3 +423,12 @@ def test_audio_done_names_the_content_part() -> None:
     core.audio_delta(rt.AudioDelta("r1", "a1", 1, b"\xff" * 80))  # 10 ms in part 1
     core.server_event(rt.AudioDone("r1", "a1", 1), 0.0)
     assert core.next_frame() is not None
+
+
+def test_the_overflow_line_gives_the_buffer_in_seconds_to_a_tenth() -> None:
+    core, _, _ = filed_call(max_buffer_s=2.0)
+    core.server_event(rt.ResponseStarted("r1"), 0.0)
+    core.audio_delta(audio("r1", "a1", 1051))
+    core.audio_delta(audio("r1", "a1", 1000))
+    [(_, fields)] = core.log.find("playback.overflow")
+    assert (fields["buffered_s"], fields["limit_s"]) == (1.1, 2.0)
