@@ -334,3 +334,9 @@ def test_refusals_name_what_was_wrong_word_for_word() -> None:
     with pytest.raises(rt.ProtocolError) as parsed:
         GA.parse("[]")
     assert str(parsed.value) == "server event has no type"
+
+
+def test_a_preview_dialect_without_a_version_is_refused_by_name() -> None:
+    with pytest.raises(ValueError) as info:
+        rt.dialect_for("preview", "")
+    assert str(info.value) == "realtime.protocol preview needs realtime.api_version"
