@@ -97,7 +97,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ["tests/unit/test_call_core.py", "tests/unit/test_call_core_paths.py"],
     ),
     "receiver": ("gateway/media/receiver.py", ["tests/unit/test_rtp_receiver.py"]),
-    "turns": ("gateway/realtime/turns.py", ["tests/unit/test_link.py"]),
+    "turns": (
+        "gateway/realtime/turns.py",
+        ["tests/unit/test_link.py", "tests/unit/test_session_turns.py"],
+    ),
     "conversation": (
         "gateway/realtime/conversation.py",
         ["tests/unit/test_conversation.py", "tests/unit/test_call_core.py"],
