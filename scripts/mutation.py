@@ -103,7 +103,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "conversation": (
         "gateway/realtime/conversation.py",
-        ["tests/unit/test_conversation.py", "tests/unit/test_call_core.py"],
+        [
+            "tests/unit/test_conversation.py",
+            "tests/unit/test_conversation_edges.py",
+            "tests/unit/test_call_core.py",
+        ],
     ),
 }
 
