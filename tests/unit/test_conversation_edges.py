@@ -25,6 +25,7 @@ PCM16 = rt.bytes_per_ms("pcm16")
         ("a b", -5, 2, ""),
         ("one two", 0, 1, ""),
         ("one two", 0, 0, "one two"),  # no audio figure: the text as it is
+        ("one two", -5, 0, "one two"),  # never a division by zero
         ("one two", 10, -1, "one two"),
     ],
 )
