@@ -96,7 +96,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         "gateway/bridge/core.py",
         ["tests/unit/test_call_core.py", "tests/unit/test_call_core_paths.py"],
     ),
-    "receiver": ("gateway/media/receiver.py", ["tests/unit/test_rtp_receiver.py"]),
+    "receiver": (
+        "gateway/media/receiver.py",
+        ["tests/unit/test_rtp_receiver.py", "tests/unit/test_rtp_receiver_paths.py"],
+    ),
     "turns": (
         "gateway/realtime/turns.py",
         ["tests/unit/test_link.py", "tests/unit/test_session_turns.py"],
