@@ -4,8 +4,19 @@ call that names none gets (mu-law silence in a gap)."""
 
 from __future__ import annotations
 
-from gateway.media.receiver import Drop, RtpReceiver
-from tests.unit.test_rtp_receiver import NAT, PT, SDP, au, feed, fill, from_, pkt, receiver
+from gateway.media.receiver import Drop, RtpReceiver, Signal, SourceChanged
+from tests.unit.test_rtp_receiver import (
+    NAT,
+    PT,
+    SDP,
+    STRANGER,
+    au,
+    feed,
+    fill,
+    from_,
+    pkt,
+    receiver,
+)
 
 
 def test_a_source_sending_on_the_short_path_is_never_quiet_enough_to_lose() -> None:
@@ -28,3 +39,45 @@ def test_without_a_silence_byte_a_gap_is_filled_with_mu_law_silence() -> None:
     rx = RtpReceiver(PT, SDP)
     out = feed(rx, [(pkt(1), SDP, 0.0), (pkt(2, au(2), ts=3 * 8), SDP, 0.04)])  # 8 samples lost
     assert out == [[au(1)], [fill(8), au(2)]]
+
+
+def test_a_nat_source_is_learned_from_the_payload_type_it_sends() -> None:
+    """A-law (PT 8) behind a NAT: the run counts by its payload type, not the marker bit."""
+    rx = RtpReceiver(8, SDP, silence=0xD5)
+    out = feed(rx, from_(NAT, [pkt(s, pt=8) for s in range(1, 5)]))
+    assert out[:3] == [[Drop.FOREIGN_SOURCE]] * 3
+    assert out[3] == [SourceChanged(NAT, True), au(4)]
+
+
+def test_a_nat_source_with_header_extensions_is_learned_too() -> None:
+    """Packets that are not a plain header (an extension) are read by the full parser."""
+    rx = receiver(SDP)
+    ext = b"\x10\x00\x00\x00"
+    out = feed(rx, from_(NAT, [pkt(s, extension=ext) for s in range(1, 5)]))
+    assert out[3] == [SourceChanged(NAT, True), au(4)]
+
+
+def test_junk_with_an_rtp_like_second_byte_teaches_no_source() -> None:
+    """Version 0 in the first byte: not RTP, whatever the second byte looks like."""
+    rx = receiver(SDP)
+    junk = [bytes([0x00, 0x80]) + s.to_bytes(2, "big") + bytes(20) for s in range(1, 7)]
+    assert feed(rx, from_(NAT, junk)) == [[Drop.FOREIGN_SOURCE]] * 6
+
+
+def test_the_flood_bucket_refills_with_time_for_a_packet_that_moves_the_source() -> None:
+    rx = RtpReceiver(PT, None, strict=False)
+    assert feed(rx, [(pkt(1), NAT, 5.0)]) == [[SourceChanged(NAT, True), au(1)]]
+    rx.moved(None)  # a re-INVITE without an address: anyone may latch again
+    rx.flood_tokens = 0.0
+    out = feed(rx, [(pkt(2), STRANGER, 5.0)])  # no time passed: no token
+    assert out == [[SourceChanged(STRANGER, True), Drop.FLOOD, Signal.FLOOD_STARTED]]
+    rx.moved(None)
+    rx.flood_tokens = 0.0
+    out = feed(rx, [(pkt(3), NAT, 6.0)])  # a second later: refilled
+    assert out[0][0] == SourceChanged(NAT, True) and Drop.FLOOD not in out[0]
+
+
+def test_the_run_a_source_must_send_is_the_receivers_setting() -> None:
+    rx = receiver(SDP, learn_packets=2)
+    out = feed(rx, from_(NAT, [pkt(s) for s in range(1, 3)]))
+    assert out == [[Drop.FOREIGN_SOURCE], [SourceChanged(NAT, True), au(2)]]
