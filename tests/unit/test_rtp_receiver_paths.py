@@ -81,3 +81,23 @@ def test_the_run_a_source_must_send_is_the_receivers_setting() -> None:
     rx = receiver(SDP, learn_packets=2)
     out = feed(rx, from_(NAT, [pkt(s) for s in range(1, 3)]))
     assert out == [[Drop.FOREIGN_SOURCE], [SourceChanged(NAT, True), au(2)]]
+
+
+def test_the_general_path_counts_every_packet_and_every_malformed_one() -> None:
+    rx = receiver(SDP)
+    ext = b"\x10\x00\x00\x00"
+    feed(rx, from_(SDP, [pkt(s, extension=ext) for s in range(1, 11)]))
+    assert rx.stats.packets_in == 10
+    feed(rx, from_(SDP, [b"\x80\x00", b"\x00" * 20], start=1.0))
+    assert rx.stats.malformed == 2
+
+
+def test_a_packet_that_moves_the_source_takes_exactly_one_token() -> None:
+    rx = RtpReceiver(PT, None, strict=False)
+    feed(rx, [(pkt(1), NAT, 5.0)])
+    rx.moved(None)
+    rx.flood_tokens = 1.0  # the last token
+    out = feed(rx, [(pkt(2), STRANGER, 5.0)])
+    assert out == [[SourceChanged(STRANGER, True), au(2)]]
+    assert rx.flood_tokens == 0.0
+    assert rx.silent_for(6.0) == 1.0  # the RTP timeout counts from it
