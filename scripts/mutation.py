@@ -90,7 +90,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "playback": (
         "gateway/bridge/playback.py",
-        ["tests/unit/test_playback.py", "tests/unit/test_playback_accounting.py"],
+        [
+            "tests/unit/test_playback.py",
+            "tests/unit/test_playback_accounting.py",
+            "tests/unit/test_playback_paths.py",
+        ],
     ),
     "core": (
         "gateway/bridge/core.py",
