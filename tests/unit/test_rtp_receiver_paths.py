@@ -4,8 +4,10 @@ call that names none gets (mu-law silence in a gap)."""
 
 from __future__ import annotations
 
+from gateway.media.dtmf import DtmfEvent
 from gateway.media.receiver import Drop, RtpReceiver, Signal, SourceChanged
 from tests.unit.test_rtp_receiver import (
+    CN_PT,
     NAT,
     PT,
     SDP,
@@ -14,6 +16,7 @@ from tests.unit.test_rtp_receiver import (
     feed,
     fill,
     from_,
+    key,
     pkt,
     receiver,
 )
@@ -101,3 +104,36 @@ def test_a_packet_that_moves_the_source_takes_exactly_one_token() -> None:
     assert out == [[SourceChanged(STRANGER, True), au(2)]]
     assert rx.flood_tokens == 0.0
     assert rx.silent_for(6.0) == 1.0  # the RTP timeout counts from it
+
+
+def test_a_key_whose_end_was_lost_is_given_by_audio_on_the_general_path_too() -> None:
+    """The same case as test_rtp_receiver's "every end packet lost", but the audio after the
+    key press carries a header extension, so the general path must close the digit."""
+    rx = receiver(SDP)
+    ext = b"\x10\x00\x00\x00"
+    steps = [pkt(1), key(2, 11, 400), key(3, 11, 400), pkt(4, ts=16 + 400 + 1600, extension=ext)]
+    out = feed(rx, from_(SDP, steps))
+    assert out == [[au(1)], [], [], [fill(2000), DtmfEvent("#", 50, end_seen=False), au(4)]]
+    assert rx.stats.dtmf_events == 1
+
+
+def test_comfort_noise_and_other_payloads_are_each_counted() -> None:
+    rx = receiver(SDP)
+    packets = [pkt(1), pkt(2, pt=CN_PT), pkt(3, pt=CN_PT), pkt(4, pt=96), pkt(5, pt=96)]
+    out = feed(rx, from_(SDP, packets))
+    assert out[1:] == [[Drop.COMFORT_NOISE]] * 2 + [[Drop.OTHER_PAYLOAD]] * 2
+    assert (rx.stats.comfort_noise, rx.stats.other_payload) == (2, 2)
+
+
+def test_a_resume_without_a_hold_does_not_restart_the_timeout() -> None:
+    rx = receiver(SDP)
+    feed(rx, [(pkt(1), SDP, 10.0)])
+    assert rx.hold(False, 50.0) is False
+    assert rx.silent_for(60.0) == 50.0
+
+
+def test_the_summary_gives_whole_milliseconds_filled() -> None:
+    rx = receiver(SDP)
+    feed(rx, [(pkt(1), SDP, 0.0), (pkt(2, ts=8 + 8 + 12), SDP, 0.02)])  # 12 samples lost
+    filled = rx.summary()["filled_ms"]
+    assert filled == 1 and isinstance(filled, int)
