@@ -19,6 +19,7 @@ from tests.unit.test_rtp_receiver import (
     key,
     pkt,
     receiver,
+    srtp_pair,
 )
 
 
@@ -74,9 +75,10 @@ def test_the_flood_bucket_refills_with_time_for_a_packet_that_moves_the_source()
     rx.flood_tokens = 0.0
     out = feed(rx, [(pkt(2), STRANGER, 5.0)])  # no time passed: no token
     assert out == [[SourceChanged(STRANGER, True), Drop.FLOOD, Signal.FLOOD_STARTED]]
+    assert feed(rx, [(pkt(2), STRANGER, 5.5)]) == [[au(2)]]  # the bucket refills from there
     rx.moved(None)
     rx.flood_tokens = 0.0
-    out = feed(rx, [(pkt(3), NAT, 6.0)])  # a second later: refilled
+    out = feed(rx, [(pkt(4), NAT, 6.5)])  # a second later: refilled
     assert out[0][0] == SourceChanged(NAT, True) and Drop.FLOOD not in out[0]
 
 
@@ -137,3 +139,14 @@ def test_the_summary_gives_whole_milliseconds_filled() -> None:
     feed(rx, [(pkt(1), SDP, 0.0), (pkt(2, ts=8 + 8 + 12), SDP, 0.02)])  # 12 samples lost
     filled = rx.summary()["filled_ms"]
     assert filled == 1 and isinstance(filled, int)
+
+
+def test_an_srtp_source_sending_is_never_quiet_enough_to_lose() -> None:
+    """As for plain RTP: an authentic packet from the source keeps it alive, so a valid run
+    from another address beside it is not learned."""
+    caller, ours = srtp_pair()
+    rx = receiver(SDP, srtp=ours)
+    talk = from_(SDP, [caller.protect(pkt(s)) for s in range(1, 101)])
+    assert feed(rx, talk)[-1] == [au(100)]
+    other = from_(NAT, [caller.protect(pkt(s)) for s in range(101, 106)], start=2.0)
+    assert feed(rx, other) == [[Drop.FOREIGN_SOURCE]] * 5
