@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/unit/test_session_refresh.py",
             "tests/unit/test_sip_parse.py",
             "tests/unit/test_sip_transaction_table.py",
+            "tests/unit/test_sip_transaction_keys.py",
         ],
     ),
     "digest": (
