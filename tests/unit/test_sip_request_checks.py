@@ -62,6 +62,11 @@ def test_a_missing_header_is_named(name: str, phrase: str) -> None:
     assert request_problem(build(replace={name: None})) == (400, phrase, {})
 
 
+def test_every_missing_header_is_named() -> None:
+    request = build(replace={"Call-ID": None, "CSeq": None})
+    assert request_problem(request) == (400, "Missing Call-ID, CSeq", {})
+
+
 def test_a_method_that_is_not_a_token() -> None:
     request = build()
     request.method = "INV;TE"
