@@ -192,3 +192,16 @@ def test_each_confirmed_restart_is_counted() -> None:
         assert seqs(buf.push(pkt(jump), 0.0)) == []  # a stray, on probation
         assert seqs(buf.push(pkt(jump + 1), 0.0)) == [jump + 1]  # confirmed: a restart
     assert buf.stats.restarts == 2
+
+
+def test_audio_clock_counts_every_fill_and_every_discontinuity() -> None:
+    clock = AudioClock(max_fill_s=0.5, clock_rate=8000)
+    ts = 0
+    assert clock.gap(ts, 160) == 0
+    for lost in (80, 40):  # two gaps filled
+        ts += 160 + lost
+        assert clock.gap(ts, 160) == lost
+    for _ in range(2):  # two jumps too long to fill
+        ts += 160 + 10_000
+        assert clock.gap(ts, 160) == 0
+    assert (clock.filled_samples, clock.discontinuities) == (120, 2)
