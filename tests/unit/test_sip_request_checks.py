@@ -189,3 +189,18 @@ def test_retarget_moves_the_dialog_only_for_a_good_contact() -> None:
     assert dialog.remote_target == "sip:old@127.0.0.1"
     retarget(dialog, build(replace={"Contact": "<sip:new@127.0.0.2:5080>"}))
     assert dialog.remote_target == "sip:new@127.0.0.2:5080"
+
+
+@pytest.mark.parametrize("error", [ValueError("bad"), IndexError("bad")])
+def test_an_address_the_parser_cannot_read_is_named(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """aiosipua's parse_address does not raise today; if a version does, the request still
+    gets its 400 naming the header, never an exception."""
+    from gateway.sip import validate
+
+    def unreadable(text: str) -> None:
+        raise error
+
+    monkeypatch.setattr(validate, "parse_address", unreadable)
+    assert request_problem(build()) == (400, "Bad From", {})
