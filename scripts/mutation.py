@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys if k not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+    if not Path(sys.executable).with_name("mutmut").exists():
+        # Without it every module would "fail" with a missing mutants/ directory.
+        parser.error("mutmut is not installed in this venv: pip install -e '.[mutation]'")
     allowed = read_allow_list()
     earlier = {r["module"]: r for r in json.loads(args.rerun.read_text())} if args.rerun else {}
     if args.rerun and not args.module:
