@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/unit/test_session_refresh.py",
             "tests/unit/test_sip_parse.py",
             "tests/unit/test_sip_transaction_table.py",
+            "tests/unit/test_sip_transaction_keys.py",
         ],
     ),
     "digest": (
@@ -86,11 +87,35 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     ),
     "protocol": (
         "gateway/realtime/protocol.py",
-        ["tests/unit/test_protocol.py", "tests/unit/test_protocol_mutants.py"],
+        ["tests/unit/test_protocol.py", "tests/unit/test_protocol_events.py"],
     ),
     "playback": (
         "gateway/bridge/playback.py",
-        ["tests/unit/test_playback.py", "tests/unit/test_playback_accounting.py"],
+        [
+            "tests/unit/test_playback.py",
+            "tests/unit/test_playback_accounting.py",
+            "tests/unit/test_playback_paths.py",
+        ],
+    ),
+    "core": (
+        "gateway/bridge/core.py",
+        ["tests/unit/test_call_core.py", "tests/unit/test_call_core_paths.py"],
+    ),
+    "receiver": (
+        "gateway/media/receiver.py",
+        ["tests/unit/test_rtp_receiver.py", "tests/unit/test_rtp_receiver_paths.py"],
+    ),
+    "turns": (
+        "gateway/realtime/turns.py",
+        ["tests/unit/test_link.py", "tests/unit/test_session_turns.py"],
+    ),
+    "conversation": (
+        "gateway/realtime/conversation.py",
+        [
+            "tests/unit/test_conversation.py",
+            "tests/unit/test_conversation_edges.py",
+            "tests/unit/test_call_core.py",
+        ],
     ),
 }
 
@@ -329,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [k for k in keys if k not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+    if not Path(sys.executable).with_name("mutmut").exists():
+        # Without it every module would "fail" with a missing mutants/ directory.
+        parser.error("mutmut is not installed in this venv: pip install -e '.[mutation]'")
     allowed = read_allow_list()
     earlier = {r["module"]: r for r in json.loads(args.rerun.read_text())} if args.rerun else {}
     if args.rerun and not args.module:

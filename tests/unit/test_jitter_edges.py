@@ -138,6 +138,8 @@ def test_the_first_source_is_not_an_ssrc_change() -> None:
     assert buf.stats.ssrc_changes == 0
     assert seqs(buf.push(pkt(900, ssrc=7), 0.0)) == [900]
     assert buf.stats.ssrc_changes == 1 and buf.stats.received == 2
+    assert seqs(buf.push(pkt(40, ssrc=8), 0.0)) == [40]
+    assert buf.stats.ssrc_changes == 2  # each change counted
 
 
 def test_audio_clock_fills_up_to_max_fill_and_not_one_sample_more() -> None:
@@ -166,3 +168,40 @@ def test_audio_clock_expected_wraps_at_2_32() -> None:
     assert clock.gap(0, 160) == 0
     assert clock.gap(160 + 0x7FFF, 160) == 0  # far beyond max_fill: a discontinuity
     assert clock.discontinuities == 1
+
+
+def test_a_closed_gap_delivers_up_to_the_next_gap_only() -> None:
+    buf = started(1)
+    assert seqs(buf.push(pkt(3), 0.0)) == [] and seqs(buf.push(pkt(5), 0.0)) == []
+    assert seqs(buf.push(pkt(2), 0.01)) == [2, 3]  # 4 still missing: 5 waits
+    assert seqs(buf.push(pkt(4), 0.02)) == [4, 5]
+
+
+def test_giving_up_across_the_wrap_goes_in_sequence_order() -> None:
+    """65534 and 0 lost; 65535 and 1 waited: given up in the order 65535, 1 (not 1 first,
+    which is the smaller number)."""
+    buf = started(65533)
+    assert seqs(buf.push(pkt(1), 0.0)) == [] and seqs(buf.push(pkt(65535), 0.0)) == []
+    assert seqs(buf.poll(1.0)) == [65535, 1]
+    assert buf.stats.lost == 2
+
+
+def test_each_confirmed_restart_is_counted() -> None:
+    buf = started(100)
+    for jump in (20_000, 40_000):
+        assert seqs(buf.push(pkt(jump), 0.0)) == []  # a stray, on probation
+        assert seqs(buf.push(pkt(jump + 1), 0.0)) == [jump + 1]  # confirmed: a restart
+    assert buf.stats.restarts == 2
+
+
+def test_audio_clock_counts_every_fill_and_every_discontinuity() -> None:
+    clock = AudioClock(max_fill_s=0.5, clock_rate=8000)
+    ts = 0
+    assert clock.gap(ts, 160) == 0
+    for lost in (80, 40):  # two gaps filled
+        ts += 160 + lost
+        assert clock.gap(ts, 160) == lost
+    for _ in range(2):  # two jumps too long to fill
+        ts += 160 + 10_000
+        assert clock.gap(ts, 160) == 0
+    assert (clock.filled_samples, clock.discontinuities) == (120, 2)

@@ -318,3 +318,25 @@ def test_preview_only_knows_its_own_audio_names() -> None:
     assert parse(event, PREVIEW) == rt.AudioDone("r", "i", 0)
     assert parse(event) == rt.Other("response.audio.done")
     assert parse({"type": "error"}, PREVIEW) == rt.ServiceError(None, "")
+
+
+def test_a_text_item_keeps_the_id_it_is_given() -> None:
+    """The replay after a reconnect names its items; encode passes the id through."""
+    event = json.loads(GA.encode(rt.AddText("assistant", "Noon.", item_id="item_7")))
+    assert event["item"]["id"] == "item_7"
+    assert "id" not in json.loads(GA.encode(rt.AddText("user", "[DTMF 1]")))["item"]
+
+
+def test_refusals_name_what_was_wrong_word_for_word() -> None:
+    with pytest.raises(TypeError) as info:
+        GA.encode("response.create")  # type: ignore[arg-type]
+    assert str(info.value) == "not a client command: 'response.create'"
+    with pytest.raises(rt.ProtocolError) as parsed:
+        GA.parse("[]")
+    assert str(parsed.value) == "server event has no type"
+
+
+def test_a_preview_dialect_without_a_version_is_refused_by_name() -> None:
+    with pytest.raises(ValueError) as info:
+        rt.dialect_for("preview", "")
+    assert str(info.value) == "realtime.protocol preview needs realtime.api_version"

@@ -60,6 +60,15 @@ def test_valid_host_names_and_literals() -> None:
     assert not valid_host("a_b.com")
     assert not valid_host("1.2.3.999")  # numeric last label: a broken address
     assert not valid_host(".")
+    # Only the one trailing dot is cut, before the labels are checked.
+    assert valid_host("a.b.")
+    assert not valid_host("a_b.")
+    assert not valid_host("a-.")
+    assert not valid_host("1.2.3.999.")
+    # A zone may hold any character to ipaddress: the ASCII check keeps it off the wire.
+    assert ip_literal("fe80::1%eth0") == "fe80::1%eth0"
+    assert valid_host("fe80::1%eth0")
+    assert not valid_host("fe80::1%\u00e9th0")
 
 
 def test_valid_host_length_limit_is_253() -> None:
@@ -95,6 +104,26 @@ def test_stamp_via_writes_the_packet_source_over_forged_received_and_rport() -> 
     assert vias[1] == "SIP/2.0/UDP 10.0.0.8:5080;branch=z9hG4bK0"  # the rest stays in order
 
 
+def test_stamp_via_text_on_the_wire() -> None:
+    """The forged parameters are gone, not merely shadowed: the stamped top Via carries the
+    sent-by and branch, then exactly one lower-case ``received`` and ``rport``, under the
+    header name ``Via`` (what a trace or a forwarded copy of the request shows)."""
+    req = invite(
+        "SIP/2.0/UDP 10.0.0.9:5070;rport=9999;received=192.0.2.66;branch=z9hG4bK1",
+        "SIP/2.0/UDP 10.0.0.8:5080;branch=z9hG4bK0",
+    )
+    stamp_via(req, ("127.0.0.5", 40000))
+    assert req.headers.get("via") == [
+        "SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bK1;received=127.0.0.5;rport=40000",
+        "SIP/2.0/UDP 10.0.0.8:5080;branch=z9hG4bK0",
+    ]
+    wire = req.serialize()
+    assert (
+        "\r\nVia: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bK1;received=127.0.0.5;rport=40000"
+        "\r\nVia: SIP/2.0/UDP 10.0.0.8:5080;branch=z9hG4bK0\r\n"
+    ) in wire
+
+
 def test_stamp_via_without_via_does_nothing() -> None:
     raw = (
         b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\n"
@@ -113,6 +142,7 @@ def test_stamp_via_without_via_does_nothing() -> None:
         ("SIP/2.0/UDP 10.0.0.1:70000;branch=z9hG4bK1", "bad Via sent-by"),
         ("SIP/2.0/UDP 10.0.0.1:0;branch=z9hG4bK1", "bad Via sent-by"),
         ("SIP/2.0/U@P 10.0.0.1;branch=z9hG4bK1", "bad Via transport"),
+        ("SIP/2.0/ 10.0.0.1;branch=z9hG4bK1", "bad Via transport"),  # an empty transport
         ("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;rport=70000", "bad Via rport"),
         ("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;rport=0", "bad Via rport"),
         ("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;rport=12a", "bad Via rport"),
@@ -122,8 +152,9 @@ def test_stamp_via_without_via_does_nothing() -> None:
 )
 def test_stamp_via_refuses_a_malformed_top_via(via: str, why: str) -> None:
     req = invite(via)
-    with pytest.raises(BadAddress, match=why):
+    with pytest.raises(BadAddress, match=why) as info:
         stamp_via(req, ("127.0.0.1", 5060))
+    assert str(info.value) == why  # the reason the log gives, word for word
 
 
 def test_stamp_via_accepts_a_bare_rport_a_port_and_maddr() -> None:
@@ -136,8 +167,9 @@ def test_stamp_via_accepts_a_bare_rport_a_port_and_maddr() -> None:
 
 
 def test_reply_address_refuses_an_unstamped_via() -> None:
-    with pytest.raises(BadAddress, match="no Via"):
+    with pytest.raises(BadAddress, match="no Via") as info:
         reply_address([])
+    assert str(info.value) == "no Via"
     for via in (
         "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1",
         "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;received=host.example;rport=5060",
@@ -146,8 +178,9 @@ def test_reply_address_refuses_an_unstamped_via() -> None:
         "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;received=127.0.0.1;rport=65536",
         "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;received=127.0.0.1;rport=x",
     ):
-        with pytest.raises(BadAddress, match="without the source"):
+        with pytest.raises(BadAddress, match="without the source") as info:
             reply_address([via])
+        assert str(info.value) == "response Via without the source it was stamped with"
 
 
 def test_reply_address_reads_the_first_via_only() -> None:
@@ -165,6 +198,9 @@ def test_sendable_takes_only_an_ip_and_a_real_port() -> None:
     for bad in (("localhost", 5060), ("127.0.0.1", 0), ("127.0.0.1", 65536), ("1.2.3.4", "5")):
         with pytest.raises(BadAddress, match="not an IP address and port"):
             sendable(bad)
+    with pytest.raises(BadAddress) as info:
+        sendable(("localhost", 5060))
+    assert str(info.value) == "not an IP address and port: 'localhost':5060"
     with pytest.raises(BadAddress) as info:
         sendable(("x" * 500, 1))
     assert "x" * 65 not in str(info.value)  # the name is cut in the message
