@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..config import AgentConfig
 from ..media.g711 import G711
-from ..media.resample import Resampler
+from ..media.minphase import MinPhaseResampler
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
@@ -106,7 +106,7 @@ class CallBridge:
         self.actions.attach(self.core, self._run)
         self.recording = recording
         self._listen(rtp, log)
-        self._up = Resampler(8000, rt.PCM16_RATE)
+        self._up = MinPhaseResampler(8000, rt.PCM16_RATE)  # no hold-back: see minphase.py
         loop = asyncio.get_running_loop()
         self._uplink_failed: asyncio.Future[None] = loop.create_future()
         self._ended: asyncio.Future[str] = loop.create_future()  # a HangUp's reason

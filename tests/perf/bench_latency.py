@@ -3,8 +3,9 @@
 A real gateway process; SIPp places the call; the caller's media is a Python socket here that
 speaks espeak-ng speech on an absolute 20 ms clock and timestamps every packet it sends and
 receives.  The Realtime service is a small server in this process: it timestamps every
-``input_audio_buffer.append`` it receives and streams answers (band-limited noise with a syllable rhythm) as audio
-deltas paced at real time, each delta's send time noted.  One clock (``time.monotonic``) for all.
+``input_audio_buffer.append`` it receives and streams answers (band-limited noise with a
+syllable rhythm) as audio deltas paced at real time, each delta's send time noted.  One clock
+(``time.monotonic``) for all.
 
 * Uplink: the appended 24 kHz audio is aligned with the caller's audio by cross-correlation
   (per second of audio); each appended sample then has the packet that carried it.  Its delay
@@ -224,7 +225,7 @@ def downlink(caller: Caller, responses: list[tuple[np.ndarray, list[tuple[float,
     """
     at = np.asarray([t for t, _ in caller.heard])
     heard = np.concatenate([PCMU.decode(p) for _, p in caller.heard]).astype(np.float64)
-    every, firsts, scores = [], [], []
+    every, firsts, scores, missed = [], [], [], []
     for audio, deltas in responses:
         if not deltas or deltas[-1][0] + 1.0 > at[-1]:
             continue  # cut off by the end of the run
@@ -233,8 +234,10 @@ def downlink(caller: Caller, responses: list[tuple[np.ndarray, list[tuple[float,
             lo = max(0, int(np.searchsorted(at, t)) - 2) * FRAME
             score, lag = normalized_xcorr(ref[i // 3 : i // 3 + FRAME], heard[lo : lo + 4000])
             scores.append(score)
-            delay = (at[(lo + lag) // FRAME] - t) * 1000
+            packet = (lo + lag) // FRAME
+            delay = (at[packet] - t) * 1000
             every.append(delay)
+            missed.append(packet - int(np.searchsorted(at, t)))
             if k == 0:
                 firsts.append(delay)
     return {
@@ -242,6 +245,9 @@ def downlink(caller: Caller, responses: list[tuple[np.ndarray, list[tuple[float,
         "first_delta_ms": stats(firsts),
         "answers": len(firsts),
         "alignment_score": stats(scores),
+        # Packets that reached the caller after the delta was sent but before the one carrying
+        # its first sample: 0 is the floor (the next tick took it), the rest is queueing.
+        "packets_before_it": {str(n): missed.count(n) for n in sorted(set(missed))},
     }
 
 
@@ -291,9 +297,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="call length")
-    parser.add_argument("--delta-ms", type=int, default=50, help="audio per model delta")
-    parser.add_argument("--answer-s", type=float, default=2.0, help="length of each answer")
+    parser.add_argument("--seconds", type=float, default=30.0, help="call length")
+    parser.add_argument("--delta-ms", type=int, default=100, help="audio per model delta")
+    parser.add_argument("--answer-s", type=float, default=1.0, help="length of each answer")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save", metavar="NAME", help="also write tests/perf/reports/NAME.json")
     args = parser.parse_args()

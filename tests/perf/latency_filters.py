@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from gateway.media.minphase import MinPhaseResampler
 from gateway.media.resample import Resampler
 from tests.audio import speech_wav
 
@@ -108,7 +109,7 @@ def candidate(make: Factory, speech: np.ndarray) -> dict[str, Any]:
 
 
 def candidates() -> dict[str, Factory]:
-    return {"soxr_mq": lambda i, o: Resampler(i, o, "MQ")}
+    return {"soxr_mq": lambda i, o: Resampler(i, o, "MQ"), "minphase": MinPhaseResampler}
 
 
 def filter_report() -> dict[str, Any]:
