@@ -2,9 +2,9 @@
 
 PCM16 at 24 kHz goes through one minimum-phase resampler stream (``media/minphase.py``); G.711
 (``realtime.audio_format: g711``) is only decoded. The stream is flushed at the end of every
-item, and before the first delta of another item if that end never came, so item boundaries stay exact: whatever the resampler holds back
-always belongs to the item being received, and 8 kHz sample ``n`` of an item is its model time
-``n / 8`` ms (see ``playback.py``).
+item, and before the first delta of another item if that end never came, so item boundaries
+stay exact: whatever the resampler holds back always belongs to the item being received, and
+8 kHz sample ``n`` of an item is its model time ``n / 8`` ms (see ``playback.py``).
 """
 
 from __future__ import annotations
