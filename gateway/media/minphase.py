@@ -12,9 +12,12 @@ A polyphase FIR evaluated per sample has no blocks: every input sample yields it
 once, and the only delay is the filter's own.  Minimum phase puts that delay at 0.2-0.6 ms in
 the band (linear phase would cost half the filter, 1.8 ms); the ear and the model hear no
 phase, and PESQ of the 8k -> 24k -> 8k path is that of soxr MQ (4.545 vs 4.548 on espeak-ng
-speech, bench_latency's ``filters``).  Like soxr, the output is time-aligned: the impulse
-response peaks 0.25 ms in, so that much is taken off the output's start and held back, and
-output sample ``n`` is input time ``n / out_rate`` (the playback's accounting relies on it).
+speech, bench_latency's ``filters``).  Unlike soxr, the output is not shifted back into time
+alignment: output sample ``n`` carries input time ``n / out_rate`` delayed by the filter
+(``DELAY_MS``, where its impulse response peaks: 0.25 ms).  Aligning would hold that much back,
+and the playback would then find every 100 ms delta 2 samples short of its fifth frame: an
+underrun, and every later delta a whole frame late (measured: downlink p50 31 ms instead of
+14).  A quarter of a millisecond is nothing to the "heard" accounting (whole milliseconds).
 The design, at the high rate: Kaiser window, 87 taps for 3x, cut-off 4 kHz, transition
 3.4-4.6 kHz, 70 dB design stopband (69 dB once minimum phase: images of the 8 kHz band on the
 way up, aliases into the band on the way down), in-band ripple under 0.01 dB; made minimum
@@ -45,6 +48,7 @@ STOPBAND_DB = 70.0
 SCALE_BITS = 20  # taps as integers: 2^20 * |tap| * int16 * taps < 2^53 (exact in float64)
 _INT16 = np.dtype(np.int16)
 PIECE_MS = 40
+DELAY_MS = 0.25  # where the 3x filter's impulse response peaks: see test_minphase.py
 _MAX_VIEWS = 8  # strided views kept per stream, one per chunk length seen (20 ms is one)
 
 
@@ -79,8 +83,8 @@ class MinPhaseResampler:
     ``delay_ms``).  Up: exactly ``ratio`` outputs per input sample.  Down: output ``m`` is
     input sample ``ratio * m`` filtered; at most ``ratio - 1`` input samples wait for it."""
 
-    __slots__ = ("_buf", "_emitted", "_fed", "_hist", "_phase", "_skip", "_views", "_weights",
-                 "align", "in_rate", "out_rate", "ratio")  # fmt: skip
+    __slots__ = ("_buf", "_emitted", "_fed", "_hist", "_phase", "_views", "_weights",
+                 "in_rate", "out_rate", "ratio")  # fmt: skip
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         low, high = sorted((in_rate, out_rate))
@@ -102,13 +106,7 @@ class MinPhaseResampler:
         self._views: dict[tuple[int, int], np.ndarray] = {}
         # Input is filtered in pieces of at most 40 ms: a bounded buffer whatever a delta's size.
         self._buf = np.zeros(self._hist + in_rate * PIECE_MS // 1000, dtype=np.float64)
-        # Time alignment, as soxr does it: the filter's delay in the band (its impulse response
-        # peaks 6 samples in at 24 kHz, 0.25 ms) is taken off the output's start, so output
-        # sample n is input time n / out_rate; paid as a hold-back of that much.
-        peak_low = round(int(np.argmax(design(ratio))) / ratio)
-        self.align = peak_low * (ratio if out_rate > in_rate else 1)  # output samples
         self._phase = 0  # down: input samples to skip before the next output's sample
-        self._skip = self.align  # output samples still to drop at the stream's start
         self._fed = self._emitted = 0
 
     def _view(self, start: int, rows: int) -> np.ndarray:
@@ -139,10 +137,6 @@ class MinPhaseResampler:
             out = np.concatenate(
                 [self._filter(pcm[i : i + piece]) for i in range(0, len(pcm), piece)]
             )
-        if self._skip:
-            drop = min(self._skip, len(out))
-            self._skip -= drop
-            out = out[drop:]
         self._fed += len(pcm)
         self._emitted += len(out)
         return out
@@ -165,28 +159,24 @@ class MinPhaseResampler:
         return acc.astype(np.int16)
 
     def flush(self) -> np.ndarray:
-        """End of a stream: the held-back samples (the filter run on past the end, as on
-        silence), so that the stream's length is its input's times the rate ratio (rounded
-        up); then ready for a new stream."""
-        if self.out_rate > self.in_rate:
-            want = self._fed * self.ratio - self._emitted
-        else:
-            want = -(-self._fed // self.ratio) - self._emitted
-        tail = self._filter(np.zeros(2 * (self.align + 1) * self.ratio, np.int16))
-        tail = tail[self._skip : self._skip + max(0, want)]
+        """End of a stream; then ready for a new one.  Nothing is held back (a stream's
+        length is already its input's times the ratio, rounded up), so nothing comes out: the
+        filter's ring-out past the end is not emitted."""
         self.reset()
-        return tail
+        return np.zeros(0, dtype=np.int16)
 
     def reset(self) -> None:
         """Forget the filter history and what it holds back (a barge-in, or a new stream)."""
         self._buf[: self._hist] = 0.0
         self._phase = 0
-        self._skip = self.align
         self._fed = self._emitted = 0
 
     @property
     def delay_ms(self) -> float:
-        """Input fed but not yet returned, in ms: the alignment (0.25 ms), plus up to two
-        input samples waiting for the next output when downsampling."""
-        held = self._fed * self.out_rate - self._emitted * self.in_rate  # exact, in rate units
-        return held * 1000.0 / (self.in_rate * self.out_rate)
+        """Input fed but not yet returned, in ms: up to two input samples waiting for the
+        next output when downsampling, else none."""
+        if self.out_rate > self.in_rate:
+            return 0.0
+        # Output m is input sample ratio * m filtered: the inputs after the last one used wait.
+        waiting = self._fed - (self._emitted - 1) * self.ratio - 1 if self._emitted else self._fed
+        return waiting * 1000.0 / self.in_rate

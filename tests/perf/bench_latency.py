@@ -299,7 +299,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="call length")
     parser.add_argument("--delta-ms", type=int, default=100, help="audio per model delta")
-    parser.add_argument("--answer-s", type=float, default=1.0, help="length of each answer")
+    parser.add_argument("--answer-s", type=float, default=0.5, help="length of each answer")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save", metavar="NAME", help="also write tests/perf/reports/NAME.json")
     args = parser.parse_args()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.media.minphase import MinPhaseResampler, design
+from gateway.media.minphase import DELAY_MS, MinPhaseResampler, design
 from gateway.media.resample import Resampler
 from tests.audio import speech_wav
 
@@ -46,34 +46,41 @@ def sine_gain_db(rates: tuple[int, int], freq: float) -> float:
 
 
 @pytest.mark.parametrize("rates", [UP, DOWN])
-def test_every_20ms_chunk_comes_out_at_once_but_a_quarter_millisecond(
-    rates: tuple[int, int],
-) -> None:
-    """soxr MQ held back 10-32 ms after a 20 ms chunk; this filter holds its alignment only."""
+def test_every_20ms_chunk_comes_out_whole_at_once(rates: tuple[int, int]) -> None:
+    """soxr MQ held back 10-32 ms after a 20 ms chunk; this filter holds nothing back but
+    the two 24 kHz samples after the last one an 8 kHz output is made of (0.08 ms)."""
     in_rate, out_rate = rates
     r = MinPhaseResampler(*rates)
     x = noise(in_rate)
     chunk = in_rate // 50
     for i in range(0, len(x), chunk):
-        out = r.process(x[i : i + chunk])
-        assert r.delay_ms == 0.25
-        assert len(out) == (
-            chunk * out_rate // in_rate if i else chunk * out_rate // in_rate - 2 * out_rate // 8000
-        )
-    assert len(r.flush()) == 2 * out_rate // 8000 and r.delay_ms == 0.0
+        assert len(r.process(x[i : i + chunk])) == chunk * out_rate // in_rate
+        assert r.delay_ms == (0.0 if out_rate > in_rate else 2 * 1000 / 24000)
+    assert len(r.flush()) == 0
+
+
+def test_downsampling_holds_at_most_two_input_samples() -> None:
+    r = MinPhaseResampler(*DOWN)
+    sizes = [len(r.process(np.zeros(n, np.int16))) for n in (1, 1, 1, 2, 5, 0)]
+    assert sizes == [1, 0, 0, 1, 2, 0]  # outputs at input samples 0, 3, 6, 9 (1 + 1 + 1 + 2 + 5)
+    assert r.delay_ms == 0.0  # input 9 made the last output: none waits
+    r.process(np.zeros(2, np.int16))
+    assert r.delay_ms == 2 * 1000 / 24000  # inputs 10 and 11 wait for output 4 (input 12)
 
 
 @pytest.mark.parametrize("rates", [UP, DOWN])
-def test_output_is_time_aligned_and_exactly_as_long_as_the_input(rates: tuple[int, int]) -> None:
-    """An impulse comes out at its own time (the filter's delay is taken off), so the
-    playback's accounting (heard sample n = n / 8 ms of an item) stays exact."""
+def test_an_impulse_comes_out_0_25_ms_late_and_the_length_is_exact(rates: tuple[int, int]) -> None:
+    """The filter's delay (DELAY_MS) is where its impulse response peaks, whatever the chunks;
+    the output is exactly as long as the input (times the ratio, rounded up)."""
     in_rate, out_rate = rates
+    late = DELAY_MS * out_rate / 1000
     for at in (1000, 1001, 1002):
-        x = np.zeros(in_rate // 2, np.int16)
+        x = np.zeros(in_rate // 2 + 1, np.int16)
         x[at] = 20000
         y = stream(MinPhaseResampler(*rates), x, 77).astype(np.float64)
         assert len(y) == -(-len(x) * out_rate // in_rate)
-        assert abs(int(np.argmax(y)) - at * out_rate / in_rate) <= 0.5 * max(1, out_rate / in_rate)
+        expected = at * out_rate / in_rate + late
+        assert abs(int(np.argmax(y)) - expected) <= 0.5 * max(1, out_rate / in_rate)
 
 
 def test_group_delay_in_band_is_under_a_millisecond() -> None:
