@@ -225,7 +225,7 @@ def downlink(caller: Caller, responses: list[tuple[np.ndarray, list[tuple[float,
     """
     at = np.asarray([t for t, _ in caller.heard])
     heard = np.concatenate([PCMU.decode(p) for _, p in caller.heard]).astype(np.float64)
-    every, firsts, scores, missed = [], [], [], []
+    every, firsts, scores, missed, grid = [], [], [], [], []
     for audio, deltas in responses:
         if not deltas or deltas[-1][0] + 1.0 > at[-1]:
             continue  # cut off by the end of the run
@@ -237,7 +237,9 @@ def downlink(caller: Caller, responses: list[tuple[np.ndarray, list[tuple[float,
             packet = (lo + lag) // FRAME
             delay = (at[packet] - t) * 1000
             every.append(delay)
-            missed.append(packet - int(np.searchsorted(at, t)))
+            following = int(np.searchsorted(at, t))
+            missed.append(packet - following)
+            grid.append((at[following] - t) * 1000)
             if k == 0:
                 firsts.append(delay)
     return {
@@ -248,6 +250,9 @@ def downlink(caller: Caller, responses: list[tuple[np.ndarray, list[tuple[float,
         # Packets that reached the caller after the delta was sent but before the one carrying
         # its first sample: 0 is the floor (the next tick took it), the rest is queueing.
         "packets_before_it": {str(n): missed.count(n) for n in sorted(set(missed))},
+        # The wait for the next packet after the delta, carrying it or not: the pacer's grid,
+        # uniform over 0-20 ms if the deltas' phases are (the floor of downlink_ms).
+        "grid_wait_ms": stats(grid),
     }
 
 
@@ -297,9 +302,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="call length")
+    parser.add_argument("--seconds", type=float, default=60.0, help="call length")
     parser.add_argument("--delta-ms", type=int, default=100, help="audio per model delta")
-    parser.add_argument("--answer-s", type=float, default=0.5, help="length of each answer")
+    parser.add_argument("--answer-s", type=float, default=0.3, help="length of each answer")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--save", metavar="NAME", help="also write tests/perf/reports/NAME.json")
     args = parser.parse_args()
