@@ -1,10 +1,10 @@
 """The model's audio as 8 kHz PCM for the playback queue, item by item.
 
-PCM16 at 24 kHz goes through one soxr stream; G.711 (``realtime.audio_format: g711``) is only
-decoded. The stream is flushed at the end of every item, and before the first delta of another
-item if that end never came, so item boundaries stay exact: whatever the resampler holds back
-always belongs to the item being received, and 8 kHz sample ``n`` of an item is its model time
-``n / 8`` ms (see ``playback.py``).
+PCM16 at 24 kHz goes through one minimum-phase resampler stream (``media/minphase.py``); G.711
+(``realtime.audio_format: g711``) is only decoded. The stream is flushed at the end of every
+item, and before the first delta of another item if that end never came, so item boundaries
+stay exact: whatever the resampler holds back always belongs to the item being received, and
+8 kHz sample ``n`` of an item is its model time ``n / 8`` ms (see ``playback.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..media.g711 import G711
-from ..media.resample import Resampler
+from ..media.minphase import MinPhaseResampler
 from ..realtime.protocol import PCM16_RATE
 from .playback import ItemKey, Playback
 
@@ -25,7 +25,7 @@ class ModelAudio:
         self.playback = playback
         self.codec = codec
         self.passthrough = passthrough
-        self._resampler = None if passthrough else Resampler(PCM16_RATE, 8000)
+        self._resampler = None if passthrough else MinPhaseResampler(PCM16_RATE, 8000)
         self._current: ItemKey | None = None  # the item whose audio the resampler holds
 
     def delta(self, key: ItemKey, audio: bytes) -> None:

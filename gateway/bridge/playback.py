@@ -6,10 +6,10 @@ really went on the wire, so that a barge-in can tell the model exactly how much 
 was heard, and the transcript can say the same.
 
 Time is the model's timeline throughout: 8 kHz sample ``n`` of an item is model time
-``n / 8`` ms, because soxr emits time-aligned output (its filter delay is compensated and paid
-as hold-back instead, see ``media/resample.py``). So the audio heard is ``sent_samples / 8`` ms
-of the item, whatever the resampler still holds back: counting ``received_ms`` minus what is
-queued here would over-count by that hold-back (13-73 ms).
+``n / 8`` ms, because the resampler emits time-aligned output (its filter delay is compensated
+and paid as hold-back instead, see ``media/minphase.py``). So the audio heard is
+``sent_samples / 8`` ms of the item, whatever the resampler still holds back (0.25 ms; soxr's
+filter, used before, held 10-32 ms).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from ..media.rates import TELEPHONE_RATE
 
 RATE = TELEPHONE_RATE
 MAX_BUFFER_S = 120.0  # media.playback_buffer_s: a runaway answer cannot grow memory unbounded
-# A talk spurt starts only with this much queued (or the whole item): the first delta comes
-# out of soxr 13-73 ms short, and an underrun a few frames in is a gap the caller hears.
+# A talk spurt starts only with this much queued (or the whole item): an underrun a few frames
+# in is a gap the caller hears (and soxr, before issue 19, let the first delta out 10-32 ms
+# short).  It costs latency only when the model's deltas are shorter than this.
 START_MS = 40
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..config import AgentConfig
 from ..media.g711 import G711
 from ..media.rates import MODEL_RATE, TELEPHONE_RATE
-from ..media.resample import Resampler
+from ..media.minphase import MinPhaseResampler
 from .echo import EchoSuppressor
 from .local_vad import LocalBargeIn
 from .recording import Recording
@@ -42,7 +42,7 @@ class CallerAudio:
         )
         self.recording = recording
         self._on_onset = on_onset
-        self._up = Resampler(TELEPHONE_RATE, MODEL_RATE)
+        self._up = MinPhaseResampler(TELEPHONE_RATE, MODEL_RATE)  # no hold-back: minphase.py
         # Nothing to look at or change: the payload goes to the model as it came.
         self._as_is = passthrough and self.echo is None and self.local is None and not recording
 

@@ -1,4 +1,8 @@
-"""Streaming sample-rate conversion (8 kHz <-> 24 kHz) over libsoxr (python-soxr).
+"""Streaming sample-rate conversion over libsoxr (python-soxr), for any pair of rates.
+
+The call's own 8 kHz <-> 24 kHz conversion (the bridge, both ways) no longer uses it: soxr's
+block filtering held audio back 10-32 ms, and ``minphase.py`` says what replaced it and why.
+This one serves the other rates (``gateway dial``'s prompt files, the embedded agent).
 
 One ``Resampler`` per call per direction, because the filter keeps state across chunks: that
 state is what makes a stream cut into 20 ms pieces come out identical to the whole signal

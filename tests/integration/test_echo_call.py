@@ -71,9 +71,9 @@ async def test_caller_hears_their_own_words_back(
         assert {len(a) for a in appends} == {160}
     else:
         assert session.config["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
-        # soxr MQ emits 23 ms blocks (552 samples), two after the one 20 ms chunk in 7-8 that
-        # completes none: never a 66 ms burst (resample.py)
-        assert {len(a) for a in appends} <= {1104, 2208}
+        # Every 20 ms packet goes out whole at once: 480 samples at 24 kHz, nothing held back
+        # for a block (soxr MQ sent 23 ms blocks, one packet in 7-8 late; see minphase.py)
+        assert {len(a) for a in appends} == {960}
 
     answered = gateway.find("call.answered")
     assert len(answered) == 1 and answered[0]["codec"] == codec

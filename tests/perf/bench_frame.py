@@ -1,10 +1,10 @@
 """CPU cost of one 20 ms frame on the inbound and outbound media paths.
 
 Inbound:  RtpStream.datagram_received (source check, RTP parse, reorder buffer, audio clock,
-          payload-type dispatch) -> G.711 decode -> soxr 8k->24k -> base64 + JSON append.
-Outbound: JSON delta parse (base64) -> soxr 24k->8k -> playback push/next_frame ->
+          payload-type dispatch) -> G.711 decode -> 8k->24k (minphase.py) -> base64 + JSON append.
+Outbound: JSON delta parse (base64) -> 24k->8k (minphase.py) -> playback push/next_frame ->
           G.711 encode -> RTP build.
-The ``_g711`` variants are ``realtime.audio_format: g711`` (no decode, no soxr).
+The ``_g711`` variants are ``realtime.audio_format: g711`` (no decode, no resampling).
 ``srtp_*``: libsrtp's protect and unprotect of one 20 ms G.711 packet, per suite, and the
 inbound path with SRTP (``inbound_srtp``, AES_CM_128_HMAC_SHA1_80: unprotect first).
 Exactly the gateway's code, no sockets. Prints a JSON report.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.bridge.playback import ItemKey, Playback
 from gateway.media.g711 import PCMU
-from gateway.media.resample import Resampler
+from gateway.media.minphase import MinPhaseResampler as Resampler
 from gateway.media.rtp import RtpSender
 from gateway.media.srtp import SUITES, CryptoAttribute, SrtpSession
 from gateway.media.stream import RtpStream
@@ -182,7 +182,7 @@ def main() -> None:
         runs[f"srtp_protect_{suite}"] = srtp_protect(frames, suite)
         runs[f"srtp_unprotect_{suite}"] = srtp_unprotect(frames, suite)
     for run in runs.values():
-        run(50)  # warm up numpy/soxr
+        run(50)  # warm up numpy
     report = {
         "benchmark": "media_frame_cpu",
         "frame_ms": 20,
