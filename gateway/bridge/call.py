@@ -87,7 +87,9 @@ class CallBridge:
         echo, local = agent.echo_suppression, agent.local_barge_in
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, rtp.ptime_ms) if echo else None
         self.local = (
-            LocalBargeIn(local.threshold, local.min_speech_ms, local.confirm_ms) if local else None
+            LocalBargeIn(local.level, local.min_speech_ms, local.confirm_ms, local.detector)
+            if local
+            else None
         )
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self.core = CallCore(
@@ -293,7 +295,8 @@ class CallBridge:
         if self.echo is not None and not self.echo.near_end(pcm):
             pcm = np.zeros_like(pcm)
             payload = bytes([self.codec.silence]) * len(payload)
-        if self.local is not None and self.local.onset(pcm):
+        talking = self.playback.buffered_ms > 0  # held included: its answer is still due
+        if self.local is not None and self.local.onset(pcm, talking):
             self.core.caller_speaking(time.monotonic())
             self._schedule()
         return payload if self.passthrough else self._up.process(pcm).tobytes()
