@@ -142,7 +142,7 @@ def _hum(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _babble(n: int, rng: np.random.Generator, talkers: int) -> np.ndarray:
     out = np.zeros(n)
-    texts = SENTENCES + (AGENT_TEXT,)
+    texts = (*SENTENCES, AGENT_TEXT)
     for k in range(talkers):
         voice = VOICES[k % len(VOICES)]
         parts = [espeak(texts[(k + j) % len(texts)], voice, 150 + 10 * k) for j in range(4)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -39,16 +40,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import barge_in_sets as sets  # noqa: E402
+import barge_in_sets as sets
 
-from gateway.agent import EmbeddedRealtimeServer  # noqa: E402
-from gateway.bridge.local_vad import LocalBargeIn  # noqa: E402
-from gateway.config.agent import LocalBargeIn as LocalBargeInConfig  # noqa: E402
-from gateway.media.resample import Resampler  # noqa: E402
-from tests.integration.gateway_proc import GatewayProcess  # noqa: E402
-from tests.integration.peers import Sipp  # noqa: E402
-from tests.integration.rtp_caller import RtpCaller, voice  # noqa: E402
-from tests.integration.scenarios import sipp_dial  # noqa: E402
+from gateway.agent import EmbeddedRealtimeServer
+from gateway.bridge.local_vad import LocalBargeIn
+from gateway.config.agent import LocalBargeIn as LocalBargeInConfig
+from gateway.media.resample import Resampler
+from tests.integration.gateway_proc import GatewayProcess
+from tests.integration.peers import Sipp
+from tests.integration.rtp_caller import RtpCaller, voice
+from tests.integration.scenarios import sipp_dial
 
 ANSWER_S = 90.0
 MISSED_AFTER_MS = 400.0
@@ -87,6 +88,7 @@ class Rig:
         self.calls = 0
 
     async def __aenter__(self) -> Rig:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.fake = await EmbeddedRealtimeServer(answer=answer(), burst_speed=20.0).__aenter__()
         config = {
             "realtime": {"url": self.fake.url, "auth": {"method": "none"}},
@@ -128,8 +130,9 @@ async def noise_call(rig: Rig, kind: str, pcm: np.ndarray, echo_db: float | None
         # the gateway sends a packet every 20 ms, silence included: that is the noise's clock
         end = heard + int(seconds * 50) + 10
         await phone.wait_until(lambda: len(phone.heard) >= end, seconds + 30, "the noise played")
-        cuts = len(phone.spurts()) - before
-        return {"kind": kind, "seconds": seconds, "cut_offs": cuts}
+        spurts = phone.spurts()[before - 1 :]
+        gaps = [round((b[0].at - a[-1].at) * 1000) for a, b in itertools.pairwise(spurts)]
+        return {"kind": kind, "seconds": seconds, "cut_offs": len(gaps), "gaps_ms": gaps}
     finally:
         phone.close()
 
@@ -139,11 +142,13 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
     out = []
     try:
         await rig.call(phone)
-        for item in items:
-            n = len(phone.spurts())
+        for k, item in enumerate(items):
             await phone.wait_until(
-                lambda n=n: len(phone.spurts()[n - 1]) >= 25, 40, "half a second of the answer"
+                lambda: phone.spurts() and len(phone.spurts()[-1]) >= 25,
+                40,
+                f"half a second of the answer before item {k} ({item.name}), after {out[-1:]}",
             )
+            n = len(phone.spurts())
             phone.say(item.pcm)
             said = len(phone.speech_sent_at)
             await phone.wait_until(lambda s=said: len(phone.speech_sent_at) > s, 5, "the word")
@@ -153,13 +158,6 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
             except AssertionError:
                 ms = float("inf")
             out.append({"kind": item.kind.split(":")[0], "dbfs": item.dbfs, "ms": ms})
-            if ms == float("inf"):
-                continue  # never paused: the answer goes on
-            await phone.wait_until(
-                lambda n=n: len(phone.spurts()) > n and len(phone.spurts()[n]) >= 5,
-                40,
-                "the answer again",
-            )
         return out
     finally:
         phone.close()
@@ -203,6 +201,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             tasks += [noise_call(erig, f"echo{db:g}", silent, db) for db in ECHO_LOSSES]
             rows = await asyncio.gather(*tasks)
             cpu = cpu_s(rig.gateway.pid) - cpu0
+            pauses = {
+                f"{name}_{e}": len(r.gateway.find(f"call.local_barge_in_{e}"))
+                for name, r in (("noise", rig), ("echo", erig))
+                for e in ("confirmed", "unconfirmed")
+            }
+            report["local_pauses_noise_phase"] = pauses
             by_voice = [[i for i in items if i.voice == v] for v in voices]
             speech = [r for rs in await asyncio.gather(*(speech_call(rig, b) for b in by_voice))
                       for r in rs]  # fmt: skip
@@ -214,6 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report["false_cut_offs_per_10min_noise_set"] = round(
         sum(r["cut_offs"] for r in steady) * 600 / sum(r["seconds"] for r in steady), 2
     )
+    report["gaps_ms"] = {r["kind"]: r["gaps_ms"] for r in rows if r["gaps_ms"]}
     report["speech"] = {}
     for kind in sorted({r["kind"] for r in speech}):
         for lv in SPEECH_LEVELS:

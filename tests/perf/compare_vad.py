@@ -33,11 +33,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import barge_in_sets as sets  # noqa: E402
+import barge_in_sets as sets
 
-from gateway.bridge.echo import EchoSuppressor  # noqa: E402
-from gateway.media.g711 import codec_by_name  # noqa: E402
-from gateway.media.resample import Resampler  # noqa: E402
+from gateway.bridge.echo import EchoSuppressor
+from gateway.media.g711 import codec_by_name
+from gateway.media.resample import Resampler
 
 RATE = 8000
 PACKET = 160
