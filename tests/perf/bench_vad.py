@@ -137,6 +137,12 @@ async def noise_call(rig: Rig, kind: str, pcm: np.ndarray, echo_db: float | None
         phone.close()
 
 
+def talking(phone: RtpCaller, packets: int) -> bool:
+    """The agent is being heard now, and has been for `packets` packets."""
+    spurts = phone.spurts()
+    return bool(spurts) and len(spurts[-1]) >= packets and spurts[-1][-1] is phone.heard[-1]
+
+
 async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
     phone = await RtpCaller().open()
     out = []
@@ -145,9 +151,7 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
         done = 0  # packets heard by the time everything said so far has gone out
         for k, item in enumerate(items):
             await phone.wait_until(
-                lambda d=done: (
-                    len(phone.heard) >= d and bool(phone.spurts()) and len(phone.spurts()[-1]) >= 25
-                ),
+                lambda d=done: len(phone.heard) >= d and talking(phone, 25),
                 40,
                 f"half a second of the answer before item {k} ({item.name}), after {out[-1:]}",
             )
