@@ -157,7 +157,8 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
             )
             n = len(phone.spurts())
             phone.say(item.pcm)
-            done = len(phone.heard) + len(item.pcm) // 160 + 10
+            # ...and 1.5 s more: the service's turn for the last item (a new answer) is over
+            done = len(phone.heard) + len(item.pcm) // 160 + 75
             said = len(phone.speech_sent_at)
             await phone.wait_until(lambda s=said: len(phone.speech_sent_at) > s, 5, "the word")
             try:
