@@ -162,7 +162,9 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
             said = len(phone.speech_sent_at)
             await phone.wait_until(lambda s=said: len(phone.speech_sent_at) > s, 5, "the word")
             try:
-                await phone.wait_until(lambda n=n: len(phone.spurts()) > n, 3, "a pause")
+                await phone.wait_until(  # silence heard, or the next spurt begun
+                    lambda n=n: len(phone.spurts()) > n or not talking(phone, 0), 3, "a pause"
+                )
                 ms = (phone.spurts()[n - 1][-1].at - phone.speech_sent_at[-1]) * 1000
             except AssertionError:
                 ms = float("inf")
