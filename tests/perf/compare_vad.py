@@ -12,8 +12,9 @@ word), and CPU seconds per second of audio.
 
 Candidates that are not runtime dependencies are installed only for this script:
 
-    .venv/bin/python -m pip install webrtcvad-wheels onnxruntime ten-vad pyrnnoise
+    .venv/bin/python -m pip install -e '.[vad-compare]'     # onnxruntime, ten-vad, pyrnnoise
     .venv/bin/python -m pip install --no-deps silero-vad     # its model files, without torch
+    apt-get install libc++1                                   # TEN VAD's library needs it
     .venv/bin/python tests/perf/compare_vad.py [--only silero,webrtcvad-3] [--json out.json]
 """
 
