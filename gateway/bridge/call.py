@@ -171,7 +171,8 @@ class CallBridge:
         """From the RTP socket: the caller's audio, on its way to the model at once."""
         try:
             self.probe.uplink_taken(time.monotonic())
-            audio = self.uplink.convert(payload)
+            # talking: the agent is being heard (a held answer too: it is still due)
+            audio = self.uplink.convert(payload, self.playback.buffered_ms > 0)
             if not audio:
                 return
             if self.session.send_audio(audio, UPLINK_BACKLOG_FRAMES):

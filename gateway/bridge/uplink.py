@@ -14,8 +14,8 @@ import numpy as np
 
 from ..config import AgentConfig
 from ..media.g711 import G711
-from ..media.rates import MODEL_RATE, TELEPHONE_RATE
 from ..media.minphase import MinPhaseResampler
+from ..media.rates import MODEL_RATE, TELEPHONE_RATE
 from .echo import EchoSuppressor
 from .local_vad import LocalBargeIn
 from .recording import Recording
@@ -38,7 +38,9 @@ class CallerAudio:
         echo, local = agent.echo_suppression, agent.local_barge_in
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, ptime_ms) if echo else None
         self.local = (
-            LocalBargeIn(local.threshold, local.min_speech_ms, local.confirm_ms) if local else None
+            LocalBargeIn(local.level, local.min_speech_ms, local.confirm_ms, local.detector)
+            if local
+            else None
         )
         self.recording = recording
         self._on_onset = on_onset
@@ -51,8 +53,9 @@ class CallerAudio:
         """How long a local barge-in holds playback unconfirmed (0: no local VAD)."""
         return self.local.confirm_s if self.local is not None else 0.0
 
-    def convert(self, payload: bytes) -> bytes:
-        """The caller's G.711 in the session's format, past echo suppression and local VAD."""
+    def convert(self, payload: bytes, talking: bool) -> bytes:
+        """The caller's G.711 in the session's format, past echo suppression and local VAD
+        (which listens only while the agent is ``talking``: only then can it cut it off)."""
         if self._as_is:
             return payload
         pcm = self.codec.decode(payload)
@@ -61,6 +64,6 @@ class CallerAudio:
         if self.echo is not None and not self.echo.near_end(pcm):
             pcm = np.zeros_like(pcm)
             payload = bytes([self.codec.silence]) * len(payload)
-        if self.local is not None and self.local.onset(pcm):
+        if self.local is not None and self.local.onset(pcm, talking):
             self._on_onset()
         return payload if self.passthrough else self._up.process(pcm).tobytes()

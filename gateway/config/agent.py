@@ -169,18 +169,30 @@ class InputTranscriptionConfig(_Model):
     )
 
 
+VOICE_THRESHOLD = 1.0  # -30 dBFS
+ENERGY_THRESHOLD = 0.6  # -46 dBFS
+
+
 class LocalBargeIn(_Model):
     """Local pre-emption: pause the agent the moment the caller's voice is heard here."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    threshold: Float = Field(
-        0.6,
+    detector: Literal["voice", "energy"] = Field(
+        "voice",
+        description="What counts as the caller's voice while the agent talks: voice = a "
+        "speech detector (WebRTC's) on audio louder than threshold, which steady noise, "
+        "clicks, bangs and key tones do not pass; energy = any audio louder than threshold "
+        "(the gateway's older detector: noise pauses the agent too). Default voice.",
+    )
+    threshold: Float | None = Field(
+        None,
         ge=0,
         le=1,
         description="Level that counts as the caller's voice, from 0.0 to 1.0 on the same "
-        "scale as the embedded agent's VAD (-70 dBFS + 40 dB x threshold: 0.6 = -46 dBFS). "
-        "Default 0.6.",
+        "scale as the embedded agent's VAD (-70 dBFS + 40 dB x threshold: 0.6 = -46 dBFS, "
+        "1.0 = -30 dBFS), per 20 ms of audio. Default 1.0 for detector voice (callers at "
+        "-30 dBFS and louder; a TV or a crowd below that does not count), 0.6 for energy.",
     )
     min_speech_ms: Int = Field(
         60,
@@ -196,6 +208,13 @@ class LocalBargeIn(_Model):
         description="If the service does not report the caller's speech within this many "
         "milliseconds, the agent resumes exactly where it paused. Default 600.",
     )
+
+    @property
+    def level(self) -> float:
+        """The threshold in effect (0..1), the detector's default when none is set."""
+        if self.threshold is not None:
+            return self.threshold
+        return VOICE_THRESHOLD if self.detector == "voice" else ENERGY_THRESHOLD
 
 
 class EchoSuppression(_Model):

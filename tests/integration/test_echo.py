@@ -96,7 +96,7 @@ async def cough_then_talk_over(phone: RtpCaller) -> None:
 
 
 async def test_local_barge_in_pauses_at_once_and_a_cough_costs_nothing(tmp_path: Path) -> None:
-    agent = {"local_barge_in": {"confirm_ms": 400}}
+    agent = {"local_barge_in": {"detector": "energy", "confirm_ms": 400}}  # a cough pauses it
     async with RtpCaller() as phone:
         fake, gateway = await call(tmp_path, phone, agent, cough_then_talk_over)
     before, after, _ = phone.spurts()[:3]

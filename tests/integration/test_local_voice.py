@@ -1,0 +1,59 @@
+"""Local barge-in's voice detector in a real call: noise leaves the agent talking, a word stops it.
+
+The service's own VAD is set to its least sensitive (-30 dBFS), so that only the gateway's
+detector can pause the agent on the noise; the gateway's log says each local pause.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.unit.test_voice_onset import level, wav
+
+from .peers import missing_peer_tools
+from .rtp_caller import RtpCaller
+from .test_echo import call
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(bool(missing_peer_tools("sipp")), reason="needs sipp"),
+]
+
+NOISE = np.concatenate(
+    (
+        level(wav("vad_pink.wav").astype(np.float64), -35.0),
+        level(wav("vad_babble.wav").astype(np.float64), -35.0),
+    )
+)
+WORD = level(wav("vad_no.wav").astype(np.float64), -25.0)
+
+
+async def noise_then_no(phone: RtpCaller) -> None:
+    await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "0.5 s of the answer")
+    heard = len(phone.heard)
+    phone.say(NOISE)  # 5 s of pink noise and babble at -35 dBFS
+    end = heard + len(NOISE) // 160 + 10  # a packet every 20 ms: the noise's clock
+    await phone.wait_until(lambda: len(phone.heard) >= end, 20, "the noise to be played")
+    assert len(phone.spurts()) == 1, "the noise paused the agent"
+    phone.say(WORD)
+    await phone.wait_until(lambda: len(phone.spurts()) > 1, 20, "the agent to pause")
+
+
+async def test_noise_leaves_the_agent_talking_and_the_word_no_stops_it(tmp_path: Path) -> None:
+    agent = {
+        "local_barge_in": {},  # detector voice, the default
+        "turn_detection": {"type": "server_vad", "threshold": 1.0},
+    }
+    async with RtpCaller() as phone:
+        _, gateway = await call(tmp_path, phone, agent, noise_then_no)
+    paused = gateway.find("call.local_barge_in_confirmed") + gateway.find(
+        "call.local_barge_in_unconfirmed"
+    )
+    first = phone.spurts()[0]
+    ms = (first[-1].at - phone.speech_sent_at[-1]) * 1000
+    print(f"\nvoice detector: 5 s of noise, no pause; 'no' at -25 dBFS paused it in {ms:.0f} ms")
+    assert len(paused) == 1  # the word, and nothing else
+    assert 0 < ms < 250

@@ -1,0 +1,286 @@
+"""Local barge-in against noise and speech, through real calls with the agent talking.
+
+A real gateway process, the fake Realtime service (its answer: 110 s of espeak-ng speech, so
+the agent is always talking), SIPp calls whose media is a Python phone on loopback. The
+service's own VAD is set to its least sensitive (threshold 1.0, -30 dBFS), so that what stops
+the agent is the gateway's local detector and nothing else.
+
+* Noise (one call per kind of :mod:`barge_in_sets`, ``--noise-s`` each, at ``--noise-dbfs``):
+  every gap in the agent's audio while the noise plays is a false cut-off; reported per
+  10 minutes. The echo kinds are the phone sending back what it hears, 6, 12 and 20 dB down,
+  through a gateway with ``agent.echo_suppression`` on as well (the echo's remedy).
+* Speech (per voice, a call for its words and one for its sentences): each item of the
+  speech set, said over the answer; missed when the agent is still heard 400 ms after the
+  caller started (local pre-emption stops it within ~100 ms; the service's VAD takes longer).
+  Reported per speech kind and level: missed, and onset (first packet of the word) to the
+  agent's last packet, p50/p99.
+* CPU: the gateway process's CPU seconds during the noise phase per call-second of agent
+  speech, and the detector alone (in this process, the noise set at ``--noise-dbfs``) per
+  call-second, with what that makes for 100 calls.
+
+    .venv/bin/python tests/perf/bench_vad.py [--detector voice|energy|off] [--save]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import barge_in_sets as sets
+
+from gateway.agent import EmbeddedRealtimeServer
+from gateway.bridge.local_vad import LocalBargeIn
+from gateway.config.agent import LocalBargeIn as LocalBargeInConfig
+from gateway.media.resample import Resampler
+from tests.integration.gateway_proc import GatewayProcess
+from tests.integration.peers import Sipp
+from tests.integration.rtp_caller import RtpCaller, voice
+from tests.integration.scenarios import sipp_dial
+
+ANSWER_S = 110.0  # < media.playback_buffer_s: all of it is kept
+MISSED_AFTER_MS = 400.0
+ECHO_LOSSES = (6.0, 12.0, 20.0)
+SPEECH_LEVELS = (-15.0, -20.0, -25.0, -30.0, -35.0)
+
+
+def answer() -> tuple[np.ndarray, str]:
+    """The agent's voice, 24 kHz, ANSWER_S long, sent by the fake at 20x real time."""
+    at8k = sets.agent_far_end(int(ANSWER_S * sets.RATE))
+    up = Resampler(sets.RATE, 24000)
+    pcm = np.concatenate((up.process(at8k), up.flush()))
+    return pcm.astype(np.int16), sets.AGENT_TEXT
+
+
+def stats(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    a = np.asarray(values)
+    p50, p99 = np.percentile(a, [50, 99])
+    return {"n": len(values), "p50": round(float(p50), 1), "p99": round(float(p99), 1)}
+
+
+def cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Rig:
+    """One gateway and the fake service; places calls that ask, then hear the answer."""
+
+    def __init__(self, workdir: Path, agent: dict[str, Any]) -> None:
+        self.workdir, self.agent = workdir, agent
+        self.sipps: list[Sipp] = []
+        self.calls = 0
+
+    async def __aenter__(self) -> Rig:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.fake = await EmbeddedRealtimeServer(answer=answer(), burst_speed=20.0).__aenter__()
+        config = {
+            "realtime": {"url": self.fake.url, "auth": {"method": "none"}},
+            "agent": self.agent,
+            "logging": {"level": "info"},
+            "service": {"drain_timeout_s": 0},
+        }
+        self.gateway = await GatewayProcess(self.workdir, config).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.gateway.stop()
+            for sipp in self.sipps:
+                await sipp.wait(15)
+        finally:
+            await self.fake.__aexit__(None, None, None)
+
+    async def call(self, phone: RtpCaller) -> None:
+        """Dial, ask, and wait until the answer has been heard for a second."""
+        self.calls += 1
+        sipp = sipp_dial(
+            self.workdir / f"call{self.calls}", self.gateway.port, phone.port, timeout_ms=3_600_000
+        )
+        self.sipps.append(sipp)
+        await sipp.start()
+        await phone.wait_until(lambda: bool(phone.heard), 20, "the gateway's first packet")
+        phone.say(voice(0.5, 120.0, -20.0))
+        await phone.wait_until(lambda: phone.sound_packets >= 50, 30, "a second of the answer")
+
+
+async def noise_call(rig: Rig, kind: str, pcm: np.ndarray, echo_db: float | None) -> dict:
+    phone = await RtpCaller(echo_gain_db=None if echo_db is None else -echo_db).open()
+    try:
+        await rig.call(phone)
+        before, heard = len(phone.spurts()), len(phone.heard)
+        phone.say(pcm)
+        seconds = len(pcm) / sets.RATE
+        # the gateway sends a packet every 20 ms, silence included: that is the noise's clock
+        end = heard + int(seconds * 50) + 10
+        await phone.wait_until(lambda: len(phone.heard) >= end, seconds + 30, "the noise played")
+        spurts = phone.spurts()[before - 1 :]
+        gaps = [round((b[0].at - a[-1].at) * 1000) for a, b in itertools.pairwise(spurts)]
+        return {"kind": kind, "seconds": seconds, "cut_offs": len(gaps), "gaps_ms": gaps}
+    finally:
+        phone.close()
+
+
+def talking(phone: RtpCaller, packets: int) -> bool:
+    """The agent is being heard now, and has been for `packets` packets."""
+    spurts = phone.spurts()
+    return bool(spurts) and len(spurts[-1]) >= packets and spurts[-1][-1] is phone.heard[-1]
+
+
+async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
+    phone = await RtpCaller().open()
+    out = []
+    try:
+        await rig.call(phone)
+        done = 0  # packets heard by the time everything said so far has gone out
+        for k, item in enumerate(items):
+            await phone.wait_until(
+                lambda d=done: len(phone.heard) >= d and talking(phone, 25),
+                40,
+                f"half a second of the answer before item {k} ({item.name}), after {out[-1:]}",
+            )
+            n = len(phone.spurts())
+            phone.say(item.pcm)
+            # ...and 1.5 s more: the service's turn for the last item (a new answer) is over
+            done = len(phone.heard) + len(item.pcm) // 160 + 75
+            said = len(phone.speech_sent_at)
+            await phone.wait_until(lambda s=said: len(phone.speech_sent_at) > s, 5, "the word")
+            try:
+                await phone.wait_until(  # silence heard, or the next spurt begun
+                    lambda n=n: len(phone.spurts()) > n or not talking(phone, 0), 3, "a pause"
+                )
+                ms = (phone.spurts()[n - 1][-1].at - phone.speech_sent_at[-1]) * 1000
+            except AssertionError:
+                ms = float("inf")
+            out.append({"kind": item.kind.split(":")[0], "dbfs": item.dbfs, "ms": ms})
+        return out
+    finally:
+        phone.close()
+
+
+async def noise_phase(
+    rig: Rig, erig: Rig, kinds: list[str], args: argparse.Namespace
+) -> list[dict]:
+    tasks = [noise_call(rig, k, sets.noise(k, args.noise_dbfs, args.noise_s), None) for k in kinds]
+    silent = np.zeros(int(args.noise_s / 3 * sets.RATE), dtype=np.int16)
+    tasks += [noise_call(erig, f"echo{db:g}", silent, db) for db in ECHO_LOSSES]
+    return list(await asyncio.gather(*tasks))
+
+
+def detector_cpu(detector: str, noise_dbfs: float) -> dict[str, float]:
+    """The detector alone on the noise set, fed 20 ms packets as the bridge does."""
+    cfg = LocalBargeInConfig(detector=detector)  # type: ignore[arg-type]
+    local = LocalBargeIn(cfg.level, cfg.min_speech_ms, cfg.confirm_ms, cfg.detector)
+    audio = np.concatenate([sets.noise(k, noise_dbfs) for k in sets.NOISES if k != "echo"])
+    packets = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    t0 = time.process_time()
+    for p in packets:
+        local.onset(p)
+    per_s = (time.process_time() - t0) / (len(packets) / 50)
+    return {
+        "us_per_call_second": round(per_s * 1e6, 1),
+        "pct_core_100_calls": round(per_s * 100 * 100, 2),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    local: dict[str, Any] | None = None if args.detector == "off" else {"detector": args.detector}
+    base = {"turn_detection": {"type": "server_vad", "threshold": 1.0}, "local_barge_in": local}
+    kinds = [k for k in sets.NOISES if k != "echo"]
+    voices = sets.VOICES[: args.voices]
+    items = [i for i in sets.speech_set(SPEECH_LEVELS) if i.voice in voices]
+    report: dict[str, Any] = {
+        "benchmark": "vad",
+        "python": platform.python_version(),
+        "detector": args.detector,
+        "noise_dbfs": args.noise_dbfs,
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-vad-") as tmp:
+        echo_agent = {**base, "echo_suppression": {}}
+        async with Rig(Path(tmp) / "a", base) as rig, Rig(Path(tmp) / "b", echo_agent) as erig:
+            cpu0 = cpu_s(rig.gateway.pid)
+            rows = await noise_phase(rig, erig, kinds, args) if args.noise_s > 0 else []
+            cpu = cpu_s(rig.gateway.pid) - cpu0
+            pauses = {
+                f"{name}_{e}": len(r.gateway.find(f"call.local_barge_in_{e}"))
+                for name, r in (("noise", rig), ("echo", erig))
+                for e in ("confirmed", "unconfirmed")
+            }
+            report["local_pauses_noise_phase"] = pauses
+            by_voice = [  # one call per voice for its words, one for its sentences: each call
+                [i for i in items if i.voice == v and i.kind.startswith(kind)]  # < ANSWER_S
+                for v in voices
+                for kind in ("word", "sentence")
+            ]
+            speech = [r for rs in await asyncio.gather(*(speech_call(rig, b) for b in by_voice))
+                      for r in rs]  # fmt: skip
+    if os.environ.get("BENCH_VAD_DUMP"):
+        print(json.dumps(speech), file=sys.stderr)
+    if not rows:  # --noise-s 0: speech only
+        rows = [{"kind": "none", "seconds": 1.0, "cut_offs": 0, "gaps_ms": []}]
+    total_s = sum(r["seconds"] for r in rows)
+    report["false_cut_offs_per_10min"] = {
+        r["kind"]: round(r["cut_offs"] * 600 / r["seconds"], 1) for r in rows
+    }
+    steady = [r for r in rows if not r["kind"].startswith("echo")]
+    report["false_cut_offs_per_10min_noise_set"] = round(
+        sum(r["cut_offs"] for r in steady) * 600 / sum(r["seconds"] for r in steady), 2
+    )
+    report["gaps_ms"] = {r["kind"]: r["gaps_ms"] for r in rows if r["gaps_ms"]}
+    report["speech"] = {}
+    for kind in sorted({r["kind"] for r in speech}):
+        for lv in SPEECH_LEVELS:
+            rs = [r for r in speech if r["kind"] == kind and r["dbfs"] == lv]
+            hit = [r["ms"] for r in rs if r["ms"] <= MISSED_AFTER_MS]
+            report["speech"][f"{kind}@{lv:g}"] = {
+                "missed": len(rs) - len(hit),
+                "onset_to_silence_ms": stats(hit),
+            }
+    loud = [r["ms"] for r in speech if r["dbfs"] >= -30 and r["ms"] <= MISSED_AFTER_MS]
+    report["onset_to_silence_ms_at_-30_and_louder"] = stats(loud)
+    report["missed_at_-30_and_louder"] = sum(
+        r["ms"] > MISSED_AFTER_MS for r in speech if r["dbfs"] >= -30
+    )
+    noise_call_s = sum(r["seconds"] for r in steady)
+    report["gateway_cpu_pct_per_call_talking"] = round(100 * cpu / noise_call_s, 3)
+    report["noise_call_seconds"] = round(total_s, 1)
+    if local is not None:
+        report["detector_alone"] = detector_cpu(args.detector, args.noise_dbfs)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--detector", choices=("voice", "energy", "off"), default="voice")
+    parser.add_argument("--noise-dbfs", type=float, default=-35.0)
+    parser.add_argument("--noise-s", type=float, default=sets.NOISE_S)
+    parser.add_argument("--voices", type=int, default=len(sets.VOICES), help="speech voices")
+    parser.add_argument("--save", action="store_true", help="also write tests/perf/reports/")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.save:
+        out = Path(__file__).resolve().parent / "reports"
+        out.mkdir(exist_ok=True)
+        (out / f"vad_{args.detector}.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
