@@ -97,6 +97,7 @@ class CallBridge:
             interrupts=getattr(agent.turn_detection, "interrupt_response", False),
             confirm_s=self.uplink.confirm_s,
             limits=limits,
+            silence_timeout_s=agent.silence_timeout_s,
         )
         self.actions = actions or Actions(None, None, log)
         self.actions.attach(self.core, self._run)
@@ -268,7 +269,9 @@ class CallBridge:
                 self.core.audio_delta(event)
                 continue
             commands = self.core.server_event(event, time.monotonic())
-            if commands:  # an event that gives no command brings no deadline sooner
+            if commands:
                 self._run(commands)
+            elif type(event) is rt.ResponseDone:  # the silence guard counts from here
+                self._schedule()  # (any other event without a command brings no deadline)
         code = self.session.close_code
         raise CallEnded(f"realtime_closed:{code}")

@@ -35,8 +35,10 @@ class CallLimits:
         hold_timeout_s: float,
         rtp_timeout_s: float = 0.0,
         caller: CallerSilence | None = None,
+        wrap_up_s: float = 0.0,
     ) -> None:
         self.max_call_s = max_call_s
+        self.wrap_up_s = wrap_up_s  # the model is told to finish this long before max_call_s
         self.hold_timeout_s = hold_timeout_s
         # 0 or no receiver: no RTP timeout (media.rtp_timeout_s 0 turns it off).
         self.rtp_timeout_s = rtp_timeout_s if caller is not None else 0.0
@@ -46,8 +48,11 @@ class CallLimits:
 
     @classmethod
     def configured(cls, cfg: GatewayConfig, caller: CallerSilence) -> CallLimits:
-        """From limits.max_call_s, media.hold_timeout_s and media.rtp_timeout_s."""
-        return cls(cfg.limits.max_call_s, cfg.media.hold_timeout_s, cfg.media.rtp_timeout_s, caller)
+        """From limits.max_call_s and wrap_up_s, media.hold_timeout_s and rtp_timeout_s."""
+        limits, media = cfg.limits, cfg.media
+        return cls(
+            limits.max_call_s, media.hold_timeout_s, media.rtp_timeout_s, caller, limits.wrap_up_s
+        )
 
     def answered(self, now: float) -> None:
         """The call starts counting from its answer (the RTP timeout too, at the latest)."""

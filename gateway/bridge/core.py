@@ -89,6 +89,7 @@ class CallCore:
         interrupts: bool = False,
         confirm_s: float = 0.0,
         limits: CallLimits | None = None,
+        silence_timeout_s: float | None = None,
     ) -> None:
         self.playback = playback
         self.audio = audio
@@ -97,7 +98,8 @@ class CallCore:
         self.log = log
         self.probe = probe
         self.stats = CallStats()
-        self.ending = CallEnd(limits, log)  # after the agent's words, or when time is up
+        # After the agent's words, when time is up; and what the model is told before.
+        self.ending = CallEnd(limits, log, silence_timeout_s)
         self._greeting = greeting
         self._interrupts = interrupts  # speech_started cuts the answer (interrupt_response)
         self._keypad = Keypad(dtmf.inter_digit_ms, dtmf.max_digits)
@@ -131,16 +133,20 @@ class CallCore:
                 if event.response_id not in self._cancelled:
                     self.audio.done(ItemKey(event.response_id, event.item_id, event.content_index))
             case rt.SpeechStarted():
+                self.ending.guards.caller_active()
                 self.transcript.speech_started(event.item_id)
                 if self._interrupts:
                     return self._barge_in(now)
             case rt.ResponseStarted():
+                self.ending.guards.agent_talking()
                 self._responding = True
                 self._active_response = event.response_id
                 self.stats.responses += 1
-            case rt.ResponseDone():
+            case rt.ResponseDone():  # the agent's words end once what is buffered is played
+                self.ending.guards.agent_quiet(now + self.playback.buffered_ms / 1000)
                 return self._response_done(event)
             case rt.FunctionCall():
+                self.ending.guards.agent_talking()  # working: its answer comes with the output
                 return [RunTool(ToolCall(event.call_id, event.name, event.arguments))]
             case rt.Transcript(role="caller"):
                 self.transcript.caller_said(event.item_id, event.text)
@@ -199,6 +205,7 @@ class CallCore:
                 )
             return NOTHING
         self.log.info("call.dtmf", digit=digit, **detail)
+        self.ending.guards.caller_active()
         entry = self._keypad.press(digit, now)
         return self._keys(entry) if entry is not None else NOTHING
 
@@ -210,17 +217,18 @@ class CallCore:
         """Time passed: call at :meth:`deadline` (earlier or later is harmless)."""
         if (hang_up := self.ending.time_up(now)) is not None:
             return [hang_up]
+        told = [c for text in self.ending.guards_due(now) for c in self._tell(text)]
         if self._unhold_at is not None and now >= self._unhold_at:
             self.playback.release()
             self._held_at = self._unhold_at = None
             self.stats.local_unconfirmed += 1
             self.log.info("call.local_barge_in_unconfirmed")
         entry = self._keypad.due(now)
-        return self._keys(entry) if entry is not None else NOTHING
+        return [*told, *self._keys(entry)] if entry is not None else (told or NOTHING)
 
     def deadline(self, now: float) -> float | None:
         """When :meth:`tick` is next due, as known at ``now``: a key entry's pause, a local
-        hold's end, the call's time limits."""
+        hold's end, the call's time limits, the wrap-up and silence guards."""
         times = [
             t
             for t in (self._keypad.deadline, self._unhold_at, self.ending.deadline(now))
@@ -239,7 +247,7 @@ class CallCore:
         """The control API's text: spoken now word for word (what was playing is cut as by a
         barge-in), or told to the model, which answers when free (instruct)."""
         if mode == "instruct":
-            return [rt.AddText("system", text), *self._respond()]
+            return self._tell(text)
         return [*self._barge_in(now), *self._respond(SPEAK.format(text=text))]
 
     def hang_up_after_words(self, reason: str = "agent_hangup") -> None:
@@ -292,6 +300,10 @@ class CallCore:
         self._responding = True  # ours now; response.created/done keep it true to the service
         return [rt.CreateResponse(instructions)]
 
+    def _tell(self, text: str) -> list[Command]:
+        """A system message for the model, and its answer when it is free."""
+        return [rt.AddText("system", text), *self._respond()]
+
     def _keys(self, entry: str) -> Sequence[Command]:
         """A key entry for the model. One response answers every entry sent before it."""
         self.log.info("call.dtmf_to_model", keys=entry)
@@ -311,22 +323,7 @@ class CallCore:
         dropped = playback.dropped_samples
         self.audio.delta(key, event.audio)
         if playback.dropped_samples != dropped:
-            self._overflow(key, playback.dropped_samples - dropped)
-
-    def _overflow(self, key: ItemKey, samples: int) -> None:
-        """Model audio beyond media.playback_buffer_s was dropped: counted, logged per item."""
-        ms = samples / 8
-        self.stats.playback_dropped_ms += round(ms)
-        self.probe.playback_dropped(ms / 1000)
-        if key != self._overflowing:
-            self._overflowing = key
-            self.log.warning(
-                "playback.overflow",
-                response_id=key.response_id,
-                item_id=key.item_id,
-                buffered_s=round(self.playback.buffered_ms / 1000, 1),
-                limit_s=self.playback.max_buffer_s,
-            )
+            _overflow(self, key, playback.dropped_samples - dropped)
 
     def _response_done(self, event: rt.ResponseDone) -> Sequence[Command]:
         if self._active_response == event.response_id:
@@ -375,6 +372,22 @@ class CallCore:
 
 
 # --- what the service says is wrong -----------------------------------------------------------
+
+
+def _overflow(core: CallCore, key: ItemKey, samples: int) -> None:
+    """Model audio beyond media.playback_buffer_s was dropped: counted, logged per item."""
+    ms = samples / 8
+    core.stats.playback_dropped_ms += round(ms)
+    core.probe.playback_dropped(ms / 1000)
+    if key != core._overflowing:
+        core._overflowing = key
+        core.log.warning(
+            "playback.overflow",
+            response_id=key.response_id,
+            item_id=key.item_id,
+            buffered_s=round(core.playback.buffered_ms / 1000, 1),
+            limit_s=core.playback.max_buffer_s,
+        )
 
 
 def _log_cut(log: Any, item: ItemAccount) -> None:

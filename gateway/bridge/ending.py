@@ -12,6 +12,7 @@ from typing import Any
 
 from ..realtime import protocol as rt
 from .call_limits import RTP_TIMEOUT, CallLimits
+from .guards import SILENCE_TIMEOUT, CallGuards
 from .tools import ToolCall, transfer_output
 
 TRANSFERRED = "transferred"  # the end reason of a call the far end took over
@@ -45,9 +46,17 @@ class CallEnd:
     """What ends the call: a request waiting for the agent's words, a transfer under way,
     the time limits; and the hang-up once given (then nothing else ends it again)."""
 
-    def __init__(self, limits: CallLimits | None, log: Any) -> None:
+    def __init__(
+        self, limits: CallLimits | None, log: Any, silence_timeout_s: float | None = None
+    ) -> None:
         self.limits = limits
         self.log = log
+        # What the model is told before the end: wrap up, and is the silent caller still there.
+        self.guards = CallGuards.configured(
+            limits.max_call_s if limits is not None else 0.0,
+            limits.wrap_up_s if limits is not None else 0.0,
+            silence_timeout_s,
+        )
         self.after_words: HangUp | TransferAsked | None = None
         self.transfer: TransferAsked | None = None
         self.hang_up: HangUp | None = None
@@ -97,10 +106,16 @@ class CallEnd:
     # --- the call's time ------------------------------------------------------------------------
 
     def answered(self, now: float) -> None:
+        self.guards.answered(now)
         if self.limits is not None:
             self.limits.answered(now)
 
     def hold(self, held: bool, now: float) -> None:
+        """A held caller is not silent; the count starts again at the resume."""
+        if held:
+            self.guards.agent_talking()
+        else:
+            self.guards.agent_quiet(now)
         if self.limits is not None:
             if held:
                 self.limits.hold(now)
@@ -108,9 +123,24 @@ class CallEnd:
                 self.limits.resume()
 
     def deadline(self, now: float) -> float | None:
-        if self.limits is None or self.hang_up is not None:
+        if self.hang_up is not None:
             return None
-        return self.limits.deadline(now)[0]
+        times = [self.guards.deadline if not self.pending else None]
+        times.append(self.limits.deadline(now)[0] if self.limits is not None else None)
+        return min((t for t in times if t is not None), default=None)
+
+    def guards_due(self, now: float) -> list[str]:
+        """What the model is to be told by ``now`` (nothing once the call is ending); after
+        the silence guard's goodbye, the call ends once the agent's words are heard."""
+        if self.pending:
+            return []
+        texts = []
+        for kind, text in self.guards.due(now):
+            self.log.info("call.guard", kind=kind)
+            if kind == "goodbye":
+                self.hang_up_after_words(SILENCE_TIMEOUT)
+            texts.append(text)
+        return texts
 
     def time_up(self, now: float) -> HangUp | None:
         """The hang-up when the call's time is up by ``now``: its longest duration, a hold

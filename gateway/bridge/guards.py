@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+SILENCE_TIMEOUT = "silence_timeout"  # the end reason after the goodbye
+
 WRAP_UP = (
     "The call will end automatically in about {seconds} seconds. Wrap up now: finish what you "
     "are saying and say goodbye."
@@ -20,15 +22,16 @@ GOODBYE = "The caller is not answering. Say a short goodbye; the call then ends.
 
 
 class WrapUp:
-    """Tells the model once, ``wrap_up_s`` before the call's end, to finish."""
+    """Tells the model once, ``wrap_up_s`` before the call's end, to finish (not at all when
+    the call may not last longer than that: it would be told at the answer)."""
 
     def __init__(self, max_call_s: float, wrap_up_s: float) -> None:
-        self.wrap_up_s = min(wrap_up_s, max_call_s)
+        self.wrap_up_s = wrap_up_s
         self.max_call_s = max_call_s
         self._at: float | None = None
 
     def answered(self, now: float) -> None:
-        if self.wrap_up_s > 0:
+        if 0 < self.wrap_up_s < self.max_call_s:
             self._at = now + self.max_call_s - self.wrap_up_s
 
     @property
@@ -82,3 +85,57 @@ class SilenceGuard:
             return "prompt", STILL_THERE.format(seconds=round(self.timeout_s))
         self._finished = True
         return "goodbye", GOODBYE
+
+
+class CallGuards:
+    """One call's wrap-up and silence guard (either may be off), as the call's end asks them:
+    the texts for the model when their time comes, and whether the last was the goodbye."""
+
+    def __init__(self, wrap_up: WrapUp | None, silence: SilenceGuard | None) -> None:
+        self.wrap_up = wrap_up
+        self.silence = silence
+
+    @classmethod
+    def configured(
+        cls, max_call_s: float, wrap_up_s: float, silence_timeout_s: float | None
+    ) -> CallGuards:
+        return cls(
+            WrapUp(max_call_s, wrap_up_s) if wrap_up_s > 0 else None,
+            SilenceGuard(silence_timeout_s) if silence_timeout_s else None,
+        )
+
+    def answered(self, now: float) -> None:
+        """The count of silence starts at the answer too: a caller who never speaks after a
+        call without a greeting is asked as well."""
+        if self.wrap_up is not None:
+            self.wrap_up.answered(now)
+        if self.silence is not None:
+            self.silence.agent_quiet(now)
+
+    def caller_active(self) -> None:
+        if self.silence is not None:
+            self.silence.caller_active()
+
+    def agent_talking(self) -> None:
+        """The agent speaks, or works (a tool runs), or the caller holds the call."""
+        if self.silence is not None:
+            self.silence.agent_talking()
+
+    def agent_quiet(self, at: float) -> None:
+        if self.silence is not None:
+            self.silence.agent_quiet(at)
+
+    @property
+    def deadline(self) -> float | None:
+        times = [g.deadline for g in (self.wrap_up, self.silence) if g is not None]
+        return min((t for t in times if t is not None), default=None)
+
+    def due(self, now: float) -> list[tuple[str, str]]:
+        """What to tell the model by ``now``, each as (kind, text): ``wrap_up``, ``prompt``
+        (is the caller still there), ``goodbye`` (then the call ends after the agent's words)."""
+        found: list[tuple[str, str]] = []
+        if self.wrap_up is not None and (text := self.wrap_up.due(now)) is not None:
+            found.append(("wrap_up", text))
+        if self.silence is not None and (asked := self.silence.due(now)) is not None:
+            found.append(asked)
+        return found

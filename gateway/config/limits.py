@@ -24,5 +24,5 @@ class LimitsConfig(_Model):
         le=3600,
         description="The model is told this many seconds before max_call_s to finish and say "
         "goodbye (a system message and a response), so the end is not a cut mid-sentence. "
-        "0 = off. Default 30.",
+        "0 = off; off as well when max_call_s is not longer. Default 30.",
     )

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from gateway.agent import EmbeddedRealtimeServer
+from gateway.bridge.guards import GOODBYE, STILL_THERE
 
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, free_udp_port
@@ -28,6 +29,7 @@ from .scenarios import (
     scenario,
     sdp,
 )
+from .test_features import sent
 
 pytestmark = SIP_TESTS
 
@@ -114,3 +116,30 @@ async def test_a_hold_longer_than_hold_timeout_s_ends_the_call(tmp_path: Path) -
     assert at(resume) - at(holds[0]) >= 1.4  # the first hold outlived nothing
     assert 2.0 <= limit["held_s"] < 3.0
     assert 2.0 <= at(limit) - at(holds[1]) < 3.0
+
+
+async def test_a_silent_caller_is_asked_twice_then_bidden_goodbye_and_hung_up(
+    tmp_path: Path,
+) -> None:
+    """agent.silence_timeout_s 1: a caller who never speaks (SIPp sends no RTP) is asked twice
+    whether they are still there, then the agent says goodbye and the gateway sends BYE;
+    the service got each as a system message (checked against the SDK's models)."""
+    async with EmbeddedRealtimeServer() as fake:
+        agent = {"silence_timeout_s": 1, "greeting": None}
+        cfg = config(fake, tmp_path, agent=agent, media={"rtp_timeout_s": 0})
+        async with GatewayProcess(tmp_path, cfg) as gateway:
+            silent = call_until_bye(tmp_path / "silent.xml", bye_timeout_s=15)
+            await run_sipp(tmp_path, silent, gateway.port, timeout=30, context=gateway.tail)
+            ended = await gateway.wait_for("call.ended", timeout=10)
+            guards = gateway.find("call.guard")
+    assert ended["reason"] == "silence_timeout"
+    assert end_reason(tmp_path, ended) == "silence_timeout"
+    assert [g["kind"] for g in guards] == ["prompt", "prompt", "goodbye"]
+    # 1 s after the answer, then 1 s after each question was heard: at least 3 s in all
+    assert 3.0 <= ended["duration_s"] < 10.0, ended
+    told = [
+        e["item"]["content"][0]["text"]
+        for e in sent(fake, "conversation.item.create")
+        if e["item"].get("role") == "system"
+    ]
+    assert told == [STILL_THERE.format(seconds=1)] * 2 + [GOODBYE]

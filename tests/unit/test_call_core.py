@@ -60,6 +60,7 @@ def call(
     interrupts: bool = True,
     dtmf: dict[str, Any] | None = None,
     limits: CallLimits | None = None,
+    silence_timeout_s: float | None = None,
 ) -> Call:
     log = Log()
     transcript = TranscriptLog(None, log, clock=lambda: 0.0, wall=lambda: 0.0)
@@ -77,6 +78,7 @@ def call(
         interrupts=interrupts,
         confirm_s=0.3,
         limits=limits,
+        silence_timeout_s=silence_timeout_s,
     )
     return Call(core, log, conversation, transcript)
 
