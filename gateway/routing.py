@@ -61,8 +61,10 @@ class CallInfo:
 class Selection:
     profile: str  # "default" when no route matched
     agent: AgentConfig
-    # What the decision webhook attached to the call (hooks/incoming.py): into its record.
+    # What the decision webhook attached to the call (hooks/incoming.py): the metadata into
+    # its record and events; both, with the call's X- headers, to its webhook tools.
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 class Router:
@@ -88,7 +90,7 @@ class Router:
         if overrides:
             agent = agent.model_copy(update=dict(overrides))
         values = {**call.variables(), **(variables or {})}
-        return Selection(name, _filled(agent, values), dict(metadata or {}))
+        return Selection(name, _filled(agent, values), dict(metadata or {}), dict(variables or {}))
 
     def _route(self, call: CallInfo) -> tuple[str, AgentConfig]:
         for route in self._routes:

@@ -39,7 +39,7 @@ from ..hooks.events import (
     started_data,
     with_metadata,
 )
-from ..hooks.incoming import Accept
+from ..hooks.incoming import Accept, forwarded_headers
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -327,7 +327,7 @@ class CallSetup:
         recording: Recording | None,
     ) -> CallBridge:
         call, cfg = self.call, self.services.cfg
-        tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route.profile))
+        tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route))
         actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log, self.emit)
         bridge = CallBridge(
             session,
@@ -463,14 +463,20 @@ def count_end(
         metrics.unanswered("failed", reason)
 
 
-def tool_call_data(call_id: str, info: CallInfo, profile: str) -> dict[str, str]:
-    """What a webhook learns about the call (the `call` object of its request)."""
+def tool_call_data(call_id: str, info: CallInfo, route: Selection) -> dict[str, Any]:
+    """What a webhook tool learns about the call (the `call` object of its request): who
+    calls whom, the INVITE's X- headers (bounded as for the decision webhook), and what the
+    decision webhook answered (variables, metadata)."""
+    headers = forwarded_headers(info.headers)
     return {
         "call_id": call_id,
         "caller": info.caller,
         "caller_name": info.caller_name,
         "dialed": info.dialed,
-        "profile": profile,
+        "profile": route.profile,
+        "headers": {name: value for name, value in headers.items() if name.startswith("x-")},
+        "variables": dict(route.variables),
+        "metadata": dict(route.metadata),
     }
 
 

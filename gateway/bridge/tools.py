@@ -42,7 +42,7 @@ class Tools:
     def __init__(
         self,
         specs: list[Tool],
-        call_data: Mapping[str, str],
+        call_data: Mapping[str, Any],
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self._specs = {tool_name(s): s for s in specs}

@@ -216,7 +216,11 @@ def main() -> None:
             sent += measuring
             heapq.heappush(schedule, (due + PTIME, port, k + 1))
         timeout = max(0.0, schedule[0][0] - time.monotonic()) if schedule else 1.0
-        for fd, _ in ep.poll(timeout):
+        events = ep.poll(timeout)
+        # Commands last: packets that arrived before "stop" was written are counted (a busy
+        # machine can report both ready in one poll, stdin first).
+        events.sort(key=lambda event: event[0] == stdin)
+        for fd, _ in events:
             if fd == answers:
                 try:
                     chunk = os.read(answers, 65536)
