@@ -106,6 +106,13 @@ def _invite(media_port: str, offer: tuple[str, list[str]]) -> str:
     )
 
 
+def _with_headers(invite: str, headers: dict[str, str]) -> str:
+    """The INVITE with `headers` added before its Content-Type."""
+    content_type = "      Content-Type: application/sdp\n"
+    extra = "".join(f"      {name}: {value}\n" for name, value in headers.items())
+    return invite.replace(content_type, extra + content_type, 1)
+
+
 def invite_expecting(
     path: Path,
     status: int,
@@ -321,18 +328,24 @@ def transferee_call(path: Path, outcome: str, *, pause_ms: int = 3000) -> Path:
     return path
 
 
-def uac_call(path: Path, *, hang_up_after_ms: int | None = None, timeout_ms: int = 60_000) -> Path:
+def uac_call(
+    path: Path,
+    *,
+    hang_up_after_ms: int | None = None,
+    timeout_ms: int = 60_000,
+    headers: dict[str, str] | None = None,
+) -> Path:
     """A PCMU call whose SDP offers the port given as ``-key rtp_port N`` (a Python RTP caller).
 
     Ends with the caller's BYE after ``hang_up_after_ms``, or else waits (up to
-    ``timeout_ms``) for the gateway's BYE.
+    ``timeout_ms``) for the gateway's BYE. ``headers`` go into the INVITE as they are.
     """
     ending = (
         _wait_for_bye(timeout_ms)
         if hang_up_after_ms is None
         else _PAUSE_BYE.format(pause_ms=hang_up_after_ms)
     )
-    invite = _invite("[rtp_port]", PCMU)
+    invite = _with_headers(_invite("[rtp_port]", PCMU), headers or {})
     path.write_text(_UAC_CALL.replace("{invite}", invite).replace("{ending}", ending))
     return path
 
@@ -345,15 +358,20 @@ def sipp_dial(
     hang_up_after_ms: int | None = None,
     timeout_ms: int = 60_000,
     transfer_outcome: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Sipp:
     """SIPp calling the gateway for a Python RTP caller listening on `rtp_port` (and, with
-    `transfer_outcome`, taking the gateway's REFER: see transferee_call)."""
+    `transfer_outcome`, taking the gateway's REFER: see transferee_call); `headers` are
+    added to its INVITE."""
     workdir.mkdir(parents=True, exist_ok=True)
     if transfer_outcome is not None:
         scenario = transferee_call(workdir / "uac.xml", transfer_outcome)
     else:
         scenario = uac_call(
-            workdir / "uac.xml", hang_up_after_ms=hang_up_after_ms, timeout_ms=timeout_ms
+            workdir / "uac.xml",
+            hang_up_after_ms=hang_up_after_ms,
+            timeout_ms=timeout_ms,
+            headers=headers,
         )
     sip_port = free_udp_port()
     args: list[str | int] = ["-sf", scenario, "-key", "rtp_port", rtp_port, "-m", 1]

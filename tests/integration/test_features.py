@@ -153,7 +153,10 @@ async def test_webhook_result_goes_back_and_the_call_is_recorded(tmp_path: Path,
     async with fake, RtpCaller() as phone:
         cfg = {**config(fake, tools=[tool], recording=True), "records": records}
         async with GatewayProcess(tmp_path, cfg) as gateway:
-            sipp = sipp_dial(tmp_path / "sipp", gateway.port, phone.port, hang_up_after_ms=6000)
+            headers = {"X-Account": "A-42", "Subject": "not passed on"}
+            sipp = sipp_dial(
+                tmp_path / "sipp", gateway.port, phone.port, hang_up_after_ms=6000, headers=headers
+            )
             async with sipp:
                 await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
                 phone.say(caller_voice)
@@ -164,7 +167,9 @@ async def test_webhook_result_goes_back_and_the_call_is_recorded(tmp_path: Path,
             ended = await gateway.wait_for("call.ended", timeout=15)
 
     assert service.requests[0]["arguments"] == {"order": "A-17"}
-    assert service.requests[0]["call"]["dialed"] == "agent"
+    call_data = service.requests[0]["call"]
+    assert call_data["dialed"] == "agent" and call_data["headers"] == {"x-account": "A-42"}
+    assert call_data["variables"] == {} and call_data["metadata"] == {}  # no decision webhook
     outputs = [e for e in sent(fake, "conversation.item.create")]
     assert json.loads(outputs[0]["item"]["output"]) == {"status": "shipped", "eta": "tomorrow"}
     kinds = [e["type"] for e in sent(fake) if e["type"] != "input_audio_buffer.append"]
