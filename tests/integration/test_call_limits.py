@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from gateway.agent import EmbeddedRealtimeServer
-from gateway.bridge.guards import GOODBYE, STILL_THERE
+from gateway.bridge.guards import GOODBYE, STILL_THERE, WRAP_UP
 
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, free_udp_port
@@ -52,14 +52,16 @@ def at(event: dict[str, Any]) -> float:
 
 
 async def test_a_call_ends_at_max_call_s(tmp_path: Path) -> None:
-    """limits.max_call_s 2: the caller, who would stay for ever, gets a BYE after 2 s."""
+    """limits.max_call_s 2: the caller, who would stay for ever, gets a BYE after 2 s; with
+    wrap_up_s 1 the model was told to finish 1 s before."""
     async with EmbeddedRealtimeServer() as fake:
-        cfg = config(fake, tmp_path, limits={"max_call_s": 2})
+        cfg = config(fake, tmp_path, limits={"max_call_s": 2, "wrap_up_s": 1})
         async with GatewayProcess(tmp_path, cfg) as gateway:
             forever = call_until_bye(tmp_path / "forever.xml", bye_timeout_s=15)
             await run_sipp(tmp_path, forever, gateway.port, timeout=30, context=gateway.tail)
             ended = await gateway.wait_for("call.ended", timeout=10)
             [limit] = gateway.find("call.time_limit")
+            guards = gateway.find("call.guard")
             async with (
                 aiohttp.ClientSession() as http,
                 http.get(f"{gateway.metrics_url}/metrics", timeout=aiohttp.ClientTimeout(5)) as r,
@@ -70,6 +72,14 @@ async def test_a_call_ends_at_max_call_s(tmp_path: Path) -> None:
     assert 2.0 <= ended["duration_s"] < 3.5, ended
     assert end_reason(tmp_path, ended) == "max_call_duration"
     assert 'sipgw_calls_ended_total{reason="max_call_duration"} 1.0' in metrics
+    told = [
+        e["item"]["content"][0]["text"]
+        for e in sent(fake, "conversation.item.create")
+        if e["item"].get("role") == "system"
+    ]
+    assert told == [WRAP_UP.format(seconds=1)]
+    [guard] = guards
+    assert guard["kind"] == "wrap_up" and 0.9 <= at(limit) - at(guard) <= 1.5
 
 
 def held_twice(path: Path, media_port: int, *, first_hold_ms: int) -> Path:
