@@ -88,8 +88,8 @@ class SilenceGuard:
 
 
 class CallGuards:
-    """One call's wrap-up and silence guard (either may be off), as the call's end asks them:
-    the texts for the model when their time comes, and whether the last was the goodbye."""
+    """One call's wrap-up and silence guard (either may be off), as the call's end
+    (``ending.CallEnd``) asks them: what the model is told when their time comes."""
 
     def __init__(self, wrap_up: WrapUp | None, silence: SilenceGuard | None) -> None:
         self.wrap_up = wrap_up
