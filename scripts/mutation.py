@@ -97,9 +97,25 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/unit/test_playback_paths.py",
         ],
     ),
+    "ending": (
+        "gateway/bridge/ending.py",
+        [
+            "tests/unit/test_call_core.py",
+            "tests/unit/test_call_guards.py",
+            "tests/unit/test_actions.py",
+        ],
+    ),
+    "guards": (
+        "gateway/bridge/guards.py",
+        ["tests/unit/test_guards.py", "tests/unit/test_call_guards.py"],
+    ),
     "core": (
         "gateway/bridge/core.py",
-        ["tests/unit/test_call_core.py", "tests/unit/test_call_core_paths.py"],
+        [
+            "tests/unit/test_call_core.py",
+            "tests/unit/test_call_core_paths.py",
+            "tests/unit/test_call_guards.py",
+        ],
     ),
     "receiver": (
         "gateway/media/receiver.py",

@@ -99,8 +99,9 @@ class CallGuards:
     def configured(
         cls, max_call_s: float, wrap_up_s: float, silence_timeout_s: float | None
     ) -> CallGuards:
+        """(WrapUp itself is off for 0, or when the call cannot last longer than it.)"""
         return cls(
-            WrapUp(max_call_s, wrap_up_s) if wrap_up_s > 0 else None,
+            WrapUp(max_call_s, wrap_up_s),
             SilenceGuard(silence_timeout_s) if silence_timeout_s else None,
         )
 

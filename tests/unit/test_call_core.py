@@ -462,11 +462,16 @@ def test_a_hold_too_long_ends_the_call_and_a_resume_clears_it() -> None:
             (("tick", 1040.0), []),  # the first hold's end is gone
             (("hold", True, 1100.0), []),
             (("hold", True, 1120.0), []),  # a refresh keeps the hold's start
-            (("tick", 1130.0), [HangUp("hold_timeout")]),
+            (("tick", 1130.04), [HangUp("hold_timeout")]),
         ],
     )
     [line] = c.log.find("call.time_limit")
-    assert line["held_s"] == 30.0
+    assert (line["reason"], line["max_call_s"], line["hold_timeout_s"]) == (
+        "hold_timeout",
+        3600,
+        30,
+    )
+    assert line["held_s"] == 30.0 and type(line["held_s"]) is float  # to a tenth of a second
 
 
 def test_rtp_silence_ends_the_call_but_not_while_held() -> None:
@@ -481,8 +486,9 @@ def test_rtp_silence_ends_the_call_but_not_while_held() -> None:
     check(c, [(("tick", 1100.0), [])])  # a holding caller may send nothing
     rx.hold(False, 1200.0)
     c.core.hold(False, 1200.0)
-    check(c, [(("tick", 1204.9), []), (("tick", 1205.0), [HangUp("rtp_timeout")])])
-    assert c.log.find("call.rtp_timeout") == [{"silent_s": 5.0}]
+    check(c, [(("tick", 1204.9), []), (("tick", 1205.04), [HangUp("rtp_timeout")])])
+    [line] = c.log.find("call.rtp_timeout")
+    assert line == {"silent_s": 5.0} and type(line["silent_s"]) is float  # to a tenth
 
 
 def test_an_rtp_timeout_of_zero_never_ends_the_call() -> None:

@@ -49,3 +49,16 @@ def test_the_caller_speaking_starts_the_count_again() -> None:
     assert guard.deadline is None  # the caller talks: no count while the agent answers
     guard.agent_quiet(20.0)
     assert guard.due(25.0) == ("prompt", STILL_THERE.format(seconds=5))  # a first prompt again
+    guard.agent_quiet(26.0)
+    assert guard.due(31.0) == ("prompt", STILL_THERE.format(seconds=5))  # and a second one
+    guard.agent_quiet(32.0)
+    assert guard.due(37.0) == ("goodbye", GOODBYE)
+
+
+def test_a_wrap_up_under_a_second_is_told_and_one_as_long_as_the_call_is_not() -> None:
+    short = WrapUp(max_call_s=600, wrap_up_s=0.5)
+    short.answered(0.0)
+    assert short.deadline == 599.5
+    whole = WrapUp(max_call_s=600, wrap_up_s=600)
+    whole.answered(0.0)
+    assert whole.deadline is None and whole.due(600.0) is None
