@@ -20,7 +20,7 @@ context a new session is given, cut by one rule (:func:`gateway.realtime.convers
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +142,9 @@ class CallCore:
                 self._responding = True
                 self._active_response = event.response_id
                 self.stats.responses += 1
-            case rt.ResponseDone():  # the agent's words end once what is buffered is played
-                self.ending.guards.agent_quiet(now + self.playback.buffered_ms / 1000)
+            case rt.ResponseDone():
+                if event.status != "cancelled":  # cancelled: the caller talks, or we go on
+                    self._quiet_from(now)
                 return self._response_done(event)
             case rt.FunctionCall():
                 self.ending.guards.agent_talking()  # working: its answer comes with the output
@@ -210,8 +211,12 @@ class CallCore:
         return self._keys(entry) if entry is not None else NOTHING
 
     def hold(self, held: bool, now: float) -> None:
-        """The caller put the call on hold (the hold timeout runs), or resumed it."""
+        """Hold (its timeout runs; a held caller is not silent) or resume."""
         self.ending.hold(held, now)
+        if held or self._responding:
+            self.ending.guards.agent_talking()
+        else:
+            self._quiet_from(now)
 
     def tick(self, now: float) -> Sequence[Command]:
         """Time passed: call at :meth:`deadline` (earlier or later is harmless)."""
@@ -219,10 +224,7 @@ class CallCore:
             return [hang_up]
         told = [c for text in self.ending.guards_due(now) for c in self._tell(text)]
         if self._unhold_at is not None and now >= self._unhold_at:
-            self.playback.release()
-            self._held_at = self._unhold_at = None
-            self.stats.local_unconfirmed += 1
-            self.log.info("call.local_barge_in_unconfirmed")
+            _unconfirmed(self)
         entry = self._keypad.due(now)
         return [*told, *self._keys(entry)] if entry is not None else (told or NOTHING)
 
@@ -300,6 +302,9 @@ class CallCore:
         self._responding = True  # ours now; response.created/done keep it true to the service
         return [rt.CreateResponse(instructions)]
 
+    def _quiet_from(self, now: float) -> None:  # the silence counts once the buffer is heard
+        self.ending.guards.agent_quiet(now + self.playback.buffered_ms / 1000)
+
     def _tell(self, text: str) -> list[Command]:
         """A system message for the model, and its answer when it is free."""
         return [rt.AddText("system", text), *self._respond()]
@@ -333,9 +338,7 @@ class CallCore:
         for key in [k for k in self.playback.items if k.response_id == event.response_id]:
             self.audio.done(key)
         self.probe.response_done(event.usage)
-        for name, value in event.usage.items():
-            if isinstance(value, int):
-                self.stats.usage[name] = self.stats.usage.get(name, 0) + value
+        _count_usage(self.stats, event.usage)
         self.log.info("realtime.response_done", status=event.status, reason=event.reason)
         self._responding = False
         if self._owed:
@@ -372,6 +375,21 @@ class CallCore:
 
 
 # --- what the service says is wrong -----------------------------------------------------------
+
+
+def _unconfirmed(core: CallCore) -> None:
+    """A local hold the service did not confirm in time: the answer plays on."""
+    core.playback.release()
+    core._held_at = core._unhold_at = None
+    core.stats.local_unconfirmed += 1
+    core.log.info("call.local_barge_in_unconfirmed")
+
+
+def _count_usage(stats: CallStats, usage: Mapping[str, Any]) -> None:
+    """A response's token counts, added to the call's."""
+    for name, value in usage.items():
+        if isinstance(value, int):
+            stats.usage[name] = stats.usage.get(name, 0) + value
 
 
 def _overflow(core: CallCore, key: ItemKey, samples: int) -> None:

@@ -111,11 +111,6 @@ class CallEnd:
             self.limits.answered(now)
 
     def hold(self, held: bool, now: float) -> None:
-        """A held caller is not silent; the count starts again at the resume."""
-        if held:
-            self.guards.agent_talking()
-        else:
-            self.guards.agent_quiet(now)
         if self.limits is not None:
             if held:
                 self.limits.hold(now)

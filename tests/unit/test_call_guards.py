@@ -115,3 +115,29 @@ def test_no_guard_talks_over_a_call_that_is_ending() -> None:
     c.core.hang_up_after_words()
     assert c.core.deadline(0.0) is None
     assert list(c.core.tick(100.0)) == []
+
+
+def test_an_answer_cut_by_the_caller_starts_no_count_while_they_talk() -> None:
+    """The caller barges in: the cancelled answer's response.done (after speech_started)
+    must not start the count, or a caller talking longer than the timeout would be asked
+    whether they are still there."""
+    c = call(silence_timeout_s=5)
+    c.core.start(0.0)
+    c.core.server_event(rt.ResponseStarted("r1"), 1.0)
+    c.core.audio_delta(audio("r1", "r1_a", 1000))
+    c.core.server_event(rt.SpeechStarted(0, "u1"), 1.2)
+    c.core.server_event(rt.ResponseDone("r1", "cancelled", "turn_detected"), 1.3)
+    assert c.core.deadline(1.3) is None
+    assert list(c.core.tick(30.0)) == []  # a long turn of the caller's: no question
+
+
+def test_a_resume_during_an_answer_waits_for_its_end() -> None:
+    c = call(silence_timeout_s=5)
+    c.core.start(0.0)
+    c.core.server_event(rt.ResponseStarted("r1"), 1.0)
+    c.core.hold(True, 2.0)
+    c.core.hold(False, 3.0)  # the answer is still being made: no count yet
+    assert c.core.deadline(3.0) is None
+    c.core.audio_delta(audio("r1", "r1_a", 2000))
+    c.core.server_event(rt.ResponseDone("r1", "completed", None), 4.0)
+    assert c.core.deadline(4.0) == 11.0  # its 2 s of audio heard, then 5 s
