@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.agent import EmbeddedRealtimeServer
@@ -22,6 +23,7 @@ from .peers import missing_peer_tools
 from .rtp_caller import RtpCaller, voice
 from .scenarios import sipp_dial
 from .test_barge_in import BURST, client_events, gateway_config, long_answer
+from .test_control_api import TOKEN, Api, api_config
 
 pytestmark = [
     pytest.mark.integration,
@@ -163,3 +165,38 @@ async def test_a_dropped_service_is_marked_and_a_call_it_ends_keeps_its_timeline
         if g.get("class") == "mark" and "reconnect" in g.find(f"{SVG}title").text
     ]
     assert mark.startswith(kinds[0])
+
+
+async def test_keys_the_control_api_sends_are_marked_when_they_reach_the_wire(
+    tmp_path: Path,
+) -> None:
+    calls = tmp_path / "calls"
+    async with EmbeddedRealtimeServer() as fake, RtpCaller() as phone:
+        port, cfg = api_config(fake)
+        cfg["records"] = {"calls_dir": str(calls)}
+        async with (
+            GatewayProcess(tmp_path, cfg, env={"GATEWAY_API_TOKEN": TOKEN}) as gateway,
+            aiohttp.ClientSession() as session,
+            sipp_dial(tmp_path / "sipp", gateway.port, phone.port, timeout_ms=30_000) as sipp,
+        ):
+            answered = await gateway.wait_for("call.answered", timeout=20)
+            await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+            path = f"/v1/calls/{answered['call_id']}/dtmf"
+            status, _, _ = await Api(port, session).request("POST", path, {"digits": "1#"})
+            assert status == 202
+            await phone.wait_until(
+                lambda: sum(h.payload_type == 101 and h.marker for h in phone.heard) >= 2,
+                10,
+                "two keys",
+            )
+            await gateway.stop()
+            assert await sipp.wait(15) == 0, sipp.report()
+    _, timeline, svg = read_timeline(calls)
+    firsts = [h.at for h in phone.heard if h.payload_type == 101 and h.marker]
+    keys = entries(timeline, "dtmf")
+    assert [(k["digit"], k["direction"]) for k in keys] == [("1", "out"), ("#", "out")]
+    for key, heard_at in zip(keys, firsts, strict=True):
+        assert abs(key["at"] - (heard_at - timeline["origin_monotonic_s"])) <= WIRE_S
+    [marks] = [g for g in svg.iter(f"{SVG}g") if g.get("id") == "lane-dtmf"]
+    titles = [m.find(f"{SVG}title").text for m in marks.findall(f"{SVG}g[@class='mark']")]
+    assert [t.split(" at ")[0] for t in titles] == ["key 1 to the caller", "key # to the caller"]
