@@ -17,12 +17,15 @@ import aiohttp
 import pytest
 
 from gateway.agent import EmbeddedRealtimeServer
+from gateway.bridge.call import CallBridge
 
+from .call_files import record_files
 from .gateway_proc import GatewayProcess
 from .peers import missing_peer_tools
 from .rtp_caller import RtpCaller, voice
 from .scenarios import sipp_dial
 from .test_barge_in import BURST, client_events, gateway_config, long_answer
+from .test_call_teardown import answered_call, records_config
 from .test_control_api import TOKEN, Api, api_config
 
 pytestmark = [
@@ -36,7 +39,7 @@ WIRE_S = 0.05  # loopback, and this process's loop busy with the fake as well as
 
 def read_timeline(calls: Path) -> tuple[dict[str, Any], dict[str, Any], ET.Element]:
     """(the record, the timeline, the parsed picture) of the one call in `calls`."""
-    [record_path] = [p for p in calls.glob("*.json") if not p.name.endswith(".timeline.json")]
+    [record_path] = record_files(calls)
     record = json.loads(record_path.read_text())
     stem = record["call_id"]
     assert record_path.name == f"{stem}.json"
@@ -200,3 +203,22 @@ async def test_keys_the_control_api_sends_are_marked_when_they_reach_the_wire(
     [marks] = [g for g in svg.iter(f"{SVG}g") if g.get("id") == "lane-dtmf"]
     titles = [m.find(f"{SVG}title").text for m in marks.findall(f"{SVG}g[@class='mark']")]
     assert [t.split(" at ")[0] for t in titles] == ["key 1 to the caller", "key # to the caller"]
+
+
+async def test_a_call_whose_bridge_crashes_still_gets_its_timeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task of the bridge fails (here the writer to the service): the call ends as an
+    internal error, its record is written, and its timeline beside it."""
+
+    async def crashing(self: CallBridge) -> None:
+        raise RuntimeError("writer crashed")
+
+    monkeypatch.setattr(CallBridge, "_writer", crashing)
+    async with answered_call(records_config(tmp_path), "tl-crash") as (gateway, _, _):
+        ended = await gateway.wait_for("call.ended", timeout=10)
+    assert ended["reason"] == "internal_error:writer"
+    record, timeline, svg = read_timeline(tmp_path / "calls_dir")
+    assert record["end_reason"] == "internal_error:writer"
+    assert 0 <= timeline["duration_s"] < 5
+    assert svg.find(f"{SVG}title").text == f"Timeline of call {record['call_id']}"
