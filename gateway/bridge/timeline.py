@@ -156,18 +156,14 @@ class Timeline:
     def commands(self, commands: Iterable[object], now: float) -> None:
         """The core's commands: a cut answer (truncate, heard ms), a tool's start and end."""
         for command in commands:
-            kind = type(command)
-            if kind is rt.Truncate:
-                cut: Any = command
+            if isinstance(command, rt.Truncate):
                 self.lanes["barge_ins"].add(
-                    {"at": now, "kind": "truncate", "heard_ms": int(cut.audio_end_ms)}
+                    {"at": now, "kind": "truncate", "heard_ms": int(command.audio_end_ms)}
                 )
-            elif kind is RunTool:
-                call: Any = command
-                self._tool_started(call.call.call_id, call.call.name, now)
-            elif kind is rt.FunctionOutput:
-                output: Any = command
-                self._tool_ended(output.call_id, now)
+            elif isinstance(command, RunTool):
+                self._tool_started(command.call.call_id, command.call.name, now)
+            elif isinstance(command, rt.FunctionOutput):
+                self._tool_ended(command.call_id, now)
 
     def local_hold(self, now: float) -> None:
         """The gateway's own VAD held the agent's audio (local barge-in)."""
@@ -243,7 +239,9 @@ def _relative(entry: dict[str, Any], origin: float) -> dict[str, Any]:
     return out
 
 
-def turns(caller: Sequence[dict[str, Any]], agent: Sequence[dict[str, Any]]) -> list[dict]:
+def turns(
+    caller: Sequence[dict[str, Any]], agent: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Each turn's response time: the end of the caller's speech to the start of the agent's
     next audio, when the caller did not speak again before it (then the later speech's end
     counts). Audio that started while the caller spoke answers nobody's turn."""
