@@ -6,7 +6,8 @@ call. The picture has no script, no style sheet, font or image from elsewhere; e
 caller, the model or the service could choose (a tool's name) is XML-escaped and stripped of
 characters XML cannot carry. Its size is bounded by the lanes' caps and a maximum width.
 Accessible: ``<title>`` and ``<desc>`` (a summary in words), each mark with its own
-``<title>`` (a tooltip, and what a screen reader reads).
+``<title>`` (a tooltip, and what a screen reader reads). No ``id`` attributes: pictures of
+several calls inlined in one page cannot clash.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ TOP = 34  # px for the heading and the turns' labels
 LANE_H = 30
 PAD = 6  # px above and below a span in its lane
 AXIS_H = 30
-RIGHT = 20
+RIGHT = 60  # px: room for a response time written at the very end
 PX_PER_S = 40.0
 MIN_PLOT_W = 600
 MAX_PLOT_W = 4000
@@ -87,9 +88,9 @@ def render(data: dict[str, Any]) -> str:
     call_id = data.get("call_id", "")
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="title desc">',
-        f'<title id="title">Timeline of call {text(call_id)}</title>',
-        f'<desc id="desc">{text(_summary(data), 2000)}</desc>',
+        f'viewBox="0 0 {width} {height}" role="img">',
+        f"<title>Timeline of call {text(call_id)}</title>",
+        f"<desc>{text(_summary(data), 2000)}</desc>",
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="8" y="16" {FONT} font-weight="bold">Call {text(call_id)}: '
         f"{float(data.get('duration_s', 0.0)):.1f} s</text>",
@@ -130,7 +131,7 @@ def _lane(
     colour = COLOURS[name]
     label = LABELS[name] + (" (cut short)" if truncated else "")
     out = [
-        f'<g id="lane-{name}" class="lane">',
+        f'<g class="lane" data-lane="{name}">',
         f'<rect x="{LEFT}" y="{top}" width="{round(scale.width, 1)}" height="{LANE_H}" '
         f'fill="{"#f5f5f5" if index % 2 else "#fafafa"}"/>',
         f'<text x="8" y="{top + LANE_H // 2 + 4}" {FONT}>{text(label)}</text>',
@@ -202,7 +203,7 @@ def _turns(turns: list[dict[str, Any]], scale: _Scale) -> str:
     """Each turn's response time, over the agent's lane: a bracket from the end of the
     caller's speech to the agent's first audio, with its ms."""
     agent_top = TOP + LANES.index("agent_audio") * LANE_H
-    out = ['<g id="turns">']
+    out = ['<g class="turns">']
     for turn in turns:
         x0, x1 = scale.x(float(turn["caller_end"])), scale.x(float(turn["agent_start"]))
         ms = int(turn["response_ms"])
@@ -220,7 +221,7 @@ def _turns(turns: list[dict[str, Any]], scale: _Scale) -> str:
 def _axis(scale: _Scale, y: int) -> str:
     step = next((s for s in TICK_STEPS if scale.duration / s <= scale.width / 70), TICK_STEPS[-1])
     out = [
-        '<g id="axis">',
+        '<g class="axis">',
         f'<line x1="{LEFT}" y1="{y}" x2="{round(LEFT + scale.width, 1)}" y2="{y}" '
         'stroke="#000000"/>',
     ]

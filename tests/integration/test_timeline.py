@@ -121,11 +121,11 @@ async def test_a_barge_in_call_shows_what_the_phone_heard_and_the_cut(tmp_path: 
     # The picture: each lane with its marks, the response time written, the cut's ms.
     labels = [t.text for t in svg.iter(f"{SVG}text") if t.get("class") == "response"]
     assert labels == [f"{turn['response_ms']} ms" for turn in turns]
-    lanes = {g.get("id"): g for g in svg.iter(f"{SVG}g") if g.get("class") == "lane"}
-    assert len(lanes["lane-agent_audio"].findall(f"{SVG}rect[@class='span']")) == len(agent)
-    [mark] = lanes["lane-barge_ins"].findall(f"{SVG}g[@class='mark']")
+    lanes = {g.get("data-lane"): g for g in svg.iter(f"{SVG}g") if g.get("class") == "lane"}
+    assert len(lanes["agent_audio"].findall(f"{SVG}rect[@class='span']")) == len(agent)
+    [mark] = lanes["barge_ins"].findall(f"{SVG}g[@class='mark']")
     assert f"{truncate['audio_end_ms']} ms" in mark.find(f"{SVG}title").text
-    [key] = lanes["lane-dtmf"].findall(f"{SVG}g[@class='mark']")
+    [key] = lanes["dtmf"].findall(f"{SVG}g[@class='mark']")
     assert key.find(f"{SVG}text").text == "5"
 
 
@@ -200,7 +200,7 @@ async def test_keys_the_control_api_sends_are_marked_when_they_reach_the_wire(
     assert [(k["digit"], k["direction"]) for k in keys] == [("1", "out"), ("#", "out")]
     for key, heard_at in zip(keys, firsts, strict=True):
         assert abs(key["at"] - (heard_at - timeline["origin_monotonic_s"])) <= WIRE_S
-    [marks] = [g for g in svg.iter(f"{SVG}g") if g.get("id") == "lane-dtmf"]
+    [marks] = [g for g in svg.iter(f"{SVG}g") if g.get("data-lane") == "dtmf"]
     titles = [m.find(f"{SVG}title").text for m in marks.findall(f"{SVG}g[@class='mark']")]
     assert [t.split(" at ")[0] for t in titles] == ["key 1 to the caller", "key # to the caller"]
 

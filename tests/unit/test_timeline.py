@@ -196,7 +196,7 @@ def _call(tool_name: str = "lookup") -> dict[str, Any]:
 
 
 def lane_of(root: ET.Element, name: str) -> ET.Element:
-    [lane] = [g for g in root.iter(f"{SVG}g") if g.get("id") == f"lane-{name}"]
+    [lane] = [g for g in root.iter(f"{SVG}g") if g.get("data-lane") == name]
     return lane
 
 
@@ -230,6 +230,7 @@ def test_hostile_strings_are_escaped_and_nothing_external_is_referenced() -> Non
     assert "<script" not in svg and "\x00" not in svg and "\x1b" not in svg
     assert not list(root.iter(f"{SVG}script"))
     assert "href" not in svg and "url(" not in svg and "<style" not in svg
+    assert " id=" not in svg  # several pictures inlined in one page cannot clash
     [span] = lane_of(root, "tools").findall(f"{SVG}rect[@class='span']")
     assert span.find(f"{SVG}title").text.startswith("</text><script>")
 
