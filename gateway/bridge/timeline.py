@@ -28,7 +28,7 @@ from ..realtime import protocol as rt
 from .core import RunTool
 from .timeline_svg import LANES, render
 
-MAX_ENTRIES = 500  # per lane: a long call's picture stays a few hundred kB at most
+MAX_ENTRIES = 500  # per lane: the picture of any call stays under 1 MB (every lane full)
 MAX_OPEN_TOOLS = 32  # tool calls in progress at once (the model asks, we bound)
 MAX_NAME = 64  # characters of a tool's name kept (the model chooses it)
 LOUD_LEVEL = 520  # |sample| at about -36 dBFS: louder is the caller's voice (or a noise)
