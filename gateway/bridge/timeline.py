@@ -6,8 +6,8 @@ audio as sent on RTP), the service's events (speech_started/stopped), the core's
 (a truncate and its heard ms, a tool run and its output), keys both ways, the link's session
 replacements, and the receiver's lost-packet count once a second. Times are monotonic seconds
 passed in (the agent's frames read ``clock`` only when the agent starts or stops talking);
-:meth:`Timeline.snapshot` gives them relative to the answer, for ``<call_id>.timeline.json``
-and the picture (:mod:`.timeline_svg`).
+:meth:`Timeline.snapshot` gives them relative to the answer, for the picture
+``<call_id>.timeline.svg`` (:mod:`.timeline_svg`), which carries them in its metadata.
 
 Cheap and bounded: per frame a few comparisons (the caller's frame one ``bytes.translate``
 and ``count`` too); spans are merged as they grow; each lane keeps at most ``MAX_ENTRIES``
@@ -16,7 +16,6 @@ entries and says ``truncated`` when it dropped any.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -263,9 +262,6 @@ def turns(
 
 
 def write_files(directory: Path, call_id: str, data: dict[str, Any]) -> None:
-    """``<call_id>.timeline.json`` and ``<call_id>.timeline.svg`` in ``directory``, each
-    replaced whole (durable.write_atomically): blocking, for a worker thread."""
-    write_atomically(
-        directory / f"{call_id}.timeline.json", json.dumps(data, separators=(",", ":")).encode()
-    )
+    """``<call_id>.timeline.svg`` in ``directory`` (the marks in its metadata), replaced whole
+    (durable.write_atomically): blocking, for a worker thread."""
     write_atomically(directory / f"{call_id}.timeline.svg", render(data).encode())

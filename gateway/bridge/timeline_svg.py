@@ -1,19 +1,23 @@
 """A call's timeline as one self-contained SVG: lanes over a time axis, each turn's response
 time written on it.
 
-Drawn from :meth:`~.timeline.Timeline.snapshot` (the JSON file's content), never from the live
-call. The picture has no script, no style sheet, font or image from elsewhere; every string a
-caller, the model or the service could choose (a tool's name) is XML-escaped and stripped of
-characters XML cannot carry. Its size is bounded by the lanes' caps and a maximum width.
-Accessible: ``<title>`` and ``<desc>`` (a summary in words), each mark with its own
-``<title>`` (a tooltip, and what a screen reader reads). No ``id`` attributes: pictures of
-several calls inlined in one page cannot clash.
+Drawn from :meth:`~.timeline.Timeline.snapshot`, never from the live call. The marks themselves
+travel inside the picture, as JSON in its ``<metadata>`` (:func:`marks` reads them back): one
+file per call beside its record, and ``calls_dir/*.json`` stays the records alone. The picture
+has no script, no style sheet, font or image from elsewhere; every string a caller, the model
+or the service could choose (a tool's name) is XML-escaped and stripped of characters XML
+cannot carry. Its size is bounded by the lanes' caps and a maximum width. Accessible:
+``<title>`` and ``<desc>`` (a summary in words), each mark with its own ``<title>`` (a tooltip,
+and what a screen reader reads). No ``id`` attributes: pictures of several calls inlined in one
+page cannot clash.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import xml.etree.ElementTree as ET
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -91,6 +95,7 @@ def render(data: dict[str, Any]) -> str:
         f'viewBox="0 0 {width} {height}" role="img">',
         f"<title>Timeline of call {text(call_id)}</title>",
         f"<desc>{text(_summary(data), 2000)}</desc>",
+        f'<metadata data-format="application/json">{_marks_text(data)}</metadata>',
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="8" y="16" {FONT} font-weight="bold">Call {text(call_id)}: '
         f"{float(data.get('duration_s', 0.0)):.1f} s</text>",
@@ -104,6 +109,19 @@ def render(data: dict[str, Any]) -> str:
     parts.append(_axis(scale, TOP + LANE_H * len(LANES)))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _marks_text(data: dict[str, Any]) -> str:
+    # ensure_ascii: every character XML may carry, whatever a tool's name held.
+    return escape(json.dumps(data, separators=(",", ":"), ensure_ascii=True))
+
+
+def marks(svg: str) -> dict[str, Any]:
+    """The marks a picture was drawn from (``Timeline.snapshot``), read from its metadata."""
+    node = ET.fromstring(svg).find("{http://www.w3.org/2000/svg}metadata")
+    if node is None or not node.text:
+        raise ValueError("no timeline marks in this picture")
+    return json.loads(node.text)
 
 
 def _summary(data: dict[str, Any]) -> str:

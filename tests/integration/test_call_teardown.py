@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from gateway.bridge.recording import Recording
+from gateway.bridge.timeline_svg import marks
 from gateway.bridge.transcript import TranscriptLog
 from gateway.call_record import CallRecord
 from gateway.media.stream import PortAllocator, RtpStream
 from gateway.realtime.link import RealtimeLink
 from gateway.sip.uas import GatewayUAS
 
-from .call_files import record_files
 from .fuzz_mutators import Addresses, Context, invite
 from .gateway_proc import InProcessGateway
 from .peers import LOOPBACK
@@ -136,13 +136,11 @@ async def test_a_failing_teardown_step_leaves_the_others_running(
         assert ended["reason"] == "caller_bye"
         assert gateway.gateway._ports.in_use == 0 and not gateway.gateway.calls
         await gateway.wait_for("call.teardown_failed", timeout=5)
-    [record_file] = record_files(tmp_path / "calls_dir")
+    [record_file] = (tmp_path / "calls_dir").glob("*.json")
     record = json.loads(record_file.read_text())
     assert (record["state"], record["end_reason"]) == ("completed", "caller_bye")
     assert record["rtp"]["packets_out"] > 0
-    timeline = json.loads(
-        (tmp_path / "calls_dir" / f"{record['call_id']}.timeline.json").read_text()
-    )
+    timeline = marks((tmp_path / "calls_dir" / f"{record['call_id']}.timeline.svg").read_text())
     assert timeline["call_id"] == record["call_id"]  # and its timeline beside it
     [wav] = (tmp_path / "recordings_dir").glob("*.wav")
     assert record["recording"] == str(wav) and wav.stat().st_size > 44  # header and audio

@@ -35,7 +35,6 @@ from gateway.media.rtp import RtpSender
 from gateway.realtime.protocol import PCM16_RATE
 from tests.audio import active_bounds, normalized_xcorr, speech_wav
 
-from .call_files import record_files
 from .gateway_proc import GatewayProcess
 from .pacing import PacingProbe
 from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port, missing_peer_tools
@@ -376,7 +375,7 @@ async def test_a_refusing_service_gets_503_with_retry_after_then_calls_succeed(
             )
             await run_sipp(tmp_path, short, gateway.port, calls=2, context=gateway.tail)
             await assert_unaffected(gateway, by)
-    records = [json.loads(p.read_text()) for p in record_files(tmp_path / "calls")]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "calls").glob("*.json")]
     reasons = sorted(r["end_reason"] for r in records if r["sip_call_id"] != by.sip_call_id)
     assert reasons == ["caller_bye"] * 2 + ["realtime_unavailable"] * 3
 
@@ -631,7 +630,7 @@ async def test_a_burst_of_invites_above_max_calls(tmp_path: Path) -> None:
             assert [e["reason"] for e in ended] == ["caller_bye"] * 3
     # Every INVITE of the burst left its record, the refused ones too (read once the gateway
     # has stopped: its refusals are written in the background).
-    records = [json.loads(p.read_text()) for p in record_files(tmp_path / "calls")]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "calls").glob("*.json")]
     burst_records = [r for r in records if r["sip_call_id"] != by.sip_call_id]
     assert (
         sorted((r["end_reason"], r["sip_status"]) for r in burst_records)

@@ -1,4 +1,4 @@
-"""A call's timeline (``<call_id>.timeline.json`` and ``.svg`` beside its record) against what
+"""A call's timeline (``<call_id>.timeline.svg`` beside its record, its marks inside) against what
 really happened on the call: the real gateway process, SIPp for the signalling, a Python phone
 on a loopback socket that notes when each packet arrived, the fake Realtime service here.
 
@@ -18,8 +18,8 @@ import pytest
 
 from gateway.agent import EmbeddedRealtimeServer
 from gateway.bridge.call import CallBridge
+from gateway.bridge.timeline_svg import marks
 
-from .call_files import record_files
 from .gateway_proc import GatewayProcess
 from .peers import missing_peer_tools
 from .rtp_caller import RtpCaller, voice
@@ -39,12 +39,13 @@ WIRE_S = 0.05  # loopback, and this process's loop busy with the fake as well as
 
 def read_timeline(calls: Path) -> tuple[dict[str, Any], dict[str, Any], ET.Element]:
     """(the record, the timeline, the parsed picture) of the one call in `calls`."""
-    [record_path] = record_files(calls)
+    [record_path] = calls.glob("*.json")  # the record alone
     record = json.loads(record_path.read_text())
     stem = record["call_id"]
     assert record_path.name == f"{stem}.json"
-    timeline = json.loads((calls / f"{stem}.timeline.json").read_text())
-    svg = ET.fromstring((calls / f"{stem}.timeline.svg").read_text())
+    picture = (calls / f"{stem}.timeline.svg").read_text()
+    timeline = marks(picture)
+    svg = ET.fromstring(picture)
     assert timeline["call_id"] == stem
     return record, timeline, svg
 
