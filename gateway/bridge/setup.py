@@ -29,6 +29,7 @@ from aiosipua.dialog import DialogState
 
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
+from ..console.hub import Hub
 from ..gc_pauses import FullCollections
 from ..hooks.decide import DECLINED_REASONS, DecisionHook, Declined
 from ..hooks.events import (
@@ -108,6 +109,7 @@ class CallServices:
     full_collections: FullCollections
     on_calls_changed: Callable[[], None]
     events: Callable[[str], Emit] = lambda call_id: no_events  # hooks.events, per call
+    console: Hub | None = None  # the live console: the transcript's turns as they come
     hook: DecisionHook | None = None  # hooks.call_incoming, asked before the call is set up
 
 
@@ -314,6 +316,8 @@ class CallSetup:
             on_failure=partial(self.services.metrics.write_failed, "transcript"),
         )
         self.transcript = transcript
+        if self.services.console is not None:
+            transcript.on_turn = partial(self.services.console.turn, self.call.id)
         stack.callback(lambda: transcript.close(self.reason))
         return transcript
 

@@ -92,6 +92,7 @@ class TranscriptLog:
         self.closed = False
         # The last turns, for whoever asks about the call in progress (the control API).
         self.recent: deque[dict[str, str]] = deque(maxlen=RECENT_TURNS)
+        self.on_turn: Callable[[dict[str, Any]], None] | None = None  # the live console
 
     @classmethod
     def open(
@@ -244,6 +245,8 @@ class TranscriptLog:
         self.recent.append({"role": role, "text": text[:RECENT_TEXT_CHARS], "at": line["at"]})
         if len(self.turns) < MAX_KEPT_TURNS:
             self.turns.append(line)
+        if self.on_turn is not None:
+            self.on_turn(line)
         self._write(line)
 
     def _write(self, line: dict[str, Any]) -> None:
