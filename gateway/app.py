@@ -26,6 +26,7 @@ from .call_controls import start_api
 from .call_record import RecordWriter
 from .calls import Calls
 from .config import GatewayConfig, sip_passwords
+from .console.counts import ConsoleMetrics
 from .console.hub import Hub
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
@@ -89,6 +90,7 @@ class Gateway:
         self._metrics_server: MetricsServer | None = None
         self._api_server: ApiServer | None = None
         self.console_hub = Hub()  # the live console's pages (none open: costs nothing)
+        self.console_metrics = ConsoleMetrics(self.metrics.registry, self.console_hub)
         self._hook: DecisionHook | None = None  # hooks.call_incoming (a restart changes it)
         self.ready = False  # SIP listens and the Realtime side was checked
         self.failure: str | None = None  # a listener stopped: systemd restarts us (lifecycle)
@@ -226,7 +228,9 @@ class Gateway:
                 self.debug_state,
             )
             self._hook = decision_hook(self.cfg)
-            self._api_server = await start_api(self.cfg, self.calls, self.console_hub)
+            self._api_server = await start_api(
+                self.cfg, self.calls, self.console_hub, self.console_metrics.listens.inc
+            )
             self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:
             await self.stop()

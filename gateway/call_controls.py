@@ -145,7 +145,12 @@ def live(call: ActiveCall) -> dict[str, Any]:
     return figures
 
 
-async def start_api(cfg: GatewayConfig, calls: Calls, hub: Hub | None = None) -> ApiServer | None:
+async def start_api(
+    cfg: GatewayConfig,
+    calls: Calls,
+    hub: Hub | None = None,
+    on_listen: Callable[[], None] = lambda: None,
+) -> ApiServer | None:
     """The control API listening, when configured, with its console unless turned off;
     StartupError when it cannot."""
     api = cfg.api
@@ -160,6 +165,7 @@ async def start_api(cfg: GatewayConfig, calls: Calls, hub: Hub | None = None) ->
         records = cfg.records
         history = History(records.calls_dir, records.transcripts_dir, records.recordings_dir)
         console = Console(controls, hub or Hub(), history, token.encode() if token else None)
+        console.on_listen = on_listen
     server = ApiServer(controls, api.bind, api.port, token, console)
     try:
         await server.start()

@@ -314,10 +314,9 @@ class CallSetup:
             caller=sip.caller,
             callee=sip.callee,
             on_failure=partial(self.services.metrics.write_failed, "transcript"),
+            on_turn=_console_turns(self.services.console, self.call.id),
         )
         self.transcript = transcript
-        if self.services.console is not None:
-            transcript.on_turn = partial(self.services.console.turn, self.call.id)
         stack.callback(lambda: transcript.close(self.reason))
         return transcript
 
@@ -424,6 +423,11 @@ class CallSetup:
         self.emit("call.ended", ended_data(reason, self.record, self.transcript))
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
+
+
+def _console_turns(hub: Hub | None, call_id: str) -> Callable[[dict[str, Any]], None] | None:
+    """The live console's ear for the call's transcript (None: no console)."""
+    return partial(hub.turn, call_id) if hub is not None else None
 
 
 def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:

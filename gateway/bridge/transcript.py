@@ -102,11 +102,13 @@ class TranscriptLog:
         log: Any,
         *,
         on_failure: Callable[[], None] = lambda: None,
+        on_turn: Callable[[dict[str, Any]], None] | None = None,
         **call: Any,
     ) -> TranscriptLog:
         """Start the call's file in `directory` (None: log only) with its first line; a
-        failure leaves no file and never ends a call."""
+        failure leaves no file and never ends a call. ``on_turn`` sees each turn written."""
         transcript = cls(None, log, on_failure=on_failure)
+        transcript.on_turn = on_turn
         first = {"type": "call", "event": "answered", "at": transcript._iso(), "call_id": call_id}
         if directory is None:
             return transcript

@@ -88,6 +88,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.stats_source: StatsSource = list
         self.dropped = 0  # pages dropped for being slow
+        self.on_drop: Callable[[], None] = lambda: None
         self._snapshots: asyncio.Task[None] | None = None
 
     # --- pages --------------------------------------------------------------------------------
@@ -109,6 +110,7 @@ class Hub:
         self.subscribers.discard(sub)
         if sub.dropped:
             self.dropped += 1
+            self.on_drop()
         if not self.subscribers:
             _LISTENING.discard(self)
             if self._snapshots is not None:
@@ -116,11 +118,11 @@ class Hub:
                 self._snapshots = None
 
     def close(self) -> None:
-        """The server stops: every page's stream ends."""
+        """The server stops: every page's stream ends (not counted as dropped)."""
         for sub in list(self.subscribers):
+            self.unsubscribe(sub)
             sub.dropped = True
             sub.ready.set()
-            self.unsubscribe(sub)
 
     # --- what the calls say -------------------------------------------------------------------
 
