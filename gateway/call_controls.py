@@ -65,9 +65,18 @@ class GatewayControls:
         except ValueError as exc:
             raise Problem(409, str(exc)) from None
 
-    def live(self) -> list[dict[str, Any]]:
-        """Every call's live figures, for the console (a few times a second while open)."""
-        return [live(call) for call in list(self._calls.values()) if call.setup is not None]
+    def live(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        """Every call's live figures, or one call's, for the console (a few times a second
+        while a page is open)."""
+        return [
+            live(call)
+            for call in list(self._calls.values())
+            if call.setup is not None and (call_id is None or call.id == call_id)
+        ]
+
+    def alive(self, call_id: str) -> bool:
+        """Whether the call is still in progress (its listen-in goes on)."""
+        return any(call.id == call_id for call in list(self._calls.values()))
 
     def tap(self, call_id: str) -> tuple[CallTap, Callable[[], None]]:
         """The answered call's console tap (listen-in, meters) and how to put it away."""

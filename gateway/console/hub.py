@@ -27,17 +27,18 @@ from ..hooks.events import Emit
 
 log = structlog.get_logger("gateway")
 
-SNAPSHOT_HZ = 4
+SNAPSHOT_HZ = 4  # a call's page (its meters)
+LIST_EVERY = 2  # the list of every call: 2 Hz (its cost grows with the calls)
 MAX_QUEUED = 256  # messages waiting for one page; beyond, the page is dropped
 MAX_SUBSCRIBERS = 32
-# The log lines a console shows as they happen (the rest stays in the log).
+# The log lines a console shows as they happen (the rest stays in the log; tool calls come
+# as call.tool events).
 LOG_EVENTS = frozenset(
     {
         "call.barge_in",
         "call.local_barge_in_confirmed",
         "call.dtmf",
         "call.dtmf_to_model",
-        "call.tool",
         "call.transfer",
         "call.guard",
         "call.rtp_timeout",
@@ -58,7 +59,7 @@ LOG_EVENTS = frozenset(
 _SKIP_FIELDS = frozenset({"event", "call_id", "sip_call_id", "level", "timestamp", "logger"})
 MAX_FIELD_CHARS = 2000
 
-StatsSource = Callable[[], list[dict[str, Any]]]
+StatsSource = Callable[[str | None], list[dict[str, Any]]]  # one call's, or every call's
 
 
 class Subscriber:
@@ -86,7 +87,7 @@ class Hub:
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
-        self.stats_source: StatsSource = list
+        self.stats_source: StatsSource = lambda call_id: []
         self.dropped = 0  # pages dropped for being slow
         self.on_drop: Callable[[], None] = lambda: None
         self._snapshots: asyncio.Task[None] | None = None
@@ -148,24 +149,26 @@ class Hub:
                 sub.put(message)
 
     async def _snapshot_loop(self) -> None:
-        """The calls' live figures, while pages are open: one list for the pages that follow
-        every call, one entry for a page that follows one."""
+        """The calls' live figures, while pages are open: a page on one call gets its call's
+        SNAPSHOT_HZ times a second (its meters), a page on every call the whole list every
+        LIST_EVERY-th time (serialised once for all such pages)."""
+        tick = 0
         while True:
             await asyncio.sleep(1 / SNAPSHOT_HZ)
+            tick += 1
             try:
-                calls = self.stats_source()
+                self._snapshot(tick % LIST_EVERY == 0)
             except Exception:  # a call torn down under us: next time
                 log.exception("console.snapshot_failed")
-                continue
-            everything: bytes | None = None
-            by_id = {call["id"]: call for call in calls}
-            for sub in list(self.subscribers):
-                if sub.call_id is None:
-                    everything = everything or sse("stats", {"calls": calls})
-                    sub.put(everything)
-                else:
-                    one = by_id.get(sub.call_id)
-                    sub.put(sse("stats", {"calls": [one] if one else []}))
+
+    def _snapshot(self, with_list: bool) -> None:
+        everything: bytes | None = None
+        for sub in list(self.subscribers):
+            if sub.call_id is not None:
+                sub.put(sse("stats", {"calls": self.stats_source(sub.call_id)}))
+            elif with_list:
+                everything = everything or sse("stats", {"calls": self.stats_source(None)})
+                sub.put(everything)
 
 
 def sse(kind: str, data: Mapping[str, Any]) -> bytes:

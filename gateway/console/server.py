@@ -45,7 +45,11 @@ ACTIONS += ("/{call_id}/dtmf",)
 class LiveCalls(Protocol):
     """What the console reads from the calls in progress (call_controls.py)."""
 
-    def live(self) -> list[dict[str, Any]]: ...
+    def live(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        """Every call's live figures, or one call's (none when it is not in progress)."""
+        ...
+
+    def alive(self, call_id: str) -> bool: ...
 
     def tap(self, call_id: str) -> tuple[CallTap, Callable[[], None]]:
         """The call's audio tap and the function that puts it away when unused; Problem
@@ -183,7 +187,7 @@ class Console:
                 }
             )
             await response.prepare(request)
-            calls = [c for c in self.calls.live() if call_id is None or c["id"] == call_id]
+            calls = self.calls.live(call_id)
             await response.write(b"retry: 1000\n\n" + sse("stats", {"calls": calls}))
             await self._stream(sub, response)
         except (TimeoutError, ConnectionError):
@@ -269,7 +273,7 @@ class Console:
                 if data:
                     await asyncio.wait_for(ws.send_bytes(data), SEND_TIMEOUT_S)
                     listener.sent += len(data)
-                if not any(c["id"] == call_id for c in self.calls.live()):
+                if not self.calls.alive(call_id):
                     return  # the call ended
         finally:
             closed.cancel()

@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.integration.gateway_proc import GatewayProcess
 from tests.integration.peers import LOOPBACK, Sipp, free_port_block, free_udp_port
 from tests.integration.rtp_peer import uac_until_bye
-from tests.perf.console_clients import ConsoleLoad
+from tests.perf.console_clients import ConsoleLoad, console_share
 
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
 # On the 200 OK: the gateway's key for the call (no a=crypto of this suite: the call fails),
@@ -329,6 +329,10 @@ async def run(
     latency = latency_in_window(latency0, latency1)
     if profiler is not None:
         await profiler.wait()
+        if console_report is not None:  # the console's own share of the gateway's work
+            share = console_share(args.profile)
+            console_report["profile"] = share
+            console_report["console_cpu_cores"] = round(share["share"] * cpu["gateway"], 4)
 
     code = await sipp.wait(timeout=hangup_ms / 1000 + 120)
     await gateway.wait_for(

@@ -1,6 +1,6 @@
 """Console pages held open during a load run (bench_load.py ``--console N --listen K``).
 
-N clients read the live stream (server-sent events: every call's events and the 4 Hz
+N clients read the live stream (server-sent events: every call's events and the 2 Hz
 snapshot of all calls), K more listen in on a call each (WebSocket, stereo PCM16). They count
 what they receive; the console's cost is the gateway's CPU with them against without them.
 """
@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
+_SNAPSHOT = re.compile(r"(^|;)live \([^)]*gateway/call_controls\.py")
 
 
 @dataclass
@@ -102,3 +105,19 @@ class ConsoleLoad:
             "audio_kib_per_s": round(self.audio_bytes / seconds / 1024, 1),
             "errors": self.errors[:5],
         }
+
+
+def console_share(profile: str) -> dict[str, Any]:
+    """From a py-spy raw profile of the gateway (``--profile``): the share of its busy samples
+    spent in the console's code (the hub, the snapshot of the calls, the pages' and listen-ins'
+    sends, the audio tap, the log tap). Times the gateway's CPU: the console's CPU."""
+    total = console = 0
+    with open(profile, encoding="utf-8", errors="replace") as file:
+        for line in file:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not count.isdigit():
+                continue
+            total += int(count)
+            if "gateway/console/" in stack or _SNAPSHOT.search(stack):
+                console += int(count)
+    return {"samples": total, "console_samples": console, "share": round(console / total, 4)}

@@ -74,9 +74,9 @@ async def test_snapshots_run_only_while_a_page_is_open() -> None:
     asked = asyncio.Event()
     calls = [{"id": "c1", "state": "answered"}, {"id": "c2", "state": "answered"}]
 
-    def source() -> list[dict[str, object]]:
+    def source(call_id: str | None) -> list[dict[str, object]]:
         asked.set()
-        return calls
+        return [c for c in calls if call_id is None or c["id"] == call_id]
 
     hub.stats_source = source
     everything, one = hub.subscribe(None), hub.subscribe("c2")
