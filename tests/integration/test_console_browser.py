@@ -177,6 +177,16 @@ async def test_a_supervisor_follows_hears_and_hangs_up_a_call(tmp_path: Path, br
                     "the agent's level meter",
                 )
 
+                # The call's log lines, pushed as they are written (the log tap).
+                def happened(d: Any) -> list[str]:
+                    texts = [li.text for li in d.find_elements(By.CSS_SELECTOR, "#events li")]
+                    joined = " ".join(texts)
+                    return (
+                        texts if "api.say" in joined and "console.listen_started" in joined else []
+                    )
+
+                until(browser, happened, 5, "api.say and console.listen_started in the events")
+
             await step(say_and_see_the_meter)
             await gateway.wait_for("api.say", timeout=5)
 
