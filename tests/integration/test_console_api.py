@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import wave
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 
-from .gateway_proc import GatewayProcess
+from .gateway_proc import REPO, GatewayProcess
 from .peers import LOOPBACK, free_udp_port
 
 pytestmark = pytest.mark.integration
@@ -247,3 +249,53 @@ async def test_history_serves_only_files_inside_the_records_folders(tmp_path: Pa
             status, _, _ = await get(f"/console/history/calls/{hostile}")
             assert status == 404
         assert (await get("/console/history/calls/escape1/timeline.svg"))[0] == 404
+
+
+async def test_listen_in_streams_both_sides_and_is_logged_and_counted(tmp_path: Path) -> None:
+    """Listen-in with the bearer header: the format, then stereo PCM16 in which the caller's
+    speech is on the left; it ends with the call; its start is logged and counted."""
+    port, cfg = console_config(tmp_path)
+    env = {"GATEWAY_API_TOKEN": TOKEN}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with GatewayProcess(tmp_path, cfg, env=env) as gateway, aiohttp.ClientSession() as s:
+        client = Client(port, s)
+        dial = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "dial", gateway.uri("echo"),
+            "--say", "Testing the listen in, one two three four five.", "--listen", "20",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=REPO,
+        )  # fmt: skip
+        try:
+            answered = await gateway.wait_for("call.answered", timeout=15)
+            call_id = answered["call_id"]
+            url = client.base.replace("http", "ws") + f"/console/v1/calls/{call_id}/listen"
+            audio = bytearray()
+            async with s.ws_connect(url, headers=auth) as ws:
+                first = await asyncio.wait_for(ws.receive_json(), 5)
+                assert first == {"rate": 8000, "channels": 2, "format": "s16le"}
+                while len(audio) < 8000 * 4 * 3:  # three seconds
+                    message = await asyncio.wait_for(ws.receive(), 5)
+                    assert message.type == aiohttp.WSMsgType.BINARY
+                    audio += message.data
+                started = await gateway.wait_for("console.listen_started", timeout=5)
+                assert started["user"] == "console" and started["source"].startswith("127.")
+                status, _, _ = await client.request(
+                    "POST", f"/v1/calls/{call_id}/hangup", headers=auth
+                )
+                assert status == 202
+                # The stream ends with the call: the server closes the socket.
+                while True:
+                    message = await asyncio.wait_for(ws.receive(), 10)
+                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                        break
+            stopped = await gateway.wait_for("console.listen_stopped", timeout=10)
+            assert stopped["call_id"] == call_id and stopped["seconds"] >= 3
+            stereo = np.frombuffer(bytes(audio), dtype="<i2").reshape(-1, 2).astype(float)
+            caller_rms = float(np.sqrt((stereo[:, 0] ** 2).mean()))
+            assert caller_rms > 300, caller_rms  # the caller's speech, on the left
+            async with s.get(gateway.metrics_url + "/metrics") as response:
+                text = await response.text()
+            assert "sipgw_console_listens_total 1.0" in text
+        finally:
+            if dial.returncode is None:
+                dial.kill()
+            await dial.wait()
