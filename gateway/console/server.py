@@ -177,7 +177,8 @@ class Console:
         sub = self.hub.subscribe(call_id)
         if sub is None:
             raise Problem(503, "too many console pages are open")
-        release = self._watch(call_id)
+        meters = _Meters(self.calls, call_id)
+        meters.attach()
         try:
             response = web.StreamResponse(
                 headers={
@@ -189,31 +190,15 @@ class Console:
             await response.prepare(request)
             calls = self.calls.live(call_id)
             await response.write(b"retry: 1000\n\n" + sse("stats", {"calls": calls}))
-            await self._stream(sub, response)
+            await self._stream(sub, response, meters)
         except (TimeoutError, ConnectionError):
             pass  # the page went away, or does not keep up: it reconnects
         finally:
             self.hub.unsubscribe(sub)
-            release()
+            meters.release()
         return response
 
-    def _watch(self, call_id: str | None) -> Callable[[], None]:
-        """A page on one call shows its meters while open."""
-        if call_id is None:
-            return lambda: None
-        try:
-            tap, untap = self.calls.tap(call_id)
-        except Problem:
-            return lambda: None
-        tap.watchers += 1
-
-        def release() -> None:
-            tap.watchers -= 1
-            untap()
-
-        return release
-
-    async def _stream(self, sub: Subscriber, response: web.StreamResponse) -> None:
+    async def _stream(self, sub: Subscriber, response: web.StreamResponse, meters: _Meters) -> None:
         while True:
             try:
                 await asyncio.wait_for(sub.ready.wait(), KEEPALIVE_S)
@@ -225,6 +210,7 @@ class Console:
             batch = b"".join(sub.queue)
             sub.queue.clear()
             sub.ready.clear()
+            meters.attach()  # a page opened while the call was being set up
             await asyncio.wait_for(response.write(batch), SEND_TIMEOUT_S)
 
     async def _listen(self, request: web.Request) -> web.StreamResponse:
@@ -308,6 +294,36 @@ class Console:
             raise Problem(404, "no timeline of this call")
         headers = {"Content-Type": "image/svg+xml", "Content-Security-Policy": SVG_CSP}
         return web.FileResponse(path, headers=headers)
+
+
+class _Meters:
+    """A page on one call shows its meters while open: it watches the call's tap from the
+    answer on (a call still being set up has none yet)."""
+
+    def __init__(self, calls: LiveCalls, call_id: str | None) -> None:
+        self.calls = calls
+        self.call_id = call_id
+        self._release: Callable[[], None] | None = None
+
+    def attach(self) -> None:
+        if self.call_id is None or self._release is not None:
+            return
+        try:
+            tap, untap = self.calls.tap(self.call_id)
+        except Problem:
+            return
+        tap.watchers += 1
+
+        def release() -> None:
+            tap.watchers -= 1
+            untap()
+
+        self._release = release
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
 
 
 async def _until_closed(ws: web.WebSocketResponse) -> None:
