@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from gateway.bridge.uplink import CallerAudio
+from gateway.config import AgentConfig
 from gateway.console import hub as hub_module
 from gateway.console.auth import ConsoleAuth, clean_label, cross_site, session_value
 from gateway.console.history import History, Search, inside
 from gateway.console.hub import MAX_QUEUED, Hub, log_tap
 from gateway.console.tap import MAX_LISTENER_FRAMES, CallTap, Listener
+from gateway.media.g711 import PCMU
 
 
 def messages(sub: hub_module.Subscriber) -> list[tuple[str, dict[str, object]]]:
@@ -188,3 +191,18 @@ def test_the_cookie_proves_the_token_without_holding_it() -> None:
     assert auth.cookie_ok(good) and not auth.cookie_ok(bad)
     assert not ConsoleAuth(None).cookie_ok(good)
     assert clean_label("<b>Sam</b>\r\nX-Evil: 1") == "bSambX-Evil 1"
+
+
+def test_a_tap_hears_the_caller_even_when_the_audio_passes_through_untouched() -> None:
+    """G.711 to the model as is: the payload still goes unchanged, and the tap (only while
+    there is one) gets it decoded."""
+    agent = AgentConfig.model_validate({"echo_suppression": None, "local_barge_in": None})
+    uplink = CallerAudio(PCMU, True, agent, 20, None, lambda: None)
+    pcm = (np.sin(np.arange(160) / 5) * 8000).astype(np.int16)
+    payload = PCMU.encode(pcm)
+    assert uplink.convert(payload, talking=False) is payload  # no tap: nothing decoded
+    tap = CallTap(160, 8000)
+    tap.watchers = 1
+    uplink.tap = tap
+    assert uplink.convert(payload, talking=False) == payload
+    assert tap.levels()["caller"] > 0.2
