@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -25,11 +26,13 @@ from .call_controls import start_api
 from .call_record import RecordWriter
 from .calls import Calls
 from .config import GatewayConfig, sip_passwords
+from .console.counts import ConsoleMetrics
+from .console.hub import Hub
 from .debug_state import debug_state
 from .gc_pauses import FullCollections, GcPauses
 from .hooks.decide import DecisionHook, decision_hook
 from .hooks.delivery import EventDelivery, start_events
-from .hooks.events import no_events
+from .hooks.events import Emit, no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
 from .media.stream import PortAllocator, local_ip_towards
 from .metrics import EventMetrics, Metrics, MetricsServer
@@ -86,6 +89,8 @@ class Gateway:
         self.metrics.active_calls.set_function(lambda: len(self.calls))
         self._metrics_server: MetricsServer | None = None
         self._api_server: ApiServer | None = None
+        self.console_hub = Hub()  # the live console's pages (none open: costs nothing)
+        self.console_metrics = ConsoleMetrics(self.metrics.registry, self.console_hub)
         self._hook: DecisionHook | None = None  # hooks.call_incoming (a restart changes it)
         self.ready = False  # SIP listens and the Realtime side was checked
         self.failure: str | None = None  # a listener stopped: systemd restarts us (lifecycle)
@@ -223,7 +228,9 @@ class Gateway:
                 self.debug_state,
             )
             self._hook = decision_hook(self.cfg)
-            self._api_server = await start_api(self.cfg, self.calls)
+            self._api_server = await start_api(
+                self.cfg, self.calls, self.console_hub, self.console_metrics.listens.inc
+            )
             self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:
             await self.stop()
@@ -324,7 +331,8 @@ class Gateway:
             calls=self.calls,
             full_collections=self.full_collections,
             on_calls_changed=lambda: self.on_calls_changed(),
-            events=self.events.emitter if self.events is not None else lambda _: no_events,
+            events=partial(_teed, self.console_hub, self.events),
+            console=self.console_hub,
             hook=self._hook,
         )
 
@@ -343,3 +351,8 @@ class Gateway:
         if sip.bind not in ("0.0.0.0", "::"):
             return sip.bind
         return local_ip_towards(peer)
+
+
+def _teed(hub: Hub, events: EventDelivery | None, call_id: str) -> Emit:
+    """A call's emitter: hooks.events when configured, and the console's open pages."""
+    return hub.tee(call_id, events.emitter(call_id) if events is not None else no_events)

@@ -5,6 +5,7 @@ in which state."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -15,6 +16,10 @@ from .api.server import ApiServer
 from .bridge.setup import ActiveCall
 from .calls import Calls
 from .config import GatewayConfig, api_token
+from .console.history import History
+from .console.hub import Hub
+from .console.server import Console
+from .console.tap import CallTap
 from .startup import StartupError
 
 log = structlog.get_logger("gateway")
@@ -60,6 +65,25 @@ class GatewayControls:
         except ValueError as exc:
             raise Problem(409, str(exc)) from None
 
+    def live(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        """Every call's live figures, or one call's, for the console (a few times a second
+        while a page is open)."""
+        return [
+            live(call)
+            for call in list(self._calls.values())
+            if call.setup is not None and (call_id is None or call.id == call_id)
+        ]
+
+    def alive(self, call_id: str) -> bool:
+        """Whether the call is still in progress (its listen-in goes on)."""
+        return any(call.id == call_id for call in list(self._calls.values()))
+
+    def tap(self, call_id: str) -> tuple[CallTap, Callable[[], None]]:
+        """The answered call's console tap (listen-in, meters) and how to put it away."""
+        bridge = self._answered(call_id).bridge
+        assert bridge is not None
+        return bridge.console_tap(), bridge.console_untap
+
     def _find(self, call_id: str) -> ActiveCall:
         for call in list(self._calls.values()):
             if call.id == call_id and call.setup is not None:
@@ -98,15 +122,60 @@ def view(call: ActiveCall) -> dict[str, Any]:
     }
 
 
-async def start_api(cfg: GatewayConfig, calls: Calls) -> ApiServer | None:
-    """The control API listening, when configured; StartupError when it cannot."""
+def live(call: ActiveCall) -> dict[str, Any]:
+    """A call as the console's list shows it, as it is now: who talks, loss, latency."""
+    setup = call.setup
+    assert setup is not None
+    record, answered, bridge = setup.record, setup.answered_at, setup.bridge
+    state = "ending" if call.end_reason else "answered" if answered is not None else "setting_up"
+    figures: dict[str, Any] = {
+        "id": call.id,
+        "state": state,
+        "caller": call.sip.caller,
+        "dialed": record.dialed,
+        "profile": record.profile,
+        "duration_s": round(time.monotonic() - answered, 1) if answered is not None else 0.0,
+    }
+    if bridge is None:
+        return figures
+    rx = bridge.rtp.receiver
+    lost, received = rx.reorder.stats.lost, rx.stats.packets_in
+    turns = getattr(bridge.session, "turns", None)
+    figures |= {
+        "caller_talking": bool(getattr(turns, "talking", False)),
+        "agent_talking": bridge.playback.buffered_ms > 0,
+        "loss_pct": round(100 * lost / (lost + received), 2) if lost + received else 0.0,
+        "uplink_ms": round(bridge.probe.uplink_ms, 1),
+        "downlink_ms": round(bridge.probe.downlink_ms, 1),
+        "barge_ins": bridge.stats.barge_ins,
+    }
+    if bridge.tap is not None and bridge.tap.watchers:
+        figures["levels"] = bridge.tap.levels()
+    return figures
+
+
+async def start_api(
+    cfg: GatewayConfig,
+    calls: Calls,
+    hub: Hub | None = None,
+    on_listen: Callable[[], None] = lambda: None,
+) -> ApiServer | None:
+    """The control API listening, when configured, with its console unless turned off;
+    StartupError when it cannot."""
     api = cfg.api
     if api is None:
         return None
     token = api_token(cfg)
     if api.token_env is not None and token is None:
         raise StartupError(f"api.token_env: environment variable {api.token_env} is not set")
-    server = ApiServer(GatewayControls(calls), api.bind, api.port, token)
+    controls = GatewayControls(calls)
+    console = None
+    if api.console:
+        records = cfg.records
+        history = History(records.calls_dir, records.transcripts_dir, records.recordings_dir)
+        console = Console(controls, hub or Hub(), history, token.encode() if token else None)
+        console.on_listen = on_listen
+    server = ApiServer(controls, api.bind, api.port, token, console)
     try:
         await server.start()
     except OSError as exc:

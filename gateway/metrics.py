@@ -378,6 +378,8 @@ class CallProbe:
         self.metrics = metrics or _detached()
         self.downlink_since: float | None = None
         self._uplink_since: float | None = None
+        self.uplink_ms = 0.0  # the last measures, for the console's view of the call
+        self.downlink_ms = 0.0
 
     def uplink_taken(self, arrived: float) -> None:
         """The uplink took a packet that arrived at `arrived`; its audio may come out of the
@@ -388,7 +390,9 @@ class CallProbe:
     def uplink_sent(self) -> None:
         """Audio went to the model: it held every packet taken since the last send."""
         if self._uplink_since is not None:
-            self.metrics.uplink_latency.observe(time.monotonic() - self._uplink_since)
+            took = time.monotonic() - self._uplink_since
+            self.metrics.uplink_latency.observe(took)
+            self.uplink_ms = took * 1000
             self._uplink_since = None
 
     def audio_arrived(self, playback_idle: bool) -> None:
@@ -400,7 +404,9 @@ class CallProbe:
         """The pacer took a frame of model audio: the end of a measure, if one is running
         (the bridge calls this only then: ``downlink_since is not None``)."""
         if self.downlink_since is not None:
-            self.metrics.downlink_latency.observe(time.monotonic() - self.downlink_since)
+            took = time.monotonic() - self.downlink_since
+            self.metrics.downlink_latency.observe(took)
+            self.downlink_ms = took * 1000
             self.downlink_since = None
 
     def flushed(self, since: float, *, cut_audio: bool) -> None:

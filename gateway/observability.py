@@ -19,6 +19,7 @@ import sys
 import structlog
 
 from .config import LoggingConfig
+from .console.hub import log_tap
 from .sip.door import LogLimiter
 
 LIBRARY_MIN_LEVEL = logging.WARNING
@@ -48,6 +49,7 @@ def setup_logging(cfg: LoggingConfig) -> None:
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        log_tap,  # a call's notable lines to the live console, while a page is open
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

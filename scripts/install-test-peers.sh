@@ -42,11 +42,13 @@ missing_packages() {
     kamailio_tls_ok || echo kamailio-tls-modules
     command -v systemd-analyze >/dev/null 2>&1 || echo systemd
     command -v strace >/dev/null 2>&1 || echo strace
+    command -v chromium >/dev/null 2>&1 || echo chromium
+    command -v chromedriver >/dev/null 2>&1 || echo chromium-driver
 }
 
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -eq 0 ]]; then
-    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio with tls, systemd-analyze, strace)"
+    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio with tls, systemd-analyze, strace, chromium, chromedriver)"
     exit 0
 fi
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiohttp import web
@@ -31,11 +31,32 @@ Model = TypeVar("Model", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class Extension(Protocol):
+    """What more the server serves under its own path (the console): its routes, and its own
+    door for the requests under ``prefix``."""
+
+    prefix: str
+
+    def add_routes(self, app: web.Application, api: dict[str, Handler]) -> None: ...
+
+    async def authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse: ...
+
+    def close(self) -> None: ...
+
+
 class ApiServer:
     """Serves the control API until closed."""
 
-    def __init__(self, controls: CallControls, bind: str, port: int, token: str | None) -> None:
+    def __init__(
+        self,
+        controls: CallControls,
+        bind: str,
+        port: int,
+        token: str | None,
+        extension: Extension | None = None,
+    ) -> None:
         self.controls = controls
+        self.extension = extension
         self.bind = bind
         self.port = port
         self._token = token.encode() if token else None
@@ -57,6 +78,8 @@ class ApiServer:
         }
         for method, path, *_ in openapi.OPERATIONS:
             app.router.add_route(method.upper(), path, routes[path])
+        if self.extension is not None:
+            self.extension.add_routes(app, routes)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -73,6 +96,8 @@ class ApiServer:
         log.info("api.listening", bind=self.bind, port=self.port, token=self._token is not None)
 
     async def close(self) -> None:
+        if self.extension is not None:
+            self.extension.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -96,6 +121,9 @@ class ApiServer:
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        ext = self.extension
+        if ext is not None and (request.path + "/").startswith(ext.prefix + "/"):
+            return await ext.authorize(request, handler)
         if self._token is None:
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")

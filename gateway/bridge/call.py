@@ -25,7 +25,9 @@ import numpy as np
 from websockets.exceptions import ConnectionClosed
 
 from ..config import AgentConfig
+from ..console.tap import CallTap
 from ..media.g711 import G711
+from ..media.rates import TELEPHONE_RATE
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
@@ -105,6 +107,7 @@ class CallBridge:
         self.actions = actions or Actions(None, None, log)
         self.actions.attach(self.core, self._run)
         self.recording = recording
+        self.tap: CallTap | None = None  # the console listens or shows meters (tap())
         self._listen(rtp, log)
         loop = asyncio.get_running_loop()
         self._uplink_failed: asyncio.Future[None] = loop.create_future()
@@ -122,6 +125,17 @@ class CallBridge:
         rtp.on_peer_learned = lambda addr: log.info(
             "rtp.source_learned", rtp_remote=f"{addr[0]}:{addr[1]}"
         )
+
+    def console_tap(self) -> CallTap:
+        """The call's console tap, put on the media path when first asked for."""
+        if self.tap is None:
+            self.tap = self.uplink.tap = CallTap(self.rtp.frame_samples, TELEPHONE_RATE)
+        return self.tap
+
+    def console_untap(self) -> None:
+        """Off the media path again once nobody listens or watches its meters."""
+        if self.tap is not None and not self.tap.active:
+            self.tap = self.uplink.tap = None
 
     @property
     def stats(self) -> CallStats:
@@ -201,6 +215,8 @@ class CallBridge:
             self._echo.far_end(frame)
         if self.recording is not None:
             self.recording.tick(frame)
+        if self.tap is not None:
+            self.tap.agent(frame)
         if frame is None and self.core.due:  # the agent's last words are out: end, transfer
             self._run(self.core.take_due())
         return frame

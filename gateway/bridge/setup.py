@@ -29,7 +29,7 @@ from aiosipua.dialog import DialogState
 
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
-from ..durable import errno_name
+from ..console.hub import Hub
 from ..gc_pauses import FullCollections
 from ..hooks.decide import DECLINED_REASONS, DecisionHook, Declined
 from ..hooks.events import (
@@ -41,7 +41,6 @@ from ..hooks.events import (
     with_metadata,
 )
 from ..hooks.incoming import Accept, forwarded_headers
-from ..media.g711 import G711
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -66,9 +65,9 @@ from . import failover
 from .actions import Actions
 from .call import CallBridge
 from .call_limits import CallLimits
+from .call_timeline import open_timeline, write_timeline
 from .decision import ask_hook, declined, select
 from .recording import Recording
-from .timeline import Timeline, write_files
 from .tools import Tools
 from .transcript import TranscriptLog
 
@@ -111,6 +110,7 @@ class CallServices:
     full_collections: FullCollections
     on_calls_changed: Callable[[], None]
     events: Callable[[str], Emit] = lambda call_id: no_events  # hooks.events, per call
+    console: Hub | None = None  # the live console: the transcript's turns as they come
     hook: DecisionHook | None = None  # hooks.call_incoming, asked before the call is set up
 
 
@@ -213,7 +213,9 @@ class CallSetup:
         self.log.info("call.routed", profile=route.profile)
         stream = await self._open_stream(stack, plan)
         sdp.rtp_port = stream.port
-        recording = self._recording(stack, route.agent, stream.frame_samples)
+        recording = open_recording(self.services, route.agent, call.id, stream.frame_samples)
+        if recording is not None:
+            stack.push_async_callback(recording.close)
         session = await self._connect(stack, route, plan)
         stack.callback(self._bye)
         transcript = self._open_transcript(stack)
@@ -249,20 +251,6 @@ class CallSetup:
         self.log.info("rtp.stats", **self.record.rtp)
         stream.close()
         self.services.ports.release(stream.port)
-
-    def _recording(
-        self, stack: contextlib.AsyncExitStack, agent: AgentConfig, frame_samples: int
-    ) -> Recording | None:
-        """The call's WAV file when its agent asks for one (nothing is written before the
-        answer starts it)."""
-        directory = self.services.cfg.records.recordings_dir
-        if not agent.recording or directory is None:
-            return None
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        failed = partial(self.services.metrics.write_failed, "recording")
-        recording = Recording(directory / f"{stamp}_{self.call.id}.wav", frame_samples, failed)
-        stack.push_async_callback(recording.close)
-        return recording
 
     async def _connect(
         self, stack: contextlib.AsyncExitStack, route: Selection, plan: MediaPlan
@@ -315,6 +303,7 @@ class CallSetup:
             caller=sip.caller,
             callee=sip.callee,
             on_failure=partial(self.services.metrics.write_failed, "transcript"),
+            on_turn=_console_turns(self.services.console, self.call.id),
         )
         self.transcript = transcript
         stack.callback(lambda: transcript.close(self.reason))
@@ -345,12 +334,15 @@ class CallSetup:
             recording=recording,
             playback_buffer_s=cfg.media.playback_buffer_s,
             limits=CallLimits.configured(cfg, stream.receiver),
-            timeline=open_timeline(self.services, session, stream, plan.codec),
+            timeline=open_timeline(session, stream, plan.codec) if self._timeline_on() else None,
         )
         stream.on_payload = bridge.on_payload
         self.actions, self.bridge = actions, bridge
         call.bridge = bridge
         return bridge
+
+    def _timeline_on(self) -> bool:
+        return self.services.records.directory is not None and self.services.cfg.records.timeline
 
     def _answer(
         self,
@@ -413,7 +405,10 @@ class CallSetup:
             sip_status=None if answered_at else self.record.sip_status or FINAL_STATUS.get(reason),
             **_last_words(self.bridge, self.actions, self.transcript),
         )
-        await write_timeline(self.bridge if answered_at else None, services, call.id, self.log)
+        directory, timeline = services.records.directory, self.bridge and self.bridge.timeline
+        if answered_at and timeline is not None and directory is not None:
+            failed = partial(services.metrics.write_failed, "timeline")
+            await write_timeline(timeline, directory, call.id, self.log, failed)
         self.log.info(
             "call.ended",
             reason=reason,
@@ -426,44 +421,22 @@ class CallSetup:
         services.on_calls_changed()
 
 
-def open_timeline(
-    services: CallServices, session: RealtimeLink, stream: RtpStream, codec: G711
-) -> Timeline | None:
-    """A call's timeline, when records are kept and records.timeline is on: fed by the
-    bridge, the stream (keys sent, packets lost) and the link (sessions replaced)."""
-    if services.records.directory is None or not services.cfg.records.timeline:
+def open_recording(
+    services: CallServices, agent: AgentConfig, call_id: str, frame_samples: int
+) -> Recording | None:
+    """The call's WAV file when its agent asks for one (nothing is written before the
+    answer starts it)."""
+    directory = services.cfg.records.recordings_dir
+    if not agent.recording or directory is None:
         return None
-    reorder = stream.reorder
-    timeline = Timeline(time.monotonic(), codec, lost=lambda: reorder.stats.lost)
-    stream.keys.on_key = timeline.key_out
-    session.on_replaced = timeline.session_replaced
-    return timeline
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    failed = partial(services.metrics.write_failed, "recording")
+    return Recording(directory / f"{stamp}_{call_id}.wav", frame_samples, failed)
 
 
-async def write_timeline(
-    bridge: CallBridge | None, services: CallServices, call_id: str, clog: Any
-) -> None:
-    """An answered call's timeline (``bridge.timeline``) beside its record, drawn and written
-    in a worker thread; a failure is logged and counted, never raised: the teardown goes on."""
-    timeline = bridge.timeline if bridge is not None else None
-    directory = services.records.directory
-    if timeline is None or directory is None:
-        return
-    timeline.end(time.monotonic())  # (the bridge ended it, unless it never ran)
-    try:
-        data = timeline.snapshot(call_id)
-        await asyncio.to_thread(write_files, directory, call_id, data)
-    except OSError as exc:
-        clog.error(
-            "call.timeline_failed",
-            directory=str(directory),
-            errno=errno_name(exc),
-            error=exc.strerror,
-        )
-        services.metrics.write_failed("timeline")
-    except Exception:
-        clog.exception("call.timeline_failed")
-        services.metrics.write_failed("timeline")
+def _console_turns(hub: Hub | None, call_id: str) -> Callable[[dict[str, Any]], None] | None:
+    """The live console's ear for the call's transcript (None: no console)."""
+    return partial(hub.turn, call_id) if hub is not None else None
 
 
 def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:

@@ -92,6 +92,7 @@ class TranscriptLog:
         self.closed = False
         # The last turns, for whoever asks about the call in progress (the control API).
         self.recent: deque[dict[str, str]] = deque(maxlen=RECENT_TURNS)
+        self.on_turn: Callable[[dict[str, Any]], None] | None = None  # the live console
 
     @classmethod
     def open(
@@ -101,11 +102,13 @@ class TranscriptLog:
         log: Any,
         *,
         on_failure: Callable[[], None] = lambda: None,
+        on_turn: Callable[[dict[str, Any]], None] | None = None,
         **call: Any,
     ) -> TranscriptLog:
         """Start the call's file in `directory` (None: log only) with its first line; a
-        failure leaves no file and never ends a call."""
+        failure leaves no file and never ends a call. ``on_turn`` sees each turn written."""
         transcript = cls(None, log, on_failure=on_failure)
+        transcript.on_turn = on_turn
         first = {"type": "call", "event": "answered", "at": transcript._iso(), "call_id": call_id}
         if directory is None:
             return transcript
@@ -244,6 +247,8 @@ class TranscriptLog:
         self.recent.append({"role": role, "text": text[:RECENT_TEXT_CHARS], "at": line["at"]})
         if len(self.turns) < MAX_KEPT_TURNS:
             self.turns.append(line)
+        if self.on_turn is not None:
+            self.on_turn(line)
         self._write(line)
 
     def _write(self, line: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..config import AgentConfig
+from ..console.tap import CallTap
 from ..media.g711 import G711
 from ..media.minphase import MinPhaseResampler
 from ..media.rates import MODEL_RATE, TELEPHONE_RATE
@@ -43,6 +44,7 @@ class CallerAudio:
             else None
         )
         self.recording = recording
+        self.tap: CallTap | None = None  # the console listens or shows meters
         self._on_onset = on_onset
         self._up = MinPhaseResampler(TELEPHONE_RATE, MODEL_RATE)  # no hold-back: minphase.py
         # Nothing to look at or change: the payload goes to the model as it came.
@@ -56,11 +58,15 @@ class CallerAudio:
     def convert(self, payload: bytes, talking: bool) -> bytes:
         """The caller's G.711 in the session's format, past echo suppression and local VAD
         (which listens only while the agent is ``talking``: only then can it cut it off)."""
-        if self._as_is:
+        if self._as_is and self.tap is None:
             return payload
         pcm = self.codec.decode(payload)
         if self.recording is not None:
             self.recording.caller(pcm)
+        if self.tap is not None:
+            self.tap.caller(pcm)
+            if self._as_is:
+                return payload
         if self.echo is not None and not self.echo.near_end(pcm):
             pcm = np.zeros_like(pcm)
             payload = bytes([self.codec.silence]) * len(payload)

@@ -32,6 +32,12 @@ class ApiConfig(_Model):
         "bind is a loopback address; default none = no token, loopback only.",
     )
 
+    console: bool = Field(
+        True,
+        description="Serve the live console at /console/ (behind the same token): calls as "
+        "they happen, listen-in, the history of ended calls (docs/console.md). Default true.",
+    )
+
     @model_validator(mode="after")
     def _token_off_loopback(self) -> "ApiConfig":
         if self.token_env is None and not ipaddress.ip_address(self.bind).is_loopback:

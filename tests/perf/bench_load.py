@@ -29,6 +29,10 @@ only in the run's temporary directory and these processes, never in the gateway'
 gateway's signalling is UDP here (SIPp has no TLS), hence ``srtp_over_insecure_signalling``.
 ``--compare``: a plain run, then an SRTP run, in one invocation (same machine, same minute),
 with a summary of the two side by side.
+
+``--console N --listen K``: the live console open during the window (N pages on the live
+stream, K listen-ins; ``console_clients.py``). ``--console-compare``: runs without and with
+them (ABBA with ``--rounds``), and the console's cost as the difference of the gateway's CPU.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.integration.gateway_proc import GatewayProcess
 from tests.integration.peers import LOOPBACK, Sipp, free_port_block, free_udp_port
 from tests.integration.rtp_peer import uac_until_bye
+from tests.perf.console_clients import ConsoleLoad, console_share
 
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
 # On the 200 OK: the gateway's key for the call (no a=crypto of this suite: the call fails),
@@ -178,7 +183,9 @@ async def json_line(stream: asyncio.StreamReader, timeout: float) -> dict[str, A
                 return json.loads(line)
 
 
-async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, workdir: Path, srtp: bool, console: bool = False
+) -> dict[str, Any]:
     n = args.calls
     load_before = os.getloadavg()
     service = await asyncio.create_subprocess_exec(
@@ -220,6 +227,9 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
         "logging": {"level": "info"},
         "metrics": {"debug_state": True},  # read before and after the run
     }
+    api_port = free_udp_port(also_tcp=True)
+    if console:  # loopback, no token
+        config["api"] = {"bind": LOOPBACK, "port": api_port}
     gateway = GatewayProcess(workdir, config)
     await gateway.start()
     pid = gateway.pid
@@ -278,6 +288,11 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
     # its loop for milliseconds: taken outside the callers' measurement, not inside it.
     before = await asyncio.to_thread(debug_state, gateway.metrics_url)
     latency0 = await asyncio.to_thread(latency_histograms, gateway.metrics_url)
+    pages = None
+    if console:
+        pages = ConsoleLoad(f"http://{LOOPBACK}:{api_port}", args.console, args.listen)
+        await pages.start()
+        pages.reset()
     caller.stdin.write(b"measure\n")
     await caller.stdin.drain()
     assert sipp.proc is not None
@@ -303,6 +318,9 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
     machine = (machine_busy_seconds() - busy0) / elapsed
     cpu["everything_else"] = round(machine - sum(cpu.values()), 3)
     drops = udp_drops() - drops0
+    console_report = pages.report(elapsed) if pages is not None else None
+    if pages is not None:
+        await pages.stop()
     caller.stdin.write(b"stop\n")
     await caller.stdin.drain()
     received = await json_line(caller.stdout, 30)
@@ -311,6 +329,10 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
     latency = latency_in_window(latency0, latency1)
     if profiler is not None:
         await profiler.wait()
+        if console_report is not None:  # the console's own share of the gateway's work
+            share = console_share(args.profile)
+            console_report["profile"] = share
+            console_report["console_cpu_cores"] = round(share["share"] * cpu["gateway"], 4)
 
     code = await sipp.wait(timeout=hangup_ms / 1000 + 120)
     await gateway.wait_for(
@@ -391,6 +413,7 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
         "gateway_gc_objects_with_calls": state["gc_objects"],
         "profile": args.profile,
         "srtp_keys_found_in_gateway_log": keys_in_log if srtp else None,
+        "console": console_report,
     }
 
 
@@ -443,46 +466,47 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             for k in ("srtp_auth_failures", "srtp_replayed")
         },
         "load_average_before_after": report["load_average_before_after"],
+        "console": report["console"],
         "targets": report["targets"],
     }
 
 
 async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
-    if not args.compare:
-        modes = ["srtp" if args.srtp else "plain"]
+    other = "console" if args.console_compare else "srtp"
+    if not (args.compare or args.console_compare):
+        modes = ["srtp" if args.srtp else "console" if args.console else "plain"]
     else:  # ABBA...: a drift of the machine's speed weighs on both modes alike
-        modes = [
-            m for i in range(args.rounds) for m in (("plain", "srtp"), ("srtp", "plain"))[i % 2]
-        ]
+        modes = [m for i in range(args.rounds) for m in (("plain", other), (other, "plain"))[i % 2]]
     runs = []
     for mode in modes:
         if args.keep:  # logs, scenario and SIPp's files stay for a look afterwards
             workdir = Path(tempfile.mkdtemp(prefix=f"bench-load-{mode}-"))
-            report = await run(args, workdir, srtp=mode == "srtp")
+            report = await run(args, workdir, mode == "srtp", mode == "console")
             report["workdir"] = str(workdir)
         else:
             with tempfile.TemporaryDirectory(prefix=f"bench-load-{mode}-") as tmp:
-                report = await run(args, Path(tmp), srtp=mode == "srtp")
+                report = await run(args, Path(tmp), mode == "srtp", mode == "console")
         report["mode"] = mode
         report["targets"] = targets(report)
         runs.append(report)
-    if not args.compare:
+    if len(modes) == 1:
         return runs[0]
 
     def median(mode: str, figure: str) -> float:
         return statistics.median(summary(r)[figure] for r in runs if r["mode"] == mode)
 
     figures = ("gateway_cpu_cores", "callers_cpu_cores", "everything_else_cpu_cores")
-    medians = {mode: {f: median(mode, f) for f in figures} for mode in ("plain", "srtp")}
+    medians = {mode: {f: median(mode, f) for f in figures} for mode in ("plain", other)}
+    cpu = {mode: medians[mode]["gateway_cpu_cores"] for mode in medians}
     return {
-        "benchmark": "load_plain_vs_srtp",
+        "benchmark": f"load_plain_vs_{other}",
         "calls": args.calls,
         "order": modes,
         "summary": [{"mode": r["mode"], **summary(r)} for r in runs],
         "medians": medians,
-        "gateway_cpu_srtp_over_plain": round(
-            medians["srtp"]["gateway_cpu_cores"] / medians["plain"]["gateway_cpu_cores"], 3
-        ),
+        f"gateway_cpu_{other}_over_plain": round(cpu[other] / cpu["plain"], 3),
+        # The console's own cost: the gateway's CPU with the pages open, less without.
+        f"gateway_cpu_cores_{other}_minus_plain": round(cpu[other] - cpu["plain"], 3),
         "runs": runs,
     }
 
@@ -501,9 +525,16 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--srtp", action="store_true", help=f"every call SRTP ({SRTP_SUITE})")
     mode.add_argument("--compare", action="store_true", help="a plain run, then an SRTP run")
+    mode.add_argument(
+        "--console-compare", action="store_true", help="a run without the console, one with"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="--compare: pairs of runs (ABBA)")
+    parser.add_argument("--console", type=int, default=0, help="console pages open (live stream)")
+    parser.add_argument("--listen", type=int, default=0, help="console listen-ins (one call each)")
     args = parser.parse_args()
-    if args.compare and args.profile:
+    if args.console_compare and not (args.console or args.listen):
+        args.console = 3
+    if (args.compare or args.console_compare) and args.profile:
         parser.error("--profile goes with one run (plain, or --srtp)")
     print(json.dumps(asyncio.run(run_modes(args)), indent=2))
 
