@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from .core import CallCore, CallStats, Command, HangUp, RunTool, Transfer
 from .model_audio import ModelAudio
 from .playback import MAX_BUFFER_S, Playback
 from .recording import Recording
+from .screening import AnswerScreen, Decided, LeaveMessage
 from .transcript import TranscriptLog
 from .uplink import CallerAudio
 
@@ -66,9 +67,10 @@ class CallBridge:
         *,
         playback_buffer_s: float = MAX_BUFFER_S,
         limits: CallLimits | None = None,
+        screen: AnswerScreen | None = None,
     ) -> None:
         """``limits``: the call's longest duration, hold timeout and RTP timeout (none: no
-        limit)."""
+        limit); ``screen``: answering-machine detection (none: off)."""
         self.session = session
         self.rtp = rtp
         self.log = log
@@ -81,7 +83,13 @@ class CallBridge:
         passthrough = audio_format == "g711"
         self.audio = ModelAudio(self.playback, codec, passthrough)
         self.uplink = CallerAudio(
-            codec, passthrough, agent, rtp.ptime_ms, recording, self._caller_speaking
+            codec,
+            passthrough,
+            agent,
+            rtp.ptime_ms,
+            recording,
+            self._caller_speaking,
+            self._callee_audio if screen is not None else None,
         )
         self._echo = self.uplink.echo  # shown each frame played (None: no echo suppression)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
@@ -98,7 +106,10 @@ class CallBridge:
             confirm_s=self.uplink.confirm_s,
             limits=limits,
             silence_timeout_s=agent.silence_timeout_s,
+            screen=screen,
         )
+        # Answering-machine detection's decision and voicemail: the call's log, events, record.
+        self.on_amd: Callable[[Decided | LeaveMessage], None] = lambda outcome: None
         self.actions = actions or Actions(None, None, log)
         self.actions.attach(self.core, self._run)
         self.recording = recording
@@ -136,6 +147,8 @@ class CallBridge:
                 self.actions.run_tool(command.call)
             elif isinstance(command, Transfer):
                 self.actions.transfer(command)
+            elif isinstance(command, Decided | LeaveMessage):
+                self.on_amd(command)
             else:
                 self._outbox.append(command)
                 self._outbox_ready.set()
@@ -249,6 +262,14 @@ class CallBridge:
     async def _uplink(self) -> None:
         """Ends the call when the uplink (``on_payload``) fails."""
         await self._uplink_failed
+
+    def _callee_audio(self, pcm: np.ndarray) -> bool:
+        """The callee's audio to the answering-machine detection; whether the model hears it
+        (not before the decision, nor on a machine in voicemail mode)."""
+        commands = self.core.callee_audio(pcm, time.monotonic())
+        if commands:
+            self._run(commands)
+        return self.core.screen is None or self.core.screen.passing
 
     def _on_hold(self, held: bool) -> None:
         """From the stream: the caller put the call on hold, or resumed it."""

@@ -66,6 +66,7 @@ from .call import CallBridge
 from .call_limits import CallLimits
 from .decision import ask_hook, declined, select
 from .recording import Recording
+from .screening import reported, screen_for
 from .tools import Tools
 from .transcript import TranscriptLog
 
@@ -342,7 +343,9 @@ class CallSetup:
             recording=recording,
             playback_buffer_s=cfg.media.playback_buffer_s,
             limits=CallLimits.configured(cfg, stream.receiver),
+            screen=screen_for(route, self.log),
         )
+        bridge.on_amd = partial(reported, self.record, self.emit, self.log)
         stream.on_payload = bridge.on_payload
         self.actions, self.bridge = actions, bridge
         call.bridge = bridge
