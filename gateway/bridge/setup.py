@@ -347,8 +347,7 @@ class CallSetup:
         )
         bridge.on_amd = partial(reported, self.record, self.emit, self.log)
         stream.on_payload = bridge.on_payload
-        self.actions, self.bridge = actions, bridge
-        call.bridge = bridge
+        self.actions, self.bridge, call.bridge = actions, bridge, bridge
         return bridge
 
     def _answer(

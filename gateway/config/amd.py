@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from .fields import Float, Int, _choice, _Model
 
@@ -11,13 +11,18 @@ AMD_MODES = ("off", "detect", "voicemail")
 MAX_MESSAGE_CHARS = 2000
 
 
+def _off(value: object) -> object:
+    """YAML reads an unquoted off as false: that is what was meant."""
+    return "off" if value is False else value
+
+
 class AmdConfig(_Model):
     """Whether a person or an answering machine answered, from the cadence of the first
     seconds (Asterisk app_amd's rules and defaults); the beep, and the message left."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
-    mode: Annotated[AmdMode, _choice(*AMD_MODES)] = Field(
+    mode: Annotated[AmdMode, _choice(*AMD_MODES), BeforeValidator(_off)] = Field(
         "off",
         description="off; detect = classify the answer as human, machine or unknown, tell the "
         "model (a system message) and the events (call.amd); the agent's first words wait "
