@@ -176,7 +176,8 @@ class AnswerScreen:
         return LeaveMessage(after, self._ms(now), self.cfg.voicemail_message or "", hz)
 
     def _ms(self, now: float) -> int:
-        return round((now - (self._started_at or now)) * 1000)
+        started = self._started_at if self._started_at is not None else now
+        return round((now - started) * 1000)
 
 
 def screen_for(route: Any, log: Any, rate: int = 8000) -> AnswerScreen | None:
