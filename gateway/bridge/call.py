@@ -265,11 +265,14 @@ class CallBridge:
 
     def _callee_audio(self, pcm: np.ndarray) -> bool:
         """The callee's audio to the answering-machine detection; whether the model hears it
-        (not before the decision, nor on a machine in voicemail mode)."""
+        (not before the decision, nor on a machine in voicemail mode). The frame that brings
+        the decision does not pass: the model is told first (the writer sends it)."""
+        screen = self.core.screen
+        passing = screen is None or screen.passing
         commands = self.core.callee_audio(pcm, time.monotonic())
         if commands:
             self._run(commands)
-        return self.core.screen is None or self.core.screen.passing
+        return passing
 
     def _on_hold(self, held: bool) -> None:
         """From the stream: the caller put the call on hold, or resumed it."""
