@@ -132,8 +132,7 @@ def report(items: list[amd_set.Item], directory: Path, verbose: bool) -> dict[st
         "voicemail": {
             "message_started_after": dict(how),
             "ms_after_end": {
-                k: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)}
-                for k, v in after_end.items()
+                k: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for k, v in after_end.items()
             },
             "spoken_over_greeting": over,
         },
