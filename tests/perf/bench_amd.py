@@ -10,14 +10,14 @@ JSON report:
   (unknown counts as wrong);
 * ``decision_ms``: time from the answer to the decision, p50/p95 per label;
 * ``beep``: on machines with a beep, ``hits`` (the message started after the beep, within
-  200 ms of its end), and false alarms: a beep reported by the tone detector anywhere in an
-  item without one (human answers and silent-recording machines), or before the greeting
-  ended on a machine with one;
+  200 ms of its end; a machine taken for a person is a miss), and ``false_alarms``: a beep
+  reported by the tone detector alone anywhere in an item without one (human answers and
+  machines that record in silence), or within the greeting of one that has a beep;
 * ``voicemail``: on machines, how the message started (beep, silence, timeout), when
   relative to the end of the beep (or of the greeting when there is none), p50/p95, and how
   many started before the greeting had ended (spoken over it).
 
-    .venv/bin/python tests/perf/bench_amd.py [--set-dir DIR] [--verbose]
+    .venv/bin/python tests/perf/bench_amd.py [--set-dir DIR] [--verbose] [--param NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -77,8 +77,10 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def report(items: list[amd_set.Item], directory: Path, verbose: bool) -> dict[str, Any]:
-    cfg = AmdConfig(mode="voicemail", voicemail_message="Hello, this is a test message.")
+def report(
+    items: list[amd_set.Item], directory: Path, verbose: bool, params: dict[str, Any]
+) -> dict[str, Any]:
+    cfg = AmdConfig(mode="voicemail", voicemail_message="A test message.", **params)
     confusion: dict[str, Counter[str]] = defaultdict(Counter)
     causes: dict[str, Counter[str]] = defaultdict(Counter)
     times: dict[str, list[float]] = defaultdict(list)
@@ -100,6 +102,9 @@ def report(items: list[amd_set.Item], directory: Path, verbose: bool) -> dict[st
         else:
             false_alarms += sum(1 for t in found if t < item.speech_end_s)
             early_beeps += sum(1 for t in found if item.speech_end_s <= t < item.beep_end_s - 0.1)
+            left_s = got.get("left_s", -1.0)
+            hit = got.get("left") == "beep" and 0 <= left_s - item.beep_end_s <= 0.2
+            hits, misses = hits + hit, misses + (not hit)
         if item.label != "machine" or "left" not in got:
             continue
         how[got["left"]] += 1
@@ -107,9 +112,6 @@ def report(items: list[amd_set.Item], directory: Path, verbose: bool) -> dict[st
         after_end["beep" if item.beep_end_s is not None else "no_beep"].append(
             (got["left_s"] - end) * 1000
         )
-        if item.beep_end_s is not None:
-            hit = got["left"] == "beep" and 0 <= got["left_s"] - item.beep_end_s <= 0.2
-            hits, misses = hits + hit, misses + (not hit)
         over += got["left_s"] < item.speech_end_s
     right = sum(confusion[label][label] for label in confusion)
     return {
@@ -122,11 +124,11 @@ def report(items: list[amd_set.Item], directory: Path, verbose: bool) -> dict[st
             for label, v in times.items()
         },
         "beep": {
-            "machines_with_beep": sum(1 for i in items if i.beep_end_s is not None),
+            "items_with_beep": sum(1 for i in items if i.beep_end_s is not None),
             "hits": hits,
             "missed": misses,
+            "items_without_beep": sum(1 for i in items if i.beep_end_s is None),
             "false_alarms": false_alarms,
-            "false_alarms_items_without_beep": sum(1 for i in items if i.beep_end_s is None),
             "early_reports_in_gap": early_beeps,
         },
         "voicemail": {
@@ -144,11 +146,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set-dir", type=Path, help="where the set is made (default: TMPDIR)")
     parser.add_argument("--verbose", action="store_true", help="each item's outcome on stderr")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an agent.amd parameter other than its default, e.g. maximum_number_of_words=4",
+    )
     args = parser.parse_args()
+    params = dict(p.split("=", 1) for p in args.param)
     if args.set_dir is not None:
         os.environ["AMD_SET"] = str(args.set_dir)
     directory, items = amd_set.load()
-    print(json.dumps(report(items, directory, args.verbose), indent=1))
+    print(json.dumps(report(items, directory, args.verbose, params), indent=1))
 
 
 if __name__ == "__main__":
