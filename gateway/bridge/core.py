@@ -126,7 +126,6 @@ class CallCore:
         self.ending.answered(now)
         if self.screen is not None or not self._greeting:
             return _screening(self, now)
-            return NOTHING
         return [rt.CreateResponse(self._greeting)]
 
     def server_event(self, event: rt.ServerEvent, now: float) -> Sequence[Command]:
