@@ -28,7 +28,6 @@ from ..media.amd import (
     AmdDecision,
     CadenceDetector,
     CadenceRules,
-    mean_level,
 )
 from ..media.beep import BeepDetector
 
@@ -145,7 +144,7 @@ class AnswerScreen:
             return (decided,)
         if beep is not None:
             return (self._leave("beep", now, beep.hz),)
-        if self.beep.in_tone or mean_level(pcm) >= self.cfg.silence_threshold:
+        if self.beep.in_tone or self.cadence.level(pcm) >= self.cfg.silence_threshold:
             self._voice_at = now
         return NONE
 

@@ -8,8 +8,8 @@ machine; nothing decided within the analysis time is unknown. Each frame is voic
 by its mean absolute sample value (Asterisk's ``ast_dsp_silence``), and time is the audio's
 own (the frames' lengths), as in Asterisk.
 
-Bounded state: a few counters. A frame costs one pass over its samples, no allocation beyond
-a view of it.
+Bounded state: a few counters and a scratch buffer. A frame costs one pass over its samples
+and allocates nothing.
 """
 
 from __future__ import annotations
@@ -49,12 +49,23 @@ class AmdDecision:
     ms: int
 
 
-def mean_level(pcm: np.ndarray) -> float:
-    """Mean absolute sample value of a PCM16 frame (0 for an empty one): ast_dsp's measure."""
-    if not len(pcm):
-        return 0.0
-    # The sum of |x| fits in int64; np.abs on int16 would wrap -32768, so widen first.
-    return float(np.abs(pcm, dtype=np.int32).sum()) / len(pcm)
+class LevelMeter:
+    """Mean absolute sample value of a PCM16 frame (0 for an empty one), ast_dsp's measure,
+    in a scratch buffer kept between frames (it grows to the longest frame seen, once)."""
+
+    def __init__(self, samples: int = 480) -> None:
+        self._scratch = np.empty(samples, dtype=np.int32)
+
+    def __call__(self, pcm: np.ndarray) -> float:
+        n = len(pcm)
+        if not n:
+            return 0.0
+        if n > len(self._scratch):
+            self._scratch = np.empty(n, dtype=np.int32)
+        out = self._scratch[:n]
+        # Widened first: np.abs on int16 would wrap -32768.
+        np.abs(pcm, out=out, dtype=np.int32)
+        return float(out.sum(dtype=np.int64)) / n
 
 
 class CadenceDetector:
@@ -64,6 +75,7 @@ class CadenceDetector:
         self.rules = rules or CadenceRules()
         self.rate = rate
         self.decision: AmdDecision | None = None
+        self.level = LevelMeter(rate * 60 // 1000)
         self._total_ms = 0.0
         self._silence_ms = 0.0  # consecutive silence (ast_dsp's totalsilence)
         self._voice_ms = 0.0  # all voice since the answer
@@ -78,7 +90,7 @@ class CadenceDetector:
         if self.decision is not None:
             return None
         ms = len(pcm) * 1000 / self.rate
-        return self.step(mean_level(pcm) >= self.rules.silence_threshold, ms)
+        return self.step(self.level(pcm) >= self.rules.silence_threshold, ms)
 
     def step(self, voiced: bool, ms: float) -> AmdDecision | None:
         """One frame judged voice or silence, ``ms`` long (app_amd's loop body)."""

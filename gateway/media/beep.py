@@ -57,6 +57,11 @@ class BeepDetector:
         phase = 2 * np.pi * bins * np.arange(n)[None, :] / n
         self._cos = np.cos(phase) * self._window
         self._sin = np.sin(phase) * self._window
+        self._window_sq = self._window**2
+        # Scratch, so that a block allocates nothing: the two projections, the squares.
+        self._re = np.empty(len(bins))
+        self._im = np.empty(len(bins))
+        self._sq = np.empty(n)
         self._run_blocks = 0  # tonal blocks in a row
         self._run_bin = -1
         self._run_bins = 0  # the run's bins, summed (its mean frequency)
@@ -86,10 +91,11 @@ class BeepDetector:
         energy = float(np.dot(x, x))
         if energy < self.rules.min_level**2 * self._n:
             return -1
-        power = np.square(self._cos @ x) + np.square(self._sin @ x)
+        re, im = np.dot(self._cos, x, out=self._re), np.dot(self._sin, x, out=self._im)
+        power = np.add(np.square(re, out=re), np.square(im, out=im), out=re)
         peak = int(np.argmax(power))
         lobe = float(power[max(peak - LOBE, 0) : peak + LOBE + 1].sum())
-        windowed = float(np.dot(x * self._window, x * self._window))
+        windowed = float(np.dot(np.square(x, out=self._sq), self._window_sq))
         purity = 2 * lobe / (self._n * windowed) if windowed > 0 else 0.0
         hz = (peak + self._first_bin) * self._hz_per_bin
         inside = self.rules.low_hz - self._hz_per_bin <= hz <= self.rules.high_hz + self._hz_per_bin
