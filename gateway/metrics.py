@@ -300,8 +300,8 @@ class Metrics:
         self.record_write_failures = Counter(
             f"{p}_record_write_failures",
             "Writes of a call's files that failed (full disk, I/O error), by kind "
-            "(call_record, recording, transcript); each is also logged with its errno. The "
-            "call goes on; what could not be written is lost.",
+            "(call_record, recording, transcript, timeline); each is also logged with its "
+            "errno. The call goes on; what could not be written is lost.",
             ["kind"],
             registry=r,
         )
@@ -350,7 +350,8 @@ class Metrics:
         self.sip_dropped.labels(_label(transport), _label(reason)).inc()
 
     def write_failed(self, kind: str) -> None:
-        """A call's file could not be written (kind: call_record, recording, transcript)."""
+        """A call's file could not be written (kind: call_record, recording, transcript,
+        timeline)."""
         self.record_write_failures.labels(_label(kind)).inc()
 
     def realtime_error(self, code: object) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from .model_audio import ModelAudio
 from .playback import MAX_BUFFER_S, Playback
 from .recording import Recording
 from .screening import AnswerScreen, Decided, LeaveMessage
+from .timeline import Timeline
 from .transcript import TranscriptLog
 from .uplink import CallerAudio
 
@@ -68,9 +69,12 @@ class CallBridge:
         playback_buffer_s: float = MAX_BUFFER_S,
         limits: CallLimits | None = None,
         screen: AnswerScreen | None = None,
+        timeline: Timeline | None = None,
     ) -> None:
         """``limits``: the call's longest duration, hold timeout and RTP timeout (none: no
-        limit); ``screen``: answering-machine detection (none: off)."""
+        limit); ``screen``: answering-machine detection (none: off); ``timeline``: the
+        call's marks, fed here (none: not kept)."""
+        self.timeline = timeline
         self.session = session
         self.rtp = rtp
         self.log = log
@@ -108,8 +112,6 @@ class CallBridge:
             silence_timeout_s=agent.silence_timeout_s,
             screen=screen,
         )
-        # Answering-machine detection's decision and voicemail: the call's log, events, record.
-        self.on_amd: Callable[[Decided | LeaveMessage], None] = lambda outcome: None
         self.actions = actions or Actions(None, None, log)
         self.actions.attach(self.core, self._run)
         self.recording = recording
@@ -139,6 +141,8 @@ class CallBridge:
 
     def _run(self, commands: Sequence[Command]) -> None:
         """Carry out the core's commands, in its order; then its next tick is scheduled."""
+        if commands and self.timeline is not None:
+            self.timeline.commands(commands, time.monotonic())
         for command in commands:
             if isinstance(command, HangUp):
                 if not self._ended.done():
@@ -148,7 +152,8 @@ class CallBridge:
             elif isinstance(command, Transfer):
                 self.actions.transfer(command)
             elif isinstance(command, Decided | LeaveMessage):
-                self.on_amd(command)
+                if self.core.screen is not None:  # the call's log, events, record
+                    self.core.screen.report(command)
             else:
                 self._outbox.append(command)
                 self._outbox_ready.set()
@@ -184,7 +189,10 @@ class CallBridge:
     def on_payload(self, payload: bytes) -> None:
         """From the RTP socket: the caller's audio, on its way to the model at once."""
         try:
-            self.probe.uplink_taken(time.monotonic())
+            now = time.monotonic()
+            self.probe.uplink_taken(now)
+            if self.timeline is not None:
+                self.timeline.caller_frame(payload, now)
             # talking: the agent is being heard (a held answer too: it is still due)
             audio = self.uplink.convert(payload, self.playback.buffered_ms > 0)
             if not audio:
@@ -200,6 +208,8 @@ class CallBridge:
     def next_frame(self) -> np.ndarray | None:
         """The pacer's frame source: playback, seen on its way out (echo, recording)."""
         frame = self.core.next_frame()
+        if self.timeline is not None:
+            self.timeline.agent_frame(frame is not None)
         if self._echo is not None:
             self._echo.far_end(frame)
         if self.recording is not None:
@@ -209,11 +219,17 @@ class CallBridge:
         return frame
 
     def _on_key(self, digit: str, duration_ms: int) -> None:
-        self._run(self.core.key(digit, time.monotonic(), duration_ms=duration_ms))
+        now = time.monotonic()
+        if self.timeline is not None:
+            self.timeline.key_in(digit, now)
+        self._run(self.core.key(digit, now, duration_ms=duration_ms))
 
     def key(self, digit: str, source: str) -> None:
         """A key press signalled outside RTP (SIP INFO)."""
-        self._run(self.core.key(digit, time.monotonic(), source=source))
+        now = time.monotonic()
+        if self.timeline is not None:
+            self.timeline.key_in(digit, now)
+        self._run(self.core.key(digit, now, source=source))
 
     def say(self, text: str, mode: str) -> None:
         """The control API's text: spoken now, or told to the model (CallCore.say)."""
@@ -236,7 +252,10 @@ class CallBridge:
             asyncio.create_task(self._until_hang_up(), name="hang_up"),
         ]
         try:
-            self._run(self.core.start(time.monotonic()))
+            now = time.monotonic()
+            if self.timeline is not None:
+                self.timeline.origin = now  # its times count from here, as the core's do
+            self._run(self.core.start(now))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             task = done.pop()
             exc = task.exception()
@@ -256,6 +275,8 @@ class CallBridge:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.actions.close()
             self.core.end()  # what was playing ends here, for the transcript
+            if self.timeline is not None:
+                self.timeline.end(time.monotonic())
 
     # --- caller -> model ----------------------------------------------------------------------
 
@@ -281,7 +302,10 @@ class CallBridge:
 
     def _caller_speaking(self) -> None:
         """The local VAD heard the caller start: the core may hold playback."""
-        self.core.caller_speaking(time.monotonic())
+        now, held = time.monotonic(), self.playback.held
+        self.core.caller_speaking(now)
+        if self.timeline is not None and self.playback.held and not held:
+            self.timeline.local_hold(now)
         self._schedule()
 
     # --- model -> caller ----------------------------------------------------------------------
@@ -292,7 +316,10 @@ class CallBridge:
                 self.rtp.poll_pacer()  # a due packet goes out before this delta's resampling
                 self.core.audio_delta(event)
                 continue
-            commands = self.core.server_event(event, time.monotonic())
+            now = time.monotonic()
+            if self.timeline is not None:
+                self.timeline.server_event(event, now)
+            commands = self.core.server_event(event, now)
             if commands:
                 self._run(commands)
             elif type(event) is rt.ResponseDone:  # the silence guard counts from here

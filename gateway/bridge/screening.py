@@ -14,6 +14,7 @@ word and hangs up after it (end reason ``voicemail_left``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -100,8 +101,17 @@ class AnswerScreen:
 
     ANALYSING, WAITING, DONE = "analysing", "waiting", "done"
 
-    def __init__(self, mode: str, cfg: AmdConfig, rate: int = 8000) -> None:
+    def __init__(
+        self,
+        mode: str,
+        cfg: AmdConfig,
+        rate: int = 8000,
+        report: Callable[[Outcome], None] = lambda outcome: None,
+    ) -> None:
+        """``report``: where the shell sends the outcomes, once carried out (the call's log,
+        events and record: :func:`reported`)."""
         self.mode = mode if mode != "voicemail" or cfg.voicemail_message else "detect"
+        self.report = report
         self.cfg = cfg
         self.cadence = CadenceDetector(rules_of(cfg), rate)
         self.beep = BeepDetector(rate)
@@ -179,13 +189,18 @@ class AnswerScreen:
         return round((now - started) * 1000)
 
 
-def screen_for(route: Any, log: Any, rate: int = 8000) -> AnswerScreen | None:
+def screen_for(
+    route: Any,
+    log: Any,
+    report: Callable[[Outcome], None] = lambda outcome: None,
+    rate: int = 8000,
+) -> AnswerScreen | None:
     """The call's screen, or None when its mode is off. (voicemail asked for a call whose
     profile has no voicemail_message is detect, with a warning.)"""
     mode = effective_mode(route)
     if mode == "off":
         return None
-    screen = AnswerScreen(mode, route.agent.amd, rate)
+    screen = AnswerScreen(mode, route.agent.amd, rate, report)
     if screen.mode != mode:
         log.warning("call.amd_no_voicemail_message", profile=getattr(route, "profile", None))
     return screen

@@ -29,6 +29,7 @@ from aiosipua.dialog import DialogState
 
 from ..call_record import CallRecord, RecordWriter, now_iso
 from ..config import AgentConfig, GatewayConfig
+from ..durable import errno_name
 from ..gc_pauses import FullCollections
 from ..hooks.decide import DECLINED_REASONS, DecisionHook, Declined
 from ..hooks.events import (
@@ -40,6 +41,7 @@ from ..hooks.events import (
     with_metadata,
 )
 from ..hooks.incoming import Accept, forwarded_headers
+from ..media.g711 import G711
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -67,6 +69,7 @@ from .call_limits import CallLimits
 from .decision import ask_hook, declined, select
 from .recording import Recording
 from .screening import reported, screen_for
+from .timeline import Timeline, write_files
 from .tools import Tools
 from .transcript import TranscriptLog
 
@@ -343,9 +346,9 @@ class CallSetup:
             recording=recording,
             playback_buffer_s=cfg.media.playback_buffer_s,
             limits=CallLimits.configured(cfg, stream.receiver),
-            screen=screen_for(route, self.log),
+            screen=screen_for(route, self.log, partial(reported, self.record, self.emit, self.log)),
+            timeline=open_timeline(self.services, session, stream, plan.codec),
         )
-        bridge.on_amd = partial(reported, self.record, self.emit, self.log)
         stream.on_payload = bridge.on_payload
         self.actions, self.bridge, call.bridge = actions, bridge, bridge
         return bridge
@@ -400,7 +403,6 @@ class CallSetup:
         duration_s = time.monotonic() - answered_at if answered_at else 0.0
         count_end(services.metrics, reason, answered_at is not None, duration_s, stream)
         setup_ms = round(((answered_at or time.monotonic()) - call.received_at) * 1000)
-        last = _last_words(self.bridge, self.actions, self.transcript)
         # The record first: whoever reads "call.ended" can rely on the record being there.
         await services.records.final(
             self.record,
@@ -410,8 +412,9 @@ class CallSetup:
             setup_ms=setup_ms,
             duration_s=round(duration_s, 3),
             sip_status=None if answered_at else self.record.sip_status or FINAL_STATUS.get(reason),
-            **last,
+            **_last_words(self.bridge, self.actions, self.transcript),
         )
+        await write_timeline(self.bridge if answered_at else None, services, call.id, self.log)
         self.log.info(
             "call.ended",
             reason=reason,
@@ -422,6 +425,46 @@ class CallSetup:
         self.emit("call.ended", ended_data(reason, self.record, self.transcript))
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
+
+
+def open_timeline(
+    services: CallServices, session: RealtimeLink, stream: RtpStream, codec: G711
+) -> Timeline | None:
+    """A call's timeline, when records are kept and records.timeline is on: fed by the
+    bridge, the stream (keys sent, packets lost) and the link (sessions replaced)."""
+    if services.records.directory is None or not services.cfg.records.timeline:
+        return None
+    reorder = stream.reorder
+    timeline = Timeline(time.monotonic(), codec, lost=lambda: reorder.stats.lost)
+    stream.keys.on_key = timeline.key_out
+    session.on_replaced = timeline.session_replaced
+    return timeline
+
+
+async def write_timeline(
+    bridge: CallBridge | None, services: CallServices, call_id: str, clog: Any
+) -> None:
+    """An answered call's timeline (``bridge.timeline``) beside its record, drawn and written
+    in a worker thread; a failure is logged and counted, never raised: the teardown goes on."""
+    timeline = bridge.timeline if bridge is not None else None
+    directory = services.records.directory
+    if timeline is None or directory is None:
+        return
+    timeline.end(time.monotonic())  # (the bridge ended it, unless it never ran)
+    try:
+        data = timeline.snapshot(call_id)
+        await asyncio.to_thread(write_files, directory, call_id, data)
+    except OSError as exc:
+        clog.error(
+            "call.timeline_failed",
+            directory=str(directory),
+            errno=errno_name(exc),
+            error=exc.strerror,
+        )
+        services.metrics.write_failed("timeline")
+    except Exception:
+        clog.exception("call.timeline_failed")
+        services.metrics.write_failed("timeline")
 
 
 def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:

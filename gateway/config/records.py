@@ -39,3 +39,11 @@ class RecordsConfig(_Model):
         "number, route, end reason, durations, token usage, tool calls), written whatever "
         "way the call ends. Created at start if missing. Default none = only the log.",
     )
+    timeline: bool = Field(
+        True,
+        description="Write a timeline of each answered call beside its record in calls_dir: "
+        "<call_id>.timeline.svg (a picture, with its marks as JSON in its metadata: caller "
+        "speech, agent audio as sent, the service's VAD, barge-ins and what was heard, tools, "
+        "DTMF, session reconnects and rollovers, packet loss, each turn's response time in "
+        "ms; see docs/timeline.md). Only with calls_dir set. Default true.",
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from collections.abc import Callable
 
 from .dtmf import EVENT_NAMES
 
@@ -38,6 +39,7 @@ class KeySender:
         self._duration = 0
         self._ends_sent = 0
         self._gap = 0
+        self.on_key: Callable[[str], None] | None = None  # told each key as it starts
 
     def queue(self, keys: str) -> None:
         """Send these keys after those already queued; ValueError for anything else than
@@ -69,6 +71,8 @@ class KeySender:
                 return None
             self._event, self._start, self._duration = self._queue.popleft(), timestamp, 0
             self._ends_sent = 0
+            if self.on_key is not None:
+                self.on_key(KEY_CHARACTERS[self._event])
         if self._duration < self.tone_samples:
             first = self._duration == 0
             self._duration = min(self._duration + self.frame_samples, 0xFFFF)

@@ -137,7 +137,7 @@ class RtpStream:
         self._source: FrameSource | None = None
         self._talking = False
         self._held = False  # the receiver's hold, kept at hand for send: we send nothing
-        self._keys = KeySender(self.frame_samples)  # keys toward the caller (control API)
+        self.keys = KeySender(self.frame_samples)  # keys toward the caller (control API)
         self.port = 0
 
     @property
@@ -320,7 +320,7 @@ class RtpStream:
             self._sender.timestamp += skipped * self.frame_samples
             self.stats.skipped_sends += skipped
         self.stats.late_sends += late
-        if self._keys.busy and (event := self._keys.next_packet(self._sender.timestamp)):
+        if self.keys.busy and (event := self.keys.next_packet(self._sender.timestamp)):
             payload, marker, timestamp = event  # a key in place of audio, which waits
             pt = self.dtmf_payload_type or 0
             packet = self._sender.build_event(
@@ -343,7 +343,7 @@ class RtpStream:
         """Keys (0-9 * # A-D) to the caller as RFC 4733 events; ValueError without one."""
         if self.dtmf_payload_type is None:
             raise ValueError("the caller's side did not offer telephone-event (RFC 4733)")
-        self._keys.queue(keys)
+        self.keys.queue(keys)
 
     def send(self, payload: bytes, marker: bool = False) -> None:
         if self._sock is None or self._remote is None or self._held:

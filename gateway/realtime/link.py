@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -92,6 +92,8 @@ class RealtimeLink:
         self.log = log
         self.conversation = Conversation(bytes_per_ms)
         self.stats = LinkStats()
+        # Told each replacement: "reconnect", "reconnect_failed", "rollover" (the timeline).
+        self.on_replaced: Callable[[str], None] = _ignore_replaced
         self.close_code: int | None = None
         self._outbox = Outbox()
         self._lock = asyncio.Lock()
@@ -219,11 +221,13 @@ class RealtimeLink:
                     replayed = await self._switch(new)
             except (TimeoutError, RealtimeConnectError, ConnectionClosed) as exc:
                 self.stats.reconnect_failures += 1
+                self.on_replaced("reconnect_failed")
                 self.log.error(
                     "realtime.reconnect_failed", code=code, reason=reconnect_failure(exc)
                 )
                 return None
             self.stats.reconnects += 1
+            self.on_replaced("reconnect")
             self.log.warning(
                 "realtime.reconnected",
                 code=code,
@@ -272,6 +276,7 @@ class RealtimeLink:
                 await asyncio.sleep(ROLLOVER_RETRY_S)
                 return
             self.stats.rollovers += 1
+            self.on_replaced("rollover")
             self.log.info(
                 "realtime.rolled_over",
                 session_id=new.id,
@@ -325,6 +330,10 @@ class RealtimeLink:
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _ignore_replaced(kind: str) -> None:
+    """A replacement nobody watches."""
 
 
 def session_opener(

@@ -149,6 +149,11 @@ class RtpCaller(asyncio.DatagramProtocol):
         self._script.append(None)
         self._script.extend(frames)
 
+    @property
+    def speaking(self) -> bool:
+        """Part of what was said is still to be sent."""
+        return bool(self._script)
+
     def press(self, keys: str, ms: int = 100) -> None:
         """Press keys as a phone does (RFC 4733): PT 101 packets in place of audio, an update
         every 20 ms, then the end packet three times; 100 ms of silence between keys."""

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.bridge.recording import Recording
+from gateway.bridge.timeline_svg import marks
 from gateway.bridge.transcript import TranscriptLog
 from gateway.call_record import CallRecord
 from gateway.media.stream import PortAllocator, RtpStream
@@ -139,5 +140,7 @@ async def test_a_failing_teardown_step_leaves_the_others_running(
     record = json.loads(record_file.read_text())
     assert (record["state"], record["end_reason"]) == ("completed", "caller_bye")
     assert record["rtp"]["packets_out"] > 0
+    timeline = marks((tmp_path / "calls_dir" / f"{record['call_id']}.timeline.svg").read_text())
+    assert timeline["call_id"] == record["call_id"]  # and its timeline beside it
     [wav] = (tmp_path / "recordings_dir").glob("*.wav")
     assert record["recording"] == str(wav) and wav.stat().st_size > 44  # header and audio

@@ -154,4 +154,6 @@ async def test_a_full_disk_costs_the_records_not_the_calls(tmp_path: Path) -> No
     assert {e["errno"] for e in record_failed} == {"ENOSPC"}
     assert len(gateway.find("recording.failed")) == 2
     assert len(gateway.find("call.transcript_unavailable")) == 2
-    assert counted == {"call_record": 4, "recording": 2, "transcript": 2}
+    timeline_failed = gateway.find("call.timeline_failed")  # one per call, at its end
+    assert [e["errno"] for e in timeline_failed] == ["ENOSPC", "ENOSPC"]
+    assert counted == {"call_record": 4, "recording": 2, "transcript": 2, "timeline": 2}

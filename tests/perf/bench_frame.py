@@ -5,6 +5,9 @@ Inbound:  RtpStream.datagram_received (source check, RTP parse, reorder buffer, 
 Outbound: JSON delta parse (base64) -> 24k->8k (minphase.py) -> playback push/next_frame ->
           G.711 encode -> RTP build.
 The ``_g711`` variants are ``realtime.audio_format: g711`` (no decode, no resampling).
+``timeline``: the call timeline's work per 20 ms frame (``bridge/timeline.py``): one caller
+payload through its energy gate and one pacer frame (the clock read only when the agent starts
+or stops), with turns every 2 s.
 ``srtp_*``: libsrtp's protect and unprotect of one 20 ms G.711 packet, per suite, and the
 inbound path with SRTP (``inbound_srtp``, AES_CM_128_HMAC_SHA1_80: unprotect first).
 Exactly the gateway's code, no sockets. Prints a JSON report.
@@ -29,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.bridge.playback import ItemKey, Playback
+from gateway.bridge.timeline import Timeline
 from gateway.media.g711 import PCMU
 from gateway.media.minphase import MinPhaseResampler as Resampler
 from gateway.media.rtp import RtpSender
@@ -139,6 +143,23 @@ def outbound(frames: int, passthrough: bool = False):
     return run
 
 
+def timeline(frames: int):
+    """Caller speech 1 s on, 1 s off; the agent talks while the caller does not."""
+    caller = speechlike(frames * 0.02, 8000, seed=3)
+    payloads = [
+        PCMU.encode(caller[i * 160 : (i + 1) * 160] if (i // 50) % 2 == 0 else caller[:160] // 200)
+        for i in range(frames)
+    ]
+
+    def run(n: int) -> None:
+        tl = Timeline(0.0, PCMU)
+        for i in range(n):
+            tl.caller_frame(payloads[i % frames], i * 0.02)
+            tl.agent_frame((i // 50) % 2 == 1)
+
+    return run
+
+
 def srtp_protect(frames: int, suite: str):
     sender = RtpSender(0, 160)
     tx = SrtpSession(*keys(suite))
@@ -177,6 +198,7 @@ def main() -> None:
         "inbound_g711": inbound(frames, passthrough=True),
         "outbound_g711": outbound(frames, passthrough=True),
         "inbound_srtp": inbound(frames, srtp="AES_CM_128_HMAC_SHA1_80"),
+        "timeline": timeline(frames),
     }
     for suite in SUITES:
         runs[f"srtp_protect_{suite}"] = srtp_protect(frames, suite)
