@@ -11,7 +11,8 @@ from gateway.bridge.model_audio import ModelAudio
 from gateway.bridge.playback import Playback
 from gateway.bridge.screening import TOLD, VOICEMAIL_LEFT, AnswerScreen, Decided, LeaveMessage
 from gateway.bridge.transcript import TranscriptLog
-from gateway.config import AmdConfig, DtmfConfig
+from gateway.bridge.uplink import CallerAudio
+from gateway.config import AgentConfig, AmdConfig, DtmfConfig
 from gateway.media.g711 import PCMU
 from gateway.metrics import CallProbe
 from gateway.realtime import protocol as rt
@@ -140,3 +141,24 @@ def test_without_a_screen_the_greeting_goes_at_the_answer_as_before() -> None:
     c.screen = None
     assert c.start(0.0) == [rt.CreateResponse("Greet them.")]
     assert c.callee_audio(silence(0.02), 0.0) == ()
+
+
+def test_the_uplinks_tap_sees_the_callees_pcm_and_holds_back_what_it_refuses() -> None:
+    seen: list[np.ndarray] = []
+    passing = [False]
+
+    def tap(pcm: np.ndarray) -> bool:
+        seen.append(pcm)
+        return passing[0]
+
+    for passthrough in (True, False):
+        seen.clear()
+        uplink = CallerAudio(PCMU, passthrough, AgentConfig(), 20, None, lambda: None, tap)
+        payload = bytes(PCMU.encode(burst(0.02)))
+        passing[0] = False
+        assert uplink.convert(payload, talking=False) == b""  # held back from the model
+        passing[0] = True
+        audio = uplink.convert(payload, talking=False)
+        expected = payload if passthrough else 160 * 3 * 2  # G.711 as is, or 24 kHz PCM16
+        assert (audio if passthrough else len(audio)) == expected
+        assert len(seen) == 2 and np.array_equal(seen[0], PCMU.decode(payload))
