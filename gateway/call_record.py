@@ -54,6 +54,7 @@ class CallRecord:
     usage: dict[str, int] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     rtp: dict[str, Any] = field(default_factory=dict)
+    amd: dict[str, Any] | None = None  # answering-machine detection: result, cause, voicemail
     recording: str | None = None
     transcript: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # from the decision webhook

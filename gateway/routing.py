@@ -65,6 +65,8 @@ class Selection:
     # its record and events; both, with the call's X- headers, to its webhook tools.
     metadata: Mapping[str, Any] = field(default_factory=dict)
     variables: Mapping[str, str] = field(default_factory=dict)
+    # Answering-machine detection of an outbound call (off | detect | voicemail): POST /v1/calls.
+    amd: str = "off"
 
 
 class Router:
@@ -105,11 +107,15 @@ class Router:
 
 
 def _filled(agent: AgentConfig, variables: Mapping[str, str]) -> AgentConfig:
-    """The agent with ${...} in its instructions and greeting filled from `variables`."""
+    """The agent with ${...} in its instructions, greeting and voicemail message filled from
+    `variables`."""
     instructions = Template(agent.instructions).safe_substitute(variables)
-    update: dict[str, str] = {"instructions": instructions}
+    update: dict[str, Any] = {"instructions": instructions}
     if agent.greeting:
         update["greeting"] = Template(agent.greeting).safe_substitute(variables)
+    if agent.amd.voicemail_message:
+        message = Template(agent.amd.voicemail_message).safe_substitute(variables)
+        update["amd"] = agent.amd.model_copy(update={"voicemail_message": message})
     return agent.model_copy(update=update)
 
 

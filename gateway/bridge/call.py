@@ -38,6 +38,7 @@ from .core import CallCore, CallStats, Command, HangUp, RunTool, Transfer
 from .model_audio import ModelAudio
 from .playback import MAX_BUFFER_S, Playback
 from .recording import Recording
+from .screening import AnswerScreen, Decided, LeaveMessage
 from .timeline import Timeline
 from .transcript import TranscriptLog
 from .uplink import CallerAudio
@@ -69,10 +70,12 @@ class CallBridge:
         *,
         playback_buffer_s: float = MAX_BUFFER_S,
         limits: CallLimits | None = None,
+        screen: AnswerScreen | None = None,
         timeline: Timeline | None = None,
     ) -> None:
         """``limits``: the call's longest duration, hold timeout and RTP timeout (none: no
-        limit); ``timeline``: the call's marks, fed here (none: not kept)."""
+        limit); ``screen``: answering-machine detection (none: off); ``timeline``: the
+        call's marks, fed here (none: not kept)."""
         self.timeline = timeline
         self.session = session
         self.rtp = rtp
@@ -86,7 +89,13 @@ class CallBridge:
         passthrough = audio_format == "g711"
         self.audio = ModelAudio(self.playback, codec, passthrough)
         self.uplink = CallerAudio(
-            codec, passthrough, agent, rtp.ptime_ms, recording, self._caller_speaking
+            codec,
+            passthrough,
+            agent,
+            rtp.ptime_ms,
+            recording,
+            self._caller_speaking,
+            self._callee_audio if screen is not None else None,
         )
         self._echo = self.uplink.echo  # shown each frame played (None: no echo suppression)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
@@ -103,6 +112,7 @@ class CallBridge:
             confirm_s=self.uplink.confirm_s,
             limits=limits,
             silence_timeout_s=agent.silence_timeout_s,
+            screen=screen,
         )
         self.actions = actions or Actions(None, None, log)
         self.actions.attach(self.core, self._run)
@@ -155,6 +165,9 @@ class CallBridge:
                 self.actions.run_tool(command.call)
             elif isinstance(command, Transfer):
                 self.actions.transfer(command)
+            elif isinstance(command, Decided | LeaveMessage):
+                if self.core.screen is not None:  # the call's log, events, record
+                    self.core.screen.report(command)
             else:
                 self._outbox.append(command)
                 self._outbox_ready.set()
@@ -286,6 +299,17 @@ class CallBridge:
     async def _uplink(self) -> None:
         """Ends the call when the uplink (``on_payload``) fails."""
         await self._uplink_failed
+
+    def _callee_audio(self, pcm: np.ndarray) -> bool:
+        """The callee's audio to the answering-machine detection; whether the model hears it
+        (not before the decision, nor on a machine in voicemail mode). The frame that brings
+        the decision does not pass: the model is told first (the writer sends it)."""
+        screen = self.core.screen
+        passing = screen is None or screen.passing
+        commands = self.core.callee_audio(pcm, time.monotonic())
+        if commands:
+            self._run(commands)
+        return passing
 
     def _on_hold(self, held: bool) -> None:
         """From the stream: the caller put the call on hold, or resumed it."""

@@ -35,6 +35,7 @@ from .ending import TRANSFERRED, CallEnd, HangUp, Transfer, TransferAsked
 from .keypad import KEYS_PER_S, Keypad, dtmf_message
 from .model_audio import ModelAudio
 from .playback import ItemAccount, ItemKey, Playback
+from .screening import TOLD, VOICEMAIL_LEFT, AnswerScreen, Decided, LeaveMessage, Outcome
 from .tools import ToolCall
 from .transcript import TranscriptLog
 
@@ -53,7 +54,7 @@ class RunTool:
     call: ToolCall
 
 
-Command = rt.ClientCommand | RunTool | HangUp | Transfer
+Command = rt.ClientCommand | RunTool | HangUp | Transfer | Decided | LeaveMessage
 NOTHING: tuple[Command, ...] = ()  # the common answer, with no allocation
 __all__ = ["TRANSFERRED", "CallCore", "CallStats", "Command", "HangUp", "RunTool", "Transfer"]
 
@@ -90,6 +91,7 @@ class CallCore:
         confirm_s: float = 0.0,
         limits: CallLimits | None = None,
         silence_timeout_s: float | None = None,
+        screen: AnswerScreen | None = None,
     ) -> None:
         self.playback = playback
         self.audio = audio
@@ -115,14 +117,15 @@ class CallCore:
         self._held_at: float | None = None  # local pre-emption waiting for the service
         self._unhold_at: float | None = None
         self.due: list[Command] = []  # from next_frame, for the shell to take (take_due)
+        self.screen = screen  # answering-machine detection (screening.py), before anything
 
     # --- inputs -------------------------------------------------------------------------------
 
     def start(self, now: float) -> Sequence[Command]:
-        """The call is answered: its time counts from now; the greeting, if any."""
+        """The call is answered: its time counts from now; the greeting, if any (AMD first)."""
         self.ending.answered(now)
-        if not self._greeting:
-            return NOTHING
+        if self.screen is not None or not self._greeting:
+            return _screening(self, now)
         return [rt.CreateResponse(self._greeting)]
 
     def server_event(self, event: rt.ServerEvent, now: float) -> Sequence[Command]:
@@ -144,7 +147,7 @@ class CallCore:
                 self.stats.responses += 1
             case rt.ResponseDone():
                 if event.status != "cancelled":  # cancelled: the caller talks, or we go on
-                    self._quiet_from(now)
+                    _quiet_from(self, now)
                 return self._response_done(event)
             case rt.FunctionCall():
                 self.ending.guards.agent_talking()  # working: its answer comes with the output
@@ -179,6 +182,10 @@ class CallCore:
             self.due.append(command)
         return frame
 
+    def callee_audio(self, pcm: np.ndarray, now: float) -> Sequence[Command]:
+        """The callee's PCM16, while the answering-machine detection listens."""
+        return _screened(self, self.screen.audio(pcm, now), now) if self.screen else NOTHING
+
     def take_due(self) -> Sequence[Command]:
         """The commands :meth:`next_frame` found due (the pacer's path has no return for them)."""
         due, self.due = self.due, []
@@ -208,7 +215,7 @@ class CallCore:
         self.log.info("call.dtmf", digit=digit, **detail)
         self.ending.guards.caller_active()
         entry = self._keypad.press(digit, now)
-        return self._keys(entry) if entry is not None else NOTHING
+        return _key_entry(self, entry) if entry is not None else NOTHING
 
     def hold(self, held: bool, now: float) -> None:
         """Hold (its timeout runs; a held caller is not silent) or resume."""
@@ -216,24 +223,26 @@ class CallCore:
         if held or self._responding:
             self.ending.guards.agent_talking()
         else:
-            self._quiet_from(now)
+            _quiet_from(self, now)
 
     def tick(self, now: float) -> Sequence[Command]:
         """Time passed: call at :meth:`deadline` (earlier or later is harmless)."""
         if (hang_up := self.ending.time_up(now)) is not None:
             return [hang_up]
         told = [c for text in self.ending.guards_due(now) for c in self._tell(text)]
+        told += _screened(self, self.screen.tick(now), now) if self.screen else NOTHING
         if self._unhold_at is not None and now >= self._unhold_at:
             _unconfirmed(self)
         entry = self._keypad.due(now)
-        return [*told, *self._keys(entry)] if entry is not None else (told or NOTHING)
+        return [*told, *_key_entry(self, entry)] if entry is not None else (told or NOTHING)
 
     def deadline(self, now: float) -> float | None:
         """When :meth:`tick` is next due, as known at ``now``: a key entry's pause, a local
-        hold's end, the call's time limits, the wrap-up and silence guards."""
+        hold's end, the call's time limits, the wrap-up and silence guards, AMD's wait."""
+        screen = self.screen.deadline if self.screen is not None else None
         times = [
             t
-            for t in (self._keypad.deadline, self._unhold_at, self.ending.deadline(now))
+            for t in (self._keypad.deadline, self._unhold_at, self.ending.deadline(now), screen)
             if t is not None
         ]
         return min(times) if times else None
@@ -302,20 +311,9 @@ class CallCore:
         self._responding = True  # ours now; response.created/done keep it true to the service
         return [rt.CreateResponse(instructions)]
 
-    def _quiet_from(self, now: float) -> None:  # the silence counts once the buffer is heard
-        self.ending.guards.agent_quiet(now + self.playback.buffered_ms / 1000)
-
     def _tell(self, text: str) -> list[Command]:
         """A system message for the model, and its answer when it is free."""
         return [rt.AddText("system", text), *self._respond()]
-
-    def _keys(self, entry: str) -> Sequence[Command]:
-        """A key entry for the model. One response answers every entry sent before it."""
-        self.log.info("call.dtmf_to_model", keys=entry)
-        commands: list[Command] = [rt.AddText("user", dtmf_message(entry))]
-        if self._respond_to_keys:
-            commands += self._respond()
-        return commands
 
     def audio_delta(self, event: rt.AudioDelta) -> None:
         """The model's audio into playback (no command follows one, nor does time matter)."""
@@ -372,6 +370,52 @@ class CallCore:
         if commands:
             self.stats.barge_ins += 1
         return commands
+
+
+def _quiet_from(core: CallCore, now: float) -> None:
+    """The silence guard counts from the agent's last words, once what is buffered is heard."""
+    core.ending.guards.agent_quiet(now + core.playback.buffered_ms / 1000)
+
+
+def _key_entry(core: CallCore, entry: str) -> Sequence[Command]:
+    """A key entry for the model. One response answers every entry sent before it."""
+    core.log.info("call.dtmf_to_model", keys=entry)
+    commands: list[Command] = [rt.AddText("user", dtmf_message(entry))]
+    if core._respond_to_keys:
+        commands += core._respond()
+    return commands
+
+
+# --- answering-machine detection --------------------------------------------------------------
+
+
+def _screening(core: CallCore, now: float) -> Sequence[Command]:
+    """No greeting; or the answer is screened first: the agent's first words wait for the
+    decision, and the silence guard does not count meanwhile."""
+    if core.screen is None:
+        return NOTHING
+    core.screen.start(now)
+    core.ending.guards.agent_talking()
+    return NOTHING
+
+
+def _screened(core: CallCore, outcomes: Sequence[Outcome], now: float) -> list[Command]:
+    """What the detection's outcomes ask of the call: each goes to the shell (log, event,
+    record); the model is told; a person hears the agent's first words; a machine in
+    voicemail mode hears the message, then the call ends."""
+    commands: list[Command] = []
+    for outcome in outcomes:
+        commands.append(outcome)
+        if isinstance(outcome, LeaveMessage):
+            core.hang_up_after_words(VOICEMAIL_LEFT)
+            commands += core._respond(SPEAK.format(text=outcome.message))
+        elif not outcome.waits_for_beep:
+            commands.append(rt.AddText("system", TOLD[outcome.decision.result]))
+            if outcome.speaks_first:
+                commands += core._respond(core._greeting)
+            else:
+                _quiet_from(core, now)  # the model answers when the greeting pauses
+    return commands
 
 
 # --- what the service says is wrong -----------------------------------------------------------

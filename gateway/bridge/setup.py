@@ -68,6 +68,7 @@ from .call_limits import CallLimits
 from .call_timeline import open_timeline, write_timeline
 from .decision import ask_hook, declined, select
 from .recording import Recording
+from .screening import reported, screen_for
 from .tools import Tools
 from .transcript import TranscriptLog
 
@@ -334,11 +335,11 @@ class CallSetup:
             recording=recording,
             playback_buffer_s=cfg.media.playback_buffer_s,
             limits=CallLimits.configured(cfg, stream.receiver),
+            screen=screen_for(route, self.log, partial(reported, self.record, self.emit, self.log)),
             timeline=open_timeline(session, stream, plan.codec) if self._timeline_on() else None,
         )
         stream.on_payload = bridge.on_payload
-        self.actions, self.bridge = actions, bridge
-        call.bridge = bridge
+        self.actions, self.bridge, call.bridge = actions, bridge, bridge
         return bridge
 
     def _timeline_on(self) -> bool:

@@ -31,9 +31,11 @@ class CallerAudio:
         ptime_ms: int,
         recording: Recording | None,
         on_onset: Callable[[], None],
+        screen: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
         """``passthrough``: the session takes G.711 as is; ``on_onset``: the local VAD heard
-        the caller start speaking."""
+        the caller start speaking; ``screen``: sees the caller's PCM first (answering-machine
+        detection) and says whether it goes on to the model."""
         self.codec = codec
         self.passthrough = passthrough
         echo, local = agent.echo_suppression, agent.local_barge_in
@@ -46,9 +48,16 @@ class CallerAudio:
         self.recording = recording
         self.tap: CallTap | None = None  # the console listens or shows meters
         self._on_onset = on_onset
+        self.screen = screen
         self._up = MinPhaseResampler(TELEPHONE_RATE, MODEL_RATE)  # no hold-back: minphase.py
         # Nothing to look at or change: the payload goes to the model as it came.
-        self._as_is = passthrough and self.echo is None and self.local is None and not recording
+        self._as_is = (
+            passthrough
+            and self.echo is None
+            and self.local is None
+            and not recording
+            and not screen
+        )
 
     @property
     def confirm_s(self) -> float:
@@ -67,6 +76,8 @@ class CallerAudio:
             self.tap.caller(pcm)
             if self._as_is:
                 return payload
+        if self.screen is not None and not self.screen(pcm):
+            return b""
         if self.echo is not None and not self.echo.near_end(pcm):
             pcm = np.zeros_like(pcm)
             payload = bytes([self.codec.silence]) * len(payload)

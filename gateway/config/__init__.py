@@ -42,6 +42,7 @@ from .agent import (
     TurnDetection,
     Voice,
 )
+from .amd import AmdConfig
 from .api import ApiConfig
 from .environment import api_key, api_token, check_environment, sip_passwords
 from .errors import _ALL_FIELD_PATHS as _ALL_FIELD_PATHS
@@ -84,6 +85,7 @@ __all__ = [
     "TRANSCRIPTION_MODELS",
     "VOICES",
     "AgentConfig",
+    "AmdConfig",
     "ApiConfig",
     "AuthConfig",
     "CallIncomingHook",

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
+from .amd import AmdConfig
 from .fields import Float, Int, _choice, _kind, _Model, _optional, _text
 from .tools import Tool
 
@@ -349,6 +350,12 @@ class AgentConfig(_Model):
         False,
         description="Record calls of this profile to records.recordings_dir (a stereo WAV of "
         "what was heard). Default false.",
+    )
+    amd: AmdConfig = Field(
+        default_factory=AmdConfig,
+        description="Answering-machine detection when the call is answered: mode off, detect "
+        "or voicemail, the message left on a machine, and app_amd's cadence parameters "
+        "(README, Answering-machine detection; docs/amd.md).",
     )
 
     @field_validator("greeting", mode="after")

@@ -12,6 +12,8 @@ Which events a call emits (README, "Call events"):
   became a call, and anyone who can send an INVITE could otherwise fill the outbox and push
   out the events of real calls. Such refusals are in the log, the metrics and calls_dir.
 * ``call.answered``: the 200 OK was sent.
+* ``call.amd``: answering-machine detection decided (``result`` human, machine or unknown,
+  ``ms`` after the answer, ``cause``, ``mode``); the voicemail left is in the call record.
 * ``call.transferred``: the far end accepted the REFER (``target``).
 * ``call.tool``: each tool call, with its arguments and outcome.
 * ``call.ended``: always after ``call.started``, answered or not (a setup failure has
