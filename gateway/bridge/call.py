@@ -25,7 +25,7 @@ import numpy as np
 from websockets.exceptions import ConnectionClosed
 
 from ..config import AgentConfig
-from ..media.g711 import G711
+from ..media.codecs import Codec, is_g711
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
@@ -55,7 +55,7 @@ class CallBridge:
         self,
         session: RealtimePort,
         rtp: RtpStream,
-        codec: G711,
+        codec: Codec,
         audio_format: str,
         agent: AgentConfig,
         log: Any,
@@ -77,8 +77,10 @@ class CallBridge:
             rtp.frame_samples,
             on_finished=self.transcript.agent_played,
             max_buffer_s=playback_buffer_s,
+            rate=codec.rate,
         )
-        passthrough = audio_format == "g711"
+        # G.711 passes through when the profile asks; other codecs always talk PCM16.
+        passthrough = audio_format == "g711" and is_g711(codec)
         self.audio = ModelAudio(self.playback, codec, passthrough)
         self.uplink = CallerAudio(
             codec, passthrough, agent, rtp.ptime_ms, recording, self._caller_speaking
@@ -116,6 +118,7 @@ class CallBridge:
         rtp.on_dtmf = self._on_key
         rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
         rtp.on_hold = self._on_hold
+        rtp.on_lost = self.uplink.lost  # before the packet that follows the gap, in order
         rtp.on_peer_learned = lambda addr: log.info(
             "rtp.source_learned", rtp_remote=f"{addr[0]}:{addr[1]}"
         )

@@ -40,6 +40,7 @@ from ..hooks.events import (
     with_metadata,
 )
 from ..hooks.incoming import Accept, forwarded_headers
+from ..media.codecs import is_g711
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -210,7 +211,7 @@ class CallSetup:
         self.log.info("call.routed", profile=route.profile)
         stream = await self._open_stream(stack, plan)
         sdp.rtp_port = stream.port
-        recording = self._recording(stack, route.agent, stream.frame_samples)
+        recording = self._recording(stack, route.agent, stream.frame_samples, stream.codec.rate)
         session = await self._connect(stack, route, plan)
         stack.callback(self._bye)
         transcript = self._open_transcript(stack)
@@ -225,7 +226,7 @@ class CallSetup:
                 self.services.ports,
                 self.services.cfg.sip.bind,
                 lambda: RtpStream(
-                    plan.codec,
+                    plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
                     plan.payload_type,
                     plan.remote,
                     _drop,
@@ -248,7 +249,7 @@ class CallSetup:
         self.services.ports.release(stream.port)
 
     def _recording(
-        self, stack: contextlib.AsyncExitStack, agent: AgentConfig, frame_samples: int
+        self, stack: contextlib.AsyncExitStack, agent: AgentConfig, frame: int, rate: int
     ) -> Recording | None:
         """The call's WAV file when its agent asks for one (nothing is written before the
         answer starts it)."""
@@ -257,7 +258,7 @@ class CallSetup:
             return None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         failed = partial(self.services.metrics.write_failed, "recording")
-        recording = Recording(directory / f"{stamp}_{self.call.id}.wav", frame_samples, failed)
+        recording = Recording(directory / f"{stamp}_{self.call.id}.wav", frame, failed, rate)
         stack.push_async_callback(recording.close)
         return recording
 
@@ -267,7 +268,7 @@ class CallSetup:
         services, started = self.services, time.monotonic()
         try:
             session = await RealtimeLink.connect(
-                services.cfg.realtime,
+                _session_config(services.cfg, plan),
                 route.agent,
                 base_url=services.base_url,
                 dialect=services.dialect,
@@ -332,7 +333,7 @@ class CallSetup:
         bridge = CallBridge(
             session,
             stream,
-            plan.codec,
+            stream.codec,
             cfg.realtime.audio_format,
             route.agent,
             self.log,
@@ -420,6 +421,14 @@ class CallSetup:
         self.emit("call.ended", ended_data(reason, self.record, self.transcript))
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
+
+
+def _session_config(cfg: GatewayConfig, plan: MediaPlan) -> Any:
+    """The realtime section a call's sessions open with: only G.711 can pass through to the
+    service (audio_format g711); a call in G.722 or Opus talks PCM16 at 24 kHz."""
+    if is_g711(plan.codec):
+        return cfg.realtime
+    return cfg.realtime.model_copy(update={"audio_format": "pcm16"})
 
 
 def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:
