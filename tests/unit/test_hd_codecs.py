@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from aiosipua import parse_sdp, serialize_sdp
 
 from gateway.config import parse_config
 from gateway.media.codecs import codec_spec, is_g711
+from gateway.media.dtmf import DtmfDecoder, DtmfEvent
+from gateway.media.key_sender import KeySender
 from gateway.media.opus import encoder_settings, packet_ticks
 from gateway.media.receiver import Lost, RtpReceiver, Signal
-from gateway.media.rtp import RtpSender
+from gateway.media.rtp import RtpPacket, RtpSender
 from gateway.sip.sdp import SdpSession, build_answer, plan_media
 
 from .test_sdp import offer
@@ -175,3 +179,22 @@ def test_receiver_reports_a_gap_as_lost_for_a_codec_without_silence() -> None:
 def test_config_takes_the_new_codec_names_in_any_case() -> None:
     cfg = parse_config({"media": {"codecs": ["OPUS", "g722", "pcmu"]}})
     assert cfg.media.codecs == ["opus", "G722", "PCMU"]
+
+
+def test_keys_on_opus_run_on_its_48k_clock_both_ways() -> None:
+    sender = KeySender(frame_samples=960, tone_ms=100, gap_ms=60, clock_rate=48000)
+    sender.queue("7")
+    packets = [sender.next_packet(1000 + i * 960) for i in range(8)]
+    durations = [struct.unpack("!BBH", p[0])[2] for p in packets if p is not None]
+    assert durations == [960, 1920, 2880, 3840, 4800, 4800, 4800, 4800]  # 100 ms at 48 kHz
+    assert sender.gap_frames == 3  # 60 ms of 20 ms packets
+    decoder = DtmfDecoder(48000)
+    heard = [
+        e for p in packets if p is not None
+        for e in decoder.push(RtpPacket(97, 0, p[2], 1, p[1], p[0]))
+    ]  # fmt: skip
+    assert heard == [DtmfEvent("7", 100)]
+    # A key whose end never came is reported after 200 ms of audio on the 48 kHz clock.
+    decoder.push(RtpPacket(97, 1, 900_000, 1, True, struct.pack("!BBH", 3, 10, 4800)))
+    assert decoder.audio(900_000 + 4800 + 4800) == []
+    assert decoder.audio(900_000 + 4800 + 9600) == [DtmfEvent("3", 100, end_seen=False)]
