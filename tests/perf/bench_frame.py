@@ -6,8 +6,8 @@ Outbound: JSON delta parse (base64) -> 24k->8k (minphase.py) -> playback push/ne
           G.711 encode -> RTP build.
 The ``_g711`` variants are ``realtime.audio_format: g711`` (no decode, no resampling).
 ``inbound_G722``/``outbound_G722`` and ``inbound_opus``/``outbound_opus``: the same paths for a
-call in G.722 (libg722; 16k <-> 24k through minphase_rational.py) and in Opus (libopus at 24 kHz, nothing
-resampled); ``codec_us`` is the coder alone (encode, decode) per 20 ms frame.
+call in G.722 (libg722; 16k <-> 24k through minphase_rational.py) and in Opus (libopus at
+24 kHz, nothing resampled); ``codec_us`` is the coder alone (encode, decode) per 20 ms frame.
 ``srtp_*``: libsrtp's protect and unprotect of one 20 ms G.711 packet, per suite, and the
 inbound path with SRTP (``inbound_srtp``, AES_CM_128_HMAC_SHA1_80: unprotect first).
 Exactly the gateway's code, no sockets. Prints a JSON report.

@@ -1,5 +1,6 @@
 """The bridge's audio at a wideband codec's rate: Opus untouched at 24 kHz, G.722 at 16 kHz
-through the rational minimum-phase filter, the heard accounting in the codec's samples, and loss concealed in order."""
+through the rational minimum-phase filter, the heard accounting in the codec's samples, and
+loss concealed in order."""
 
 from __future__ import annotations
 
