@@ -120,8 +120,8 @@ class OpusCodec:
         self._pcm = np.zeros(MAX_FRAME, dtype=np.int16)
         self._pcm_ptr = self._pcm.ctypes.data_as(ctypes.POINTER(ctypes.c_int16))
         self._out = ctypes.create_string_buffer(MAX_PACKET)
-        self.bad_packets = 0
-        self.fec_frames = 0
+        self.bad_packets = 0  # payloads libopus could not decode (concealed as lost)
+        self.fec_frames = 0  # losses decoded from the next packet's FEC (PLC if it had none)
         self.concealed_samples = 0
 
     def encode(self, pcm: np.ndarray) -> bytes:
