@@ -1,11 +1,11 @@
 """The model's audio as PCM at the codec's rate for the playback queue, item by item.
 
 PCM16 at 24 kHz goes through one resampler stream to the codec's rate (``media/conversion.py``:
-the minimum-phase FIR to 8 kHz for G.711, soxr to 16 kHz for G.722, nothing for Opus at 24
-kHz); G.711 (``realtime.audio_format: g711``) is only decoded. The stream is flushed at the end
-of every item, and before the first delta of another item if that end never came, so item boundaries
-stay exact: whatever the resampler holds back always belongs to the item being received, and
-sample ``n`` of an item is its model time ``n / rate`` s (see ``playback.py``).
+minimum-phase FIRs, to 8 kHz for G.711 and to 16 kHz for G.722; nothing for Opus at 24 kHz);
+G.711 (``realtime.audio_format: g711``) is only decoded. The stream is flushed at the end of
+every item, and before the first delta of another item if that end never came, so item
+boundaries stay exact: whatever the resampler holds back always belongs to the item being
+received, and sample ``n`` of an item is its model time ``n / rate`` s (see ``playback.py``).
 """
 
 from __future__ import annotations

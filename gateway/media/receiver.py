@@ -158,8 +158,7 @@ class RtpReceiver:
         self.reorder = ReorderBuffer(REORDER_MAX_DELAY_S)
         self.audio_clock = AudioClock(clock_rate=clock_rate)
         self.dtmf = DtmfDecoder(clock_rate)
-        fill = None if silence is None else _silence_run(silence, self.audio_clock.max_fill)
-        self._fill = fill
+        self._fill = None if silence is None else _silence_run(silence, self.audio_clock.max_fill)
         self._ticks = ticks or len
         self._audio_ssrc: int | None = None
         packets_per_s = 1000 / ptime_ms
