@@ -44,6 +44,10 @@ class Codec(Protocol):
 
     def conceal(self, ticks: int, following: bytes | None = None) -> np.ndarray: ...
 
+    def counters(self) -> dict[str, int]:
+        """The coder's own counts for the call's ``rtp.stats`` line (none for G.711)."""
+        ...
+
 
 class CodecSpec(Protocol):
     name: str

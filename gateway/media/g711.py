@@ -109,6 +109,9 @@ class G711:
     def fmtp(self, pt: int, peer: str | None, ptime_ms: int) -> str | None:
         return None
 
+    def counters(self) -> dict[str, int]:
+        return {}
+
     def conceal(self, ticks: int, following: bytes | None = None) -> np.ndarray:
         """Silence for lost audio (the receiver fills G.711 gaps itself; see receiver.py)."""
         return np.zeros(ticks, dtype=np.int16)

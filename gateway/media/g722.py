@@ -57,6 +57,9 @@ class G722Codec:
         self._last, self._repeats = pcm, 0
         return pcm
 
+    def counters(self) -> dict[str, int]:
+        return {}  # a loss is the receiver's filled_ms already
+
     def conceal(self, ticks: int, following: bytes | None = None) -> np.ndarray:
         """Audio for ``ticks`` lost RTP clock ticks: the last frame heard, fading out."""
         out = np.zeros(ticks * PCM_RATE // CLOCK_RATE, dtype=np.int16)

@@ -142,6 +142,10 @@ class OpusCodec:
             return np.zeros(0, dtype=np.int16)
         return self._pcm[:n].copy()
 
+    def counters(self) -> dict[str, int]:
+        """For ``rtp.stats``: losses read from FEC, packets libopus refused."""
+        return {"opus_fec_frames": self.fec_frames, "opus_bad_packets": self.bad_packets}
+
     def conceal(self, ticks: int, following: bytes | None = None) -> np.ndarray:
         """Audio for ``ticks`` lost 48 kHz ticks: the last lost frame from ``following``'s
         in-band FEC when it has some (libopus conceals otherwise), PLC before it."""

@@ -247,7 +247,7 @@ class RtpStream:
 
     def summary(self) -> dict[str, int]:
         """Counters for the end-of-call log line."""
-        return self.receiver.summary()
+        return {**self.receiver.summary(), **self.codec.counters()}
 
     # --- receive ------------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ def test_opus_plc_covers_a_longer_gap_and_junk_counts_as_lost() -> None:
     codec.decode(packets[0])
     assert len(codec.conceal(3 * 960, None)) == 3 * 480  # PLC, nothing to read FEC from
     assert len(codec.decode(b"\xff\xff\xff")) == 0  # not Opus: counted, not raised
-    assert codec.bad_packets == 1
+    assert codec.counters() == {"opus_fec_frames": 0, "opus_bad_packets": 1}  # rtp.stats
     assert packet_ticks(b"") == 0
 
 
