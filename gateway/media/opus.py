@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OPUS_SPEC", "OpusCodec", "OpusSpec", "encoder_settings"]
+__all__ = ["OPUS_SPEC", "OpusCodec", "OpusSpec", "encoder_settings", "load_libopus"]
 
 PCM_RATE = 24000
 CLOCK_RATE = 48000  # RFC 7587 §4.1
@@ -61,6 +61,11 @@ def _lib() -> Any:
     nb_samples.argtypes = (ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32)
     nb_samples.restype = ctypes.c_int
     return opuslib_next, dec.libopus_decode, enc.libopus_encode, nb_samples
+
+
+def load_libopus() -> None:
+    """Load libopus now (the daemon's start-up check); raises what opuslib-next raises."""
+    _lib()
 
 
 def parse_fmtp(fmtp: str | None) -> dict[str, str]:

@@ -16,6 +16,7 @@ from gateway.media.opus import encoder_settings, packet_ticks
 from gateway.media.receiver import Lost, RtpReceiver, Signal
 from gateway.media.rtp import RtpPacket, RtpSender
 from gateway.sip.sdp import SdpSession, build_answer, plan_media
+from gateway.startup import StartupError, codecs_loadable
 
 from .test_sdp import offer
 
@@ -198,3 +199,16 @@ def test_keys_on_opus_run_on_its_48k_clock_both_ways() -> None:
     decoder.push(RtpPacket(97, 1, 900_000, 1, True, struct.pack("!BBH", 3, 10, 4800)))
     assert decoder.audio(900_000 + 4800 + 4800) == []
     assert decoder.audio(900_000 + 4800 + 9600) == [DtmfEvent("3", 100, end_seen=False)]
+
+
+def test_opus_in_the_config_needs_libopus_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = parse_config({"media": {"codecs": ["opus", "PCMU"]}})
+    codecs_loadable(cfg)  # libopus0 is here: nothing to say
+
+    def missing() -> None:
+        raise Exception("Could not find Opus library. Make sure it is installed.")
+
+    monkeypatch.setattr("gateway.startup.load_libopus", missing)
+    with pytest.raises(StartupError, match=r"media\.codecs: opus needs libopus"):
+        codecs_loadable(cfg)
+    codecs_loadable(parse_config({"media": {"codecs": ["G722", "PCMU"]}}))  # no Opus, no check
