@@ -282,6 +282,11 @@ class SdpSession:
         """Answer an offer; within a call the codec cannot change (its bridge is built)."""
         codecs = [self.plan.codec.name] if self.plan else self.codecs
         plan = self._keyed(self._allowed(plan_media(offer, codecs, self.srtp)))
+        if self.plan is not None and plan.payload_type != self.plan.payload_type:
+            # Opus's type is dynamic: the call's RTP stream is built on the one agreed.
+            raise NotAcceptable(
+                f"a re-INVITE cannot move the codec to payload type {plan.payload_type}"
+            )
         answer = build_answer(offer, plan, self.local_ip, self.rtp_port)
         self.plan = plan
         return plan, self._stamp(answer)
@@ -339,7 +344,7 @@ class SdpSession:
         if answer is None:
             raise NotAcceptable("the ACK carries no SDP answer to our offer")
         plan = self._allowed(plan_media(answer, [offered.codec.name], self.srtp))
-        if plan.payload_type != offered.payload_type and offered.payload_type < 96:
+        if plan.payload_type != offered.payload_type:  # our stream is built on the offered one
             raise NotAcceptable(f"the answer changed payload type {offered.payload_type}")
         remote = plan.remote_crypto
         if (remote is None) != (not self._offer_crypto):

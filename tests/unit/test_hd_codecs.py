@@ -15,7 +15,7 @@ from gateway.media.key_sender import KeySender
 from gateway.media.opus import encoder_settings, packet_ticks
 from gateway.media.receiver import Lost, RtpReceiver, Signal
 from gateway.media.rtp import RtpPacket, RtpSender
-from gateway.sip.sdp import SdpSession, build_answer, plan_media
+from gateway.sip.sdp import NotAcceptable, SdpSession, build_answer, plan_media
 from gateway.startup import StartupError, codecs_loadable
 
 from .test_sdp import offer
@@ -212,3 +212,14 @@ def test_opus_in_the_config_needs_libopus_at_start(monkeypatch: pytest.MonkeyPat
     with pytest.raises(StartupError, match=r"media\.codecs: opus needs libopus"):
         codecs_loadable(cfg)
     codecs_loadable(parse_config({"media": {"codecs": ["G722", "PCMU"]}}))  # no Opus, no check
+
+
+def test_a_reinvite_cannot_move_opus_to_another_payload_type() -> None:
+    session = SdpSession(["opus", "PCMU"], "192.0.2.1", 10002)
+    session.answer(parse_sdp(offer(*HD_OFFER)))
+    assert session.plan is not None and session.plan.payload_type == 96
+    moved = [line.replace("96", "98") for line in HD_OFFER]
+    with pytest.raises(NotAcceptable, match="payload type 98"):
+        session.answer(parse_sdp(offer(*moved)))
+    assert session.plan.payload_type == 96  # the call goes on as it was
+    session.answer(parse_sdp(offer(*HD_OFFER, "a=sendonly")))  # a hold keeps it: fine
