@@ -49,7 +49,7 @@ from .sip.tls_transport import TlsTransport
 from .sip.transactions import SipTimers
 from .sip.transport import Listener, bound_port
 from .sip.uas import GatewayUAS
-from .startup import StartupError, realtime_auth, start_metrics, writable_dir
+from .startup import StartupError, codecs_loadable, realtime_auth, start_metrics, writable_dir
 
 __all__ = ["RELOADABLE", "ActiveCall", "Gateway", "StartupError"]
 
@@ -109,6 +109,7 @@ class Gateway:
         self._auth = await realtime_auth(self.cfg)
         for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
             writable_dir(f"records.{key}", getattr(self.cfg.records, key))
+        codecs_loadable(self.cfg)
         await self._start_servers()
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)

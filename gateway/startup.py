@@ -1,4 +1,5 @@
-"""What must hold before the daemon says it is ready: credentials, writable directories.
+"""What must hold before the daemon says it is ready: credentials, writable directories, the
+codecs' libraries.
 
 Each check raises `StartupError` with a message naming the config key: the process exits
 non-zero and the operator knows what to fix.
@@ -16,6 +17,7 @@ from typing import Any
 import structlog
 
 from .config import GatewayConfig, MetricsConfig, api_key
+from .media.opus import load_libopus
 from .metrics import Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 
@@ -57,6 +59,19 @@ async def _check_token(auth: Auth, cfg: GatewayConfig) -> None:
         raise StartupError(
             f"realtime.auth.method entra: no token for {cfg.realtime.auth.entra_scope} "
             f"({reason}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from None
+
+
+def codecs_loadable(cfg: GatewayConfig) -> None:
+    """Opus in ``media.codecs`` needs the system's libopus: loaded now, or the first Opus
+    call would fail at its answer instead of the daemon at its start."""
+    if "opus" not in cfg.media.codecs:
+        return
+    try:
+        load_libopus()
+    except Exception as exc:  # opuslib-next raises a bare Exception when libopus is missing
+        raise StartupError(
+            f"media.codecs: opus needs libopus (Debian: apt-get install libopus0): {exc}"
         ) from None
 
 

@@ -2,7 +2,8 @@
 # Install the real SIP/RTP peers used by the integration tests (tests/integration):
 #   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox, kamailio and its
 #   tls module (kamailio-tls-modules, for deploy/kamailio with WITH_TLS), systemd-analyze (package systemd) to verify the units in deploy/systemd, and strace
-#   (tests/integration/test_fuzz_sockets.py traces where the gateway sends).
+#   (tests/integration/test_fuzz_sockets.py traces where the gateway sends), and libopus0 (the
+#   gateway's Opus codec loads it through opuslib-next; baresip-core's opus module needs it too).
 #
 # Idempotent and fast: when every tool is already present it makes no apt call at all.
 # Otherwise it runs `apt-get update` once and installs only what is missing
@@ -14,7 +15,7 @@ set -euo pipefail
 
 BARESIP_MODULE_DIR="${BARESIP_MODULE_PATH:-/usr/lib/baresip/modules}"
 # Modules the harness config loads (tests/integration/peers/baresip/config.in).
-BARESIP_MODULES=(g711 aufile aubridge sndfile account menu)
+BARESIP_MODULES=(g711 g722 opus aufile aubridge sndfile account menu)
 
 say() { printf 'install-test-peers: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -44,11 +45,17 @@ missing_packages() {
     command -v strace >/dev/null 2>&1 || echo strace
     command -v chromium >/dev/null 2>&1 || echo chromium
     command -v chromedriver >/dev/null 2>&1 || echo chromium-driver
+    libopus_ok || echo libopus0
+}
+
+libopus_ok() {
+    ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0' \
+        || compgen -G '/usr/lib/*/libopus.so.0' >/dev/null
 }
 
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -eq 0 ]]; then
-    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio with tls, systemd-analyze, strace, chromium, chromedriver)"
+    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio with tls, systemd-analyze, strace, chromium, chromedriver, libopus0)"
     exit 0
 fi
 

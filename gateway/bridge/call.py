@@ -19,6 +19,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..config import AgentConfig
 from ..console.tap import CallTap
-from ..media.g711 import G711
-from ..media.rates import TELEPHONE_RATE
+from ..media.codecs import Codec, is_g711
 from ..media.stream import RtpStream
 from ..metrics import CallProbe
 from ..realtime import protocol as rt
@@ -59,7 +59,7 @@ class CallBridge:
         self,
         session: RealtimePort,
         rtp: RtpStream,
-        codec: G711,
+        codec: Codec,
         audio_format: str,
         agent: AgentConfig,
         log: Any,
@@ -85,8 +85,10 @@ class CallBridge:
             rtp.frame_samples,
             on_finished=self.transcript.agent_played,
             max_buffer_s=playback_buffer_s,
+            rate=codec.rate,
         )
-        passthrough = audio_format == "g711"
+        # G.711 passes through when the profile asks; other codecs always talk PCM16.
+        passthrough = audio_format == "g711" and is_g711(codec)
         self.audio = ModelAudio(self.playback, codec, passthrough)
         self.uplink = CallerAudio(
             codec,
@@ -97,6 +99,8 @@ class CallBridge:
             self._caller_speaking,
             self._callee_audio if screen is not None else None,
         )
+        if timeline is not None and not is_g711(codec):  # judged on the decoded audio
+            self.uplink.heard = partial(timeline.caller_pcm, rate=codec.rate)
         self._echo = self.uplink.echo  # shown each frame played (None: no echo suppression)
         self.probe = probe or CallProbe()  # metrics hooks (gateway/metrics.py)
         self.core = CallCore(
@@ -132,6 +136,7 @@ class CallBridge:
         rtp.on_dtmf = self._on_key
         rtp.on_flood = lambda: log.warning("rtp.flood", limit_pps=rtp.flood_limit_pps)
         rtp.on_hold = self._on_hold
+        rtp.on_lost = self.uplink.lost  # before the packet that follows the gap, in order
         rtp.on_peer_learned = lambda addr: log.info(
             "rtp.source_learned", rtp_remote=f"{addr[0]}:{addr[1]}"
         )
@@ -139,7 +144,7 @@ class CallBridge:
     def console_tap(self) -> CallTap:
         """The call's console tap, put on the media path when first asked for."""
         if self.tap is None:
-            self.tap = self.uplink.tap = CallTap(self.rtp.frame_samples, TELEPHONE_RATE)
+            self.tap = self.uplink.tap = CallTap(self.rtp.frame_samples, self.uplink.codec.rate)
         return self.tap
 
     def console_untap(self) -> None:

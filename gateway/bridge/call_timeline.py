@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from ..durable import errno_name
-from ..media.g711 import G711
+from ..media.codecs import Codec
 from ..media.stream import RtpStream
 from ..realtime.link import RealtimeLink
 from .timeline import Timeline, write_files
 
 
-def open_timeline(session: RealtimeLink, stream: RtpStream, codec: G711) -> Timeline:
+def open_timeline(session: RealtimeLink, stream: RtpStream, codec: Codec) -> Timeline:
     """A timeline fed by the bridge, the stream (keys sent, packets lost) and the link
     (sessions replaced)."""
     reorder = stream.reorder

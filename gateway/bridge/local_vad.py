@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..media.minphase import MinPhaseResampler
 from ..media.rates import TELEPHONE_RATE
 from ..media.vad import EnergyVad, SpeechStarted, threshold_to_dbfs
 from .voice_onset import VoiceOnset
@@ -36,16 +37,22 @@ class LocalBargeIn:
         min_speech_ms: int,
         confirm_ms: int,
         detector: Literal["voice", "energy"] = "energy",
+        rate: int = RATE,
     ) -> None:
+        """``rate``: the caller's audio rate, the codec's (the voice detector hears it at
+        8 kHz: a wideband call's audio is brought down to it first)."""
         self.confirm_s = confirm_ms / 1000
         self.detector = detector
         self._energy: EnergyVad | None = None
         self._voice: VoiceOnset | None = None
+        self._down = None
         if detector == "voice":
             self._voice = VoiceOnset(threshold_to_dbfs(threshold), min_speech_ms)
+            if rate != RATE:
+                self._down = MinPhaseResampler(rate, RATE)
         elif detector == "energy":
             self._energy = EnergyVad(
-                RATE,
+                rate,
                 threshold,
                 prefix_padding_ms=0,
                 silence_duration_ms=RESET_SILENCE_MS,
@@ -65,7 +72,7 @@ class LocalBargeIn:
             return False
         self._talking = True
         if self._voice is not None:
-            return self._voice.process(pcm)
+            return self._voice.process(pcm if self._down is None else self._down.process(pcm))
         assert self._energy is not None
         return any(isinstance(event, SpeechStarted) for event in self._energy.process(pcm))
 

@@ -1,18 +1,19 @@
-"""The model's audio as 8 kHz PCM for the playback queue, item by item.
+"""The model's audio as PCM at the codec's rate for the playback queue, item by item.
 
-PCM16 at 24 kHz goes through one minimum-phase resampler stream (``media/minphase.py``); G.711
-(``realtime.audio_format: g711``) is only decoded. The stream is flushed at the end of every
-item, and before the first delta of another item if that end never came, so item boundaries
-stay exact: whatever the resampler holds back always belongs to the item being received, and
-8 kHz sample ``n`` of an item is its model time ``n / 8`` ms (see ``playback.py``).
+PCM16 at 24 kHz goes through one resampler stream to the codec's rate (``media/conversion.py``:
+minimum-phase FIRs, to 8 kHz for G.711 and to 16 kHz for G.722; nothing for Opus at 24 kHz);
+G.711 (``realtime.audio_format: g711``) is only decoded. The stream is flushed at the end of
+every item, and before the first delta of another item if that end never came, so item
+boundaries stay exact: whatever the resampler holds back always belongs to the item being
+received, and sample ``n`` of an item is its model time ``n / rate`` s (see ``playback.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..media.g711 import G711
-from ..media.minphase import MinPhaseResampler
+from ..media.codecs import Codec
+from ..media.conversion import converter
 from ..realtime.protocol import PCM16_RATE
 from .playback import ItemKey, Playback
 
@@ -21,16 +22,21 @@ G711_BYTES_PER_MS = 8
 
 
 class ModelAudio:
-    def __init__(self, playback: Playback, codec: G711, passthrough: bool) -> None:
+    def __init__(self, playback: Playback, codec: Codec, passthrough: bool) -> None:
         self.playback = playback
         self.codec = codec
         self.passthrough = passthrough
-        self._resampler = None if passthrough else MinPhaseResampler(PCM16_RATE, 8000)
+        self._resampler = None if passthrough else converter(PCM16_RATE, codec.rate)
         self._current: ItemKey | None = None  # the item whose audio the resampler holds
 
     def delta(self, key: ItemKey, audio: bytes) -> None:
-        if self._resampler is None:
+        if self.passthrough:
             self.playback.push(key, self.codec.decode(audio), len(audio) / G711_BYTES_PER_MS)
+            return
+        if self._resampler is None:  # Opus: the model's rate is the codec's
+            usable = len(audio) - len(audio) % 2
+            pcm = np.frombuffer(audio, dtype="<i2", count=usable // 2).astype(np.int16)
+            self.playback.push(key, pcm, usable / PCM16_BYTES_PER_MS)
             return
         if self._current != key:
             self._end_item()

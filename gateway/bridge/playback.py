@@ -55,10 +55,11 @@ class ItemAccount:
     interrupted: bool = False  # cut short by a barge-in or by the end of the call
     first_sent_at: float | None = None  # clock time its first sample went out
     finished_at: float | None = None
+    rate: int = RATE  # the samples' rate: the call's codec (16 kHz G.722, 24 kHz Opus)
 
     @property
     def sent_ms(self) -> float:
-        return self.sent_samples * 1000 / RATE
+        return self.sent_samples * 1000 / self.rate
 
     @property
     def heard_ms(self) -> int:
@@ -87,11 +88,14 @@ class Playback:
         on_finished: Callable[[ItemAccount], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_buffer_s: float = MAX_BUFFER_S,
+        rate: int = RATE,
     ) -> None:
+        """``rate``: the codec's sample rate, which every count here is in (8 kHz: G.711)."""
         LIVE.add(self)
         self.frame_samples = frame_samples
+        self.rate = rate
         self.max_buffer_s = max_buffer_s
-        self._max_samples = int(max_buffer_s * RATE)
+        self._max_samples = int(max_buffer_s * rate)
         self.on_finished = on_finished
         self.clock = clock
         self._chunks: deque[tuple[ItemAccount, np.ndarray]] = deque()
@@ -102,16 +106,16 @@ class Playback:
         self.dropped_samples = 0
         self.held = False
         self._talking = False  # the last frame carried audio
-        self._start_samples = START_MS * RATE // 1000
+        self._start_samples = START_MS * rate // 1000
 
     @property
     def buffered_ms(self) -> float:
-        return self._buffered * 1000 / RATE
+        return self._buffered * 1000 / self.rate
 
     def account(self, key: ItemKey) -> ItemAccount:
         item = self.items.get(key)
         if item is None:
-            item = self.items[key] = ItemAccount(key)
+            item = self.items[key] = ItemAccount(key, rate=self.rate)
         return item
 
     def push(self, key: ItemKey, pcm: np.ndarray, received_ms: float) -> None:

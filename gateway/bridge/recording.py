@@ -113,14 +113,20 @@ class Recording:
     """
 
     def __init__(
-        self, path: Path, frame_samples: int, on_failure: Callable[[], None] = lambda: None
+        self,
+        path: Path,
+        frame_samples: int,
+        on_failure: Callable[[], None] = lambda: None,
+        rate: int = RATE,
     ) -> None:
+        """``rate``: the call's codec rate (8000 G.711, 16000 G.722, 24000 Opus)."""
         self.path = path
+        self.rate = rate
         self._frame = frame_samples
         self._on_failure = on_failure
         self._caller: deque[np.ndarray] = deque()
         self._caller_samples = 0
-        self._chunk = np.zeros((int(RATE * CHUNK_S), 2), dtype="<i2")
+        self._chunk = np.zeros((int(rate * CHUNK_S), 2), dtype="<i2")
         self._filled = 0
         self._pending: deque[bytes] = deque()
         self._wake = asyncio.Event()
@@ -136,10 +142,10 @@ class Recording:
         self._writer.add_done_callback(_WRITERS.discard)
 
     def caller(self, pcm: np.ndarray) -> None:
-        """The caller's audio as it arrives (8 kHz)."""
+        """The caller's audio as it arrives (at the codec's rate)."""
         self._caller.append(pcm)
         self._caller_samples += len(pcm)
-        while self._caller_samples > RATE * MAX_CALLER_BACKLOG_S + self._frame:
+        while self._caller_samples > self.rate * MAX_CALLER_BACKLOG_S + self._frame:
             self._caller_samples -= len(self._caller.popleft())
 
     def tick(self, agent: np.ndarray | None) -> None:
@@ -199,7 +205,7 @@ class Recording:
     async def _write_all(self) -> None:
         wav: WavFile | None = None
         try:
-            wav = await _in_thread(WavFile, self.path, RATE)
+            wav = await _in_thread(WavFile, self.path, self.rate)
             while True:
                 while self._pending:
                     await _in_thread(wav.append, self._pending.popleft())
@@ -222,7 +228,7 @@ class Recording:
         if self.failed:
             return
         self.failed = True
-        kept = round(wav.data_bytes / (4 * RATE), 3) if wav is not None else None
+        kept = round(wav.data_bytes / (4 * self.rate), 3) if wav is not None else None
         log.error(
             "recording.failed",
             path=str(self.path),

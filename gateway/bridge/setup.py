@@ -41,6 +41,7 @@ from ..hooks.events import (
     with_metadata,
 )
 from ..hooks.incoming import Accept, forwarded_headers
+from ..media.codecs import is_g711
 from ..media.stream import NoPortAvailable, PortAllocator, RtpStream
 from ..metrics import CallProbe, Metrics
 from ..realtime.auth import Auth
@@ -214,7 +215,7 @@ class CallSetup:
         self.log.info("call.routed", profile=route.profile)
         stream = await self._open_stream(stack, plan)
         sdp.rtp_port = stream.port
-        recording = open_recording(self.services, route.agent, call.id, stream.frame_samples)
+        recording = open_recording(self.services, route.agent, call.id, stream)
         if recording is not None:
             stack.push_async_callback(recording.close)
         session = await self._connect(stack, route, plan)
@@ -231,7 +232,7 @@ class CallSetup:
                 self.services.ports,
                 self.services.cfg.sip.bind,
                 lambda: RtpStream(
-                    plan.codec,
+                    plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
                     plan.payload_type,
                     plan.remote,
                     _drop,
@@ -259,7 +260,7 @@ class CallSetup:
         services, started = self.services, time.monotonic()
         try:
             session = await RealtimeLink.connect(
-                services.cfg.realtime,
+                _session_config(services.cfg, plan),
                 route.agent,
                 base_url=services.base_url,
                 dialect=services.dialect,
@@ -325,7 +326,7 @@ class CallSetup:
         bridge = CallBridge(
             session,
             stream,
-            plan.codec,
+            stream.codec,
             cfg.realtime.audio_format,
             route.agent,
             self.log,
@@ -335,7 +336,12 @@ class CallSetup:
             recording=recording,
             playback_buffer_s=cfg.media.playback_buffer_s,
             limits=CallLimits.configured(cfg, stream.receiver),
-            screen=screen_for(route, self.log, partial(reported, self.record, self.emit, self.log)),
+            screen=screen_for(
+                route,
+                self.log,
+                partial(reported, self.record, self.emit, self.log),
+                rate=stream.codec.rate,
+            ),
             timeline=open_timeline(session, stream, plan.codec) if self._timeline_on() else None,
         )
         stream.on_payload = bridge.on_payload
@@ -423,21 +429,30 @@ class CallSetup:
 
 
 def open_recording(
-    services: CallServices, agent: AgentConfig, call_id: str, frame_samples: int
+    services: CallServices, agent: AgentConfig, call_id: str, stream: RtpStream
 ) -> Recording | None:
     """The call's WAV file when its agent asks for one (nothing is written before the
-    answer starts it)."""
+    answer starts it), at the call's codec rate."""
     directory = services.cfg.records.recordings_dir
     if not agent.recording or directory is None:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     failed = partial(services.metrics.write_failed, "recording")
-    return Recording(directory / f"{stamp}_{call_id}.wav", frame_samples, failed)
+    path = directory / f"{stamp}_{call_id}.wav"
+    return Recording(path, stream.frame_samples, failed, stream.codec.rate)
 
 
 def _console_turns(hub: Hub | None, call_id: str) -> Callable[[dict[str, Any]], None] | None:
     """The live console's ear for the call's transcript (None: no console)."""
     return partial(hub.turn, call_id) if hub is not None else None
+
+
+def _session_config(cfg: GatewayConfig, plan: MediaPlan) -> Any:
+    """The realtime section a call's sessions open with: only G.711 can pass through to the
+    service (audio_format g711); a call in G.722 or Opus talks PCM16 at 24 kHz."""
+    if is_g711(plan.codec):
+        return cfg.realtime
+    return cfg.realtime.model_copy(update={"audio_format": "pcm16"})
 
 
 def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:

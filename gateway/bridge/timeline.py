@@ -21,7 +21,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..durable import write_atomically
+from ..media.codecs import Codec, CodecSpec, is_g711
 from ..media.g711 import G711
 from ..realtime import protocol as rt
 from .core import RunTool
@@ -70,7 +73,7 @@ class Timeline:
     def __init__(
         self,
         origin: float,
-        codec: G711,
+        codec: Codec | CodecSpec,
         *,
         lost: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
@@ -80,7 +83,9 @@ class Timeline:
         self.origin = origin
         self.clock = clock
         self.lanes = {name: Lane(cap) for name in LANES}
-        self._loud = loud_table(codec)
+        # G.711: a table on the payload's codes; other codecs are judged on the decoded audio
+        # the uplink hands to caller_pcm (their payloads mean nothing without the decoder).
+        self._loud = loud_table(codec) if is_g711(codec) and isinstance(codec, G711) else None
         self._lost = lost
         self._lost_seen = 0
         self._frames_to_loss = LOSS_EVERY_FRAMES
@@ -95,10 +100,20 @@ class Timeline:
     # --- per frame (the hot path) -----------------------------------------------------------
 
     def caller_frame(self, payload: bytes, now: float) -> None:
-        """One G.711 payload from the caller, arrived at ``now``."""
-        if payload.translate(self._loud).count(1) * LOUD_SHARE >= len(payload):
+        """One G.711 payload from the caller, arrived at ``now`` (other codecs: caller_pcm)."""
+        if self._loud is not None:
+            loud = payload.translate(self._loud).count(1) * LOUD_SHARE >= len(payload)
+            self._caller(loud, now, len(payload) / 8000)
+
+    def caller_pcm(self, pcm: np.ndarray, rate: int) -> None:
+        """The caller's decoded audio (G.722, Opus), as the uplink decodes it."""
+        loud = int(np.count_nonzero(np.abs(pcm) >= LOUD_LEVEL)) * LOUD_SHARE >= len(pcm)
+        self._caller(loud, self.clock(), len(pcm) / rate)
+
+    def _caller(self, loud: bool, now: float, duration_s: float) -> None:
+        if loud:
             if self._caller_from is None:
-                self._caller_from = now - len(payload) / 8000  # the frame's start
+                self._caller_from = now - duration_s  # the frame's start
             self._caller_last = now
         elif self._caller_from is not None and now - self._caller_last > CALLER_HANGOVER_S:
             self._close_caller()

@@ -14,9 +14,9 @@ import numpy as np
 
 from ..config import AgentConfig
 from ..console.tap import CallTap
-from ..media.g711 import G711
-from ..media.minphase import MinPhaseResampler
-from ..media.rates import MODEL_RATE, TELEPHONE_RATE
+from ..media.codecs import Codec
+from ..media.conversion import converter
+from ..media.rates import MODEL_RATE
 from .echo import EchoSuppressor
 from .local_vad import LocalBargeIn
 from .recording import Recording
@@ -25,7 +25,7 @@ from .recording import Recording
 class CallerAudio:
     def __init__(
         self,
-        codec: G711,
+        codec: Codec,
         passthrough: bool,
         agent: AgentConfig,
         ptime_ms: int,
@@ -33,7 +33,9 @@ class CallerAudio:
         on_onset: Callable[[], None],
         screen: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
-        """``passthrough``: the session takes G.711 as is; ``on_onset``: the local VAD heard
+        """``codec``: the call's opened codec, whose rate the audio is at until it is
+        converted to 24 kHz (``conversion.py``: G.711 8 kHz, G.722 16 kHz, Opus as it is);
+        ``passthrough``: the session takes G.711 as is; ``on_onset``: the local VAD heard
         the caller start speaking; ``screen``: sees the caller's PCM first (answering-machine
         detection) and says whether it goes on to the model."""
         self.codec = codec
@@ -41,15 +43,19 @@ class CallerAudio:
         echo, local = agent.echo_suppression, agent.local_barge_in
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, ptime_ms) if echo else None
         self.local = (
-            LocalBargeIn(local.level, local.min_speech_ms, local.confirm_ms, local.detector)
+            LocalBargeIn(
+                local.level, local.min_speech_ms, local.confirm_ms, local.detector, codec.rate
+            )
             if local
             else None
         )
         self.recording = recording
         self.tap: CallTap | None = None  # the console listens or shows meters
+        self.heard: Callable[[np.ndarray], None] | None = None  # the timeline (not G.711)
         self._on_onset = on_onset
         self.screen = screen
-        self._up = MinPhaseResampler(TELEPHONE_RATE, MODEL_RATE)  # no hold-back: minphase.py
+        self._up = converter(codec.rate, MODEL_RATE)  # G.711: no hold-back, see minphase.py
+        self._lost = 0  # RTP clock ticks lost before the next packet, to conceal from it
         # Nothing to look at or change: the payload goes to the model as it came.
         self._as_is = (
             passthrough
@@ -64,14 +70,20 @@ class CallerAudio:
         """How long a local barge-in holds playback unconfirmed (0: no local VAD)."""
         return self.local.confirm_s if self.local is not None else 0.0
 
+    def lost(self, ticks: int) -> None:
+        """The receiver saw a gap (G.722, Opus): concealed with the packet that follows."""
+        self._lost += ticks
+
     def convert(self, payload: bytes, talking: bool) -> bytes:
-        """The caller's G.711 in the session's format, past echo suppression and local VAD
+        """The caller's audio in the session's format, past echo suppression and local VAD
         (which listens only while the agent is ``talking``: only then can it cut it off)."""
         if self._as_is and self.tap is None:
             return payload
-        pcm = self.codec.decode(payload)
+        pcm = self._decode_after_loss(payload) if self._lost else self.codec.decode(payload)
         if self.recording is not None:
             self.recording.caller(pcm)
+        if self.heard is not None:
+            self.heard(pcm)
         if self.tap is not None:
             self.tap.caller(pcm)
             if self._as_is:
@@ -80,7 +92,18 @@ class CallerAudio:
             return b""
         if self.echo is not None and not self.echo.near_end(pcm):
             pcm = np.zeros_like(pcm)
-            payload = bytes([self.codec.silence]) * len(payload)
+            if self.passthrough and self.codec.silence is not None:
+                payload = bytes([self.codec.silence]) * len(payload)
         if self.local is not None and self.local.onset(pcm, talking):
             self._on_onset()
-        return payload if self.passthrough else self._up.process(pcm).tobytes()
+        if self.passthrough:
+            return payload
+        return (pcm if self._up is None else self._up.process(pcm)).tobytes()
+
+    def _decode_after_loss(self, payload: bytes) -> np.ndarray:
+        """The lost audio, then the packet: concealed first, while the decoder is where the
+        loss left it (Opus reads the lost frame's FEC from this packet; G.722 fades out the
+        last frame heard)."""
+        ticks, self._lost = self._lost, 0
+        lost = self.codec.conceal(ticks, payload)
+        return np.concatenate((lost, self.codec.decode(payload)))

@@ -1,4 +1,4 @@
-"""The `media` section: the RTP port range, the G.711 codecs, strict RTP, SRTP, timeouts."""
+"""The `media` section: the RTP port range, the codecs, strict RTP, SRTP, timeouts."""
 
 from typing import Annotated, Literal
 
@@ -23,7 +23,7 @@ def _srtp_mode(value: object) -> object:
 
 
 class MediaConfig(_Model):
-    """RTP media: the UDP port range and the G.711 codecs."""
+    """RTP media: the UDP port range and the codecs."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -42,12 +42,24 @@ class MediaConfig(_Model):
         "rtp_port_min). Default 20000.",
     )
     codecs: Annotated[
-        list[Annotated[Literal["PCMU", "PCMA"], _choice("PCMU", "PCMA", upper=True)]],
+        list[
+            Annotated[
+                Literal["PCMU", "PCMA", "G722", "opus"],
+                _choice("PCMU", "PCMA", "G722", "opus", upper=True, aliases={"OPUS": "opus"}),
+            ]
+        ],
         _unique_nonempty("codec"),
     ] = Field(
         default_factory=lambda: ["PCMU", "PCMA"],
-        description="G.711 codecs the gateway accepts, in its order of preference: PCMU "
-        "(mu-law, North America/Japan) and PCMA (A-law, most other countries). A call "
+        description="Codecs the gateway accepts, in its order of preference (the first of "
+        "them that an offer names is taken, whatever the offer's order; names are "
+        "case-insensitive): PCMU (G.711 mu-law, North America/Japan), PCMA (G.711 A-law, most "
+        "other countries), G722 (HD voice: 16 kHz audio, payload type 9, RFC 3551) and opus "
+        "(HD voice: 24 kHz here, opus/48000/2 with fmtp maxplaybackrate, useinbandfec and "
+        "minptime honoured, RFC 7587; needs libopus). G.722 and Opus calls talk PCM16 to the "
+        "model whatever realtime.audio_format says (only G.711 can pass through); "
+        "telephone-event is answered beside them on their RTP clock (8000 for G.722, 48000 "
+        "for Opus). For HD voice list them first, e.g. [opus, G722, PCMU, PCMA]. A call "
         "offering none of them is rejected with 488. Default [PCMU, PCMA].",
     )
     rtp_timeout_s: Float = Field(

@@ -42,7 +42,10 @@ class _Current:
 class DtmfDecoder:
     """Feed it the telephone-event packets of one stream, in sequence order."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock_rate: int = TELEPHONE_RATE) -> None:
+        """``clock_rate``: the event clock, the audio's (RFC 4733 §2.1): 8000, Opus 48000."""
+        self.clock_rate = clock_rate
+        self._end_lost_after = END_LOST_AFTER * clock_rate // TELEPHONE_RATE
         self.malformed = 0
         self.unknown_events = 0
         self._current: _Current | None = None
@@ -79,7 +82,7 @@ class DtmfDecoder:
         if current is None or current.reported:
             return []
         past = (timestamp - current.timestamp - current.duration) & 0xFFFFFFFF
-        if END_LOST_AFTER <= past < 0x80000000:
+        if self._end_lost_after <= past < 0x80000000:
             event = self._report(current, end_seen=False)
             return [event] if event is not None else []
         return []
@@ -93,4 +96,4 @@ class DtmfDecoder:
         else:
             self.unknown_events += 1  # a tone or line event we did not offer (RFC 4734)
             return None
-        return DtmfEvent(digit, current.duration * 1000 // TELEPHONE_RATE, end_seen)
+        return DtmfEvent(digit, current.duration * 1000 // self.clock_rate, end_seen)

@@ -91,6 +91,31 @@ class G711:
     _encode_lut: np.ndarray = field(repr=False, compare=False)
     _decode_lut: np.ndarray = field(repr=False, compare=False)
 
+    # The codec interface (``codecs.py``): 8 kHz audio on an 8 kHz RTP clock, one byte a
+    # sample, so a payload's length is its duration (``ticks`` None) and a gap is filled with
+    # ``silence`` bytes by the receiver itself.
+    rate = 8000
+    clock_rate = 8000
+    channels = None
+    ticks = None
+
+    def open(self, fmtp: str | None = None) -> G711:
+        """Stateless: the one shared instance serves every call."""
+        return self
+
+    def rtpmap(self, pt: int) -> str:
+        return f"{pt} {self.name}/8000"
+
+    def fmtp(self, pt: int, peer: str | None, ptime_ms: int) -> str | None:
+        return None
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+    def conceal(self, ticks: int, following: bytes | None = None) -> np.ndarray:
+        """Silence for lost audio (the receiver fills G.711 gaps itself; see receiver.py)."""
+        return np.zeros(ticks, dtype=np.int16)
+
     def encode(self, pcm: np.ndarray) -> bytes:
         """int16 samples -> one code byte per sample."""
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:

@@ -28,11 +28,15 @@ _PAYLOAD = struct.Struct("!BBH")
 class KeySender:
     """Turns queued keys into event payloads, one per packet interval."""
 
-    def __init__(self, frame_samples: int, tone_ms: int = 100, gap_ms: int = 60) -> None:
-        # The event clock is the telephone-event rate, 8000 (its rtpmap); so is G.711's.
+    def __init__(
+        self, frame_samples: int, tone_ms: int = 100, gap_ms: int = 60, clock_rate: int = 8000
+    ) -> None:
+        # The event clock is the audio's RTP clock (RFC 4733 §2.1): 8000 for G.711 and G.722,
+        # 48000 for Opus; ``frame_samples`` is one packet interval in its ticks.
+        per_ms = clock_rate // 1000
         self.frame_samples = frame_samples
-        self.tone_samples = max(frame_samples, tone_ms * 8)
-        self.gap_frames = -(-gap_ms * 8 // frame_samples)
+        self.tone_samples = max(frame_samples, tone_ms * per_ms)
+        self.gap_frames = -(-gap_ms * per_ms // frame_samples)
         self._queue: deque[int] = deque()
         self._event: int | None = None
         self._start = 0

@@ -41,7 +41,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .rates import MODEL_RATE, TELEPHONE_RATE
 
-__all__ = ["MinPhaseResampler", "design"]
+__all__ = ["MinPhaseResampler", "design", "minimum_phase_lowpass"]
 
 PASS_HZ, STOP_HZ = 3400.0, 4600.0
 STOPBAND_DB = 70.0
@@ -55,12 +55,17 @@ _MAX_VIEWS = 8  # strided views kept per stream, one per chunk length seen (20 m
 @functools.cache
 def design(ratio: int) -> np.ndarray:
     """Minimum-phase low-pass taps at ``ratio`` x 8 kHz (float64, DC gain 1)."""
-    rate = TELEPHONE_RATE * ratio
-    width = (STOP_HZ - PASS_HZ) / rate  # cycles per sample
-    taps = int(np.ceil((STOPBAND_DB - 7.95) / (2.285 * 2 * np.pi * width) / ratio)) * ratio
+    return minimum_phase_lowpass(TELEPHONE_RATE * ratio, PASS_HZ, STOP_HZ, ratio)
+
+
+def minimum_phase_lowpass(rate: int, pass_hz: float, stop_hz: float, multiple: int) -> np.ndarray:
+    """Kaiser-window low-pass at ``rate`` (``STOPBAND_DB``, a length that is a multiple of
+    ``multiple``), made minimum phase with the same magnitude (float64, DC gain 1)."""
+    width = (stop_hz - pass_hz) / rate  # cycles per sample
+    taps = int(np.ceil((STOPBAND_DB - 7.95) / (2.285 * 2 * np.pi * width) / multiple)) * multiple
     beta = 0.1102 * (STOPBAND_DB - 8.7)
     t = np.arange(taps) - (taps - 1) / 2
-    cutoff = (PASS_HZ + STOP_HZ) / 2 / rate
+    cutoff = (pass_hz + stop_hz) / 2 / rate
     linear = 2 * cutoff * np.sinc(2 * cutoff * t) * np.kaiser(taps, beta)
     linear /= linear.sum()
     # Minimum phase with the same magnitude: fold the real cepstrum of log|H| onto n >= 0.

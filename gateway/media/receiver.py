@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+from .codecs import Codec
 from .dtmf import DtmfDecoder, DtmfEvent
 from .jitter import AudioClock, ReorderBuffer
 from .rates import TELEPHONE_RATE
@@ -44,6 +45,7 @@ from .srtp import SrtpDropped, SrtpSession, is_rtcp
 __all__ = [
     "COMFORT_NOISE_PT",
     "Drop",
+    "Lost",
     "Output",
     "RtpReceiver",
     "RtpStats",
@@ -105,7 +107,15 @@ class SourceChanged:
     learned: bool
 
 
-Output = bytes | DtmfEvent | SourceChanged | Signal | Drop
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """``ticks`` RTP clock ticks of the caller's audio never came: a codec without a silence
+    byte (G.722, Opus) conceals them, from the packet that follows (Opus FEC)."""
+
+    ticks: int
+
+
+Output = bytes | Lost | DtmfEvent | SourceChanged | Signal | Drop
 
 _DROPS = {drop: (drop,) for drop in Drop}
 _FLOOD_STARTED = (Drop.FLOOD, Signal.FLOOD_STARTED)
@@ -121,12 +131,21 @@ class RtpReceiver:
         *,
         ptime_ms: int = 20,
         dtmf_payload_type: int | None = None,
-        silence: int = 0xFF,
+        silence: int | None = 0xFF,
         strict: bool = True,
         learn_packets: int = LEARN_PACKETS,
         srtp: SrtpSession | None = None,
+        clock_rate: int = TELEPHONE_RATE,
+        ticks: Callable[[bytes], int] | None = None,
+        codec: Codec | None = None,
     ) -> None:
+        """``silence``: the codec's silence byte that fills a gap (G.711), or None to report
+        the gap as ``Lost``; ``ticks``: a payload's duration in clock ticks (None: its
+        length, one byte a tick); ``codec``, when given, says all three (``codecs.py``)."""
+        if codec is not None:
+            silence, clock_rate, ticks = codec.silence, codec.clock_rate, codec.ticks
         self.payload_type = payload_type
+        self.clock_rate = clock_rate
         self.dtmf_payload_type = dtmf_payload_type
         # SRTP (RTP/SAVP): every packet is unprotected before anything reads more than its
         # clear header; None: plain RTP. Settable: a re-INVITE may re-key.
@@ -137,9 +156,10 @@ class RtpReceiver:
         )
         self.remote = self.guard.source  # whom we hear (and the shell sends to), kept at hand
         self.reorder = ReorderBuffer(REORDER_MAX_DELAY_S)
-        self.audio_clock = AudioClock(clock_rate=TELEPHONE_RATE)
-        self.dtmf = DtmfDecoder()
-        self._fill = _silence_run(silence, self.audio_clock.max_fill)
+        self.audio_clock = AudioClock(clock_rate=clock_rate)
+        self.dtmf = DtmfDecoder(clock_rate)
+        self._fill = None if silence is None else _silence_run(silence, self.audio_clock.max_fill)
+        self._ticks = ticks or len
         self._audio_ssrc: int | None = None
         packets_per_s = 1000 / ptime_ms
         self.flood_rate = FLOOD_RATE_FACTOR * packets_per_s  # packets a second, sustained
@@ -182,7 +202,7 @@ class RtpReceiver:
             if ssrc == self._audio_ssrc and self.reorder.take_in_order(sequence, ssrc):
                 self.stats.packets_in += 1
                 payload = data[HEADER_SIZE:]
-                gap = self.audio_clock.gap(timestamp, len(payload))
+                gap = self.audio_clock.gap(timestamp, self._ticks(payload))
                 if gap or self.dtmf.pending:
                     return self._audio_after_gap(payload, timestamp, gap)
                 one = self._one
@@ -310,7 +330,7 @@ class RtpReceiver:
         the clock has given the gap)."""
         out: list[Output] = []
         if gap:
-            out.append(self._fill[:gap])
+            out.append(self._fill[:gap] if self._fill is not None else Lost(gap))
         if self.dtmf.pending:
             self._keys(self.dtmf.audio(timestamp), out)
         out.append(payload)
@@ -318,9 +338,9 @@ class RtpReceiver:
 
     def _audio(self, payload: bytes, timestamp: int, out: list[Output]) -> None:
         """The caller's audio, in order: silence first where the timeline has a gap."""
-        gap = self.audio_clock.gap(timestamp, len(payload))
+        gap = self.audio_clock.gap(timestamp, self._ticks(payload))
         if gap:
-            out.append(self._fill[:gap])
+            out.append(self._fill[:gap] if self._fill is not None else Lost(gap))
         if self.dtmf.pending:
             self._keys(self.dtmf.audio(timestamp), out)
         out.append(payload)
@@ -358,7 +378,7 @@ class RtpReceiver:
         """Counters for the end-of-call log line."""
         counts = {**asdict(self.stats), **asdict(self.reorder.stats)}
         counts.pop("received")  # = packets_in
-        counts["filled_ms"] = self.audio_clock.filled_samples // (TELEPHONE_RATE // 1000)
+        counts["filled_ms"] = self.audio_clock.filled_samples // (self.clock_rate // 1000)
         return counts
 
     def release(self) -> None:

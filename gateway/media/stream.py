@@ -5,6 +5,10 @@ flood bucket, SRTP, reorder, audio clock, DTMF, stats), and the stream does what
 the caller's audio to ``on_payload``, key presses to ``on_dtmf``, a learned source becomes
 where we send, a reorder wait arms a timer.
 
+The call's opened codec (``codecs.py``) sets the sizes: ``frame_samples`` is one ptime of its
+PCM (160 for G.711, 320 for G.722, 480 for Opus at 20 ms), ``frame_ticks`` one ptime of its
+RTP clock (160, 160, 960).
+
 Send: one packet per ptime for the whole call, silence when there is nothing to play: a PBX
 hangs up on an RTP timeout, and a steady clock is what makes the caller hear the model without
 gaps or drift.
@@ -28,13 +32,12 @@ from typing import Protocol
 
 import numpy as np
 
+from .codecs import Codec
 from .dtmf import DtmfEvent
-from .g711 import G711
 from .key_sender import KeySender
 from .pacer import Pacer
-from .rates import TELEPHONE_RATE
 from .reactor import SocketReactor
-from .receiver import Output, RtpReceiver, RtpStats, Signal, SourceChanged
+from .receiver import Lost, Output, RtpReceiver, RtpStats, Signal, SourceChanged
 from .rtp import RtpSender
 from .source import LEARN_PACKETS
 from .srtp import SrtpSession
@@ -46,7 +49,7 @@ MAX_DATAGRAM = 2048  # G.711 at 60 ms is 492 bytes; anything larger is not RTP w
 
 class FrameSource(Protocol):
     def next_frame(self) -> np.ndarray | None:
-        """The next ptime of 8 kHz audio, or None to send silence."""
+        """The next ptime of audio at the codec's rate, or None to send silence."""
         ...
 
 
@@ -85,11 +88,11 @@ class PortAllocator:
 
 
 class RtpStream:
-    """One call's RTP: the receiver's rules on what arrives, paced G.711 on send."""
+    """One call's RTP: the receiver's rules on what arrives, paced audio on send."""
 
     def __init__(
         self,
-        codec: G711,
+        codec: Codec,
         payload_type: int,
         remote: tuple[str, int] | None,
         on_payload: Callable[[bytes], None],
@@ -101,43 +104,43 @@ class RtpStream:
         srtp: SrtpSession | None = None,
     ) -> None:
         self.codec = codec
-        self.payload_type = payload_type
-        self.dtmf_payload_type = dtmf_payload_type
+        self.payload_type, self.dtmf_payload_type = payload_type, dtmf_payload_type
         self.ptime_ms = ptime_ms
-        self.frame_samples = TELEPHONE_RATE * ptime_ms // 1000
+        self.frame_samples = codec.rate * ptime_ms // 1000  # PCM samples a packet
+        self.frame_ticks = codec.clock_rate * ptime_ms // 1000  # RTP clock ticks a packet
         self.receiver = RtpReceiver(
             payload_type,
             remote,
             ptime_ms=ptime_ms,
             dtmf_payload_type=dtmf_payload_type,
-            silence=codec.silence,
             strict=strict,
             learn_packets=learn_packets,
             srtp=srtp,
+            codec=codec,
         )
         # SRTP (RTP/SAVP): every packet we send protected last; None: plain RTP.
         self._srtp = srtp
         self._remote = self.receiver.remote  # where we send: the receiver's source, at hand
         self.stats: RtpStats = self.receiver.stats  # one set of counters, both directions
-        self.reorder = self.receiver.reorder
-        self.audio_clock = self.receiver.audio_clock
+        self.reorder, self.audio_clock = self.receiver.reorder, self.receiver.audio_clock
         self.dtmf = self.receiver.dtmf
         self.on_payload = on_payload
         self.on_peer_learned: Callable[[tuple[str, int]], None] = _ignore_peer_learned
         self.on_dtmf: Callable[[str, int], None] = _ignore_dtmf
         self.on_flood: Callable[[], None] = _ignore_flood
         self.on_hold: Callable[[bool], None] = _ignore_hold  # True: held, False: resumed
+        self.on_lost: Callable[[int], None] = _ignore_lost  # ticks to conceal (G.722, Opus)
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reactor: SocketReactor | None = None
-        self._sender = RtpSender(payload_type, self.frame_samples)
-        self._silence = bytes([codec.silence]) * self.frame_samples
+        self._sender = RtpSender(payload_type, self.frame_ticks)
+        self._silence, self._zeros = _silence(codec, self.frame_samples)
         self._reorder_timer: asyncio.TimerHandle | None = None
         self._pacer: Pacer | None = None
         self._source: FrameSource | None = None
         self._talking = False
         self._held = False  # the receiver's hold, kept at hand for send: we send nothing
-        self.keys = KeySender(self.frame_samples)  # keys toward the caller (control API)
+        self.keys = KeySender(self.frame_ticks, clock_rate=codec.clock_rate)  # control API
         self.port = 0
 
     @property
@@ -232,10 +235,8 @@ class RtpStream:
         # Whoever listened (the call's bridge) is let go: no reference cycle keeps the call's
         # objects alive until the garbage collector's next full pass (a pause on the media
         # clock of every other call).
-        self.on_payload = _ignore_payload
-        self.on_dtmf = _ignore_dtmf
-        self.on_flood = _ignore_flood
-        self.on_hold = _ignore_hold
+        self.on_payload, self.on_dtmf, self.on_flood = _ignore_payload, _ignore_dtmf, _ignore_flood
+        self.on_hold, self.on_lost = _ignore_hold, _ignore_lost
         self.on_peer_learned = _ignore_peer_learned
         self._source = None
         self.receiver.release()
@@ -246,7 +247,7 @@ class RtpStream:
 
     def summary(self) -> dict[str, int]:
         """Counters for the end-of-call log line."""
-        return self.receiver.summary()
+        return {**self.receiver.summary(), **self.codec.counters()}
 
     # --- receive ------------------------------------------------------------------------------
 
@@ -267,6 +268,8 @@ class RtpStream:
             kind = item.__class__
             if kind is bytes:
                 self.on_payload(item)  # type: ignore[arg-type]
+            elif kind is Lost:
+                self.on_lost(item.ticks)  # type: ignore[union-attr]
             elif kind is DtmfEvent:
                 self.on_dtmf(item.digit, item.duration_ms)  # type: ignore[union-attr]
             elif kind is SourceChanged:
@@ -317,7 +320,7 @@ class RtpStream:
         assert self._source is not None
         if skipped:
             # Packets lost to a stall: the timestamp moves on with the clock (RFC 3550 §5.1).
-            self._sender.timestamp += skipped * self.frame_samples
+            self._sender.timestamp += skipped * self.frame_ticks
             self.stats.skipped_sends += skipped
         self.stats.late_sends += late
         if self.keys.busy and (event := self.keys.next_packet(self._sender.timestamp)):
@@ -326,14 +329,14 @@ class RtpStream:
             packet = self._sender.build_event(
                 payload, marker=marker, timestamp=timestamp, payload_type=pt
             )
-            self._sender.timestamp += self.frame_samples  # the interval passes as audio would
+            self._sender.timestamp += self.frame_ticks  # the interval passes as audio would
             if self._sock is not None and self._remote is not None and not self._held:
                 self._transmit(packet)
             return
         frame = self._source.next_frame()
         if frame is None:
             self._talking = False
-            self.send(self._silence)
+            self.send(self._silence or self.codec.encode(self._zeros))
         else:
             # RFC 3551 §4.1: the marker bit on the first packet of a talk spurt.
             self.send(self.codec.encode(frame), not self._talking)
@@ -388,6 +391,18 @@ class RtpStream:
 
 def _ignore_payload(payload: bytes) -> None:
     """Audio after the stream was closed."""
+
+
+def _silence(codec: Codec, frame_samples: int) -> tuple[bytes, np.ndarray]:
+    """G.711's silence is one constant payload (else b""); a stateful coder (G.722, Opus)
+    encodes the zero frame each time instead, so its state stays the far end's."""
+    silence = codec.silence
+    payload = b"" if silence is None else bytes([silence]) * frame_samples
+    return payload, np.zeros(frame_samples, dtype=np.int16)
+
+
+def _ignore_lost(ticks: int) -> None:
+    """Lost audio after the stream was closed, or before anyone conceals it."""
 
 
 def _ignore_dtmf(digit: str, duration_ms: int) -> None:

@@ -1,10 +1,13 @@
 """SDP offer/answer for the call leg (RFC 3264), on top of aiosipua's negotiator.
 
-We choose the codec by OUR preference (`media.codecs`), and answer
-telephone-event with the payload type the offer used (aiosipua alone always
-answers 101). `SdpSession` keeps one call's side of the exchange across
-re-INVITEs: our o= line, whose version moves only when our SDP changes
-(§8), the codec in use, and whether we may send (hold, §8.4).
+We choose the codec by OUR preference (`media.codecs`: PCMU, PCMA, G722, opus), and
+answer telephone-event with the payload type the offer used (aiosipua alone always
+answers 101) and only on the codec's RTP clock (RFC 4733 §2.1: 8000 beside G.711 and
+G.722, 48000 beside Opus). The answer's rtpmap and fmtp lines are ours (``_media_lines``):
+Opus is ``opus/48000/2`` with its fmtp (RFC 7587 §7), whatever aiosipua writes.
+`SdpSession` keeps one call's side of the exchange across re-INVITEs: our o= line, whose
+version moves only when our SDP changes (§8), the codec in use, and whether we may send
+(hold, §8.4).
 
 SRTP with SDES (RFC 4568): an RTP/SAVP offer names its suites and keys in ``a=crypto``
 lines; we pick the first of ``media.srtp_suites`` it offers and answer with a key of our
@@ -21,8 +24,9 @@ import secrets
 from dataclasses import dataclass
 
 from aiosipua import SdpMessage, build_sdp, negotiate_sdp, serialize_sdp
+from aiosipua.sdp import Codec, MediaDescription
 
-from ..media.g711 import G711, codec_by_name
+from ..media.codecs import CodecSpec, codec_spec
 from ..media.srtp import BadCrypto, CryptoAttribute, SrtpSession, available_suites, parse_crypto
 from .addresses import ip_literal, valid_port
 from .door import Door
@@ -38,7 +42,7 @@ class NotAcceptable(Exception):
 class MediaPlan:
     """What the answer agreed on, for the media stream."""
 
-    codec: G711
+    codec: CodecSpec
     payload_type: int
     remote: tuple[str, int] | None  # None when the offer names no usable address (0.0.0.0)
     dtmf_payload_type: int | None
@@ -48,6 +52,7 @@ class MediaPlan:
     # protects what we send (filled in by SdpSession); both None for plain RTP.
     remote_crypto: CryptoAttribute | None = None
     local_crypto: CryptoAttribute | None = None
+    codec_fmtp: str | None = None  # the peer's fmtp for the codec (Opus: what it can decode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,19 +88,24 @@ def plan_media(offer: SdpMessage, codecs: list[str], srtp: SrtpPolicy = PLAIN) -
         raise NotAcceptable("media.srtp is required and the offer is plain RTP/AVP")
     chosen = next(
         (
-            (codec_by_name(name), offered.payload_type)
-            for name in codecs
+            (spec, offered)
+            for spec in map(codec_spec, codecs)
             for offered in audio.codecs
-            if offered.encoding_name.upper() == name and offered.clock_rate in (0, 8000)
+            if _is(offered, spec)
         ),
         None,
     )
     if chosen is None:
         offered_names = [c.encoding_name or str(c.payload_type) for c in audio.codecs]
         raise NotAcceptable(f"no common codec: offered {offered_names}, we support {codecs}")
-    codec, pt = chosen
+    codec, offered = chosen
     dtmf_pt = next(
-        (c.payload_type for c in audio.codecs if c.encoding_name.lower() == "telephone-event"),
+        (
+            c.payload_type
+            for c in audio.codecs
+            if c.encoding_name.lower() == "telephone-event"
+            and (c.clock_rate or 8000) == codec.clock_rate
+        ),
         None,
     )
     ptime = 20
@@ -103,12 +113,51 @@ def plan_media(offer: SdpMessage, codecs: list[str], srtp: SrtpPolicy = PLAIN) -
         ptime = int(audio.attributes.get("ptime", ["20"])[0])
     if ptime not in (10, 20, 30, 40):
         ptime = 20
+    fitting = getattr(codec, "ptime", None)  # Opus frames 10, 20, 40 or 60 ms, >= minptime
+    if fitting is not None:
+        ptime = fitting(ptime, offered.fmtp)
     remote = _remote(offer)
     if remote is not None and remote[0] in ("0.0.0.0", "::"):
         remote = None
     # The peer's direction says what IT does: it only sends (sendonly) or nothing (inactive).
     send = audio.direction in ("sendrecv", "recvonly")
-    return MediaPlan(codec, pt, remote, dtmf_pt, ptime, send, remote_crypto)
+    return MediaPlan(
+        codec, offered.payload_type, remote, dtmf_pt, ptime, send, remote_crypto,
+        codec_fmtp=offered.fmtp[:512] if offered.fmtp else None,
+    )  # fmt: skip
+
+
+def _is(offered: Codec, spec: CodecSpec) -> bool:
+    """The offered format is this codec: its name, its RTP clock (0: a static type without
+    rtpmap, whose clock RFC 3551 fixes) and, for Opus, two channels (RFC 7587 §7)."""
+    if offered.encoding_name.upper() != spec.name.upper():
+        return False
+    if offered.clock_rate not in (0, spec.clock_rate):
+        return False
+    return spec.channels is None or offered.channels in (None, spec.channels)
+
+
+def _media_lines(media: MediaDescription, plan: MediaPlan) -> None:
+    """Our rtpmap, fmtp and ptime lines for the plan's codec and telephone-event, in place."""
+    codec, pt, dtmf = plan.codec, plan.payload_type, plan.dtmf_payload_type
+    ours = Codec(pt, codec.name, codec.clock_rate, codec.channels)
+    line = codec.fmtp(pt, plan.codec_fmtp, plan.ptime_ms)
+    ours.fmtp = line.split(" ", 1)[1] if line else None
+    codecs = [ours]
+    if dtmf is not None and str(dtmf) in media.formats:
+        codecs.append(Codec(dtmf, "telephone-event", codec.clock_rate, None, "0-16"))
+    media.codecs = codecs
+    media.formats = [str(c.payload_type) for c in codecs]
+    media.attributes["rtpmap"] = [
+        codec.rtpmap(pt) if c is ours else f"{c.payload_type} telephone-event/{c.clock_rate}"
+        for c in codecs
+    ]
+    fmtp = [f"{c.payload_type} {c.fmtp}" for c in codecs if c.fmtp]
+    if fmtp:
+        media.attributes["fmtp"] = fmtp
+    else:
+        media.attributes.pop("fmtp", None)
+    media.attributes["ptime"] = [str(plan.ptime_ms)]
 
 
 def srtp_session(plan: MediaPlan) -> SrtpSession | None:
@@ -184,12 +233,15 @@ def build_answer(offer: SdpMessage, plan: MediaPlan, local_ip: str, rtp_port: in
         dtmf_payload_type=plan.dtmf_payload_type if plan.dtmf_payload_type is not None else 0,
         ptime=plan.ptime_ms,
     )
+    if answer.audio is not None:
+        _media_lines(answer.audio, plan)
     if plan.local_crypto is not None and answer.audio is not None:
         answer.audio.attributes["crypto"] = [plan.local_crypto.value()]
     return answer
 
 
 DTMF_PT = 101  # telephone-event in our own offers
+DYNAMIC_PT = 111  # a codec without a static payload type (Opus) in our own offers
 
 
 class SdpSession:
@@ -222,13 +274,19 @@ class SdpSession:
         """The media of a new call: from its offer, or what our own offer will propose."""
         if offer is not None:  # (our key is made with the answer, see answer())
             return self._allowed(plan_media(offer, self.codecs, self.srtp))
-        codec = codec_by_name(self.codecs[0])
-        return MediaPlan(codec, codec.payload_type, None, DTMF_PT, 20)
+        codec = codec_spec(self.codecs[0])
+        pt = codec.payload_type if codec.payload_type is not None else DYNAMIC_PT
+        return MediaPlan(codec, pt, None, DTMF_PT, 20)
 
     def answer(self, offer: SdpMessage) -> tuple[MediaPlan, SdpMessage]:
         """Answer an offer; within a call the codec cannot change (its bridge is built)."""
         codecs = [self.plan.codec.name] if self.plan else self.codecs
         plan = self._keyed(self._allowed(plan_media(offer, codecs, self.srtp)))
+        if self.plan is not None and plan.payload_type != self.plan.payload_type:
+            # Opus's type is dynamic: the call's RTP stream is built on the one agreed.
+            raise NotAcceptable(
+                f"a re-INVITE cannot move the codec to payload type {plan.payload_type}"
+            )
         answer = build_answer(offer, plan, self.local_ip, self.rtp_port)
         self.plan = plan
         return plan, self._stamp(answer)
@@ -243,9 +301,12 @@ class SdpSession:
             self.rtp_port,
             base.payload_type,
             base.codec.name,
+            sample_rate=base.codec.clock_rate,
             dtmf_payload_type=base.dtmf_payload_type or 0,
             ptime=base.ptime_ms,
         )
+        if sdp.audio is not None:
+            _media_lines(sdp.audio, base)
         crypto = self._offer_keys()
         if crypto and sdp.audio is not None:
             sdp.audio.proto = "RTP/SAVP"
@@ -283,7 +344,7 @@ class SdpSession:
         if answer is None:
             raise NotAcceptable("the ACK carries no SDP answer to our offer")
         plan = self._allowed(plan_media(answer, [offered.codec.name], self.srtp))
-        if plan.payload_type != offered.payload_type and offered.payload_type < 96:
+        if plan.payload_type != offered.payload_type:  # our stream is built on the offered one
             raise NotAcceptable(f"the answer changed payload type {offered.payload_type}")
         remote = plan.remote_crypto
         if (remote is None) != (not self._offer_crypto):

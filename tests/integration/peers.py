@@ -382,6 +382,7 @@ class Baresip:
         user: str = "agent",
         caller_user: str = "caller",
         codecs: str = "PCMU",
+        srate: int = 8000,
         max_call_seconds: float | None = None,
         quit_on_call_end: bool = True,
         caller_port: int | None = None,
@@ -398,6 +399,7 @@ class Baresip:
             self.uri = target
         self.caller_user = caller_user
         self.codecs = codecs
+        self.srate = srate  # the microphone's and speaker's rate: 16000 for a wideband caller
         self.quit_on_call_end = quit_on_call_end
         if max_call_seconds is None:
             max_call_seconds = _wav_seconds(self.speech_wav) + 10.0
@@ -443,6 +445,7 @@ class Baresip:
             "RTP_PORT_MAX": str(self.rtp_port_max),
             "MODULE_PATH": BARESIP_MODULE_PATH,
             "AUDIO_CODECS": self.codecs,
+            "AUDIO_SRATE": str(self.srate),
         }
         pattern = re.compile(r"\b(" + "|".join(values) + r")\b")
         for name in ("config", "accounts"):

@@ -8,6 +8,9 @@ The ``_g711`` variants are ``realtime.audio_format: g711`` (no decode, no resamp
 ``timeline``: the call timeline's work per 20 ms frame (``bridge/timeline.py``): one caller
 payload through its energy gate and one pacer frame (the clock read only when the agent starts
 or stops), with turns every 2 s.
+``inbound_G722``/``outbound_G722`` and ``inbound_opus``/``outbound_opus``: the same paths for a
+call in G.722 (libg722; 16k <-> 24k through minphase_rational.py) and in Opus (libopus at
+24 kHz, nothing resampled); ``codec_us`` is the coder alone (encode, decode) per 20 ms frame.
 ``srtp_*``: libsrtp's protect and unprotect of one 20 ms G.711 packet, per suite, and the
 inbound path with SRTP (``inbound_srtp``, AES_CM_128_HMAC_SHA1_80: unprotect first).
 Exactly the gateway's code, no sockets. Prints a JSON report.
@@ -33,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.bridge.playback import ItemKey, Playback
 from gateway.bridge.timeline import Timeline
+from gateway.media.codecs import codec_spec
+from gateway.media.conversion import converter
 from gateway.media.g711 import PCMU
 from gateway.media.minphase import MinPhaseResampler as Resampler
 from gateway.media.rtp import RtpSender
@@ -160,6 +165,97 @@ def timeline(frames: int):
     return run
 
 
+def inbound_codec(frames: int, name: str):
+    """``inbound`` for a call in G.722 or Opus (payload type 9 or 111)."""
+    dialect = GaDialect()
+    spec = codec_spec(name)
+    pt = spec.payload_type or 111
+    encoder = spec.open()
+    n_pcm, n_ticks = spec.rate // 50, spec.clock_rate // 50
+    sender = RtpSender(pt, n_ticks)
+    caller = speechlike(frames * 0.02, spec.rate)
+    packets = [
+        bytes(sender.build(encoder.encode(caller[i * n_pcm : (i + 1) * n_pcm])))
+        for i in range(frames)
+    ]
+    addr = ("127.0.0.1", 40000)
+
+    def run(n: int) -> None:
+        payloads: list[bytes] = []
+        codec = spec.open()
+        up = converter(spec.rate, 24000)
+        stream = RtpStream(codec, pt, addr, payloads.append)
+        stream.receiver.flood_burst = stream.receiver.flood_tokens = float(n + 1)
+
+        async def go() -> None:
+            for i in range(n):
+                stream.datagram_received(packets[i % len(packets)], addr)
+                pcm = codec.decode(payloads.pop())
+                dialect.append_audio((pcm if up is None else up.process(pcm)).tobytes())
+
+        asyncio.run(go())
+
+    return run
+
+
+def outbound_codec(frames: int, name: str):
+    """``outbound`` for a call in G.722 or Opus."""
+    dialect = GaDialect()
+    spec = codec_spec(name)
+    model = speechlike(frames * 0.02, 24000, seed=2).tobytes()
+    chunk = 2400 * 2  # 100 ms deltas, one per 5 frames
+    deltas = [
+        json.dumps(
+            {"type": "response.output_audio.delta", "event_id": f"e{i}", "response_id": "r",
+             "item_id": "i", "output_index": 0, "content_index": 0,
+             "delta": base64.b64encode(model[i * chunk : (i + 1) * chunk]).decode()}
+        )
+        for i in range(frames // 5)
+    ]  # fmt: skip
+
+    def run(n: int) -> None:
+        codec = spec.open()
+        down = converter(24000, spec.rate)
+        playback = Playback(spec.rate // 50, rate=spec.rate)
+        sender = RtpSender(spec.payload_type or 111, spec.clock_rate // 50)
+        silence = np.zeros(spec.rate // 50, dtype=np.int16)
+        key = ItemKey("r", "i")
+        for i in range(n):
+            if i % 5 == 0:
+                event = dialect.parse(deltas[i // 5])
+                pcm = np.frombuffer(event.audio, dtype="<i2")
+                pcm = pcm.astype(np.int16) if down is None else down.process(pcm).copy()
+                playback.push(key, pcm, len(event.audio) / 48)
+            frame = playback.next_frame()
+            sender.build(codec.encode(frame if frame is not None else silence))
+
+    return run
+
+
+def coder_alone(name: str, frames: int = 500) -> dict[str, float]:
+    """Encode and decode of one 20 ms frame, the coder alone (median of 5 runs, us)."""
+    spec = codec_spec(name)
+    pcm = speechlike(frames * 0.02, spec.rate)
+    n = spec.rate // 50
+    chunks = [pcm[i * n : (i + 1) * n] for i in range(frames)]
+    payloads = [spec.open().encode(c) for c in chunks]
+    enc = per_frame_us(lambda k: _encode(spec, chunks), frames)
+    dec = per_frame_us(lambda k: _decode(spec, payloads), frames)
+    return {"encode_us": enc["median_us"], "decode_us": dec["median_us"]}
+
+
+def _encode(spec, chunks) -> None:
+    codec = spec.open()
+    for chunk in chunks:
+        codec.encode(chunk)
+
+
+def _decode(spec, payloads) -> None:
+    codec = spec.open()
+    for payload in payloads:
+        codec.decode(payload)
+
+
 def srtp_protect(frames: int, suite: str):
     sender = RtpSender(0, 160)
     tx = SrtpSession(*keys(suite))
@@ -200,6 +296,9 @@ def main() -> None:
         "inbound_srtp": inbound(frames, srtp="AES_CM_128_HMAC_SHA1_80"),
         "timeline": timeline(frames),
     }
+    for name in ("G722", "opus"):  # HD voice
+        runs[f"inbound_{name}"] = inbound_codec(frames, name)
+        runs[f"outbound_{name}"] = outbound_codec(frames, name)
     for suite in SUITES:
         runs[f"srtp_protect_{suite}"] = srtp_protect(frames, suite)
         runs[f"srtp_unprotect_{suite}"] = srtp_unprotect(frames, suite)
@@ -213,6 +312,7 @@ def main() -> None:
         "machine": platform.machine(),
         **{name: per_frame_us(run, frames) for name, run in runs.items()},
     }
+    report["codec_us"] = {name: coder_alone(name) for name in ("G722", "opus")}
     budget = 20_000 / (report["inbound"]["median_us"] + report["outbound"]["median_us"])
     report["calls_per_core_media_only"] = int(budget)
     print(json.dumps(report, indent=2))

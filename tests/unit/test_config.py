@@ -547,7 +547,7 @@ sip:
   allow_from: [10.0.0.0/8, not-a-network]
   colour: blue
 media:
-  codecs: [PCMU, G722]
+  codecs: [PCMU, G729]
   rtp_port_min: 30000
   rtp_port_max: 20000
 realtime:
