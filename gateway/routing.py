@@ -65,6 +65,8 @@ class Selection:
     # its record and events; both, with the call's X- headers, to its webhook tools.
     metadata: Mapping[str, Any] = field(default_factory=dict)
     variables: Mapping[str, str] = field(default_factory=dict)
+    # Answering-machine detection of an outbound call (off | detect | voicemail): POST /v1/calls.
+    amd: str = "off"
 
 
 class Router:

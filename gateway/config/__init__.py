@@ -43,7 +43,13 @@ from .agent import (
     Voice,
 )
 from .api import ApiConfig
-from .environment import api_key, api_token, check_environment, sip_passwords
+from .environment import (
+    api_key,
+    api_token,
+    check_environment,
+    outbound_password,
+    sip_passwords,
+)
 from .errors import _ALL_FIELD_PATHS as _ALL_FIELD_PATHS
 from .errors import ConfigError
 from .fields import Float, Int, IPNetwork, NetworkEntry
@@ -58,6 +64,7 @@ from .metrics import MetricsConfig
 from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
 from .records import RecordsConfig
 from .routes import Regex, Route, RouteMatch
+from .outbound import SipOutboundAuthConfig, SipOutboundConfig
 from .schema import GatewayConfig
 from .secrets import SECRETS_MESSAGE, hook_secret
 from .service import ServiceConfig
@@ -117,6 +124,8 @@ __all__ = [
     "ServiceConfig",
     "SipAuthConfig",
     "SipConfig",
+    "SipOutboundAuthConfig",
+    "SipOutboundConfig",
     "SipRegisterConfig",
     "SipSessionTimersConfig",
     "SipTcpConfig",
@@ -134,5 +143,6 @@ __all__ = [
     "hook_secret",
     "load_config",
     "parse_config",
+    "outbound_password",
     "sip_passwords",
 ]
