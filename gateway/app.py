@@ -33,6 +33,7 @@ from .hooks.events import no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
 from .media.stream import PortAllocator, local_ip_towards
 from .metrics import EventMetrics, Metrics, MetricsServer
+from .outbound import CallRequest, Dialer
 from .realtime.auth import Auth, NoAuth
 from .realtime.protocol import dialect_for
 from .refusals import PHRASES
@@ -92,6 +93,14 @@ class Gateway:
         self.on_failure: Callable[[str], None] = lambda reason: None
         self.draining = False  # stopping: new calls and OPTIONS get 503
         self.on_calls_changed: Callable[[], None] = lambda: None
+        self.dialer = Dialer(
+            lambda: self.cfg,
+            self.calls,
+            self._uas_for,
+            self._call_services,
+            lambda: self.router,
+            lambda: self.draining or not self.ready,
+        )
 
     async def start(self) -> None:
         self.gc_pauses.install()
@@ -223,7 +232,7 @@ class Gateway:
                 self.debug_state,
             )
             self._hook = decision_hook(self.cfg)
-            self._api_server = await start_api(self.cfg, self.calls)
+            self._api_server = await start_api(self.cfg, self.calls, self.place_call)
             self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:
             await self.stop()
@@ -327,6 +336,15 @@ class Gateway:
             events=self.events.emitter if self.events is not None else lambda _: no_events,
             hook=self._hook,
         )
+
+    def place_call(self, request: CallRequest) -> tuple[str, str]:
+        """An outbound call (sip.outbound): its id and SIP Call-ID; raises OutboundRefused."""
+        placed = self.dialer.place(request)
+        self.on_calls_changed()
+        return placed
+
+    def _uas_for(self, kind: str) -> GatewayUAS | None:
+        return next((u for u in self._uas if u.transport.name == kind.upper()), None)
 
     def _full(self) -> bool:
         return len(self.calls) >= self.cfg.sip.max_calls

@@ -5,16 +5,19 @@ in which state."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from .api.controls import SayMode
 from .api.problems import Problem
+from .api.requests import PlaceCallRequest
 from .api.server import ApiServer
 from .bridge.setup import ActiveCall
 from .calls import Calls
 from .config import GatewayConfig, api_token
+from .outbound import CallRequest, OutboundRefused
 from .startup import StartupError
 
 log = structlog.get_logger("gateway")
@@ -25,8 +28,33 @@ TRANSFER_TIMEOUT_S = 30.0
 class GatewayControls:
     """Finds calls by the gateway's call id; refuses what the call's state does not allow."""
 
-    def __init__(self, calls: Calls) -> None:
+    def __init__(
+        self, calls: Calls, place: Callable[[CallRequest], tuple[str, str]] | None = None
+    ) -> None:
         self._calls = calls
+        self._place = place
+
+    def place_call(self, request: PlaceCallRequest) -> tuple[str, str]:
+        """An outbound call (its id and SIP Call-ID); 403/409/429/503 when it may not be."""
+        if self._place is None:
+            raise Problem(409, "outbound calls need sip.outbound in the config")
+        try:
+            return self._place(
+                CallRequest(
+                    to=request.to,
+                    caller_id=request.from_,
+                    profile=request.profile,
+                    variables=dict(request.variables),
+                    metadata=dict(request.metadata),
+                    ring_timeout_s=request.ring_timeout_s,
+                    amd=request.amd,
+                )
+            )
+        except OutboundRefused as exc:
+            extra = {"reason": exc.refused.reason}
+            if exc.retry_after is not None:
+                extra["retry_after_s"] = exc.retry_after
+            raise Problem(exc.refused.status, exc.refused.detail, **extra) from None
 
     def calls(self) -> list[dict[str, Any]]:
         return [view(call) for call in list(self._calls.values()) if call.setup is not None]
@@ -98,7 +126,11 @@ def view(call: ActiveCall) -> dict[str, Any]:
     }
 
 
-async def start_api(cfg: GatewayConfig, calls: Calls) -> ApiServer | None:
+async def start_api(
+    cfg: GatewayConfig,
+    calls: Calls,
+    place: Callable[[CallRequest], tuple[str, str]] | None = None,
+) -> ApiServer | None:
     """The control API listening, when configured; StartupError when it cannot."""
     api = cfg.api
     if api is None:
@@ -106,7 +138,7 @@ async def start_api(cfg: GatewayConfig, calls: Calls) -> ApiServer | None:
     token = api_token(cfg)
     if api.token_env is not None and token is None:
         raise StartupError(f"api.token_env: environment variable {api.token_env} is not set")
-    server = ApiServer(GatewayControls(calls), api.bind, api.port, token)
+    server = ApiServer(GatewayControls(calls, place), api.bind, api.port, token)
     try:
         await server.start()
     except OSError as exc:

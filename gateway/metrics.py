@@ -454,7 +454,7 @@ class EventMetrics:
 
 
 EVENT_TYPES = frozenset(
-    {"call.started", "call.answered", "call.transferred", "call.tool", "call.ended"}
+    {"call.started", "call.answered", "call.transferred", "call.tool", "call.failed", "call.ended"}
 )
 
 

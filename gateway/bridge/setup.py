@@ -124,14 +124,21 @@ async def run_call(call: ActiveCall, services: CallServices) -> None:
 class CallSetup:
     """Sets up one call on an AsyncExitStack, runs its bridge, tears it down, records it."""
 
-    def __init__(self, call: ActiveCall, services: CallServices) -> None:
+    def __init__(
+        self,
+        call: ActiveCall,
+        services: CallServices,
+        info: CallInfo | None = None,
+        record: CallRecord | None = None,
+    ) -> None:
+        """`info` and `record`: an outbound call's own (default: what the INVITE says)."""
         self.call = call
         self.services = services
         call.setup = self
         sip = call.sip
         self.log = log.bind(call_id=call.id, sip_call_id=sip.call_id)
-        self.info = CallInfo.from_invite(sip)
-        self.record = CallRecord.of_invite(call.id, sip, self.info.dialed)
+        self.info = info or CallInfo.from_invite(sip)
+        self.record = record or CallRecord.of_invite(call.id, sip, self.info.dialed)
         self.reason = "unknown"  # how the call ended, known when the teardown starts
         self.answered_at: float | None = None
         self.opening: asyncio.Task[None] | None = None  # the record's in_progress write
@@ -159,8 +166,7 @@ class CallSetup:
             stack.push_async_callback(self._finish)  # registered first: runs last
             reason = "unknown"
             try:
-                decision = await ask_hook(call, self.services, self.info, self.record, self.log)
-                bridge = await self._set_up(stack, decision)
+                bridge = await self._set_up(stack, await self._decide())
                 reason = await bridge.run()
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
                 reason = await failover.after_answer(self.services.cfg, call, reason, self.log)
@@ -175,10 +181,19 @@ class CallSetup:
             except Exception:
                 reason = "internal_error"
                 self.log.exception("call.failed")
-                if self.answered_at is None and sip.dialog.state == DialogState.EARLY:
-                    reject(sip, INTERNAL_ERROR, PHRASES[INTERNAL_ERROR])
+                if self.answered_at is None:
+                    self._abort_unanswered()
             finally:
                 self.reason = call.end_reason or reason
+
+    async def _decide(self) -> Accept | None:
+        """The decision webhook's answer for this call (None: routes decide)."""
+        return await ask_hook(self.call, self.services, self.info, self.record, self.log)
+
+    def _abort_unanswered(self) -> None:
+        """A failure before the answer: the caller gets a 500."""
+        if self.call.sip.dialog.state == DialogState.EARLY:
+            reject(self.call.sip, INTERNAL_ERROR, PHRASES[INTERNAL_ERROR])
 
     def _refuse(self, exc: SetupFailed) -> str:
         if failover.before_answer(self.services.cfg, self.call.sip, exc, self.log):

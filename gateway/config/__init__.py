@@ -61,10 +61,10 @@ from .loading import load_config, parse_config
 from .logging import LoggingConfig
 from .media import MediaConfig
 from .metrics import MetricsConfig
+from .outbound import SipOutboundAuthConfig, SipOutboundConfig
 from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
 from .records import RecordsConfig
 from .routes import Regex, Route, RouteMatch
-from .outbound import SipOutboundAuthConfig, SipOutboundConfig
 from .schema import GatewayConfig
 from .secrets import SECRETS_MESSAGE, hook_secret
 from .service import ServiceConfig
@@ -142,7 +142,7 @@ __all__ = [
     "check_environment",
     "hook_secret",
     "load_config",
-    "parse_config",
     "outbound_password",
+    "parse_config",
     "sip_passwords",
 ]

@@ -15,7 +15,14 @@ from .records import _dir_path
 from .secrets import _parse_env_name
 from .tools import _http_url
 
-EVENT_TYPES = ("call.started", "call.answered", "call.transferred", "call.tool", "call.ended")
+EVENT_TYPES = (
+    "call.started",
+    "call.answered",
+    "call.transferred",
+    "call.tool",
+    "call.failed",
+    "call.ended",
+)
 
 
 class CallIncomingHook(_Model):
@@ -68,7 +75,8 @@ class EventsHook(_Model):
     events: list[Literal[EVENT_TYPES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(EVENT_TYPES),
         description="Which events to send, of call.started, call.answered, call.transferred, "
-        "call.tool and call.ended (which carries the call record and the transcript). "
+        "call.tool, call.failed (an outbound call not answered: its SIP status and why) and "
+        "call.ended (which carries the call record and the transcript). "
         "Default all of them.",
     )
     outbox_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(

@@ -6,8 +6,17 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 
-from .fields import Int, _choice, _kind, _Model, _nonblank, _optional, _parse_host, _text
-from .fields import _parse_hostport
+from .fields import (
+    Int,
+    _choice,
+    _kind,
+    _Model,
+    _nonblank,
+    _optional,
+    _parse_host,
+    _parse_hostport,
+    _text,
+)
 from .secrets import _parse_env_name
 
 MAX_PATTERNS = 100
@@ -93,8 +102,7 @@ class SipOutboundConfig(_Model):
         30,
         ge=1,
         le=100_000,
-        description="Outbound calls started in any 60 seconds; one more is refused. "
-        "Default 30.",
+        description="Outbound calls started in any 60 seconds; one more is refused. Default 30.",
     )
     default_caller_id: Annotated[str | None, BeforeValidator(_optional(_text))] = Field(
         None,
