@@ -4,6 +4,8 @@ and what happened is read from the gateway's log, SIPp's own checks and the fake
 
 from __future__ import annotations
 
+import re
+from hashlib import md5
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from gateway.agent import EmbeddedRealtimeServer
 
+from .event_receiver import SECRET, EventReceiver
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, Sipp, free_udp_port
 from .scenarios import caller_ulaw
@@ -68,3 +71,158 @@ async def test_an_answered_call_runs_like_an_inbound_one_and_the_agent_speaks_fi
     assert "response.create" in kinds  # the agent spoke first: its greeting was asked for
     dialing = gateway.find("call.dialing")
     assert dialing and dialing[0]["call_id"] == body["id"] and dialing[0]["to"] == TO
+
+
+def with_events(cfg: dict[str, Any], url: str, root: Path) -> dict[str, Any]:
+    cfg["hooks"] = {
+        "events": {
+            "url": url,
+            "secret_env": "EVENTS_SECRET",
+            "outbox_dir": str(root / "outbox"),
+            "retry_max_s": 0.5,
+        }
+    }
+    cfg["records"] = {"calls_dir": str(root / "calls")}
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [("486 Busy Here", "busy"), ("480 Temporarily Unavailable", "no_answer"),
+     ("404 Not Found", "rejected")],
+)  # fmt: skip
+async def test_a_refusal_is_reported_as_call_failed_with_its_status(
+    tmp_path: Path, answer: str, reason: str
+) -> None:
+    status = int(answer.split()[0])
+    async with EmbeddedRealtimeServer() as fake, EventReceiver() as receiver:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=refusing(tmp_path / "refuse.xml", answer))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            cfg = with_events(cfg, receiver.url, tmp_path)
+            env = {**ENV, "EVENTS_SECRET": SECRET}
+            async with GatewayProcess(tmp_path, cfg, env=env) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM, "metadata": {"n": 7}})
+                assert code == 202, body
+                failed = await gateway.wait_for("call.failed", timeout=20)
+                assert (failed["reason"], failed["status"]) == (reason, status)
+                await receiver.wait_until(
+                    lambda r: "call.ended" in types_of(r), timeout=20, what="call.ended"
+                )
+                # SIPp checked that our ACK of its final answer came (it waits for it).
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+    events = receiver.delivered
+    assert [e["type"] for e in events] == ["call.started", "call.failed", "call.ended"]
+    assert {e["call_id"] for e in events} == {body["id"]}
+    assert events[0]["data"]["direction"] == "outbound"
+    assert events[1]["data"]["status"] == status and events[1]["data"]["reason"] == reason
+    assert events[1]["data"]["metadata"] == {"n": 7}
+    record = events[2]["data"]["record"]
+    assert record["sip_status"] == status and record["direction"] == "outbound"
+    assert record["callee"] == TO and record["caller"] == FROM and record["end_reason"] == reason
+
+
+def types_of(receiver: EventReceiver) -> list[str]:
+    return [e["type"] for e in receiver.delivered]
+
+
+async def test_no_answer_within_the_ring_timeout_is_cancelled(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=ringing_forever(tmp_path / "ring.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM, "ring_timeout_s": 1.5})
+                assert code == 202, body
+                failed = await gateway.wait_for("call.failed", timeout=20)
+                assert failed["reason"] == "no_answer" and failed["status"] == 487
+                timed_out = gateway.find("call.ring_timeout")
+                assert timed_out and timed_out[0]["after_s"] == 1.5
+                # SIPp's scenario needs our CANCEL, then our ACK of its 487, to pass.
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+                ended = await gateway.wait_for("call.ended", timeout=10)
+                assert ended["reason"] == "no_answer"
+
+
+async def test_early_media_starts_the_stream_before_the_answer(tmp_path: Path) -> None:
+    audio = caller_ulaw(tmp_path / "announcement.ulaw", seconds=1.0)
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=early_media(tmp_path / "early.xml", audio))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                progress = await gateway.wait_for("call.progress", timeout=20)
+                assert progress["status"] == 183 and progress["early_media"] is True
+                await gateway.wait_for("call.answered", timeout=20)
+                ended = await gateway.wait_for("call.ended", timeout=20)
+                assert ended["reason"] == "caller_bye"
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+    stats = gateway.find("rtp.stats")[0]
+    # The announcement (1 s, 50 packets) came while it rang: heard on the early stream.
+    assert stats["packets_in"] >= 40, stats
+
+
+async def test_a_407_challenge_is_answered_with_proxy_authorization(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=challenging(tmp_path / "auth.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(
+                fake,
+                sipp.sip_port or 0,
+                auth={"username": "gateway", "password_env": "TRUNK_PASSWORD"},
+            )
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                await gateway.wait_for("call.answered", timeout=20)
+                await gateway.wait_for("call.ended", timeout=20)
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+    assert "trunk-secret" not in gateway.log_path.read_text()
+    found = re.search(
+        r'Proxy-Authorization: Digest username="gateway", realm="trunk.test", '
+        r'nonce="a9b8c7d6e5f4", uri="([^"]+)", algorithm=MD5, response="([0-9a-f]{32})"',
+        sipp.messages_path.read_text(),
+    )
+    assert found is not None
+    ha1 = md5(b"gateway:trunk.test:trunk-secret").hexdigest()
+    ha2 = md5(f"INVITE:{found[1]}".encode()).hexdigest()
+    assert found[2] == md5(f"{ha1}:a9b8c7d6e5f4:{ha2}".encode()).hexdigest()
+
+
+async def test_what_the_guard_refuses_never_reaches_the_trunk(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=answering(tmp_path / "answer.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(
+                fake, sipp.sip_port or 0, max_concurrent=1, max_per_minute=2
+            )
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                for body, status, reason in [
+                    ({"to": "+4919000123456", "from": FROM}, 403, "destination_not_allowed"),
+                    ({"to": TO + "0000", "from": FROM}, 403, "destination_not_allowed"),
+                    ({"to": TO, "from": "+4989123456"}, 403, "caller_id_not_allowed"),
+                    ({"to": TO}, 400, "bad_caller_id"),
+                    ({"to": TO, "from": FROM, "profile": "nope"}, 400, "unknown_profile"),
+                ]:
+                    code, problem = await place(api_port, body)
+                    assert (code, problem.get("reason")) == (status, reason), (body, problem)
+                for bad in [
+                    {"to": "sip:+49176@evil.example", "from": FROM},
+                    {"to": TO + "\r\nX-Evil: 1", "from": FROM},
+                    {"to": TO, "from": FROM, "amd": "maybe"},
+                    {"to": TO, "from": FROM, "ring_timeout_s": 0},
+                ]:
+                    code, problem = await place(api_port, bad)
+                    assert code == 400 and problem["errors"], (bad, problem)
+                assert gateway.find("call.dialing") == []
+                code, first = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202
+                code, problem = await place(api_port, {"to": TO, "from": FROM})
+                assert (code, problem["reason"]) == (429, "max_concurrent")
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+                await gateway.wait_for("call.ended", timeout=20)
+    refusals = [e["reason"] for e in gateway.find("call.outbound_refused")]
+    assert refusals.count("destination_not_allowed") == 2 and "max_concurrent" in refusals
+    assert len(gateway.find("call.dialing")) == 1

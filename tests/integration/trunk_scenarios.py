@@ -134,33 +134,23 @@ def early_media(path: Path, audio: Path, *, early_ms: int = 1500, talk_ms: int =
 
 def challenging(path: Path, *, talk_ms: int = 1000) -> Path:
     """407 with a digest challenge; the new INVITE must carry Proxy-Authorization for the
-    user `gateway` with the password `trunk-secret` (SIPp's verify_auth checks the digest)."""
-    challenge = (
-        'Proxy-Authenticate: Digest realm="trunk.test", nonce="a9b8c7d6e5f4", algorithm=MD5'
+    user `gateway` answering this very nonce (SIPp checks its shape; the test recomputes the
+    digest from SIPp's message log: SIPp's verifyauth reads Authorization only)."""
+    challenge = 'Proxy-Authenticate: Digest realm="trunk.test", nonce="a9b8c7d6e5f4", algorithm=MD5'
+    shape = (
+        'Digest username="gateway", realm="trunk.test", nonce="a9b8c7d6e5f4", '
+        'uri="sip:[^"]+", algorithm=MD5, response="[0-9a-f]{32}"'
     )
     return scenario(
         path,
         recv_invite(body="m=audio"),
         reply("407 Proxy Authentication Required", headers=(challenge,)),
         recv_request("ACK"),
-        '  <recv request="INVITE">\n    <action>\n'
-        '      <ereg regexp=".*" search_in="hdr" header="Proxy-Authorization:" '
-        'check_it="true" assign_to="auth"/>\n'
-        '      <verifyauth assign_to="authvalid" username="gateway" password="trunk-secret"/>\n'
-        "    </action>\n  </recv>",
-        '  <nop hide="true" test="authvalid" next="good"/>',
-        reply("403 Forbidden"),
-        recv_request("ACK"),
-        '  <nop next="fail"/>',
-        '  <label id="good"/>',
+        recv_request("INVITE", headers={"Proxy-Authorization": shape}),
         reply("200 OK", sdp()),
         recv_request("ACK"),
         pause(talk_ms),
         bye(),
         '  <recv response="200"/>',
-        '  <nop next="end"/>',
-        '  <label id="fail"/>',
-        recv_request("OPTIONS", timeout_ms=100),  # never comes: the call fails
-        '  <label id="end"/>',
-        '  <Reference variables="auth,gwfrom,gwcontact,offer"/>',
+        REFERENCES,
     )
