@@ -4,7 +4,10 @@ and what happened is read from the gateway's log, SIPp's own checks and the fake
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import sys
 from hashlib import md5
 from pathlib import Path
 from typing import Any
@@ -218,7 +221,7 @@ async def test_what_the_guard_refuses_never_reaches_the_trunk(tmp_path: Path) ->
                     assert code == 400 and problem["errors"], (bad, problem)
                 assert gateway.find("call.dialing") == []
                 code, first = await place(api_port, {"to": TO, "from": FROM})
-                assert code == 202
+                assert code == 202 and first["id"]
                 code, problem = await place(api_port, {"to": TO, "from": FROM})
                 assert (code, problem["reason"]) == (429, "max_concurrent")
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
@@ -226,3 +229,36 @@ async def test_what_the_guard_refuses_never_reaches_the_trunk(tmp_path: Path) ->
     refusals = [e["reason"] for e in gateway.find("call.outbound_refused")]
     assert refusals.count("destination_not_allowed") == 2 and "max_concurrent" in refusals
     assert len(gateway.find("call.dialing")) == 1
+
+
+async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "call", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_the_cli_asks_the_running_gateway(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=refusing(tmp_path / "busy.xml", "486 Busy"))
+        async with sipp:
+            _, cfg = outbound_config(fake, sipp.sip_port or 0)
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                config = str(gateway.config_path)
+                code, out = await cli(TO, "--from", FROM, "--config", config, env={})
+                assert code == 2 and "GATEWAY_API_TOKEN" in out  # says which variable
+                code, out = await cli(TO, "--from", FROM, "--config", config, env=ENV)
+                assert code == 0 and "placed" in out, out
+                failed = await gateway.wait_for("call.failed", timeout=20)
+                assert failed["reason"] == "busy" and out.split()[1] == failed["call_id"]
+                code, out = await cli("+4919000000000", "--from", FROM, "--config", config, env=ENV)
+                assert code == 1 and "403" in out and "destinations" in out
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+    off = tmp_path / "off.yaml"
+    off.write_text("realtime: {url: 'embedded:echo'}\n")
+    code, out = await cli(TO, "--config", str(off), env={})
+    assert code == 2 and "api:" in out  # tells how to turn the API on
