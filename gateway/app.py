@@ -33,7 +33,7 @@ from .hooks.events import no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
 from .media.stream import PortAllocator, local_ip_towards
 from .metrics import EventMetrics, Metrics, MetricsServer
-from .outbound import CallRequest, Dialer
+from .outbound import Dialer
 from .realtime.auth import Auth, NoAuth
 from .realtime.protocol import dialect_for
 from .refusals import PHRASES
@@ -96,10 +96,11 @@ class Gateway:
         self.dialer = Dialer(
             lambda: self.cfg,
             self.calls,
-            self._uas_for,
+            lambda kind: next((u for u in self._uas if u.transport.name == kind.upper()), None),
             self._call_services,
             lambda: self.router,
             lambda: self.draining or not self.ready,
+            lambda: self.on_calls_changed(),
         )
 
     async def start(self) -> None:
@@ -232,7 +233,7 @@ class Gateway:
                 self.debug_state,
             )
             self._hook = decision_hook(self.cfg)
-            self._api_server = await start_api(self.cfg, self.calls, self.place_call)
+            self._api_server = await start_api(self.cfg, self.calls, self.dialer.place)
             self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:
             await self.stop()
@@ -336,15 +337,6 @@ class Gateway:
             events=self.events.emitter if self.events is not None else lambda _: no_events,
             hook=self._hook,
         )
-
-    def place_call(self, request: CallRequest) -> tuple[str, str]:
-        """An outbound call (sip.outbound): its id and SIP Call-ID; raises OutboundRefused."""
-        placed = self.dialer.place(request)
-        self.on_calls_changed()
-        return placed
-
-    def _uas_for(self, kind: str) -> GatewayUAS | None:
-        return next((u for u in self._uas if u.transport.name == kind.upper()), None)
 
     def _full(self) -> bool:
         return len(self.calls) >= self.cfg.sip.max_calls

@@ -82,9 +82,9 @@ class GatewayControls:
 
     def send_keys(self, call_id: str, digits: str) -> None:
         call = self._answered(call_id)
-        assert call.setup is not None and call.setup.stream is not None
+        assert call.setup is not None and call.setup.keys is not None
         try:
-            call.setup.stream.send_keys(digits)
+            call.setup.keys.send(digits)
         except ValueError as exc:
             raise Problem(409, str(exc)) from None
 

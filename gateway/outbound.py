@@ -60,13 +60,17 @@ class Dialer:
         services: Callable[[], CallServices],
         router: Callable[[], Router],
         draining: Callable[[], bool],
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
+        """What the gateway lends: its config, registry, listeners, call services and
+        routes as they are now, whether it takes calls, and whom to tell of a new one."""
         self._cfg = cfg
         self._calls = calls
         self._uas = uas
         self._services = services
         self._router = router
         self._draining = draining
+        self._changed = changed
         self._guard: OutboundGuard | None = None
 
     def place(self, request: CallRequest) -> tuple[str, str]:
@@ -127,6 +131,7 @@ class Dialer:
             self._run(call, placement), name=f"call-{call.id}"
         )
         log.info("call.outbound", call_id=call.id, to=request.to, profile=route.profile)
+        self._changed()
         return call.id, call.sip.call_id
 
     def _refusal(

@@ -35,7 +35,7 @@ from ..sip.invite_client import Answer, InviteClient, PlacedCall
 from ..sip.leg import CallLeg
 from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
 from .call import CallBridge
-from .setup import ActiveCall, CallServices, CallSetup
+from .setup import ActiveCall, CallServices, CallSetup, open_recording, open_transcript
 
 RESOLVE_TIMEOUT_S = 5.0
 CONNECT_GRACE_S = 10.0  # how long after 200 OK the Realtime session may still take to open
@@ -146,8 +146,8 @@ class OutboundSetup(CallSetup):
         sip.invite = client.invite or sip.invite
         call.uas._calls[sip.call_id] = sip  # in-dialog requests now reach the call
         plan, stream = self._media_at_answer(stack, sdp, answer, stream, plan)
-        recording = self._recording(stack, route.agent, stream.frame_samples)
-        transcript = self._open_transcript(stack)
+        recording = open_recording(self, stack, route.agent, stream.frame_samples)
+        transcript = open_transcript(self, stack)
         bridge = self._bridge(session, stream, plan, route, transcript, recording)
         self._answered(sdp, plan, stream, recording, transcript, local_ip)
         return bridge

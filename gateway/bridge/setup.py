@@ -65,6 +65,7 @@ from .actions import Actions
 from .call import CallBridge
 from .call_limits import CallLimits
 from .decision import ask_hook, declined, select
+from .keys_out import OutgoingKeys
 from .recording import Recording
 from .tools import Tools
 from .transcript import TranscriptLog
@@ -146,6 +147,7 @@ class CallSetup:
         self.transcript: TranscriptLog | None = None
         self.actions: Actions | None = None
         self.bridge: CallBridge | None = None
+        self.keys: OutgoingKeys | None = None  # send_dtmf, the control API's /dtmf
         # Never blocks: the event is only queued.
         self.emit = with_metadata(services.events(call.id), lambda: self.record.metadata)
 
@@ -225,10 +227,10 @@ class CallSetup:
         self.log.info("call.routed", profile=route.profile)
         stream = await self._open_stream(stack, plan)
         sdp.rtp_port = stream.port
-        recording = self._recording(stack, route.agent, stream.frame_samples)
+        recording = open_recording(self, stack, route.agent, stream.frame_samples)
         session = await self._connect(stack, route, plan)
         stack.callback(self._bye)
-        transcript = self._open_transcript(stack)
+        transcript = open_transcript(self, stack)
         bridge = self._bridge(session, stream, plan, route, transcript, recording)
         self._answer(sdp, plan, stream, transcript, recording, local_ip)
         return bridge
@@ -261,20 +263,6 @@ class CallSetup:
         self.log.info("rtp.stats", **self.record.rtp)
         stream.close()
         self.services.ports.release(stream.port)
-
-    def _recording(
-        self, stack: contextlib.AsyncExitStack, agent: AgentConfig, frame_samples: int
-    ) -> Recording | None:
-        """The call's WAV file when its agent asks for one (nothing is written before the
-        answer starts it)."""
-        directory = self.services.cfg.records.recordings_dir
-        if not agent.recording or directory is None:
-            return None
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        failed = partial(self.services.metrics.write_failed, "recording")
-        recording = Recording(directory / f"{stamp}_{self.call.id}.wav", frame_samples, failed)
-        stack.push_async_callback(recording.close)
-        return recording
 
     async def _connect(
         self, stack: contextlib.AsyncExitStack, route: Selection, plan: MediaPlan
@@ -314,23 +302,10 @@ class CallSetup:
 
     def _bye(self) -> None:
         """End the dialog unless the caller did (nothing to do before it is confirmed)."""
+        if self.keys is not None:
+            self.keys.close()
         if self.reason != "caller_bye":
             self.call.uas.send_bye(self.call.sip)
-
-    def _open_transcript(self, stack: contextlib.AsyncExitStack) -> TranscriptLog:
-        sip = self.call.sip
-        transcript = TranscriptLog.open(
-            self.services.cfg.records.transcripts_dir,
-            self.call.id,
-            self.log,
-            sip_call_id=sip.call_id,
-            caller=sip.caller,
-            callee=sip.callee,
-            on_failure=partial(self.services.metrics.write_failed, "transcript"),
-        )
-        self.transcript = transcript
-        stack.callback(lambda: transcript.close(self.reason))
-        return transcript
 
     def _bridge(
         self,
@@ -343,7 +318,9 @@ class CallSetup:
     ) -> CallBridge:
         call, cfg = self.call, self.services.cfg
         tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route))
-        actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log, self.emit)
+        self.keys = keys = OutgoingKeys(stream, call.uas, call.sip, self.log)
+        transfer = partial(call.uas.transfer, call.sip)
+        actions = Actions(tools, transfer, self.log, self.emit, keys.send)
         bridge = CallBridge(
             session,
             stream,
@@ -435,6 +412,38 @@ class CallSetup:
         self.emit("call.ended", ended_data(reason, self.record, self.transcript))
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
+
+
+def open_recording(
+    setup: CallSetup, stack: contextlib.AsyncExitStack, agent: AgentConfig, frame_samples: int
+) -> Recording | None:
+    """The call's WAV file when its agent asks for one (nothing is written before the
+    answer starts it)."""
+    directory = setup.services.cfg.records.recordings_dir
+    if not agent.recording or directory is None:
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    failed = partial(setup.services.metrics.write_failed, "recording")
+    recording = Recording(directory / f"{stamp}_{setup.call.id}.wav", frame_samples, failed)
+    stack.push_async_callback(recording.close)
+    return recording
+
+
+def open_transcript(setup: CallSetup, stack: contextlib.AsyncExitStack) -> TranscriptLog:
+    """The call's transcript file, closed with the call's end reason at teardown."""
+    sip = setup.call.sip
+    transcript = TranscriptLog.open(
+        setup.services.cfg.records.transcripts_dir,
+        setup.call.id,
+        setup.log,
+        sip_call_id=sip.call_id,
+        caller=sip.caller,
+        callee=sip.callee,
+        on_failure=partial(setup.services.metrics.write_failed, "transcript"),
+    )
+    setup.transcript = transcript
+    stack.callback(lambda: transcript.close(setup.reason))
+    return transcript
 
 
 def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:

@@ -77,7 +77,7 @@ from .sip import (
     SipTlsConfig,
     SipUserConfig,
 )
-from .tools import EndCallTool, McpTool, Tool, TransferTool, WebhookTool
+from .tools import EndCallTool, McpTool, SendDtmfTool, Tool, TransferTool, WebhookTool
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
@@ -120,6 +120,7 @@ __all__ = [
     "Route",
     "RouteMatch",
     "SemanticVad",
+    "SendDtmfTool",
     "ServerVad",
     "ServiceConfig",
     "SipAuthConfig",
