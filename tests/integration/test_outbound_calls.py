@@ -20,11 +20,19 @@ from gateway.agent import EmbeddedRealtimeServer
 from .event_receiver import SECRET, EventReceiver
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, Sipp, free_udp_port
+from .rtp_caller import RtpCaller, voice
 from .scenarios import caller_ulaw
-from .test_control_api import TOKEN, Api
+from .test_control_api import TOKEN, Api, ends, key_events
 from .test_features import config as agent_config
 from .test_features import sent
-from .trunk_scenarios import answering, challenging, early_media, refusing, ringing_forever
+from .trunk_scenarios import (
+    answering,
+    challenging,
+    early_media,
+    ivr,
+    refusing,
+    ringing_forever,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -262,3 +270,38 @@ async def test_the_cli_asks_the_running_gateway(tmp_path: Path) -> None:
     off.write_text("realtime: {url: 'embedded:echo'}\n")
     code, out = await cli(TO, "--config", str(off), env={})
     assert code == 2 and "api:" in out  # tells how to turn the API on
+
+
+@pytest.mark.parametrize("way", ["rfc4733", "sip_info"])
+async def test_the_agent_walks_an_ivr_with_send_dtmf(tmp_path: Path, way: str) -> None:
+    """The callee (an IVR) speaks; the model answers by pressing 1 then # (send_dtmf): as
+    RFC 4733 events when the IVR's SDP has telephone-event, else as SIP INFO."""
+    keys = '{"digits": "1#"}'
+    fake = EmbeddedRealtimeServer(function_calls=[("send_dtmf", keys)])
+    async with fake, RtpCaller() as phone:
+        info_keys = "1#" if way == "sip_info" else None
+        path = ivr(tmp_path / "ivr.xml", phone.port, info_keys=info_keys)
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=path)
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            cfg["agent"]["tools"] = [{"type": "send_dtmf", "max_digits": 8}]
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))  # "press 1 for sales, then hash"
+                sent_keys = await gateway.wait_for("call.keys_sent", timeout=20)
+                assert sent_keys["via"] == way and sent_keys["keys"] == 2
+                if way == "rfc4733":
+                    await phone.wait_until(lambda: len(ends(phone)) >= 6, 10, "two whole keys")
+                    assert [code for code, _ in key_events(phone)] == [1, 11]
+                async with aiohttp.ClientSession() as session:
+                    api = Api(api_port, session)
+                    status, _, _ = await api.request("POST", f"/v1/calls/{body['id']}/hangup")
+                    assert status == 202
+                # SIPp checked the INFO keys (or none came), then got our BYE.
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+    tool = gateway.find("call.tool")
+    assert tool and tool[0]["name"] == "send_dtmf" and '"ok": true' in tool[0]["output"]
+    if way == "sip_info":
+        assert not [h for h in phone.heard if h.payload_type == 101]

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from .scenarios import pause, recv_request, scenario, sdp, sip_message
+from .scenarios import PCMU_MAPS, ok_to_request, pause, recv_request, scenario, sdp, sip_message
 
 TO_TAG = "[pid]SIPpTag01[call_number]"
 
@@ -152,5 +153,40 @@ def challenging(path: Path, *, talk_ms: int = 1000) -> Path:
         pause(talk_ms),
         bye(),
         '  <recv response="200"/>',
+        REFERENCES,
+    )
+
+
+def ivr(path: Path, media_port: int, *, info_keys: str | None = None) -> Path:
+    """An IVR behind the trunk whose media is `media_port` (a Python RTP phone on loopback
+    that talks and listens). With `info_keys` its SDP has no telephone-event, and SIPp checks
+    that the keys come as SIP INFO (application/dtmf-relay), in order; without, it offers
+    telephone-event (the phone checks the RFC 4733 events). Then it waits for our BYE."""
+    telephone_event = info_keys is None
+    answer = sdp(
+        port=media_port,
+        ip="127.0.0.1",
+        formats="0 101" if telephone_event else "0",
+        rtpmaps=PCMU_MAPS if telephone_event else PCMU_MAPS[:1],
+    )
+    keys = []
+    for key in info_keys or "":
+        keys += [
+            recv_request(
+                "INFO",
+                timeout_ms=30_000,
+                headers={"Content-Type": "application/dtmf-relay"},
+                body=f"Signal={re.escape(key)}\\r?\\nDuration=[0-9]+",
+            ),
+            ok_to_request(),
+        ]
+    return scenario(
+        path,
+        recv_invite(body="m=audio"),
+        reply("200 OK", answer),
+        recv_request("ACK"),
+        *keys,
+        recv_request("BYE", timeout_ms=30_000),
+        ok_to_request(),
         REFERENCES,
     )
