@@ -63,7 +63,11 @@ class GatewayControls:
         return view(self._find(call_id))
 
     def hang_up(self, call_id: str) -> None:
-        call = self._answered(call_id)
+        """Hang up an answered call; an outbound call still ringing is CANCELled."""
+        call = self._find(call_id)
+        setup = call.setup
+        if setup is None or setup.record.direction != "outbound" or call.end_reason is not None:
+            call = self._answered(call_id)
         self._calls.end(call.sip.call_id, "api_hangup")
 
     async def transfer(self, call_id: str, target: str) -> str:

@@ -94,6 +94,7 @@ class OutboundSetup(CallSetup):
         self.placement = placement
         self.client: InviteClient | None = None
         self._sock: socket.socket | None = None
+        self._reported = False  # call.failed was emitted
         self._port = 0
 
     async def _decide(self) -> Accept | None:
@@ -109,12 +110,21 @@ class OutboundSetup(CallSetup):
         self.record.sip_status = status
         if self.client is not None:
             self.client.cancel()
-        self.log.warning("call.failed", reason=exc.reason, status=status, detail=exc.detail)
-        self.emit(
-            "call.failed",
-            {"reason": exc.reason, "status": status, "detail": exc.detail, "to": self.placement.to},
-        )
+        self._failed(exc.reason, status, exc.detail)
         return exc.reason
+
+    def _failed(self, reason: str, status: int | None, detail: str) -> None:
+        self._reported = True
+        self.log.warning("call.failed", reason=reason, status=status, detail=detail)
+        data = {"reason": reason, "status": status, "detail": detail, "to": self.placement.to}
+        self.emit("call.failed", data)
+
+    async def _finish(self) -> None:
+        """Every call that was not answered has its call.failed: also one ended while it
+        rang (the API's hang-up, a shutdown) or by a failure of ours."""
+        if self.answered_at is None and not self._reported:
+            self._failed(self.reason, None, "ended before it was answered")
+        await super()._finish()
 
     # --- setting up -------------------------------------------------------------------------
 
@@ -219,9 +229,20 @@ class OutboundSetup(CallSetup):
         return client
 
     def _forget_client(self, client: InviteClient) -> None:
-        client.cancel()  # still ringing (a hang-up from the API, a shutdown): CANCEL
-        client.close()
-        self.call.uas.invite_clients.pop(self.call.sip.call_id, None)
+        """The call is over; still ringing (the API's hang-up, a shutdown), it is CANCELled
+        and the client stays until the 487 is ACKed (bounded by timer B)."""
+        client.cancel()
+        clients, key = self.call.uas.invite_clients, self.call.sip.call_id
+
+        def forget(_: object = None) -> None:
+            client.close()
+            if clients.get(key) is client:
+                del clients[key]
+
+        if client.final.done():
+            forget()
+        else:
+            client.final.add_done_callback(forget)
 
     async def _ring(
         self,

@@ -162,6 +162,7 @@ class CallSetup:
             callee=sip.callee,
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
             late_offer=sip.sdp_offer is None,
+            direction=self.record.direction,
         )
         self.emit("call.started", started_data(self.record, self.info, call.uas.transport.name))
         async with contextlib.AsyncExitStack() as stack:

@@ -69,6 +69,9 @@ class InDialogUAS(SipUAS):
         self.invite_clients: dict[str, InviteClient] = {}
 
     async def stop(self) -> None:
+        for client in list(self.invite_clients.values()):
+            client.close()
+        self.invite_clients.clear()
         self.outgoing.close()
         self.refreshes.close()
         await super().stop()

@@ -305,3 +305,22 @@ async def test_the_agent_walks_an_ivr_with_send_dtmf(tmp_path: Path, way: str) -
     assert tool and tool[0]["name"] == "send_dtmf" and '"ok": true' in tool[0]["output"]
     if way == "sip_info":
         assert not [h for h in phone.heard if h.payload_type == 101]
+
+
+async def test_a_hang_up_while_it_rings_cancels_it(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=ringing_forever(tmp_path / "ring.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                await gateway.wait_for("call.progress", timeout=20)  # 180: it rings
+                async with aiohttp.ClientSession() as session:
+                    api = Api(api_port, session)
+                    status, _, _ = await api.request("POST", f"/v1/calls/{body['id']}/hangup")
+                    assert status == 202
+                failed = await gateway.wait_for("call.failed", timeout=20)
+                assert failed["reason"] == "api_hangup" and failed["status"] is None
+                # SIPp got our CANCEL and the ACK of its 487 (the client outlived the call).
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
