@@ -19,7 +19,7 @@ from gateway.agent import EmbeddedRealtimeServer
 
 from .event_receiver import SECRET, EventReceiver
 from .gateway_proc import GatewayProcess
-from .peers import LOOPBACK, Sipp, free_udp_port
+from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
 from .rtp_caller import RtpCaller, voice
 from .scenarios import caller_ulaw
 from .test_control_api import TOKEN, Api, ends, key_events
@@ -324,3 +324,23 @@ async def test_a_hang_up_while_it_rings_cancels_it(tmp_path: Path) -> None:
                 assert failed["reason"] == "api_hangup" and failed["status"] is None
                 # SIPp got our CANCEL and the ACK of its 487 (the client outlived the call).
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
+
+
+async def test_an_outbound_call_over_tcp(tmp_path: Path) -> None:
+    """transport: tcp: the gateway's TCP listener opens a connection to the trunk, and the
+    INVITE, the ACK, the callee's BYE and its 200 all travel over it."""
+    sip_port, media_port = free_udp_port(also_tcp=True), free_port_block(4)
+    args = ["-sf", str(answering(tmp_path / "answer.xml")), "-t", "t1", "-mp", media_port]
+    args += ["-p", sip_port, "-i", LOOPBACK, "-m", 1]
+    sipp = Sipp(tmp_path / "sipp", args, media_port=media_port)  # TCP: its RTP port shows it up
+    async with EmbeddedRealtimeServer() as fake, sipp:
+        api_port, cfg = outbound_config(fake, sip_port, transport="tcp")
+        cfg["sip"]["transports"] = ["udp", "tcp"]
+        async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+            code, body = await place(api_port, {"to": TO, "from": FROM})
+            assert code == 202, body
+            await gateway.wait_for("call.answered", timeout=20)
+            ended = await gateway.wait_for("call.ended", timeout=20)
+            assert ended["reason"] == "caller_bye"
+            assert await sipp.wait(timeout=20) == 0, sipp.report()
+    assert "SIP/2.0/TCP" in sipp.messages_path.read_text()  # our Via names the transport
