@@ -82,8 +82,9 @@ class Dialer:
                 Refused(409, "not_configured", "outbound calls need sip.outbound in the config")
             )
         if self._guard is None or self._guard.cfg is not outbound:
-            guard = OutboundGuard(outbound)  # a reload: new patterns, the count goes on
-            guard.active = self._guard.active if self._guard is not None else 0
+            guard = OutboundGuard(outbound)  # a reload: new patterns, the counts go on
+            if self._guard is not None:
+                guard.carry(self._guard)
             self._guard = guard
         guard, now = self._guard, time.monotonic()
         caller_id = request.caller_id or outbound.default_caller_id or ""

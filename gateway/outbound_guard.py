@@ -75,6 +75,10 @@ class OutboundGuard:
             return 1
         return max(1, int(self._started[0] + WINDOW_S - now) + 1)
 
+    def carry(self, old: OutboundGuard) -> None:
+        """Take over the counts of the guard this one replaces (a reload)."""
+        self.active, self._started = old.active, old._started
+
     def started(self, now: float) -> None:
         self.active += 1
         self._started.append(now)
