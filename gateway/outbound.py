@@ -19,7 +19,7 @@ import structlog
 from .bridge.outbound import OutboundSetup, Placement, placed_call
 from .bridge.setup import ActiveCall, CallServices
 from .calls import Calls
-from .config import GatewayConfig, outbound_password
+from .config import GatewayConfig, SipOutboundConfig, outbound_password
 from .outbound_guard import OutboundGuard, Refused
 from .routing import CallInfo, Router
 from .sip.uas import GatewayUAS
@@ -95,20 +95,38 @@ class Dialer:
                 "call.outbound_refused", reason=refused.reason, detail=refused.detail, to=request.to
             )
             raise OutboundRefused(refused, retry)
+        call = self._new_call(outbound, request.to, caller_id)
+        placement = self._placement(cfg, request, caller_id)
+        self._calls[call.sip.call_id] = call
+        guard.started(now)
+        call.task = asyncio.get_running_loop().create_task(
+            self._run(call, placement), name=f"call-{call.id}"
+        )
+        log.info("call.outbound", call_id=call.id, to=request.to, profile=placement.route.profile)
+        self._changed()
+        return call.id, call.sip.call_id
+
+    def _new_call(self, outbound: SipOutboundConfig, to: str, caller_id: str) -> ActiveCall:
+        """The call in the registry's shape: its dialog, before anything is sent."""
         uas = self._uas(outbound.transport)
         assert uas is not None  # the config makes sure the transport listens
         domain = outbound.domain
-        call = ActiveCall(
+        return ActiveCall(
             secrets.token_hex(6),
             placed_call(
                 f"{secrets.token_hex(16)}@{domain}",
                 f"sip:{caller_id}@{domain}",
-                f"sip:{request.to}@{domain}",
+                f"sip:{to}@{domain}",
                 outbound.trunk_address,
                 uas,
             ),
             uas,
         )
+
+    def _placement(self, cfg: GatewayConfig, request: CallRequest, caller_id: str) -> Placement:
+        """The call's profile and agent (the agent speaks first), and what it was asked."""
+        outbound = cfg.sip.outbound
+        assert outbound is not None
         route = self._router().select(
             CallInfo(dialed=request.to, to=request.to, caller=caller_id),
             profile=request.profile,
@@ -118,7 +136,7 @@ class Dialer:
         if not route.agent.greeting:  # the agent speaks first when the callee answers
             agent = route.agent.model_copy(update={"greeting": OUTBOUND_GREETING})
             route = replace(route, agent=agent)
-        placement = Placement(
+        return Placement(
             request.to,
             caller_id,
             replace(route, amd=request.amd),
@@ -126,14 +144,6 @@ class Dialer:
             outbound_password(cfg),
             dict(request.metadata),
         )
-        self._calls[call.sip.call_id] = call
-        guard.started(now)
-        call.task = asyncio.get_running_loop().create_task(
-            self._run(call, placement), name=f"call-{call.id}"
-        )
-        log.info("call.outbound", call_id=call.id, to=request.to, profile=route.profile)
-        self._changed()
-        return call.id, call.sip.call_id
 
     def _refusal(
         self, cfg: GatewayConfig, request: CallRequest, caller_id: str, now: float

@@ -24,6 +24,7 @@ from aiosipua.dialog import Dialog, DialogState
 from aiosipua.utils import generate_tag
 
 from ..call_record import CallRecord, now_iso
+from ..config import SipOutboundConfig
 from ..hooks.events import answered_data
 from ..hooks.incoming import Accept
 from ..media.stream import NoPortAvailable, RtpStream, bind_rtp_socket
@@ -131,7 +132,8 @@ class OutboundSetup(CallSetup):
     async def _set_up(self, stack: contextlib.AsyncExitStack, accept: Accept | None) -> CallBridge:
         call, cfg, route = self.call, self.services.cfg, self.placement.route
         sip = call.sip
-        trunk = await self._trunk(call)
+        assert cfg.sip.outbound is not None
+        trunk = await reach_trunk(cfg.sip.outbound, call.uas.transport)
         local_ip = self.services.local_ip(trunk[0])
         sip.source_addr = trunk
         sip.advertised_addr = (local_ip, call.uas.transport.local_addr[1])
@@ -161,28 +163,6 @@ class OutboundSetup(CallSetup):
         bridge = self._bridge(session, stream, plan, route, transcript, recording)
         self._answered(sdp, plan, stream, recording, transcript, local_ip)
         return bridge
-
-    async def _trunk(self, call: ActiveCall) -> tuple[str, int]:
-        """The trunk's address, looked up without blocking; a connection first over TCP/TLS."""
-        outbound = self.services.cfg.sip.outbound
-        assert outbound is not None
-        host, port = outbound.trunk_address
-        ip = ip_literal(host)
-        if ip is None:
-            try:
-                async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-                    kind = socket.SOCK_DGRAM if outbound.transport == "udp" else socket.SOCK_STREAM
-                    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
-            except (OSError, TimeoutError) as exc:
-                why = getattr(exc, "strerror", None) or "timed out"
-                raise NotAnswered("unreachable", None, f"cannot resolve {host}: {why}") from None
-            ip = str(infos[0][4][0])
-        opener = getattr(call.uas.transport, "open", None)
-        if outbound.transport != "udp" and opener is not None:
-            problem = await opener((ip, port), host)
-            if problem is not None:
-                raise NotAnswered("unreachable", None, f"cannot connect to {host}: {problem}")
-        return ip, port
 
     def _bind(self, stack: contextlib.AsyncExitStack) -> None:
         try:
@@ -379,6 +359,28 @@ class OutboundSetup(CallSetup):
             ptime_ms=plan.ptime_ms,
         )
         self.emit("call.answered", answered_data(record))
+
+
+async def reach_trunk(outbound: SipOutboundConfig, transport: Any) -> tuple[str, int]:
+    """The trunk's address, looked up without blocking; over TCP/TLS a connection of the
+    listener's own to it first. NotAnswered (unreachable) when neither works."""
+    host, port = outbound.trunk_address
+    ip = ip_literal(host)
+    if ip is None:
+        try:
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                kind = socket.SOCK_DGRAM if outbound.transport == "udp" else socket.SOCK_STREAM
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
+        except (OSError, TimeoutError) as exc:
+            why = getattr(exc, "strerror", None) or "timed out"
+            raise NotAnswered("unreachable", None, f"cannot resolve {host}: {why}") from None
+        ip = str(infos[0][4][0])
+    opener = getattr(transport, "open", None)
+    if outbound.transport != "udp" and opener is not None:
+        problem = await opener((ip, port), host)
+        if problem is not None:
+            raise NotAnswered("unreachable", None, f"cannot connect to {host}: {problem}")
+    return ip, port
 
 
 async def _session(task: asyncio.Future[RealtimeLink]) -> RealtimeLink:
