@@ -71,8 +71,10 @@ async def test_an_answered_call_runs_like_an_inbound_one_and_the_agent_speaks_fi
         async with sipp:
             api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
             async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
-                status, body = await place(api_port, {"to": TO, "from": FROM})
+                status, body = await place(api_port, {"to": TO, "from": FROM, "amd": "detect"})
                 assert status == 202, body
+                routed = await gateway.wait_for("call.routed", timeout=20)
+                assert routed["amd"] == "detect"  # carried to the call (Selection.amd)
                 answered = await gateway.wait_for("call.answered", timeout=20)
                 assert answered["call_id"] == body["id"] and answered["direction"] == "outbound"
                 ended = await gateway.wait_for("call.ended", timeout=20)
