@@ -155,8 +155,6 @@ class OutboundSetup(CallSetup):
         client = self._invite(stack, sdp.offer(), trunk)
         answer, stream, plan = await self._ring(stack, client, sdp, session_task)
         session = await _session(session_task)
-        sip.invite = client.invite or sip.invite
-        call.uas._calls[sip.call_id] = sip  # in-dialog requests now reach the call
         plan, stream = self._media_at_answer(stack, sdp, answer, stream, plan)
         recording = open_recording(self, stack, route.agent, stream.frame_samples)
         transcript = open_transcript(self, stack)
@@ -201,12 +199,20 @@ class OutboundSetup(CallSetup):
             dialog=call.sip.dialog,
         )
         self.client = client
+        client.on_answered = self._dialog_up
         call.uas.invite_clients[call.sip.call_id] = client
         stack.callback(self._forget_client, client)
         stack.callback(self._bye)  # runs before the above: a 200 that came too late is ended
         client.send()
         self.log.info("call.dialing", to=placement.to, trunk=f"{trunk[0]}:{trunk[1]}")
         return client
+
+    def _dialog_up(self) -> None:
+        """The 2xx is ACKed: the callee's BYE, INFO and re-INVITEs now reach the call."""
+        sip = self.call.sip
+        if self.client is not None and self.client.invite is not None:
+            sip.invite = self.client.invite
+        self.call.uas._calls[sip.call_id] = sip
 
     def _forget_client(self, client: InviteClient) -> None:
         """The call is over; still ringing (the API's hang-up, a shutdown), it is CANCELled
@@ -370,10 +376,15 @@ async def reach_trunk(outbound: SipOutboundConfig, transport: Any) -> tuple[str,
         try:
             async with asyncio.timeout(RESOLVE_TIMEOUT_S):
                 kind = socket.SOCK_DGRAM if outbound.transport == "udp" else socket.SOCK_STREAM
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=kind)
+                family = socket.AF_INET6 if ":" in transport.local_addr[0] else socket.AF_INET
+                infos = await asyncio.get_running_loop().getaddrinfo(
+                    host, port, family=family, type=kind
+                )
         except (OSError, TimeoutError) as exc:
             why = getattr(exc, "strerror", None) or "timed out"
             raise NotAnswered("unreachable", None, f"cannot resolve {host}: {why}") from None
+        if not infos:
+            raise NotAnswered("unreachable", None, f"{host} has no address of our family")
         ip = str(infos[0][4][0])
     opener = getattr(transport, "open", None)
     if outbound.transport != "udp" and opener is not None:

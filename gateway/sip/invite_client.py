@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -85,6 +86,9 @@ class InviteClient:
         self._auth_tried = False
         self._ack: SipRequest | None = None  # the ACK of the 2xx, sent again for each resent 2xx
         self._resending: asyncio.Task[None] | None = None
+        # Called as the 2xx is ACKed, before anyone awaiting `final` runs: the callee's BYE
+        # may follow the ACK at once, and must find the dialog.
+        self.on_answered: Callable[[], None] = lambda: None
 
     @property
     def call_id(self) -> str:
@@ -215,6 +219,7 @@ class InviteClient:
         ack.headers.set_single("CSeq", stringify_cseq(CSeq(seq=seq, method="ACK")))
         self._ack = ack
         self._send(ack)
+        self.on_answered()
         self._finish(Answer(response.status_code, response.reason_phrase, _sdp(response)))
 
     def _failure(self, response: SipResponse) -> None:

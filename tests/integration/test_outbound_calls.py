@@ -5,8 +5,10 @@ and what happened is read from the gateway's log, SIPp's own checks and the fake
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import ssl
 import sys
 from hashlib import md5
 from pathlib import Path
@@ -25,6 +27,14 @@ from .scenarios import caller_ulaw
 from .test_control_api import TOKEN, Api, ends, key_events
 from .test_features import config as agent_config
 from .test_features import sent
+from .test_sip_tls import (
+    header,
+    read_message,
+    reply_to,
+    sdp_offer,
+    tls_config,
+)
+from .tls_certs import Leaf, TestCa
 from .trunk_scenarios import (
     answering,
     challenging,
@@ -346,3 +356,67 @@ async def test_an_outbound_call_over_tcp(tmp_path: Path) -> None:
             assert ended["reason"] == "caller_bye"
             assert await sipp.wait(timeout=20) == 0, sipp.report()
     assert "SIP/2.0/TCP" in sipp.messages_path.read_text()  # our Via names the transport
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> tuple[TestCa, Leaf]:
+    ca = TestCa(tmp_path / "pki")
+    return ca, ca.issue("gateway", "gateway.test", ips=(LOOPBACK,))
+
+
+async def test_an_outbound_call_over_tls_checks_the_trunks_name(
+    tmp_path: Path, pki: tuple[TestCa, Leaf]
+) -> None:
+    """transport: tls, the trunk named by host name: looked up without blocking, a connection
+    of the TLS listener's own whose certificate is checked against that name (SNI), the
+    INVITE with a TLS Via and a transport=tls Contact, the callee's BYE on the connection."""
+    ca, server = pki
+    trunk_cert = ca.issue("trunk", "localhost", dns=("localhost",))
+    listening = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    listening.load_cert_chain(trunk_cert.cert, trunk_cert.key)
+    names: list[str | None] = []
+    listening.sni_callback = lambda sock, name, context: names.append(name)  # type: ignore[assignment,misc,return-value]
+    seen: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def trunk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            invite = await read_message(reader)
+            seen.put_nowait(invite)
+            body = sdp_offer(free_udp_port())
+            contact = "Contact: <sip:callee@127.0.0.1;transport=tls>"
+            ok = reply_to(invite, "200 OK", contact, "Content-Type: application/sdp")
+            ok = ok.replace(b"Content-Length: 0", f"Content-Length: {len(body)}".encode())
+            ok += body.encode()
+            writer.write(ok)
+            seen.put_nowait(await read_message(reader))  # the ACK
+            bye = (
+                f"BYE {header(invite, 'Contact').strip('<>')} SIP/2.0\r\n"
+                f"Via: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK-bye1\r\n"
+                f"From: {header(invite, 'To')};tag=reg1\r\nTo: {header(invite, 'From')}\r\n"
+                f"Call-ID: {header(invite, 'Call-ID')}\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            writer.write(bye.encode())
+            seen.put_nowait(await read_message(reader))  # its 200
+            await reader.read()
+
+    pbx = await asyncio.start_server(trunk, LOOPBACK, 0, ssl=listening)
+    pbx_port = pbx.sockets[0].getsockname()[1]
+    async with pbx, EmbeddedRealtimeServer() as fake:
+        api_port, cfg = outbound_config(fake, pbx_port, transport="tls")
+        cfg["sip"]["outbound"]["trunk"] = f"localhost:{pbx_port}"
+        cfg["sip"].update(tls_config(server, ca_file=str(ca.pem))["sip"])
+        async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+            code, body = await place(api_port, {"to": TO, "from": FROM})
+            assert code == 202, body
+            async with asyncio.timeout(20):
+                invite, ack, bye_ok = [await seen.get() for _ in range(3)]
+            assert bye_ok.startswith(b"SIP/2.0 200"), bye_ok
+            ended = await gateway.wait_for("call.ended", timeout=20)
+    assert names == ["localhost"]  # SNI: the configured name, checked against the certificate
+    assert invite.startswith(b"INVITE sip:+4917612345678@localhost SIP/2.0")
+    assert header(invite, "Via").startswith("SIP/2.0/TLS ")
+    assert header(invite, "Contact").endswith(";transport=tls>")
+    assert ack.startswith(b"ACK sip:callee@127.0.0.1;transport=tls SIP/2.0"), ack
+    assert bye_ok.startswith(b"SIP/2.0 200"), bye_ok
+    assert ended["reason"] == "caller_bye"
