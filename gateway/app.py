@@ -47,7 +47,7 @@ from .sip.tls_transport import TlsTransport
 from .sip.transactions import SipTimers
 from .sip.transport import Listener, bound_port
 from .sip.uas import GatewayUAS
-from .startup import StartupError, realtime_auth, start_metrics, writable_dir
+from .startup import StartupError, check_outbound, realtime_auth, start_metrics, writable_dir
 
 __all__ = ["RELOADABLE", "ActiveCall", "Gateway", "StartupError"]
 
@@ -118,6 +118,7 @@ class Gateway:
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)
         self._admission = Admission.from_config(self.cfg, users, self.metrics, self._records)
+        check_outbound(self.cfg)
         if sip.registration is not None and register_password is None:
             raise StartupError(
                 f"sip.register.password_env: environment variable "

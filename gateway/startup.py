@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from .config import GatewayConfig, MetricsConfig, api_key
+from .config import GatewayConfig, MetricsConfig, api_key, outbound_password
 from .metrics import Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
 
@@ -58,6 +58,17 @@ async def _check_token(auth: Auth, cfg: GatewayConfig) -> None:
             f"realtime.auth.method entra: no token for {cfg.realtime.auth.entra_scope} "
             f"({reason}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
         ) from None
+
+
+def check_outbound(cfg: GatewayConfig) -> None:
+    """sip.outbound.auth's password is in the environment (else every challenged call would
+    fail with 407 long after the start)."""
+    outbound = cfg.sip.outbound
+    if outbound is not None and outbound.auth is not None and outbound_password(cfg) is None:
+        raise StartupError(
+            f"sip.outbound.auth.password_env: environment variable "
+            f"{outbound.auth.password_env} is not set"
+        )
 
 
 def writable_dir(key: str, directory: Path | None) -> None:

@@ -152,7 +152,11 @@ class OutboundSetup(CallSetup):
         # The session opens while the phone rings; its failure fails the call (CANCEL).
         session_task = asyncio.ensure_future(self._connect(stack, route, offered))
         stack.push_async_callback(_cancelled, session_task)
-        client = self._invite(stack, sdp.offer(), trunk)
+        try:
+            offer = sdp.offer()
+        except NotAcceptable as exc:  # media.srtp required, and no TLS to carry the keys
+            raise SetupFailed("not_acceptable", str(exc), level="warning") from exc
+        client = self._invite(stack, offer, trunk)
         answer, stream, plan = await self._ring(stack, client, sdp, session_task)
         session = await _session(session_task)
         plan, stream = self._media_at_answer(stack, sdp, answer, stream, plan)

@@ -47,7 +47,7 @@ from .trunk_scenarios import (
 pytestmark = pytest.mark.integration
 
 TO, FROM = "+4917612345678", "+4930123456"
-ENV = {"GATEWAY_API_TOKEN": TOKEN, "TRUNK_PASSWORD": "trunk-secret"}
+ENV: dict[str, str | None] = {"GATEWAY_API_TOKEN": TOKEN, "TRUNK_PASSWORD": "trunk-secret"}
 
 
 def outbound_config(
@@ -420,3 +420,14 @@ async def test_an_outbound_call_over_tls_checks_the_trunks_name(
     assert ack.startswith(b"ACK sip:callee@127.0.0.1;transport=tls SIP/2.0"), ack
     assert bye_ok.startswith(b"SIP/2.0 200"), bye_ok
     assert ended["reason"] == "caller_bye"
+
+
+async def test_the_gateway_refuses_to_start_without_the_trunk_password(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        auth = {"username": "gateway", "password_env": "TRUNK_PASSWORD"}
+        _, cfg = outbound_config(fake, free_udp_port(), auth=auth)
+        gateway = GatewayProcess(tmp_path, cfg, env={**ENV, "TRUNK_PASSWORD": None})
+        with pytest.raises(AssertionError):  # it exits instead of getting ready
+            await gateway.start(timeout=20)
+        assert await gateway.wait_exit(timeout=20) != 0
+        assert "sip.outbound.auth.password_env" in gateway.tail()
