@@ -123,6 +123,7 @@ def view(call: ActiveCall) -> dict[str, Any]:
         "source": f"{call.sip.source_addr[0]}:{call.sip.source_addr[1]}",
         "profile": record.profile,
         "codec": record.codec,
+        "direction": record.direction,
         "received_at": record.received_at,
         "answered_at": record.answered_at,
         "duration_s": round(time.monotonic() - answered, 3) if answered is not None else 0.0,

@@ -57,6 +57,7 @@ _CALL = {
         "source": {"type": "string"},
         "profile": {"type": ["string", "null"]},
         "codec": {"type": ["string", "null"]},
+        "direction": {"enum": ["inbound", "outbound"]},
         "received_at": {"type": "string", "format": "date-time"},
         "answered_at": {"type": ["string", "null"], "format": "date-time"},
         "duration_s": {"type": "number"},

@@ -87,6 +87,12 @@ async def test_an_answered_call_runs_like_an_inbound_one_and_the_agent_speaks_fi
                 assert routed["amd"] == "detect"  # carried to the call (Selection.amd)
                 answered = await gateway.wait_for("call.answered", timeout=20)
                 assert answered["call_id"] == body["id"] and answered["direction"] == "outbound"
+                async with aiohttp.ClientSession() as session:
+                    _, _, view = await Api(api_port, session).request(
+                        "GET", f"/v1/calls/{body['id']}"
+                    )
+                assert (view["direction"], view["state"]) == ("outbound", "answered")
+                assert view["callee"] == f"sip:{TO}@127.0.0.1" and view["dialed"] == TO
                 ended = await gateway.wait_for("call.ended", timeout=20)
                 assert ended["reason"] == "caller_bye" and ended["rtp_out"] > 0
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
