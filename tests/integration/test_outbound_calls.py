@@ -437,3 +437,18 @@ async def test_the_gateway_refuses_to_start_without_the_trunk_password(tmp_path:
             await gateway.start(timeout=20)
         assert await gateway.wait_exit(timeout=20) != 0
         assert "sip.outbound.auth.password_env" in gateway.tail()
+
+
+async def test_a_trunk_that_refuses_the_connection_is_unreachable(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        api_port, cfg = outbound_config(fake, free_udp_port(also_tcp=True), transport="tcp")
+        cfg["sip"]["transports"] = ["udp", "tcp"]
+        async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+            code, body = await place(api_port, {"to": TO, "from": FROM})
+            assert code == 202, body
+            failed = await gateway.wait_for("call.failed", timeout=20)
+            assert (failed["reason"], failed["status"]) == ("unreachable", None)
+            assert "cannot connect" in failed["detail"]
+            ended = await gateway.wait_for("call.ended", timeout=10)
+            assert ended["reason"] == "unreachable"
+    assert gateway.find("call.dialing") == []  # no INVITE without a connection
