@@ -36,6 +36,7 @@ from .hooks.events import Emit, no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
 from .media.stream import PortAllocator, local_ip_towards
 from .metrics import EventMetrics, Metrics, MetricsServer
+from .outbound import Dialer
 from .realtime.auth import Auth, NoAuth
 from .realtime.protocol import dialect_for
 from .refusals import PHRASES
@@ -49,7 +50,7 @@ from .sip.tls_transport import TlsTransport
 from .sip.transactions import SipTimers
 from .sip.transport import Listener, bound_port
 from .sip.uas import GatewayUAS
-from .startup import StartupError, codecs_loadable, realtime_auth, start_metrics, writable_dir
+from .startup import StartupError, preflight, realtime_auth, start_metrics
 
 __all__ = ["RELOADABLE", "ActiveCall", "Gateway", "StartupError"]
 
@@ -97,6 +98,15 @@ class Gateway:
         self.on_failure: Callable[[str], None] = lambda reason: None
         self.draining = False  # stopping: new calls and OPTIONS get 503
         self.on_calls_changed: Callable[[], None] = lambda: None
+        self.dialer = Dialer(
+            lambda: self.cfg,
+            self.calls,
+            lambda kind: next((u for u in self._uas if u.transport.name == kind.upper()), None),
+            self._call_services,
+            lambda: self.router,
+            lambda: self.draining or not self.ready,
+            lambda: self.on_calls_changed(),
+        )
 
     async def start(self) -> None:
         self.gc_pauses.install()
@@ -107,18 +117,11 @@ class Gateway:
             await self._embedded.start()
             self._base_url = self._embedded.url
         self._auth = await realtime_auth(self.cfg)
-        for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
-            writable_dir(f"records.{key}", getattr(self.cfg.records, key))
-        codecs_loadable(self.cfg)
-        await self._start_servers()
         sip = self.cfg.sip
         users, register_password = sip_passwords(self.cfg)
+        preflight(self.cfg, register_password)
+        await self._start_servers()
         self._admission = Admission.from_config(self.cfg, users, self.metrics, self._records)
-        if sip.registration is not None and register_password is None:
-            raise StartupError(
-                f"sip.register.password_env: environment variable "
-                f"{sip.registration.password_env} is not set"
-            )
         for kind in sip.transports:
             await self._start_listener(kind)
         if sip.registration is not None and register_password is not None:
@@ -230,7 +233,11 @@ class Gateway:
             )
             self._hook = decision_hook(self.cfg)
             self._api_server = await start_api(
-                self.cfg, self.calls, self.console_hub, self.console_metrics.listens.inc
+                self.cfg,
+                self.calls,
+                self.dialer.place,
+                self.console_hub,
+                self.console_metrics.listens.inc,
             )
             self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:

@@ -12,6 +12,7 @@ import structlog
 
 from .api.controls import SayMode
 from .api.problems import Problem
+from .api.requests import PlaceCallRequest
 from .api.server import ApiServer
 from .bridge.setup import ActiveCall
 from .calls import Calls
@@ -20,6 +21,7 @@ from .console.history import History
 from .console.hub import Hub
 from .console.server import Console
 from .console.tap import CallTap
+from .outbound import CallRequest, OutboundRefused
 from .startup import StartupError
 
 log = structlog.get_logger("gateway")
@@ -30,8 +32,33 @@ TRANSFER_TIMEOUT_S = 30.0
 class GatewayControls:
     """Finds calls by the gateway's call id; refuses what the call's state does not allow."""
 
-    def __init__(self, calls: Calls) -> None:
+    def __init__(
+        self, calls: Calls, place: Callable[[CallRequest], tuple[str, str]] | None = None
+    ) -> None:
         self._calls = calls
+        self._place = place
+
+    def place_call(self, request: PlaceCallRequest) -> tuple[str, str]:
+        """An outbound call (its id and SIP Call-ID); 403/409/429/503 when it may not be."""
+        if self._place is None:
+            raise Problem(409, "outbound calls need sip.outbound in the config")
+        try:
+            return self._place(
+                CallRequest(
+                    to=request.to,
+                    caller_id=request.from_,
+                    profile=request.profile,
+                    variables=dict(request.variables),
+                    metadata=dict(request.metadata),
+                    ring_timeout_s=request.ring_timeout_s,
+                    amd=request.amd,
+                )
+            )
+        except OutboundRefused as exc:
+            extra = {"reason": exc.refused.reason}
+            if exc.retry_after is not None:
+                extra["retry_after_s"] = exc.retry_after
+            raise Problem(exc.refused.status, exc.refused.detail, **extra) from None
 
     def calls(self) -> list[dict[str, Any]]:
         return [view(call) for call in list(self._calls.values()) if call.setup is not None]
@@ -40,7 +67,11 @@ class GatewayControls:
         return view(self._find(call_id))
 
     def hang_up(self, call_id: str) -> None:
-        call = self._answered(call_id)
+        """Hang up an answered call; an outbound call still ringing is CANCELled."""
+        call = self._find(call_id)
+        setup = call.setup
+        if setup is None or setup.record.direction != "outbound" or call.end_reason is not None:
+            call = self._answered(call_id)
         self._calls.end(call.sip.call_id, "api_hangup")
 
     async def transfer(self, call_id: str, target: str) -> str:
@@ -59,9 +90,9 @@ class GatewayControls:
 
     def send_keys(self, call_id: str, digits: str) -> None:
         call = self._answered(call_id)
-        assert call.setup is not None and call.setup.stream is not None
+        assert call.setup is not None and call.setup.keys is not None
         try:
-            call.setup.stream.send_keys(digits)
+            call.setup.keys.send(digits)
         except ValueError as exc:
             raise Problem(409, str(exc)) from None
 
@@ -115,6 +146,7 @@ def view(call: ActiveCall) -> dict[str, Any]:
         "source": f"{call.sip.source_addr[0]}:{call.sip.source_addr[1]}",
         "profile": record.profile,
         "codec": record.codec,
+        "direction": record.direction,
         "received_at": record.received_at,
         "answered_at": record.answered_at,
         "duration_s": round(time.monotonic() - answered, 3) if answered is not None else 0.0,
@@ -157,6 +189,7 @@ def live(call: ActiveCall) -> dict[str, Any]:
 async def start_api(
     cfg: GatewayConfig,
     calls: Calls,
+    place: Callable[[CallRequest], tuple[str, str]] | None = None,
     hub: Hub | None = None,
     on_listen: Callable[[], None] = lambda: None,
 ) -> ApiServer | None:
@@ -168,7 +201,7 @@ async def start_api(
     token = api_token(cfg)
     if api.token_env is not None and token is None:
         raise StartupError(f"api.token_env: environment variable {api.token_env} is not set")
-    controls = GatewayControls(calls)
+    controls = GatewayControls(calls, place)
     console = None
     if api.console:
         records = cfg.records

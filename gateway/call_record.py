@@ -58,6 +58,7 @@ class CallRecord:
     recording: str | None = None
     transcript: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # from the decision webhook
+    direction: Literal["inbound", "outbound"] = "inbound"  # outbound: placed by POST /v1/calls
 
     @classmethod
     def of_invite(cls, call_id: str, sip: IncomingCall, dialed: str, **fields: Any) -> CallRecord:

@@ -1,5 +1,5 @@
-"""Command line: `run` the daemon, `check-config` a file, `dial` a test call, and print
-the `config-reference`."""
+"""Command line: `run` the daemon, `check-config` a file, `dial` a test call, `call` out
+through a running gateway, and print the `config-reference`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     dial.add_argument("--answer-timeout", type=float, default=30.0, help="give up after (s)")
     dial.add_argument("--bind", help="local IP address to call from (default: the route's)")
     dial.add_argument("--json", action="store_true", help="print the report as JSON")
+    out = sub.add_parser(
+        "call", help="ask the running gateway (its control API) to place an outbound call"
+    )
+    out.add_argument("to", help="the number to call (it must match sip.outbound.destinations)")
+    out.add_argument("--profile", help="the agent profile that talks (default: the routes)")
+    out.add_argument("--from", dest="caller_id", help="the caller ID (sip.outbound.caller_ids)")
+    out.add_argument("--ring-timeout", type=float, help="seconds to ring before CANCEL")
+    out.add_argument("--amd", choices=["off", "detect", "voicemail"], default="off")
+    out.add_argument("--config", default=DEFAULT_CONFIG, help="the running gateway's config")
     ref = sub.add_parser(
         "config-reference", help="write the config reference (Markdown) from the schema"
     )
@@ -58,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dial(args)
     if args.command == "config-reference":
         return _config_reference(args.output)
+    if args.command == "call":
+        return _call(args)
     return _run(args.config)
 
 
@@ -99,6 +110,25 @@ def _config_reference(output: str | None) -> int:
         with open(output, "w", encoding="utf-8") as f:
             f.write(text)
     return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from .call_cli import call
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    body: dict[str, object] = {"to": args.to, "amd": args.amd}
+    for key, value in (
+        ("from", args.caller_id),
+        ("profile", args.profile),
+        ("ring_timeout_s", args.ring_timeout),
+    ):
+        if value is not None:
+            body[key] = value
+    return call(cfg, args.config, body)
 
 
 def _check_config(path: str) -> int:

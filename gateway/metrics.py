@@ -461,7 +461,15 @@ class EventMetrics:
 
 
 EVENT_TYPES = frozenset(
-    {"call.started", "call.answered", "call.amd", "call.transferred", "call.tool", "call.ended"}
+    {
+        "call.started",
+        "call.answered",
+        "call.amd",
+        "call.transferred",
+        "call.tool",
+        "call.failed",
+        "call.ended",
+    }
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from .config import GatewayConfig, MetricsConfig, api_key
+from .config import GatewayConfig, MetricsConfig, api_key, outbound_password
 from .media.opus import load_libopus
 from .metrics import Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
@@ -73,6 +73,31 @@ def codecs_loadable(cfg: GatewayConfig) -> None:
         raise StartupError(
             f"media.codecs: opus needs libopus (Debian: apt-get install libopus0): {exc}"
         ) from None
+
+
+def preflight(cfg: GatewayConfig, register_password: str | None) -> None:
+    """What the start checks before it listens: the records' directories writable, the
+    codecs loadable, the passwords named by the config present in the environment."""
+    for key in ("transcripts_dir", "recordings_dir", "calls_dir"):
+        writable_dir(f"records.{key}", getattr(cfg.records, key))
+    codecs_loadable(cfg)
+    check_outbound(cfg)
+    if cfg.sip.registration is not None and register_password is None:
+        raise StartupError(
+            f"sip.register.password_env: environment variable "
+            f"{cfg.sip.registration.password_env} is not set"
+        )
+
+
+def check_outbound(cfg: GatewayConfig) -> None:
+    """sip.outbound.auth's password is in the environment (else every challenged call would
+    fail with 407 long after the start)."""
+    outbound = cfg.sip.outbound
+    if outbound is not None and outbound.auth is not None and outbound_password(cfg) is None:
+        raise StartupError(
+            f"sip.outbound.auth.password_env: environment variable "
+            f"{outbound.auth.password_env} is not set"
+        )
 
 
 def writable_dir(key: str, directory: Path | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, Protocol
 
+from .requests import PlaceCallRequest
+
 SayMode = Literal["speak", "instruct"]
 
 
@@ -23,3 +25,5 @@ class CallControls(Protocol):
     def say(self, call_id: str, text: str, mode: SayMode) -> None: ...
 
     def send_keys(self, call_id: str, digits: str) -> None: ...
+
+    def place_call(self, request: PlaceCallRequest) -> tuple[str, str]: ...

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .requests import DtmfRequest, SayRequest, TransferRequest
+from .requests import DtmfRequest, PlaceCallRequest, SayRequest, TransferRequest
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 CALL_ID = {
@@ -21,6 +21,7 @@ CALL_ID = {
 # (method, path, summary, request model, success status, success schema reference)
 OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, int, str | None]] = [
     ("get", "/v1/calls", "The calls in progress", None, 200, "CallList"),
+    ("post", "/v1/calls", "Place an outbound call", PlaceCallRequest, 202, "Placed"),
     ("get", "/v1/calls/{call_id}", "One call in progress", None, 200, "Call"),
     (
         "post",
@@ -56,6 +57,7 @@ _CALL = {
         "source": {"type": "string"},
         "profile": {"type": ["string", "null"]},
         "codec": {"type": ["string", "null"]},
+        "direction": {"enum": ["inbound", "outbound"]},
         "received_at": {"type": "string", "format": "date-time"},
         "answered_at": {"type": ["string", "null"], "format": "date-time"},
         "duration_s": {"type": "number"},
@@ -90,6 +92,13 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["calls"],
         "properties": {"calls": {"type": "array", "items": {"$ref": "#/components/schemas/Call"}}},
     },
+    "Placed": {
+        "type": "object",
+        "description": "The call is being placed; its outcome comes as events "
+        "(call.answered or call.failed, then call.ended).",
+        "required": ["id", "sip_call_id"],
+        "properties": {"id": {"type": "string"}, "sip_call_id": {"type": "string"}},
+    },
     "Done": {
         "type": "object",
         "required": ["detail"],
@@ -120,6 +129,15 @@ def _operation(
             "description": "Not possible in the call's state",
             "content": _problem(),
         }
+    if path == "/v1/calls" and body is not None:
+        responses["202"]["description"] = "Being placed"
+        for code, why in (
+            ("403", "The destination or caller ID is not allowed (sip.outbound)"),
+            ("409", "Outbound calls are not configured (sip.outbound)"),
+            ("429", "Too many outbound calls now (max_concurrent, max_per_minute)"),
+            ("503", "The gateway is stopping"),
+        ):
+            responses[code] = {"description": why, "content": _problem()}
     if path.endswith("/transfer"):
         responses["502"] = {
             "description": "The far end refused the transfer",

@@ -22,7 +22,7 @@ from .. import __version__
 from . import openapi
 from .controls import CallControls
 from .problems import Problem, problem_response
-from .requests import DtmfRequest, SayRequest, TransferRequest
+from .requests import DtmfRequest, PlaceCallRequest, SayRequest, TransferRequest
 
 log = structlog.get_logger("gateway")
 
@@ -68,16 +68,17 @@ class ApiServer:
             middlewares=[self._problems, self._authorize], client_max_size=MAX_BODY_BYTES
         )
         routes = {
-            "/v1/calls": self._list,
-            "/v1/calls/{call_id}": self._get,
-            "/v1/calls/{call_id}/hangup": self._hangup,
-            "/v1/calls/{call_id}/transfer": self._transfer,
-            "/v1/calls/{call_id}/say": self._say,
-            "/v1/calls/{call_id}/dtmf": self._dtmf,
-            "/v1/openapi.json": self._openapi,
+            ("get", "/v1/calls"): self._list,
+            ("post", "/v1/calls"): self._place,
+            ("get", "/v1/calls/{call_id}"): self._get,
+            ("post", "/v1/calls/{call_id}/hangup"): self._hangup,
+            ("post", "/v1/calls/{call_id}/transfer"): self._transfer,
+            ("post", "/v1/calls/{call_id}/say"): self._say,
+            ("post", "/v1/calls/{call_id}/dtmf"): self._dtmf,
+            ("get", "/v1/openapi.json"): self._openapi,
         }
         for method, path, *_ in openapi.OPERATIONS:
-            app.router.add_route(method.upper(), path, routes[path])
+            app.router.add_route(method.upper(), path, routes[method, path])
         if self.extension is not None:
             self.extension.add_routes(app, routes)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -141,6 +142,12 @@ class ApiServer:
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response({"calls": self.controls.calls()})
+
+    async def _place(self, request: web.Request) -> web.Response:
+        body = await _body(request, PlaceCallRequest)
+        call_id, sip_call_id = self.controls.place_call(body)
+        log.info("api.call", call_id=call_id, to=body.to, source=request.remote)
+        return web.json_response({"id": call_id, "sip_call_id": sip_call_id}, status=202)
 
     async def _get(self, request: web.Request) -> web.Response:
         return web.json_response(self.controls.call(request.match_info["call_id"]))

@@ -22,6 +22,7 @@ from .core import CallCore, Command, Transfer
 from .tools import ToolCall, Tools
 
 TransferFn = Callable[[str], Awaitable[tuple[bool, str]]]
+KeysFn = Callable[[str], str]  # keys toward the other side -> how they went (ValueError: not)
 Runner = Callable[[Sequence[Command]], None]
 
 
@@ -32,8 +33,10 @@ class Actions:
         transfer: TransferFn | None,
         log: Any,
         emit: Emit = no_events,
+        keys: KeysFn | None = None,
     ) -> None:
         self._tools = tools
+        self._keys = keys
         self._emit = emit  # hooks.events: call.tool, call.transferred
         self._transfer = transfer
         self._log = log
@@ -79,6 +82,11 @@ class Actions:
         if self._transfer is None or self._core is None:
             return "transfers are not available on this gateway"
         return self._core.transfer_after_words(call, destination, target)
+
+    def send_keys(self, digits: str) -> str:
+        if self._keys is None:
+            raise ValueError("keys cannot be sent on this call")
+        return self._keys(digits)
 
     # The core's Transfer
 

@@ -68,6 +68,7 @@ from .call import CallBridge
 from .call_limits import CallLimits
 from .call_timeline import open_timeline, write_timeline
 from .decision import ask_hook, declined, select
+from .keys_out import OutgoingKeys
 from .recording import Recording
 from .screening import reported, screen_for
 from .tools import Tools
@@ -129,14 +130,21 @@ async def run_call(call: ActiveCall, services: CallServices) -> None:
 class CallSetup:
     """Sets up one call on an AsyncExitStack, runs its bridge, tears it down, records it."""
 
-    def __init__(self, call: ActiveCall, services: CallServices) -> None:
+    def __init__(
+        self,
+        call: ActiveCall,
+        services: CallServices,
+        info: CallInfo | None = None,
+        record: CallRecord | None = None,
+    ) -> None:
+        """`info` and `record`: an outbound call's own (default: what the INVITE says)."""
         self.call = call
         self.services = services
         call.setup = self
         sip = call.sip
         self.log = log.bind(call_id=call.id, sip_call_id=sip.call_id)
-        self.info = CallInfo.from_invite(sip)
-        self.record = CallRecord.of_invite(call.id, sip, self.info.dialed)
+        self.info = info or CallInfo.from_invite(sip)
+        self.record = record or CallRecord.of_invite(call.id, sip, self.info.dialed)
         self.reason = "unknown"  # how the call ended, known when the teardown starts
         self.answered_at: float | None = None
         self.opening: asyncio.Task[None] | None = None  # the record's in_progress write
@@ -144,6 +152,8 @@ class CallSetup:
         self.transcript: TranscriptLog | None = None
         self.actions: Actions | None = None
         self.bridge: CallBridge | None = None
+        self.audio_format = services.cfg.realtime.audio_format  # the session's, once opened
+        self.keys: OutgoingKeys | None = None  # send_dtmf, the control API's /dtmf
         # Never blocks: the event is only queued.
         self.emit = with_metadata(services.events(call.id), lambda: self.record.metadata)
 
@@ -158,14 +168,14 @@ class CallSetup:
             callee=sip.callee,
             source=f"{sip.source_addr[0]}:{sip.source_addr[1]}",
             late_offer=sip.sdp_offer is None,
+            direction=self.record.direction,
         )
         self.emit("call.started", started_data(self.record, self.info, call.uas.transport.name))
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self._finish)  # registered first: runs last
             reason = "unknown"
             try:
-                decision = await ask_hook(call, self.services, self.info, self.record, self.log)
-                bridge = await self._set_up(stack, decision)
+                bridge = await self._set_up(stack, await self._decide())
                 reason = await bridge.run()
                 self.log.info("call.bridge_ended", reason=reason, **bridge.stats.usage)
                 reason = await failover.after_answer(self.services.cfg, call, reason, self.log)
@@ -180,10 +190,19 @@ class CallSetup:
             except Exception:
                 reason = "internal_error"
                 self.log.exception("call.failed")
-                if self.answered_at is None and sip.dialog.state == DialogState.EARLY:
-                    reject(sip, INTERNAL_ERROR, PHRASES[INTERNAL_ERROR])
+                if self.answered_at is None:
+                    self._abort_unanswered()
             finally:
                 self.reason = call.end_reason or reason
+
+    async def _decide(self) -> Accept | None:
+        """The decision webhook's answer for this call (None: routes decide)."""
+        return await ask_hook(self.call, self.services, self.info, self.record, self.log)
+
+    def _abort_unanswered(self) -> None:
+        """A failure before the answer: the caller gets a 500."""
+        if self.call.sip.dialog.state == DialogState.EARLY:
+            reject(self.call.sip, INTERNAL_ERROR, PHRASES[INTERNAL_ERROR])
 
     def _refuse(self, exc: SetupFailed) -> str:
         if failover.before_answer(self.services.cfg, self.call.sip, exc, self.log):
@@ -220,31 +239,13 @@ class CallSetup:
             stack.push_async_callback(recording.close)
         session = await self._connect(stack, route, plan)
         stack.callback(self._bye)
-        transcript = self._open_transcript(stack)
+        transcript = open_transcript(self, stack)
         bridge = self._bridge(session, stream, plan, route, transcript, recording)
         self._answer(sdp, plan, stream, transcript, recording, local_ip)
         return bridge
 
     async def _open_stream(self, stack: contextlib.AsyncExitStack, plan: MediaPlan) -> RtpStream:
-        media = self.services.cfg.media
-        try:
-            stream = await RtpStream.open(
-                self.services.ports,
-                self.services.cfg.sip.bind,
-                lambda: RtpStream(
-                    plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
-                    plan.payload_type,
-                    plan.remote,
-                    _drop,
-                    plan.ptime_ms,
-                    dtmf_payload_type=plan.dtmf_payload_type,
-                    strict=media.strict_rtp,
-                    learn_packets=media.rtp_learn_packets,
-                ),
-            )
-        except NoPortAvailable as exc:
-            raise SetupFailed("no_rtp_port", str(exc), retry_after=RETRY_AFTER_S) from exc
-        self.stream = stream
+        self.stream = stream = await open_stream(self.services, plan)
         stack.callback(self._close_stream, stream)
         return stream
 
@@ -259,8 +260,10 @@ class CallSetup:
     ) -> RealtimeLink:
         services, started = self.services, time.monotonic()
         try:
+            realtime = self._session_config(plan)
+            self.audio_format = realtime.audio_format
             session = await RealtimeLink.connect(
-                _session_config(services.cfg, plan),
+                realtime,
                 route.agent,
                 base_url=services.base_url,
                 dialect=services.dialect,
@@ -292,24 +295,10 @@ class CallSetup:
 
     def _bye(self) -> None:
         """End the dialog unless the caller did (nothing to do before it is confirmed)."""
+        if self.keys is not None:
+            self.keys.close()
         if self.reason != "caller_bye":
             self.call.uas.send_bye(self.call.sip)
-
-    def _open_transcript(self, stack: contextlib.AsyncExitStack) -> TranscriptLog:
-        sip = self.call.sip
-        transcript = TranscriptLog.open(
-            self.services.cfg.records.transcripts_dir,
-            self.call.id,
-            self.log,
-            sip_call_id=sip.call_id,
-            caller=sip.caller,
-            callee=sip.callee,
-            on_failure=partial(self.services.metrics.write_failed, "transcript"),
-            on_turn=_console_turns(self.services.console, self.call.id),
-        )
-        self.transcript = transcript
-        stack.callback(lambda: transcript.close(self.reason))
-        return transcript
 
     def _bridge(
         self,
@@ -322,12 +311,14 @@ class CallSetup:
     ) -> CallBridge:
         call, cfg = self.call, self.services.cfg
         tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route))
-        actions = Actions(tools, partial(call.uas.transfer, call.sip), self.log, self.emit)
+        self.keys = keys = OutgoingKeys(stream, call.uas, call.sip, self.log)
+        transfer = partial(call.uas.transfer, call.sip)
+        actions = Actions(tools, transfer, self.log, self.emit, keys.send)
         bridge = CallBridge(
             session,
             stream,
             stream.codec,
-            cfg.realtime.audio_format,
+            self.audio_format,  # what the session was opened with
             route.agent,
             self.log,
             transcript,
@@ -342,11 +333,14 @@ class CallSetup:
                 partial(reported, self.record, self.emit, self.log),
                 rate=stream.codec.rate,
             ),
-            timeline=open_timeline(session, stream, plan.codec) if self._timeline_on() else None,
+            timeline=open_timeline(session, stream, stream.codec) if self._timeline_on() else None,
         )
         stream.on_payload = bridge.on_payload
         self.actions, self.bridge, call.bridge = actions, bridge, bridge
         return bridge
+
+    def _session_config(self, plan: MediaPlan) -> Any:
+        return session_config(self.services.cfg, plan)
 
     def _timeline_on(self) -> bool:
         return self.services.records.directory is not None and self.services.cfg.records.timeline
@@ -428,6 +422,28 @@ class CallSetup:
         services.on_calls_changed()
 
 
+async def open_stream(services: CallServices, plan: MediaPlan) -> RtpStream:
+    """The call's RTP stream on a port of the range; SetupFailed (503) when none is free."""
+    media = services.cfg.media
+    try:
+        return await RtpStream.open(
+            services.ports,
+            services.cfg.sip.bind,
+            lambda: RtpStream(
+                plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
+                plan.payload_type,
+                plan.remote,
+                _drop,
+                plan.ptime_ms,
+                dtmf_payload_type=plan.dtmf_payload_type,
+                strict=media.strict_rtp,
+                learn_packets=media.rtp_learn_packets,
+            ),
+        )
+    except NoPortAvailable as exc:
+        raise SetupFailed("no_rtp_port", str(exc), retry_after=RETRY_AFTER_S) from exc
+
+
 def open_recording(
     services: CallServices, agent: AgentConfig, call_id: str, stream: RtpStream
 ) -> Recording | None:
@@ -447,12 +463,30 @@ def _console_turns(hub: Hub | None, call_id: str) -> Callable[[dict[str, Any]], 
     return partial(hub.turn, call_id) if hub is not None else None
 
 
-def _session_config(cfg: GatewayConfig, plan: MediaPlan) -> Any:
+def session_config(cfg: GatewayConfig, plan: MediaPlan) -> Any:
     """The realtime section a call's sessions open with: only G.711 can pass through to the
     service (audio_format g711); a call in G.722 or Opus talks PCM16 at 24 kHz."""
     if is_g711(plan.codec):
         return cfg.realtime
     return cfg.realtime.model_copy(update={"audio_format": "pcm16"})
+
+
+def open_transcript(setup: CallSetup, stack: contextlib.AsyncExitStack) -> TranscriptLog:
+    """The call's transcript file, closed with the call's end reason at teardown."""
+    sip = setup.call.sip
+    transcript = TranscriptLog.open(
+        setup.services.cfg.records.transcripts_dir,
+        setup.call.id,
+        setup.log,
+        sip_call_id=sip.call_id,
+        caller=sip.caller,
+        callee=sip.callee,
+        on_failure=partial(setup.services.metrics.write_failed, "transcript"),
+        on_turn=_console_turns(setup.services.console, setup.call.id),
+    )
+    setup.transcript = transcript
+    stack.callback(lambda: transcript.close(setup.reason))
+    return transcript
 
 
 def _rtp_counts(stream: RtpStream | None) -> dict[str, int]:

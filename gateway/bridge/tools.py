@@ -1,4 +1,4 @@
-"""Functions the model may call: webhooks, hang up, transfer.
+"""Functions the model may call: webhooks, hang up, transfer, press keys.
 
 Whatever happens (bad arguments, a slow or failing webhook, a refused transfer) the model
 gets a JSON answer it can talk about, and the call goes on: a tool never ends a call by
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..config import EndCallTool, Tool, TransferTool, WebhookTool
-from ..realtime.protocol import tool_name
+from ..config import EndCallTool, SendDtmfTool, Tool, TransferTool, WebhookTool
+from ..realtime.tool_definitions import tool_name
 from .webhook import WebhookClient, WebhookError
 
 MAX_OUTPUT_CHARS = 16_000  # what goes back to the model; a runaway webhook is cut
@@ -35,6 +36,10 @@ class CallControl(Protocol):
 
     def transfer_after_playback(self, call: ToolCall, destination: str, target: str) -> str | None:
         """Transfer once the agent's words are heard; a reason when it cannot be done."""
+        ...
+
+    def send_keys(self, digits: str) -> str:
+        """Press keys toward the other side; how they go. ValueError when they cannot."""
         ...
 
 
@@ -70,6 +75,8 @@ class Tools:
                 return json.dumps({"ok": True, "result": "the call ends after your last words"})
             case TransferTool():
                 return ask_transfer(call, spec, arguments, control)
+            case SendDtmfTool():
+                return press_keys(spec, arguments, control)
         return _error(f"tool {call.name!r} cannot run")
 
     async def close(self) -> None:
@@ -108,6 +115,24 @@ def ask_transfer(
         return _error(f"unknown destination {destination!r}; use one of {sorted(spec.targets)}")
     refused = control.transfer_after_playback(call, destination, target)
     return None if refused is None else _error(f"no transfer to {destination}: {refused}")
+
+
+_KEYS = re.compile(r"[0-9*#A-D]+")
+
+
+def press_keys(spec: SendDtmfTool, arguments: dict[str, Any], control: CallControl) -> str:
+    """Keys the model asked for, checked (it may have been talked into anything): only
+    0-9 * # A-D, at most max_digits."""
+    digits = arguments.get("digits")
+    if not isinstance(digits, str) or not _KEYS.fullmatch(digits.upper()):
+        return _error("digits must be a string of 0-9, *, #, A-D")
+    if len(digits) > spec.max_digits:
+        return _error(f"at most {spec.max_digits} keys at a time")
+    try:
+        way = control.send_keys(digits.upper())
+    except ValueError as exc:
+        return _error(f"the keys were not sent: {exc}")
+    return json.dumps({"ok": True, "result": f"pressed {digits.upper()}", "via": way})
 
 
 def transfer_output(destination: str, ok: bool, detail: str) -> str:

@@ -44,7 +44,13 @@ from .agent import (
 )
 from .amd import AmdConfig
 from .api import ApiConfig
-from .environment import api_key, api_token, check_environment, sip_passwords
+from .environment import (
+    api_key,
+    api_token,
+    check_environment,
+    outbound_password,
+    sip_passwords,
+)
 from .errors import _ALL_FIELD_PATHS as _ALL_FIELD_PATHS
 from .errors import ConfigError
 from .fields import Float, Int, IPNetwork, NetworkEntry
@@ -56,6 +62,7 @@ from .loading import load_config, parse_config
 from .logging import LoggingConfig
 from .media import MediaConfig
 from .metrics import MetricsConfig
+from .outbound import SipOutboundAuthConfig, SipOutboundConfig
 from .realtime import EMBEDDED_ECHO, OPENAI_HOST, AuthConfig, RealtimeConfig
 from .records import RecordsConfig
 from .routes import Regex, Route, RouteMatch
@@ -71,7 +78,7 @@ from .sip import (
     SipTlsConfig,
     SipUserConfig,
 )
-from .tools import EndCallTool, McpTool, Tool, TransferTool, WebhookTool
+from .tools import EndCallTool, McpTool, SendDtmfTool, Tool, TransferTool, WebhookTool
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
@@ -115,10 +122,13 @@ __all__ = [
     "Route",
     "RouteMatch",
     "SemanticVad",
+    "SendDtmfTool",
     "ServerVad",
     "ServiceConfig",
     "SipAuthConfig",
     "SipConfig",
+    "SipOutboundAuthConfig",
+    "SipOutboundConfig",
     "SipRegisterConfig",
     "SipSessionTimersConfig",
     "SipTcpConfig",
@@ -135,6 +145,7 @@ __all__ = [
     "check_environment",
     "hook_secret",
     "load_config",
+    "outbound_password",
     "parse_config",
     "sip_passwords",
 ]

@@ -97,6 +97,9 @@ def _sip_password_envs(cfg: GatewayConfig) -> list[tuple[str, str]]:
             found.append((f"sip.auth.users[{i}].password_env", user.password_env))
     if cfg.sip.registration is not None:
         found.append(("sip.register.password_env", cfg.sip.registration.password_env))
+    outbound = cfg.sip.outbound
+    if outbound is not None and outbound.auth is not None:
+        found.append(("sip.outbound.auth.password_env", outbound.auth.password_env))
     return found
 
 
@@ -116,6 +119,14 @@ def sip_passwords(
     if cfg.sip.registration is not None:
         register = environ.get(cfg.sip.registration.password_env) or None
     return users, register
+
+
+def outbound_password(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The trunk password for outbound calls; None without sip.outbound.auth or when unset."""
+    outbound = cfg.sip.outbound
+    if outbound is None or outbound.auth is None:
+        return None
+    return environ.get(outbound.auth.password_env) or None
 
 
 def api_key(cfg: GatewayConfig, environ: Mapping[str, str] = os.environ) -> str | None:

@@ -21,6 +21,7 @@ EVENT_TYPES = (
     "call.amd",
     "call.transferred",
     "call.tool",
+    "call.failed",
     "call.ended",
 )
 
@@ -75,8 +76,9 @@ class EventsHook(_Model):
     events: list[Literal[EVENT_TYPES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(EVENT_TYPES),
         description="Which events to send, of call.started, call.answered, call.amd, "
-        "call.transferred, call.tool and call.ended (which carries the call record and the "
-        "transcript). Default all of them.",
+        "call.transferred, call.tool, call.failed (an outbound call not answered: its SIP "
+        "status and why) and call.ended (which carries the call record and the transcript). "
+        "Default all of them.",
     )
     outbox_dir: Annotated[Path | None, BeforeValidator(_optional(_dir_path))] = Field(
         None,

@@ -30,6 +30,7 @@ from .fields import (
     _text,
     _unique_nonempty,
 )
+from .outbound import SipOutboundConfig
 from .secrets import _parse_env_name
 
 
@@ -401,6 +402,12 @@ class SipConfig(_Model):
         description="Register to a PBX as an extension and take the calls it sends there. "
         "Default none: the PBX routes calls to this gateway's address (trunk mode).",
     )
+    outbound: SipOutboundConfig | None = Field(
+        None,
+        description="Calls the gateway places (POST /v1/calls, python -m gateway call): the "
+        "trunk, its credentials, and the numbers and caller IDs allowed. Default none: no "
+        "outbound calls.",
+    )
 
     @model_validator(mode="after")
     def _tls_has_certificate(self) -> "SipConfig":
@@ -411,6 +418,12 @@ class SipConfig(_Model):
             raise ValueError(
                 f"sip.register.transport {registration.transport} needs "
                 f"{registration.transport} in sip.transports"
+            )
+        outbound = self.outbound
+        if outbound is not None and outbound.transport not in self.transports:
+            raise ValueError(
+                f"sip.outbound.transport {outbound.transport} needs "
+                f"{outbound.transport} in sip.transports"
             )
         return self
 

@@ -1,5 +1,5 @@
 """The `agent.tools` list: the functions the model may call (webhook, end_call,
-transfer_call) and the MCP servers whose tools it may use (mcp).
+transfer_call, send_dtmf) and the MCP servers whose tools it may use (mcp).
 """
 
 import re
@@ -124,6 +124,24 @@ class TransferTool(_Model):
     )
 
 
+class SendDtmfTool(_Model):
+    """Lets the model press keys toward the other side (an IVR on an outbound call): RFC 4733
+    events, or SIP INFO when the far end's SDP has no telephone-event."""
+
+    type: Literal["send_dtmf"] = Field("send_dtmf", description="send_dtmf")
+    max_digits: int = Field(
+        32,
+        ge=1,
+        le=64,
+        description="Most keys in one call of the tool (1-64). Default 32.",
+    )
+    description: str = Field(
+        "Press keys on the phone keypad (DTMF), e.g. to choose an option in a voice menu: "
+        "digits is a string of 0-9, *, #, A-D, sent in order.",
+        description="What the model is told about the tool.",
+    )
+
+
 def _https_url(value: object) -> str:
     text = _http_url(value)
     if urlsplit(text).scheme != "https":
@@ -171,4 +189,7 @@ class McpTool(_Model):
         return self
 
 
-Tool = Annotated[WebhookTool | EndCallTool | TransferTool | McpTool, Field(discriminator="type")]
+Tool = Annotated[
+    WebhookTool | EndCallTool | TransferTool | SendDtmfTool | McpTool,
+    Field(discriminator="type"),
+]

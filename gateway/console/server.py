@@ -73,8 +73,8 @@ class Console:
         self.on_listen: Callable[[], None] = lambda: None
         hub.stats_source = calls.live
 
-    def add_routes(self, app: web.Application, api: dict[str, Handler]) -> None:
-        """The console's routes; `api` the /v1 handlers by path."""
+    def add_routes(self, app: web.Application, api: dict[tuple[str, str], Handler]) -> None:
+        """The console's routes; `api` the /v1 handlers by method and path."""
         router = app.router
         router.add_get(PREFIX, self._to_index)
         for name in PAGES:
@@ -90,8 +90,8 @@ class Console:
         router.add_get(PREFIX + "/history/calls/{call_id}/timeline.svg", self._timeline)
         for tail in ACTIONS:
             path = "/v1/calls" + tail
-            method = "GET" if tail in ("", "/{call_id}") else "POST"
-            router.add_route(method, PREFIX + path, api[path])
+            method = "get" if tail in ("", "/{call_id}") else "post"
+            router.add_route(method.upper(), PREFIX + path, api[method, path])
         app.on_response_prepare.append(_security_headers)
 
     def close(self) -> None:

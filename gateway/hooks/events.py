@@ -118,12 +118,18 @@ def started_data(record: Any, info: Any, transport: str) -> dict[str, Any]:
         "source": record.source,
         "transport": transport,
         "received_at": record.received_at,
+        "direction": record.direction,
     }
 
 
 def answered_data(record: Any) -> dict[str, Any]:
     """call.answered: when, with which profile and codec."""
-    return {"answered_at": record.answered_at, "profile": record.profile, "codec": record.codec}
+    return {
+        "answered_at": record.answered_at,
+        "profile": record.profile,
+        "codec": record.codec,
+        "direction": record.direction,
+    }
 
 
 def ended_data(reason: str, record: Any, transcript: Any) -> dict[str, Any]:

@@ -161,24 +161,11 @@ class RtpStream:
         bind_ip: str,
         factory: Callable[[], RtpStream],
     ) -> RtpStream:
-        family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
-        for port in allocator.candidates():
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.bind((bind_ip, port))
-            except OSError as exc:
-                sock.close()
-                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                    continue
-                raise
-            stream = factory()
-            stream.attach(sock)
-            allocator.take(port)
-            stream.port = port
-            return stream
-        raise NoPortAvailable(
-            f"no free RTP port in the configured range ({allocator.in_use} in use)"
-        )
+        sock, port = bind_rtp_socket(allocator, bind_ip)
+        stream = factory()
+        stream.attach(sock)
+        stream.port = port
+        return stream
 
     def attach(self, sock: socket.socket) -> None:
         """Take over a bound UDP socket: read it from the running loop, send on it."""
@@ -387,6 +374,24 @@ class RtpStream:
         than this one must be learned again, under the same rules."""
         self.receiver.moved(addr)
         self._remote = self.receiver.remote
+
+
+def bind_rtp_socket(allocator: PortAllocator, bind_ip: str) -> tuple[socket.socket, int]:
+    """A UDP socket bound to a free port of the range, taken from the allocator (an
+    outbound call offers it before it knows the codec; `RtpStream.attach` takes it later)."""
+    family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+    for port in allocator.candidates():
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((bind_ip, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                continue
+            raise
+        allocator.take(port)
+        return sock, port
+    raise NoPortAvailable(f"no free RTP port in the configured range ({allocator.in_use} in use)")
 
 
 def _ignore_payload(payload: bytes) -> None:

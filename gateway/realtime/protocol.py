@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -22,8 +20,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 # same binascii.Error on bad input).
 import pybase64
 
-from ..config import AgentConfig, EndCallTool, McpTool, Tool, TransferTool, WebhookTool
+from ..config import AgentConfig
 from ..media.rates import MODEL_RATE
+from .tool_definitions import tool_definitions
+from .tool_definitions import tool_name as tool_name  # re-exported
 
 PCM16_RATE = MODEL_RATE
 
@@ -237,67 +237,6 @@ def _turn_detection(agent: AgentConfig) -> dict[str, Any] | None:
     if td.type == "none":
         return None
     return td.model_dump(exclude_none=True)
-
-
-def tool_definitions(
-    tools: list[Tool], environ: Mapping[str, str] = os.environ
-) -> list[dict[str, Any]]:
-    """Tools for session.update: functions, the same shape in GA and preview; MCP servers
-    (GA only: the config refuses them with preview), their headers read from `environ`."""
-    return [
-        _mcp_definition(tool, environ) if isinstance(tool, McpTool) else _tool_definition(tool)
-        for tool in tools
-    ]
-
-
-def tool_name(tool: Tool) -> str:
-    """The name the model calls a tool by (an MCP server's is not a function name: the
-    service runs its calls, and no function can be named with a colon)."""
-    if isinstance(tool, McpTool):
-        return f"mcp:{tool.server_label}"
-    return tool.name if isinstance(tool, WebhookTool) else tool.type
-
-
-def _mcp_definition(tool: McpTool, environ: Mapping[str, str]) -> dict[str, Any]:
-    definition: dict[str, Any] = {
-        "type": "mcp",
-        "server_label": tool.server_label,
-        "server_url": tool.server_url,
-        # A caller on the phone cannot approve a call: the service must not wait for one.
-        "require_approval": "never",
-    }
-    if tool.allowed_tools is not None:
-        definition["allowed_tools"] = list(tool.allowed_tools)
-    headers = {name: environ.get(env, "") for name, env in tool.headers_from_env.items()}
-    if headers:
-        definition["headers"] = headers
-    if tool.description:
-        definition["server_description"] = tool.description
-    return definition
-
-
-def _tool_definition(tool: WebhookTool | TransferTool | EndCallTool) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"type": "object", "properties": {}}
-    if isinstance(tool, WebhookTool):
-        parameters = tool.parameters
-    elif isinstance(tool, TransferTool):
-        parameters = {
-            "type": "object",
-            "properties": {
-                "destination": {
-                    "type": "string",
-                    "enum": sorted(tool.targets),
-                    "description": "Where to transfer the caller.",
-                }
-            },
-            "required": ["destination"],
-        }
-    return {
-        "type": "function",
-        "name": tool_name(tool),
-        "description": tool.description,
-        "parameters": parameters,
-    }
 
 
 def _dumps(event: dict[str, Any]) -> str:

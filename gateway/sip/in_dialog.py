@@ -27,6 +27,7 @@ from aiosipua.session_timer import SessionTimer
 from aiosipua.utils import format_addr
 
 from .answer import GatewayCall
+from .invite_client import InviteClient
 from .messages import error_response, info_digit
 from .outgoing import OutgoingRequests
 from .refresh import Refreshes
@@ -64,8 +65,13 @@ class InDialogUAS(SipUAS):
         self.on_session_expired: Callable[[IncomingCall], Any] | None = None
         self.refreshes = Refreshes(self)
         self._handlers["UPDATE"] = self._handle_update
+        # Our outbound INVITEs by Call-ID (invite_client.py), until their call ends.
+        self.invite_clients: dict[str, InviteClient] = {}
 
     async def stop(self) -> None:
+        for client in list(self.invite_clients.values()):
+            client.close()
+        self.invite_clients.clear()
         self.outgoing.close()
         self.refreshes.close()
         await super().stop()
@@ -75,6 +81,10 @@ class InDialogUAS(SipUAS):
             vias = msg.via
             branch = (vias[0].branch or "") if vias else ""
             if self.outgoing.on_response(msg, branch) or self.refreshes.on_response(msg, branch):
+                return
+            client = self.invite_clients.get(msg.call_id or "")
+            if client is not None:
+                client.on_response(msg)
                 return
         super()._on_message(msg, addr)
 

@@ -1,4 +1,4 @@
-"""Requests the gateway sends inside a call it answered: our BYE and our REFER (RFC 3515).
+"""Requests the gateway sends inside a call: our BYE, our REFER (RFC 3515) and our INFO (keys).
 
 The UAS answers requests; these are the other direction, the gateway acting as the UAC of
 one request in the caller's dialog. Each is tracked by its Via branch until its final
@@ -133,6 +133,38 @@ class OutgoingRequests:
                 resending.cancel()
             self._refers.pop(branch, None)
             self._transfers.pop(call.call_id, None)
+
+    async def send_info(
+        self, call: IncomingCall, body: str, content_type: str, timeout_s: float = 8.0
+    ) -> int | None:
+        """An INFO in the call (keys as application/dtmf-relay); its final status, None when
+        none came in time. Over UDP it is resent (timer E) until answered."""
+        if call.dialog.state is not DialogState.CONFIRMED:
+            return None
+        info = self._request(call, "INFO")
+        info.text = body
+        info.headers.set_single("Content-Type", content_type)
+        branch = info.via[0].branch or ""
+        answered: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+        self._refers[branch] = answered  # any request of ours waiting for its final answer
+        destination = call.source_addr
+        self.send_in_dialog(call, info)
+        resending = (
+            None
+            if self.transport.reliable
+            else asyncio.ensure_future(
+                resend(self.timers, lambda: self.transport.send(info, destination))
+            )
+        )
+        try:
+            async with asyncio.timeout(timeout_s):
+                return (await answered).status_code
+        except TimeoutError:
+            return None
+        finally:
+            if resending is not None:
+                resending.cancel()
+            self._refers.pop(branch, None)
 
     def transfer_progress(self, call_id: str, status: int, reason: str) -> None:
         """A NOTIFY (Event: refer) told how the caller's new call is going."""

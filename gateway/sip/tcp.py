@@ -157,6 +157,30 @@ class TcpTransport(Listener):
             if task is not None:
                 self._tasks.discard(task)
 
+    async def open(self, addr: Source, name: str = "") -> str | None:
+        """A connection of ours to `addr` (a trunk), kept open and served: what we send there
+        and what comes back travel over it. None once it is up, else why not."""
+        if (str(addr[0]), addr[1]) in self._connections:
+            return None
+        if not self.door.admits(addr[0]):
+            return "not in sip.allow_from"
+        if len(self._connections) >= self.limits.max_connections:
+            return "connection limit"
+        try:
+            async with asyncio.timeout(self.limits.message_timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    addr[0], addr[1], limit=MAX_HEADER_BYTES
+                )
+        except (TimeoutError, OSError) as exc:
+            return str(exc) or type(exc).__name__
+        task = asyncio.get_running_loop().create_task(
+            self._hold(reader, writer, (str(addr[0]), addr[1]), accepted=False, keep=True)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.sleep(0)  # the connection is in the table once _hold has run
+        return None
+
     async def _open(self, writer: asyncio.StreamWriter, source: Source) -> bool:
         """What a connection admitted (ACL, limits) needs before SIP flows: nothing over TCP."""
         return True

@@ -92,6 +92,10 @@ async def test_every_route_wants_the_token_and_every_refusal_is_a_problem(tmp_pa
             assert status == 400  # aiohttp sends data= without a JSON type: refused as such
             big = {"text": "a" * 20_000}
             assert_problem(*await api.request("POST", "/v1/calls/x/say", big), 413)
+            # Outbound calls without sip.outbound: refused, saying what is missing.
+            status, headers, body = await api.request("POST", "/v1/calls", {"to": "+4930123"})
+            assert_problem(status, headers, body, 409)
+            assert "sip.outbound" in body["detail"]
             # A well-formed request for a call that does not exist.
             assert_problem(*await api.request("POST", "/v1/calls/x/say", {"text": "hi"}), 404)
 
@@ -111,7 +115,7 @@ async def test_the_openapi_document_is_valid_and_names_exactly_the_routes(tmp_pa
                 for path, operations in document["paths"].items()
                 for method in operations
             }
-            assert len(documented) == 7
+            assert len(documented) == 8
             for method, path in documented:  # each one is served (no 404/405 for the route)
                 status, _, body = await api.request(
                     method, path.replace("{call_id}", "nosuchcall"), {}

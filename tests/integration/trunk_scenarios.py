@@ -1,0 +1,192 @@
+"""SIPp scenarios for the far side of an outbound call: the trunk and the phone behind it
+(UAS: the first message is the gateway's INVITE). Built from the blocks of scenarios.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .scenarios import PCMU_MAPS, ok_to_request, pause, recv_request, scenario, sdp, sip_message
+
+TO_TAG = "[pid]SIPpTag01[call_number]"
+
+
+def reply(status: str, body: str | None = None, *, headers: tuple[str, ...] = ()) -> str:
+    """A response to the last request received (the INVITE), our To tag on it."""
+    return sip_message(
+        f"SIP/2.0 {status}",
+        [
+            "[last_Via:]",
+            "[last_From:]",
+            f"[last_To:];tag={TO_TAG}",
+            "[last_Call-ID:]",
+            "[last_CSeq:]",
+            "Contact: <sip:callee@[local_ip]:[local_port];transport=[transport]>",
+            *headers,
+        ],
+        body,
+    )
+
+
+def recv_invite(*, body: str | None = None) -> str:
+    """The gateway's INVITE; its From is kept (our BYE's To)."""
+    check = (
+        f'<ereg regexp="{body}" search_in="body" check_it="true" assign_to="offer"/>'
+        if body
+        else ""
+    )
+    return (
+        '  <recv request="INVITE">\n    <action>'
+        '<ereg regexp=".*" search_in="hdr" header="From:" assign_to="gwfrom"/>'
+        '<ereg regexp="sips?:[^>;]*" search_in="hdr" header="Contact:" assign_to="gwcontact"/>'
+        f"{check}</action>\n  </recv>"
+    )
+
+
+def bye() -> str:
+    """Our BYE in the dialog the gateway's INVITE made (we are its UAS)."""
+    return sip_message(
+        "BYE [$gwcontact] SIP/2.0",
+        [
+            "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+            f"From: <sip:callee@[local_ip]:[local_port]>;tag={TO_TAG}",
+            "To: [$gwfrom]",
+            "[last_Call-ID:]",
+            "CSeq: 1 BYE",
+            "Max-Forwards: 70",
+        ],
+        None,
+    )
+
+
+REFERENCES = '  <Reference variables="gwfrom,gwcontact,offer"/>'
+
+
+def answering(path: Path, *, talk_ms: int = 1500, ringing_ms: int = 200) -> Path:
+    """Rings, answers with SDP, hears the agent for `talk_ms`, hangs up."""
+    return scenario(
+        path,
+        recv_invite(body="m=audio"),
+        reply("180 Ringing"),
+        pause(ringing_ms),
+        reply("200 OK", sdp()),
+        recv_request("ACK"),
+        pause(talk_ms),
+        bye(),
+        '  <recv response="200"/>',
+        REFERENCES,
+    )
+
+
+def refusing(path: Path, status: str) -> Path:
+    """Answers the INVITE with `status` (486 Busy Here ...) and waits for its ACK."""
+    return scenario(
+        path,
+        recv_request("INVITE"),
+        reply("100 Trying"),
+        reply(status),
+        recv_request("ACK"),
+    )
+
+
+def ringing_forever(path: Path) -> Path:
+    """Rings until the gateway CANCELs: 200 to the CANCEL, 487 to the INVITE, then its ACK."""
+    return scenario(
+        path,
+        recv_request("INVITE"),
+        reply("180 Ringing"),
+        recv_request("CANCEL"),
+        sip_message(
+            "SIP/2.0 200 OK",
+            ["[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]"],
+            None,
+        ),
+        sip_message(
+            "SIP/2.0 487 Request Terminated",
+            [
+                "[last_Via:]",
+                "[last_From:]",
+                f"[last_To:];tag={TO_TAG}",
+                "[last_Call-ID:]",
+                "CSeq: 1 INVITE",
+            ],
+            None,
+        ),
+        recv_request("ACK"),
+    )
+
+
+def early_media(path: Path, audio: Path, *, early_ms: int = 1500, talk_ms: int = 1500) -> Path:
+    """183 with SDP and an announcement streamed before the answer, then 200 and a BYE."""
+    return scenario(
+        path,
+        recv_invite(body="m=audio"),
+        reply("183 Session Progress", sdp()),
+        f'  <nop><action><exec rtp_stream="{audio},1,0"/></action></nop>',
+        pause(early_ms),
+        reply("200 OK", sdp()),
+        recv_request("ACK"),
+        pause(talk_ms),
+        bye(),
+        '  <recv response="200"/>',
+        REFERENCES,
+    )
+
+
+def challenging(path: Path, *, talk_ms: int = 1000) -> Path:
+    """407 with a digest challenge; the new INVITE must carry Proxy-Authorization for the
+    user `gateway` answering this very nonce (SIPp checks its shape; the test recomputes the
+    digest from SIPp's message log: SIPp's verifyauth reads Authorization only)."""
+    challenge = 'Proxy-Authenticate: Digest realm="trunk.test", nonce="a9b8c7d6e5f4", algorithm=MD5'
+    shape = (
+        'Digest username="gateway", realm="trunk.test", nonce="a9b8c7d6e5f4", '
+        'uri="sip:[^"]+", algorithm=MD5, response="[0-9a-f]{32}"'
+    )
+    return scenario(
+        path,
+        recv_invite(body="m=audio"),
+        reply("407 Proxy Authentication Required", headers=(challenge,)),
+        recv_request("ACK"),
+        recv_request("INVITE", headers={"Proxy-Authorization": shape}),
+        reply("200 OK", sdp()),
+        recv_request("ACK"),
+        pause(talk_ms),
+        bye(),
+        '  <recv response="200"/>',
+        REFERENCES,
+    )
+
+
+def ivr(path: Path, media_port: int, *, info_keys: str | None = None) -> Path:
+    """An IVR behind the trunk whose media is `media_port` (a Python RTP phone on loopback
+    that talks and listens). With `info_keys` its SDP has no telephone-event, and SIPp checks
+    that the keys come as SIP INFO (application/dtmf-relay), in order; without, it offers
+    telephone-event (the phone checks the RFC 4733 events). Then it waits for our BYE."""
+    telephone_event = info_keys is None
+    answer = sdp(
+        port=media_port,
+        ip="127.0.0.1",
+        formats="0 101" if telephone_event else "0",
+        rtpmaps=PCMU_MAPS if telephone_event else PCMU_MAPS[:1],
+    )
+    keys = []
+    for key in info_keys or "":
+        keys += [
+            recv_request(
+                "INFO",
+                timeout_ms=30_000,
+                headers={"Content-Type": "application/dtmf-relay"},
+                body=f"Signal={re.escape(key)}\\r?\\nDuration=[0-9]+",
+            ),
+            ok_to_request(),
+        ]
+    return scenario(
+        path,
+        recv_invite(body="m=audio"),
+        reply("200 OK", answer),
+        recv_request("ACK"),
+        *keys,
+        recv_request("BYE", timeout_ms=30_000),
+        ok_to_request(),
+        REFERENCES,
+    )

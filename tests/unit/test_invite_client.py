@@ -1,0 +1,167 @@
+"""The outbound INVITE client transaction against a transport that records what it is asked
+to send: resends and their end, the ACKs (errors on the INVITE's branch, a 2xx's again for a
+resent 2xx), one digest retry, CANCEL, timer B. Responses are built as a trunk sends them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiosipua import SipMessage, SipRequest, SipResponse, build_sdp
+
+from gateway.sip.invite_client import InviteClient
+from gateway.sip.transactions import SipTimers
+from gateway.sip.transport import Listener
+
+TIMERS = SipTimers(t1=0.01, t2=0.04, t4=0.05)
+TRUNK = ("127.0.0.1", 5070)
+
+
+class Recorder(Listener):
+    def __init__(self, reliable: bool = False) -> None:
+        super().__init__(("127.0.0.1", 5060))
+        self.reliable = reliable
+        self.sent: list[SipRequest] = []
+        self.changed = asyncio.Event()
+
+    def send(self, message: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+        assert addr == TRUNK and isinstance(message, SipRequest)
+        self.sent.append(SipMessage.parse(bytes(message)))  # type: ignore[arg-type]
+        self.changed.set()
+
+    def methods(self) -> list[str]:
+        return [r.method for r in self.sent]
+
+
+def client(transport: Recorder, **kw: object) -> InviteClient:
+    return InviteClient(
+        transport,
+        TIMERS,
+        from_uri="sip:+4930123456@trunk.test",
+        to_uri="sip:+4917612345678@trunk.test",
+        destination=TRUNK,
+        contact=("127.0.0.1", 5060),
+        offer=build_sdp("127.0.0.1", 10000, 0, "PCMU"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def answer(request: SipRequest, status: int, reason: str, *headers: str) -> SipResponse:
+    lines = [f"SIP/2.0 {status} {reason}"]
+    for name in ("via", "from", "call-id", "cseq"):
+        lines.append(f"{name}: {request.headers.get_first(name)}")
+    lines.append(f"to: {request.headers.get_first('to')};tag=callee")
+    lines += [*headers, "content-length: 0", "", ""]
+    message = SipMessage.parse("\r\n".join(lines).encode())
+    assert isinstance(message, SipResponse)
+    return message
+
+
+async def until(transport: Recorder, done: object) -> None:
+    async with asyncio.timeout(2):
+        while not done():  # type: ignore[operator]
+            transport.changed.clear()
+            await transport.changed.wait()
+
+
+async def test_udp_resends_until_a_provisional_then_stops() -> None:
+    transport = Recorder()
+    c = client(transport)
+    c.send()
+    await until(transport, lambda: len(transport.sent) >= 3)
+    c.on_response(answer(c.invite, 180, "Ringing"))  # type: ignore[arg-type]
+    count = len(transport.sent)
+    assert (await c.provisional()).status == 180
+    resending = c._resending
+    assert resending is not None
+    async with asyncio.timeout(2):
+        await resending  # timer A's task ends at its next wake-up, sending nothing more
+    assert len(transport.sent) == count and set(transport.methods()) == {"INVITE"}
+    assert not c.final.done()  # and timer B does not run once it rings
+    assert len({r.via[0].branch for r in transport.sent}) == 1  # resends: the same request
+    c.close()
+
+
+async def test_no_response_at_all_is_a_local_408() -> None:
+    transport = Recorder(reliable=True)
+    c = client(transport)
+    c.send()
+    async with asyncio.timeout(2):
+        final = await c.final
+    assert (final.status, final.local) == (408, True)
+    assert transport.methods() == ["INVITE"]  # reliable: never resent
+
+
+async def test_an_error_is_acked_on_the_invites_branch() -> None:
+    transport = Recorder(reliable=True)
+    c = client(transport)
+    c.send()
+    invite = transport.sent[0]
+    c.on_response(answer(invite, 486, "Busy Here"))
+    final = await c.final
+    assert (final.status, final.local) == (486, False)
+    ack = transport.sent[-1]
+    assert ack.method == "ACK" and ack.via[0].branch == invite.via[0].branch
+    assert ack.headers.get_first("to").endswith(";tag=callee")
+    assert ack.cseq is not None and ack.cseq.seq == invite.cseq.seq  # type: ignore[union-attr]
+
+
+async def test_one_challenge_is_answered_a_second_is_the_outcome() -> None:
+    from aiosipua.auth import SipDigestAuth
+
+    transport = Recorder(reliable=True)
+    c = client(transport, auth=SipDigestAuth("gateway", "secret"))
+    c.send()
+    challenge = 'Proxy-Authenticate: Digest realm="t", nonce="n1", algorithm=MD5'
+    c.on_response(answer(transport.sent[0], 407, "Proxy Authentication Required", challenge))
+    assert transport.methods() == ["INVITE", "ACK", "INVITE"]
+    retry = transport.sent[2]
+    assert 'username="gateway"' in (retry.headers.get_first("proxy-authorization") or "")
+    assert retry.cseq.seq == transport.sent[0].cseq.seq + 1  # type: ignore[union-attr]
+    c.on_response(answer(retry, 407, "Proxy Authentication Required", challenge))
+    assert (await c.final).status == 407
+    assert transport.methods() == ["INVITE", "ACK", "INVITE", "ACK"]
+
+
+async def test_a_2xx_is_acked_and_a_resent_2xx_gets_the_same_ack() -> None:
+    transport = Recorder(reliable=True)
+    c = client(transport)
+    c.send()
+    ok = answer(transport.sent[0], 200, "OK", "Contact: <sip:callee@10.0.0.9:5080>")
+    c.on_response(ok)
+    assert (await c.final).status == 200 and c.dialog.remote_tag == "callee"
+    assert c.dialog.remote_target == "sip:callee@10.0.0.9:5080"
+    c.on_response(ok)
+    first, second = transport.sent[1], transport.sent[2]
+    assert first.method == second.method == "ACK" and bytes(first) == bytes(second)
+    assert first.uri == "sip:callee@10.0.0.9:5080"
+    assert first.cseq.seq == transport.sent[0].cseq.seq  # type: ignore[union-attr]
+    assert first.via[0].branch != transport.sent[0].via[0].branch  # a 2xx's ACK: new branch
+
+
+async def test_cancel_copies_the_invite_and_its_487_ends_the_call() -> None:
+    transport = Recorder(reliable=True)
+    c = client(transport)
+    c.send()
+    invite = transport.sent[0]
+    c.on_response(answer(invite, 180, "Ringing"))
+    c.cancel()
+    c.cancel()  # once
+    cancel = transport.sent[1]
+    assert transport.methods() == ["INVITE", "CANCEL"]
+    assert cancel.uri == invite.uri and cancel.via[0].branch == invite.via[0].branch
+    assert cancel.cseq.method == "CANCEL" and cancel.cseq.seq == invite.cseq.seq  # type: ignore[union-attr]
+    c.on_response(answer(invite, 487, "Request Terminated"))
+    final = await c.final
+    assert final.status == 487 and c.cancelled
+    assert transport.methods() == ["INVITE", "CANCEL", "ACK"]
+
+
+@pytest.mark.parametrize("name", ["UDP", "TCP"])
+async def test_the_via_names_the_transport(name: str) -> None:
+    transport = Recorder(reliable=name == "TCP")
+    transport.name = name
+    c = client(transport)
+    c.send()
+    assert transport.sent[0].via[0].transport.upper() == name
+    c.close()
