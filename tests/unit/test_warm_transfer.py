@@ -1,0 +1,161 @@
+"""The warm transfer's steps (sans-I/O) and what it carries (headers, Refer-To)."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+
+from gateway.bridge.warm_transfer import (
+    Brief,
+    Bridge,
+    Dial,
+    EndTarget,
+    Finish,
+    Hold,
+    Refer,
+    Resume,
+    Step,
+    Tell,
+    WarmTransfer,
+    target_outcome,
+)
+from gateway.sip.transfer_context import (
+    context_headers,
+    header_name,
+    render,
+    replaces_refer_to,
+    sanitise,
+)
+
+
+def _answered() -> WarmTransfer:
+    warm = WarmTransfer("sales", "sip:600@127.0.0.1", "wants a refund")
+    assert warm.start() == [Hold()]
+    assert warm.held(200) == [Dial("sip:600@127.0.0.1")]
+    assert warm.target_answered(200, "OK") == [Brief("wants a refund")]
+    return warm
+
+
+def test_joined_by_refer() -> None:
+    warm = _answered()
+    assert warm.briefed() == [Refer()]
+    commands = warm.referred(True, "200 OK")
+    assert commands == [EndTarget(), Finish("joined_by_refer", "200 OK")]
+    assert warm.step is Step.DONE and warm.outcome is not None and warm.outcome.ok
+
+
+def test_refused_refer_bridges() -> None:
+    warm = _answered()
+    warm.briefed()
+    commands = warm.referred(False, "405 Method Not Allowed")
+    assert commands[0] == Bridge()
+    assert isinstance(commands[1], Finish) and commands[1].outcome == "bridged"
+    assert "405" in commands[1].detail
+    assert warm.step is Step.BRIDGED
+    assert warm.caller_hung_up() == []  # the bridge's own end, not the transfer's
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "why"),
+    [(486, "target_busy", "busy"), (603, "declined", "declined"), (480, "no_answer", "nobody")],
+)
+def test_target_refuses_caller_comes_back(status: int, outcome: str, why: str) -> None:
+    warm = WarmTransfer("sales", "sip:600@127.0.0.1", "")
+    warm.start()
+    warm.held(200)
+    assert warm.target_answered(status, "Nope") == [EndTarget(), Resume()]
+    assert warm.step is Step.RESUMING
+    tell, finish = warm.resumed(200)
+    assert isinstance(tell, Tell) and why in tell.text and "sales" in tell.text
+    assert finish == Finish(outcome, f"{status} Nope")
+    assert not finish.ok
+
+
+def test_ring_timeout_is_no_answer_and_timer_b_is_failed() -> None:
+    assert target_outcome(487, cancelled=True) == "no_answer"
+    assert target_outcome(408, local=True) == "no_answer"
+    assert target_outcome(503, local=True) == "failed"
+    assert target_outcome(500) == "failed"
+    assert target_outcome(600) == "target_busy"
+
+
+def test_hold_refused_goes_on_dialog_gone_fails() -> None:
+    warm = WarmTransfer("sales", "sip:600@h", "")
+    warm.start()
+    assert warm.held(488) == [Dial("sip:600@h")]
+    gone = WarmTransfer("sales", "sip:600@h", "")
+    gone.start()
+    (finish,) = gone.held(481)
+    assert isinstance(finish, Finish) and finish.outcome == "failed"
+    assert gone.held(200) == []  # nothing after the end
+
+
+def test_target_hangs_up_while_briefed() -> None:
+    warm = _answered()
+    assert warm.target_hung_up() == [Resume()]
+    tell, finish = warm.resumed(200)
+    assert isinstance(tell, Tell) and isinstance(finish, Finish) and finish.outcome == "failed"
+
+
+def test_caller_leaves_while_target_rings() -> None:
+    warm = WarmTransfer("sales", "sip:600@h", "")
+    warm.start()
+    warm.held(200)
+    end, finish = warm.caller_hung_up()
+    assert end == EndTarget() and isinstance(finish, Finish) and finish.outcome == "failed"
+    # the target's late 200 gets a BYE, nothing else
+    assert warm.target_answered(200, "OK") == [EndTarget()]
+    assert warm.caller_hung_up() == []
+
+
+def test_out_of_order_inputs_are_ignored() -> None:
+    warm = WarmTransfer("sales", "sip:600@h", "")
+    assert warm.briefed() == [] and warm.referred(True, "") == [] and warm.resumed(200) == []
+    assert warm.target_hung_up() == []
+
+
+# --- what travels ---------------------------------------------------------------------------
+
+
+def test_sanitise_removes_line_breaks_and_bounds() -> None:
+    hostile = "fine\r\nVia: SIP/2.0/UDP evil\r\n\r\nINVITE sip:x"
+    clean = sanitise(hostile)
+    assert "\r" not in clean and "\n" not in clean
+    assert clean.startswith("fine Via:")
+    assert len(sanitise("x" * 5000)) == 512
+    assert sanitise("\x00\t a \x7f") == "a"
+
+
+def test_render_substitutes_sanitised_variables() -> None:
+    text = render("${summary} / ${caller} / ${nope}", {"summary": "a\r\nb", "caller": "+4930"})
+    assert text == "a b / +4930 /"
+
+
+def test_context_headers_user_to_user_is_hex() -> None:
+    headers = context_headers(
+        {"X-Call-Summary": "${summary}", "User-to-User": "${summary}", "X-Empty": "${none}"},
+        {"summary": "refund\r\nX-Evil: 1"},
+    )
+    assert headers["X-Call-Summary"] == "refund X-Evil: 1"
+    value, param = headers["User-to-User"].split(";")
+    assert param == "encoding=hex"
+    assert bytes.fromhex(value).decode() == "refund X-Evil: 1"
+    assert "X-Empty" not in headers
+
+
+@pytest.mark.parametrize("name", ["Via", "call-id", "Refer-To", "X Bad", "X:Bad", ""])
+def test_header_names_refused(name: str) -> None:
+    with pytest.raises(ValueError):
+        header_name(name)
+
+
+def test_replaces_refer_to_is_escaped() -> None:
+    refer_to = replaces_refer_to("sip:600@127.0.0.1:5070", "abc@host", "t1", "f2")
+    assert refer_to.startswith("<sip:600@127.0.0.1:5070?Replaces=")
+    assert refer_to.endswith(">")
+    escaped = refer_to[len("<sip:600@127.0.0.1:5070?Replaces=") : -1]
+    assert "@" not in escaped and ";" not in escaped and "=" not in escaped
+    assert unquote(escaped) == "abc@host;to-tag=t1;from-tag=f2"
+    with pytest.raises(ValueError):
+        replaces_refer_to("sip:600@h", "abc\r\nX: y", "t1", "f2")
