@@ -218,10 +218,18 @@ class InDialogUAS(SipUAS):
         self.outgoing.send_bye(call)
 
     async def transfer(
-        self, call: IncomingCall, target: str, timeout_s: float = 30.0
+        self,
+        call: IncomingCall,
+        target: str,
+        timeout_s: float = 30.0,
+        *,
+        refer_to: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[bool, str]:
-        """Blind transfer (RFC 3515): see `OutgoingRequests.transfer`."""
-        return await self.outgoing.transfer(call, target, timeout_s)
+        """REFER (RFC 3515), blind or with Replaces: see `OutgoingRequests.transfer`."""
+        return await self.outgoing.transfer(
+            call, target, timeout_s, refer_to=refer_to, headers=headers
+        )
 
     # --- stateless answers ------------------------------------------------------------------
 

@@ -59,9 +59,7 @@ def render(template: str, variables: Mapping[str, str]) -> str:
     return sanitise(_VARIABLE.sub(value, template))
 
 
-def context_headers(
-    templates: Mapping[str, str], variables: Mapping[str, str]
-) -> dict[str, str]:
+def context_headers(templates: Mapping[str, str], variables: Mapping[str, str]) -> dict[str, str]:
     """The headers of a transfer: each template rendered; an empty one left out;
     User-to-User hex-encoded (RFC 7433 §4.1)."""
     headers: dict[str, str] = {}

@@ -159,3 +159,41 @@ def test_replaces_refer_to_is_escaped() -> None:
     assert unquote(escaped) == "abc@host;to-tag=t1;from-tag=f2"
     with pytest.raises(ValueError):
         replaces_refer_to("sip:600@h", "abc\r\nX: y", "t1", "f2")
+
+
+# --- music on hold --------------------------------------------------------------------------
+
+
+def test_hold_music_resampled_and_looped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import wave
+
+    import numpy as np
+
+    from gateway.media.hold_music import HoldMusic, HoldMusicError, hold_samples, read_wav
+
+    path = tmp_path / "moh.wav"
+    tone = (np.sin(2 * np.pi * 440 * np.arange(44100) / 44100) * 8000).astype(np.int16)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(44100)
+        wav.writeframes(tone.tobytes())
+    samples = hold_samples(str(path), 8000)
+    assert abs(samples.size - 8000) <= 2  # one second at the codec's rate
+    spectrum = np.abs(np.fft.rfft(samples[:8000].astype(float)))
+    assert abs(int(np.argmax(spectrum)) * 8000 / 8000 - 440) <= 2
+    music = HoldMusic(samples, 160)
+    frames = [music.next_frame() for _ in range(120)]  # 2.4 s: it loops
+    assert all(f.size == 160 and f.dtype == np.int16 for f in frames)
+    assert np.array_equal(frames[0], samples[:160])
+    assert read_wav.cache_info().currsize >= 1
+    stereo = tmp_path / "stereo.wav"
+    with wave.open(str(stereo), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\0" * 400)
+    with pytest.raises(HoldMusicError):
+        hold_samples(str(stereo), 8000)
+    default = hold_samples(None, 16000)
+    assert default.size == 32000 and 0 < np.abs(default).max() < 4000  # soft
