@@ -67,6 +67,8 @@ class InDialogUAS(SipUAS):
         self._handlers["UPDATE"] = self._handle_update
         # Our outbound INVITEs by Call-ID (invite_client.py), until their call ends.
         self.invite_clients: dict[str, InviteClient] = {}
+        # A warm transfer's second legs by Call-ID: the human's BYE goes to its transfer.
+        self.side_legs: dict[str, Callable[[], None]] = {}
 
     async def stop(self) -> None:
         for client in list(self.invite_clients.values()):
