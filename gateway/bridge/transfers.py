@@ -202,10 +202,11 @@ class WarmRun:
         )
 
     async def _brief(self) -> list[Command]:
-        """The model moves to the human's leg and briefs them; done once its words are out."""
+        """The model moves to the human's leg and briefs them; done once its words are out.
+        One way: the human's "hello?" would cut the briefing short (a barge-in), so the
+        model does not hear them; they talk once joined with the caller."""
         bridge, stream = self.bridge, self.leg.stream
         assert stream is not None
-        stream.on_payload = bridge.on_payload
         self.leg.play(bridge)
         summary = self.command.summary
         if summary:
@@ -214,8 +215,7 @@ class WarmRun:
             bridge.say(BRIEF_ASKED.format(destination=self.machine.destination), "instruct")
         if not await self._briefing_done():
             return self.machine.target_hung_up()
-        stream.on_payload = _drop  # the model hears neither leg from here on
-        self.leg.play(Silence())
+        self.leg.play(Silence())  # the model says nothing more to either leg
         return self.machine.briefed()
 
     async def _briefing_done(self) -> bool:

@@ -8,14 +8,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gateway.agent import EmbeddedRealtimeServer
+from tests.audio import normalized_xcorr, read_wav, speech_wav, write_wav
 from tests.realtime_schema import validate_client_event
 
 from .gateway_proc import GatewayProcess
 from .rtp_caller import RtpCaller, voice
-from .warm_scenarios import busy_target, held_caller_sipp
+from .warm_scenarios import BaresipCallee, busy_target, held_caller_sipp
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +76,78 @@ async def test_busy_target_caller_comes_off_hold_and_model_is_told(tmp_path: Pat
     caller = sipp.messages_path.read_text()
     ours = [line.split()[2] for line in caller.splitlines() if line.startswith("o=- ")]
     assert ours == ["0", "1", "2"]  # answer, hold (sendonly), resume: o= version moves
+
+
+def human(tmp_path: Path) -> BaresipCallee:
+    """baresip answering as the human: its microphone a low tone for 40 s (so the caller
+    hears it once bridged)."""
+    samples = voice(40.0, 110.0, dbfs=-30.0)
+    write_wav(tmp_path / "human.wav", 8000, samples)
+    return BaresipCallee(tmp_path / "human", tmp_path / "human.wav", 5060, max_call_seconds=60)
+
+
+async def test_warm_transfer_joined_by_refer_with_replaces(tmp_path: Path) -> None:
+    """(i) The human (baresip) answers and hears the briefing; the caller's side takes the
+    REFER whose Refer-To carries Replaces (SIPp checks it), reports NOTIFY 200; the gateway
+    leaves both legs. The REFER and the human's INVITE carry the summary header."""
+    arguments = json.dumps({"destination": "sales", "mode": "warm", "summary": "Anna, refund."})
+    fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
+    callee = human(tmp_path)
+    async with fake, RtpCaller() as phone:
+        await callee.start()
+        try:
+            cfg = config(fake, callee.address(), headers={"X-Call-Summary": "${summary}"})
+            async with GatewayProcess(tmp_path, cfg) as gateway:
+                sipp = held_caller_sipp(tmp_path / "caller", gateway.port, phone.port, "202")
+                async with sipp:
+                    await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                    phone.say(voice(1.0, 150.0))
+                    event = await gateway.wait_for("call.transfer", timeout=60)
+                    assert await sipp.wait(30) == 0, sipp.report()
+                    ended = await gateway.wait_for("call.ended", timeout=15)
+            result = await callee.wait(30)
+        finally:
+            await callee.stop()
+    assert event["mode"] == "warm" and event["outcome"] == "joined_by_refer", event
+    assert ended["reason"] == "transferred"
+    assert result.established, result.describe()
+    refer = sipp.messages_path.read_text()
+    assert "X-Call-Summary: Anna, refund." in refer
+    assert "Replaces=" in refer
+    assert result.received_wav is not None, result.describe()
+    _, heard = read_wav(result.received_wav)
+    loud = np.abs(heard.astype(np.int32)) > 1000
+    assert loud.sum() > 8000 * 0.3, "the human heard no briefing"  # 0.3 s of the agent's voice
+
+
+async def test_refused_refer_bridges_the_legs(tmp_path: Path) -> None:
+    """(ii) The caller's side answers the REFER 405: the gateway relays the legs' audio;
+    what the caller says reaches the human (normalised cross-correlation, as the echo
+    tests measure), and the caller's BYE ends both legs."""
+    arguments = json.dumps({"destination": "sales", "mode": "warm", "summary": "Anna, refund."})
+    fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
+    said = speech_wav(tmp_path / "said.wav", "The parcel never arrived at my house.", 8000, 0.2, 0.2)
+    callee = human(tmp_path)
+    async with fake, RtpCaller() as phone:
+        await callee.start()
+        try:
+            cfg = config(fake, callee.address())
+            async with GatewayProcess(tmp_path, cfg) as gateway:
+                refusal = "405 Method Not Allowed"
+                sipp = held_caller_sipp(tmp_path / "caller", gateway.port, phone.port, refusal)
+                async with sipp:
+                    await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                    phone.say(voice(1.0, 150.0))
+                    event = await gateway.wait_for("call.transfer", timeout=60)
+                    phone.say(said)
+                    assert await sipp.wait(30) == 0, sipp.report()
+                    ended = await gateway.wait_for("call.ended", timeout=15)
+            result = await callee.wait(30)
+        finally:
+            await callee.stop()
+    assert event["outcome"] == "bridged" and "405" in event["detail"], event
+    assert ended["reason"] == "caller_bye"
+    assert result.established and result.received_wav is not None, result.describe()
+    _, heard = read_wav(result.received_wav)
+    score, _ = normalized_xcorr(said.astype(np.float64), heard.astype(np.float64))
+    assert score > 0.8, score

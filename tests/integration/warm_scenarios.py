@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .peers import LOOPBACK, Sipp, free_port_block, free_udp_port
+from .peers import LOOPBACK, Baresip, Sipp, free_port_block, free_udp_port
 from .scenarios import _CALLER_BYE, _UAC_CALL, PCMU, _caller_request, _invite, answer_bye
 
 # The gateway's re-INVITE: the SDP's direction is checked (the scenario fails otherwise),
@@ -143,3 +143,23 @@ def busy_target(workdir: Path) -> Sipp:
     scenario = workdir / "busy.xml"
     scenario.write_text(_BUSY)
     return Sipp.uas(workdir, scenario=scenario, name="target")
+
+
+class BaresipCallee(Baresip):
+    """baresip as the human taking the transfer: it dials nobody and answers the one call
+    it gets at once (answermode=auto); its microphone is `speech_wav`, what it hears lands
+    in its rec dir (``result().received_wav``)."""
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        accounts = path / "accounts"
+        accounts.write_text(accounts.read_text().rstrip("\n") + ";answermode=auto\n")
+        return path
+
+    @property
+    def argv(self) -> list[str]:
+        return ["baresip", "-f", str(self.config_dir), "-t", str(self.max_call_seconds)]
+
+    def address(self) -> str:
+        """Its account's URI (baresip answers 404 to any other user)."""
+        return f"sip:{self.caller_user}@{LOOPBACK}:{self.caller_port}"
