@@ -18,7 +18,7 @@ from typing import Any
 
 from ..hooks.events import Emit, no_events, tool_data
 from ..realtime import protocol as rt
-from .core import CallCore, Command, Transfer
+from .core import TRANSFERRED, CallCore, Command, HangUp, Transfer
 from .tools import ToolCall, Tools
 
 TransferFn = Callable[[str], Awaitable[tuple[bool, str]]]
@@ -46,6 +46,8 @@ class Actions:
         self._transfer = transfer
         self._transfers = transfers
         self.transfers: list[dict[str, Any]] = []  # for the call record: each with its outcome
+        self._api_transfer: Transfer | None = None  # the control API's, while under way
+        self.warm_ring_s = 30.0  # agent.transfer.ring_timeout_s (the API's wait is longer)
         self._log = log
         self._core: CallCore | None = None
         self._run: Runner = lambda commands: None
@@ -92,6 +94,8 @@ class Actions:
             return "transfers are not available on this gateway"
         if mode == "warm" and self._transfers is None:
             return "warm transfers are not available on this call"
+        if self._api_transfer is not None:
+            return "a transfer is already under way"
         return self._core.transfer_after_words(call, destination, target, mode, summary)
 
     def send_keys(self, digits: str) -> str:
@@ -134,6 +138,45 @@ class Actions:
                     tool_data(entry["name"], entry["arguments"], command.output, entry["ms"]),
                 )
         self._run(commands)
+
+    def api_transfer(self, command: Transfer) -> asyncio.Future[tuple[str, str]]:
+        """A transfer the control API asked for, run as the model's are (events, record):
+        its outcome word and detail once known. Joined or bridged, the call ends (reason
+        transferred) once the transfer is over; not, the model is told (a warm one's
+        caller is back). RuntimeError when one is under way already."""
+        core = self._core
+        if self._transfers is None or core is None:
+            raise RuntimeError("transfers are not available on this call")
+        if self._api_transfer is not None or core.ending.pending:
+            raise RuntimeError("a transfer or the end of the call is under way")
+        self._api_transfer = command
+        known: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        self._spawn(self._run_api_transfer(command, known))
+        return known
+
+    async def _run_api_transfer(
+        self, command: Transfer, known: asyncio.Future[tuple[str, str]]
+    ) -> None:
+        assert self._transfers is not None and self._core is not None
+
+        def report(outcome: str, detail: str) -> None:
+            self.reported(command.target, command.mode, outcome, detail, command.destination)
+            if not known.done():
+                known.set_result((outcome, detail))
+
+        try:
+            ok, detail = await self._transfers(command, report)
+        except Exception as exc:
+            self._log.warning("call.transfer_failed", error=repr(exc))
+            ok, detail = False, f"the transfer failed ({type(exc).__name__})"
+            if not known.done():
+                report("failed", detail)
+        finally:
+            self._api_transfer = None
+        if ok:
+            self._run([HangUp(TRANSFERRED)])
+        elif command.mode == "warm":
+            self._run(self._core.say(detail, "instruct", time.monotonic()))
 
     def reported(
         self, target: str, mode: str, outcome: str, detail: str, destination: str = ""

@@ -318,6 +318,7 @@ class CallSetup:
         )
         transfer = partial(call.uas.transfer, call.sip)
         actions = Actions(tools, transfer, self.log, self.emit, keys.send, transfers.run)
+        actions.warm_ring_s = route.agent.transfer.ring_timeout_s
         bridge = CallBridge(
             session,
             stream,

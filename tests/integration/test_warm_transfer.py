@@ -67,12 +67,15 @@ async def test_busy_target_caller_comes_off_hold_and_model_is_told(tmp_path: Pat
     assert "busy" in result["error"] and "off hold" in result["error"]
     invite = target.messages_path.read_text()
     summary_lines = [line for line in invite.splitlines() if line.startswith("X-Call-Summary:")]
-    assert summary_lines == ["X-Call-Summary: Anna wants a refund X-Evil: injected INVITE sip:evil"]
+    one_line = "Anna wants a refund X-Evil: injected INVITE sip:evil"
+    assert summary_lines == [f"X-Call-Summary: {one_line}"]
     assert not any(line.startswith("X-Evil") for line in invite.splitlines())
     [uui] = [line for line in invite.splitlines() if line.lower().startswith("user-to-user:")]
     hex_value, param = uui.split(":", 1)[1].strip().split(";")
     assert param == "encoding=hex"
-    assert bytes.fromhex(hex_value).decode() == "Anna wants a refund X-Evil: injected INVITE sip:evil"
+    assert (
+        bytes.fromhex(hex_value).decode() == "Anna wants a refund X-Evil: injected INVITE sip:evil"
+    )
     caller = sipp.messages_path.read_text()
     ours = [line.split()[2] for line in caller.splitlines() if line.startswith("o=- ")]
     assert ours == ["0", "1", "2"]  # answer, hold (sendonly), resume: o= version moves
@@ -126,7 +129,9 @@ async def test_refused_refer_bridges_the_legs(tmp_path: Path) -> None:
     tests measure), and the caller's BYE ends both legs."""
     arguments = json.dumps({"destination": "sales", "mode": "warm", "summary": "Anna, refund."})
     fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
-    said = speech_wav(tmp_path / "said.wav", "The parcel never arrived at my house.", 8000, 0.2, 0.2)
+    said = speech_wav(
+        tmp_path / "said.wav", "The parcel never arrived at my house.", 8000, 0.2, 0.2
+    )
     callee = human(tmp_path)
     async with fake, RtpCaller() as phone:
         await callee.start()

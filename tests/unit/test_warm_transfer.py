@@ -7,8 +7,8 @@ from urllib.parse import unquote
 import pytest
 
 from gateway.bridge.warm_transfer import (
-    Brief,
     Bridge,
+    Brief,
     Dial,
     EndTarget,
     Finish,
