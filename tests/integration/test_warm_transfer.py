@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from tests.audio import normalized_xcorr, read_wav, speech_wav, write_wav
 from tests.realtime_schema import validate_client_event
 
 from .gateway_proc import GatewayProcess
+from .peers import LOOPBACK, free_udp_port
 from .rtp_caller import RtpCaller, voice
 from .warm_scenarios import BaresipCallee, busy_target, held_caller_sipp
 
@@ -156,3 +158,40 @@ async def test_refused_refer_bridges_the_legs(tmp_path: Path) -> None:
     _, heard = read_wav(result.received_wav)
     score, _ = normalized_xcorr(said.astype(np.float64), heard.astype(np.float64))
     assert score > 0.8, score
+
+
+async def test_warm_transfer_asked_by_the_api_to_a_busy_target(tmp_path: Path) -> None:
+    """POST /v1/calls/{id}/transfer with mode warm: the caller is held and comes back when
+    the target is busy; the API answers 502 with the outcome, the model is told (a system
+    message), the call record lists the transfer."""
+    from .test_control_api import TOKEN, Api
+
+    fake = EmbeddedRealtimeServer()
+    target = busy_target(tmp_path / "target")
+    port = free_udp_port(also_tcp=True)
+    async with fake, RtpCaller() as phone, target, aiohttp.ClientSession() as session:
+        cfg = config(fake, target.uri("600"))
+        cfg["api"] = {"bind": LOOPBACK, "port": port, "token_env": "GATEWAY_API_TOKEN"}
+        cfg["records"] = {"calls_dir": str(tmp_path / "records")}
+        env = {"GATEWAY_API_TOKEN": TOKEN}
+        async with GatewayProcess(tmp_path, cfg, env=env) as gateway:
+            sipp = held_caller_sipp(tmp_path / "caller", gateway.port, phone.port, None)
+            async with sipp:
+                answered = await gateway.wait_for("call.answered", timeout=20)
+                status, _, body = await Api(port, session).request(
+                    "POST",
+                    f"/v1/calls/{answered['call_id']}/transfer",
+                    {"target": target.uri("600"), "mode": "warm", "summary": "a test"},
+                )
+                assert await sipp.wait(30) == 0, sipp.report()
+                await gateway.wait_for("call.ended", timeout=15)
+    assert status == 502 and "target_busy" in body["detail"], body
+    texts = [
+        e["item"]["content"][0]["text"]
+        for e in sent(fake, "conversation.item.create")
+        if e["item"]["type"] == "message" and e["item"]["role"] == "system"
+    ]
+    assert any("did not happen" in text and "busy" in text for text in texts), texts
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    [entry] = record["transfers"]
+    assert entry["mode"] == "warm" and entry["outcome"] == "target_busy"
