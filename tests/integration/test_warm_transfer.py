@@ -50,8 +50,12 @@ async def test_busy_target_caller_comes_off_hold_and_model_is_told(tmp_path: Pat
     fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
     target = busy_target(tmp_path / "target")
     headers = {"X-Call-Summary": "${summary}", "User-to-User": "${summary}"}
+    t = np.arange(16000 * 2) / 16000  # music on hold: 1234 Hz at 16 kHz, resampled to 8 kHz
+    write_wav(tmp_path / "hold.wav", 16000, (np.sin(2 * np.pi * 1234 * t) * 6000).astype(np.int16))
     async with fake, RtpCaller() as phone, target:
-        cfg = config(fake, target.uri("600"), headers=headers)
+        cfg = config(
+            fake, target.uri("600"), headers=headers, music_on_hold=str(tmp_path / "hold.wav")
+        )
         async with GatewayProcess(tmp_path, cfg) as gateway:
             sipp = held_caller_sipp(tmp_path / "caller", gateway.port, phone.port, None)
             async with sipp:
@@ -81,6 +85,11 @@ async def test_busy_target_caller_comes_off_hold_and_model_is_told(tmp_path: Pat
     caller = sipp.messages_path.read_text()
     ours = [line.split()[2] for line in caller.splitlines() if line.startswith("o=- ")]
     assert ours == ["0", "1", "2"]  # answer, hold (sendonly), resume: o= version moves
+    spectrum = np.abs(np.fft.rfft(phone.audio().astype(np.float64)))
+    freqs = np.fft.rfftfreq(len(phone.audio()), 1 / 8000)
+    near = spectrum[(freqs > 1224) & (freqs < 1244)].max()
+    around = np.median(spectrum[(freqs > 1000) & (freqs < 1500)])
+    assert near > 20 * around, "the caller heard no music on hold"
 
 
 def human(tmp_path: Path) -> BaresipCallee:

@@ -118,8 +118,21 @@ def held_caller_sipp(workdir: Path, gateway_port: int, rtp_port: int, refer: str
 
 
 _BUSY = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="a busy target">
+<scenario name="a busy target (it rings 1.5 s first: the caller hears the music)">
   <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]busy[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="1500"/>
   <send>
     <![CDATA[
       SIP/2.0 486 Busy Here

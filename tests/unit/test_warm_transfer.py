@@ -197,3 +197,17 @@ def test_hold_music_resampled_and_looped(tmp_path) -> None:  # type: ignore[no-u
         hold_samples(str(stereo), 8000)
     default = hold_samples(None, 16000)
     assert default.size == 32000 and 0 < np.abs(default).max() < 4000  # soft
+
+
+def test_music_on_hold_read_at_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file that cannot be used stops the start, naming the key."""
+    from gateway.config import GatewayConfig
+    from gateway.startup import StartupError, hold_music_readable
+
+    bad = tmp_path / "hold.wav"
+    bad.write_bytes(b"not a wav")
+    data = {"realtime": {"url": "wss://x.example/openai/v1/realtime"}}
+    cfg = GatewayConfig.model_validate({**data, "agent": {"transfer": {"music_on_hold": str(bad)}}})
+    with pytest.raises(StartupError, match=r"agent\.transfer\.music_on_hold"):
+        hold_music_readable(cfg)
+    hold_music_readable(GatewayConfig.model_validate(data))  # none configured: nothing read
