@@ -50,6 +50,7 @@ REFER_TIMEOUT_S = 30.0
 BRIEFING_TIMEOUT_S = 60.0
 BRIEFING_POLL_S = 0.04  # how often the briefing's end is looked for (two frames)
 RELAY_FRAMES = 10  # 200 ms of one leg's audio may wait for the other's pacer, then dropped
+RELAY_PREFILL = 3  # 60 ms in hand before a leg's audio plays to the other
 
 BRIEF_SPOKEN = "Hello, this is the virtual assistant with a caller for you. {summary}"
 BRIEF_ASKED = (
@@ -66,16 +67,22 @@ def call_variables(info: Any, route: Any) -> dict[str, str]:
 
 
 class Relay:
-    """One direction of a bridged transfer: the frames one leg heard, for the other's pacer."""
+    """One direction of a bridged transfer: the frames one leg heard, for the other's pacer.
+    The two clocks are not one: RELAY_PREFILL frames are kept in hand before playing (again
+    after running dry), so a packet a little late does not cut silence into the speech."""
 
     def __init__(self, codec: Any) -> None:
         self.codec = codec
         self.frames: deque[np.ndarray] = deque(maxlen=RELAY_FRAMES)
+        self._playing = False
 
     def heard(self, payload: bytes) -> None:
         self.frames.append(self.codec.decode(payload))
 
     def next_frame(self) -> np.ndarray | None:
+        if not self._playing and len(self.frames) < RELAY_PREFILL:
+            return None
+        self._playing = bool(self.frames)
         return self.frames.popleft() if self.frames else None
 
 

@@ -211,3 +211,25 @@ def test_music_on_hold_read_at_start(tmp_path) -> None:  # type: ignore[no-untyp
     with pytest.raises(StartupError, match=r"agent\.transfer\.music_on_hold"):
         hold_music_readable(cfg)
     hold_music_readable(GatewayConfig.model_validate(data))  # none configured: nothing read
+
+
+def test_relay_keeps_frames_in_hand() -> None:
+    """The bridge's relay plays once RELAY_PREFILL frames wait, and again after running dry;
+    a backlog beyond RELAY_FRAMES drops the oldest."""
+    from gateway.bridge.transfers import RELAY_FRAMES, RELAY_PREFILL, Relay
+    from gateway.media.g711 import PCMU
+
+    relay = Relay(PCMU)
+    packet = bytes([0x7F]) * 160
+    for _ in range(RELAY_PREFILL - 1):
+        relay.heard(packet)
+    assert relay.next_frame() is None
+    relay.heard(packet)
+    played = [relay.next_frame() for _ in range(RELAY_PREFILL)]
+    assert all(f is not None and f.size == 160 for f in played)
+    assert relay.next_frame() is None  # dry: waits for the prefill again
+    relay.heard(packet)
+    assert relay.next_frame() is None
+    for _ in range(RELAY_FRAMES + 5):
+        relay.heard(packet)
+    assert len(relay.frames) == RELAY_FRAMES
