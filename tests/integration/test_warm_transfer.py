@@ -19,7 +19,7 @@ from tests.realtime_schema import validate_client_event
 from .gateway_proc import GatewayProcess
 from .peers import LOOPBACK, free_udp_port
 from .rtp_caller import RtpCaller, voice
-from .warm_scenarios import BaresipCallee, busy_target, held_caller_sipp
+from .warm_scenarios import BaresipCallee, busy_target, held_caller_sipp, ringing_target
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +204,26 @@ async def test_warm_transfer_asked_by_the_api_to_a_busy_target(tmp_path: Path) -
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
     [entry] = record["transfers"]
     assert entry["mode"] == "warm" and entry["outcome"] == "target_busy"
+
+
+async def test_unanswered_target_is_cancelled_at_the_ring_timeout(tmp_path: Path) -> None:
+    """The human's phone rings past agent.transfer.ring_timeout_s: CANCEL (SIPp answers 200
+    and 487, takes our ACK), outcome no_answer, the caller comes off hold."""
+    arguments = json.dumps({"destination": "sales", "mode": "warm"})
+    fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
+    target = ringing_target(tmp_path / "target")
+    async with fake, RtpCaller() as phone, target:
+        cfg = config(fake, target.uri("600"), ring_timeout_s=1.5)
+        async with GatewayProcess(tmp_path, cfg) as gateway:
+            sipp = held_caller_sipp(tmp_path / "caller", gateway.port, phone.port, None)
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gateway.wait_for("call.transfer", timeout=40)
+                assert await target.wait(15) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                await gateway.wait_for("call.ended", timeout=15)
+    assert event["outcome"] == "no_answer" and event["ok"] is False, event
+    outputs = sent(fake, "conversation.item.create")
+    [output] = [e for e in outputs if e["item"]["type"] == "function_call_output"]
+    assert "nobody answered" in json.loads(output["item"]["output"])["error"]

@@ -176,3 +176,56 @@ class BaresipCallee(Baresip):
     def address(self) -> str:
         """Its account's URI (baresip answers 404 to any other user)."""
         return f"sip:{self.caller_user}@{LOOPBACK}:{self.caller_port}"
+
+
+_RINGING_FOREVER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="a target that rings until CANCELled">
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ring[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="CANCEL" timeout="30000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ring[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ring[call_number]
+      [last_Call-ID:]
+      CSeq: 1 INVITE
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+</scenario>
+"""
+
+
+def ringing_target(workdir: Path) -> Sipp:
+    """A SIPp UAS that rings and never answers: our ring timeout must CANCEL it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenario = workdir / "ringing.xml"
+    scenario.write_text(_RINGING_FOREVER)
+    return Sipp.uas(workdir, scenario=scenario, name="target")
