@@ -124,7 +124,7 @@ def ask_transfer(
     if not isinstance(summary, str):
         return _error("summary must be text")
     summary = sanitise(summary, MAX_SUMMARY_CHARS)  # it reaches headers and the human's ear
-    if mode == "blind":  # (keeps the two-argument call of a blind transfer)
+    if mode == "blind" and not summary:  # (the plain call of a plain blind transfer)
         refused = control.transfer_after_playback(call, destination, target)
     else:
         refused = control.transfer_after_playback(call, destination, target, mode, summary)

@@ -233,3 +233,42 @@ def test_relay_keeps_frames_in_hand() -> None:
     for _ in range(RELAY_FRAMES + 5):
         relay.heard(packet)
     assert len(relay.frames) == RELAY_FRAMES
+
+
+# --- the tool's arguments -------------------------------------------------------------------
+
+
+class WarmControl:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, ...]] = []
+
+    def hang_up_after_playback(self) -> None: ...
+
+    def transfer_after_playback(
+        self, call, destination, target, mode="blind", summary=""
+    ) -> str | None:  # type: ignore[no-untyped-def]
+        self.asked.append((destination, target, mode, summary))
+        return None
+
+    def send_keys(self, digits: str) -> str:
+        raise ValueError("no")
+
+
+def test_tool_takes_mode_and_a_sanitised_summary() -> None:
+    from gateway.bridge.tools import ToolCall, ask_transfer
+    from gateway.config import TransferTool
+
+    spec = TransferTool(targets={"sales": "sip:600@pbx.example"}, mode="warm")
+    control = WarmControl()
+    call = ToolCall("c1", "transfer_call", "")
+    hostile = "refund\r\nX-Evil: 1" + "x" * 2000
+    assert ask_transfer(call, spec, {"destination": "sales", "summary": hostile}, control) is None
+    (destination, target, mode, summary) = control.asked[-1]
+    assert (destination, target, mode) == ("sales", "sip:600@pbx.example", "warm")  # default
+    assert "\r" not in summary and "\n" not in summary and len(summary) == 1000
+    ask_transfer(call, spec, {"destination": "sales", "mode": "blind", "summary": "s"}, control)
+    assert control.asked[-1][2:] == ("blind", "s")
+    refused = ask_transfer(call, spec, {"destination": "sales", "mode": "later"}, control)
+    assert refused is not None and "mode must be" in refused
+    refused = ask_transfer(call, spec, {"destination": "sales", "summary": 3}, control)
+    assert refused is not None and "summary" in refused
