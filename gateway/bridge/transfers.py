@@ -106,7 +106,16 @@ class CallTransfers:
     def headers(self, summary: str) -> dict[str, str]:
         return context_headers(self.config.headers, {**self.variables, "summary": summary})
 
-    async def run(self, command: Transfer, report: Report) -> tuple[bool, str]:
+    async def run(self, command: Transfer, told: Report) -> tuple[bool, str]:
+        """The transfer; its outcome reported (and marked on the call's timeline) once known,
+        the tool's result returned once it is over."""
+
+        def report(outcome: str, detail: str) -> None:
+            timeline = getattr(self.call.bridge, "timeline", None)
+            if timeline is not None:
+                timeline.transfer(command.mode, outcome)
+            told(outcome, detail)
+
         if command.mode != "warm":
             headers = self.headers(command.summary)
             ok, detail = await self.call.uas.transfer(
