@@ -4,6 +4,7 @@ in which state."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from .api.controls import SayMode
 from .api.problems import Problem
 from .api.requests import PlaceCallRequest
 from .api.server import ApiServer
+from .bridge.ending import Transfer
 from .bridge.setup import ActiveCall
 from .calls import Calls
 from .config import GatewayConfig, api_token
@@ -27,6 +29,7 @@ from .startup import StartupError
 log = structlog.get_logger("gateway")
 
 TRANSFER_TIMEOUT_S = 30.0
+WARM_EXTRA_S = 100.0  # a warm transfer's hold, briefing (60 s at most) and REFER, beyond the ring
 
 
 class GatewayControls:
@@ -74,14 +77,30 @@ class GatewayControls:
             call = self._answered(call_id)
         self._calls.end(call.sip.call_id, "api_hangup")
 
-    async def transfer(self, call_id: str, target: str) -> str:
+    async def transfer(
+        self, call_id: str, target: str, mode: str = "blind", summary: str = ""
+    ) -> str:
+        """Blind (REFER) or warm (hold, ring, brief, join): answered once the outcome is
+        known; a bridged warm transfer goes on after the answer."""
         call = self._answered(call_id)
-        ok, detail = await call.uas.transfer(call.sip, target, TRANSFER_TIMEOUT_S)
-        log.info("call.transfer", call_id=call.id, target=target, ok=ok, detail=detail, by="api")
-        if not ok:
-            raise Problem(502, f"the transfer failed: {detail}")
-        self._calls.end(call.sip.call_id, "transferred")
-        return detail
+        actions = call.setup.actions if call.setup is not None else None
+        if actions is None:
+            raise Problem(409, "the call cannot be transferred now")
+        try:
+            known = actions.api_transfer(Transfer(target, mode, summary))
+        except RuntimeError as exc:
+            raise Problem(409, str(exc)) from None
+        wait_s = TRANSFER_TIMEOUT_S
+        if mode == "warm":
+            wait_s += actions.warm_ring_s + WARM_EXTRA_S
+        try:
+            outcome, detail = await asyncio.wait_for(asyncio.shield(known), wait_s)
+        except TimeoutError:
+            raise Problem(504, "the transfer's outcome did not come in time") from None
+        log.info("call.transfer_api", call_id=call.id, target=target, mode=mode, outcome=outcome)
+        if outcome not in ("joined_by_refer", "bridged"):
+            raise Problem(502, f"the transfer failed ({outcome}): {detail}")
+        return f"{outcome}: {detail}"
 
     def say(self, call_id: str, text: str, mode: SayMode) -> None:
         call = self._answered(call_id)

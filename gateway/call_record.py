@@ -53,6 +53,8 @@ class CallRecord:
     duration_s: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Each transfer (blind or warm): target, destination, mode, outcome, ok, detail.
+    transfers: list[dict[str, Any]] = field(default_factory=list)
     rtp: dict[str, Any] = field(default_factory=dict)
     amd: dict[str, Any] | None = None  # answering-machine detection: result, cause, voicemail
     recording: str | None = None

@@ -21,7 +21,7 @@ class Calls(dict[str, ActiveCall]):
 
     def wire(self, uas: GatewayUAS) -> None:
         """Route the UAS's in-dialog events to the calls."""
-        uas.on_bye = lambda call, request: self.end(call.call_id, "caller_bye")
+        uas.on_bye = lambda call, request: self._on_bye(uas, call)
         uas.on_cancelled = lambda call: self.end(call.call_id, "caller_cancel")
         uas.on_key = self._on_info_key
         uas.on_ack_timeout = lambda call: self.end(call.call_id, "ack_timeout")
@@ -39,6 +39,14 @@ class Calls(dict[str, ActiveCall]):
             return
         call.end_reason = reason
         call.task.cancel()
+
+    def _on_bye(self, uas: GatewayUAS, sip: IncomingCall) -> None:
+        """A BYE: the end of a call, or of a warm transfer's second leg (its transfer hears)."""
+        side = uas.side_legs.pop(sip.call_id, None)
+        if side is not None:
+            side()
+        else:
+            self.end(sip.call_id, "caller_bye")
 
     def carries(self, source: tuple[str, int]) -> bool:
         """Whether a call came from `source` (its TCP connection is then kept)."""

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from .config import GatewayConfig, MetricsConfig, api_key, outbound_password
+from .media.hold_music import HoldMusicError, read_wav
 from .media.opus import load_libopus
 from .metrics import Metrics, MetricsServer
 from .realtime.auth import ApiKeyAuth, Auth, EntraAuth, NoAuth
@@ -82,11 +83,26 @@ def preflight(cfg: GatewayConfig, register_password: str | None) -> None:
         writable_dir(f"records.{key}", getattr(cfg.records, key))
     codecs_loadable(cfg)
     check_outbound(cfg)
+    hold_music_readable(cfg)
     if cfg.sip.registration is not None and register_password is None:
         raise StartupError(
             f"sip.register.password_env: environment variable "
             f"{cfg.sip.registration.password_env} is not set"
         )
+
+
+def hold_music_readable(cfg: GatewayConfig) -> None:
+    """Each agent.transfer.music_on_hold read now, once (cached): a warm transfer then reads
+    no file on the call's path, and a bad file stops the start rather than a transfer."""
+    agents = {"agent": cfg.agent, **{f"profiles.{k}": v for k, v in cfg.profiles.items()}}
+    for key, agent in agents.items():
+        path = agent.transfer.music_on_hold
+        if path is None:
+            continue
+        try:
+            read_wav(path)
+        except HoldMusicError as exc:
+            raise StartupError(f"{key}.transfer.music_on_hold: {exc}") from None
 
 
 def check_outbound(cfg: GatewayConfig) -> None:

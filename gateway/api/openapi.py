@@ -34,7 +34,7 @@ OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, int, str | None]] 
     (
         "post",
         "/v1/calls/{call_id}/transfer",
-        "Blind transfer",
+        "Transfer: blind (REFER) or warm (hold, brief the human, join)",
         TransferRequest,
         200,
         "Done",

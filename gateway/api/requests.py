@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..config.fields import MAX_TARGET_CHARS, sip_target
 from ..media.key_sender import MAX_PENDING_KEYS
+from ..sip.transfer_context import MAX_SUMMARY_CHARS
 
 MAX_SAY_CHARS = 2000
 
@@ -21,6 +22,18 @@ class TransferRequest(_Body):
     target: Annotated[str, AfterValidator(sip_target)] = Field(
         max_length=MAX_TARGET_CHARS,
         description="Where the caller's side is sent (SIP REFER): a sip: or sips: URI.",
+    )
+    mode: Literal["blind", "warm"] = Field(
+        "blind",
+        description="blind: REFER the caller's side to the target now; warm: hold the "
+        "caller, call the target, brief the human, then join (REFER with Replaces, or a "
+        "bridge in the gateway when the caller's side refuses REFER).",
+    )
+    summary: str = Field(
+        "",
+        max_length=MAX_SUMMARY_CHARS,
+        description="What the human is told (warm) and what ${summary} is in the context "
+        "headers (agent.transfer.headers); empty: the model briefs them itself.",
     )
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__
+from ..sip.transfer_context import MAX_SUMMARY_CHARS, sanitise
 from . import openapi
 from .controls import CallControls
 from .problems import Problem, problem_response
@@ -161,8 +162,15 @@ class ApiServer:
     async def _transfer(self, request: web.Request) -> web.Response:
         body = await _body(request, TransferRequest)
         call_id = request.match_info["call_id"]
-        log.info("api.transfer", call_id=call_id, target=body.target, source=request.remote)
-        detail = await self.controls.transfer(call_id, body.target)
+        log.info(
+            "api.transfer",
+            call_id=call_id,
+            target=body.target,
+            mode=body.mode,
+            source=request.remote,
+        )
+        summary = sanitise(body.summary, MAX_SUMMARY_CHARS)
+        detail = await self.controls.transfer(call_id, body.target, body.mode, summary)
         return web.json_response({"detail": detail})
 
     async def _say(self, request: web.Request) -> web.Response:

@@ -266,11 +266,14 @@ class CallCore:
         transfer not yet started gives way to it."""
         self.ending.hang_up_after_words(reason)
 
-    def transfer_after_words(self, call: ToolCall, destination: str, target: str) -> str | None:
+    def transfer_after_words(
+        self, call: ToolCall, destination: str, target: str, mode: str = "blind", summary: str = ""
+    ) -> str | None:
         """The model transfers the caller (transfer_call, to a configured target): once its
         words are heard, :class:`Transfer`; the tool's output waits for the outcome. A
         reason when it cannot be done."""
-        return self.ending.transfer_after_words(TransferAsked(call, destination, target))
+        asked = TransferAsked(call, destination, target, mode, summary)
+        return self.ending.transfer_after_words(asked)
 
     def transfer_done(self, ok: bool, detail: str, now: float) -> Sequence[Command]:
         """The transfer's outcome: the model is told; accepted, the call ends; refused, the

@@ -7,7 +7,7 @@ commands); its own object so the core's turn and response state stays readable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..realtime import protocol as rt
@@ -27,10 +27,13 @@ class HangUp:
 
 @dataclass(frozen=True, slots=True)
 class Transfer:
-    """Refer the caller to ``target`` (SIP REFER); the outcome comes back through
-    ``CallCore.transfer_done``."""
+    """Refer the caller to ``target`` (SIP REFER), or a warm transfer there (hold, brief the
+    human with ``summary``, join); the outcome comes back through ``CallCore.transfer_done``."""
 
     target: str
+    mode: str = "blind"
+    summary: str = ""
+    destination: str = field(default="", compare=False)  # the model's name for it, for the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class TransferAsked:
     call: ToolCall
     destination: str
     target: str
+    mode: str = "blind"
+    summary: str = ""
 
 
 class CallEnd:
@@ -89,7 +94,7 @@ class CallEnd:
             self.hang_up = after
             return after
         self.transfer = after
-        return Transfer(after.target)
+        return Transfer(after.target, after.mode, after.summary, after.destination)
 
     def transfer_done(self, ok: bool, detail: str) -> tuple[rt.FunctionOutput | None, bool]:
         """The model's answer for the transfer (None once the call is ending), and whether a

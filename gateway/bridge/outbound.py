@@ -18,27 +18,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosipua import SdpMessage, SipRequest
+from aiosipua import SdpMessage
 from aiosipua.auth import SipDigestAuth
-from aiosipua.dialog import Dialog, DialogState
-from aiosipua.utils import generate_tag
 
 from ..call_record import CallRecord, now_iso
-from ..config import SipOutboundConfig
 from ..hooks.events import answered_data
 from ..hooks.incoming import Accept
 from ..media.stream import NoPortAvailable, RtpStream, bind_rtp_socket
 from ..realtime.link import RealtimeLink
 from ..refusals import RETRY_AFTER_S, SetupFailed
 from ..routing import CallInfo, Selection
-from ..sip.addresses import ip_literal
-from ..sip.invite_client import Answer, InviteClient, PlacedCall
+from ..sip.invite_client import Answer, InviteClient
 from ..sip.leg import CallLeg
 from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
 from .call import CallBridge
 from .setup import ActiveCall, CallServices, CallSetup, open_recording, open_transcript
+from .trunk import NotAnswered, placed_call, reach_trunk
 
-RESOLVE_TIMEOUT_S = 5.0
+__all__ = ["NotAnswered", "OutboundSetup", "Placement", "placed_call", "reach_trunk"]
+
 CONNECT_GRACE_S = 10.0  # how long after 200 OK the Realtime session may still take to open
 
 
@@ -52,15 +50,6 @@ class Placement:
     ring_timeout_s: float
     password: str | None = None  # the trunk's, from the environment
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-class NotAnswered(SetupFailed):
-    """The callee's side never answered: busy, no_answer, rejected or unreachable."""
-
-    def __init__(self, reason: str, status: int | None, detail: str) -> None:
-        Exception.__init__(self, detail)
-        self.reason, self.status, self.detail = reason, status, detail  # type: ignore[assignment]
-        self.retry_after, self.level, self.fields = None, "warning", {}
 
 
 def outcome(answer: Answer, cancelled: bool) -> str:
@@ -373,33 +362,6 @@ class OutboundSetup(CallSetup):
         self.emit("call.answered", answered_data(record))
 
 
-async def reach_trunk(outbound: SipOutboundConfig, transport: Any) -> tuple[str, int]:
-    """The trunk's address, looked up without blocking; over TCP/TLS a connection of the
-    listener's own to it first. NotAnswered (unreachable) when neither works."""
-    host, port = outbound.trunk_address
-    ip = ip_literal(host)
-    if ip is None:
-        try:
-            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
-                kind = socket.SOCK_DGRAM if outbound.transport == "udp" else socket.SOCK_STREAM
-                family = socket.AF_INET6 if ":" in transport.local_addr[0] else socket.AF_INET
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port, family=family, type=kind
-                )
-        except (OSError, TimeoutError) as exc:
-            why = getattr(exc, "strerror", None) or "timed out"
-            raise NotAnswered("unreachable", None, f"cannot resolve {host}: {why}") from None
-        if not infos:
-            raise NotAnswered("unreachable", None, f"{host} has no address of our family")
-        ip = str(infos[0][4][0])
-    opener = getattr(transport, "open", None)
-    if outbound.transport != "udp" and opener is not None:
-        problem = await opener((ip, port), host)
-        if problem is not None:
-            raise NotAnswered("unreachable", None, f"cannot connect to {host}: {problem}")
-    return ip, port
-
-
 async def _session(task: asyncio.Future[RealtimeLink]) -> RealtimeLink:
     """The session opened while ringing (waited for a little longer when it is late)."""
     try:
@@ -417,24 +379,3 @@ async def _cancelled(task: asyncio.Future[Any]) -> None:
 
 def _drop(payload: bytes) -> None:
     """RTP heard before the bridge exists (early media: ringback, announcements)."""
-
-
-def placed_call(
-    call_id: str, from_uri: str, to_uri: str, trunk: tuple[str, int], uas: Any
-) -> PlacedCall:
-    """The outbound call's dialog, before anything is sent (its Call-ID keys the registry)."""
-    dialog = Dialog(
-        call_id=call_id,
-        local_tag=generate_tag(),
-        local_uri=from_uri,
-        remote_uri=to_uri,
-        remote_target=to_uri,
-        state=DialogState.EARLY,
-    )
-    return PlacedCall(
-        dialog=dialog,
-        invite=SipRequest(method="INVITE", uri=to_uri),
-        transport=uas.transport,
-        source_addr=trunk,
-        user_agent=uas.user_agent,
-    )

@@ -73,6 +73,7 @@ from .recording import Recording
 from .screening import reported, screen_for
 from .tools import Tools
 from .transcript import TranscriptLog
+from .transfers import CallTransfers, call_variables
 
 log = structlog.get_logger("gateway")
 
@@ -312,8 +313,12 @@ class CallSetup:
         call, cfg = self.call, self.services.cfg
         tools = Tools(route.agent.tools, tool_call_data(call.id, self.info, route))
         self.keys = keys = OutgoingKeys(stream, call.uas, call.sip, self.log)
+        transfers = CallTransfers(
+            call, self.services, route.agent.transfer, call_variables(self.info, route), self.log
+        )
         transfer = partial(call.uas.transfer, call.sip)
-        actions = Actions(tools, transfer, self.log, self.emit, keys.send)
+        actions = Actions(tools, transfer, self.log, self.emit, keys.send, transfers.run)
+        actions.warm_ring_s = route.agent.transfer.ring_timeout_s
         bridge = CallBridge(
             session,
             stream,
@@ -506,6 +511,7 @@ def _last_words(
     return {
         "usage": dict(bridge.stats.usage),
         "tool_calls": list(actions.tool_calls),
+        "transfers": list(actions.transfers),
         "transcript": transcript.path,
     }
 

@@ -190,6 +190,11 @@ class Timeline:
         """A key the gateway starts sending to the caller (RFC 4733), now."""
         self.lanes["dtmf"].add({"at": self.clock(), "digit": digit[:1], "direction": "out"})
 
+    def transfer(self, mode: str, outcome: str) -> None:
+        """A transfer's outcome, now: a mark in the tools lane (the tool's span shows how
+        long it took)."""
+        self.lanes["tools"].add({"at": self.clock(), "kind": f"{mode[:5]}: {outcome[:16]}"})
+
     def session_replaced(self, kind: str) -> None:
         """The link replaced the Realtime session (reconnect, rollover) or failed to."""
         self.lanes["session"].add({"at": self.clock(), "kind": kind[:32]})

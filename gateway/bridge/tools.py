@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ..config import EndCallTool, SendDtmfTool, Tool, TransferTool, WebhookTool
 from ..realtime.tool_definitions import tool_name
+from ..sip.transfer_context import MAX_SUMMARY_CHARS, sanitise
 from .webhook import WebhookClient, WebhookError
 
 MAX_OUTPUT_CHARS = 16_000  # what goes back to the model; a runaway webhook is cut
@@ -34,8 +35,11 @@ class CallControl(Protocol):
 
     def hang_up_after_playback(self) -> None: ...
 
-    def transfer_after_playback(self, call: ToolCall, destination: str, target: str) -> str | None:
-        """Transfer once the agent's words are heard; a reason when it cannot be done."""
+    def transfer_after_playback(
+        self, call: ToolCall, destination: str, target: str, mode: str = ..., summary: str = ...
+    ) -> str | None:
+        """Transfer (blind or warm) once the agent's words are heard; a reason when it
+        cannot be done."""
         ...
 
     def send_keys(self, digits: str) -> str:
@@ -113,7 +117,17 @@ def ask_transfer(
     target = spec.targets.get(destination) if isinstance(destination, str) else None
     if target is None:
         return _error(f"unknown destination {destination!r}; use one of {sorted(spec.targets)}")
-    refused = control.transfer_after_playback(call, destination, target)
+    mode = arguments.get("mode", spec.mode)
+    if mode not in ("blind", "warm"):
+        return _error("mode must be blind or warm")
+    summary = arguments.get("summary", "")
+    if not isinstance(summary, str):
+        return _error("summary must be text")
+    summary = sanitise(summary, MAX_SUMMARY_CHARS)  # it reaches headers and the human's ear
+    if mode == "blind" and not summary:  # (the plain call of a plain blind transfer)
+        refused = control.transfer_after_playback(call, destination, target)
+    else:
+        refused = control.transfer_after_playback(call, destination, target, mode, summary)
     return None if refused is None else _error(f"no transfer to {destination}: {refused}")
 
 

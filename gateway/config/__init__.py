@@ -79,6 +79,7 @@ from .sip import (
     SipUserConfig,
 )
 from .tools import EndCallTool, McpTool, SendDtmfTool, Tool, TransferTool, WebhookTool
+from .transfer import TransferConfig
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
@@ -136,6 +137,7 @@ __all__ = [
     "SipUserConfig",
     "Tool",
     "TranscriptionModel",
+    "TransferConfig",
     "TransferTool",
     "TurnDetection",
     "Voice",

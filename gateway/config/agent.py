@@ -10,6 +10,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 from .amd import AmdConfig
 from .fields import Float, Int, _choice, _kind, _Model, _optional, _text
 from .tools import Tool
+from .transfer import TransferConfig
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant answering a telephone call. "
@@ -350,6 +351,12 @@ class AgentConfig(_Model):
         False,
         description="Record calls of this profile to records.recordings_dir (a stereo WAV of "
         "what was heard). Default false.",
+    )
+    transfer: TransferConfig = Field(
+        default_factory=TransferConfig,
+        description="Transfers (transfer_call, POST /v1/calls/{id}/transfer): the music a "
+        "warm transfer holds the caller with, how long the human may ring, and the context "
+        "headers on the REFER and the human's INVITE (README, Transfers; docs/transfer.md).",
     )
     amd: AmdConfig = Field(
         default_factory=AmdConfig,

@@ -118,6 +118,13 @@ class TransferTool(_Model):
         description="Destination name the model chooses -> SIP URI the PBX should call, e.g. "
         "{sales: 'sip:600@pbx.example', support: 'sip:queue-support@pbx.example'}.",
     )
+    mode: Literal["blind", "warm"] = Field(
+        "blind",
+        description="The model's default when it does not choose: blind = REFER the caller "
+        "to the target at once; warm = hold the caller, call the human first, brief them "
+        "with a summary, then join the two (REFER with Replaces, or a bridge in the gateway "
+        "when the caller's side refuses REFER). Default blind.",
+    )
     description: str = Field(
         "Transfer the caller to a human or another department.",
         description="What the model is told about the tool.",

@@ -14,7 +14,9 @@ Which events a call emits (README, "Call events"):
 * ``call.answered``: the 200 OK was sent.
 * ``call.amd``: answering-machine detection decided (``result`` human, machine or unknown,
   ``ms`` after the answer, ``cause``, ``mode``); the voicemail left is in the call record.
-* ``call.transferred``: the far end accepted the REFER (``target``).
+* ``call.transferred``: a transfer's outcome, blind or warm (``target``, ``destination``,
+  ``mode``, ``outcome``: joined_by_refer, bridged, target_busy, no_answer, declined or
+  failed; ``ok``, ``detail``).
 * ``call.tool``: each tool call, with its arguments and outcome.
 * ``call.ended``: always after ``call.started``, answered or not (a setup failure has
   ``record.sip_status``): the call record as written to records.calls_dir, and the transcript.

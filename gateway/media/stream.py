@@ -302,6 +302,12 @@ class RtpStream:
             self._pacer.on_lateness = on_lateness
         await self._pacer.run(self)
 
+    def switch_source(self, source: FrameSource) -> FrameSource | None:
+        """Where the pacer takes its frames from now on (music on hold, the other leg of a
+        bridged transfer); the source it had."""
+        previous, self._source = self._source, source
+        return previous
+
     def tick(self, skipped: int, late: bool) -> None:
         """The shared pacer's call: this ptime's packet."""
         assert self._source is not None

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import EndCallTool, McpTool, SendDtmfTool, Tool, TransferTool, WebhookTool
+from ..sip.transfer_context import MAX_SUMMARY_CHARS
 
 __all__ = ["tool_definitions", "tool_name"]
 
@@ -63,7 +64,19 @@ def _tool_definition(
                     "type": "string",
                     "enum": sorted(tool.targets),
                     "description": "Where to transfer the caller.",
-                }
+                },
+                "mode": {
+                    "type": "string",
+                    "enum": ["blind", "warm"],
+                    "description": "blind: send the caller there now; warm: hold the caller, "
+                    f"brief the person who answers, then connect them. Default {tool.mode}.",
+                },
+                "summary": {
+                    "type": "string",
+                    "maxLength": MAX_SUMMARY_CHARS,
+                    "description": "Two or three sentences for the person taking the call: "
+                    "who is calling and what they need.",
+                },
             },
             "required": ["destination"],
         }

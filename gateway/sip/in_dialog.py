@@ -67,6 +67,8 @@ class InDialogUAS(SipUAS):
         self._handlers["UPDATE"] = self._handle_update
         # Our outbound INVITEs by Call-ID (invite_client.py), until their call ends.
         self.invite_clients: dict[str, InviteClient] = {}
+        # A warm transfer's second legs by Call-ID: the human's BYE goes to its transfer.
+        self.side_legs: dict[str, Callable[[], None]] = {}
 
     async def stop(self) -> None:
         for client in list(self.invite_clients.values()):
@@ -218,10 +220,18 @@ class InDialogUAS(SipUAS):
         self.outgoing.send_bye(call)
 
     async def transfer(
-        self, call: IncomingCall, target: str, timeout_s: float = 30.0
+        self,
+        call: IncomingCall,
+        target: str,
+        timeout_s: float = 30.0,
+        *,
+        refer_to: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[bool, str]:
-        """Blind transfer (RFC 3515): see `OutgoingRequests.transfer`."""
-        return await self.outgoing.transfer(call, target, timeout_s)
+        """REFER (RFC 3515), blind or with Replaces: see `OutgoingRequests.transfer`."""
+        return await self.outgoing.transfer(
+            call, target, timeout_s, refer_to=refer_to, headers=headers
+        )
 
     # --- stateless answers ------------------------------------------------------------------
 

@@ -60,8 +60,11 @@ class InviteClient:
         auth: SipDigestAuth | None = None,
         user_agent: str | None = None,
         dialog: Dialog | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """`dialog`: the early dialog to use (its Call-ID chosen already), else a new one."""
+        """`dialog`: the early dialog to use (its Call-ID chosen already), else a new one;
+        `headers`: more headers on the INVITE (a warm transfer's context, sanitised)."""
+        self.headers = dict(headers or {})
         self.transport = transport
         self.timers = timers
         self.destination = destination
@@ -109,6 +112,8 @@ class InviteClient:
         invite.headers.set_single("Allow", ALLOW)
         if self.user_agent:
             invite.headers.set_single("User-Agent", self.user_agent)
+        for name, value in self.headers.items():
+            invite.headers.set_single(name, value)
         if authorization is not None:
             invite.headers.set_single(*authorization)
         invite.text = serialize_sdp(self.offer)

@@ -84,12 +84,20 @@ class OutgoingRequests:
             transport.send(request, call.source_addr)
 
     async def transfer(
-        self, call: IncomingCall, target: str, timeout_s: float = 30.0
+        self,
+        call: IncomingCall,
+        target: str,
+        timeout_s: float = 30.0,
+        *,
+        refer_to: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[bool, str]:
         """Blind transfer (RFC 3515): REFER the caller to `target`, wait for the outcome.
 
         True once the caller's side reports the new call answered (NOTIFY sipfrag 2xx);
         False, with the reason, when the REFER is refused or the new call fails.
+        `refer_to`: a Refer-To of its own (a warm transfer's, with Replaces); `headers`: the
+        transfer's context (transfer_context.py, already sanitised).
         """
         if call.dialog.state is not DialogState.CONFIRMED:
             return False, "the call is not up"
@@ -97,7 +105,8 @@ class OutgoingRequests:
             call,
             "REFER",
             {
-                "Refer-To": f"<{target}>",
+                **(headers or {}),
+                "Refer-To": refer_to or f"<{target}>",
                 "Referred-By": f"<{call.dialog.local_uri}>",
                 "Contact": f"<sip:{format_addr(*call._signaling_addr())}>",
             },

@@ -60,7 +60,8 @@ class Refreshes:
         self.on_answer: Callable[[IncomingCall, SdpMessage], Any] | None = None
         self._waiting: dict[str, asyncio.Future[SipResponse]] = {}  # by branch
         self._acks: dict[str, SipRequest] = {}  # the ACK of a 2xx, by the INVITE's branch
-        self._tasks: dict[str, asyncio.Task[None]] = {}  # one refresh at a time, by Call-ID
+        # One refresh or re-INVITE of ours at a time, by Call-ID.
+        self._tasks: dict[str, asyncio.Task[int | None]] = {}
         self._no_update: set[str] = set()  # Call-IDs whose UPDATE was refused (405/501)
         self._later: dict[str, asyncio.TimerHandle] = {}
         self._invites: set[str] = set()  # Call-IDs with a re-INVITE of ours in progress
@@ -121,8 +122,23 @@ class Refreshes:
         request = self._request(call, "UPDATE" if update else "INVITE", timer, body)
         self._tasks[call.call_id] = asyncio.get_running_loop().create_task(self._run(call, request))
 
+    async def reinvite(self, call: IncomingCall, sdp: SdpMessage) -> int | None:
+        """A re-INVITE of ours with a new offer (hold: sendonly; resume: sendrecv), sent,
+        resent, ACKed and answered as a refresh is; its final status (None: none came).
+        A refresh already in flight is waited for first (one INVITE at a time, §14.1)."""
+        if call.dialog.state is not DialogState.CONFIRMED:
+            return None
+        pending = self._tasks.get(call.call_id)
+        if pending is not None:
+            await asyncio.wait([pending], timeout=self.uas.timers.h)
+        timer: Negotiated | None = getattr(call, "timer", None)
+        request = self._request(call, "INVITE", timer, serialize_sdp(sdp))
+        task = asyncio.get_running_loop().create_task(self._run(call, request))
+        self._tasks[call.call_id] = task
+        return await task
+
     def _request(
-        self, call: IncomingCall, method: str, timer: Negotiated, body: str | None
+        self, call: IncomingCall, method: str, timer: Negotiated | None, body: str | None
     ) -> SipRequest:
         uas = self.uas
         host, port = call._signaling_addr()
@@ -131,7 +147,8 @@ class Refreshes:
         )
         request.headers.set_single("Contact", f"<sip:{format_addr(host, port)}>")
         request.headers.set_single("Supported", "timer")
-        request.headers.set_single("Session-Expires", f"{timer.interval};refresher=uas")
+        if timer is not None:
+            request.headers.set_single("Session-Expires", f"{timer.interval};refresher=uas")
         if uas.session_policy is not None:
             request.headers.set_single("Min-SE", str(uas.session_policy.min_se_s))
         if uas.user_agent:
@@ -141,7 +158,7 @@ class Refreshes:
             request.headers.set_single("Content-Type", "application/sdp")
         return request
 
-    async def _run(self, call: IncomingCall, request: SipRequest) -> None:
+    async def _run(self, call: IncomingCall, request: SipRequest) -> int | None:
         uas = self.uas
         branch = request.via[0].branch or ""
         loop = asyncio.get_running_loop()
@@ -174,6 +191,7 @@ class Refreshes:
         if response is not None and request.method == "INVITE":
             self._ack(call, request, response, branch)
         self._outcome(call, request, response)
+        return response.status_code if response is not None else None
 
     def _ack(
         self, call: IncomingCall, invite: SipRequest, response: SipResponse, branch: str

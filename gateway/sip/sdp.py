@@ -18,6 +18,7 @@ only over TLS signalling (``SrtpPolicy.secure_signalling``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import re
 import secrets
@@ -394,6 +395,19 @@ class SdpSession:
             plan = dataclasses.replace(plan, local_crypto=current.local_crypto)
         self.plan = plan
         return plan
+
+    def direction_offer(self, direction: str) -> SdpMessage:
+        """Our last SDP with the audio direction changed, as an offer in our own re-INVITE:
+        sendonly puts the caller on hold, sendrecv takes them off (RFC 3264 §8.4); the o=
+        version moves since the SDP changed (§8)."""
+        if self.local is None or self.local.audio is None:
+            raise NotAcceptable("no SDP of ours to change yet")
+        sdp = copy.deepcopy(self.local)
+        assert sdp.audio is not None
+        for name in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            sdp.audio.attributes.pop(name, None)
+        sdp.audio.attributes[direction] = []
+        return self._stamp(sdp)
 
     def _allowed(self, plan: MediaPlan) -> MediaPlan:
         """The plan, if its c= address is one we may send to (media.allow_to): an admitted

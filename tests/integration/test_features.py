@@ -203,7 +203,10 @@ async def test_transfer_with_refer(tmp_path: Path, outcome: str) -> None:
     tool = {"type": "transfer_call", "targets": {"sales": "sip:600@pbx.example"}}
     fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", '{"destination": "sales"}')])
     async with fake, RtpCaller() as phone:
-        async with GatewayProcess(tmp_path, config(fake, tools=[tool])) as gateway:
+        context = {"headers": {"X-Call-Summary": "${caller} called\r\nX-Evil: 1"}}
+        async with GatewayProcess(
+            tmp_path, config(fake, tools=[tool], transfer=context)
+        ) as gateway:
             sipp = sipp_dial(tmp_path / "sipp", gateway.port, phone.port, transfer_outcome=outcome)
             async with sipp:
                 await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
@@ -212,9 +215,13 @@ async def test_transfer_with_refer(tmp_path: Path, outcome: str) -> None:
                 assert await sipp.wait(15) == 0, sipp.report()
     refer = sipp.messages_path.read_text()
     assert "REFER sip:" in refer and "Refer-To: <sip:600@pbx.example>" in refer
+    [summary] = [line for line in refer.splitlines() if line.startswith("X-Call-Summary:")]
+    assert summary.endswith(" called X-Evil: 1")  # the context, on one line
     [output] = sent(fake, "conversation.item.create")
     result = json.loads(output["item"]["output"])
     [transfer] = gateway.find("call.transfer")
+    assert transfer["mode"] == "blind"
+    assert transfer["outcome"] == ("joined_by_refer" if outcome.startswith("2") else "failed")
     if outcome.startswith("2"):
         assert ended["reason"] == "transferred" and transfer["ok"] is True
         assert result["ok"] is True

@@ -70,3 +70,45 @@ async def test_a_refused_transfer_is_recorded_as_the_model_was_told() -> None:
     [entry] = actions.tool_calls
     assert entry["name"] == "transfer_call" and entry["output"] == told
     assert "486 Busy Here" in told and "still here" in told
+
+
+async def test_every_transfer_outcome_is_an_event_and_a_record_entry() -> None:
+    """Blind transfers report their outcome too (accepted: joined_by_refer; refused:
+    failed), with the mode, in call.transferred and the record's transfers."""
+    for outcome, word in (((True, "200 OK"), "joined_by_refer"), ((False, BUSY), "failed")):
+        _, actions, _ = await transfer_call(outcome)
+        [entry] = actions.transfers
+        assert entry["mode"] == "blind" and entry["outcome"] == word
+        assert entry["ok"] is outcome[0] and entry["target"] == "sip:600@pbx.example"
+
+
+async def test_an_api_transfer_runs_once_and_ends_the_call_when_joined() -> None:
+    """The control API's transfer: its outcome as soon as it is reported; a second one
+    meanwhile is refused; joined, the call ends (transferred); the events see it."""
+    c = call()
+    model: list[Command] = []
+    emitted: list[tuple[str, dict]] = []
+    release = asyncio.Event()
+
+    async def run(command: Transfer, report) -> tuple[bool, str]:  # type: ignore[no-untyped-def]
+        report("joined_by_refer", "200 OK")
+        await release.wait()
+        return True, "200 OK"
+
+    actions = Actions(
+        Tools([SALES], {}), None, c.log, lambda k, d: emitted.append((k, dict(d))), None, run
+    )
+    actions.attach(c.core, model.extend)
+    known = actions.api_transfer(Transfer("sip:q@pbx.example", "warm", "a summary"))
+    assert await asyncio.wait_for(known, 5) == ("joined_by_refer", "200 OK")
+    try:
+        actions.api_transfer(Transfer("sip:q@pbx.example"))
+        raise AssertionError("a second transfer was started")
+    except RuntimeError:
+        pass
+    release.set()
+    await settle(actions)
+    assert model == [HangUp("transferred")]
+    [(kind, data)] = emitted
+    assert kind == "call.transferred" and data["mode"] == "warm" and data["ok"] is True
+    await actions.close()

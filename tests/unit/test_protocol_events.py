@@ -142,7 +142,19 @@ def test_tool_definitions_exact(dialect) -> None:
                 "type": "string",
                 "enum": ["sales", "support"],
                 "description": "Where to transfer the caller.",
-            }
+            },
+            "mode": {
+                "type": "string",
+                "enum": ["blind", "warm"],
+                "description": "blind: send the caller there now; warm: hold the caller, "
+                "brief the person who answers, then connect them. Default blind.",
+            },
+            "summary": {
+                "type": "string",
+                "maxLength": 1000,
+                "description": "Two or three sentences for the person taking the call: "
+                "who is calling and what they need.",
+            },
         },
         "required": ["destination"],
     }

@@ -256,3 +256,15 @@ def test_files_are_written_beside_the_record(tmp_path: Path) -> None:
     assert marks(picture) == data  # the marks travel inside the picture
     ET.fromstring(picture)
     assert [p.name for p in tmp_path.iterdir()] == ["call-1.timeline.svg"]
+
+
+def test_a_transfer_outcome_is_a_mark_in_the_tools_lane() -> None:
+    clock = Clock(ORIGIN + 3.0)
+    tl = Timeline(ORIGIN, PCMU, clock=clock)
+    tl.transfer("warm", "target_busy")
+    tl.end(ORIGIN + 4.0)
+    data = tl.snapshot("t")
+    assert data["lanes"]["tools"]["entries"] == [{"at": 3.0, "kind": "warm: target_busy"}]
+    root = ET.fromstring(render(data))
+    [mark] = lane_of(root, "tools").findall(f"{SVG}g[@class='mark']")
+    assert mark.find(f"{SVG}title").text.startswith("warm: target_busy")
