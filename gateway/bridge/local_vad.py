@@ -8,7 +8,8 @@ barge-in; not confirmed (a cough, a door), playback resumes where it stopped and
 the answer is lost.
 
 Two detectors: ``voice`` (:mod:`.voice_onset`: a level gate, then WebRTC's speech detector,
-so noise does not pause the agent) and ``energy`` (any audio above the threshold). Either runs
+so noise does not pause the agent; its gate follows the caller's own level, learned while the
+agent is silent) and ``energy`` (any audio above the threshold). Either runs
 only while the agent is talking: that is the only time an onset does anything, so the CPU
 and the false pauses are paid for that time alone.
 """
@@ -36,13 +37,14 @@ class LocalBargeIn:
         min_speech_ms: int,
         confirm_ms: int,
         detector: Literal["voice", "energy"] = "energy",
+        below_caller_db: float | None = None,
     ) -> None:
         self.confirm_s = confirm_ms / 1000
         self.detector = detector
         self._energy: EnergyVad | None = None
         self._voice: VoiceOnset | None = None
         if detector == "voice":
-            self._voice = VoiceOnset(threshold_to_dbfs(threshold), min_speech_ms)
+            self._voice = VoiceOnset(threshold_to_dbfs(threshold), min_speech_ms, below_caller_db)
         elif detector == "energy":
             self._energy = EnergyVad(
                 RATE,
@@ -57,11 +59,14 @@ class LocalBargeIn:
 
     def onset(self, pcm: np.ndarray, talking: bool = True) -> bool:
         """`pcm`: the caller's next audio; `talking`: the agent is being heard now. While it
-        is not, nothing is analysed and the next onset starts afresh."""
+        is not, the voice detector only learns the caller's level (no onset) and the next
+        onset starts afresh."""
         if not talking:
             if self._talking:
                 self._reset()
             self._talking = False
+            if self._voice is not None:
+                self._voice.listen(pcm)
             return False
         self._talking = True
         if self._voice is not None:

@@ -38,7 +38,13 @@ class CallerAudio:
         echo, local = agent.echo_suppression, agent.local_barge_in
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, ptime_ms) if echo else None
         self.local = (
-            LocalBargeIn(local.level, local.min_speech_ms, local.confirm_ms, local.detector)
+            LocalBargeIn(
+                local.level,
+                local.min_speech_ms,
+                local.confirm_ms,
+                local.detector,
+                local.below_caller_db,
+            )
             if local
             else None
         )

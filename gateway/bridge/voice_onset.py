@@ -16,6 +16,14 @@ docs/barge-in.md): behind the gate it rejects the noise set at -35 dBFS as well 
 at a seventh of Silero's CPU, with no model file and no ONNX runtime. Its limit: louder noise
 (bangs, key tones at -25 dBFS) passes it where Silero would not.
 
+The gate follows the caller (``below_caller_db``): their own level, learned from their turns
+(while the agent is silent: :meth:`VoiceOnset.listen`, frames WebRTC's detector calls speech,
+their mean power), minus ``below_caller_db``, when that is above ``gate_dbfs``. A caller at
+-20 dBFS then needs -28 dBFS to pause the agent, and a TV or a crowd at -35 dBFS, 15 dB under
+them, does not; ``gate_dbfs`` stays the least that counts (a caller not heard yet, or a quiet
+one, is held to it), and the gate never asks more than ``MAX_GATE_DBFS``. Measured with
+``tests/perf/compare_vad.py --below-caller-db`` (docs/barge-in.md).
+
 Onset: ``min_speech_ms`` of frames (rounded up to whole frames) that pass both, with gaps of
 at most one frame; after an onset, the next needs ``REARM_MS`` without such a frame first.
 """
@@ -34,26 +42,85 @@ MODE = 3  # webrtcvad's most aggressive at calling noise "not speech"
 ADAPT_BELOW_DB = 12.0  # the detector hears frames this far under the gate (its noise model)
 REARM_MS = 300
 _FULL_SCALE_SQ = 32767.0**2
+LEARN_FLOOR_DBFS = -50.0  # quieter frames are never the caller's voice: not looked at
+LEARN_MIN_FRAMES = 25  # 0.5 s of the caller's speech before their level counts
+LEARN_FRAMES = 250  # their level is the mean power of about their last 5 s of speech
+MAX_GATE_DBFS = -20.0  # the gate never asks more of a caller than this
+
+
+def _mean_square(dbfs: float) -> float:
+    return _FULL_SCALE_SQ * 10.0 ** (dbfs / 10.0)
+
+
+class CallerLevel:
+    """The caller's speech level (mean power of their voiced frames), learned while the agent
+    is silent; forgets slowly (an exponential mean over ``LEARN_FRAMES`` frames)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.mean_square = 0.0
+
+    def add(self, mean_square: float) -> None:
+        self.frames += 1
+        self.mean_square += (mean_square - self.mean_square) / min(self.frames, LEARN_FRAMES)
+
+    @property
+    def dbfs(self) -> float | None:
+        """None until enough of the caller's speech has been heard."""
+        if self.frames < LEARN_MIN_FRAMES or self.mean_square <= 0:
+            return None
+        return 10.0 * float(np.log10(self.mean_square / _FULL_SCALE_SQ))
 
 
 class VoiceOnset:
     """Feed int16 8 kHz audio in any chunks; True from :meth:`process` at a voice's onset."""
 
-    def __init__(self, gate_dbfs: float, min_speech_ms: int) -> None:
+    def __init__(
+        self, gate_dbfs: float, min_speech_ms: int, below_caller_db: float | None = None
+    ) -> None:
         if not -90.0 <= gate_dbfs <= 0.0:
             raise ValueError(f"gate_dbfs must be between -90 and 0, got {gate_dbfs}")
         if min_speech_ms < 1:
             raise ValueError(f"min_speech_ms must be >= 1, got {min_speech_ms}")
-        self._gate = _FULL_SCALE_SQ * 10.0 ** (gate_dbfs / 10.0)
-        self._floor = self._gate * 10.0 ** (-ADAPT_BELOW_DB / 10.0)
+        if below_caller_db is not None and not 0.0 <= below_caller_db <= 60.0:
+            raise ValueError(f"below_caller_db must be between 0 and 60, got {below_caller_db}")
+        self.gate_dbfs = self._base_dbfs = gate_dbfs
+        self._below_caller = below_caller_db
+        self.caller = CallerLevel()
+        self._learn_floor = _mean_square(LEARN_FLOOR_DBFS)
+        self._set_gate(gate_dbfs)
         self._min_ms = min_speech_ms
         self._vad = webrtcvad.Vad(MODE)
         self._pending = np.empty(0, dtype=np.int16)
+        self._listen_pending = np.empty(0, dtype=np.int16)
         self._run_ms = 0  # voiced ms in the current run
         self._gap_ms = 0  # ms since the last voiced frame
         self._armed = True
         self.frames = 0  # frames analysed
         self.detector_frames = 0  # frames the detector heard (loud enough to matter)
+
+    def _set_gate(self, dbfs: float) -> None:
+        self.gate_dbfs = dbfs
+        self._gate = _mean_square(dbfs)
+        self._floor = self._gate * 10.0 ** (-ADAPT_BELOW_DB / 10.0)
+
+    def listen(self, pcm: np.ndarray) -> None:
+        """The caller's audio while the agent is silent: learn their level (no onsets)."""
+        if self._below_caller is None:
+            return
+        x = _frames_of(self._listen_pending, pcm)
+        n = x.size // FRAME
+        self._listen_pending = x[n * FRAME :].copy()
+        for k in range(n):
+            frame = x[k * FRAME : (k + 1) * FRAME]
+            f = frame.astype(np.float64)
+            ms = float(np.dot(f, f)) / FRAME
+            if ms >= self._learn_floor and self._vad.is_speech(frame.tobytes(), RATE):
+                self.caller.add(ms)
+        level = self.caller.dbfs
+        if level is not None:
+            below = level - self._below_caller
+            self._set_gate(max(self._base_dbfs, min(below, MAX_GATE_DBFS)))
 
     def reset(self) -> None:
         """Forget the audio so far (the agent stopped talking): the next voice is new."""
@@ -62,11 +129,7 @@ class VoiceOnset:
         self._armed = True
 
     def process(self, pcm: np.ndarray) -> bool:
-        x = np.asarray(pcm)
-        if x.dtype != np.int16:
-            raise TypeError(f"expected int16 samples, got {x.dtype}")
-        if self._pending.size:
-            x = np.concatenate((self._pending, x.reshape(-1)))
+        x = _frames_of(self._pending, pcm)
         n = x.size // FRAME
         self._pending = x[n * FRAME :].copy()
         fired = False
@@ -98,3 +161,12 @@ class VoiceOnset:
         if self._gap_ms >= REARM_MS:
             self._armed = True
         return False
+
+
+def _frames_of(pending: np.ndarray, pcm: np.ndarray) -> np.ndarray:
+    """What was left over, then ``pcm`` (checked: int16)."""
+    x = np.asarray(pcm)
+    if x.dtype != np.int16:
+        raise TypeError(f"expected int16 samples, got {x.dtype}")
+    x = x.reshape(-1)
+    return np.concatenate((pending, x)) if pending.size else x

@@ -194,6 +194,16 @@ class LocalBargeIn(_Model):
         "1.0 = -30 dBFS), per 20 ms of audio. Default 1.0 for detector voice (callers at "
         "-30 dBFS and louder; a TV or a crowd below that does not count), 0.6 for energy.",
     )
+    below_caller_db: Float | None = Field(
+        7.0,
+        ge=0,
+        le=60,
+        description="Detector voice: once the caller has spoken (0.5 s of their speech, heard "
+        "while the agent was silent), audio must also be at most this many dB under their own "
+        "level to count (never more than -20 dBFS is asked), so a TV or voices in the room "
+        "further below them do not pause the agent; threshold stays the least that counts. "
+        "null = threshold alone. Default 7.",
+    )
     min_speech_ms: Int = Field(
         60,
         ge=10,

@@ -1,0 +1,121 @@
+"""Local barge-in's gate follows the caller: a voice far under their own level is not them.
+
+A TV or the next table talks too, so WebRTC's detector calls it speech; what tells it from the
+caller is its level against theirs. The caller's level is learned while the agent is silent
+(their turns); then, while the agent talks, audio must be within ``below_caller_db`` of it.
+Golden words from tests/unit/data (espeak-ng, 8 kHz); the levels here are synthetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.bridge.local_vad import LocalBargeIn
+from gateway.bridge.voice_onset import (
+    FRAME,
+    LEARN_MIN_FRAMES,
+    MAX_GATE_DBFS,
+    CallerLevel,
+    VoiceOnset,
+)
+from gateway.config import AgentConfig
+from tests.unit.test_voice_onset import level, pink, wav
+
+FULL = 32767.0**2
+
+
+def caller_turn(dbfs: float) -> np.ndarray:
+    """The caller's words ("no", "wait", twice, short pauses): a turn of about 2 s."""
+    gap = np.zeros(1600, dtype=np.float64)
+    words = [wav("vad_no.wav"), gap, wav("vad_wait.wav"), gap] * 2
+    return level(np.concatenate([w.astype(np.float64) for w in words]), dbfs)
+
+
+def word(dbfs: float, name: str = "vad_no.wav") -> np.ndarray:
+    lead = pink(0.3, -65.0)  # the line's hiss before it
+    return np.concatenate((lead, level(wav(name).astype(np.float64), dbfs)))
+
+
+def heard(det: VoiceOnset, x: np.ndarray) -> bool:
+    return any(det.process(x[i : i + FRAME]) for i in range(0, len(x), FRAME))
+
+
+def test_the_level_is_the_mean_power_of_the_frames_it_was_given() -> None:
+    lv = CallerLevel()
+    for _ in range(LEARN_MIN_FRAMES - 1):
+        lv.add(FULL * 10 ** (-20 / 10))
+    assert lv.dbfs is None  # not enough of the caller yet
+    lv.add(FULL * 10 ** (-20 / 10))
+    assert lv.dbfs == pytest.approx(-20.0)
+    for _ in range(LEARN_MIN_FRAMES):
+        lv.add(FULL * 10 ** (-30 / 10))
+    assert lv.dbfs == pytest.approx(10 * np.log10((0.01 + 0.001) / 2), abs=0.01)  # -22.6
+    for _ in range(2000):  # their level changes (another handset): it follows, slowly
+        lv.add(FULL * 10 ** (-30 / 10))
+    assert lv.dbfs == pytest.approx(-30.0, abs=0.1)
+
+
+@pytest.mark.parametrize(("caller", "lo", "hi"), [(-15.0, -25.5, -22.0), (-20.0, -30.0, -27.0)])
+def test_the_gate_is_below_the_caller_s_own_level(caller: float, lo: float, hi: float) -> None:
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    assert det.gate_dbfs == -30.0  # not heard yet: the threshold
+    det.listen(caller_turn(caller))
+    assert det.caller.dbfs is not None
+    assert det.caller.dbfs == pytest.approx(caller, abs=2.5)
+    assert lo <= det.gate_dbfs <= hi
+
+
+def test_the_threshold_stays_the_least_and_the_cap_the_most_that_counts() -> None:
+    quiet = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    quiet.listen(caller_turn(-30.0))
+    assert quiet.caller.dbfs is not None and quiet.gate_dbfs == -30.0
+    loud = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    loud.listen(caller_turn(-3.0))
+    assert loud.gate_dbfs == MAX_GATE_DBFS
+
+
+def test_a_voice_far_under_the_caller_does_not_pause_the_agent_and_the_caller_does() -> None:
+    """The TV case: 'no' at -29 dBFS passes the fixed -30 dBFS gate; 14 dB under a -15 dBFS
+    caller, it does not pass theirs. The caller's own 'no' still does."""
+    fixed = VoiceOnset(-30.0, 60)
+    assert heard(fixed, word(-29.0))
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(caller_turn(-15.0))
+    assert not heard(det, word(-29.0))
+    det.reset()
+    assert heard(det, word(-17.0))
+
+
+def test_nothing_is_learned_from_a_quiet_line_or_when_it_is_off() -> None:
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(pink(3.0, -55.0))  # under the learning floor: the detector never runs
+    assert det.caller.frames == 0 and det.gate_dbfs == -30.0
+    off = VoiceOnset(-30.0, 60)
+    off.listen(caller_turn(-15.0))
+    assert off.caller.frames == 0 and off.gate_dbfs == -30.0
+
+
+def test_local_barge_in_learns_while_the_agent_is_silent_only() -> None:
+    local = LocalBargeIn(1.0, 60, 600, "voice", below_caller_db=7.0)
+    assert local._voice is not None
+    turn = caller_turn(-15.0)
+    assert not local.onset(turn, talking=False)  # learning makes no onset
+    learned = local._voice.caller.frames
+    assert learned >= LEARN_MIN_FRAMES and local._voice.gate_dbfs > -30.0
+    local.onset(turn, talking=True)  # a barge-in: not a turn to learn from (echo may be in it)
+    assert local._voice.caller.frames == learned
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="below_caller_db"):
+        VoiceOnset(-30.0, 60, below_caller_db=-1.0)
+    with pytest.raises(TypeError, match="int16"):
+        VoiceOnset(-30.0, 60, below_caller_db=7.0).listen(np.zeros(160))
+
+
+def test_config_default_and_off() -> None:
+    on = AgentConfig.model_validate({"local_barge_in": {}}).local_barge_in
+    off = AgentConfig.model_validate({"local_barge_in": {"below_caller_db": None}}).local_barge_in
+    assert on is not None and on.below_caller_db == 7.0
+    assert off is not None and off.below_caller_db is None
