@@ -45,6 +45,7 @@ _FULL_SCALE_SQ = 32767.0**2
 LEARN_FLOOR_DBFS = -50.0  # quieter frames are never the caller's voice: not looked at
 LEARN_MIN_FRAMES = 25  # 0.5 s of the caller's speech before their level counts
 LEARN_FRAMES = 250  # their level is the mean power of about their last 5 s of speech
+LEARN_EVERY = 4  # once their level is known, one loud frame in this many keeps it current
 MAX_GATE_DBFS = -20.0  # the gate never asks more of a caller than this
 
 
@@ -93,6 +94,7 @@ class VoiceOnset:
         self._vad = webrtcvad.Vad(MODE)
         self._pending = np.empty(0, dtype=np.int16)
         self._listen_pending = np.empty(0, dtype=np.int16)
+        self._loud_heard = 0  # frames over the learning floor while the agent was silent
         self._run_ms = 0  # voiced ms in the current run
         self._gap_ms = 0  # ms since the last voiced frame
         self._armed = True
@@ -115,7 +117,12 @@ class VoiceOnset:
             frame = x[k * FRAME : (k + 1) * FRAME]
             f = frame.astype(np.float64)
             ms = float(np.dot(f, f)) / FRAME
-            if ms >= self._learn_floor and self._vad.is_speech(frame.tobytes(), RATE):
+            if ms < self._learn_floor:
+                continue
+            self._loud_heard += 1
+            if self.caller.dbfs is not None and self._loud_heard % LEARN_EVERY:
+                continue  # known: a sample of their frames keeps it current, for less CPU
+            if self._vad.is_speech(frame.tobytes(), RATE):
                 self.caller.add(ms)
         level = self.caller.dbfs
         if level is not None:
