@@ -178,6 +178,8 @@ class Onsets:
         self.min_ms, self.gate = min_ms, gate_ms
         self.above_bg = above_bg_db
         self.bg_db = -65.0  # the background's mean level, dB, over about a second
+        self.p95_margin: float | None = None  # gate >= the 95th percentile of 2 s + this
+        self.ring: list[float] = []
         self.t = 0.0
         self.run = 0.0
         self.gap = 0.0
@@ -190,6 +192,14 @@ class Onsets:
             x = packet.astype(np.float64)
             ms = float((x * x).mean())
             gate = self.gate
+            if self.p95_margin is not None:
+                db = 10 * np.log10(ms / 32767.0**2 + 1e-10)
+                if len(self.ring) < 25:
+                    floor = -30.0  # the background not known yet: the threshold
+                else:
+                    floor = float(np.percentile(self.ring, 95)) + self.p95_margin
+                gate = max(gate, 32767.0**2 * 10 ** (floor / 10))
+                self.ring = [*self.ring, db][-100:]
             if self.above_bg is not None:
                 db = 10 * np.log10(ms / 32767.0**2 + 1e-10)
                 gate = max(gate, 32767.0**2 * 10 ** ((self.bg_db + self.above_bg) / 10))
@@ -234,6 +244,7 @@ def gate_ms(args: argparse.Namespace, caller_dbfs: float) -> float | None:
 def run_noise(name: str, kind: str, x: np.ndarray, args: argparse.Namespace) -> tuple[int, float]:
     cand = make(name)
     onsets = Onsets(args.min_speech_ms, gate_ms(args, args.caller_dbfs), args.above_background_db)
+    onsets.p95_margin = args.above_p95_db
     fired = 0
     echo = None
     if kind == "echo":
@@ -255,6 +266,7 @@ def run_speech(name: str, item: sets.SpeechItem, args: argparse.Namespace) -> fl
     x = np.concatenate((lead, item.pcm, np.zeros(RATE // 2, dtype=np.int16)))
     cand = make(name)
     onsets = Onsets(args.min_speech_ms, gate_ms(args, item.dbfs), args.above_background_db)
+    onsets.p95_margin = args.above_p95_db
     for k, p in enumerate(packets(x)):
         if onsets.feed(cand.packet(p), cand.frame_ms, p):
             ms = (k + 1) * 20 - len(lead) / 8
@@ -303,6 +315,7 @@ def main() -> None:
     parser.add_argument("--gate-dbfs", type=float, default=None)
     parser.add_argument("--below-caller-db", type=float, default=None)
     parser.add_argument("--above-background-db", type=float, default=None)
+    parser.add_argument("--above-p95-db", type=float, default=None)
     parser.add_argument("--caller-dbfs", type=float, default=-20.0)
     parser.add_argument("--gate-min-dbfs", type=float, default=-45.0)
     parser.add_argument("--gate-max-dbfs", type=float, default=0.0)

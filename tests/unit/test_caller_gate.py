@@ -66,13 +66,36 @@ def test_the_gate_is_below_the_caller_s_own_level(caller: float, lo: float, hi: 
     assert lo <= det.gate_dbfs <= hi
 
 
-def test_the_threshold_stays_the_least_and_the_cap_the_most_that_counts() -> None:
+def test_the_threshold_holds_until_the_background_is_known_and_the_cap_always() -> None:
     quiet = VoiceOnset(-30.0, 60, below_caller_db=7.0)
     quiet.listen(caller_turn(-30.0))
     assert quiet.caller.dbfs is not None and quiet.gate_dbfs == -30.0
     loud = VoiceOnset(-30.0, 60, below_caller_db=7.0)
     loud.listen(caller_turn(-3.0))
     assert loud.gate_dbfs == MAX_GATE_DBFS
+
+
+def test_on_a_quiet_line_a_quiet_caller_s_gate_drops_with_them() -> None:
+    """Once 0.5 s of the line is heard while the agent talks (hiss at -65 dBFS), a -30 dBFS
+    caller's gate is their level - 7, under the -30 dBFS threshold: their soft starts count."""
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(caller_turn(-30.0))
+    assert not heard(det, pink(1.0, -65.0))
+    assert det.caller.dbfs is not None
+    assert det.gate_dbfs == pytest.approx(det.caller.dbfs - 7.0, abs=0.01)
+    assert det.gate_dbfs < -36.0
+
+
+def test_a_loud_background_keeps_the_gate_above_its_loud_frames() -> None:
+    """Babble at -35 dBFS for the same caller: the gate stays 2 dB above the 95th percentile
+    of the last 2 s (over -33 dBFS), so the crowd does not pause the agent."""
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(caller_turn(-30.0))
+    babble = level(wav("vad_babble.wav").astype(np.float64), -35.0)
+    assert not heard(det, babble)
+    assert det.gate_dbfs > -33.0
+    fixed = VoiceOnset(-38.0, 60)  # what the gate would be without the background
+    assert heard(fixed, babble)
 
 
 def test_a_voice_far_under_the_caller_does_not_pause_the_agent_and_the_caller_does() -> None:
@@ -119,3 +142,14 @@ def test_config_default_and_off() -> None:
     off = AgentConfig.model_validate({"local_barge_in": {"below_caller_db": None}}).local_barge_in
     assert on is not None and on.below_caller_db == 7.0
     assert off is not None and off.below_caller_db is None
+
+
+def test_the_caller_barging_in_is_not_taken_for_the_background() -> None:
+    """After an onset the agent is held (still "talking") while the caller goes on: their
+    words must not raise the gate for their next barge-in."""
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(caller_turn(-25.0))
+    heard(det, pink(1.0, -65.0))
+    before = det.gate_dbfs
+    assert heard(det, caller_turn(-25.0))  # a barge-in, and 2 s more of them
+    assert det.gate_dbfs == pytest.approx(before, abs=0.5)
