@@ -21,8 +21,8 @@ The gate follows the caller (``below_caller_db``): their own level, learned from
 their mean power), minus ``below_caller_db``. A caller at -20 dBFS then needs -28 dBFS to pause
 the agent, and a TV or a crowd at -35 dBFS, 15 dB under them, does not. Kept above the
 background: ``ABOVE_BG_DB`` over the 95th percentile of the line's frames in the last 2 s of the
-agent talking (not counting the caller's own, from an onset until ``REARM_MS`` without voice:
-the agent is held then, still "talking"), so a quiet caller's gate drops with them on a quiet
+agent talking (not counting the 2 s after an onset: the caller's own voice, the agent held
+then, still "talking"), so a quiet caller's gate drops with them on a quiet
 line (their soft word starts count sooner) and not in a crowd. Until both are known (the
 caller's 0.5 s of speech, 0.5 s of the line), the gate is ``gate_dbfs``; it never asks more than
 ``MAX_GATE_DBFS`` nor less than ``MIN_GATE_DBFS``. Measured with ``tests/perf/compare_vad.py
@@ -106,6 +106,7 @@ class VoiceOnset:
         self._loud_heard = 0  # frames over the learning floor while the agent was silent
         self._bg = np.zeros(BG_FRAMES)  # mean squares of the last frames while it talked
         self._bg_n = 0
+        self._skip_bg = 0  # frames still to leave out of it (after an onset)
         self._run_ms = 0  # voiced ms in the current run
         self._gap_ms = 0  # ms since the last voiced frame
         self._armed = True
@@ -159,6 +160,7 @@ class VoiceOnset:
         self._pending = np.empty(0, dtype=np.int16)
         self._run_ms = self._gap_ms = 0
         self._armed = True
+        self._skip_bg = 0
 
     def process(self, pcm: np.ndarray) -> bool:
         x = _frames_of(self._pending, pcm)
@@ -173,7 +175,9 @@ class VoiceOnset:
         self.frames += 1
         f = frame.astype(np.float64)
         ms = float(np.dot(f, f)) / FRAME
-        if self._below_caller is not None and self._armed:  # not the caller after an onset
+        if self._skip_bg:
+            self._skip_bg -= 1  # the caller after an onset: not the background
+        elif self._below_caller is not None:
             self._bg[self._bg_n % BG_FRAMES] = ms
             self._bg_n += 1
             if self._bg_n % BG_EVERY == 0:
@@ -190,6 +194,7 @@ class VoiceOnset:
             self._run_ms += FRAME_MS
             if self._armed and self._run_ms >= self._min_ms:
                 self._armed = False
+                self._skip_bg = BG_FRAMES
                 return True
             return False
         self._gap_ms += FRAME_MS
