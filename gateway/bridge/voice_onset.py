@@ -56,6 +56,7 @@ BG_FRAMES = 100  # the background: the caller's line over the last 2 s of the ag
 BG_MIN_FRAMES = 25  # known after 0.5 s of it
 BG_EVERY = 5  # its 95th percentile, recomputed every 100 ms
 ABOVE_BG_DB = 2.0  # the gate stays this far above that percentile
+BG_UNDO = 15  # at an onset, the last 300 ms heard were the caller's word starting
 
 
 def _mean_square(dbfs: float) -> float:
@@ -188,13 +189,24 @@ class VoiceOnset:
         speech = self._vad.is_speech(frame.tobytes(), RATE)
         return bool(speech) and ms >= self._gate
 
+    def _forget_onset(self) -> None:
+        """The caller is talking: the frames that led to the onset (their word's start) and
+        the next 2 s are theirs, not the background's."""
+        self._skip_bg = BG_FRAMES
+        n = min(self._bg_n, BG_FRAMES)
+        if n < BG_UNDO:
+            return
+        typical = float(np.median(self._bg[:n]))
+        for k in range(1, BG_UNDO + 1):
+            self._bg[(self._bg_n - k) % BG_FRAMES] = typical
+
     def _step(self, voiced: bool) -> bool:
         if voiced:
             self._gap_ms = 0
             self._run_ms += FRAME_MS
             if self._armed and self._run_ms >= self._min_ms:
                 self._armed = False
-                self._skip_bg = BG_FRAMES
+                self._forget_onset()
                 return True
             return False
         self._gap_ms += FRAME_MS

@@ -154,3 +154,8 @@ def test_the_caller_barging_in_is_not_taken_for_the_background() -> None:
     turn = caller_turn(-25.0)  # a barge-in, and 2 s more of them (all of it fed)
     assert sum(det.process(turn[i : i + FRAME]) for i in range(0, len(turn), FRAME)) >= 1
     assert det.gate_dbfs == pytest.approx(before, abs=1.0)
+    for _ in range(4):  # four barge-ins, each ended by the service (the agent stops)
+        det.reset()
+        assert heard(det, np.concatenate((pink(0.6, -65.0), word(-30.0))))
+        heard(det, pink(0.2, -65.0))
+    assert det.gate_dbfs == pytest.approx(before, abs=1.0)  # their word starts left out
