@@ -21,12 +21,12 @@ The gate follows the caller (``below_caller_db``): their own level, learned from
 their mean power), minus ``below_caller_db``. A caller at -20 dBFS then needs -28 dBFS to pause
 the agent, and a TV or a crowd at -35 dBFS, 15 dB under them, does not. Kept above the
 background: ``ABOVE_BG_DB`` over the 95th percentile of the line's frames in the last 2 s of the
-agent talking (not counting the 2 s after an onset: the caller's own voice, the agent held
-then, still "talking"), so a quiet caller's gate drops with them on a quiet
-line (their soft word starts count sooner) and not in a crowd. Until both are known (the
-caller's 0.5 s of speech, 0.5 s of the line), the gate is ``gate_dbfs``; it never asks more than
-``MAX_GATE_DBFS`` nor less than ``MIN_GATE_DBFS``. Measured with ``tests/perf/compare_vad.py
---below-caller-db --above-p95-db`` (docs/barge-in.md).
+agent talking (when the agent stops after an onset, the frames from 300 ms before it on were the
+caller's and are left out; not confirmed, they stay: the noise is learned), so a quiet caller's
+gate drops with them on a quiet line (their soft word starts count sooner) and not in a crowd.
+Until both are known (the caller's 0.5 s of speech, 0.5 s of the line), the gate is
+``gate_dbfs``; it never asks more than ``MAX_GATE_DBFS`` nor less than ``MIN_GATE_DBFS``.
+Measured with ``tests/perf/compare_vad.py --below-caller-db --above-p95-db`` (docs/barge-in.md).
 
 Onset: ``min_speech_ms`` of frames (rounded up to whole frames) that pass both, with gaps of
 at most one frame; after an onset, the next needs ``REARM_MS`` without such a frame first.
@@ -107,7 +107,7 @@ class VoiceOnset:
         self._loud_heard = 0  # frames over the learning floor while the agent was silent
         self._bg = np.zeros(BG_FRAMES)  # mean squares of the last frames while it talked
         self._bg_n = 0
-        self._skip_bg = 0  # frames still to leave out of it (after an onset)
+        self._onset_at: int | None = None  # where in it the last onset began
         self._run_ms = 0  # voiced ms in the current run
         self._gap_ms = 0  # ms since the last voiced frame
         self._armed = True
@@ -161,7 +161,7 @@ class VoiceOnset:
         self._pending = np.empty(0, dtype=np.int16)
         self._run_ms = self._gap_ms = 0
         self._armed = True
-        self._skip_bg = 0
+        self._forget_caller()
 
     def process(self, pcm: np.ndarray) -> bool:
         x = _frames_of(self._pending, pcm)
@@ -176,9 +176,7 @@ class VoiceOnset:
         self.frames += 1
         f = frame.astype(np.float64)
         ms = float(np.dot(f, f)) / FRAME
-        if self._skip_bg:
-            self._skip_bg -= 1  # the caller after an onset: not the background
-        elif self._below_caller is not None:
+        if self._below_caller is not None:
             self._bg[self._bg_n % BG_FRAMES] = ms
             self._bg_n += 1
             if self._bg_n % BG_EVERY == 0:
@@ -189,16 +187,19 @@ class VoiceOnset:
         speech = self._vad.is_speech(frame.tobytes(), RATE)
         return bool(speech) and ms >= self._gate
 
-    def _forget_onset(self) -> None:
-        """The caller is talking: the frames that led to the onset (their word's start) and
-        the next 2 s are theirs, not the background's."""
-        self._skip_bg = BG_FRAMES
-        n = min(self._bg_n, BG_FRAMES)
-        if n < BG_UNDO:
+    def _forget_caller(self) -> None:
+        """The agent stopped after an onset: it was the caller (the service confirmed), so
+        what was heard from just before the onset on is theirs, not the background's. (Not
+        confirmed, the agent talks on and it stays: the noise that paused it is learned.)"""
+        if self._onset_at is None:
             return
-        typical = float(np.median(self._bg[:n]))
-        for k in range(1, BG_UNDO + 1):
-            self._bg[(self._bg_n - k) % BG_FRAMES] = typical
+        theirs = min(self._bg_n - self._onset_at, BG_FRAMES)
+        self._onset_at = None
+        if theirs <= 0:
+            return
+        idx = [(self._bg_n - k) % BG_FRAMES for k in range(1, theirs + 1)]
+        rest = np.delete(self._bg[: min(self._bg_n, BG_FRAMES)], idx)
+        self._bg[idx] = float(np.median(rest)) if rest.size else 0.0
 
     def _step(self, voiced: bool) -> bool:
         if voiced:
@@ -206,7 +207,7 @@ class VoiceOnset:
             self._run_ms += FRAME_MS
             if self._armed and self._run_ms >= self._min_ms:
                 self._armed = False
-                self._forget_onset()
+                self._onset_at = max(0, self._bg_n - BG_UNDO)
                 return True
             return False
         self._gap_ms += FRAME_MS

@@ -145,17 +145,34 @@ def test_config_default_and_off() -> None:
 
 
 def test_the_caller_barging_in_is_not_taken_for_the_background() -> None:
-    """After an onset the agent is held (still "talking") while the caller goes on: their
-    words must not raise the gate for their next barge-in."""
+    """After an onset the agent is held (still "talking") while the caller goes on; the
+    service confirms and the agent stops: their words must not raise the gate for their
+    next barge-in."""
     det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
     det.listen(caller_turn(-25.0))
     heard(det, pink(1.0, -65.0))
     before = det.gate_dbfs
-    turn = caller_turn(-25.0)  # a barge-in, and 2 s more of them (all of it fed)
+    turn = caller_turn(-25.0)  # a barge-in, and 2 s more of them while the agent is held
     assert sum(det.process(turn[i : i + FRAME]) for i in range(0, len(turn), FRAME)) >= 1
+    det.reset()  # the service confirmed: the agent stopped
+    heard(det, pink(0.2, -65.0))  # its next answer
     assert det.gate_dbfs == pytest.approx(before, abs=1.0)
     for _ in range(4):  # four barge-ins, each ended by the service (the agent stops)
         det.reset()
         assert heard(det, np.concatenate((pink(0.6, -65.0), word(-30.0))))
         heard(det, pink(0.2, -65.0))
     assert det.gate_dbfs == pytest.approx(before, abs=1.0)  # their word starts left out
+
+
+def test_noise_that_paused_the_agent_unconfirmed_is_learned_as_background() -> None:
+    """Babble at -35 dBFS for a -30 dBFS caller on a line that was quiet: the gate starts at
+    their level - 7 (-37), the crowd may pause the agent once; not confirmed, the agent talks
+    on, the crowd becomes the background and the gate rises over it."""
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(caller_turn(-30.0))
+    heard(det, pink(1.0, -65.0))
+    babble = level(wav("vad_babble.wav").astype(np.float64), -35.0)
+    crowd = np.concatenate((babble, babble))
+    onsets = sum(det.process(crowd[i : i + FRAME]) for i in range(0, len(crowd), FRAME))
+    assert onsets <= 1
+    assert det.gate_dbfs > -33.0
