@@ -74,6 +74,12 @@ class LocalBargeIn:
         assert self._energy is not None
         return any(isinstance(event, SpeechStarted) for event in self._energy.process(pcm))
 
+    def unconfirmed(self) -> None:
+        """The service did not confirm the last onset: it was noise (the voice detector
+        learns it as the line's background)."""
+        if self._voice is not None:
+            self._voice.unconfirmed()
+
     def _reset(self) -> None:
         if self._voice is not None:
             self._voice.reset()

@@ -50,6 +50,7 @@ class CallerAudio:
         )
         self.recording = recording
         self._on_onset = on_onset
+        self._unconfirmed = 0
         self._up = MinPhaseResampler(TELEPHONE_RATE, MODEL_RATE)  # no hold-back: minphase.py
         # Nothing to look at or change: the payload goes to the model as it came.
         self._as_is = passthrough and self.echo is None and self.local is None and not recording
@@ -59,11 +60,15 @@ class CallerAudio:
         """How long a local barge-in holds playback unconfirmed (0: no local VAD)."""
         return self.local.confirm_s if self.local is not None else 0.0
 
-    def convert(self, payload: bytes, talking: bool) -> bytes:
+    def convert(self, payload: bytes, talking: bool, unconfirmed: int = 0) -> bytes:
         """The caller's G.711 in the session's format, past echo suppression and local VAD
-        (which listens only while the agent is ``talking``: only then can it cut it off)."""
+        (which listens only while the agent is ``talking``: only then can it cut it off;
+        ``unconfirmed``: local holds the service did not confirm so far, in the call)."""
         if self._as_is:
             return payload
+        if self.local is not None and unconfirmed > self._unconfirmed:
+            self._unconfirmed = unconfirmed
+            self.local.unconfirmed()
         pcm = self.codec.decode(payload)
         if self.recording is not None:
             self.recording.caller(pcm)

@@ -107,7 +107,7 @@ class VoiceOnset:
         self._loud_heard = 0  # frames over the learning floor while the agent was silent
         self._bg = np.zeros(BG_FRAMES)  # mean squares of the last frames while it talked
         self._bg_n = 0
-        self._onset_at: int | None = None  # where in it the last onset began
+        self._pending_bg: list[float] | None = None  # heard since an onset, not yet placed
         self._run_ms = 0  # voiced ms in the current run
         self._gap_ms = 0  # ms since the last voiced frame
         self._armed = True
@@ -161,7 +161,7 @@ class VoiceOnset:
         self._pending = np.empty(0, dtype=np.int16)
         self._run_ms = self._gap_ms = 0
         self._armed = True
-        self._forget_caller()
+        self._pending_bg = None  # the agent stopped: it was the caller, not the background
 
     def process(self, pcm: np.ndarray) -> bool:
         x = _frames_of(self._pending, pcm)
@@ -176,30 +176,39 @@ class VoiceOnset:
         self.frames += 1
         f = frame.astype(np.float64)
         ms = float(np.dot(f, f)) / FRAME
-        if self._below_caller is not None:
-            self._bg[self._bg_n % BG_FRAMES] = ms
-            self._bg_n += 1
-            if self._bg_n % BG_EVERY == 0:
-                self._update_gate()
+        if self._pending_bg is not None:  # after an onset: the caller's, or noise? (unknown)
+            if len(self._pending_bg) < BG_FRAMES:
+                self._pending_bg.append(ms)
+        elif self._below_caller is not None:
+            self._add_bg(ms)
         if ms < self._floor:
             return False
         self.detector_frames += 1
         speech = self._vad.is_speech(frame.tobytes(), RATE)
         return bool(speech) and ms >= self._gate
 
-    def _forget_caller(self) -> None:
-        """The agent stopped after an onset: it was the caller (the service confirmed), so
-        what was heard from just before the onset on is theirs, not the background's. (Not
-        confirmed, the agent talks on and it stays: the noise that paused it is learned.)"""
-        if self._onset_at is None:
-            return
-        theirs = min(self._bg_n - self._onset_at, BG_FRAMES)
-        self._onset_at = None
-        if theirs <= 0:
-            return
-        idx = [(self._bg_n - k) % BG_FRAMES for k in range(1, theirs + 1)]
-        rest = np.delete(self._bg[: min(self._bg_n, BG_FRAMES)], idx)
+    def _add_bg(self, ms: float) -> None:
+        self._bg[self._bg_n % BG_FRAMES] = ms
+        self._bg_n += 1
+        if self._bg_n % BG_EVERY == 0:
+            self._update_gate()
+
+    def _hold_bg(self) -> None:
+        """An onset: what is heard from 300 ms before it on may be the caller (the service
+        will say) and is held out of the background until then."""
+        n = min(self._bg_n, BG_FRAMES)
+        undo = min(BG_UNDO, n)
+        idx = [(self._bg_n - k) % BG_FRAMES for k in range(undo, 0, -1)]
+        self._pending_bg = [float(v) for v in self._bg[idx]]
+        rest = np.delete(self._bg[:n], idx)
         self._bg[idx] = float(np.median(rest)) if rest.size else 0.0
+
+    def unconfirmed(self) -> None:
+        """The service did not hear the caller: what paused the agent was the line's noise,
+        and is learned as its background (so it does not pause it again)."""
+        pending, self._pending_bg = self._pending_bg, None
+        for ms in pending or ():
+            self._add_bg(ms)
 
     def _step(self, voiced: bool) -> bool:
         if voiced:
@@ -207,7 +216,8 @@ class VoiceOnset:
             self._run_ms += FRAME_MS
             if self._armed and self._run_ms >= self._min_ms:
                 self._armed = False
-                self._onset_at = max(0, self._bg_n - BG_UNDO)
+                if self._below_caller is not None and self._pending_bg is None:
+                    self._hold_bg()
                 return True
             return False
         self._gap_ms += FRAME_MS

@@ -166,13 +166,15 @@ def test_the_caller_barging_in_is_not_taken_for_the_background() -> None:
 
 def test_noise_that_paused_the_agent_unconfirmed_is_learned_as_background() -> None:
     """Babble at -35 dBFS for a -30 dBFS caller on a line that was quiet: the gate starts at
-    their level - 7 (-37), the crowd may pause the agent once; not confirmed, the agent talks
-    on, the crowd becomes the background and the gate rises over it."""
+    their level - 7 (-37), the crowd may pause the agent; not confirmed, the agent talks on,
+    the crowd becomes the background and the gate rises over it."""
     det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
     det.listen(caller_turn(-30.0))
     heard(det, pink(1.0, -65.0))
     babble = level(wav("vad_babble.wav").astype(np.float64), -35.0)
-    crowd = np.concatenate((babble, babble))
-    onsets = sum(det.process(crowd[i : i + FRAME]) for i in range(0, len(crowd), FRAME))
-    assert onsets <= 1
+    onsets = 0
+    for _ in range(3):
+        onsets += sum(det.process(babble[i : i + FRAME]) for i in range(0, len(babble), FRAME))
+        det.unconfirmed()  # the service heard nothing: the agent talks on
+    assert onsets <= 2
     assert det.gate_dbfs > -33.0
