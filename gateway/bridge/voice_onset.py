@@ -202,6 +202,7 @@ class VoiceOnset:
         self._pending_bg = [float(v) for v in self._bg[idx]]
         rest = np.delete(self._bg[:n], idx)
         self._bg[idx] = float(np.median(rest)) if rest.size else 0.0
+        self._update_gate()
 
     def unconfirmed(self) -> None:
         """The service did not hear the caller: what paused the agent was the line's noise,

@@ -178,3 +178,26 @@ def test_noise_that_paused_the_agent_unconfirmed_is_learned_as_background() -> N
         det.unconfirmed()  # the service heard nothing: the agent talks on
     assert onsets <= 2
     assert det.gate_dbfs > -33.0
+
+
+@pytest.mark.parametrize("confirmed", [False, True])
+def test_what_follows_an_onset_is_background_only_if_the_service_did_not_confirm(
+    confirmed: bool,
+) -> None:
+    """A pause, then 1.5 s of babble at -35 dBFS while the service decides. Not confirmed:
+    the babble was the line, the gate rises over it. Confirmed (the agent stopped): it is
+    dropped, the gate stays the quiet line's."""
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(caller_turn(-30.0))
+    heard(det, pink(1.0, -65.0))
+    quiet_gate = det.gate_dbfs
+    assert heard(det, word(-30.0))
+    babble = level(wav("vad_babble.wav").astype(np.float64), -35.0)[:12000]
+    heard(det, babble)
+    if confirmed:
+        det.reset()
+    else:
+        det.unconfirmed()
+    assert (
+        det.gate_dbfs == pytest.approx(quiet_gate, abs=0.5) if confirmed else det.gate_dbfs > -34.0
+    )
