@@ -333,11 +333,10 @@ class AgentConfig(_Model):
         "turns it on with the defaults. Default none = off.",
     )
     local_barge_in: LocalBargeIn | None = Field(
-        default_factory=lambda: LocalBargeIn(),
+        None,
         description="Pause the agent as soon as the caller's voice is heard by the gateway, "
         "before the service reports it (100-500 ms sooner); resume if the service does not "
-        "confirm. On by default with the defaults below; null turns it off (the service's "
-        "VAD alone).",
+        "confirm. {} turns it on with the defaults. Default none = off.",
     )
     silence_timeout_s: Float | None = Field(
         None,
