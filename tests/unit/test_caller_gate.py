@@ -20,7 +20,7 @@ from gateway.bridge.voice_onset import (
     VoiceOnset,
 )
 from gateway.config import AgentConfig
-from tests.unit.test_voice_onset import level, pink, wav
+from tests.unit.test_voice_onset import ULAW, level, pink, wav
 
 FULL = 32767.0**2
 
@@ -201,3 +201,25 @@ def test_what_follows_an_onset_is_background_only_if_the_service_did_not_confirm
     assert (
         det.gate_dbfs == pytest.approx(quiet_gate, abs=0.5) if confirmed else det.gate_dbfs > -34.0
     )
+
+
+def test_the_uplink_passes_on_the_service_s_unconfirmed_holds() -> None:
+    """CallCore counts the holds the service did not confirm; the uplink tells the detector
+    once per new one, so what followed the onset is learned as the line's."""
+    from gateway.bridge.uplink import CallerAudio
+
+    agent = AgentConfig.model_validate({"local_barge_in": {}})
+    up = CallerAudio(ULAW, False, agent, 20, None, lambda: None)
+    assert up.local is not None and up.local._voice is not None
+    voice = up.local._voice
+    turn = caller_turn(-20.0)
+    for i in range(0, len(turn) // FRAME * FRAME, FRAME):
+        up.convert(ULAW.encode(turn[i : i + FRAME]), talking=False)
+    word_ = word(-20.0)
+    for i in range(0, len(word_) // FRAME * FRAME, FRAME):
+        up.convert(ULAW.encode(word_[i : i + FRAME]), talking=True)
+    assert voice._pending_bg is not None  # an onset: held out, the service to say
+    up.convert(ULAW.encode(np.zeros(FRAME, dtype=np.int16)), talking=True, unconfirmed=0)
+    assert voice._pending_bg is not None
+    up.convert(ULAW.encode(np.zeros(FRAME, dtype=np.int16)), talking=True, unconfirmed=1)
+    assert voice._pending_bg is None  # learned
