@@ -21,8 +21,9 @@ The gate follows the caller (``below_caller_db``): their own level, learned from
 their mean power), minus ``below_caller_db``. A caller at -20 dBFS then needs -28 dBFS to pause
 the agent, and a TV or a crowd at -35 dBFS, 15 dB under them, does not. Kept above the
 background: ``ABOVE_BG_DB`` over the 95th percentile of the line's frames in the last 2 s of the
-agent talking (when the agent stops after an onset, the frames from 300 ms before it on were the
-caller's and are left out; not confirmed, they stay: the noise is learned), so a quiet caller's
+agent talking (from 300 ms before an onset on, held out until the service decides: the agent
+stops, it was the caller and is dropped; :meth:`unconfirmed`, it was noise and is learned), so a
+quiet caller's
 gate drops with them on a quiet line (their soft word starts count sooner) and not in a crowd.
 Until both are known (the caller's 0.5 s of speech, 0.5 s of the line), the gate is
 ``gate_dbfs``; it never asks more than ``MAX_GATE_DBFS`` nor less than ``MIN_GATE_DBFS``.
