@@ -213,7 +213,9 @@ class CallBridge:
             if self.timeline is not None:
                 self.timeline.caller_frame(payload, now)
             # talking: the agent is being heard (a held answer too: it is still due)
-            audio = self.uplink.convert(payload, self.playback.buffered_ms > 0)
+            audio = self.uplink.convert(
+                payload, self.playback.buffered_ms > 0, self.core.stats.local_unconfirmed
+            )
             if not audio:
                 return
             if self.session.send_audio(audio, UPLINK_BACKLOG_FRAMES):

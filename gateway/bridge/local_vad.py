@@ -8,7 +8,8 @@ barge-in; not confirmed (a cough, a door), playback resumes where it stopped and
 the answer is lost.
 
 Two detectors: ``voice`` (:mod:`.voice_onset`: a level gate, then WebRTC's speech detector,
-so noise does not pause the agent) and ``energy`` (any audio above the threshold). Either runs
+so noise does not pause the agent; its gate follows the caller's own level, learned while the
+agent is silent) and ``energy`` (any audio above the threshold). Either runs
 only while the agent is talking: that is the only time an onset does anything, so the CPU
 and the false pauses are paid for that time alone.
 """
@@ -38,6 +39,7 @@ class LocalBargeIn:
         confirm_ms: int,
         detector: Literal["voice", "energy"] = "energy",
         rate: int = RATE,
+        below_caller_db: float | None = None,
     ) -> None:
         """``rate``: the caller's audio rate, the codec's (the voice detector hears it at
         8 kHz: a wideband call's audio is brought down to it first)."""
@@ -47,7 +49,7 @@ class LocalBargeIn:
         self._voice: VoiceOnset | None = None
         self._down = None
         if detector == "voice":
-            self._voice = VoiceOnset(threshold_to_dbfs(threshold), min_speech_ms)
+            self._voice = VoiceOnset(threshold_to_dbfs(threshold), min_speech_ms, below_caller_db)
             if rate != RATE:
                 self._down = MinPhaseResampler(rate, RATE)
         elif detector == "energy":
@@ -64,17 +66,26 @@ class LocalBargeIn:
 
     def onset(self, pcm: np.ndarray, talking: bool = True) -> bool:
         """`pcm`: the caller's next audio; `talking`: the agent is being heard now. While it
-        is not, nothing is analysed and the next onset starts afresh."""
+        is not, the voice detector only learns the caller's level (no onset) and the next
+        onset starts afresh."""
         if not talking:
             if self._talking:
                 self._reset()
             self._talking = False
+            if self._voice is not None:
+                self._voice.listen(pcm)
             return False
         self._talking = True
         if self._voice is not None:
             return self._voice.process(pcm if self._down is None else self._down.process(pcm))
         assert self._energy is not None
         return any(isinstance(event, SpeechStarted) for event in self._energy.process(pcm))
+
+    def unconfirmed(self) -> None:
+        """The service did not confirm the last onset: it was noise (the voice detector
+        learns it as the line's background)."""
+        if self._voice is not None:
+            self._voice.unconfirmed()
 
     def _reset(self) -> None:
         if self._voice is not None:

@@ -44,7 +44,12 @@ class CallerAudio:
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, ptime_ms) if echo else None
         self.local = (
             LocalBargeIn(
-                local.level, local.min_speech_ms, local.confirm_ms, local.detector, codec.rate
+                local.level,
+                local.min_speech_ms,
+                local.confirm_ms,
+                local.detector,
+                codec.rate,
+                local.below_caller_db,
             )
             if local
             else None
@@ -56,6 +61,7 @@ class CallerAudio:
         self.screen = screen
         self._up = converter(codec.rate, MODEL_RATE)  # G.711: no hold-back, see minphase.py
         self._lost = 0  # RTP clock ticks lost before the next packet, to conceal from it
+        self._unconfirmed = 0
         # Nothing to look at or change: the payload goes to the model as it came.
         self._as_is = (
             passthrough
@@ -74,11 +80,15 @@ class CallerAudio:
         """The receiver saw a gap (G.722, Opus): concealed with the packet that follows."""
         self._lost += ticks
 
-    def convert(self, payload: bytes, talking: bool) -> bytes:
+    def convert(self, payload: bytes, talking: bool, unconfirmed: int = 0) -> bytes:
         """The caller's audio in the session's format, past echo suppression and local VAD
-        (which listens only while the agent is ``talking``: only then can it cut it off)."""
+        (which listens only while the agent is ``talking``: only then can it cut it off;
+        ``unconfirmed``: local holds the service did not confirm so far, in the call)."""
         if self._as_is and self.tap is None:
             return payload
+        if self.local is not None and unconfirmed > self._unconfirmed:
+            self._unconfirmed = unconfirmed
+            self.local.unconfirmed()
         pcm = self._decode_after_loss(payload) if self._lost else self.codec.decode(payload)
         if self.recording is not None:
             self.recording.caller(pcm)

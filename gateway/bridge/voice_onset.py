@@ -16,6 +16,19 @@ docs/barge-in.md): behind the gate it rejects the noise set at -35 dBFS as well 
 at a seventh of Silero's CPU, with no model file and no ONNX runtime. Its limit: louder noise
 (bangs, key tones at -25 dBFS) passes it where Silero would not.
 
+The gate follows the caller (``below_caller_db``): their own level, learned from their turns
+(while the agent is silent: :meth:`VoiceOnset.listen`, frames WebRTC's detector calls speech,
+their mean power), minus ``below_caller_db``. A caller at -20 dBFS then needs -28 dBFS to pause
+the agent, and a TV or a crowd at -35 dBFS, 15 dB under them, does not. Kept above the
+background: ``ABOVE_BG_DB`` over the 95th percentile of the line's frames in the last 2 s of the
+agent talking (from 300 ms before an onset on, held out until the service decides: the agent
+stops, it was the caller and is dropped; :meth:`unconfirmed`, it was noise and is learned), so a
+quiet caller's
+gate drops with them on a quiet line (their soft word starts count sooner) and not in a crowd.
+Until both are known (the caller's 0.5 s of speech, 0.5 s of the line), the gate is
+``gate_dbfs``; it never asks more than ``MAX_GATE_DBFS`` nor less than ``MIN_GATE_DBFS``.
+Measured with ``tests/perf/compare_vad.py --below-caller-db --above-p95-db`` (docs/barge-in.md).
+
 Onset: ``min_speech_ms`` of frames (rounded up to whole frames) that pass both, with gaps of
 at most one frame; after an onset, the next needs ``REARM_MS`` without such a frame first.
 """
@@ -34,39 +47,125 @@ MODE = 3  # webrtcvad's most aggressive at calling noise "not speech"
 ADAPT_BELOW_DB = 12.0  # the detector hears frames this far under the gate (its noise model)
 REARM_MS = 300
 _FULL_SCALE_SQ = 32767.0**2
+LEARN_FLOOR_DBFS = -50.0  # quieter frames are never the caller's voice: not looked at
+LEARN_MIN_FRAMES = 25  # 0.5 s of the caller's speech before their level counts
+LEARN_FRAMES = 250  # their level is the mean power of about their last 5 s of speech
+LEARN_EVERY = 4  # once their level is known, one loud frame in this many keeps it current
+MAX_GATE_DBFS = -20.0  # the gate never asks more of a caller than this
+MIN_GATE_DBFS = -45.0  # ...nor less than this
+BG_FRAMES = 100  # the background: the caller's line over the last 2 s of the agent talking
+BG_MIN_FRAMES = 25  # known after 0.5 s of it
+BG_EVERY = 5  # its 95th percentile, recomputed every 100 ms
+ABOVE_BG_DB = 2.0  # the gate stays this far above that percentile
+BG_UNDO = 15  # at an onset, the last 300 ms heard were the caller's word starting
+
+
+def _mean_square(dbfs: float) -> float:
+    return _FULL_SCALE_SQ * 10.0 ** (dbfs / 10.0)
+
+
+class CallerLevel:
+    """The caller's speech level (mean power of their voiced frames), learned while the agent
+    is silent; forgets slowly (an exponential mean over ``LEARN_FRAMES`` frames)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.mean_square = 0.0
+
+    def add(self, mean_square: float) -> None:
+        self.frames += 1
+        self.mean_square += (mean_square - self.mean_square) / min(self.frames, LEARN_FRAMES)
+
+    @property
+    def dbfs(self) -> float | None:
+        """None until enough of the caller's speech has been heard."""
+        if self.frames < LEARN_MIN_FRAMES or self.mean_square <= 0:
+            return None
+        return 10.0 * float(np.log10(self.mean_square / _FULL_SCALE_SQ))
 
 
 class VoiceOnset:
     """Feed int16 8 kHz audio in any chunks; True from :meth:`process` at a voice's onset."""
 
-    def __init__(self, gate_dbfs: float, min_speech_ms: int) -> None:
+    def __init__(
+        self, gate_dbfs: float, min_speech_ms: int, below_caller_db: float | None = None
+    ) -> None:
         if not -90.0 <= gate_dbfs <= 0.0:
             raise ValueError(f"gate_dbfs must be between -90 and 0, got {gate_dbfs}")
         if min_speech_ms < 1:
             raise ValueError(f"min_speech_ms must be >= 1, got {min_speech_ms}")
-        self._gate = _FULL_SCALE_SQ * 10.0 ** (gate_dbfs / 10.0)
-        self._floor = self._gate * 10.0 ** (-ADAPT_BELOW_DB / 10.0)
+        if below_caller_db is not None and not 0.0 <= below_caller_db <= 60.0:
+            raise ValueError(f"below_caller_db must be between 0 and 60, got {below_caller_db}")
+        self.gate_dbfs = self._base_dbfs = gate_dbfs
+        self._below_caller = below_caller_db
+        self.caller = CallerLevel()
+        self._learn_floor = _mean_square(LEARN_FLOOR_DBFS)
+        self._set_gate(gate_dbfs)
         self._min_ms = min_speech_ms
         self._vad = webrtcvad.Vad(MODE)
         self._pending = np.empty(0, dtype=np.int16)
+        self._listen_pending = np.empty(0, dtype=np.int16)
+        self._loud_heard = 0  # frames over the learning floor while the agent was silent
+        self._bg = np.zeros(BG_FRAMES)  # mean squares of the last frames while it talked
+        self._bg_n = 0
+        self._pending_bg: list[float] | None = None  # heard since an onset, not yet placed
         self._run_ms = 0  # voiced ms in the current run
         self._gap_ms = 0  # ms since the last voiced frame
         self._armed = True
         self.frames = 0  # frames analysed
         self.detector_frames = 0  # frames the detector heard (loud enough to matter)
 
+    def _set_gate(self, dbfs: float) -> None:
+        self.gate_dbfs = dbfs
+        self._gate = _mean_square(dbfs)
+        self._floor = self._gate * 10.0 ** (-ADAPT_BELOW_DB / 10.0)
+
+    def listen(self, pcm: np.ndarray) -> None:
+        """The caller's audio while the agent is silent: learn their level (no onsets)."""
+        if self._below_caller is None:
+            return
+        x = _frames_of(self._listen_pending, pcm)
+        n = x.size // FRAME
+        self._listen_pending = x[n * FRAME :].copy()
+        for k in range(n):
+            frame = x[k * FRAME : (k + 1) * FRAME]
+            f = frame.astype(np.float64)
+            ms = float(np.dot(f, f)) / FRAME
+            if ms < self._learn_floor:
+                continue
+            self._loud_heard += 1
+            if self.caller.dbfs is not None and self._loud_heard % LEARN_EVERY:
+                continue  # known: a sample of their frames keeps it current, for less CPU
+            if self._vad.is_speech(frame.tobytes(), RATE):
+                self.caller.add(ms)
+        self._update_gate()
+
+    def _update_gate(self) -> None:
+        """The caller's level minus ``below_caller_db``, kept above the background's loud
+        frames; ``gate_dbfs`` while either is not known yet."""
+        level = self.caller.dbfs
+        if self._below_caller is None or level is None:
+            return
+        gate = level - self._below_caller
+        if self._bg_n >= BG_MIN_FRAMES:
+            seen = self._bg[: min(self._bg_n, BG_FRAMES)]
+            k = int(0.95 * (seen.size - 1))
+            loud = float(np.partition(seen, k)[k])
+            bg_dbfs = 10.0 * float(np.log10(max(loud, 1.0) / _FULL_SCALE_SQ))
+            gate = max(gate, bg_dbfs + ABOVE_BG_DB, MIN_GATE_DBFS)
+        else:
+            gate = max(gate, self._base_dbfs)
+        self._set_gate(min(gate, MAX_GATE_DBFS))
+
     def reset(self) -> None:
         """Forget the audio so far (the agent stopped talking): the next voice is new."""
         self._pending = np.empty(0, dtype=np.int16)
         self._run_ms = self._gap_ms = 0
         self._armed = True
+        self._pending_bg = None  # the agent stopped: it was the caller, not the background
 
     def process(self, pcm: np.ndarray) -> bool:
-        x = np.asarray(pcm)
-        if x.dtype != np.int16:
-            raise TypeError(f"expected int16 samples, got {x.dtype}")
-        if self._pending.size:
-            x = np.concatenate((self._pending, x.reshape(-1)))
+        x = _frames_of(self._pending, pcm)
         n = x.size // FRAME
         self._pending = x[n * FRAME :].copy()
         fired = False
@@ -78,11 +177,40 @@ class VoiceOnset:
         self.frames += 1
         f = frame.astype(np.float64)
         ms = float(np.dot(f, f)) / FRAME
+        if self._pending_bg is not None:  # after an onset: the caller's, or noise? (unknown)
+            if len(self._pending_bg) < BG_FRAMES:
+                self._pending_bg.append(ms)
+        elif self._below_caller is not None:
+            self._add_bg(ms)
         if ms < self._floor:
             return False
         self.detector_frames += 1
         speech = self._vad.is_speech(frame.tobytes(), RATE)
         return bool(speech) and ms >= self._gate
+
+    def _add_bg(self, ms: float) -> None:
+        self._bg[self._bg_n % BG_FRAMES] = ms
+        self._bg_n += 1
+        if self._bg_n % BG_EVERY == 0:
+            self._update_gate()
+
+    def _hold_bg(self) -> None:
+        """An onset: what is heard from 300 ms before it on may be the caller (the service
+        will say) and is held out of the background until then."""
+        n = min(self._bg_n, BG_FRAMES)
+        undo = min(BG_UNDO, n)
+        idx = [(self._bg_n - k) % BG_FRAMES for k in range(undo, 0, -1)]
+        self._pending_bg = [float(v) for v in self._bg[idx]]
+        rest = np.delete(self._bg[:n], idx)
+        self._bg[idx] = float(np.median(rest)) if rest.size else 0.0
+        self._update_gate()
+
+    def unconfirmed(self) -> None:
+        """The service did not hear the caller: what paused the agent was the line's noise,
+        and is learned as its background (so it does not pause it again)."""
+        pending, self._pending_bg = self._pending_bg, None
+        for ms in pending or ():
+            self._add_bg(ms)
 
     def _step(self, voiced: bool) -> bool:
         if voiced:
@@ -90,6 +218,8 @@ class VoiceOnset:
             self._run_ms += FRAME_MS
             if self._armed and self._run_ms >= self._min_ms:
                 self._armed = False
+                if self._below_caller is not None and self._pending_bg is None:
+                    self._hold_bg()
                 return True
             return False
         self._gap_ms += FRAME_MS
@@ -98,3 +228,12 @@ class VoiceOnset:
         if self._gap_ms >= REARM_MS:
             self._armed = True
         return False
+
+
+def _frames_of(pending: np.ndarray, pcm: np.ndarray) -> np.ndarray:
+    """What was left over, then ``pcm`` (checked: int16)."""
+    x = np.asarray(pcm)
+    if x.dtype != np.int16:
+        raise TypeError(f"expected int16 samples, got {x.dtype}")
+    x = x.reshape(-1)
+    return np.concatenate((pending, x)) if pending.size else x

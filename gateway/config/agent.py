@@ -194,7 +194,19 @@ class LocalBargeIn(_Model):
         description="Level that counts as the caller's voice, from 0.0 to 1.0 on the same "
         "scale as the embedded agent's VAD (-70 dBFS + 40 dB x threshold: 0.6 = -46 dBFS, "
         "1.0 = -30 dBFS), per 20 ms of audio. Default 1.0 for detector voice (callers at "
-        "-30 dBFS and louder; a TV or a crowd below that does not count), 0.6 for energy.",
+        "-30 dBFS and louder; a TV or a crowd below that does not count; below_caller_db "
+        "replaces it once the caller and the line are known), 0.6 for energy.",
+    )
+    below_caller_db: Float | None = Field(
+        7.0,
+        ge=0,
+        le=60,
+        description="Detector voice: once the caller has spoken (0.5 s of their speech, heard "
+        "while the agent was silent), the gate is their own level minus this many dB (between "
+        "-45 and -20 dBFS), kept 2 dB above the loudest 5 % of the line's last 2 s while the "
+        "agent talks: a TV or voices in the room further below them do not pause the agent, "
+        "and a quiet caller on a quiet line is heard sooner. threshold is the gate until "
+        "then. null = threshold alone. Default 7.",
     )
     min_speech_ms: Int = Field(
         60,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gateway.agent import EmbeddedRealtimeServer
@@ -32,14 +33,19 @@ ANSWER_PACKETS = int(ANSWER_S * 50)
 
 
 async def call(
-    tmp_path: Path, phone: RtpCaller, agent: dict[str, Any], script: Any
+    tmp_path: Path,
+    phone: RtpCaller,
+    agent: dict[str, Any],
+    script: Any,
+    ask: np.ndarray | None = None,
 ) -> tuple[EmbeddedRealtimeServer, GatewayProcess]:
-    """One call: the phone asks, `script(phone)` runs during the answer, then hang up."""
+    """One call: the phone asks (`ask`, default a second of a voice at -20 dBFS),
+    `script(phone)` runs during the answer, then hang up."""
     async with EmbeddedRealtimeServer(answer=long_answer(), burst_speed=BURST) as fake:
         async with GatewayProcess(tmp_path, gateway_config(fake, **agent)) as gateway:
             async with sipp_dial(tmp_path / "sipp", gateway.port, phone.port) as sipp:
                 await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 120.0))
+                phone.say(voice(1.0, 120.0) if ask is None else ask)
                 await phone.wait_until(lambda: bool(phone.spurts()), 20, "the answer")
                 await script(phone)
                 await gateway.stop()

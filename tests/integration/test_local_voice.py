@@ -57,3 +57,53 @@ async def test_noise_leaves_the_agent_talking_and_the_word_no_stops_it(tmp_path:
     print(f"\nvoice detector: 5 s of noise, no pause; 'no' at -25 dBFS paused it in {ms:.0f} ms")
     assert len(paused) == 1  # the word, and nothing else
     assert 0 < ms < 250
+
+
+def words(dbfs: float) -> np.ndarray:
+    """ "No" and "wait", twice, with short pauses: about 2 s of one voice."""
+    gap = np.zeros(1600)
+    parts = [wav("vad_no.wav"), gap, wav("vad_wait.wav"), gap] * 2
+    return level(np.concatenate([p.astype(np.float64) for p in parts]), dbfs)
+
+
+TV = words(-36.0)  # past the -42 dBFS threshold, 16 dB under the caller; the service misses it
+CALLER = words(-20.0)
+
+
+async def tv_then_no(phone: RtpCaller) -> None:
+    await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "0.5 s of the answer")
+    heard = len(phone.heard)
+    phone.say(TV)
+    end = heard + len(TV) // 160 + 10
+    await phone.wait_until(lambda: len(phone.heard) >= end, 20, "the TV to be played")
+    if len(phone.spurts()) > 1:
+        return  # the TV paused the agent (the test says so)
+    phone.say(level(wav("vad_no.wav").astype(np.float64), -20.0))
+    await phone.wait_until(lambda: len(phone.spurts()) > 1, 20, "the agent to pause")
+
+
+@pytest.mark.parametrize("below_caller_db", [7.0, None])
+async def test_a_voice_15_db_under_the_caller_does_not_pause_the_agent(
+    tmp_path: Path, below_caller_db: float | None
+) -> None:
+    """The caller asked at -20 dBFS; a TV at -36 dBFS (past a -42 dBFS threshold, under the
+    service's VAD at -30) then talks through the answer. With the gate following the caller it
+    leaves the agent talking and the caller's "no" stops it; with the threshold alone (null)
+    the TV pauses it."""
+    agent = {
+        "local_barge_in": {"threshold": 0.7, "below_caller_db": below_caller_db},
+        "turn_detection": {"type": "server_vad", "threshold": 1.0},
+    }
+    async with RtpCaller() as phone:
+        _, gateway = await call(tmp_path, phone, agent, tv_then_no, ask=CALLER)
+    paused = gateway.find("call.local_barge_in_confirmed") + gateway.find(
+        "call.local_barge_in_unconfirmed"
+    )
+    first = phone.spurts()[0]
+    if below_caller_db is None:
+        assert paused and first[-1].at < phone.speech_sent_at[-1] + len(TV) / 8000
+        return
+    ms = (first[-1].at - phone.speech_sent_at[-1]) * 1000
+    print(f"\ncaller at -20 dBFS, TV at -36: no pause; 'no' paused it in {ms:.0f} ms")
+    assert len(paused) == 1  # the caller's word, not the TV
+    assert 0 < ms < 250

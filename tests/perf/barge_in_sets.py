@@ -257,6 +257,15 @@ class SpeechItem:
         return f"{self.kind}/{self.voice}/{self.dbfs:g}"
 
 
+FIRST_TURN = "Hello, I am calling about the order I placed last week."
+
+
+def first_turn(voice: str, dbfs: float) -> np.ndarray:
+    """The caller's opening words (2-3 s), heard before the agent talks: what a detector that
+    follows the caller's own level learns it from."""
+    return at_level(espeak(FIRST_TURN, voice), dbfs)
+
+
 def speech_set(levels: tuple[float, ...] = SPEECH_LEVELS) -> list[SpeechItem]:
     items = []
     for voice in VOICES:

@@ -128,8 +128,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     answer = long_answer()  # 30 s, sent at 20x: still being generated when interrupted
     agent: dict[str, Any] = {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}
-    if args.local_barge_in:
-        agent["local_barge_in"] = {}
+    agent["local_barge_in"] = {} if args.local_barge_in else None  # None: the service's VAD
     with tempfile.TemporaryDirectory(prefix="bench-barge-in-") as tmp:
         workdir = Path(tmp)
         async with EmbeddedRealtimeServer(answer=answer, burst_speed=BURST) as fake:

@@ -9,7 +9,7 @@ the agent is the gateway's local detector and nothing else.
   every gap in the agent's audio while the noise plays is a false cut-off; reported per
   10 minutes. The echo kinds are the phone sending back what it hears, 6, 12 and 20 dB down,
   through a gateway with ``agent.echo_suppression`` on as well (the echo's remedy).
-* Speech (per voice, a call for its words and one for its sentences): each item of the
+* Speech (a call per voice and level, the caller's opening words at that level): each item of the
   speech set, said over the answer; missed when the agent is still heard 400 ms after the
   caller started (local pre-emption stops it within ~100 ms; the service's VAD takes longer).
   Reported per speech kind and level: missed, and onset (first packet of the word) to the
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -48,7 +49,7 @@ from gateway.config.agent import LocalBargeIn as LocalBargeInConfig
 from gateway.media.resample import Resampler
 from tests.integration.gateway_proc import GatewayProcess
 from tests.integration.peers import Sipp
-from tests.integration.rtp_caller import RtpCaller, voice
+from tests.integration.rtp_caller import RtpCaller
 from tests.integration.scenarios import sipp_dial
 
 ANSWER_S = 110.0  # < media.playback_buffer_s: all of it is kept
@@ -107,8 +108,9 @@ class Rig:
         finally:
             await self.fake.__aexit__(None, None, None)
 
-    async def call(self, phone: RtpCaller) -> None:
-        """Dial, ask, and wait until the answer has been heard for a second."""
+    async def call(self, phone: RtpCaller, first: np.ndarray) -> None:
+        """Dial, ask (``first``: the caller's opening words), and wait until the answer has
+        been heard for a second."""
         self.calls += 1
         sipp = sipp_dial(
             self.workdir / f"call{self.calls}", self.gateway.port, phone.port, timeout_ms=3_600_000
@@ -116,14 +118,21 @@ class Rig:
         self.sipps.append(sipp)
         await sipp.start()
         await phone.wait_until(lambda: bool(phone.heard), 20, "the gateway's first packet")
-        phone.say(voice(0.5, 120.0, -20.0))
-        await phone.wait_until(lambda: phone.sound_packets >= 50, 30, "a second of the answer")
+        sent = len(phone.speech_sent_at)
+        phone.say(first)
+        await phone.wait_until(lambda: len(phone.speech_sent_at) > sent, 10, "the first turn")
+        heard = phone.sound_packets  # the answer, after the first turn
+        await phone.wait_until(
+            lambda: phone.sound_packets >= heard + 50, 40, "a second of the answer"
+        )
 
 
-async def noise_call(rig: Rig, kind: str, pcm: np.ndarray, echo_db: float | None) -> dict:
+async def noise_call(
+    rig: Rig, kind: str, pcm: np.ndarray, echo_db: float | None, caller_dbfs: float
+) -> dict:
     phone = await RtpCaller(echo_gain_db=None if echo_db is None else -echo_db).open()
     try:
-        await rig.call(phone)
+        await rig.call(phone, sets.first_turn(sets.VOICES[0], caller_dbfs))
         before, heard = len(phone.spurts()), len(phone.heard)
         phone.say(pcm)
         seconds = len(pcm) / sets.RATE
@@ -144,10 +153,13 @@ def talking(phone: RtpCaller, packets: int) -> bool:
 
 
 async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
+    """One caller (a voice at a level): their opening words at that level (at -25 dBFS for
+    quieter items, which the fake service's VAD, at -30 dBFS, might not take for a turn: the
+    gate is the threshold for every caller under -23 dBFS either way), then the items."""
     phone = await RtpCaller().open()
     out = []
     try:
-        await rig.call(phone)
+        await rig.call(phone, sets.first_turn(items[0].voice, max(items[0].dbfs, -25.0)))
         done = 0  # packets heard by the time everything said so far has gone out
         for k, item in enumerate(items):
             await phone.wait_until(
@@ -177,16 +189,30 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
 async def noise_phase(
     rig: Rig, erig: Rig, kinds: list[str], args: argparse.Namespace
 ) -> list[dict]:
-    tasks = [noise_call(rig, k, sets.noise(k, args.noise_dbfs, args.noise_s), None) for k in kinds]
+    c = args.caller_dbfs
+    tasks = [
+        noise_call(rig, k, sets.noise(k, args.noise_dbfs, args.noise_s), None, c) for k in kinds
+    ]
     silent = np.zeros(int(args.noise_s / 3 * sets.RATE), dtype=np.int16)
-    tasks += [noise_call(erig, f"echo{db:g}", silent, db) for db in ECHO_LOSSES]
+    tasks += [noise_call(erig, f"echo{db:g}", silent, db, c) for db in ECHO_LOSSES]
     return list(await asyncio.gather(*tasks))
 
 
-def detector_cpu(detector: str, noise_dbfs: float) -> dict[str, float]:
+def detector_cpu(
+    detector: str, noise_dbfs: float, caller_dbfs: float, extra: dict[str, Any]
+) -> dict[str, float]:
     """The detector alone on the noise set, fed 20 ms packets as the bridge does."""
-    cfg = LocalBargeInConfig(detector=detector)  # type: ignore[arg-type]
-    local = LocalBargeIn(cfg.level, cfg.min_speech_ms, cfg.confirm_ms, cfg.detector)
+    cfg = LocalBargeInConfig(detector=detector, **extra)  # type: ignore[arg-type]
+    local = LocalBargeIn(
+        cfg.level,
+        cfg.min_speech_ms,
+        cfg.confirm_ms,
+        cfg.detector,
+        below_caller_db=cfg.below_caller_db,
+    )
+    first = sets.first_turn(sets.VOICES[0], caller_dbfs)
+    for p in first[: len(first) // 160 * 160].reshape(-1, 160):
+        local.onset(p, talking=False)  # the caller's level, learned
     audio = np.concatenate([sets.noise(k, noise_dbfs) for k in sets.NOISES if k != "echo"])
     packets = audio[: len(audio) // 160 * 160].reshape(-1, 160)
     t0 = time.process_time()
@@ -200,18 +226,33 @@ def detector_cpu(detector: str, noise_dbfs: float) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    local: dict[str, Any] | None = None if args.detector == "off" else {"detector": args.detector}
+    extra: dict[str, Any] = {}
+    if args.below_caller_db is not None:
+        extra["below_caller_db"] = None if args.below_caller_db < 0 else args.below_caller_db
+    if args.min_speech_ms is not None:
+        extra["min_speech_ms"] = args.min_speech_ms
+    local: dict[str, Any] | None = (
+        None if args.detector == "off" else {"detector": args.detector, **extra}
+    )
     base = {"turn_detection": {"type": "server_vad", "threshold": 1.0}, "local_barge_in": local}
     kinds = [k for k in sets.NOISES if k != "echo"]
     voices = sets.VOICES[: args.voices]
-    items = [i for i in sets.speech_set(SPEECH_LEVELS) if i.voice in voices]
+    items = [i for i in sets.speech_set(tuple(args.levels)) if i.voice in voices]
     report: dict[str, Any] = {
         "benchmark": "vad",
         "python": platform.python_version(),
         "detector": args.detector,
         "noise_dbfs": args.noise_dbfs,
+        "caller_dbfs_in_noise_calls": args.caller_dbfs,
+        "local_barge_in": local,
+        "load_average_at_start": os.getloadavg(),
     }
-    with tempfile.TemporaryDirectory(prefix="bench-vad-") as tmp:
+    keep = os.environ.get("BENCH_VAD_KEEP")  # a directory: the gateways' logs stay there
+    with (
+        contextlib.nullcontext(keep)
+        if keep
+        else tempfile.TemporaryDirectory(prefix="bench-vad-") as tmp
+    ):
         echo_agent = {**base, "echo_suppression": {}}
         async with Rig(Path(tmp) / "a", base) as rig, Rig(Path(tmp) / "b", echo_agent) as erig:
             cpu0 = cpu_s(rig.gateway.pid)
@@ -223,13 +264,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for e in ("confirmed", "unconfirmed")
             }
             report["local_pauses_noise_phase"] = pauses
-            by_voice = [  # one call per voice for its words, one for its sentences: each call
-                [i for i in items if i.voice == v and i.kind.startswith(kind)]  # < ANSWER_S
-                for v in voices
-                for kind in ("word", "sentence")
-            ]
-            speech = [r for rs in await asyncio.gather(*(speech_call(rig, b) for b in by_voice))
-                      for r in rs]  # fmt: skip
+            speech = []
+            for lv in args.levels:  # a call per voice and level (< ANSWER_S), a level at a time
+                calls = [[i for i in items if i.voice == v and i.dbfs == lv] for v in voices]
+                for rs in await asyncio.gather(*(speech_call(rig, c) for c in calls)):
+                    speech += rs
     if os.environ.get("BENCH_VAD_DUMP"):
         print(json.dumps(speech), file=sys.stderr)
     if not rows:  # --noise-s 0: speech only
@@ -260,8 +299,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     noise_call_s = sum(r["seconds"] for r in steady)
     report["gateway_cpu_pct_per_call_talking"] = round(100 * cpu / noise_call_s, 3)
     report["noise_call_seconds"] = round(total_s, 1)
+    report["load_average_at_end"] = os.getloadavg()
     if local is not None:
-        report["detector_alone"] = detector_cpu(args.detector, args.noise_dbfs)
+        report["detector_alone"] = detector_cpu(
+            args.detector, args.noise_dbfs, args.caller_dbfs, extra
+        )
     return report
 
 
@@ -269,6 +311,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--detector", choices=("voice", "energy", "off"), default="voice")
     parser.add_argument("--noise-dbfs", type=float, default=-35.0)
+    parser.add_argument("--caller-dbfs", type=float, default=-20.0, help="noise calls' caller")
+    parser.add_argument("--below-caller-db", type=float, default=None, help="< 0: null (off)")
+    parser.add_argument("--min-speech-ms", type=int, default=None)
+    parser.add_argument("--levels", type=float, nargs="+", default=list(SPEECH_LEVELS))
     parser.add_argument("--noise-s", type=float, default=sets.NOISE_S)
     parser.add_argument("--voices", type=int, default=len(sets.VOICES), help="speech voices")
     parser.add_argument("--save", action="store_true", help="also write tests/perf/reports/")

@@ -172,8 +172,14 @@ def make(name: str) -> Candidate:
 class Onsets:
     """The shared rule: ``min_ms`` of speech frames, gaps <= one frame, re-arm after 300 ms."""
 
-    def __init__(self, min_ms: int, gate_ms: float | None) -> None:
+    def __init__(
+        self, min_ms: int, gate_ms: float | None, above_bg_db: float | None = None
+    ) -> None:
         self.min_ms, self.gate = min_ms, gate_ms
+        self.above_bg = above_bg_db
+        self.bg_db = -65.0  # the background's mean level, dB, over about a second
+        self.p95_margin: float | None = None  # gate >= the 95th percentile of 2 s + this
+        self.ring: list[float] = []
         self.t = 0.0
         self.run = 0.0
         self.gap = 0.0
@@ -184,7 +190,21 @@ class Onsets:
         loud = True
         if self.gate is not None:
             x = packet.astype(np.float64)
-            loud = float((x * x).mean()) >= self.gate
+            ms = float((x * x).mean())
+            gate = self.gate
+            if self.p95_margin is not None:
+                db = 10 * np.log10(ms / 32767.0**2 + 1e-10)
+                if len(self.ring) < 25:
+                    floor = -30.0  # the background not known yet: the threshold
+                else:
+                    floor = float(np.percentile(self.ring, 95)) + self.p95_margin
+                gate = max(gate, 32767.0**2 * 10 ** (floor / 10))
+                self.ring = [*self.ring, db][-100:]
+            if self.above_bg is not None:
+                db = 10 * np.log10(ms / 32767.0**2 + 1e-10)
+                gate = max(gate, 32767.0**2 * 10 ** ((self.bg_db + self.above_bg) / 10))
+                self.bg_db += (db - self.bg_db) / 50
+            loud = ms >= gate
         fired = False
         for f in flags:
             f = f and loud
@@ -211,9 +231,20 @@ def packets(x: np.ndarray) -> list[np.ndarray]:
     return [y[i * PACKET : (i + 1) * PACKET] for i in range(n)]
 
 
+def gate_ms(args: argparse.Namespace, caller_dbfs: float) -> float | None:
+    """The gate as a mean square: fixed (``--gate-dbfs``), or ``--below-caller-db`` under the
+    caller's own level (the level of their earlier turns; the noise runs take
+    ``--caller-dbfs``), never above ``--gate-max-dbfs`` nor below ``--gate-min-dbfs``."""
+    if args.below_caller_db is not None:
+        db = min(max(caller_dbfs - args.below_caller_db, args.gate_min_dbfs), args.gate_max_dbfs)
+        return 32767.0**2 * 10 ** (db / 10)
+    return args.gate
+
+
 def run_noise(name: str, kind: str, x: np.ndarray, args: argparse.Namespace) -> tuple[int, float]:
     cand = make(name)
-    onsets = Onsets(args.min_speech_ms, args.gate)
+    onsets = Onsets(args.min_speech_ms, gate_ms(args, args.caller_dbfs), args.above_background_db)
+    onsets.p95_margin = args.above_p95_db
     fired = 0
     echo = None
     if kind == "echo":
@@ -234,7 +265,8 @@ def run_speech(name: str, item: sets.SpeechItem, args: argparse.Namespace) -> fl
     lead = sets.at_level(sets.noise("pink", -65.0, 1.0), -65.0)  # the line's own hiss
     x = np.concatenate((lead, item.pcm, np.zeros(RATE // 2, dtype=np.int16)))
     cand = make(name)
-    onsets = Onsets(args.min_speech_ms, args.gate)
+    onsets = Onsets(args.min_speech_ms, gate_ms(args, item.dbfs), args.above_background_db)
+    onsets.p95_margin = args.above_p95_db
     for k, p in enumerate(packets(x)):
         if onsets.feed(cand.packet(p), cand.frame_ms, p):
             ms = (k + 1) * 20 - len(lead) / 8
@@ -252,14 +284,17 @@ def evaluate(name: str, args: argparse.Namespace, speech: list[sets.SpeechItem])
         audio_s += len(x) / RATE
     missed: dict[str, int] = {}
     lat: list[float] = []
+    by_level: dict[str, list[float]] = {}
     for item in speech:
         ms = run_speech(name, item, args)
         key = f"{item.kind.split(':')[0]}@{item.dbfs:g}"
         missed.setdefault(key, 0)
         if ms is None:
             missed[key] += 1
-        elif item.dbfs >= -30:
-            lat.append(ms)
+        else:
+            by_level.setdefault(f"{item.dbfs:g}", []).append(ms)
+            if item.dbfs >= -30:
+                lat.append(ms)
     lat_a = np.asarray(lat or [np.nan])
     return {
         "false_per_10min": noise_fp,
@@ -267,6 +302,7 @@ def evaluate(name: str, args: argparse.Namespace, speech: list[sets.SpeechItem])
         "missed": missed,
         "onset_ms_p50": round(float(np.percentile(lat_a, 50)), 1),
         "onset_ms_p99": round(float(np.percentile(lat_a, 99)), 1),
+        "onset_ms_p50_by_level": {k: round(float(np.median(v)), 1) for k, v in by_level.items()},
         "cpu_pct_of_core_per_call": round(100 * cpu / audio_s, 3),
     }
 
@@ -277,12 +313,19 @@ def main() -> None:
     parser.add_argument("--noise-dbfs", type=float, default=-35.0)
     parser.add_argument("--min-speech-ms", type=int, default=60)
     parser.add_argument("--gate-dbfs", type=float, default=None)
+    parser.add_argument("--below-caller-db", type=float, default=None)
+    parser.add_argument("--above-background-db", type=float, default=None)
+    parser.add_argument("--above-p95-db", type=float, default=None)
+    parser.add_argument("--caller-dbfs", type=float, default=-20.0)
+    parser.add_argument("--gate-min-dbfs", type=float, default=-45.0)
+    parser.add_argument("--gate-max-dbfs", type=float, default=0.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.gate = None if args.gate_dbfs is None else 32767.0**2 * 10 ** (args.gate_dbfs / 10)
     speech = sets.speech_set()
     out: dict[str, Any] = {"noise_dbfs": args.noise_dbfs, "min_speech_ms": args.min_speech_ms}
     out["gate_dbfs"] = args.gate_dbfs
+    out["below_caller_db"], out["caller_dbfs"] = args.below_caller_db, args.caller_dbfs
     for name in args.only.split(","):
         out[name] = evaluate(name, args, speech)
         print(name, json.dumps(out[name]), flush=True)
