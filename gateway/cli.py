@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,26 +116,11 @@ def _check_config(path: str) -> int:
     return 0
 
 
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """``service.event_loop``: None for asyncio's own loop, else uvloop's (imported only then:
-    an optional dependency)."""
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop
-    return None
-
-
 def _run(path: str) -> int:
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return 2
-    try:
-        factory = _loop_factory(cfg.service.event_loop)
-    except ImportError:
-        print(f"{path}: service.event_loop: uvloop is not installed", file=sys.stderr)
         return 2
     from .app import Gateway, StartupError
     from .lifecycle import Service
@@ -146,8 +130,7 @@ def _run(path: str) -> int:
     _raise_fd_limit()
     gateway = Gateway(cfg)
     try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(Service(gateway, path).run())
+        asyncio.run(Service(gateway, path).run())
     except StartupError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1

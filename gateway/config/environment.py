@@ -8,7 +8,6 @@ built here ever contains a secret value.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 
@@ -55,8 +54,6 @@ def check_environment(cfg: GatewayConfig, environ: Mapping[str, str] = os.enviro
             decode_secret(value)
         except SecretError as exc:
             problems.append(f"{path}: environment variable {name}: {exc}")
-    if cfg.service.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        problems.append("service.event_loop: uvloop is not installed (pip install uvloop)")
     return problems
 
 

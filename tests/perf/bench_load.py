@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/perf/bench_load.py [--calls 200] [--rate 20] [--measure-s 30]
                                               [--audio-format pcm16|g711] [--profile FILE]
-                                              [--srtp | --compare] [--event-loop uvloop]
+                                              [--srtp | --compare]
 
 Who plays what (all on loopback, each in its own process):
 
@@ -220,8 +220,6 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
         "logging": {"level": "info"},
         "metrics": {"debug_state": True},  # read before and after the run
     }
-    if args.event_loop != "asyncio":  # the key is left out otherwise: older code has none
-        config["service"] = {"event_loop": args.event_loop}
     gateway = GatewayProcess(workdir, config)
     await gateway.start()
     pid = gateway.pid
@@ -344,7 +342,6 @@ async def run(args: argparse.Namespace, workdir: Path, srtp: bool) -> dict[str, 
         "srtp": SRTP_SUITE if srtp else None,
         "audio_format": args.audio_format,
         "gateway_nice": args.nice,
-        "event_loop": args.event_loop,
         "gateway_sched_rr_priority": args.rr,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -499,8 +496,6 @@ def main() -> None:
     parser.add_argument("--audio-format", choices=["pcm16", "g711"], default="pcm16")
     parser.add_argument("--nice", type=int, default=0, help="gateway's nice value (root: < 0)")
     parser.add_argument("--rr", type=int, default=0, help="run the gateway SCHED_RR (root)")
-    parser.add_argument("--event-loop", choices=["asyncio", "uvloop"], default="asyncio",
-                        help="the gateway's service.event_loop")  # fmt: skip
     parser.add_argument("--profile", help="write a py-spy raw profile of the gateway here")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory")
     mode = parser.add_mutually_exclusive_group()
