@@ -29,7 +29,10 @@ exact in float64 (below 2^53 units of 2^-20) and the BLAS product gives the same
 any order; the output is rounded half to even and clipped.  State per stream: the filter's
 history (28 input samples up, 86 down) in a buffer of 40 ms: 2.8 KiB up, 8.4 KiB down (soxr
 MQ: 17 KiB for both).
-CPU: ~7 us per 20 ms chunk each way against soxr's ~3.5 (the strided product copies its rows).
+CPU: 4.5-6 us per 20 ms each way (soxr: ~3.5), 7-9 us with 300 calls' filters used in turn:
+whole blocks of outputs are one BLAS product against a banded matrix (``_banded``), since
+BLAS cannot read the overlapping rows of the strided view and numpy's own loop over them
+cost 8-10 us.
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ SCALE_BITS = 20  # taps as integers: 2^20 * |tap| * int16 * taps < 2^53 (exact i
 _INT16 = np.dtype(np.int16)
 PIECE_MS = 40
 DELAY_MS = 0.25  # where the 3x filter's impulse response peaks: see test_minphase.py
-_MAX_VIEWS = 8  # strided views kept per stream, one per chunk length seen (20 ms is one)
+_MAX_VIEWS = 16  # strided views kept per stream, two per chunk length seen (20 ms: one)
+# Output rows per BLAS block (measured with tests/perf/bench_frame.py: a 20 ms chunk in 4.4 ->
+# 2.5 us up, 5.6 -> 2.4 us down); larger blocks multiply more zeros of the banded matrix.
+UP_BLOCK, DOWN_BLOCK = 16, 8
 
 
 @functools.cache
@@ -88,8 +94,8 @@ class MinPhaseResampler:
     ``delay_ms``).  Up: exactly ``ratio`` outputs per input sample.  Down: output ``m`` is
     input sample ``ratio * m`` filtered; at most ``ratio - 1`` input samples wait for it."""
 
-    __slots__ = ("_buf", "_emitted", "_fed", "_hist", "_phase", "_views", "_weights",
-                 "in_rate", "out_rate", "ratio")  # fmt: skip
+    __slots__ = ("_banded", "_block", "_buf", "_emitted", "_fed", "_hist", "_phase", "_step",
+                 "_views", "_weights", "in_rate", "out_rate", "ratio")  # fmt: skip
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         low, high = sorted((in_rate, out_rate))
@@ -108,25 +114,52 @@ class MinPhaseResampler:
         else:
             self._weights = taps[::-1].copy()
         self._hist = self._weights.shape[0] - 1  # input samples of history the filter needs
-        self._views: dict[tuple[int, int], np.ndarray] = {}
+        self._step = 1 if out_rate > in_rate else ratio  # input samples from one row to the next
+        self._block = UP_BLOCK if out_rate > in_rate else DOWN_BLOCK
+        self._banded = _banded(self._weights, self._step, self._block)
+        self._views: dict[tuple[int, int, int], np.ndarray] = {}
         # Input is filtered in pieces of at most 40 ms: a bounded buffer whatever a delta's size.
         self._buf = np.zeros(self._hist + in_rate * PIECE_MS // 1000, dtype=np.float64)
         self._phase = 0  # down: input samples to skip before the next output's sample
         self._fed = self._emitted = 0
 
-    def _view(self, start: int, rows: int) -> np.ndarray:
-        """Row i: the filter's window for output i (cached: as_strided costs microseconds)."""
-        view = self._views.get((start, rows))
+    def _view(self, start: int, rows: int, block: int) -> np.ndarray:
+        """Row i: the input window of outputs ``block * i`` to ``block * i + block - 1``, from
+        buffer sample ``start`` (cached: as_strided costs microseconds)."""
+        key = (start, rows, block)
+        view = self._views.get(key)
         if view is None:
-            step = self._buf.strides[0]
-            stride = step * (1 if self.out_rate > self.in_rate else self.ratio)
+            item = self._buf.strides[0]
+            span = (block - 1) * self._step + self._hist + 1
             view = as_strided(
-                self._buf[start:], (rows, self._hist + 1), (stride, step), writeable=False
+                self._buf[start:], (rows, span), (item * self._step * block, item), writeable=False
             )
             if len(self._views) >= _MAX_VIEWS:
                 self._views.clear()
-            self._views[(start, rows)] = view
+            self._views[key] = view
         return view
+
+    def _product(self, start: int, rows: int) -> np.ndarray:
+        """The filter's output for ``rows`` input windows from buffer sample ``start``.
+
+        Whole blocks go through BLAS against the banded matrix (a contiguous copy of their
+        windows first: BLAS cannot read overlapping rows, and numpy's own loop for a strided
+        product costs twice as much); the rows after the last whole block, if any, through
+        numpy's loop.
+        """
+        block = self._block
+        blocks = rows // block
+        if blocks:
+            windows = np.ascontiguousarray(self._view(start, blocks, block))
+            out = (windows @ self._banded).ravel()
+            rest = rows - blocks * block
+            if not rest:
+                return out
+            tail = self._view(start + blocks * block * self._step, rest, 1) @ self._weights
+            return np.concatenate((out, tail.ravel()))
+        if not rows:
+            return np.zeros(0)
+        return (self._view(start, rows, 1) @ self._weights).ravel()
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         """Feed one chunk; returns every output sample it completes (a new array)."""
@@ -151,11 +184,10 @@ class MinPhaseResampler:
         buf, hist = self._buf, self._hist
         buf[hist : hist + n] = pcm
         if self.out_rate > self.in_rate:
-            acc = (self._view(0, n) @ self._weights).ravel() if n else np.zeros(0)
+            acc = self._product(0, n)
         else:
             start = self._phase
-            rows = max(0, -(-(n - start) // self.ratio))
-            acc = self._view(start, rows) @ self._weights if rows else np.zeros(0)
+            acc = self._product(start, max(0, -(-(n - start) // self.ratio)))
             self._phase = (start - n) % self.ratio
         buf[:hist] = buf[n : n + hist]
         np.rint(acc, out=acc)
@@ -185,6 +217,20 @@ class MinPhaseResampler:
         # Output m is input sample ratio * m filtered: the inputs after the last one used wait.
         waiting = self._fed - (self._emitted - 1) * self.ratio - 1 if self._emitted else self._fed
         return waiting * 1000.0 / self.in_rate
+
+
+def _banded(weights: np.ndarray, step: int, block: int) -> np.ndarray:
+    """The filter of ``block`` consecutive outputs as one matrix: a window of
+    ``(block - 1) * step + taps`` input samples times it gives their outputs in order (each
+    output's taps shifted ``step`` further down than the previous one's; zeros elsewhere,
+    which add nothing, exactly)."""
+    taps = weights.reshape(weights.shape[0], -1)
+    width = taps.shape[1]
+    banded = np.zeros(((block - 1) * step + taps.shape[0], block * width))
+    for row in range(block):
+        banded[row * step : row * step + taps.shape[0], row * width : (row + 1) * width] = taps
+    banded.setflags(write=False)
+    return banded
 
 
 # The bridge's filter is designed at import, at start-up: its FFTs take ~25 ms, which the first
