@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,30 @@ async def test_human_hangs_up_during_the_briefing(tmp_path: Path) -> None:
     assert "hung up" in error and "off hold" in error, error
     [entry] = record(tmp_path)["transfers"]
     assert entry["outcome"] == "failed", entry
+
+
+async def test_human_hangs_up_while_the_refer_is_pending(tmp_path: Path) -> None:
+    """The caller's side takes the REFER (202) and sends no NOTIFY; the human hangs up
+    meanwhile: the caller comes off hold at once (not at the REFER's 30 s timeout)."""
+    fake = transfer_call()
+    target = answering_target(tmp_path / "target", 1500)
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refer_pending")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await target.wait(15) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                await gw.wait_for("call.ended", timeout=15)
+                [bye] = gw.find("transfer.target_bye")
+                [resume] = gw.find("transfer.resume")
+            await settled(gw, before)
+    waited = datetime.fromisoformat(resume["timestamp"]) - datetime.fromisoformat(bye["timestamp"])
+    assert waited.total_seconds() < 2, waited
+    assert event["outcome"] == "failed" and "hung up" in event["detail"], event
 
 
 async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:

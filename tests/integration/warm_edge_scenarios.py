@@ -31,6 +31,8 @@ def edge_caller(path: Path, edge: str, *, pause_ms: int = 4000) -> Path:
 
     "notify503": takes the REFER (202), reports the new call failed (NOTIFY sipfrag 503),
     hangs up after `pause_ms` (the bridged conversation);
+    "refer_pending": takes the REFER (202) and says no more (no NOTIFY), then comes off
+    hold (re-INVITE sendrecv checked) and hangs up after `pause_ms`;
     "refused_then_bye": refuses the REFER (405) and waits for the gateway's BYE;
     "resumed": comes off hold (re-INVITE sendrecv checked), hangs up after `pause_ms`;
     "hangs_up": hangs up after `pause_ms`, while on hold (the target rings)."""
@@ -39,6 +41,10 @@ def edge_caller(path: Path, edge: str, *, pause_ms: int = 4000) -> Path:
         steps += _REFER.format(status="202 Accepted")
         steps += _FAILED_NOTIFY.format(notify_request=_caller_request("NOTIFY", 2))
         steps += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 3))
+    elif edge == "refer_pending":
+        steps += _REFER.format(status="202 Accepted")  # and no NOTIFY: the PBX is slow
+        steps += _reinvite("sendrecv", "sendrecv", 3, 2)
+        steps += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 2))
     elif edge == "refused_then_bye":
         steps += _REFER.format(status="405 Method Not Allowed")
         steps += answer_bye(40_000) + "\n</scenario>\n"
