@@ -118,9 +118,13 @@ class CallTransfers:
 
         if command.mode != "warm":
             headers = self.headers(command.summary)
-            ok, detail = await self.call.uas.transfer(
-                self.call.sip, command.target, REFER_TIMEOUT_S, headers=headers
-            )
+            try:
+                ok, detail = await self.call.uas.transfer(
+                    self.call.sip, command.target, REFER_TIMEOUT_S, headers=headers
+                )
+            except asyncio.CancelledError:  # the call ended first: recorded all the same
+                report(FAILED, "the call ended before the REFER's outcome")
+                raise
             report(JOINED_BY_REFER if ok else FAILED, detail)
             return ok, detail
         return await WarmRun(self, command, report).run()

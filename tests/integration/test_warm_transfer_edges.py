@@ -191,3 +191,26 @@ async def test_caller_hangs_up_while_the_target_rings(tmp_path: Path) -> None:
     assert event["outcome"] == "failed" and "caller hung up" in event["detail"], event
     [entry] = record(tmp_path)["transfers"]
     assert entry["outcome"] == "failed", entry
+
+
+async def test_caller_hangs_up_before_a_blind_transfers_outcome(tmp_path: Path) -> None:
+    """A blind REFER taken (202), then the caller's BYE before any NOTIFY: the transfer is
+    recorded all the same (failed, the reason in the detail)."""
+    arguments = json.dumps({"destination": "sales", "mode": "blind"})
+    fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
+    async with fake, RtpCaller() as phone:
+        async with GatewayProcess(
+            tmp_path, edge_config(fake, "sip:600@pbx.example", tmp_path)
+        ) as gw:
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "blind_bye")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                assert await sipp.wait(30) == 0, sipp.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+                event = await gw.wait_for("call.transfer", timeout=5)
+    assert ended["reason"] == "caller_bye", ended
+    assert event["mode"] == "blind" and event["outcome"] == "failed", event
+    assert "before the REFER's outcome" in event["detail"], event
+    [entry] = record(tmp_path)["transfers"]
+    assert entry["outcome"] == "failed", entry

@@ -29,6 +29,8 @@ _FAILED_NOTIFY = """  <send retrans="500">
 def edge_caller(path: Path, edge: str, *, pause_ms: int = 4000) -> Path:
     """The caller's side, held by the gateway's re-INVITE (sendonly checked), then:
 
+    "blind_bye" (not held): takes a blind REFER (202) and hangs up at once, no NOTIFY;
+
     "notify503": takes the REFER (202), reports the new call failed (NOTIFY sipfrag 503),
     hangs up after `pause_ms` (the bridged conversation);
     "refer_pending": takes the REFER (202) and says no more (no NOTIFY), then comes off
@@ -36,8 +38,13 @@ def edge_caller(path: Path, edge: str, *, pause_ms: int = 4000) -> Path:
     "refused_then_bye": refuses the REFER (405) and waits for the gateway's BYE;
     "resumed": comes off hold (re-INVITE sendrecv checked), hangs up after `pause_ms`;
     "hangs_up": hangs up after `pause_ms`, while on hold (the target rings)."""
-    steps = _reinvite("sendonly", "recvonly", 2, 1)
-    if edge == "notify503":
+    steps = "" if edge == "blind_bye" else _reinvite("sendonly", "recvonly", 2, 1)
+    if edge == "blind_bye":  # a blind REFER taken, then BYE before any NOTIFY
+        steps += _REFER.format(status="202 Accepted").replace(
+            "Replaces=[^>]*%3Bto-tag%3D[^>]*%3Bfrom-tag%3D", "sip:600@pbx.example"
+        )
+        steps += _CALLER_BYE.format(pause_ms=200, bye_request=_caller_request("BYE", 2))
+    elif edge == "notify503":
         steps += _REFER.format(status="202 Accepted")
         steps += _FAILED_NOTIFY.format(notify_request=_caller_request("NOTIFY", 2))
         steps += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 3))
