@@ -118,9 +118,13 @@ class CallTransfers:
 
         if command.mode != "warm":
             headers = self.headers(command.summary)
-            ok, detail = await self.call.uas.transfer(
-                self.call.sip, command.target, REFER_TIMEOUT_S, headers=headers
-            )
+            try:
+                ok, detail = await self.call.uas.transfer(
+                    self.call.sip, command.target, REFER_TIMEOUT_S, headers=headers
+                )
+            except asyncio.CancelledError:  # the call ended first: recorded all the same
+                report(FAILED, "the call ended before the REFER's outcome")
+                raise
             report(JOINED_BY_REFER if ok else FAILED, detail)
             return ok, detail
         return await WarmRun(self, command, report).run()
@@ -158,8 +162,18 @@ class WarmRun:
                 await self.target_gone.wait()  # the caller's BYE ends the call task instead
                 return True, finish.detail
             return finish.ok, self.told or finish.detail
+        except asyncio.CancelledError:  # the call ended (the caller hung up) under way
+            self._caller_gone()
+            raise
         finally:
             self.leg.hang_up()
+
+    def _caller_gone(self) -> None:
+        """The transfer's outcome when the call ends under it (the leg ends in run's
+        finally: CANCEL while it rings, BYE once answered); none once bridged."""
+        for command in self.machine.caller_hung_up():
+            if isinstance(command, Finish):
+                self.report(command.outcome, command.detail)
 
     async def _do(self, command: Command) -> list[Command]:
         match command:
@@ -254,13 +268,26 @@ class WarmRun:
         refer_to = replaces_refer_to(
             sip.dialog.remote_target, sip.call_id, sip.dialog.remote_tag or "", sip.dialog.local_tag
         )
-        ok, detail = await self.call.uas.transfer(
-            self.call.sip,
-            self.command.target,
-            REFER_TIMEOUT_S,
-            refer_to=refer_to,
-            headers=self.owner.headers(self.command.summary),
+        refer = asyncio.ensure_future(
+            self.call.uas.transfer(
+                self.call.sip,
+                self.command.target,
+                REFER_TIMEOUT_S,
+                refer_to=refer_to,
+                headers=self.owner.headers(self.command.summary),
+            )
         )
+        gone = asyncio.ensure_future(self.target_gone.wait())
+        try:  # the human hanging up meanwhile needs no REFER outcome: the caller comes back
+            await asyncio.wait((refer, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not refer.done():
+                refer.cancel()
+        if not refer.done() or refer.cancelled():
+            self.log.info("transfer.refer", ok=False, detail="the target hung up first")
+            return self.machine.target_hung_up()
+        ok, detail = refer.result()
         self.log.info("transfer.refer", ok=ok, detail=detail)
         if not ok and self.target_gone.is_set():
             return self.machine.target_hung_up()

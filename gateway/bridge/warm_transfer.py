@@ -189,9 +189,10 @@ class WarmTransfer:
         return [Tell(text), *self._finish(back.outcome, back.detail)]
 
     def target_hung_up(self) -> list[Command]:
-        """The human hung up while being briefed or before the REFER's outcome."""
+        """The human hung up while being briefed or before the REFER's outcome: the leg's
+        media ends too (EndTarget; its dialog is over, so no BYE goes out)."""
         if self.step in (Step.BRIEFING, Step.JOINING):
-            return self._come_back(FAILED, "the target hung up before the transfer", end=False)
+            return self._come_back(FAILED, "the target hung up before the transfer")
         return []
 
     def caller_hung_up(self) -> list[Command]:
@@ -201,10 +202,10 @@ class WarmTransfer:
         ending = [EndTarget()] if self.step in (Step.DIALING, Step.BRIEFING, Step.JOINING) else []
         return [*ending, *self._finish(FAILED, "the caller hung up during the transfer")]
 
-    def _come_back(self, outcome: str, detail: str, *, end: bool = True) -> list[Command]:
+    def _come_back(self, outcome: str, detail: str) -> list[Command]:
         self.step = Step.RESUMING
         self._returning = Finish(outcome, detail)
-        return [EndTarget(), Resume()] if end else [Resume()]
+        return [EndTarget(), Resume()]
 
     def _finish(self, outcome: str, detail: str) -> list[Command]:
         if self.step is not Step.BRIDGED:

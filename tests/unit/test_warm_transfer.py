@@ -93,7 +93,7 @@ def test_hold_refused_goes_on_dialog_gone_fails() -> None:
 
 def test_target_hangs_up_while_briefed() -> None:
     warm = _answered()
-    assert warm.target_hung_up() == [Resume()]
+    assert warm.target_hung_up() == [EndTarget(), Resume()]
     tell, finish = warm.resumed(200)
     assert isinstance(tell, Tell) and isinstance(finish, Finish) and finish.outcome == "failed"
 

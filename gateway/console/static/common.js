@@ -64,12 +64,18 @@ const Console = (() => {
     return source;
   }
 
+  function transferred(d) {
+    // A transfer's target, mode and outcome: "to sip:600@pbx (warm: bridged)".
+    const how = [d.mode, d.outcome].filter(Boolean).join(": ");
+    return ` to ${d.target}` + (how ? ` (${how})` : "");
+  }
+
   function describe(message) {
     // One line for an event of a call: a hooks event or a notable log line.
     if (message.type) {
       const d = message.data || {};
       const extra = message.type === "call.tool" ? ` ${d.name} (${d.ok ? "ok" : "failed"}, ${d.ms} ms)`
-        : message.type === "call.transferred" ? ` to ${d.target}`
+        : message.type === "call.transferred" ? transferred(d)
         : message.type === "call.ended" ? ` (${d.reason})`
         : message.type === "call.started" ? ` from ${d.caller} to ${d.dialed}` : "";
       return message.type + extra;

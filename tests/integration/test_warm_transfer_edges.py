@@ -1,0 +1,216 @@
+"""A warm transfer's edges through real peers: a REFER taken and then failed (NOTIFY 503),
+the human hanging up during the briefing or once bridged, the caller hanging up while the
+human's phone rings or once bridged. Each leaves the RTP ports and tasks it found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.agent import EmbeddedRealtimeServer
+
+from .gateway_proc import GatewayProcess
+from .rtp_caller import RtpCaller, voice
+from .test_warm_transfer import config, sent
+from .warm_edge_scenarios import answering_target, edge_caller_sipp
+from .warm_scenarios import ringing_target
+
+pytestmark = pytest.mark.integration
+
+LONG_SUMMARY = (
+    "Anna Lindqvist ordered a washing machine three weeks ago, it arrived damaged, she has "
+    "photos of the dent and the receipt, and she would like a replacement delivered this week "
+    "rather than a refund; she is available every morning and prefers a call back by phone."
+)
+
+
+def edge_config(fake: EmbeddedRealtimeServer, target: str, tmp_path: Path) -> dict[str, Any]:
+    cfg = config(fake, target)
+    cfg["metrics"] = {"debug_state": True}
+    cfg["records"] = {"calls_dir": str(tmp_path / "records")}
+    return cfg
+
+
+def state(gateway: GatewayProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{gateway.metrics_url}/debug/state", timeout=5) as response:
+        return json.loads(response.read())
+
+
+async def settled(gateway: GatewayProcess, before: dict[str, Any], timeout: float = 10) -> None:
+    """The RTP ports in use and the tasks back to what they were before the call."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = await asyncio.to_thread(state, gateway)
+        back = now["rtp_ports_in_use"] == before["rtp_ports_in_use"]
+        if back and now["tasks"] <= before["tasks"] and now["calls"] == 0:
+            return
+        assert time.monotonic() < deadline, (before, now)
+        await asyncio.sleep(0.1)
+
+
+def record(tmp_path: Path) -> dict[str, Any]:
+    [found] = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
+    return found
+
+
+def transfer_call(summary: str = "Anna, refund.") -> EmbeddedRealtimeServer:
+    arguments = json.dumps({"destination": "sales", "mode": "warm", "summary": summary})
+    return EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
+
+
+async def test_refer_failed_by_notify_503_bridges_and_caller_bye_ends_the_human(
+    tmp_path: Path,
+) -> None:
+    """The caller's side takes the REFER (202), then reports the new call failed (NOTIFY
+    sipfrag 503): the legs are bridged (outcome bridged, the 503 in the detail); the
+    caller's BYE then ends the human's leg (SIPp target gets our BYE)."""
+    fake = transfer_call()
+    target = answering_target(tmp_path / "target", None)
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "notify503")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await sipp.wait(30) == 0, sipp.report()
+                assert await target.wait(15) == 0, target.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+            await settled(gw, before)
+    assert event["outcome"] == "bridged" and "503" in event["detail"], event
+    assert ended["reason"] == "caller_bye", ended
+    [entry] = record(tmp_path)["transfers"]
+    assert entry["outcome"] == "bridged" and entry["ok"] is True, entry
+
+
+async def test_human_hangs_up_during_the_briefing(tmp_path: Path) -> None:
+    """The human (SIPp) hangs up 0.2 s into the briefing (the embedded agent's lasts
+    0.6 s): no REFER; the caller comes off hold (SIPp checks a=sendrecv), the model is told
+    in the tool's output, the outcome is recorded, the second leg's port and tasks are let
+    go."""
+    fake = transfer_call(LONG_SUMMARY)
+    target = answering_target(tmp_path / "target", 200)
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "resumed")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await target.wait(15) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                await gw.wait_for("call.ended", timeout=15)
+                refers = gw.find("transfer.step", step="refer")
+            await settled(gw, before)
+    assert refers == [], "the human hung up after the briefing, not during it"
+    assert event["outcome"] == "failed" and event["ok"] is False, event
+    assert "hung up" in event["detail"], event
+    outputs = sent(fake, "conversation.item.create")
+    [output] = [e for e in outputs if e["item"]["type"] == "function_call_output"]
+    error = json.loads(output["item"]["output"])["error"]
+    assert "hung up" in error and "off hold" in error, error
+    [entry] = record(tmp_path)["transfers"]
+    assert entry["outcome"] == "failed", entry
+
+
+async def test_human_hangs_up_while_the_refer_is_pending(tmp_path: Path) -> None:
+    """The caller's side takes the REFER (202) and sends no NOTIFY; the human hangs up
+    meanwhile: the caller comes off hold at once (not at the REFER's 30 s timeout)."""
+    fake = transfer_call()
+    target = answering_target(tmp_path / "target", 1500)
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refer_pending")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await target.wait(15) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                await gw.wait_for("call.ended", timeout=15)
+                [bye] = gw.find("transfer.target_bye")
+                [resume] = gw.find("transfer.resume")
+            await settled(gw, before)
+    waited = datetime.fromisoformat(resume["timestamp"]) - datetime.fromisoformat(bye["timestamp"])
+    assert waited.total_seconds() < 2, waited
+    assert event["outcome"] == "failed" and "hung up" in event["detail"], event
+
+
+async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:
+    """Bridged (the REFER refused 405), the human hangs up: the caller gets our BYE, the
+    call ends with reason transferred, the second leg's port is let go."""
+    fake = transfer_call()
+    target = answering_target(tmp_path / "target", 12_000)
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refused_then_bye")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await target.wait(30) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+            await settled(gw, before)
+    assert event["outcome"] == "bridged", event
+    assert ended["reason"] == "transferred", ended
+    [entry] = record(tmp_path)["transfers"]
+    assert entry["outcome"] == "bridged", entry
+
+
+async def test_caller_hangs_up_while_the_target_rings(tmp_path: Path) -> None:
+    """The caller hangs up while the human's phone rings: the second leg is CANCELled
+    (SIPp answers 200 and 487 and takes our ACK), the outcome is recorded, nothing is
+    left running."""
+    fake = transfer_call()
+    target = ringing_target(tmp_path / "target")
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "hangs_up")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                assert await sipp.wait(30) == 0, sipp.report()
+                assert await target.wait(15) == 0, target.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+                event = await gw.wait_for("call.transfer", timeout=5)
+            await settled(gw, before)
+    assert ended["reason"] == "caller_bye", ended
+    assert event["outcome"] == "failed" and "caller hung up" in event["detail"], event
+    [entry] = record(tmp_path)["transfers"]
+    assert entry["outcome"] == "failed", entry
+
+
+async def test_caller_hangs_up_before_a_blind_transfers_outcome(tmp_path: Path) -> None:
+    """A blind REFER taken (202), then the caller's BYE before any NOTIFY: the transfer is
+    recorded all the same (failed, the reason in the detail)."""
+    arguments = json.dumps({"destination": "sales", "mode": "blind"})
+    fake = EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
+    async with fake, RtpCaller() as phone:
+        async with GatewayProcess(
+            tmp_path, edge_config(fake, "sip:600@pbx.example", tmp_path)
+        ) as gw:
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "blind_bye")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                assert await sipp.wait(30) == 0, sipp.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+                event = await gw.wait_for("call.transfer", timeout=5)
+    assert ended["reason"] == "caller_bye", ended
+    assert event["mode"] == "blind" and event["outcome"] == "failed", event
+    assert "before the REFER's outcome" in event["detail"], event
+    [entry] = record(tmp_path)["transfers"]
+    assert entry["outcome"] == "failed", entry
