@@ -3,7 +3,8 @@
 #   sipp (Debian package sip-tester), baresip (baresip-core), espeak-ng, sox, kamailio and its
 #   tls module (kamailio-tls-modules, for deploy/kamailio with WITH_TLS), systemd-analyze (package systemd) to verify the units in deploy/systemd, and strace
 #   (tests/integration/test_fuzz_sockets.py traces where the gateway sends), and libopus0 (the
-#   gateway's Opus codec loads it through opuslib-next; baresip-core's opus module needs it too).
+#   gateway's Opus codec loads it through opuslib-next; baresip-core's opus module needs it too), chromium and chromium-driver (the console's
+#   tests in a headless browser) and nodejs (the console's scripts checked outside a browser).
 #
 # Idempotent and fast: when every tool is already present it makes no apt call at all.
 # Otherwise it runs `apt-get update` once and installs only what is missing
@@ -45,6 +46,7 @@ missing_packages() {
     command -v strace >/dev/null 2>&1 || echo strace
     command -v chromium >/dev/null 2>&1 || echo chromium
     command -v chromedriver >/dev/null 2>&1 || echo chromium-driver
+    command -v node >/dev/null 2>&1 || echo nodejs
     libopus_ok || echo libopus0
 }
 
@@ -55,7 +57,7 @@ libopus_ok() {
 
 mapfile -t MISSING < <(missing_packages)
 if [[ ${#MISSING[@]} -eq 0 ]]; then
-    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio with tls, systemd-analyze, strace, chromium, chromedriver, libopus0)"
+    say "all test peers present (sipp, baresip, espeak-ng, sox, kamailio with tls, systemd-analyze, strace, chromium, chromedriver, node, libopus0)"
     exit 0
 fi
 
