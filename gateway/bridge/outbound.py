@@ -30,9 +30,23 @@ from ..refusals import RETRY_AFTER_S, SetupFailed
 from ..routing import CallInfo, Selection
 from ..sip.invite_client import Answer, InviteClient
 from ..sip.leg import CallLeg
-from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
+from ..sip.sdp import (
+    MediaPlan,
+    NotAcceptable,
+    SdpSession,
+    SrtpPolicy,
+    offers_several,
+    srtp_session,
+)
 from .call import CallBridge
-from .setup import ActiveCall, CallServices, CallSetup, open_recording, open_transcript
+from .setup import (
+    ActiveCall,
+    CallServices,
+    CallSetup,
+    open_recording,
+    open_transcript,
+    session_config,
+)
 from .trunk import NotAnswered, placed_call, reach_trunk
 
 __all__ = ["NotAnswered", "OutboundSetup", "Placement", "placed_call", "reach_trunk"]
@@ -86,6 +100,12 @@ class OutboundSetup(CallSetup):
         self._sock: socket.socket | None = None
         self._reported = False  # call.failed was emitted
         self._port = 0
+
+    def _session_config(self, plan: MediaPlan) -> Any:
+        """Opened while ringing, before the answer picks the codec: PCM16 unless we offer
+        one codec only (G.711 then passes through when realtime.audio_format says g711)."""
+        cfg = self.services.cfg
+        return session_config(cfg, plan, offers_several(cfg.media.codecs))
 
     async def _decide(self) -> Accept | None:
         return None  # no decision webhook: whoever asked for the call chose its profile

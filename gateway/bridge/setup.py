@@ -228,7 +228,10 @@ class CallSetup:
             secure_signalling=call.uas.transport.name == "TLS",
             allow_insecure=cfg.media.srtp_over_insecure_signalling,
         )
-        sdp = SdpSession(cfg.media.codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
+        # A late offer (our offer in the 200 OK) names only the first codec: the stream and
+        # bridge are built on it before the ACK's answer comes.
+        codecs = cfg.media.codecs if sip.sdp_offer is not None else cfg.media.codecs[:1]
+        sdp = SdpSession(codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
         plan = _negotiated(sdp.first_plan, sip)
         route = select(self.services.router, self.info, accept)
         self.record.profile, self.record.codec = route.profile, plan.codec.name
@@ -468,10 +471,11 @@ def _console_turns(hub: Hub | None, call_id: str) -> Callable[[dict[str, Any]], 
     return partial(hub.turn, call_id) if hub is not None else None
 
 
-def session_config(cfg: GatewayConfig, plan: MediaPlan) -> Any:
+def session_config(cfg: GatewayConfig, plan: MediaPlan, several: bool = False) -> Any:
     """The realtime section a call's sessions open with: only G.711 can pass through to the
-    service (audio_format g711); a call in G.722 or Opus talks PCM16 at 24 kHz."""
-    if is_g711(plan.codec):
+    service (audio_format g711); a call in G.722 or Opus talks PCM16 at 24 kHz, and so does
+    one whose session opens before the answer to our offer of `several` codecs names one."""
+    if is_g711(plan.codec) and not several:
         return cfg.realtime
     return cfg.realtime.model_copy(update={"audio_format": "pcm16"})
 

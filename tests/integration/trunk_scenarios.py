@@ -190,3 +190,17 @@ def ivr(path: Path, media_port: int, *, info_keys: str | None = None) -> Path:
         ok_to_request(),
         REFERENCES,
     )
+
+
+def answering_in(path: Path, media_port: int, formats: str, rtpmaps: list[str], offer: str) -> Path:
+    """A phone whose media is `media_port` (a Python RTP phone on loopback): checks our offer
+    against the regexp `offer`, answers in `formats`, then waits for our BYE."""
+    return scenario(
+        path,
+        recv_invite(body=offer),
+        reply("200 OK", sdp(port=media_port, ip="127.0.0.1", formats=formats, rtpmaps=rtpmaps)),
+        recv_request("ACK"),
+        recv_request("BYE", timeout_ms=30_000),
+        ok_to_request(),
+        REFERENCES,
+    )
