@@ -36,7 +36,6 @@ from ..sip.sdp import (
     SdpSession,
     SrtpPolicy,
     offers_several,
-    srtp_session,
 )
 from .call import CallBridge
 from .setup import (
@@ -46,6 +45,7 @@ from .setup import (
     open_recording,
     open_transcript,
     session_config,
+    stream_on,
 )
 from .trunk import NotAnswered, placed_call, reach_trunk
 
@@ -308,22 +308,8 @@ class OutboundSetup(CallSetup):
 
     def _start_stream(self, stack: contextlib.AsyncExitStack, plan: MediaPlan) -> RtpStream:
         """The RTP stream on the bound socket: from early media, or from the 200 OK."""
-        media = self.services.cfg.media
-        stream = RtpStream(
-            plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
-            plan.payload_type,
-            plan.remote,
-            _drop,
-            plan.ptime_ms,
-            dtmf_payload_type=plan.dtmf_payload_type,
-            strict=media.strict_rtp,
-            learn_packets=media.rtp_learn_packets,
-            srtp=srtp_session(plan),
-        )
         assert self._sock is not None
-        stream.attach(self._sock)
-        stream.port = self._port
-        self.stream = stream
+        self.stream = stream = stream_on(self.services, self._sock, self._port, plan)
         stack.callback(self._close_stream, stream)
         return stream
 

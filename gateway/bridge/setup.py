@@ -452,6 +452,26 @@ async def open_stream(services: CallServices, plan: MediaPlan) -> RtpStream:
         raise SetupFailed("no_rtp_port", str(exc), retry_after=RETRY_AFTER_S) from exc
 
 
+def stream_on(services: CallServices, sock: Any, port: int, plan: MediaPlan) -> RtpStream:
+    """The call's RTP stream on a socket bound before the codec was known (we offered: the
+    answer chose it)."""
+    media = services.cfg.media
+    stream = RtpStream(
+        plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
+        plan.payload_type,
+        plan.remote,
+        _drop,
+        plan.ptime_ms,
+        dtmf_payload_type=plan.dtmf_payload_type,
+        strict=media.strict_rtp,
+        learn_packets=media.rtp_learn_packets,
+        srtp=srtp_session(plan),
+    )
+    stream.attach(sock)
+    stream.port = port
+    return stream
+
+
 def open_recording(
     services: CallServices, agent: AgentConfig, call_id: str, stream: RtpStream
 ) -> Recording | None:
