@@ -279,6 +279,9 @@ class OutboundSetup(CallSetup):
                 self.log.info("call.ring_timeout", after_s=self.placement.ring_timeout_s)
                 client.cancel()
         answer = client.final.result()
+        if answer.status < 300 and client.cancelled:  # the 2xx crossed our CANCEL: BYE
+            detail = f"{answer.status} after our CANCEL at {self.placement.ring_timeout_s:g} s"
+            raise NotAnswered("no_answer", None, f"{detail}: ended with a BYE")
         if answer.status >= 300:
             reason = outcome(answer, client.cancelled)
             detail = f"{answer.status} {answer.reason}".strip()

@@ -40,6 +40,7 @@ from .tls_certs import Leaf, TestCa
 from .trunk_scenarios import (
     answering,
     answering_in,
+    answering_our_cancel,
     challenging,
     early_media,
     ivr,
@@ -223,9 +224,15 @@ def types_of(receiver: EventReceiver) -> list[str]:
     return [e["type"] for e in receiver.delivered]
 
 
-async def test_no_answer_within_the_ring_timeout_is_cancelled(tmp_path: Path) -> None:
+@pytest.mark.parametrize("silent_ms", [0, 2500])
+async def test_no_answer_within_the_ring_timeout_is_cancelled(
+    tmp_path: Path, silent_ms: int
+) -> None:
+    """With `silent_ms`, the callee says nothing (not even 100) until after the ring timeout:
+    the CANCEL waits for its 180 (RFC 3261 §9.1)."""
     async with EmbeddedRealtimeServer() as fake:
-        sipp = Sipp.uas(tmp_path / "sipp", scenario=ringing_forever(tmp_path / "ring.xml"))
+        path = ringing_forever(tmp_path / "ring.xml", silent_ms=silent_ms)
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=path)
         async with sipp:
             api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
             async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
@@ -239,6 +246,23 @@ async def test_no_answer_within_the_ring_timeout_is_cancelled(tmp_path: Path) ->
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
                 ended = await gateway.wait_for("call.ended", timeout=10)
                 assert ended["reason"] == "no_answer"
+
+
+async def test_a_2xx_that_crosses_our_cancel_is_acked_and_ended(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=answering_our_cancel(tmp_path / "x.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM, "ring_timeout_s": 1.0})
+                assert code == 202, body
+                failed = await gateway.wait_for("call.failed", timeout=20)
+                assert failed["reason"] == "no_answer" and "after our CANCEL" in failed["detail"]
+                # SIPp's scenario needs our ACK of its 200, then our BYE, to pass.
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+                ended = await gateway.wait_for("call.ended", timeout=10)
+                assert ended["reason"] == "no_answer"
+    assert not gateway.find("call.answered")
 
 
 async def test_early_media_starts_the_stream_before_the_answer(tmp_path: Path) -> None:
