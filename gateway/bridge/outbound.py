@@ -38,6 +38,7 @@ from ..sip.sdp import (
     offers_several,
 )
 from .call import CallBridge
+from .late_offer import stream_on
 from .setup import (
     ActiveCall,
     CallServices,
@@ -45,7 +46,6 @@ from .setup import (
     open_recording,
     open_transcript,
     session_config,
-    stream_on,
 )
 from .trunk import NotAnswered, placed_call, reach_trunk
 

@@ -129,15 +129,22 @@ async def test_late_offer_is_answered_in_the_ack(tmp_path: Path) -> None:
                 tmp_path / "late_offer.xml",
                 invite(None),
                 recv(100, optional=True),
-                recv(200, body="m=audio [0-9]+ RTP/AVP 0 101"),
+                # Every configured codec (PCMU, PCMA): the ACK's answer picks one.
+                recv(200, body="m=audio [0-9]+ RTP/AVP 0 8 101"),
                 in_dialog("ACK", 1, body=sdp(port=a.port, ip=LOOPBACK, formats="0")),
                 pause(1000),
-                # An offerless re-INVITE: our offer again (unchanged), the answer in the ACK.
+                # An offerless re-INVITE: our offer names only the codec in use (a new o=
+                # version: the SDP changed, RFC 3264 §8), the answer in the ACK.
                 invite(None, branch="re2", cseq=2, in_dialog=True),
-                recv(200, body="o=- [0-9]+ 0 IN IP4"),
+                recv(200, body="o=- [0-9]+ 1 IN IP4.*RTP/AVP 0 101[^ 0-9]"),
                 in_dialog("ACK", 2, body=sdp(port=a.port, ip=LOOPBACK, formats="0")),
                 pause(300),
-                in_dialog("BYE", 3),
+                # Another: the same offer again, o= version unchanged (§8).
+                invite(None, branch="re3", cseq=3, in_dialog=True),
+                recv(200, body="o=- [0-9]+ 1 IN IP4"),
+                in_dialog("ACK", 3, body=sdp(port=a.port, ip=LOOPBACK, formats="0")),
+                pause(300),
+                in_dialog("BYE", 4),
                 recv(200),
             )
             run = asyncio.ensure_future(
