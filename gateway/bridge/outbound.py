@@ -30,9 +30,23 @@ from ..refusals import RETRY_AFTER_S, SetupFailed
 from ..routing import CallInfo, Selection
 from ..sip.invite_client import Answer, InviteClient
 from ..sip.leg import CallLeg
-from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
+from ..sip.sdp import (
+    MediaPlan,
+    NotAcceptable,
+    SdpSession,
+    SrtpPolicy,
+    offers_several,
+)
 from .call import CallBridge
-from .setup import ActiveCall, CallServices, CallSetup, open_recording, open_transcript
+from .late_offer import stream_on
+from .setup import (
+    ActiveCall,
+    CallServices,
+    CallSetup,
+    open_recording,
+    open_transcript,
+    session_config,
+)
 from .trunk import NotAnswered, placed_call, reach_trunk
 
 __all__ = ["NotAnswered", "OutboundSetup", "Placement", "placed_call", "reach_trunk"]
@@ -86,6 +100,12 @@ class OutboundSetup(CallSetup):
         self._sock: socket.socket | None = None
         self._reported = False  # call.failed was emitted
         self._port = 0
+
+    def _session_config(self, plan: MediaPlan) -> Any:
+        """Opened while ringing, before the answer picks the codec: PCM16 unless we offer
+        one codec only (G.711 then passes through when realtime.audio_format says g711)."""
+        cfg = self.services.cfg
+        return session_config(cfg, plan, offers_several(cfg.media.codecs))
 
     async def _decide(self) -> Accept | None:
         return None  # no decision webhook: whoever asked for the call chose its profile
@@ -259,6 +279,9 @@ class OutboundSetup(CallSetup):
                 self.log.info("call.ring_timeout", after_s=self.placement.ring_timeout_s)
                 client.cancel()
         answer = client.final.result()
+        if answer.status < 300 and client.cancelled:  # the 2xx crossed our CANCEL: BYE
+            detail = f"{answer.status} after our CANCEL at {self.placement.ring_timeout_s:g} s"
+            raise NotAnswered("no_answer", None, f"{detail}: ended with a BYE")
         if answer.status >= 300:
             reason = outcome(answer, client.cancelled)
             detail = f"{answer.status} {answer.reason}".strip()
@@ -288,22 +311,8 @@ class OutboundSetup(CallSetup):
 
     def _start_stream(self, stack: contextlib.AsyncExitStack, plan: MediaPlan) -> RtpStream:
         """The RTP stream on the bound socket: from early media, or from the 200 OK."""
-        media = self.services.cfg.media
-        stream = RtpStream(
-            plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
-            plan.payload_type,
-            plan.remote,
-            _drop,
-            plan.ptime_ms,
-            dtmf_payload_type=plan.dtmf_payload_type,
-            strict=media.strict_rtp,
-            learn_packets=media.rtp_learn_packets,
-            srtp=srtp_session(plan),
-        )
         assert self._sock is not None
-        stream.attach(self._sock)
-        stream.port = self._port
-        self.stream = stream
+        self.stream = stream = stream_on(self.services, self._sock, self._port, plan)
         stack.callback(self._close_stream, stream)
         return stream
 

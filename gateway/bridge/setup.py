@@ -60,7 +60,14 @@ from ..routing import CallInfo, Router, Selection
 from ..sip.answer import reject
 from ..sip.door import Door
 from ..sip.leg import CallLeg
-from ..sip.sdp import MediaPlan, NotAcceptable, SdpSession, SrtpPolicy, srtp_session
+from ..sip.sdp import (
+    MediaPlan,
+    NotAcceptable,
+    SdpSession,
+    SrtpPolicy,
+    offers_several,
+    srtp_session,
+)
 from ..sip.uas import GatewayUAS
 from . import failover
 from .actions import Actions
@@ -69,6 +76,7 @@ from .call_limits import CallLimits
 from .call_timeline import open_timeline, write_timeline
 from .decision import ask_hook, declined, select
 from .keys_out import OutgoingKeys
+from .late_offer import late_offer_media
 from .recording import Recording
 from .screening import reported, screen_for
 from .tools import Tools
@@ -233,13 +241,15 @@ class CallSetup:
         route = select(self.services.router, self.info, accept)
         self.record.profile, self.record.codec = route.profile, plan.codec.name
         self.log.info("call.routed", profile=route.profile)
-        stream = await self._open_stream(stack, plan)
-        sdp.rtp_port = stream.port
-        recording = open_recording(self.services, route.agent, call.id, stream)
-        if recording is not None:
-            stack.push_async_callback(recording.close)
-        session = await self._connect(stack, route, plan)
-        stack.callback(self._bye)
+        if sip.sdp_offer is None:  # our offer in the 200 OK: the ACK's answer picks the codec
+            session, stream, plan = await late_offer_media(self, stack, sdp, plan, route)
+            recording = record_on(self.services, stack, route, call.id, stream)
+        else:
+            stream = await self._open_stream(stack, plan)
+            sdp.rtp_port = stream.port
+            recording = record_on(self.services, stack, route, call.id, stream)
+            session = await self._connect(stack, route, plan)
+            stack.callback(self._bye)
         transcript = open_transcript(self, stack)
         bridge = self._bridge(session, stream, plan, route, transcript, recording)
         self._answer(sdp, plan, stream, transcript, recording, local_ip)
@@ -345,7 +355,10 @@ class CallSetup:
         return bridge
 
     def _session_config(self, plan: MediaPlan) -> Any:
-        return session_config(self.services.cfg, plan)
+        # We offer (a late offer, an outbound call): the answer picks the codec later.
+        cfg = self.services.cfg
+        several = self.call.sip.sdp_offer is None and offers_several(cfg.media.codecs)
+        return session_config(cfg, plan, several)
 
     def _timeline_on(self) -> bool:
         return self.services.records.directory is not None and self.services.cfg.records.timeline
@@ -361,14 +374,12 @@ class CallSetup:
     ) -> None:
         """200 OK with our SDP; the recording starts and the record says in_progress."""
         call, sip, record = self.call, self.call.sip, self.record
-        # Late offer (§13.2.1): our offer goes in the 200, the answer comes in the ACK.
-        if sip.sdp_offer is not None:
+        if call.leg is None:  # (a late offer's 200 went out before its stream: late_offer.py)
             plan, local_sdp = _negotiated(sdp.answer, sip)
             stream.srtp = srtp_session(plan)
-        else:
-            local_sdp = sdp.offer()
-        call.leg = CallLeg(sip, sdp, stream, self.log)
-        sip.accept(local_sdp)
+            call.leg = CallLeg(sip, sdp, stream, self.log)
+            sip.accept(local_sdp)
+        local_sdp = sdp.local
         self.answered_at = time.monotonic()
         record.answered_at = now_iso()
         if recording is not None:
@@ -386,7 +397,7 @@ class CallSetup:
             srtp=stream.srtp.suite if stream.srtp is not None else None,
         )
         self.emit("call.answered", answered_data(record))
-        if stream.srtp is None:  # (an SDP with a=crypto holds a key: never logged)
+        if stream.srtp is None and local_sdp is not None:  # (a=crypto holds a key: never logged)
             self.log.debug("sip.sdp_local", sdp=serialize_sdp(local_sdp))
 
     # --- tearing down -------------------------------------------------------------------------
@@ -449,6 +460,20 @@ async def open_stream(services: CallServices, plan: MediaPlan) -> RtpStream:
         raise SetupFailed("no_rtp_port", str(exc), retry_after=RETRY_AFTER_S) from exc
 
 
+def record_on(
+    services: CallServices,
+    stack: contextlib.AsyncExitStack,
+    route: Selection,
+    call_id: str,
+    stream: RtpStream,
+) -> Recording | None:
+    """The call's recording (see open_recording), closed at teardown."""
+    recording = open_recording(services, route.agent, call_id, stream)
+    if recording is not None:
+        stack.push_async_callback(recording.close)
+    return recording
+
+
 def open_recording(
     services: CallServices, agent: AgentConfig, call_id: str, stream: RtpStream
 ) -> Recording | None:
@@ -468,10 +493,11 @@ def _console_turns(hub: Hub | None, call_id: str) -> Callable[[dict[str, Any]], 
     return partial(hub.turn, call_id) if hub is not None else None
 
 
-def session_config(cfg: GatewayConfig, plan: MediaPlan) -> Any:
+def session_config(cfg: GatewayConfig, plan: MediaPlan, several: bool = False) -> Any:
     """The realtime section a call's sessions open with: only G.711 can pass through to the
-    service (audio_format g711); a call in G.722 or Opus talks PCM16 at 24 kHz."""
-    if is_g711(plan.codec):
+    service (audio_format g711); a call in G.722 or Opus talks PCM16 at 24 kHz, and so does
+    one whose session opens before the answer to our offer of `several` codecs names one."""
+    if is_g711(plan.codec) and not several:
         return cfg.realtime
     return cfg.realtime.model_copy(update={"audio_format": "pcm16"})
 

@@ -85,7 +85,8 @@ class InviteClient:
         self.final: asyncio.Future[Answer] = loop.create_future()
         self._provisionals: asyncio.Queue[Answer] = asyncio.Queue(MAX_PROVISIONALS)
         self.proceeding = False  # a 1xx came: no more resends, CANCEL allowed (§9.1)
-        self.cancelled = False
+        self.cancelled = False  # asked for; sent once a provisional came (§9.1)
+        self._cancel_sent = False
         self._auth_tried = False
         self._ack: SipRequest | None = None  # the ACK of the 2xx, sent again for each resent 2xx
         self._resending: asyncio.Task[None] | None = None
@@ -141,11 +142,21 @@ class InviteClient:
             self._finish(Answer(408, "no response from the trunk", local=True))
 
     def cancel(self) -> None:
-        """CANCEL the ringing INVITE (§9.1); its 487 (or a race's 200) ends it."""
-        invite = self.invite
-        if invite is None or self.final.done() or self.cancelled:
+        """CANCEL the ringing INVITE; its 487 (or a race's 200) ends it. Before any
+        provisional response the CANCEL waits for one (§9.1: a CANCEL may overtake an INVITE
+        that has not reached the callee); a final response meanwhile makes it moot (an error
+        is ACKed, a 2xx ACKed and then ended by its call with a BYE), timer B still ends an
+        INVITE that gets no response at all."""
+        if self.invite is None or self.final.done() or self.cancelled:
             return
         self.cancelled = True
+        if self.proceeding:
+            self._send_cancel()
+
+    def _send_cancel(self) -> None:
+        invite = self.invite
+        assert invite is not None
+        self._cancel_sent = True
         cancel = SipRequest(method="CANCEL", uri=invite.uri)
         for name in ("Via", "From", "To", "Call-ID"):
             value = invite.headers.get_first(name)
@@ -197,7 +208,11 @@ class InviteClient:
 
     def _provisional(self, response: SipResponse) -> None:
         self.proceeding = True
-        if self.final.done() or response.status_code == 100:
+        if self.final.done():
+            return
+        if self.cancelled and not self._cancel_sent:
+            self._send_cancel()  # the CANCEL that waited for this first provisional
+        if response.status_code == 100:
             return
         self._take_tag(response)
         answer = Answer(response.status_code, response.reason_phrase, _sdp(response))

@@ -7,6 +7,7 @@ with the same SDP gets the same answer, o= version unchanged (§8).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiosipua import IncomingCall, SdpMessage, SipRequest, parse_sdp
@@ -17,17 +18,25 @@ from .sdp import MediaPlan, NotAcceptable, SdpSession, srtp_keys, srtp_session
 
 
 class CallLeg:
-    def __init__(self, sip: IncomingCall, sdp: SdpSession, stream: RtpStream, log: Any) -> None:
+    def __init__(
+        self, sip: IncomingCall, sdp: SdpSession, stream: RtpStream | None, log: Any
+    ) -> None:
+        """`stream` None: a late offer's leg until the ACK's answer chose the codec (the
+        setup builds the stream on `answered`)."""
         self.sip = sip
         self.sdp = sdp
         self.stream = stream
         self.log = log
         self.held = False
+        self.answered: asyncio.Future[MediaPlan] = asyncio.get_running_loop().create_future()
 
     def on_reinvite(self) -> None:
         """Answer a re-INVITE: 200 with our answer, ours as an offer when it had none, or 488
         (the call goes on as it was)."""
         offer = self.sip.sdp_offer
+        if self.stream is None:  # our offer in the 200 awaits its answer (the ACK)
+            respond(self.sip, 491, "Request Pending")
+            return
         if offer is None:
             respond(self.sip, 200, "OK", sdp=self.sdp.offer())
             self.log.info("sip.reinvite", offer=False)
@@ -56,8 +65,12 @@ class CallLeg:
             raise NotAcceptable(f"malformed SDP answer in the ACK: {exc}") from None
         previous = self.sdp.plan
         plan = self.sdp.accept_answer(answer)
-        self.apply(plan, previous)
         self.log.info("sip.late_answer", codec=plan.codec.name, rtp_remote=_fmt(plan.remote))
+        if self.stream is None:  # the setup builds the stream on it
+            if not self.answered.done():
+                self.answered.set_result(plan)
+            return
+        self.apply(plan, previous)
 
     def on_refresh_answer(self, answer: SdpMessage) -> None:
         """The answer to our session-refresh re-INVITE, which repeated our last SDP: the
@@ -71,6 +84,7 @@ class CallLeg:
         self.apply(plan, previous)
 
     def apply(self, plan: MediaPlan, previous: MediaPlan | None) -> None:
+        assert self.stream is not None
         keys, before = srtp_keys(plan), srtp_keys(previous)
         if previous is None or keys != before:
             # New keys (a re-INVITE that re-keys, the ACK's late answer): new SRTP sessions;

@@ -241,8 +241,72 @@ def build_answer(offer: SdpMessage, plan: MediaPlan, local_ip: str, rtp_port: in
     return answer
 
 
-DTMF_PT = 101  # telephone-event in our own offers
+DTMF_PT = 101  # telephone-event at 8000 Hz in our own offers (102, 103...: other clocks)
 DYNAMIC_PT = 111  # a codec without a static payload type (Opus) in our own offers
+
+
+def offer_plans(codecs: list[str]) -> list[MediaPlan]:
+    """Every configured codec as our offer names it, in `media.codecs` order (RFC 3264 §5.1:
+    the answerer picks among them): its static payload type or a dynamic one from 111, and
+    telephone-event on its RTP clock (101 at 8000 Hz, 102 at 48000 Hz beside Opus)."""
+    plans: list[MediaPlan] = []
+    dtmf_pts: dict[int, int] = {8000: DTMF_PT}
+    dynamic = DYNAMIC_PT
+    for name in codecs[:8]:
+        spec = codec_spec(name)
+        if any(plan.codec is spec for plan in plans):
+            continue
+        pt = spec.payload_type
+        if pt is None:
+            pt, dynamic = dynamic, dynamic + 1
+        dtmf = dtmf_pts.setdefault(spec.clock_rate, DTMF_PT + len(dtmf_pts))
+        plans.append(MediaPlan(spec, pt, None, dtmf, 20))
+    if not plans:
+        raise NotAcceptable("media.codecs names no codec to offer")
+    return plans
+
+
+def offers_several(codecs: list[str]) -> bool:
+    """Whether our offer leaves the codec to the answer (so the call's audio format must fit
+    any of them)."""
+    return len(offer_plans(codecs)) > 1
+
+
+def _offer_lines(media: MediaDescription, plans: list[MediaPlan]) -> None:
+    """Our offer's formats, rtpmap and fmtp lines: every codec, then telephone-event once per
+    clock rate they need (RFC 4733 §2.1), in place."""
+    codecs: list[Codec] = []
+    rtpmap: list[str] = []
+    for plan in plans:
+        codec = plan.codec
+        ours = Codec(plan.payload_type, codec.name, codec.clock_rate, codec.channels)
+        line = codec.fmtp(plan.payload_type, plan.codec_fmtp, plan.ptime_ms)
+        ours.fmtp = line.split(" ", 1)[1] if line else None
+        codecs.append(ours)
+        rtpmap.append(codec.rtpmap(plan.payload_type))
+    events = {plan.dtmf_payload_type: plan.codec.clock_rate for plan in plans}
+    for pt, clock in sorted((pt, clock) for pt, clock in events.items() if pt is not None):
+        codecs.append(Codec(pt, "telephone-event", clock, None, "0-16"))
+        rtpmap.append(f"{pt} telephone-event/{clock}")
+    media.codecs = codecs
+    media.formats = [str(c.payload_type) for c in codecs]
+    media.attributes["rtpmap"] = rtpmap
+    fmtp = [f"{c.payload_type} {c.fmtp}" for c in codecs if c.fmtp]
+    if fmtp:
+        media.attributes["fmtp"] = fmtp
+    else:
+        media.attributes.pop("fmtp", None)
+    media.attributes["ptime"] = [str(plans[0].ptime_ms)]
+
+
+def _answered_order(answer: SdpMessage, offered: list[MediaPlan]) -> list[str]:
+    """The codecs we offered, in the order of the answer's m= formats: the first is the one
+    the call uses (RFC 3264 §6.1, §7)."""
+    audio = answer.audio
+    found = [
+        p.codec.name for c in (audio.codecs if audio else []) for p in offered if _is(c, p.codec)
+    ]
+    return found or [offered[0].codec.name]
 
 
 class SdpSession:
@@ -265,7 +329,7 @@ class SdpSession:
         self.rtp_port = rtp_port  # set once the RTP socket is bound
         self.plan: MediaPlan | None = None  # what is agreed and in force
         self.local: SdpMessage | None = None  # the last SDP we sent
-        self._offered: MediaPlan | None = None  # our offer, waiting for its answer
+        self._offered: list[MediaPlan] | None = None  # our offer, waiting for its answer
         self._last_offer: MediaPlan | None = None
         self._offer_crypto: list[CryptoAttribute] = []  # the a=crypto lines of our offer
         self._id = str(secrets.randbelow(2**31))
@@ -275,9 +339,7 @@ class SdpSession:
         """The media of a new call: from its offer, or what our own offer will propose."""
         if offer is not None:  # (our key is made with the answer, see answer())
             return self._allowed(plan_media(offer, self.codecs, self.srtp))
-        codec = codec_spec(self.codecs[0])
-        pt = codec.payload_type if codec.payload_type is not None else DYNAMIC_PT
-        return MediaPlan(codec, pt, None, DTMF_PT, 20)
+        return offer_plans(self.codecs)[0]
 
     def answer(self, offer: SdpMessage) -> tuple[MediaPlan, SdpMessage]:
         """Answer an offer; within a call the codec cannot change (its bridge is built)."""
@@ -293,10 +355,17 @@ class SdpSession:
         return plan, self._stamp(answer)
 
     def offer(self) -> SdpMessage:
-        """Our offer, for an INVITE or re-INVITE that came without one (late offer)."""
+        """Our offer: every configured codec before a codec is agreed (an outbound INVITE,
+        the 200 OK to an INVITE without SDP), the one in use within a call (a re-INVITE
+        without SDP)."""
         # The same offer each time, so an offerless session refresh changes nothing (§8).
-        base = self._last_offer or self.plan or self.first_plan(None)
-        self._offered = self._last_offer = base
+        if self.plan is None:
+            plans = offer_plans(self.codecs)
+        else:
+            plans = [self._last_offer or self.plan]
+            self._last_offer = plans[0]
+        self._offered = plans
+        base = plans[0]
         sdp = build_sdp(
             self.local_ip,
             self.rtp_port,
@@ -307,7 +376,7 @@ class SdpSession:
             ptime=base.ptime_ms,
         )
         if sdp.audio is not None:
-            _media_lines(sdp.audio, base)
+            _offer_lines(sdp.audio, plans)
         crypto = self._offer_keys()
         if crypto and sdp.audio is not None:
             sdp.audio.proto = "RTP/SAVP"
@@ -344,9 +413,12 @@ class SdpSession:
             raise NotAcceptable("an answer arrived without an offer of ours")
         if answer is None:
             raise NotAcceptable("the ACK carries no SDP answer to our offer")
-        plan = self._allowed(plan_media(answer, [offered.codec.name], self.srtp))
-        if plan.payload_type != offered.payload_type:  # our stream is built on the offered one
-            raise NotAcceptable(f"the answer changed payload type {offered.payload_type}")
+        names = _answered_order(answer, offered)
+        plan = self._allowed(plan_media(answer, names, self.srtp))
+        ours = next(p for p in offered if p.codec is plan.codec)
+        if plan.payload_type != ours.payload_type:  # our stream is built on the offered one
+            raise NotAcceptable(f"the answer changed payload type {ours.payload_type}")
+        self._last_offer = ours
         remote = plan.remote_crypto
         if (remote is None) != (not self._offer_crypto):
             raise NotAcceptable("the answer does not match our offer's RTP/SAVP or RTP/AVP")

@@ -388,7 +388,11 @@ class Baresip:
         caller_port: int | None = None,
         rtp_port_min: int | None = None,
         extra_config: Sequence[str] = (),
+        answer: bool = False,
     ) -> None:
+        """`answer`: a callee instead, that dials nothing and answers the first call to
+        `caller_port` at once (the account's answermode=auto); `target` is then unused."""
+        self.answer = answer
         self.workdir = Path(workdir).resolve()
         self.speech_wav = Path(speech_wav).resolve()
         if isinstance(target, int):
@@ -460,20 +464,17 @@ class Baresip:
                 )
             if name == "config":
                 lines.extend(self.extra_config)
+            elif self.answer:
+                lines = [
+                    f"{line};answermode=auto" if line.startswith("<") else line for line in lines
+                ]
             (self.config_dir / name).write_text("\n".join(lines) + "\n")
         return self.config_dir
 
     @property
     def argv(self) -> list[str]:
-        return [
-            "baresip",
-            "-f",
-            str(self.config_dir),
-            "-e",
-            f"/dial {self.uri}",
-            "-t",
-            str(self.max_call_seconds),
-        ]
+        dial = [] if self.answer else ["-e", f"/dial {self.uri}"]
+        return ["baresip", "-f", str(self.config_dir), *dial, "-t", str(self.max_call_seconds)]
 
     # -- process -------------------------------------------------------------------------
 

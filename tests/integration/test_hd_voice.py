@@ -17,6 +17,7 @@ from tests.realtime_schema import validate_client_event
 
 from .gateway_proc import GatewayProcess
 from .peers import Baresip, missing_peer_tools
+from .test_outbound_calls import ENV, FROM, TO, outbound_config, place
 
 pytestmark = [
     pytest.mark.integration,
@@ -100,3 +101,48 @@ async def test_wideband_caller_is_heard_in_wideband_and_hears_the_echo(
     peak, _ = normalized_xcorr(reference, heard)
     print(f"echo {codec}: correlation {peak:.3f} ({rate} Hz heard)")
     assert peak >= 0.8
+
+
+@pytest.mark.parametrize(("codecs", "answered"), [("G722", "G722"), ("opus,G722", "opus")])
+async def test_an_outbound_call_offers_every_codec_and_baresip_answers_one(
+    tmp_path: Path, codecs: str, answered: str
+) -> None:
+    """The gateway dials baresip offering opus, G722 and PCMU: baresip answers in the first
+    it has (with G722 only, it would have refused an offer of opus alone), the model hears
+    it in wideband, and baresip hears the echo."""
+    speech = speech_wav(tmp_path / "speech.wav", SENTENCE, RATE, 1.5, 9.0)
+    start, end = active_bounds(speech, RATE)
+    reference = speech[start:end]
+    async with EmbeddedRealtimeServer() as service:
+        callee = Baresip(
+            tmp_path / "baresip", tmp_path / "speech.wav", 0, caller_user=TO, answer=True,
+            codecs=",".join(BARESIP_CODEC[c] for c in codecs.split(",")), srate=RATE,
+        )  # fmt: skip
+        api_port, config = outbound_config(service, callee.caller_port)
+        config["media"] = {"codecs": ["opus", "G722", "PCMU"]}
+        config["realtime"]["audio_format"] = "g711"  # several codecs offered: PCM16 anyway
+        async with GatewayProcess(tmp_path, config, env=ENV) as gateway:
+            await callee.start()
+            try:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                result = (await callee.wait(timeout=60)).check()
+            finally:
+                await callee.stop()
+            ended = await gateway.wait_for("call.ended", timeout=15)
+    answer = gateway.find("call.answered")
+    assert len(answer) == 1 and answer[0]["codec"] == answered
+    assert ended["reason"] == "caller_bye"
+    [session] = service.sessions
+    assert session.config["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": MODEL_RATE}
+    appends = [e["audio"] for e in session.received if e["type"] == "input_audio_buffer.append"]
+    appended = np.frombuffer(b"".join(map(base64.b64decode, appends)), dtype="<i2")
+    a0, a1 = active_bounds(appended, MODEL_RATE)
+    model_share = high_band_share(appended[a0:a1], MODEL_RATE)
+    assert result.received_wav is not None
+    rate, heard = read_wav(result.received_wav)
+    if rate != RATE:
+        heard = soxr.resample(heard, rate, RATE).astype(np.int16)
+    peak, _ = normalized_xcorr(reference, heard)
+    print(f"\noutbound {answered}: model's share above 4 kHz {model_share:.2%}, echo {peak:.3f}")
+    assert model_share > 0.5 * high_band_share(reference, RATE) and peak >= 0.8

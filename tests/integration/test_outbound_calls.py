@@ -17,7 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.agent import EmbeddedRealtimeServer
+from gateway.agent import EmbeddedRealtimeServer, chime
+from gateway.media.g711 import PCMA
+from tests.audio import normalized_xcorr
 
 from .event_receiver import SECRET, EventReceiver
 from .gateway_proc import GatewayProcess
@@ -37,6 +39,8 @@ from .test_sip_tls import (
 from .tls_certs import Leaf, TestCa
 from .trunk_scenarios import (
     answering,
+    answering_in,
+    answering_our_cancel,
     challenging,
     early_media,
     ivr,
@@ -100,6 +104,49 @@ async def test_an_answered_call_runs_like_an_inbound_one_and_the_agent_speaks_fi
     assert "response.create" in kinds  # the agent spoke first: its greeting was asked for
     dialing = gateway.find("call.dialing")
     assert dialing and dialing[0]["call_id"] == body["id"] and dialing[0]["to"] == TO
+
+
+async def test_the_callee_answers_pcma_of_our_pcmu_pcma_offer(tmp_path: Path) -> None:
+    """Our offer names both G.711 codecs (and telephone-event); the callee answers PCMA: we
+    send PCMA (payload type 8), the phone hears the greeting's chime, and the gateway
+    takes the phone's PCMA."""
+    async with EmbeddedRealtimeServer() as fake, RtpCaller(PCMA, 8) as phone:
+        maps = ["a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000"]
+        offer = "m=audio [0-9]+ RTP/AVP 0 8 101"
+        path = answering_in(tmp_path / "pcma.xml", phone.port, "8 101", maps, offer)
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=path)
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            cfg["media"] = {"codecs": ["PCMU", "PCMA"]}
+            cfg["realtime"]["audio_format"] = "g711"  # opened as PCM16: two codecs offered
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                answered = await gateway.wait_for("call.answered", timeout=20)
+                assert answered["codec"] == "PCMA"
+                await phone.wait_until(  # the chime, then 200 ms of silence
+                    lambda: (
+                        bool(phone.spurts()) and phone.heard[-1].at - phone.spurts()[0][-1].at > 0.2
+                    ),
+                    20,
+                    "the greeting",
+                )
+                greeting = phone.audio()
+                said = voice(1.0, 150.0)
+                phone.say(said)
+                await phone.wait_until(lambda: not phone.speaking, 20, "the phone's words sent")
+                async with aiohttp.ClientSession() as session:
+                    api = Api(api_port, session)
+                    status, _, _ = await api.request("POST", f"/v1/calls/{body['id']}/hangup")
+                    assert status == 202
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+                ended = await gateway.wait_for("call.ended", timeout=20)
+    assert {h.payload_type for h in phone.heard} == {8}
+    chime_peak, _ = normalized_xcorr(chime(8000), greeting)
+    print(f"\nPCMA answer: chime correlation {chime_peak:.3f}, rtp_in {ended['rtp_in']}")
+    assert chime_peak >= 0.9 and ended["rtp_in"] >= 40  # the phone's second of words
+    formats = [e for e in sent(fake) if e["type"] == "session.update"]
+    assert "pcm" in str(formats[0]).lower()
 
 
 async def test_amd_asked_for_screens_the_answer_before_the_agent_speaks(tmp_path: Path) -> None:
@@ -177,9 +224,15 @@ def types_of(receiver: EventReceiver) -> list[str]:
     return [e["type"] for e in receiver.delivered]
 
 
-async def test_no_answer_within_the_ring_timeout_is_cancelled(tmp_path: Path) -> None:
+@pytest.mark.parametrize("silent_ms", [0, 2500])
+async def test_no_answer_within_the_ring_timeout_is_cancelled(
+    tmp_path: Path, silent_ms: int
+) -> None:
+    """With `silent_ms`, the callee says nothing (not even 100) until after the ring timeout:
+    the CANCEL waits for its 180 (RFC 3261 §9.1)."""
     async with EmbeddedRealtimeServer() as fake:
-        sipp = Sipp.uas(tmp_path / "sipp", scenario=ringing_forever(tmp_path / "ring.xml"))
+        path = ringing_forever(tmp_path / "ring.xml", silent_ms=silent_ms)
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=path)
         async with sipp:
             api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
             async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
@@ -193,6 +246,23 @@ async def test_no_answer_within_the_ring_timeout_is_cancelled(tmp_path: Path) ->
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
                 ended = await gateway.wait_for("call.ended", timeout=10)
                 assert ended["reason"] == "no_answer"
+
+
+async def test_a_2xx_that_crosses_our_cancel_is_acked_and_ended(tmp_path: Path) -> None:
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=answering_our_cancel(tmp_path / "x.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM, "ring_timeout_s": 1.0})
+                assert code == 202, body
+                failed = await gateway.wait_for("call.failed", timeout=20)
+                assert failed["reason"] == "no_answer" and "after our CANCEL" in failed["detail"]
+                # SIPp's scenario needs our ACK of its 200, then our BYE, to pass.
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+                ended = await gateway.wait_for("call.ended", timeout=10)
+                assert ended["reason"] == "no_answer"
+    assert not gateway.find("call.answered")
 
 
 async def test_early_media_starts_the_stream_before_the_answer(tmp_path: Path) -> None:

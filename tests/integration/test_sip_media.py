@@ -7,11 +7,20 @@ The caller's RTP endpoints are sockets of the test: what the gateway sends is co
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from gateway.media.codecs import codec_spec
+from gateway.media.rtp import RtpSender, parse_rtp
+from tests.audio import normalized_xcorr
+
 from .gateway_proc import InProcessGateway
 from .peers import LOOPBACK
+from .rtp_caller import voice
 from .scenarios import (
     SIP_TESTS,
     in_dialog,
@@ -129,15 +138,22 @@ async def test_late_offer_is_answered_in_the_ack(tmp_path: Path) -> None:
                 tmp_path / "late_offer.xml",
                 invite(None),
                 recv(100, optional=True),
-                recv(200, body="m=audio [0-9]+ RTP/AVP 0 101"),
+                # Every configured codec (PCMU, PCMA): the ACK's answer picks one.
+                recv(200, body="m=audio [0-9]+ RTP/AVP 0 8 101"),
                 in_dialog("ACK", 1, body=sdp(port=a.port, ip=LOOPBACK, formats="0")),
                 pause(1000),
-                # An offerless re-INVITE: our offer again (unchanged), the answer in the ACK.
+                # An offerless re-INVITE: our offer names only the codec in use (a new o=
+                # version: the SDP changed, RFC 3264 §8), the answer in the ACK.
                 invite(None, branch="re2", cseq=2, in_dialog=True),
-                recv(200, body="o=- [0-9]+ 0 IN IP4"),
+                recv(200, body="o=- [0-9]+ 1 IN IP4.*RTP/AVP 0 101[^ 0-9]"),
                 in_dialog("ACK", 2, body=sdp(port=a.port, ip=LOOPBACK, formats="0")),
                 pause(300),
-                in_dialog("BYE", 3),
+                # Another: the same offer again, o= version unchanged (§8).
+                invite(None, branch="re3", cseq=3, in_dialog=True),
+                recv(200, body="o=- [0-9]+ 1 IN IP4"),
+                in_dialog("ACK", 3, body=sdp(port=a.port, ip=LOOPBACK, formats="0")),
+                pause(300),
+                in_dialog("BYE", 4),
                 recv(200),
             )
             run = asyncio.ensure_future(
@@ -218,3 +234,80 @@ async def test_nat_advertised_address_and_symmetric_rtp(tmp_path: Path) -> None:
     finally:
         ta.close()
         tc.close()
+
+
+_APPEND = "input_audio_buffer.append"
+
+
+class PayloadSink(asyncio.DatagramProtocol):
+    """A caller's RTP port that keeps what the gateway sends: payload type and payload."""
+
+    def __init__(self) -> None:
+        self.packets: list[tuple[int, bytes]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        packet = parse_rtp(data)
+        self.packets.append((packet.payload_type, bytes(packet.payload)))
+
+
+@pytest.mark.parametrize(("name", "pt"), [("PCMA", 8), ("G722", 9)])
+async def test_a_late_offer_names_every_codec_and_the_acks_answer_picks_one(
+    tmp_path: Path, name: str, pt: int
+) -> None:
+    """Our 200 OK offers G722, PCMU and PCMA; the ACK answers `name`: the gateway sends in
+    it (payload type `pt`) and decodes the caller's voice in it (the echo agent repeats it)."""
+    loop = asyncio.get_running_loop()
+    transport, sink = await loop.create_datagram_endpoint(PayloadSink, local_addr=(LOOPBACK, 0))
+    port = transport.get_extra_info("sockname")[1]
+    codec = codec_spec(name).open()
+    said = voice(1.0, 150.0, rate=codec.rate)
+    try:
+        async with InProcessGateway({"media": {"codecs": ["G722", "PCMU", "PCMA"]}}) as gateway:
+            gateway.gateway._embedded.keep_events = 10_000  # what the model hears, kept
+            maps = [f"a=rtpmap:{pt} {name}/8000", "a=rtpmap:101 telephone-event/8000"]
+            path = scenario(
+                tmp_path / "late_codecs.xml",
+                invite(None),
+                recv(100, optional=True),
+                recv(200, body="m=audio [0-9]+ RTP/AVP 9 0 8 101[^ 0-9]"),
+                in_dialog(
+                    "ACK", 1, body=sdp(port=port, ip=LOOPBACK, formats=f"{pt} 101", rtpmaps=maps)
+                ),
+                pause(5000),
+                in_dialog("BYE", 2),
+                recv(200),
+            )
+            run = asyncio.ensure_future(
+                run_sipp(tmp_path, path, gateway.port, context=gateway.tail)
+            )
+            answered = await gateway.wait_for("call.answered", timeout=10)
+            assert answered["codec"] == name
+            host, gw_port = answered["rtp_local"].rsplit(":", 1)
+            frame = codec.rate // 50
+            sender = RtpSender(pt, 160)
+            chunks = [said[i : i + frame] for i in range(0, len(said), frame)]
+            silence = [np.zeros(frame, dtype=np.int16)] * 25
+            packets = [bytes(sender.build(codec.encode(c))) for c in chunks + silence]
+            for data in packets:
+                transport.sendto(data, (host, int(gw_port)))
+                await asyncio.sleep(0.02)  # pacing a real-time stream, not synchronisation
+            await run
+            ended = await gateway.wait_for("call.ended", timeout=10)
+            (session,) = gateway.realtime_sessions
+            appended = [e["audio"] for e in session.received if e["type"] == _APPEND]
+    finally:
+        transport.close()
+    assert {p for p, _ in sink.packets} == {pt} and len(sink.packets) > 100
+    assert ended["rtp_in"] >= len(packets) - 2
+    # What the model heard (PCM16, 24 kHz) is the caller's voice, decoded in `name`.
+    pcm = np.frombuffer(b"".join(base64.b64decode(a) for a in appended), dtype="<i2")
+    at_rate = np.interp(
+        np.arange(0, len(pcm), 24000 / codec.rate), np.arange(len(pcm)), pcm.astype(np.float64)
+    )
+    peak, _ = normalized_xcorr(said.astype(np.float64), at_rate)
+    print(f"\nlate offer answered {name}: the model heard the caller at {peak:.3f}")
+    assert peak >= 0.9

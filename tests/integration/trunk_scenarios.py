@@ -89,11 +89,15 @@ def refusing(path: Path, status: str) -> Path:
     )
 
 
-def ringing_forever(path: Path) -> Path:
-    """Rings until the gateway CANCELs: 200 to the CANCEL, 487 to the INVITE, then its ACK."""
+def ringing_forever(path: Path, *, silent_ms: int = 0) -> Path:
+    """Rings until the gateway CANCELs: 200 to the CANCEL, 487 to the INVITE, then its ACK.
+    With `silent_ms`, no response at all for that long first (a CANCEL then fails SIPp's
+    scenario: RFC 3261 §9.1 says to wait for a provisional)."""
+    silent = [pause(silent_ms)] if silent_ms else []
     return scenario(
         path,
         recv_request("INVITE"),
+        *silent,
         reply("180 Ringing"),
         recv_request("CANCEL"),
         sip_message(
@@ -113,6 +117,38 @@ def ringing_forever(path: Path) -> Path:
             None,
         ),
         recv_request("ACK"),
+    )
+
+
+def answering_our_cancel(path: Path) -> Path:
+    """Rings; our CANCEL crosses its 200 OK (200 to the CANCEL, 200 to the INVITE): the
+    gateway ACKs the 2xx, then ends the call with a BYE."""
+    return scenario(
+        path,
+        recv_invite(body="m=audio"),
+        reply("180 Ringing"),
+        recv_request("CANCEL"),
+        sip_message(
+            "SIP/2.0 200 OK",
+            ["[last_Via:]", "[last_From:]", "[last_To:]", "[last_Call-ID:]", "[last_CSeq:]"],
+            None,
+        ),
+        sip_message(
+            "SIP/2.0 200 OK",
+            [
+                "[last_Via:]",
+                "[last_From:]",
+                f"[last_To:];tag={TO_TAG}",
+                "[last_Call-ID:]",
+                "CSeq: 1 INVITE",
+                "Contact: <sip:callee@[local_ip]:[local_port];transport=[transport]>",
+            ],
+            sdp(),
+        ),
+        recv_request("ACK"),
+        recv_request("BYE", timeout_ms=10_000),
+        ok_to_request(),
+        REFERENCES,
     )
 
 
@@ -186,6 +222,20 @@ def ivr(path: Path, media_port: int, *, info_keys: str | None = None) -> Path:
         reply("200 OK", answer),
         recv_request("ACK"),
         *keys,
+        recv_request("BYE", timeout_ms=30_000),
+        ok_to_request(),
+        REFERENCES,
+    )
+
+
+def answering_in(path: Path, media_port: int, formats: str, rtpmaps: list[str], offer: str) -> Path:
+    """A phone whose media is `media_port` (a Python RTP phone on loopback): checks our offer
+    against the regexp `offer`, answers in `formats`, then waits for our BYE."""
+    return scenario(
+        path,
+        recv_invite(body=offer),
+        reply("200 OK", sdp(port=media_port, ip="127.0.0.1", formats=formats, rtpmaps=rtpmaps)),
+        recv_request("ACK"),
         recv_request("BYE", timeout_ms=30_000),
         ok_to_request(),
         REFERENCES,

@@ -155,9 +155,12 @@ def test_opus_at_the_wrong_clock_is_not_opus() -> None:
 def test_our_own_offer_in_opus_uses_a_dynamic_pt_and_48k_events() -> None:
     session = SdpSession(["opus", "PCMU"], "192.0.2.1", 10002)
     text = serialize_sdp(session.offer())
-    assert "m=audio 10002 RTP/AVP 111 101\r\n" in text
+    # Every configured codec, then telephone-event on each clock they need (RFC 4733 §2.1).
+    assert "m=audio 10002 RTP/AVP 111 0 101 102\r\n" in text
     assert "a=rtpmap:111 opus/48000/2\r\n" in text
-    assert "a=rtpmap:101 telephone-event/48000\r\n" in text
+    assert "a=rtpmap:0 PCMU/8000\r\n" in text
+    assert "a=rtpmap:101 telephone-event/8000\r\n" in text
+    assert "a=rtpmap:102 telephone-event/48000\r\n" in text
 
 
 def test_receiver_reports_a_gap_as_lost_for_a_codec_without_silence() -> None:

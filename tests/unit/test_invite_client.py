@@ -165,3 +165,51 @@ async def test_the_via_names_the_transport(name: str) -> None:
     c.send()
     assert transport.sent[0].via[0].transport.upper() == name
     c.close()
+
+
+async def test_a_cancel_waits_for_a_provisional_response() -> None:
+    """RFC 3261 §9.1: no CANCEL before a provisional response; the 100 Trying releases it."""
+    transport = Recorder(reliable=True)
+    c = client(transport)
+    c.send()
+    invite = transport.sent[0]
+    c.cancel()
+    assert transport.methods() == ["INVITE"] and c.cancelled
+    c.on_response(answer(invite, 100, "Trying"))
+    assert transport.methods() == ["INVITE", "CANCEL"]
+    c.on_response(answer(invite, 180, "Ringing"))
+    assert transport.methods() == ["INVITE", "CANCEL"]  # once
+    c.on_response(answer(invite, 487, "Request Terminated"))
+    assert (await c.final).status == 487
+    assert transport.methods() == ["INVITE", "CANCEL", "ACK"]
+
+
+@pytest.mark.parametrize(("status", "after"), [(486, ["ACK"]), (200, ["ACK"])])
+async def test_a_final_before_any_provisional_makes_the_pending_cancel_moot(
+    status: int, after: list[str]
+) -> None:
+    """Over UDP the INVITE is still resent while the CANCEL waits; a final response ends
+    both: an error is ACKed on the INVITE's branch, a 2xx in the dialog (the call BYEs it)."""
+    transport = Recorder()
+    c = client(transport)
+    c.send()
+    invite = transport.sent[0]
+    c.cancel()
+    await until(transport, lambda: len(transport.sent) >= 3)  # timer A goes on
+    assert set(transport.methods()) == {"INVITE"}
+    c.on_response(answer(invite, status, "Busy Here" if status == 486 else "OK"))
+    final = await c.final
+    assert final.status == status and c.cancelled
+    assert "CANCEL" not in transport.methods() and transport.methods()[-1:] == after
+    assert c._resending is None  # no timer of ours runs any more
+
+
+async def test_a_pending_cancel_still_ends_at_timer_b_without_any_response() -> None:
+    transport = Recorder()
+    c = client(transport)
+    c.send()
+    c.cancel()
+    async with asyncio.timeout(2):
+        final = await c.final
+    assert (final.status, final.local) == (408, True)
+    assert "CANCEL" not in transport.methods()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from aiosipua import parse_sdp, serialize_sdp
+from aiosipua import SdpMessage, parse_sdp, serialize_sdp
 
 from gateway.sip.door import Door
 from gateway.sip.sdp import NotAcceptable, SdpSession, build_answer, plan_media
@@ -92,3 +92,42 @@ def test_media_allow_to_refuses_a_c_address_elsewhere() -> None:
         late.accept_answer(outside)
     anywhere = SdpSession(["PCMU"], "192.0.2.1", 10002)  # no door: unchecked
     assert anywhere.first_plan(outside).remote == ("203.0.113.9", 4000)
+
+
+def _answer(m_line: str, *attrs: str) -> SdpMessage:
+    return parse_sdp(offer(m_line, *attrs, c="192.0.2.20"))
+
+
+def test_our_offer_names_every_codec_and_the_answer_chooses() -> None:
+    """RFC 3264 §6.1: the call is in the first of the answer's formats that we offered."""
+    session = SdpSession(["opus", "G722", "PCMU", "PCMA"], "192.0.2.1", 10002)
+    text = serialize_sdp(session.offer())
+    assert "m=audio 10002 RTP/AVP 111 9 0 8 101 102\r\n" in text
+    assert "a=rtpmap:9 G722/8000\r\n" in text and "a=rtpmap:8 PCMA/8000\r\n" in text
+    assert "a=fmtp:111 " in text  # Opus's own parameters (RFC 7587 §7)
+    assert session.first_plan(None).codec.name == "opus"
+    plan = session.accept_answer(
+        _answer(
+            "m=audio 5000 RTP/AVP 18 8 0 101",
+            "a=rtpmap:18 G729/8000",
+            "a=rtpmap:101 telephone-event/8000",
+        )
+    )
+    assert (plan.codec.name, plan.payload_type, plan.dtmf_payload_type) == ("PCMA", 8, 101)
+    assert plan.remote == ("192.0.2.20", 5000)
+    # Within the call, an offer names only the codec in use.
+    again = serialize_sdp(session.offer())
+    assert "m=audio 10002 RTP/AVP 8 101\r\n" in again and "PCMU" not in again
+
+
+def test_an_answer_naming_nothing_we_offered_or_another_pt_is_refused() -> None:
+    session = SdpSession(["PCMU", "PCMA"], "192.0.2.1", 10002)
+    session.offer()
+    with pytest.raises(NotAcceptable):
+        session.accept_answer(_answer("m=audio 5000 RTP/AVP 9", "a=rtpmap:9 G722/8000"))
+    session.offer()
+    with pytest.raises(NotAcceptable):  # Opus never offered: not taken from an answer
+        session.accept_answer(_answer("m=audio 5000 RTP/AVP 111", "a=rtpmap:111 opus/48000/2"))
+    session.offer()
+    plan = session.accept_answer(_answer("m=audio 5000 RTP/AVP 0 8"))  # static types, no rtpmap
+    assert plan.codec.name == "PCMU"
