@@ -41,6 +41,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .config import hooks as config_hooks
+
 PREFIX = "sipgw"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32)
 # Fields of RtpStream.stats counted at call end, by label; absent ones are skipped, so the
@@ -460,17 +462,7 @@ class EventMetrics:
         self.delivered.labels(kind if kind in EVENT_TYPES else OTHER).inc()
 
 
-EVENT_TYPES = frozenset(
-    {
-        "call.started",
-        "call.answered",
-        "call.amd",
-        "call.transferred",
-        "call.tool",
-        "call.failed",
-        "call.ended",
-    }
-)
+EVENT_TYPES = frozenset(config_hooks.EVENT_TYPES)  # the event types a config may name
 
 
 _DETACHED: Metrics | None = None

@@ -65,9 +65,17 @@ async def late_offer_media(
 def stream_on(services: Any, sock: socket.socket, port: int, plan: MediaPlan) -> RtpStream:
     """The call's RTP stream on a socket bound before the codec was known (we offered: the
     answer chose it)."""
-    media = services.cfg.media
-    stream = RtpStream(
-        plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
+    stream = new_stream(services.cfg.media, plan, srtp_session(plan))
+    stream.attach(sock)
+    stream.port = port
+    return stream
+
+
+def new_stream(media: Any, plan: MediaPlan, srtp: Any = None) -> RtpStream:
+    """The RTP stream a plan describes (``media``: the config's media section), its coder
+    opened for this call (G.722, Opus keep state), before it has a socket."""
+    return RtpStream(
+        plan.codec.open(plan.codec_fmtp),
         plan.payload_type,
         plan.remote,
         _drop,
@@ -75,11 +83,8 @@ def stream_on(services: Any, sock: socket.socket, port: int, plan: MediaPlan) ->
         dtmf_payload_type=plan.dtmf_payload_type,
         strict=media.strict_rtp,
         learn_packets=media.rtp_learn_packets,
-        srtp=srtp_session(plan),
+        srtp=srtp,
     )
-    stream.attach(sock)
-    stream.port = port
-    return stream
 
 
 def _drop(payload: bytes) -> None:

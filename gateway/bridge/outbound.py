@@ -34,7 +34,6 @@ from ..sip.sdp import (
     MediaPlan,
     NotAcceptable,
     SdpSession,
-    SrtpPolicy,
     offers_several,
 )
 from .call import CallBridge
@@ -45,6 +44,7 @@ from .setup import (
     CallSetup,
     open_recording,
     open_transcript,
+    sdp_session,
     session_config,
 )
 from .trunk import NotAnswered, placed_call, reach_trunk
@@ -146,13 +146,7 @@ class OutboundSetup(CallSetup):
         local_ip = self.services.local_ip(trunk[0])
         sip.source_addr = trunk
         sip.advertised_addr = (local_ip, call.uas.transport.local_addr[1])
-        srtp = SrtpPolicy(
-            cfg.media.srtp,
-            tuple(cfg.media.srtp_suites),
-            secure_signalling=call.uas.transport.name == "TLS",
-            allow_insecure=cfg.media.srtp_over_insecure_signalling,
-        )
-        sdp = SdpSession(cfg.media.codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
+        sdp = sdp_session(self.services, call.uas.transport.name, local_ip)
         self._bind(stack)
         sdp.rtp_port = self._port
         offered = sdp.first_plan(None)

@@ -76,7 +76,7 @@ from .call_limits import CallLimits
 from .call_timeline import open_timeline, write_timeline
 from .decision import ask_hook, declined, select
 from .keys_out import OutgoingKeys
-from .late_offer import late_offer_media
+from .late_offer import late_offer_media, new_stream
 from .recording import Recording
 from .screening import reported, screen_for
 from .tools import Tools
@@ -227,16 +227,10 @@ class CallSetup:
     async def _set_up(self, stack: contextlib.AsyncExitStack, accept: Accept | None) -> CallBridge:
         """Acquire the call's resources in order, each one's teardown registered at once, and
         answer the INVITE; the bridge is ready to run."""
-        call, sip, cfg = self.call, self.call.sip, self.services.cfg
+        call, sip = self.call, self.call.sip
         local_ip = self.services.local_ip(sip.source_addr[0])
         sip.advertised_addr = (local_ip, call.uas.transport.local_addr[1])
-        srtp = SrtpPolicy(
-            cfg.media.srtp,
-            tuple(cfg.media.srtp_suites),
-            secure_signalling=call.uas.transport.name == "TLS",
-            allow_insecure=cfg.media.srtp_over_insecure_signalling,
-        )
-        sdp = SdpSession(cfg.media.codecs, local_ip, allow_to=self.services.media_door, srtp=srtp)
+        sdp = sdp_session(self.services, call.uas.transport.name, local_ip)
         plan = _negotiated(sdp.first_plan, sip)
         route = select(self.services.router, self.info, accept)
         self.record.profile, self.record.codec = route.profile, plan.codec.name
@@ -438,23 +432,25 @@ class CallSetup:
         services.on_calls_changed()
 
 
+def sdp_session(services: CallServices, transport: str, local_ip: str) -> SdpSession:
+    """The call's offer/answer state: our codecs, our address, SRTP as configured (keys only
+    over TLS unless allowed otherwise)."""
+    media = services.cfg.media
+    srtp = SrtpPolicy(
+        media.srtp,
+        tuple(media.srtp_suites),
+        secure_signalling=transport == "TLS",
+        allow_insecure=media.srtp_over_insecure_signalling,
+    )
+    return SdpSession(media.codecs, local_ip, allow_to=services.media_door, srtp=srtp)
+
+
 async def open_stream(services: CallServices, plan: MediaPlan) -> RtpStream:
     """The call's RTP stream on a port of the range; SetupFailed (503) when none is free."""
     media = services.cfg.media
     try:
         return await RtpStream.open(
-            services.ports,
-            services.cfg.sip.bind,
-            lambda: RtpStream(
-                plan.codec.open(plan.codec_fmtp),  # G.722, Opus: this call's coder state
-                plan.payload_type,
-                plan.remote,
-                _drop,
-                plan.ptime_ms,
-                dtmf_payload_type=plan.dtmf_payload_type,
-                strict=media.strict_rtp,
-                learn_packets=media.rtp_learn_packets,
-            ),
+            services.ports, services.cfg.sip.bind, lambda: new_stream(media, plan)
         )
     except NoPortAvailable as exc:
         raise SetupFailed("no_rtp_port", str(exc), retry_after=RETRY_AFTER_S) from exc
