@@ -42,6 +42,26 @@ T = TypeVar("T")
 _WRITERS: set[asyncio.Task[None]] = set()
 
 
+def stereo_frame(out: np.ndarray, caller: deque[np.ndarray], agent: np.ndarray | None) -> int:
+    """One pacer tick of both sides into ``out`` (frame x 2): the agent's frame right, the
+    caller's queued audio left (silence where it falls short); returns the caller samples
+    taken from the queue. The recorder and the console's listen-in share it."""
+    n = len(out)
+    out[:, 1] = 0 if agent is None else agent[:n]
+    taken = 0
+    while taken < n and caller:
+        head = caller[0]
+        take = min(n - taken, len(head))
+        out[taken : taken + take, 0] = head[:take]
+        taken += take
+        if take == len(head):
+            caller.popleft()
+        else:
+            caller[0] = head[take:]
+    out[taken:, 0] = 0
+    return taken
+
+
 class WavFile:
     """A 16-bit PCM WAV whose 44-byte header always counts the audio written so far.
 
@@ -152,19 +172,7 @@ class Recording:
         """One pacer tick: a frame of each side goes into the recording."""
         n = self._frame
         out = self._chunk[self._filled : self._filled + n]
-        out[:, 1] = 0 if agent is None else agent[:n]
-        taken = 0
-        while taken < n and self._caller:
-            head = self._caller[0]
-            take = min(n - taken, len(head))
-            out[taken : taken + take, 0] = head[:take]
-            taken += take
-            if take == len(head):
-                self._caller.popleft()
-            else:
-                self._caller[0] = head[take:]
-        self._caller_samples -= taken
-        out[taken:, 0] = 0
+        self._caller_samples -= stereo_frame(out, self._caller, agent)
         self._filled += n
         self.frames += 1
         if self._filled + n > len(self._chunk):

@@ -14,6 +14,8 @@ from collections import deque
 
 import numpy as np
 
+from ..bridge.recording import stereo_frame
+
 MAX_CALLER_BACKLOG_FRAMES = 10  # caller audio ahead of the pacer's clock beyond this is dropped
 MAX_LISTENER_FRAMES = 50  # one second waits for a listener's socket, then the oldest goes
 WAKE_EVERY_FRAMES = 5  # a listener is sent 100 ms at a time
@@ -62,25 +64,12 @@ class CallTap:
 
     def agent(self, frame: np.ndarray | None) -> None:
         """One pacer tick: the frame the agent sent (None: silence)."""
-        n = self.frame_samples
         if self.watchers and frame is not None and len(frame):
             self.agent_peak = max(self.agent_peak, int(np.abs(frame, dtype=np.int32).max()))
         if not self.listeners:
             return
-        out = self._stereo
-        out[:, 1] = 0 if frame is None else frame[:n]
-        taken = 0
-        while taken < n and self._caller:
-            head = self._caller[0]
-            take = min(n - taken, len(head))
-            out[taken : taken + take, 0] = head[:take]
-            taken += take
-            if take == len(head):
-                self._caller.popleft()
-            else:
-                self._caller[0] = head[take:]
-        out[taken:, 0] = 0
-        data = out.tobytes()
+        stereo_frame(self._stereo, self._caller, frame)
+        data = self._stereo.tobytes()
         for listener in self.listeners:
             listener.frames.append(data)
             if len(listener.frames) >= WAKE_EVERY_FRAMES:
