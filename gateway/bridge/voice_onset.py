@@ -56,7 +56,7 @@ MIN_GATE_DBFS = -45.0  # ...nor less than this
 BG_FRAMES = 100  # the background: the caller's line over the last 2 s of the agent talking
 BG_MIN_FRAMES = 25  # known after 0.5 s of it
 BG_EVERY = 5  # its 95th percentile, recomputed every 100 ms
-ABOVE_BG_DB = 2.0  # the gate stays this far above that percentile
+ABOVE_BG_DB = 3.0  # the gate stays this far above that percentile
 BG_UNDO = 15  # at an onset, the last 300 ms heard were the caller's word starting
 
 

@@ -203,7 +203,7 @@ class LocalBargeIn(_Model):
         le=60,
         description="Detector voice: once the caller has spoken (0.5 s of their speech, heard "
         "while the agent was silent), the gate is their own level minus this many dB (between "
-        "-45 and -20 dBFS), kept 2 dB above the loudest 5 % of the line's last 2 s while the "
+        "-45 and -20 dBFS), kept 3 dB above the loudest 5 % of the line's last 2 s while the "
         "agent talks: a TV or voices in the room further below them do not pause the agent, "
         "and a quiet caller on a quiet line is heard sooner. threshold is the gate until "
         "then. null = threshold alone. Default 7.",

@@ -1,9 +1,13 @@
 """Local barge-in against noise and speech, through real calls with the agent talking.
 
 A real gateway process, the fake Realtime service (its answer: 110 s of espeak-ng speech, so
-the agent is always talking), SIPp calls whose media is a Python phone on loopback. The
-service's own VAD is set to its least sensitive (threshold 1.0, -30 dBFS), so that what stops
-the agent is the gateway's local detector and nothing else.
+the agent is always talking), SIPp calls whose media is a Python phone on loopback. In the
+noise calls the service's own VAD is set to its least sensitive (threshold 1.0, -30 dBFS), so
+that what stops the agent is the gateway's local detector and nothing else: the service never
+confirms a pause, the worst case. The speech calls have a gateway and a service of their own,
+the service's VAD at the Realtime default (threshold 0.5: -50 dBFS for the fake), which hears
+a caller at -35 dBFS as a real service does, so that a local pause it confirms is the caller's
+(``--speech-service-threshold 1.0`` gives the older, deaf service).
 
 * Noise (one call per kind of :mod:`barge_in_sets`, ``--noise-s`` each, at ``--noise-dbfs``):
   every gap in the agent's audio while the noise plays is a false cut-off; reported per
@@ -13,7 +17,8 @@ the agent is the gateway's local detector and nothing else.
   speech set, said over the answer; missed when the agent is still heard 400 ms after the
   caller started (local pre-emption stops it within ~100 ms; the service's VAD takes longer).
   Reported per speech kind and level: missed, and onset (first packet of the word) to the
-  agent's last packet, p50/p99.
+  agent's last packet, p50/p99; per level, the local pauses (the gateway's log) against the
+  items said: an item the service stopped before the local detector heard it has none.
 * CPU: the gateway process's CPU seconds during the noise phase per call-second of agent
   speech, and the detector alone (in this process, the noise set at ``--noise-dbfs``) per
   call-second, with what that makes for 100 calls.
@@ -152,14 +157,14 @@ def talking(phone: RtpCaller, packets: int) -> bool:
     return bool(spurts) and len(spurts[-1]) >= packets and spurts[-1][-1] is phone.heard[-1]
 
 
-async def speech_call(rig: Rig, items: list[sets.SpeechItem]) -> list[dict]:
-    """One caller (a voice at a level): their opening words at that level (at -25 dBFS for
-    quieter items, which the fake service's VAD, at -30 dBFS, might not take for a turn: the
-    gate is the threshold for every caller under -23 dBFS either way), then the items."""
+async def speech_call(rig: Rig, items: list[sets.SpeechItem], loudest: float) -> list[dict]:
+    """One caller (a voice at a level): their opening words at that level (at ``loudest`` for
+    quieter items: the deaf service, at -30 dBFS, might not take theirs for a turn), then the
+    items."""
     phone = await RtpCaller().open()
     out = []
     try:
-        await rig.call(phone, sets.first_turn(items[0].voice, max(items[0].dbfs, -25.0)))
+        await rig.call(phone, sets.first_turn(items[0].voice, max(items[0].dbfs, loudest)))
         done = 0  # packets heard by the time everything said so far has gone out
         for k, item in enumerate(items):
             await phone.wait_until(
@@ -225,6 +230,12 @@ def detector_cpu(
     }
 
 
+def local_pauses(rig: Rig) -> dict[str, int]:
+    return {
+        e: len(rig.gateway.find(f"call.local_barge_in_{e}")) for e in ("confirmed", "unconfirmed")
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if args.below_caller_db is not None:
@@ -235,6 +246,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         None if args.detector == "off" else {"detector": args.detector, **extra}
     )
     base = {"turn_detection": {"type": "server_vad", "threshold": 1.0}, "local_barge_in": local}
+    st = args.speech_service_threshold
+    opening = -25.0 if st > 0.5 else -60.0  # the quietest opening words the service hears
     kinds = [k for k in sets.NOISES if k != "echo"]
     voices = sets.VOICES[: args.voices]
     items = [i for i in sets.speech_set(tuple(args.levels)) if i.voice in voices]
@@ -244,6 +257,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "detector": args.detector,
         "noise_dbfs": args.noise_dbfs,
         "caller_dbfs_in_noise_calls": args.caller_dbfs,
+        "service_vad_threshold_in_speech_calls": args.speech_service_threshold,
         "local_barge_in": local,
         "load_average_at_start": os.getloadavg(),
     }
@@ -254,21 +268,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else tempfile.TemporaryDirectory(prefix="bench-vad-") as tmp
     ):
         echo_agent = {**base, "echo_suppression": {}}
-        async with Rig(Path(tmp) / "a", base) as rig, Rig(Path(tmp) / "b", echo_agent) as erig:
+        speech_agent = {**base, "turn_detection": {"type": "server_vad", "threshold": st}}
+        async with (
+            Rig(Path(tmp) / "a", base) as rig,
+            Rig(Path(tmp) / "b", echo_agent) as erig,
+            Rig(Path(tmp) / "c", speech_agent) as srig,
+        ):
             cpu0 = cpu_s(rig.gateway.pid)
             rows = await noise_phase(rig, erig, kinds, args) if args.noise_s > 0 else []
             cpu = cpu_s(rig.gateway.pid) - cpu0
-            pauses = {
-                f"{name}_{e}": len(r.gateway.find(f"call.local_barge_in_{e}"))
+            report["local_pauses_noise_phase"] = {
+                f"{name}_{e}": n
                 for name, r in (("noise", rig), ("echo", erig))
-                for e in ("confirmed", "unconfirmed")
+                for e, n in local_pauses(r).items()
             }
-            report["local_pauses_noise_phase"] = pauses
-            speech = []
+            speech, paused = [], {}
             for lv in args.levels:  # a call per voice and level (< ANSWER_S), a level at a time
                 calls = [[i for i in items if i.voice == v and i.dbfs == lv] for v in voices]
-                for rs in await asyncio.gather(*(speech_call(rig, c) for c in calls)):
+                before = local_pauses(srig)
+                for rs in await asyncio.gather(*(speech_call(srig, c, opening) for c in calls)):
                     speech += rs
+                after = local_pauses(srig)
+                paused[f"{lv:g}"] = {
+                    "items": sum(map(len, calls)),
+                    **{e: after[e] - before[e] for e in after},
+                }
+            report["local_pauses_speech_phase"] = paused
     if os.environ.get("BENCH_VAD_DUMP"):
         print(json.dumps(speech), file=sys.stderr)
     if not rows:  # --noise-s 0: speech only
@@ -314,6 +339,9 @@ def main() -> None:
     parser.add_argument("--caller-dbfs", type=float, default=-20.0, help="noise calls' caller")
     parser.add_argument("--below-caller-db", type=float, default=None, help="< 0: null (off)")
     parser.add_argument("--min-speech-ms", type=int, default=None)
+    parser.add_argument(
+        "--speech-service-threshold", type=float, default=0.5, help="the speech calls' service VAD"
+    )
     parser.add_argument("--levels", type=float, nargs="+", default=list(SPEECH_LEVELS))
     parser.add_argument("--noise-s", type=float, default=sets.NOISE_S)
     parser.add_argument("--voices", type=int, default=len(sets.VOICES), help="speech voices")
