@@ -30,7 +30,9 @@ Until both are known (the caller's 0.5 s of speech, 0.5 s of the line), the gate
 Measured with ``tests/perf/compare_vad.py --below-caller-db --above-p95-db`` (docs/barge-in.md).
 
 Onset: ``min_speech_ms`` of frames (rounded up to whole frames) that pass both, with gaps of
-at most one frame; after an onset, the next needs ``REARM_MS`` without such a frame first.
+at most one frame, and at least one of them voiced (harmonic, :mod:`.voice_cues`); a key tone
+frame never passes (nor counts as the caller's level). After an onset, the next needs
+``REARM_MS`` without such a frame first.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 import webrtcvad
 
 from ..media.rates import TELEPHONE_RATE
+from .voice_cues import key_tone, voiced
 
 RATE = TELEPHONE_RATE
 FRAME_MS = 20
@@ -110,6 +113,7 @@ class VoiceOnset:
         self._bg_n = 0
         self._pending_bg: list[float] | None = None  # heard since an onset, not yet placed
         self._run_ms = 0  # voiced ms in the current run
+        self._run_voiced = False  # the run held a voiced (harmonic) frame
         self._gap_ms = 0  # ms since the last voiced frame
         self._armed = True
         self.frames = 0  # frames analysed
@@ -136,7 +140,7 @@ class VoiceOnset:
             self._loud_heard += 1
             if self.caller.dbfs is not None and self._loud_heard % LEARN_EVERY:
                 continue  # known: a sample of their frames keeps it current, for less CPU
-            if self._vad.is_speech(frame.tobytes(), RATE):
+            if self._vad.is_speech(frame.tobytes(), RATE) and not key_tone(f, ms * FRAME):
                 self.caller.add(ms)
         self._update_gate()
 
@@ -161,6 +165,7 @@ class VoiceOnset:
         """Forget the audio so far (the agent stopped talking): the next voice is new."""
         self._pending = np.empty(0, dtype=np.int16)
         self._run_ms = self._gap_ms = 0
+        self._run_voiced = False
         self._armed = True
         self._pending_bg = None  # the agent stopped: it was the caller, not the background
 
@@ -170,10 +175,12 @@ class VoiceOnset:
         self._pending = x[n * FRAME :].copy()
         fired = False
         for k in range(n):
-            fired |= self._step(self._voiced(x[k * FRAME : (k + 1) * FRAME]))
+            fired |= self._step(self._voice(x[k * FRAME : (k + 1) * FRAME]))
         return fired
 
-    def _voiced(self, frame: np.ndarray) -> bool:
+    def _voice(self, frame: np.ndarray) -> int:
+        """0: not the caller's voice; 1: may be (past the gate and the detector); 2: is, a
+        voiced frame (:mod:`.voice_cues`)."""
         self.frames += 1
         f = frame.astype(np.float64)
         ms = float(np.dot(f, f)) / FRAME
@@ -183,10 +190,13 @@ class VoiceOnset:
         elif self._below_caller is not None:
             self._add_bg(ms)
         if ms < self._floor:
-            return False
+            return 0
         self.detector_frames += 1
-        speech = self._vad.is_speech(frame.tobytes(), RATE)
-        return bool(speech) and ms >= self._gate
+        if not self._vad.is_speech(frame.tobytes(), RATE) or ms < self._gate:
+            return 0
+        if key_tone(f, ms * FRAME):
+            return 0
+        return 2 if voiced(f) else 1
 
     def _add_bg(self, ms: float) -> None:
         self._bg[self._bg_n % BG_FRAMES] = ms
@@ -212,11 +222,12 @@ class VoiceOnset:
         for ms in pending or ():
             self._add_bg(ms)
 
-    def _step(self, voiced: bool) -> bool:
-        if voiced:
+    def _step(self, voice: int) -> bool:
+        if voice:
             self._gap_ms = 0
             self._run_ms += FRAME_MS
-            if self._armed and self._run_ms >= self._min_ms:
+            self._run_voiced |= voice == 2
+            if self._armed and self._run_ms >= self._min_ms and self._run_voiced:
                 self._armed = False
                 if self._below_caller is not None and self._pending_bg is None:
                     self._hold_bg()
@@ -225,6 +236,7 @@ class VoiceOnset:
         self._gap_ms += FRAME_MS
         if self._gap_ms > FRAME_MS:
             self._run_ms = 0
+            self._run_voiced = False
         if self._gap_ms >= REARM_MS:
             self._armed = True
         return False

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import barge_in_sets as sets
 
 from gateway.bridge.echo import EchoSuppressor
+from gateway.bridge.voice_cues import key_tone, voiced
 from gateway.media.g711 import codec_by_name
 from gateway.media.resample import Resampler
 
@@ -185,6 +186,8 @@ class Onsets:
         self.gap = 0.0
         self.armed = True
         self.quiet = 0.0
+        self.cues = False  # --cues: key tones never count, an onset needs a voiced frame
+        self.run_voiced = False
 
     def feed(self, flags: list[bool], frame_ms: float, packet: np.ndarray) -> bool:
         loud = True
@@ -205,6 +208,11 @@ class Onsets:
                 gate = max(gate, 32767.0**2 * 10 ** ((self.bg_db + self.above_bg) / 10))
                 self.bg_db += (db - self.bg_db) / 50
             loud = ms >= gate
+        is_voiced = True
+        if self.cues and loud and any(flags):
+            x = packet.astype(np.float64)
+            loud = not key_tone(x, float(x @ x))
+            is_voiced = voiced(x)
         fired = False
         for f in flags:
             f = f and loud
@@ -213,13 +221,15 @@ class Onsets:
                 self.quiet = 0.0
                 self.gap = 0.0
                 self.run += frame_ms
-                if self.armed and self.run >= self.min_ms:
+                self.run_voiced |= is_voiced
+                if self.armed and self.run >= self.min_ms and self.run_voiced:
                     self.armed, fired = False, True
             else:
                 self.quiet += frame_ms
                 self.gap += frame_ms
                 if self.gap > frame_ms:
                     self.run = 0.0
+                    self.run_voiced = False
                 if self.quiet >= 300:
                     self.armed = True
         return fired
@@ -244,7 +254,7 @@ def gate_ms(args: argparse.Namespace, caller_dbfs: float) -> float | None:
 def run_noise(name: str, kind: str, x: np.ndarray, args: argparse.Namespace) -> tuple[int, float]:
     cand = make(name)
     onsets = Onsets(args.min_speech_ms, gate_ms(args, args.caller_dbfs), args.above_background_db)
-    onsets.p95_margin = args.above_p95_db
+    onsets.p95_margin, onsets.cues = args.above_p95_db, args.cues
     fired = 0
     echo = None
     if kind == "echo":
@@ -266,7 +276,7 @@ def run_speech(name: str, item: sets.SpeechItem, args: argparse.Namespace) -> fl
     x = np.concatenate((lead, item.pcm, np.zeros(RATE // 2, dtype=np.int16)))
     cand = make(name)
     onsets = Onsets(args.min_speech_ms, gate_ms(args, item.dbfs), args.above_background_db)
-    onsets.p95_margin = args.above_p95_db
+    onsets.p95_margin, onsets.cues = args.above_p95_db, args.cues
     for k, p in enumerate(packets(x)):
         if onsets.feed(cand.packet(p), cand.frame_ms, p):
             ms = (k + 1) * 20 - len(lead) / 8
@@ -319,6 +329,7 @@ def main() -> None:
     parser.add_argument("--caller-dbfs", type=float, default=-20.0)
     parser.add_argument("--gate-min-dbfs", type=float, default=-45.0)
     parser.add_argument("--gate-max-dbfs", type=float, default=0.0)
+    parser.add_argument("--cues", action="store_true", help="gateway/bridge/voice_cues.py")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.gate = None if args.gate_dbfs is None else 32767.0**2 * 10 ** (args.gate_dbfs / 10)
@@ -326,6 +337,7 @@ def main() -> None:
     out: dict[str, Any] = {"noise_dbfs": args.noise_dbfs, "min_speech_ms": args.min_speech_ms}
     out["gate_dbfs"] = args.gate_dbfs
     out["below_caller_db"], out["caller_dbfs"] = args.below_caller_db, args.caller_dbfs
+    out["above_p95_db"], out["cues"] = args.above_p95_db, args.cues
     for name in args.only.split(","):
         out[name] = evaluate(name, args, speech)
         print(name, json.dumps(out[name]), flush=True)

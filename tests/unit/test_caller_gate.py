@@ -66,6 +66,19 @@ def test_the_gate_is_below_the_caller_s_own_level(caller: float, lo: float, hi: 
     assert lo <= det.gate_dbfs <= hi
 
 
+def test_key_tones_while_the_agent_is_silent_are_not_the_caller_s_level() -> None:
+    """A caller keying in a number at -10 dBFS: WebRTC's detector calls the tones speech; taken
+    as their level, the gate would stand 10 dB over their voice."""
+    t = np.arange(int(0.1 * 8000)) / 8000
+    key = np.sin(2 * np.pi * 770 * t) + np.sin(2 * np.pi * 1336 * t)
+    keys = level(np.concatenate([key, 0 * t] * 15), -10.0)
+    det = VoiceOnset(-30.0, 60, below_caller_db=7.0)
+    det.listen(keys)
+    assert det.caller.frames == 0
+    det.listen(caller_turn(-25.0))
+    assert det.caller.dbfs == pytest.approx(-25.0, abs=2.5)
+
+
 def test_the_threshold_holds_until_the_background_is_known_and_the_cap_always() -> None:
     quiet = VoiceOnset(-30.0, 60, below_caller_db=7.0)
     quiet.listen(caller_turn(-30.0))
