@@ -37,6 +37,8 @@ frame never passes (nor counts as the caller's level). After an onset, the next 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import webrtcvad
 
@@ -84,7 +86,7 @@ class CallerLevel:
         """None until enough of the caller's speech has been heard."""
         if self.frames < LEARN_MIN_FRAMES or self.mean_square <= 0:
             return None
-        return 10.0 * float(np.log10(self.mean_square / _FULL_SCALE_SQ))
+        return 10.0 * math.log10(self.mean_square / _FULL_SCALE_SQ)
 
 
 class VoiceOnset:
@@ -155,7 +157,7 @@ class VoiceOnset:
             seen = self._bg[: min(self._bg_n, BG_FRAMES)]
             k = int(0.95 * (seen.size - 1))
             loud = float(np.partition(seen, k)[k])
-            bg_dbfs = 10.0 * float(np.log10(max(loud, 1.0) / _FULL_SCALE_SQ))
+            bg_dbfs = 10.0 * math.log10(max(loud, 1.0) / _FULL_SCALE_SQ)
             gate = max(gate, bg_dbfs + ABOVE_BG_DB, MIN_GATE_DBFS)
         else:
             gate = max(gate, self._base_dbfs)
@@ -170,6 +172,8 @@ class VoiceOnset:
         self._pending_bg = None  # the agent stopped: it was the caller, not the background
 
     def process(self, pcm: np.ndarray) -> bool:
+        if not self._pending.size and pcm.shape == (FRAME,) and pcm.dtype == np.int16:
+            return self._step(self._voice(pcm))  # one 20 ms packet: the usual case
         x = _frames_of(self._pending, pcm)
         n = x.size // FRAME
         self._pending = x[n * FRAME :].copy()

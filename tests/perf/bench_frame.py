@@ -11,6 +11,12 @@ or stops), with turns every 2 s.
 ``inbound_G722``/``outbound_G722`` and ``inbound_opus``/``outbound_opus``: the same paths for a
 call in G.722 (libg722; 16k <-> 24k through minphase_rational.py) and in Opus (libopus at
 24 kHz, nothing resampled); ``codec_us`` is the coder alone (encode, decode) per 20 ms frame.
+``caller_audio*``: the uplink's own work on a decoded RTP payload (``bridge/uplink.py``:
+decode, local barge-in, 8k->24k) on a voice (tests/unit/data's words, -20 dBFS, 200 ms pauses):
+``caller_audio`` with ``agent.local_barge_in: null``; ``_local_silent``, the default, the agent
+silent (the detector learns the caller's level); ``_local_talking``, the agent talking (the
+detector at work: the worst case, the caller talking over it all the time); ``_g711``, the same
+with ``realtime.audio_format: g711`` (without local barge-in the payload goes as it came).
 ``srtp_*``: libsrtp's protect and unprotect of one 20 ms G.711 packet, per suite, and the
 inbound path with SRTP (``inbound_srtp``, AES_CM_128_HMAC_SHA1_80: unprotect first).
 Exactly the gateway's code, no sockets. Prints a JSON report.
@@ -28,6 +34,7 @@ import platform
 import statistics
 import sys
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from gateway.bridge.playback import ItemKey, Playback
 from gateway.bridge.timeline import Timeline
+from gateway.bridge.uplink import CallerAudio
+from gateway.config import AgentConfig
 from gateway.media.codecs import codec_spec
 from gateway.media.conversion import converter
 from gateway.media.g711 import PCMU
@@ -161,6 +170,31 @@ def timeline(frames: int):
         for i in range(n):
             tl.caller_frame(payloads[i % frames], i * 0.02)
             tl.agent_frame((i // 50) % 2 == 1)
+
+    return run
+
+
+def voice(frames: int) -> np.ndarray:
+    """The golden words of tests/unit/data at -20 dBFS peak-ish, 200 ms apart, looped."""
+    data = Path(__file__).resolve().parents[1] / "unit" / "data"
+    words = []
+    for name in ("vad_no.wav", "vad_wait.wav"):
+        with wave.open(str(data / name), "rb") as w:
+            x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+        words += [x * (3277.0 / np.sqrt(np.mean(x * x))), np.zeros(1600)]
+    one = np.concatenate(words)
+    return np.resize(one, frames * 160).astype(np.int16)
+
+
+def caller_audio(frames: int, passthrough: bool, local: bool, talking: bool = False):
+    agent = AgentConfig.model_validate({"local_barge_in": {} if local else None})
+    pcm = voice(frames)
+    payloads = [PCMU.encode(pcm[i * 160 : (i + 1) * 160]) for i in range(frames)]
+
+    def run(n: int) -> None:
+        up = CallerAudio(PCMU, passthrough, agent, 20, None, lambda: None)
+        for i in range(n):
+            up.convert(payloads[i % frames], talking)
 
     return run
 
@@ -296,6 +330,10 @@ def main() -> None:
         "inbound_srtp": inbound(frames, srtp="AES_CM_128_HMAC_SHA1_80"),
         "timeline": timeline(frames),
     }
+    for suffix, g711 in (("", False), ("_g711", True)):
+        runs[f"caller_audio{suffix}"] = caller_audio(frames, g711, local=False)
+        runs[f"caller_audio_local_silent{suffix}"] = caller_audio(frames, g711, local=True)
+        runs[f"caller_audio_local_talking{suffix}"] = caller_audio(frames, g711, True, True)
     for name in ("G722", "opus"):  # HD voice
         runs[f"inbound_{name}"] = inbound_codec(frames, name)
         runs[f"outbound_{name}"] = outbound_codec(frames, name)

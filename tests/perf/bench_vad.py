@@ -206,7 +206,8 @@ async def noise_phase(
 def detector_cpu(
     detector: str, noise_dbfs: float, caller_dbfs: float, extra: dict[str, Any]
 ) -> dict[str, float]:
-    """The detector alone on the noise set, fed 20 ms packets as the bridge does."""
+    """The detector alone on the noise set, fed 20 ms packets as the bridge does, told that
+    the service did not confirm an onset ``confirm_ms`` after it (as the bridge tells it)."""
     cfg = LocalBargeInConfig(detector=detector, **extra)  # type: ignore[arg-type]
     local = LocalBargeIn(
         cfg.level,
@@ -220,9 +221,15 @@ def detector_cpu(
         local.onset(p, talking=False)  # the caller's level, learned
     audio = np.concatenate([sets.noise(k, noise_dbfs) for k in sets.NOISES if k != "echo"])
     packets = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    confirm_packets = cfg.confirm_ms // 20
+    due = None  # the packet at which the service has not confirmed the last onset
     t0 = time.process_time()
-    for p in packets:
-        local.onset(p)
+    for k, p in enumerate(packets):
+        if local.onset(p) and due is None:
+            due = k + confirm_packets
+        if k == due:  # as the bridge does: noise, learned as the line's
+            local.unconfirmed()
+            due = None
     per_s = (time.process_time() - t0) / (len(packets) / 50)
     return {
         "us_per_call_second": round(per_s * 1e6, 1),
