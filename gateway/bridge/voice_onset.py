@@ -82,9 +82,14 @@ class CallerLevel:
         self.mean_square += (mean_square - self.mean_square) / min(self.frames, LEARN_FRAMES)
 
     @property
+    def known(self) -> bool:
+        """Enough of the caller's speech has been heard."""
+        return self.frames >= LEARN_MIN_FRAMES and self.mean_square > 0
+
+    @property
     def dbfs(self) -> float | None:
         """None until enough of the caller's speech has been heard."""
-        if self.frames < LEARN_MIN_FRAMES or self.mean_square <= 0:
+        if not self.known:
             return None
         return 10.0 * math.log10(self.mean_square / _FULL_SCALE_SQ)
 
@@ -130,21 +135,31 @@ class VoiceOnset:
         """The caller's audio while the agent is silent: learn their level (no onsets)."""
         if self._below_caller is None:
             return
-        x = _frames_of(self._listen_pending, pcm)
-        n = x.size // FRAME
-        self._listen_pending = x[n * FRAME :].copy()
-        for k in range(n):
-            frame = x[k * FRAME : (k + 1) * FRAME]
-            f = frame.astype(np.float64)
-            ms = float(np.dot(f, f)) / FRAME
-            if ms < self._learn_floor:
-                continue
-            self._loud_heard += 1
-            if self.caller.dbfs is not None and self._loud_heard % LEARN_EVERY:
-                continue  # known: a sample of their frames keeps it current, for less CPU
-            if self._vad.is_speech(frame.tobytes(), RATE) and not key_tone(f, ms * FRAME):
-                self.caller.add(ms)
-        self._update_gate()
+        if not self._listen_pending.size and pcm.shape == (FRAME,) and pcm.dtype == np.int16:
+            learned = self._learn(pcm)  # one 20 ms packet: the usual case
+        else:
+            x = _frames_of(self._listen_pending, pcm)
+            n = x.size // FRAME
+            self._listen_pending = x[n * FRAME :].copy()
+            learned = False
+            for k in range(n):
+                learned |= self._learn(x[k * FRAME : (k + 1) * FRAME])
+        if learned:
+            self._update_gate()
+
+    def _learn(self, frame: np.ndarray) -> bool:
+        """One frame of the caller's: True when it counted towards their level."""
+        f = frame.astype(np.float64)
+        ms = float(np.dot(f, f)) / FRAME
+        if ms < self._learn_floor:
+            return False
+        self._loud_heard += 1
+        if self.caller.known and self._loud_heard % LEARN_EVERY:
+            return False  # known: a sample of their frames keeps it current, for less CPU
+        if not self._vad.is_speech(frame.tobytes(), RATE) or key_tone(f, ms * FRAME):
+            return False
+        self.caller.add(ms)
+        return True
 
     def _update_gate(self) -> None:
         """The caller's level minus ``below_caller_db``, kept above the background's loud
@@ -198,9 +213,11 @@ class VoiceOnset:
         self.detector_frames += 1
         if not self._vad.is_speech(frame.tobytes(), RATE) or ms < self._gate:
             return 0
+        if not self._armed:
+            return 1  # an onset was just reported: only its end matters now
         if key_tone(f, ms * FRAME):
             return 0
-        return 2 if voiced(f) else 1
+        return 2 if self._run_voiced or voiced(f) else 1
 
     def _add_bg(self, ms: float) -> None:
         self._bg[self._bg_n % BG_FRAMES] = ms
