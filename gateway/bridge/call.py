@@ -112,7 +112,7 @@ class CallBridge:
             log=log,
             probe=self.probe,
             greeting=agent.greeting,
-            interrupts=getattr(agent.turn_detection, "interrupt_response", False),
+            interrupts=agent.barge_in,
             confirm_s=self.uplink.confirm_s,
             limits=limits,
             silence_timeout_s=agent.silence_timeout_s,

@@ -40,7 +40,8 @@ class CallerAudio:
         detection) and says whether it goes on to the model."""
         self.codec = codec
         self.passthrough = passthrough
-        echo, local = agent.echo_suppression, agent.local_barge_in
+        echo = agent.echo_suppression
+        local = agent.local_barge_in if agent.barge_in else None  # nothing to pre-empt
         self.echo = EchoSuppressor(echo.echo_loss_db, echo.tail_ms, ptime_ms) if echo else None
         self.local = (
             LocalBargeIn(

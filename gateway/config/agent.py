@@ -335,10 +335,11 @@ class AgentConfig(_Model):
         "turns it on with the defaults. Default none = off.",
     )
     local_barge_in: LocalBargeIn | None = Field(
-        None,
+        default_factory=LocalBargeIn,
         description="Pause the agent as soon as the caller's voice is heard by the gateway, "
         "before the service reports it (100-500 ms sooner); resume if the service does not "
-        "confirm. {} turns it on with the defaults. Default none = off.",
+        "confirm. Only with barge-in (turn_detection's interrupt_response). Default on, "
+        "detector voice; null = off (the service's VAD alone).",
     )
     silence_timeout_s: Float | None = Field(
         None,
@@ -376,6 +377,11 @@ class AgentConfig(_Model):
         "or voicemail, the message left on a machine, and app_amd's cadence parameters "
         "(README, Answering-machine detection; docs/amd.md).",
     )
+
+    @property
+    def barge_in(self) -> bool:
+        """The caller's speech cuts the answer: turn detection with interrupt_response."""
+        return bool(getattr(self.turn_detection, "interrupt_response", False))
 
     @field_validator("greeting", mode="after")
     @classmethod

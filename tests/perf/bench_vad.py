@@ -11,7 +11,8 @@ a caller at -35 dBFS as a real service does, so that a local pause it confirms i
 
 * Noise (one call per kind of :mod:`barge_in_sets`, ``--noise-s`` each, at ``--noise-dbfs``):
   every gap in the agent's audio while the noise plays is a false cut-off; reported per
-  10 minutes. The echo kinds are the phone sending back what it hears, 6, 12 and 20 dB down,
+  10 minutes, and when each began (``cut_off_at_s``, seconds after the noise came on). The
+  echo kinds are the phone sending back what it hears, 6, 12 and 20 dB down,
   through a gateway with ``agent.echo_suppression`` on as well (the echo's remedy).
 * Speech (a call per voice and level, the caller's opening words at that level): each item of the
   speech set, said over the answer; missed when the agent is still heard 400 ms after the
@@ -139,6 +140,7 @@ async def noise_call(
     try:
         await rig.call(phone, sets.first_turn(sets.VOICES[0], caller_dbfs))
         before, heard = len(phone.spurts()), len(phone.heard)
+        said = len(phone.speech_sent_at)
         phone.say(pcm)
         seconds = len(pcm) / sets.RATE
         # the gateway sends a packet every 20 ms, silence included: that is the noise's clock
@@ -146,7 +148,15 @@ async def noise_call(
         await phone.wait_until(lambda: len(phone.heard) >= end, seconds + 30, "the noise played")
         spurts = phone.spurts()[before - 1 :]
         gaps = [round((b[0].at - a[-1].at) * 1000) for a, b in itertools.pairwise(spurts)]
-        return {"kind": kind, "seconds": seconds, "cut_offs": len(gaps), "gaps_ms": gaps}
+        start = phone.speech_sent_at[said] if len(phone.speech_sent_at) > said else 0.0
+        at_s = [round(a[-1].at - start, 1) for a, _ in itertools.pairwise(spurts)]
+        return {
+            "kind": kind,
+            "seconds": seconds,
+            "cut_offs": len(gaps),
+            "gaps_ms": gaps,
+            "at_s": at_s,
+        }
     finally:
         phone.close()
 
@@ -314,6 +324,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sum(r["cut_offs"] for r in steady) * 600 / sum(r["seconds"] for r in steady), 2
     )
     report["gaps_ms"] = {r["kind"]: r["gaps_ms"] for r in rows if r["gaps_ms"]}
+    # when each cut-off began, in seconds from the noise's start (a noise coming on is heard
+    # before the background has learned it)
+    report["cut_off_at_s"] = {r["kind"]: r["at_s"] for r in rows if r.get("at_s")}
     report["speech"] = {}
     for kind in sorted({r["kind"] for r in speech}):
         for lv in SPEECH_LEVELS:

@@ -192,3 +192,19 @@ def test_config_defaults_follow_the_detector() -> None:
     assert (voice.detector, voice.level) == ("voice", 1.0)
     assert (energy.detector, energy.level) == ("energy", 0.6)
     assert set_.level == 0.9
+
+
+def test_on_by_default_and_only_where_the_caller_can_cut_the_answer() -> None:
+    """Local barge-in pre-empts the service's barge-in: with none (interrupt_response false,
+    or manual turns) a pause could only ever be unconfirmed silence, so it does not run."""
+    from gateway.bridge.uplink import CallerAudio
+
+    default = AgentConfig()
+    assert default.local_barge_in is not None and default.local_barge_in.detector == "voice"
+    assert CallerAudio(ULAW, False, default, 20, None, lambda: None).local is not None
+    for turns in ({"interrupt_response": False}, {"type": "none"}):
+        agent = AgentConfig.model_validate({"turn_detection": turns})
+        assert agent.local_barge_in is not None and not agent.barge_in
+        assert CallerAudio(ULAW, False, agent, 20, None, lambda: None).local is None
+    off = AgentConfig.model_validate({"local_barge_in": None})
+    assert CallerAudio(ULAW, False, off, 20, None, lambda: None).local is None
