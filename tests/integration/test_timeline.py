@@ -98,6 +98,8 @@ async def test_a_barge_in_call_shows_what_the_phone_heard_and_the_cut(tmp_path: 
     [barge_in] = gateway.find("call.barge_in")
     cuts = [e for e in entries(timeline, "barge_ins") if e["kind"] == "truncate"]
     assert [c["heard_ms"] for c in cuts] == [truncate["audio_end_ms"]] == [barge_in["heard_ms"]]
+    [held] = [e for e in entries(timeline, "barge_ins") if e["kind"] == "local_hold"]
+    assert caller[1]["start"] < held["at"] < cuts[0]["at"]
     assert caller[1]["start"] < cuts[0]["at"] <= agent[0]["end"] + WIRE_S
     assert abs(truncate["audio_end_ms"] / 1000 - (agent[0]["end"] - agent[0]["start"])) <= 0.04
 
@@ -124,7 +126,9 @@ async def test_a_barge_in_call_shows_what_the_phone_heard_and_the_cut(tmp_path: 
     assert labels == [f"{turn['response_ms']} ms" for turn in turns]
     lanes = {g.get("data-lane"): g for g in svg.iter(f"{SVG}g") if g.get("class") == "lane"}
     assert len(lanes["agent_audio"].findall(f"{SVG}rect[@class='span']")) == len(agent)
-    [mark] = lanes["barge_ins"].findall(f"{SVG}g[@class='mark']")
+    # local barge-in (the default) held the answer first, then the service's cut
+    hold, mark = lanes["barge_ins"].findall(f"{SVG}g[@class='mark']")
+    assert "local hold" in hold.find(f"{SVG}title").text
     assert f"{truncate['audio_end_ms']} ms" in mark.find(f"{SVG}title").text
     [key] = lanes["dtmf"].findall(f"{SVG}g[@class='mark']")
     assert key.find(f"{SVG}text").text == "5"
