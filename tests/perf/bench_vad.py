@@ -196,6 +196,10 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem], loudest: float) ->
             except AssertionError:
                 ms = float("inf")
             out.append({"kind": item.kind.split(":")[0], "dbfs": item.dbfs, "ms": ms})
+        # the last item said to its end: hung up at once, the service would not hear it
+        # enough to confirm the local pause, which would count as unconfirmed
+        await phone.wait_until(lambda: not phone.speaking, 10, "the last item said")
+        await phone.wait_until(lambda: talking(phone, 25), 40, "the answer to it")
         return out
     finally:
         phone.close()
