@@ -54,7 +54,7 @@ from gateway.bridge.local_vad import LocalBargeIn
 from gateway.config.agent import LocalBargeIn as LocalBargeInConfig
 from gateway.media.resample import Resampler
 from tests.integration.gateway_proc import GatewayProcess
-from tests.integration.peers import Sipp
+from tests.integration.peers import PeerError, Sipp
 from tests.integration.rtp_caller import RtpCaller
 from tests.integration.scenarios import sipp_dial
 
@@ -110,7 +110,11 @@ class Rig:
         try:
             await self.gateway.stop()
             for sipp in self.sipps:
-                await sipp.wait(15)
+                try:
+                    await sipp.wait(15)
+                except PeerError:
+                    if exc[0] is None:
+                        raise  # else the error that ended the run is the one to see
         finally:
             await self.fake.__aexit__(None, None, None)
 
@@ -199,7 +203,8 @@ async def speech_call(rig: Rig, items: list[sets.SpeechItem], loudest: float) ->
         # the last item said to its end: hung up at once, the service would not hear it
         # enough to confirm the local pause, which would count as unconfirmed
         await phone.wait_until(lambda: not phone.speaking, 10, "the last item said")
-        await phone.wait_until(lambda: talking(phone, 25), 40, "the answer to it")
+        with contextlib.suppress(AssertionError):  # the service's answer to it, if it comes
+            await phone.wait_until(lambda: talking(phone, 25), 10, "the answer to it")
         return out
     finally:
         phone.close()
