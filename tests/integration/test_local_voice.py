@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.unit.test_voice_onset import level, wav
+from tests.unit.test_voice_onset import bangs, dtmf, level, wav
 
 from .peers import missing_peer_tools
 from .rtp_caller import RtpCaller
@@ -31,22 +31,43 @@ NOISE = np.concatenate(
 WORD = level(wav("vad_no.wav").astype(np.float64), -25.0)
 
 
-async def noise_then_no(phone: RtpCaller) -> None:
+async def noise_then_no(phone: RtpCaller, noise: np.ndarray = NOISE) -> None:
     await phone.wait_until(lambda: phone.sound_packets >= 25, 20, "0.5 s of the answer")
     heard = len(phone.heard)
-    phone.say(NOISE)  # 5 s of pink noise and babble at -35 dBFS
-    end = heard + len(NOISE) // 160 + 10  # a packet every 20 ms: the noise's clock
+    phone.say(noise)  # NOISE: 5 s of pink noise and babble at -35 dBFS
+    end = heard + len(noise) // 160 + 10  # a packet every 20 ms: the noise's clock
     await phone.wait_until(lambda: len(phone.heard) >= end, 20, "the noise to be played")
     assert len(phone.spurts()) == 1, "the noise paused the agent"
     phone.say(WORD)
     await phone.wait_until(lambda: len(phone.spurts()) > 1, 20, "the agent to pause")
 
 
-async def test_noise_leaves_the_agent_talking_and_the_word_no_stops_it(tmp_path: Path) -> None:
+# Key tones (in band) and door bangs, 9 dB past a -42 dBFS gate and under the service's VAD
+LOUD = np.concatenate((dtmf(3.0, -33.0), bangs(3.0, -33.0)))
+
+
+async def test_key_tones_and_bangs_past_the_gate_leave_the_agent_talking(tmp_path: Path) -> None:
+    """WebRTC's detector takes them for a voice (they paused the agent before the cues); the
+    cues (a key tone never counts, an onset needs a voiced frame) do not, and "no" still
+    stops it."""
     agent = {
-        "local_barge_in": {},  # detector voice, the default
+        "local_barge_in": {"threshold": 0.7, "below_caller_db": None},  # the gate: -42 dBFS
         "turn_detection": {"type": "server_vad", "threshold": 1.0},
     }
+
+    async def script(phone: RtpCaller) -> None:
+        await noise_then_no(phone, LOUD)
+
+    async with RtpCaller() as phone:
+        _, gateway = await call(tmp_path, phone, agent, script)
+    paused = gateway.find("call.local_barge_in_confirmed") + gateway.find(
+        "call.local_barge_in_unconfirmed"
+    )
+    assert len(paused) == 1  # the word, and nothing else
+
+
+async def test_noise_leaves_the_agent_talking_and_the_word_no_stops_it(tmp_path: Path) -> None:
+    agent = {"turn_detection": {"type": "server_vad", "threshold": 1.0}}  # local: the default
     async with RtpCaller() as phone:
         _, gateway = await call(tmp_path, phone, agent, noise_then_no)
     paused = gateway.find("call.local_barge_in_confirmed") + gateway.find(
