@@ -20,6 +20,8 @@ a noisy line, all of them while the caller talks): one 256-point FFT and a 16 x 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 RATE = 8000
@@ -37,7 +39,9 @@ _PROBE = np.concatenate((np.cos(_tones), np.sin(_tones)))  # rows: cos then sin,
 _WINDOW = np.hanning(FRAME)
 _f = np.fft.rfftfreq(FFT, 1 / RATE)
 _BAND = slice(int(np.searchsorted(_f, BAND_HZ[0])), int(np.searchsorted(_f, BAND_HZ[1], "right")))
+_BINS = _BAND.stop - _BAND.start
 _TINY = 1e-3  # power floor for the logarithm (an exactly silent bin)
+_TO_ENERGY = 2.0 / FRAME
 
 
 def key_tone(frame: np.ndarray, energy: float) -> bool:
@@ -46,13 +50,15 @@ def key_tone(frame: np.ndarray, energy: float) -> bool:
     if energy <= 0.0:
         return False
     y = _PROBE @ frame
-    power = (y[:8] ** 2 + y[8:] ** 2) * (2.0 / FRAME)  # a tone of energy E reads about E
-    low, high = float(power[:4].max()), float(power[4:].max())
+    y *= y
+    power = (y[:8] + y[8:]).tolist()  # |X(f)|^2: a tone of energy E reads E * FRAME / 2
+    low, high = max(power[:4]) * _TO_ENERGY, max(power[4:]) * _TO_ENERGY
     return low + high >= DTMF_SHARE * energy and min(low, high) >= DTMF_EACH * energy
 
 
 def voiced(frame: np.ndarray) -> bool:
     """True when the float64 frame's telephone band is harmonic, not flat like noise."""
-    power = np.abs(np.fft.rfft(frame * _WINDOW, FFT)[_BAND]) ** 2 + _TINY
-    flatness = float(np.exp(np.mean(np.log(power))) / np.mean(power))
-    return flatness <= VOICED_FLATNESS
+    spectrum = np.fft.rfft(frame * _WINDOW, FFT)[_BAND]
+    power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag + _TINY
+    # geometric mean <= flatness x arithmetic mean, in logarithms (one exp less)
+    return float(np.log(power).sum()) / _BINS <= math.log(VOICED_FLATNESS * power.sum() / _BINS)

@@ -215,9 +215,9 @@ class VoiceOnset:
             return 0
         if not self._armed:
             return 1  # an onset was just reported: only its end matters now
-        if key_tone(f, ms * FRAME):
-            return 0
-        return 2 if self._run_voiced or voiced(f) else 1
+        if not self._run_voiced and not voiced(f):
+            return 1  # not voiced, so no key tone either (one is as harmonic as it gets)
+        return 0 if key_tone(f, ms * FRAME) else 2
 
     def _add_bg(self, ms: float) -> None:
         self._bg[self._bg_n % BG_FRAMES] = ms

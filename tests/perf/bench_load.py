@@ -33,6 +33,8 @@ with a summary of the two side by side.
 ``--console N --listen K``: the live console open during the window (N pages on the live
 stream, K listen-ins; ``console_clients.py``). ``--console-compare``: runs without and with
 them (ABBA with ``--rounds``), and the console's cost as the difference of the gateway's CPU.
+``--local-compare``: runs with ``agent.local_barge_in`` (the default; the callers' voice-like
+audio keeps its detector busy while the agent talks) and without it, likewise.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ async def json_line(stream: asyncio.StreamReader, timeout: float) -> dict[str, A
 
 
 async def run(
-    args: argparse.Namespace, workdir: Path, srtp: bool, console: bool = False
+    args: argparse.Namespace, workdir: Path, srtp: bool, console: bool = False, local: bool = True
 ) -> dict[str, Any]:
     n = args.calls
     load_before = os.getloadavg()
@@ -226,6 +228,7 @@ async def run(
         },
         "logging": {"level": "info"},
         "metrics": {"debug_state": True},  # read before and after the run
+        **({} if local else {"agent": {"local_barge_in": None}}),  # on: the default
     }
     api_port = free_udp_port(also_tcp=True)
     if console:  # loopback, no token
@@ -363,6 +366,7 @@ async def run(
         "calls": n,
         "srtp": SRTP_SUITE if srtp else None,
         "audio_format": args.audio_format,
+        "local_barge_in": local,
         "gateway_nice": args.nice,
         "gateway_sched_rr_priority": args.rr,
         "python": platform.python_version(),
@@ -472,8 +476,8 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
-    other = "console" if args.console_compare else "srtp"
-    if not (args.compare or args.console_compare):
+    other = "console" if args.console_compare else "no_local" if args.local_compare else "srtp"
+    if not (args.compare or args.console_compare or args.local_compare):
         modes = ["srtp" if args.srtp else "console" if args.console else "plain"]
     else:  # ABBA...: a drift of the machine's speed weighs on both modes alike
         modes = [m for i in range(args.rounds) for m in (("plain", other), (other, "plain"))[i % 2]]
@@ -481,11 +485,13 @@ async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
     for mode in modes:
         if args.keep:  # logs, scenario and SIPp's files stay for a look afterwards
             workdir = Path(tempfile.mkdtemp(prefix=f"bench-load-{mode}-"))
-            report = await run(args, workdir, mode == "srtp", mode == "console")
+            report = await run(args, workdir, mode == "srtp", mode == "console", mode != "no_local")
             report["workdir"] = str(workdir)
         else:
             with tempfile.TemporaryDirectory(prefix=f"bench-load-{mode}-") as tmp:
-                report = await run(args, Path(tmp), mode == "srtp", mode == "console")
+                report = await run(
+                    args, Path(tmp), mode == "srtp", mode == "console", mode != "no_local"
+                )
         report["mode"] = mode
         report["targets"] = targets(report)
         runs.append(report)
@@ -527,6 +533,11 @@ def main() -> None:
     mode.add_argument("--compare", action="store_true", help="a plain run, then an SRTP run")
     mode.add_argument(
         "--console-compare", action="store_true", help="a run without the console, one with"
+    )
+    mode.add_argument(
+        "--local-compare",
+        action="store_true",
+        help="a run with agent.local_barge_in (the default), one without",
     )
     parser.add_argument("--rounds", type=int, default=1, help="--compare: pairs of runs (ABBA)")
     parser.add_argument("--console", type=int, default=0, help="console pages open (live stream)")
