@@ -25,8 +25,10 @@ agent talking (from 300 ms before an onset on, held out until the service decide
 stops, it was the caller and is dropped; :meth:`unconfirmed`, it was noise and is learned), so a
 quiet caller's
 gate drops with them on a quiet line (their soft word starts count sooner) and not in a crowd.
-Until both are known (the caller's 0.5 s of speech, 0.5 s of the line), the gate is
-``gate_dbfs``; it never asks more than ``MAX_GATE_DBFS`` nor less than ``MIN_GATE_DBFS``.
+Until the caller's level is known (0.5 s of their speech), ``gate_dbfs`` stands in for it,
+and the background's term applies once 0.5 s of the line is known: a loud line raises the gate
+before the caller has spoken (an agent that greets first). It never asks more than
+``MAX_GATE_DBFS`` nor less than ``MIN_GATE_DBFS``.
 Measured with ``tests/perf/compare_vad.py --below-caller-db --above-p95-db`` (docs/barge-in.md).
 
 Onset: ``min_speech_ms`` of frames (rounded up to whole frames) that pass both, with gaps of
@@ -162,12 +164,12 @@ class VoiceOnset:
         return True
 
     def _update_gate(self) -> None:
-        """The caller's level minus ``below_caller_db``, kept above the background's loud
-        frames; ``gate_dbfs`` while either is not known yet."""
-        level = self.caller.dbfs
-        if self._below_caller is None or level is None:
+        """The caller's level minus ``below_caller_db`` (``gate_dbfs`` until it is known),
+        kept above the background's loud frames (once they are known)."""
+        if self._below_caller is None:
             return
-        gate = level - self._below_caller
+        level = self.caller.dbfs
+        gate = self._base_dbfs if level is None else level - self._below_caller
         if self._bg_n >= BG_MIN_FRAMES:
             seen = self._bg[: min(self._bg_n, BG_FRAMES)]
             k = int(0.95 * (seen.size - 1))

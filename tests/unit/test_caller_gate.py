@@ -79,6 +79,20 @@ def test_key_tones_while_the_agent_is_silent_are_not_the_caller_s_level() -> Non
     assert det.caller.dbfs == pytest.approx(-25.0, abs=2.5)
 
 
+def test_before_the_caller_has_spoken_a_loud_line_raises_the_gate() -> None:
+    """An agent that greets first, a line with noise louder than the threshold: the gate
+    rises over the noise's loud frames before the caller's level is known (with
+    below_caller_db null, the threshold alone, it does not)."""
+    noise = pink(1.0, -26.0)
+    follows, fixed = VoiceOnset(-30.0, 60, below_caller_db=7.0), VoiceOnset(-30.0, 60)
+    for det in (follows, fixed):
+        for i in range(0, len(noise), FRAME):
+            det.process(noise[i : i + FRAME])
+    assert follows.caller.dbfs is None
+    assert -26.0 < follows.gate_dbfs <= MAX_GATE_DBFS
+    assert fixed.gate_dbfs == -30.0
+
+
 def test_the_threshold_holds_until_the_background_is_known_and_the_cap_always() -> None:
     quiet = VoiceOnset(-30.0, 60, below_caller_db=7.0)
     quiet.listen(caller_turn(-30.0))
