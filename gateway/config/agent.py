@@ -205,8 +205,9 @@ class LocalBargeIn(_Model):
         "while the agent was silent), the gate is their own level minus this many dB (between "
         "-45 and -20 dBFS), kept 3 dB above the loudest 5 % of the line's last 2 s while the "
         "agent talks: a TV or voices in the room further below them do not pause the agent, "
-        "and a quiet caller on a quiet line is heard sooner. threshold is the gate until "
-        "then. null = threshold alone. Default 7.",
+        "and a quiet caller on a quiet line is heard sooner. threshold stands in for their "
+        "level until then (kept above the line's background as well). null = threshold "
+        "alone. Default 7.",
     )
     min_speech_ms: Int = Field(
         60,
