@@ -24,8 +24,10 @@ import math
 
 import numpy as np
 
-RATE = 8000
-FRAME = 160
+from ..media.rates import TELEPHONE_RATE
+
+RATE = TELEPHONE_RATE
+FRAME = RATE // 50  # 20 ms, as the detector's frames
 DTMF_HZ = (697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0)
 DTMF_SHARE = 0.8
 DTMF_EACH = 0.1  # and each tone at least this much of it (a key, not one tone: twist < 9 dB)

@@ -137,7 +137,7 @@ class VoiceOnset:
         """The caller's audio while the agent is silent: learn their level (no onsets)."""
         if self._below_caller is None:
             return
-        if not self._listen_pending.size and pcm.shape == (FRAME,) and pcm.dtype == np.int16:
+        if _one_frame(self._listen_pending, pcm):
             learned = self._learn(pcm)  # one 20 ms packet: the usual case
         else:
             x = _frames_of(self._listen_pending, pcm)
@@ -152,13 +152,14 @@ class VoiceOnset:
     def _learn(self, frame: np.ndarray) -> bool:
         """One frame of the caller's: True when it counted towards their level."""
         f = frame.astype(np.float64)
-        ms = float(np.dot(f, f)) / FRAME
+        energy = float(np.dot(f, f))
+        ms = energy / FRAME
         if ms < self._learn_floor:
             return False
         self._loud_heard += 1
         if self.caller.known and self._loud_heard % LEARN_EVERY:
             return False  # known: a sample of their frames keeps it current, for less CPU
-        if not self._vad.is_speech(frame.tobytes(), RATE) or key_tone(f, ms * FRAME):
+        if not self._vad.is_speech(frame.tobytes(), RATE) or key_tone(f, energy):
             return False
         self.caller.add(ms)
         return True
@@ -189,7 +190,7 @@ class VoiceOnset:
         self._pending_bg = None  # the agent stopped: it was the caller, not the background
 
     def process(self, pcm: np.ndarray) -> bool:
-        if not self._pending.size and pcm.shape == (FRAME,) and pcm.dtype == np.int16:
+        if _one_frame(self._pending, pcm):
             return self._step(self._voice(pcm))  # one 20 ms packet: the usual case
         x = _frames_of(self._pending, pcm)
         n = x.size // FRAME
@@ -204,7 +205,8 @@ class VoiceOnset:
         voiced frame (:mod:`.voice_cues`)."""
         self.frames += 1
         f = frame.astype(np.float64)
-        ms = float(np.dot(f, f)) / FRAME
+        energy = float(np.dot(f, f))
+        ms = energy / FRAME
         if self._pending_bg is not None:  # after an onset: the caller's, or noise? (unknown)
             if len(self._pending_bg) < BG_FRAMES:
                 self._pending_bg.append(ms)
@@ -219,7 +221,7 @@ class VoiceOnset:
             return 1  # an onset was just reported: only its end matters now
         if not self._run_voiced and not voiced(f):
             return 1  # not voiced, so no key tone either (one is as harmonic as it gets)
-        return 0 if key_tone(f, ms * FRAME) else 2
+        return 0 if key_tone(f, energy) else 2
 
     def _add_bg(self, ms: float) -> None:
         self._bg[self._bg_n % BG_FRAMES] = ms
@@ -263,6 +265,11 @@ class VoiceOnset:
         if self._gap_ms >= REARM_MS:
             self._armed = True
         return False
+
+
+def _one_frame(pending: np.ndarray, pcm: np.ndarray) -> bool:
+    """Nothing left over and ``pcm`` is exactly one int16 frame: it needs no joining."""
+    return not pending.size and pcm.shape == (FRAME,) and pcm.dtype == np.int16
 
 
 def _frames_of(pending: np.ndarray, pcm: np.ndarray) -> np.ndarray:

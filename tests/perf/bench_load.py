@@ -185,9 +185,10 @@ async def json_line(stream: asyncio.StreamReader, timeout: float) -> dict[str, A
                 return json.loads(line)
 
 
-async def run(
-    args: argparse.Namespace, workdir: Path, srtp: bool, console: bool = False, local: bool = True
-) -> dict[str, Any]:
+async def run(args: argparse.Namespace, workdir: Path, mode: str) -> dict[str, Any]:
+    """One run: ``mode`` plain, srtp (every call SRTP), console (its pages open during the
+    window) or no_local (``agent.local_barge_in: null``)."""
+    srtp, console, local_barge_in = mode == "srtp", mode == "console", mode != "no_local"
     n = args.calls
     load_before = os.getloadavg()
     service = await asyncio.create_subprocess_exec(
@@ -228,7 +229,7 @@ async def run(
         },
         "logging": {"level": "info"},
         "metrics": {"debug_state": True},  # read before and after the run
-        **({} if local else {"agent": {"local_barge_in": None}}),  # on: the default
+        **({} if local_barge_in else {"agent": {"local_barge_in": None}}),  # on: the default
     }
     api_port = free_udp_port(also_tcp=True)
     if console:  # loopback, no token
@@ -366,7 +367,7 @@ async def run(
         "calls": n,
         "srtp": SRTP_SUITE if srtp else None,
         "audio_format": args.audio_format,
-        "local_barge_in": local,
+        "local_barge_in": local_barge_in,
         "gateway_nice": args.nice,
         "gateway_sched_rr_priority": args.rr,
         "python": platform.python_version(),
@@ -485,13 +486,11 @@ async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
     for mode in modes:
         if args.keep:  # logs, scenario and SIPp's files stay for a look afterwards
             workdir = Path(tempfile.mkdtemp(prefix=f"bench-load-{mode}-"))
-            report = await run(args, workdir, mode == "srtp", mode == "console", mode != "no_local")
+            report = await run(args, workdir, mode)
             report["workdir"] = str(workdir)
         else:
             with tempfile.TemporaryDirectory(prefix=f"bench-load-{mode}-") as tmp:
-                report = await run(
-                    args, Path(tmp), mode == "srtp", mode == "console", mode != "no_local"
-                )
+                report = await run(args, Path(tmp), mode)
         report["mode"] = mode
         report["targets"] = targets(report)
         runs.append(report)
