@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .native import dsp
+
 __all__ = ["G711", "PCMA", "PCMU", "codec_by_name", "codec_by_payload_type"]
 
 
@@ -120,12 +122,16 @@ class G711:
         """int16 samples -> one code byte per sample."""
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
             raise TypeError(f"{self.name}.encode expects an int16 ndarray, got {_describe(pcm)}")
+        if dsp is not None:  # the same gather in C (native.py): 0.2 us a frame
+            return dsp.take_u8(self._encode_lut, np.ascontiguousarray(pcm))
         # ndarray.take, not fancy indexing: the same gather at less than half the cost per
         # 160-sample frame (1.2 us against 3.0), on a path that runs 50 times a second per call.
         return self._encode_lut.take(pcm.view(np.uint16)).tobytes()
 
     def decode(self, payload: bytes | bytearray | memoryview) -> np.ndarray:
         """Code bytes -> a new int16 array (the payload buffer is only read, never kept)."""
+        if dsp is not None:
+            return np.frombuffer(dsp.take_i16(self._decode_lut, payload), dtype=np.int16)
         return self._decode_lut.take(np.frombuffer(payload, dtype=np.uint8))
 
 

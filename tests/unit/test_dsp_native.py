@@ -1,0 +1,105 @@
+"""The compiled media kernels (gateway/media/_dsp.c) against their numpy reference, bit for bit.
+
+The suite runs where the module is built (``pip install -e .`` compiles it; CI has gcc), so
+every other media test exercises the C path; these tests tie it to the numpy one, which an
+install without a compiler uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.media import g711
+from gateway.media.minphase import MinPhaseResampler
+from gateway.media.native import dsp
+
+RATES = [(8000, 24000), (24000, 8000), (8000, 16000), (16000, 8000), (8000, 48000), (48000, 8000)]
+
+
+def test_the_module_is_built_here() -> None:
+    assert dsp is not None, "gateway/media/_dsp.c did not build: pip install -e . needs gcc"
+
+
+def _chunks(rate: int, seed: int) -> list[np.ndarray]:
+    """Chunks of every length a call can feed: empty, one sample, 20 ms, a 100 ms delta,
+    longer than the filter's 40 ms piece, at levels that clip."""
+    rng = np.random.default_rng(seed)
+    lengths = [0, 1, 2, 3, rate // 50, rate // 10, rate // 25 + 1, 7 * rate // 100]
+    lengths += [int(n) for n in rng.integers(0, rate // 8, 40)]
+    out = []
+    for n in lengths:
+        level = float(rng.choice([30.0, 3000.0, 60000.0]))
+        out.append((rng.standard_normal(n) * level).clip(-32768, 32767).astype(np.int16))
+    return out
+
+
+@pytest.mark.parametrize("rates", RATES)
+def test_the_fir_gives_numpys_samples_for_any_chunking(rates: tuple[int, int]) -> None:
+    native, reference = MinPhaseResampler(*rates), MinPhaseResampler(*rates, native=False)
+    assert native._native is not None and reference._native is None
+    for i, chunk in enumerate(_chunks(rates[0], sum(rates))):
+        if i == 20:  # a barge-in mid-stream: both forget the same history and phase
+            native.reset()
+            reference.reset()
+        got, want = native.process(chunk), reference.process(chunk)
+        assert got.dtype == np.int16 and got.flags.writeable
+        np.testing.assert_array_equal(got, want)
+        assert native.delay_ms == reference.delay_ms
+
+
+def test_the_fir_rounds_half_to_even_and_clips_like_numpy() -> None:
+    """Full-scale square waves drive the sums past int16 both ways; a single sample at each
+    level lands on every rounding case of the taps."""
+    for rates in RATES[:2]:
+        native, reference = MinPhaseResampler(*rates), MinPhaseResampler(*rates, native=False)
+        square = np.tile(np.array([32767] * 6 + [-32768] * 6, dtype=np.int16), 40)
+        np.testing.assert_array_equal(native.process(square), reference.process(square))
+        for level in (-32768, -3, -1, 1, 2, 5, 32767):
+            impulse = np.zeros(97, dtype=np.int16)
+            impulse[0] = level
+            np.testing.assert_array_equal(native.process(impulse), reference.process(impulse))
+
+
+def test_the_fir_refuses_what_it_cannot_filter() -> None:
+    assert dsp is not None
+    fir = dsp.Fir(np.ones(6).tobytes(), 3, True, 320)
+    with pytest.raises(ValueError, match="int16"):
+        fir.process(b"\x00\x01\x02")
+    with pytest.raises(ValueError, match="bad weights"):
+        dsp.Fir(np.ones(5).tobytes(), 3, True, 320)  # not a whole number of phases
+    with pytest.raises(ValueError, match="bad weights"):
+        dsp.Fir(b"", 3, False, 320)
+    with pytest.raises(ValueError, match="not initialised"):
+        dsp.Fir.__new__(dsp.Fir).process(b"")
+    with pytest.raises(ValueError, match="contiguous"):
+        fir.process(np.zeros(8, dtype=np.int16)[::2])  # a strided view is not one buffer
+
+
+def test_the_resampler_takes_a_strided_view_as_numpy_did() -> None:
+    samples = (np.arange(960) * 37 % 2000 - 1000).astype(np.int16)
+    native, reference = MinPhaseResampler(8000, 24000), MinPhaseResampler(8000, 24000, False)
+    np.testing.assert_array_equal(native.process(samples[::2]), reference.process(samples[::2]))
+
+
+@pytest.mark.parametrize("law", [g711.PCMU, g711.PCMA], ids=lambda c: c.name)
+def test_g711_in_c_is_the_tables_for_every_sample_and_code(law: g711.G711) -> None:
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    assert law.encode(every) == law._encode_lut.take(every.view(np.uint16)).tobytes()
+    assert law.encode(every[::3]) == law._encode_lut.take(every[::3].view(np.uint16)).tobytes()
+    decoded = law.decode(bytes(range(256)))
+    np.testing.assert_array_equal(decoded, law._decode_lut)
+    assert decoded.flags.writeable  # a new array the caller owns, as numpy's take gives
+    assert law.decode(memoryview(bytes(range(256)))[10:20]).tolist() == (
+        law._decode_lut[10:20].tolist()
+    )
+
+
+def test_the_gathers_refuse_tables_of_the_wrong_size() -> None:
+    assert dsp is not None
+    with pytest.raises(ValueError, match="65536"):
+        dsp.take_u8(bytes(256), np.zeros(4, dtype=np.int16))
+    with pytest.raises(ValueError, match="int16"):
+        dsp.take_u8(bytes(65536), b"\x00")
+    with pytest.raises(ValueError, match="256 int16"):
+        dsp.take_i16(bytes(256), b"\x00")
