@@ -24,3 +24,7 @@ fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
+if ! .venv/bin/python -c 'from gateway.media.native import dsp; raise SystemExit(dsp is None)' 2>/dev/null; then
+  echo "note: gateway/media/_dsp.c was not compiled (no gcc or Python headers: apt-get install" \
+    "build-essential python3-dev); the gateway runs, with its media arithmetic in numpy" >&2
+fi
