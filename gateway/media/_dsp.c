@@ -5,10 +5,10 @@
  * arithmetic is that of the numpy reference in minphase.py and g711.py, bit for bit
  * (tests/unit/test_dsp_native.py checks every path against it):
  *
- * - Fir: the taps are integers scaled by 2^-20, held in float64, so every product and every
- *   sum of int16 samples with them is exact in float64 and any order of the sums gives the
- *   same result; then rounded half to even (nearbyint, the default rounding mode) and clipped.
- *   The loops run over outputs, one tap at a time (an axpy), which the compiler vectorises.
+ * - Fir: a polyphase FIR for a ratio up/down (3/1 and 1/3 for G.711's 8 <-> 24 kHz, 3/2 and
+ *   2/3 for G.722's 16 <-> 24 kHz).  The taps are integers scaled by 2^-20, held in float64, so
+ *   every product and every sum of int16 samples with them is exact in float64 and any order
+ *   of the sums gives the same result; then rounded half to even (numpy's rint) and clipped.
  * - take_u8 / take_i16: a table lookup per sample (the tables are g711.py's).
  *
  * Samples are native-endian int16; the Python side uses this module only on little-endian
@@ -27,57 +27,62 @@
 
 typedef struct {
     PyObject_HEAD
-    int ratio;
-    int up;           /* 1: in_rate * ratio out; 0: in_rate / ratio out */
-    Py_ssize_t rows;  /* up: taps per phase; down: taps */
-    Py_ssize_t hist;  /* input samples of history the filter needs (rows - 1) */
-    Py_ssize_t piece; /* input samples filtered at once (bounds the buffers) */
-    Py_ssize_t phase; /* down: input samples to skip before the next output's sample */
-    double *weights;  /* up: rows x ratio (row j pairs with buf[n + j]); down: rows */
-    double *buf;      /* hist + piece input samples */
-    double *acc;      /* up: ratio x piece; down: twice piece / ratio + 1 (sums and parts) */
-    double *lanes;    /* down: the buffer split into ratio phases */
+    Py_ssize_t up, down; /* out_rate / in_rate = up / down, in lowest terms */
+    Py_ssize_t taps;     /* per phase: a window of this many inputs makes one output */
+    Py_ssize_t hist;     /* input samples of history the filter needs (taps - 1) */
+    Py_ssize_t piece;    /* input samples filtered at once (bounds the buffers) */
+    long long fed, emitted; /* inputs and outputs since the stream began */
+    double *weights;     /* up x taps: phase p's taps, in the order of an ascending window */
+    double *buf;         /* hist + piece input samples */
+    double *lanes;       /* the buffer split into down lanes (down > 1) */
+    double *acc;         /* one phase's outputs of a piece, and a partial sum of them */
 } Fir;
 
-static void Fir_dealloc(Fir *self) {
+static void Fir_free(Fir *self) {
     PyMem_Free(self->weights);
     PyMem_Free(self->buf);
-    PyMem_Free(self->acc);
     PyMem_Free(self->lanes);
+    PyMem_Free(self->acc);
+    self->weights = self->buf = self->lanes = self->acc = NULL;
+}
+
+static void Fir_dealloc(Fir *self) {
+    Fir_free(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The most outputs one piece of n inputs can complete, per phase and in all. */
+static Py_ssize_t Fir_most(const Fir *self, Py_ssize_t n) { return self->up * n / self->down + 2; }
+
 static int Fir_init(Fir *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"weights", "ratio", "up", "piece", NULL};
+    static char *kwlist[] = {"weights", "up", "down", "piece", NULL};
     Py_buffer w;
-    int ratio, up;
-    Py_ssize_t piece;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*ipn", kwlist, &w, &ratio, &up, &piece))
+    Py_ssize_t up, down, piece;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*nnn", kwlist, &w, &up, &down, &piece))
         return -1;
     Py_ssize_t count = w.len / (Py_ssize_t)sizeof(double);
-    int bad = ratio < 2 || piece < 1 || piece > (1 << 20) || w.len % sizeof(double) != 0 ||
-              count < 1 || (up && count % ratio != 0);
+    int bad = up < 1 || down < 1 || up > 64 || down > 64 || piece < 1 || piece > (1 << 20) ||
+              w.len % (Py_ssize_t)sizeof(double) != 0 || count < up || count % up != 0;
     if (bad) {
         PyBuffer_Release(&w);
-        PyErr_SetString(PyExc_ValueError, "Fir: bad weights, ratio or piece");
+        PyErr_SetString(PyExc_ValueError, "Fir: bad weights, rates or piece");
         return -1;
     }
-    PyMem_Free(self->weights);
-    PyMem_Free(self->buf);
-    PyMem_Free(self->acc);
-    PyMem_Free(self->lanes);
-    self->ratio = ratio;
+    Fir_free(self);
     self->up = up;
-    self->rows = up ? count / ratio : count;
-    self->hist = self->rows - 1;
+    self->down = down;
+    self->taps = count / up;
+    self->hist = self->taps - 1;
     self->piece = piece;
-    self->phase = 0;
+    self->fed = self->emitted = 0;
+    const Py_ssize_t total = self->hist + piece;
     self->weights = PyMem_Malloc(w.len);
-    self->buf = PyMem_Calloc(self->hist + piece, sizeof(double));
-    self->acc = PyMem_Malloc(sizeof(double) * (up ? ratio * piece : 2 * (piece / ratio + 1)));
-    self->lanes = up ? NULL : PyMem_Malloc(sizeof(double) * (self->hist + piece + ratio));
-    if (!self->weights || !self->buf || !self->acc || (!up && !self->lanes)) {
+    self->buf = PyMem_Calloc(total, sizeof(double));
+    self->lanes = down > 1 ? PyMem_Malloc(sizeof(double) * (total + down)) : NULL;
+    self->acc = PyMem_Malloc(sizeof(double) * 2 * Fir_most(self, piece));
+    if (!self->weights || !self->buf || !self->acc || (down > 1 && !self->lanes)) {
         PyBuffer_Release(&w);
+        Fir_free(self);
         PyErr_NoMemory();
         return -1;
     }
@@ -128,28 +133,9 @@ static void fir_dot(const double *x, const double *w, Py_ssize_t stride, Py_ssiz
     }
 }
 
-/* acc[p * n + i] = sum_j buf[i + j] * weights[j * ratio + p]: output ratio * i + p. */
-static void fir_up(const double *buf, const double *weights, double *acc, Py_ssize_t n,
-                   Py_ssize_t rows, int ratio) {
-    for (int p = 0; p < ratio; p++) fir_dot(buf, weights + p, ratio, rows, acc + p * n, n);
-}
-
-/* acc[m] = sum_j buf[start + ratio * m + j] * weights[j], from the buffer split into lanes:
- * lane q holds buf[q], buf[q + ratio], ... so the inputs of consecutive outputs are
- * contiguous: the sum over taps j = ratio * i + q of lane (start + q) % ratio. */
-static void fir_down(const double *lanes, Py_ssize_t lane_len, const double *weights,
-                     double *acc, double *part, Py_ssize_t outputs, Py_ssize_t rows,
-                     Py_ssize_t start, int ratio) {
-    for (Py_ssize_t m = 0; m < outputs; m++) acc[m] = 0.0;
-    for (int q = 0; q < ratio && q < rows; q++) {
-        const Py_ssize_t s = start + q;
-        const Py_ssize_t taps = (rows - q + ratio - 1) / ratio; /* j = q, q + ratio, ... */
-        fir_dot(lanes + (s % ratio) * lane_len + s / ratio, weights + q, ratio, taps, part,
-                outputs);
-        for (Py_ssize_t m = 0; m < outputs; m++) acc[m] += part[m];
-    }
-}
-
+/* Rounded half to even (adding and taking away 1.5 * 2^52 leaves no fraction bits, under the
+ * default rounding mode: nearbyint without the libm call, which x86-64's baseline lacks) and
+ * clipped to int16.  Exact for |v| < 2^51; the filter's outputs stay far below. */
 static inline int16_t clip_round(double v) {
     const double magic = 6755399441055744.0;
     v = (v + magic) - magic;
@@ -158,36 +144,57 @@ static inline int16_t clip_round(double v) {
     return (int16_t)v;
 }
 
-/* Filters one piece of n input samples into out; returns the outputs written. */
+static Py_ssize_t floor_mod(long long a, Py_ssize_t b) { return (Py_ssize_t)(((a % b) + b) % b); }
+
+/* Filters one piece of n input samples into out; returns the outputs written.
+ *
+ * Output m is phase (down * m) % up of the taps against the window of inputs that ends at
+ * input (down * m) // up (minphase_rational.py).  The outputs of one phase, m0, m0 + up, ...,
+ * have windows down inputs apart: split into down lanes (lane q: buffer samples q, q + down,
+ * ...), the inputs of each tap are contiguous across them, and each lane's taps are one
+ * sliding dot product. */
 static Py_ssize_t Fir_piece(Fir *self, const int16_t *in, Py_ssize_t n, int16_t *out) {
-    double *buf = self->buf;
-    const Py_ssize_t hist = self->hist, ratio = self->ratio;
+    double *buf = self->buf, *acc = self->acc;
+    const Py_ssize_t hist = self->hist, up = self->up, down = self->down, total = hist + n;
+    const long long first = self->emitted, fed = self->fed;
+    const long long end = (up * (fed + n) + down - 1) / down; /* outputs whose inputs are in */
+    double *part = acc + Fir_most(self, self->piece);
     for (Py_ssize_t i = 0; i < n; i++) buf[hist + i] = in[i];
-    Py_ssize_t written;
-    if (self->up) {
-        fir_up(buf, self->weights, self->acc, n, self->rows, self->ratio);
-        for (Py_ssize_t i = 0; i < n; i++)
-            for (Py_ssize_t p = 0; p < ratio; p++)
-                out[i * ratio + p] = clip_round(self->acc[p * n + i]);
-        written = n * ratio;
-    } else {
-        const Py_ssize_t start = self->phase, total = hist + n;
-        const Py_ssize_t outputs = n > start ? (n - start + ratio - 1) / ratio : 0;
-        const Py_ssize_t lane_len = total / ratio + 1;
-        for (Py_ssize_t q = 0; q < ratio; q++) {
+    const double *lanes = buf;
+    Py_ssize_t lane_len = total;
+    if (down > 1) {
+        lane_len = total / down + 1;
+        for (Py_ssize_t q = 0; q < down; q++) {
             double *lane = self->lanes + q * lane_len;
             Py_ssize_t t = 0;
-            for (Py_ssize_t s = q; s < total; s += ratio) lane[t++] = buf[s];
+            for (Py_ssize_t s = q; s < total; s += down) lane[t++] = buf[s];
             for (; t < lane_len; t++) lane[t] = 0.0;
         }
-        fir_down(self->lanes, lane_len, self->weights, self->acc, self->acc + outputs, outputs,
-                 self->rows, start, self->ratio);
-        for (Py_ssize_t m = 0; m < outputs; m++) out[m] = clip_round(self->acc[m]);
-        self->phase = (((start - n) % ratio) + ratio) % ratio;
-        written = outputs;
+        lanes = self->lanes;
+    }
+    for (Py_ssize_t r = 0; r < up; r++) {
+        const long long m0 = first + floor_mod(r - first, up);
+        if (m0 >= end) continue;
+        const Py_ssize_t count = (Py_ssize_t)((end - 1 - m0) / up + 1);
+        const Py_ssize_t start = (Py_ssize_t)((down * m0) / up - fed); /* the window's start */
+        const double *w = self->weights + floor_mod(down * m0, up) * self->taps;
+        if (down == 1) {
+            fir_dot(lanes + start, w, 1, self->taps, acc, count);
+        } else {
+            for (Py_ssize_t i = 0; i < count; i++) acc[i] = 0.0;
+            for (Py_ssize_t q = 0; q < down && q < self->taps; q++) {
+                const Py_ssize_t s = start + q, rows = (self->taps - q + down - 1) / down;
+                fir_dot(lanes + (s % down) * lane_len + s / down, w + q, down, rows, part, count);
+                for (Py_ssize_t i = 0; i < count; i++) acc[i] += part[i];
+            }
+        }
+        int16_t *o = out + (m0 - first);
+        for (Py_ssize_t i = 0; i < count; i++) o[i * up] = clip_round(acc[i]);
     }
     memmove(buf, buf + n, sizeof(double) * hist);
-    return written;
+    self->fed = fed + n;
+    if (end > first) self->emitted = end;
+    return end > first ? (Py_ssize_t)(end - first) : 0;
 }
 
 static PyObject *Fir_process(Fir *self, PyObject *arg) {
@@ -202,8 +209,8 @@ static PyObject *Fir_process(Fir *self, PyObject *arg) {
         PyErr_SetString(PyExc_ValueError, "Fir.process: int16 samples expected");
         return NULL;
     }
-    const Py_ssize_t n = in.len / 2, ratio = self->ratio;
-    const Py_ssize_t most = self->up ? n * ratio : n / ratio + 1 + n / self->piece + 1;
+    const Py_ssize_t n = in.len / 2;
+    const Py_ssize_t most = Fir_most(self, n) + n / self->piece;
     PyObject *result = PyByteArray_FromStringAndSize(NULL, most * 2);
     if (result == NULL) {
         PyBuffer_Release(&in);
@@ -227,7 +234,7 @@ static PyObject *Fir_process(Fir *self, PyObject *arg) {
 static PyObject *Fir_reset(Fir *self, PyObject *Py_UNUSED(ignored)) {
     if (self->buf == NULL) Py_RETURN_NONE;
     memset(self->buf, 0, sizeof(double) * self->hist);
-    self->phase = 0;
+    self->fed = self->emitted = 0;
     Py_RETURN_NONE;
 }
 
@@ -235,12 +242,13 @@ static PyMethodDef Fir_methods[] = {
     {"process", (PyCFunction)Fir_process, METH_O,
      "Filter int16 samples (any C-contiguous buffer); the outputs they complete, as int16 "
      "in a bytearray."},
-    {"reset", (PyCFunction)Fir_reset, METH_NOARGS, "Forget the history and the phase."},
+    {"reset", (PyCFunction)Fir_reset, METH_NOARGS, "Forget the history: a new stream."},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject FirType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "gateway.media._dsp.Fir",
-    .tp_doc = "A streamed polyphase FIR, 8 kHz <-> ratio x 8 kHz (see minphase.py).",
+    .tp_doc = "A streamed polyphase FIR, in_rate -> in_rate * up / down (see minphase.py, "
+              "minphase_rational.py).",
     .tp_basicsize = sizeof(Fir),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,

@@ -128,7 +128,10 @@ class MinPhaseResampler:
         # The same filter in C (``native.py``), which then owns the history and the phase.
         self._native = (
             dsp.Fir(
-                self._weights.tobytes(), ratio, out_rate > in_rate, self._buf.shape[0] - self._hist
+                np.ascontiguousarray(self._weights.T).tobytes(),  # a row per phase
+                ratio if out_rate > in_rate else 1,
+                1 if out_rate > in_rate else ratio,
+                self._buf.shape[0] - self._hist,
             )
             if native and dsp is not None
             else None

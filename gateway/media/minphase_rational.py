@@ -25,7 +25,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .minphase import minimum_phase_lowpass
+from .minphase import SCALE_BITS, minimum_phase_lowpass
+from .native import dsp
 
 __all__ = ["PASS_HZ", "STOP_HZ", "RationalMinPhaseResampler", "phases"]
 
@@ -40,6 +41,8 @@ def phases(up: int, high_rate: int) -> np.ndarray:
     """The taps at ``high_rate`` split into ``up`` phases, each reversed for a dot product
     with an ascending window of inputs and scaled by ``up`` (the zeros stuffed in)."""
     taps = minimum_phase_lowpass(high_rate, PASS_HZ, STOP_HZ, up)
+    # Integers scaled back by 2^-20, as minphase.py's: every sum exact in float64, in any order.
+    taps = np.round(taps * (1 << SCALE_BITS)) / (1 << SCALE_BITS)
     per_phase = len(taps) // up
     weights = taps.reshape(per_phase, up).T[:, ::-1] * up
     out: np.ndarray = np.ascontiguousarray(weights)
@@ -52,10 +55,10 @@ class RationalMinPhaseResampler:
     :class:`~gateway.media.minphase.MinPhaseResampler` (``process``, ``flush``, ``reset``,
     ``delay_ms``)."""
 
-    __slots__ = ("_buf", "_emitted", "_fed", "_hist", "_views", "_weights", "down", "in_rate",
-                 "out_rate", "up")  # fmt: skip
+    __slots__ = ("_buf", "_emitted", "_fed", "_hist", "_native", "_views", "_weights", "down",
+                 "in_rate", "out_rate", "up")  # fmt: skip
 
-    def __init__(self, in_rate: int, out_rate: int) -> None:
+    def __init__(self, in_rate: int, out_rate: int, native: bool = True) -> None:
         if in_rate <= 0 or out_rate <= 0 or in_rate == out_rate:
             raise ValueError(f"cannot resample {in_rate} -> {out_rate}")
         g = math.gcd(in_rate, out_rate)
@@ -68,6 +71,12 @@ class RationalMinPhaseResampler:
         self._buf = np.zeros(self._hist + in_rate * PIECE_MS // 1000, dtype=np.float64)
         self._fed = self._emitted = 0  # inputs and outputs since the stream began
         self._views: dict[tuple[int, int], np.ndarray] = {}  # as_strided costs microseconds
+        # The same filter in C (``native.py``), which then owns the history.
+        self._native = (
+            dsp.Fir(self._weights.tobytes(), self.up, self.down, self._buf.shape[0] - self._hist)
+            if native and dsp is not None
+            else None
+        )
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         """Feed one chunk; returns every output sample it completes (a new array)."""
@@ -76,6 +85,11 @@ class RationalMinPhaseResampler:
                 "RationalMinPhaseResampler.process expects a 1-D int16 ndarray, got"
                 f" {type(pcm).__name__} {getattr(pcm, 'dtype', '')}{getattr(pcm, 'shape', '')}"
             )
+        if self._native is not None:
+            out = np.frombuffer(self._native.process(np.ascontiguousarray(pcm)), dtype=_INT16)
+            self._fed += len(pcm)
+            self._emitted += len(out)
+            return out
         piece = self._buf.shape[0] - self._hist
         if len(pcm) <= piece:
             return self._filter(pcm)
@@ -124,6 +138,8 @@ class RationalMinPhaseResampler:
 
     def reset(self) -> None:
         """Forget the filter history (a barge-in, or a new stream)."""
+        if self._native is not None:
+            self._native.reset()
         self._buf[: self._hist] = 0.0
         self._fed = self._emitted = 0
 

@@ -12,9 +12,13 @@ import pytest
 
 from gateway.media import g711
 from gateway.media.minphase import MinPhaseResampler
+from gateway.media.minphase_rational import RationalMinPhaseResampler
 from gateway.media.native import dsp
 
 RATES = [(8000, 24000), (24000, 8000), (8000, 16000), (16000, 8000), (8000, 48000), (48000, 8000)]
+# G.722's 16 <-> 24 kHz, and ratios whose phases and lanes differ from it (a 5/4, 4/5 too)
+RATIONAL = [(16000, 24000), (24000, 16000), (8000, 24000), (24000, 8000), (16000, 20000),
+            (20000, 16000)]  # fmt: skip
 
 
 def test_the_module_is_built_here() -> None:
@@ -34,9 +38,12 @@ def _chunks(rate: int, seed: int) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("rates", RATES)
-def test_the_fir_gives_numpys_samples_for_any_chunking(rates: tuple[int, int]) -> None:
-    native, reference = MinPhaseResampler(*rates), MinPhaseResampler(*rates, native=False)
+@pytest.mark.parametrize(
+    ("kind", "rates"),
+    [(MinPhaseResampler, r) for r in RATES] + [(RationalMinPhaseResampler, r) for r in RATIONAL],
+)
+def test_the_fir_gives_numpys_samples_for_any_chunking(kind: type, rates: tuple[int, int]) -> None:
+    native, reference = kind(*rates), kind(*rates, native=False)
     assert native._native is not None and reference._native is None
     for i, chunk in enumerate(_chunks(rates[0], sum(rates))):
         if i == 20:  # a barge-in mid-stream: both forget the same history and phase
@@ -51,8 +58,10 @@ def test_the_fir_gives_numpys_samples_for_any_chunking(rates: tuple[int, int]) -
 def test_the_fir_rounds_half_to_even_and_clips_like_numpy() -> None:
     """Full-scale square waves drive the sums past int16 both ways; a single sample at each
     level lands on every rounding case of the taps."""
-    for rates in RATES[:2]:
-        native, reference = MinPhaseResampler(*rates), MinPhaseResampler(*rates, native=False)
+    for kind, rates in [(MinPhaseResampler, r) for r in RATES[:2]] + [
+        (RationalMinPhaseResampler, r) for r in RATIONAL[:2]
+    ]:
+        native, reference = kind(*rates), kind(*rates, native=False)
         square = np.tile(np.array([32767] * 6 + [-32768] * 6, dtype=np.int16), 40)
         np.testing.assert_array_equal(native.process(square), reference.process(square))
         for level in (-32768, -3, -1, 1, 2, 5, 32767):
@@ -63,13 +72,18 @@ def test_the_fir_rounds_half_to_even_and_clips_like_numpy() -> None:
 
 def test_the_fir_refuses_what_it_cannot_filter() -> None:
     assert dsp is not None
-    fir = dsp.Fir(np.ones(6).tobytes(), 3, True, 320)
+    fir = dsp.Fir(np.ones(6).tobytes(), 3, 1, 320)
     with pytest.raises(ValueError, match="int16"):
         fir.process(b"\x00\x01\x02")
-    with pytest.raises(ValueError, match="bad weights"):
-        dsp.Fir(np.ones(5).tobytes(), 3, True, 320)  # not a whole number of phases
-    with pytest.raises(ValueError, match="bad weights"):
-        dsp.Fir(b"", 3, False, 320)
+    for weights, up, down, piece in [
+        (np.ones(5), 3, 1, 320),  # not a whole number of phases
+        (np.ones(0), 1, 3, 320),
+        (np.ones(6), 0, 1, 320),
+        (np.ones(6), 3, 0, 320),
+        (np.ones(6), 3, 1, 0),
+    ]:
+        with pytest.raises(ValueError, match="bad weights"):
+            dsp.Fir(weights.tobytes(), up, down, piece)
     with pytest.raises(ValueError, match="not initialised"):
         dsp.Fir.__new__(dsp.Fir).process(b"")
     with pytest.raises(ValueError, match="contiguous"):
