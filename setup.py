@@ -8,7 +8,7 @@ setup(
         Extension(
             "gateway.media._dsp",
             ["gateway/media/_dsp.c"],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-Wno-psabi"],  # psabi: a static helper returns a vector
             optional=True,
         )
     ]

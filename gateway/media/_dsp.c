@@ -35,7 +35,7 @@ typedef struct {
     double *weights;     /* up x taps: phase p's taps, in the order of an ascending window */
     double *buf;         /* hist + piece input samples */
     double *lanes;       /* the buffer split into down lanes (down > 1) */
-    double *acc;         /* one phase's outputs of a piece, and a partial sum of them */
+    double *acc;         /* one phase's outputs of a piece (and, down > 1, a partial sum) */
 } Fir;
 
 static void Fir_free(Fir *self) {
@@ -51,8 +51,11 @@ static void Fir_dealloc(Fir *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* The most outputs one piece of n inputs can complete, per phase and in all. */
+/* The most outputs n inputs can complete (in one piece: ceil of up * n / down, plus one). */
 static Py_ssize_t Fir_most(const Fir *self, Py_ssize_t n) { return self->up * n / self->down + 2; }
+
+/* The most outputs of one phase in a piece: every up-th of them. */
+static Py_ssize_t Fir_phase_most(const Fir *self) { return self->piece / self->down + 2; }
 
 static int Fir_init(Fir *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"weights", "up", "down", "piece", NULL};
@@ -79,7 +82,7 @@ static int Fir_init(Fir *self, PyObject *args, PyObject *kwds) {
     self->weights = PyMem_Malloc(w.len);
     self->buf = PyMem_Calloc(total, sizeof(double));
     self->lanes = down > 1 ? PyMem_Malloc(sizeof(double) * (total + down)) : NULL;
-    self->acc = PyMem_Malloc(sizeof(double) * 2 * Fir_most(self, piece));
+    self->acc = PyMem_Malloc(sizeof(double) * (down > 1 ? 2 : 1) * Fir_phase_most(self));
     if (!self->weights || !self->buf || !self->acc || (down > 1 && !self->lanes)) {
         PyBuffer_Release(&w);
         Fir_free(self);
@@ -158,7 +161,7 @@ static Py_ssize_t Fir_piece(Fir *self, const int16_t *in, Py_ssize_t n, int16_t 
     const Py_ssize_t hist = self->hist, up = self->up, down = self->down, total = hist + n;
     const long long first = self->emitted, fed = self->fed;
     const long long end = (up * (fed + n) + down - 1) / down; /* outputs whose inputs are in */
-    double *part = acc + Fir_most(self, self->piece);
+    double *part = acc + Fir_phase_most(self); /* down > 1 only */
     for (Py_ssize_t i = 0; i < n; i++) buf[hist + i] = in[i];
     const double *lanes = buf;
     Py_ssize_t lane_len = total;

@@ -119,23 +119,26 @@ class MinPhaseResampler:
         self._hist = self._weights.shape[0] - 1  # input samples of history the filter needs
         self._step = 1 if out_rate > in_rate else ratio  # input samples from one row to the next
         self._block = UP_BLOCK if out_rate > in_rate else DOWN_BLOCK
-        self._banded = _banded(self._weights, self._step, self._block)
         self._views: dict[tuple[int, int, int], np.ndarray] = {}
-        # Input is filtered in pieces of at most 40 ms: a bounded buffer whatever a delta's size.
-        self._buf = np.zeros(self._hist + in_rate * PIECE_MS // 1000, dtype=np.float64)
         self._phase = 0  # down: input samples to skip before the next output's sample
         self._fed = self._emitted = 0
-        # The same filter in C (``native.py``), which then owns the history and the phase.
+        piece = in_rate * PIECE_MS // 1000  # input is filtered in pieces of at most 40 ms
+        # The same filter in C (``native.py``), which then owns the history and the phase; the
+        # numpy path's buffers are not allocated then (13-25 KiB a filter).
         self._native = (
             dsp.Fir(
                 np.ascontiguousarray(self._weights.T).tobytes(),  # a row per phase
                 ratio if out_rate > in_rate else 1,
                 1 if out_rate > in_rate else ratio,
-                self._buf.shape[0] - self._hist,
+                piece,
             )
             if native and dsp is not None
             else None
         )
+        numpy = self._native is None
+        self._banded = _banded(self._weights, self._step, self._block if numpy else 1)
+        # A bounded buffer whatever a delta's size.
+        self._buf = np.zeros(self._hist + piece if numpy else 0, dtype=np.float64)
 
     def _view(self, start: int, rows: int, block: int) -> np.ndarray:
         """Row i: the input window of outputs ``block * i`` to ``block * i + block - 1``, from

@@ -68,15 +68,17 @@ class RationalMinPhaseResampler:
         self.in_rate, self.out_rate = in_rate, out_rate
         self._weights = phases(self.up, self.up * in_rate)
         self._hist = self._weights.shape[1] - 1  # input samples of history the filter needs
-        self._buf = np.zeros(self._hist + in_rate * PIECE_MS // 1000, dtype=np.float64)
         self._fed = self._emitted = 0  # inputs and outputs since the stream began
         self._views: dict[tuple[int, int], np.ndarray] = {}  # as_strided costs microseconds
-        # The same filter in C (``native.py``), which then owns the history.
+        piece = in_rate * PIECE_MS // 1000  # input is filtered in pieces of at most 40 ms
+        # The same filter in C (``native.py``), which then owns the history (and the numpy
+        # path's buffer is not allocated).
         self._native = (
-            dsp.Fir(self._weights.tobytes(), self.up, self.down, self._buf.shape[0] - self._hist)
+            dsp.Fir(self._weights.tobytes(), self.up, self.down, piece)
             if native and dsp is not None
             else None
         )
+        self._buf = np.zeros(self._hist + piece if self._native is None else 0, dtype=np.float64)
 
     def process(self, pcm: np.ndarray) -> np.ndarray:
         """Feed one chunk; returns every output sample it completes (a new array)."""
