@@ -238,6 +238,7 @@ class Gateway:
                 self.dialer.place,
                 self.console_hub,
                 self.console_metrics.listens.inc,
+                self.metrics.api_blocks,
             )
             self.events = await start_events(self.cfg, self.event_metrics)
         except StartupError:

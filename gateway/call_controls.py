@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 
 from .api.controls import SayMode
+from .api.door import ApiDoor
 from .api.problems import Problem
 from .api.requests import PlaceCallRequest
 from .api.server import ApiServer
@@ -24,6 +26,7 @@ from .console.hub import Hub
 from .console.server import Console
 from .console.tap import CallTap
 from .outbound import CallRequest, OutboundRefused
+from .sip.blocklist import AuthBlocklist
 from .startup import StartupError
 
 log = structlog.get_logger("gateway")
@@ -211,6 +214,7 @@ async def start_api(
     place: Callable[[CallRequest], tuple[str, str]] | None = None,
     hub: Hub | None = None,
     on_listen: Callable[[], None] = lambda: None,
+    blocks: Counter | None = None,
 ) -> ApiServer | None:
     """The control API listening, when configured, with its console unless turned off;
     StartupError when it cannot."""
@@ -221,13 +225,14 @@ async def start_api(
     if api.token_env is not None and token is None:
         raise StartupError(f"api.token_env: environment variable {api.token_env} is not set")
     controls = GatewayControls(calls, place)
+    door = ApiDoor(AuthBlocklist(api.max_failures, api.failure_window_s, api.block_s), blocks)
     console = None
     if api.console:
         records = cfg.records
         history = History(records.calls_dir, records.transcripts_dir, records.recordings_dir)
-        console = Console(controls, hub or Hub(), history, token.encode() if token else None)
+        console = Console(controls, hub or Hub(), history, token.encode() if token else None, door)
         console.on_listen = on_listen
-    server = ApiServer(controls, api.bind, api.port, token, console)
+    server = ApiServer(controls, api.bind, api.port, token, console, door)
     try:
         await server.start()
     except OSError as exc:

@@ -167,6 +167,7 @@ class Metrics:
         self._media(self.registry)
         self._realtime(self.registry)
         self._sip(self.registry)
+        self._api(self.registry)
         self._operations(self.registry)
 
     def _calls(self, r: CollectorRegistry) -> None:
@@ -293,6 +294,15 @@ class Metrics:
             f"{p}_auth_blocked_sources",
             "Source addresses whose INVITEs are refused now (403) after repeated digest "
             "authentication failures.",
+            registry=r,
+        )
+
+    def _api(self, r: CollectorRegistry) -> None:
+        """The control API's door (gateway/api/door.py)."""
+        self.api_blocks = Counter(
+            f"{PREFIX}_api_blocks",
+            "Sources shut out of the control API and its console (429) for repeated refused "
+            "requests (api.max_failures within api.failure_window_s).",
             registry=r,
         )
 

@@ -112,6 +112,11 @@ def _operation(
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "401": {"description": "No or wrong bearer token", "content": _problem()},
+        "429": {
+            "description": "This address was refused api.max_failures times: shut out for "
+            "api.block_s (Retry-After)",
+            "content": _problem(),
+        },
     }
     if schema is None:
         responses[str(status)] = {"description": "Accepted" if status == 202 else "OK"}
@@ -134,7 +139,11 @@ def _operation(
         for code, why in (
             ("403", "The destination or caller ID is not allowed (sip.outbound)"),
             ("409", "Outbound calls are not configured (sip.outbound)"),
-            ("429", "Too many outbound calls now (max_concurrent, max_per_minute)"),
+            (
+                "429",
+                "Too many outbound calls now (max_concurrent, max_per_minute), or this "
+                "address was shut out (api.max_failures)",
+            ),
             ("503", "The gateway is stopping"),
         ):
             responses[code] = {"description": why, "content": _problem()}

@@ -22,6 +22,7 @@ from .. import __version__
 from ..sip.transfer_context import MAX_SUMMARY_CHARS, sanitise
 from . import openapi
 from .controls import CallControls
+from .door import ApiDoor
 from .problems import Problem, problem_response
 from .requests import DtmfRequest, PlaceCallRequest, SayRequest, TransferRequest
 
@@ -55,9 +56,12 @@ class ApiServer:
         port: int,
         token: str | None,
         extension: Extension | None = None,
+        door: ApiDoor | None = None,
     ) -> None:
         self.controls = controls
         self.extension = extension
+        # Counts refusals per source and shuts out who keeps being refused (api.max_failures).
+        self.door = door or ApiDoor.never()
         self.bind = bind
         self.port = port
         self._token = token.encode() if token else None
@@ -123,6 +127,8 @@ class ApiServer:
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (shut := self.door.shut(request)) is not None:
+            return shut
         ext = self.extension
         if ext is not None and (request.path + "/").startswith(ext.prefix + "/"):
             return await ext.authorize(request, handler)
@@ -131,8 +137,7 @@ class ApiServer:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
             return await handler(request)
-        peer = request.remote or "?"
-        log.warning("api.unauthorized", source=peer, path=request.path[:200])
+        self.door.refused(request, "api.unauthorized")
         return problem_response(
             401,
             "this API needs the bearer token: Authorization: Bearer TOKEN",

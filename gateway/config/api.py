@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
-from .fields import Int, _Model, _parse_ip
+from .fields import Float, Int, _Model, _parse_ip
 from .secrets import _parse_env_name
 
 
@@ -30,6 +30,32 @@ class ApiConfig(_Model):
         description="Name of the environment variable holding the bearer token every request "
         "must carry (Authorization: Bearer TOKEN; at least 16 characters). Required unless "
         "bind is a loopback address; default none = no token, loopback only.",
+    )
+
+    max_failures: Int = Field(
+        10,
+        ge=0,
+        le=10_000,
+        description="Refused requests (a missing or wrong bearer token, a wrong console "
+        "cookie, a failed console login) from one source IP address within failure_window_s "
+        "after which that source is shut out: every request from it gets 429 Too Many "
+        "Requests, the right token or not, for block_s (log api.source_blocked, metric "
+        "sipgw_api_blocks_total); what it sends then is neither checked nor logged. Bounds "
+        "both token guessing and the warnings a stranger can write to the log. 0 = never "
+        "block. Default 10.",
+    )
+    failure_window_s: Float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds over which refused requests from one source are counted "
+        "towards max_failures. Default 60.",
+    )
+    block_s: Float = Field(
+        600.0,
+        gt=0,
+        le=86_400 * 7,
+        description="Seconds a source stays shut out once it reached max_failures. Default 600.",
     )
 
     console: bool = Field(

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import WSMsgType, web
 
+from ..api.door import ApiDoor
 from ..api.problems import Problem, problem_response
 from .auth import ConsoleAuth, clean_label, cross_site, user_label
 from .history import CALL_ID, DATE, History, Search
@@ -62,11 +63,19 @@ class Console:
 
     prefix = PREFIX
 
-    def __init__(self, calls: LiveCalls, hub: Hub, history: History, token: bytes | None) -> None:
+    def __init__(
+        self,
+        calls: LiveCalls,
+        hub: Hub,
+        history: History,
+        token: bytes | None,
+        door: ApiDoor | None = None,
+    ) -> None:
         self.calls = calls
         self.hub = hub
         self.history = history
         self.auth = ConsoleAuth(token)
+        self.door = door or ApiDoor.never()  # the API's: one count of refusals per source
         self.files = StaticFiles()
         self.listeners = 0
         self.listens_started = 0  # since start (also a metric when wired: on_listen)
@@ -111,7 +120,7 @@ class Console:
                 return await handler(request)
             log.warning("console.refused", source=peer, path=path[:200], reason=why)
             return problem_response(403, f"refused: {why}")
-        log.warning("console.unauthorized", source=peer, path=path[:200])
+        self.door.refused(request, "console.unauthorized")
         if request.method == "GET" and path.removeprefix(PREFIX + "/") in PAGES:
             raise web.HTTPSeeOther(PREFIX + "/login")
         return problem_response(
@@ -130,7 +139,7 @@ class Console:
         if self.auth.open:
             raise web.HTTPSeeOther(PREFIX + "/")
         if not isinstance(token, str) or not self.auth.token_ok(token):
-            log.warning("console.login_failed", source=peer)
+            self.door.refused(request, "console.login_failed")
             return web.Response(
                 status=401,
                 body=self.files.login_page("That token is not the API's token."),

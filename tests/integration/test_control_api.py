@@ -245,3 +245,50 @@ async def test_the_gateway_refuses_to_start_without_its_token(tmp_path: Path) ->
             await gateway.start(timeout=20)
         assert await gateway.wait_exit(timeout=20) != 0
         assert "api.token_env" in gateway.tail()
+
+
+async def test_a_source_that_keeps_guessing_is_shut_out_and_no_longer_logged(
+    tmp_path: Path,
+) -> None:
+    """api.max_failures refusals from one address (wrong tokens, a failed console login) shut
+    it out: 429 with Retry-After for everything it sends, the right token included, and not
+    one more log line for it; another address (127.0.0.2, a distinct host) is not affected."""
+    async with EmbeddedRealtimeServer() as fake:
+        port, cfg = api_config(fake)
+        cfg["api"] |= {"max_failures": 3, "failure_window_s": 60, "block_s": 90}
+        env = {"GATEWAY_API_TOKEN": TOKEN}
+        other_host = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with (
+            GatewayProcess(tmp_path, cfg, env=env) as gateway,
+            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(connector=other_host) as other_session,
+        ):
+            api, other = Api(port, session), Api(port, other_session)
+            for token in ("guess-number-one-0123456789", None):
+                assert_problem(*await api.request("GET", "/v1/calls", token=token), 401)
+            login = await session.post(
+                f"{api.base}/console/login", data={"token": "guess-number-three-0123456"}
+            )
+            assert login.status == 401  # the third refusal: a failed console login
+            for _ in range(20):  # the right token, a console page, more guesses: all shut out
+                for token in (TOKEN, "another-guess-0123456789"):
+                    status, headers, body = await api.request("GET", "/v1/calls", token=token)
+                    assert_problem(status, headers, body, 429)
+                    assert headers["Retry-After"] == "90"
+            async with session.get(f"{api.base}/console/login") as page:
+                assert page.status == 429
+
+            assert (await other.request("GET", "/v1/calls"))[::2] == (200, {"calls": []})
+            assert_problem(*await other.request("GET", "/v1/calls", token="x" * 20), 401)
+            # The other host's refusal is logged after everything the first one sent.
+            await gateway.wait_for(
+                "api.unauthorized", timeout=10, where=lambda e: e.get("source") == "127.0.0.2"
+            )
+            ours = [e for e in gateway.events if e.get("source") == LOOPBACK]
+            assert [e["event"] for e in ours] == [
+                "api.unauthorized",
+                "api.unauthorized",
+                "console.login_failed",
+                "api.source_blocked",
+            ]
+            assert ours[-1]["block_s"] == 90 and ours[-1]["failures"] == 3
