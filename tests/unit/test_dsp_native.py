@@ -7,6 +7,10 @@ install without a compiler uses.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -117,3 +121,10 @@ def test_the_gathers_refuse_tables_of_the_wrong_size() -> None:
         dsp.take_u8(bytes(65536), b"\x00")
     with pytest.raises(ValueError, match="256 int16"):
         dsp.take_i16(bytes(256), b"\x00")
+
+
+def test_gateway_numpy_media_keeps_to_numpy() -> None:
+    """The switch bench_frame and bench_load compare with: the module is not loaded."""
+    code = "from gateway.media.native import dsp; raise SystemExit(dsp is not None)"
+    env = {**os.environ, "GATEWAY_NUMPY_MEDIA": "1"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == 0
