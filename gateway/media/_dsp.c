@@ -19,7 +19,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+/* One build for every x86-64: the filter's loop also compiled for AVX2, picked at load time
+ * (an ifunc: GCC on glibc). Elsewhere the baseline build (SSE2 on x86-64, NEON on arm64). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__GLIBC__)
 #define DSP_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define DSP_CLONES
