@@ -436,12 +436,7 @@ def sdp_session(services: CallServices, transport: str, local_ip: str) -> SdpSes
     """The call's offer/answer state: our codecs, our address, SRTP as configured (keys only
     over TLS unless allowed otherwise)."""
     media = services.cfg.media
-    srtp = SrtpPolicy(
-        media.srtp,
-        tuple(media.srtp_suites),
-        secure_signalling=transport == "TLS",
-        allow_insecure=media.srtp_over_insecure_signalling,
-    )
+    srtp = SrtpPolicy.configured(media, transport)
     return SdpSession(media.codecs, local_ip, allow_to=services.media_door, srtp=srtp)
 
 

@@ -24,7 +24,7 @@ from ..config import outbound_password
 from ..media.stream import FrameSource, RtpStream, bind_rtp_socket
 from ..sip.addresses import ip_literal
 from ..sip.invite_client import Answer, InviteClient, PlacedCall
-from ..sip.sdp import NotAcceptable, SdpSession
+from ..sip.sdp import NotAcceptable, SdpSession, SrtpPolicy, srtp_session
 from .trunk import RESOLVE_TIMEOUT_S, placed_call, reach_trunk
 
 _HOSTPORT = re.compile(r"sips?:(?:[^@]*@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?")
@@ -90,8 +90,17 @@ class TargetLeg:
             self._sock, self._port = bind_rtp_socket(self.services.ports, cfg.sip.bind)
         except Exception as exc:
             raise LegFailed(str(exc)) from None
-        sdp = SdpSession([self.caller_codec], local_ip, allow_to=self.services.media_door)
+        # SRTP as media.srtp says, as for the caller's own leg: required, the leg offers
+        # RTP/SAVP (and fails where its keys may not travel over this signalling).
+        srtp = SrtpPolicy.configured(cfg.media, self.uas.transport.name)
+        sdp = SdpSession(
+            [self.caller_codec], local_ip, allow_to=self.services.media_door, srtp=srtp
+        )
         sdp.rtp_port = self._port
+        try:
+            offer = sdp.offer()
+        except NotAcceptable as exc:
+            raise LegFailed(str(exc)) from None
         uri = target if cfg.sip.outbound is None else _via_trunk(target, cfg.sip.outbound.domain)
         sip = self.sip = placed_call(
             f"{secrets.token_hex(16)}@{local_ip}",
@@ -108,7 +117,7 @@ class TargetLeg:
             to_uri=uri,
             destination=destination,
             contact=sip.advertised_addr,
-            offer=sdp.offer(),
+            offer=offer,
             auth=self._auth(),
             user_agent=cfg.sip.user_agent or None,
             dialog=sip.dialog,
@@ -164,6 +173,7 @@ class TargetLeg:
             strict=media.strict_rtp,
             learn_packets=media.rtp_learn_packets,
         )
+        stream.srtp = srtp_session(plan)
         assert self._sock is not None
         stream.attach(self._sock)
         stream.port = self._port

@@ -23,6 +23,7 @@ import dataclasses
 import re
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiosipua import SdpMessage, build_sdp, negotiate_sdp, serialize_sdp
 from aiosipua.sdp import Codec, MediaDescription
@@ -31,6 +32,9 @@ from ..media.codecs import CodecSpec, codec_spec
 from ..media.srtp import BadCrypto, CryptoAttribute, SrtpSession, available_suites, parse_crypto
 from .addresses import ip_literal, valid_port
 from .door import Door
+
+if TYPE_CHECKING:
+    from ..config.media import MediaConfig
 
 _SUITE_NAME = re.compile(r"[A-Z0-9]{1,20}(?:_[A-Z0-9]{1,20}){1,8}")
 
@@ -68,6 +72,17 @@ class SrtpPolicy:
     @property
     def keys_allowed(self) -> bool:
         return self.secure_signalling or self.allow_insecure
+
+    @classmethod
+    def configured(cls, media: MediaConfig, transport: str) -> SrtpPolicy:
+        """The policy of the config's ``media`` section for a call signalled over
+        ``transport`` (keys travel only over TLS unless allowed otherwise)."""
+        return cls(
+            media.srtp,
+            tuple(media.srtp_suites),
+            secure_signalling=transport == "TLS",
+            allow_insecure=media.srtp_over_insecure_signalling,
+        )
 
 
 PLAIN = SrtpPolicy()
