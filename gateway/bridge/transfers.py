@@ -186,7 +186,7 @@ class WarmRun:
             case Refer():
                 return await self._refer()
             case Bridge():
-                self._bridge()
+                await self._bridge()
             case Resume():
                 return self.machine.resumed(await self._hold(False))
             case EndTarget():
@@ -199,7 +199,7 @@ class WarmRun:
 
     async def _hold(self, held: bool) -> int | None:
         """The caller's side on hold (music, the model deaf to it) or back with the model."""
-        call, bridge = self.call, self.bridge
+        bridge = self.bridge
         if held:
             rate = bridge.uplink.codec.rate
             try:
@@ -212,6 +212,11 @@ class WarmRun:
         else:
             self.caller.switch_source(bridge)
             self.caller.on_payload = bridge.on_payload
+        return await self._direction(held)
+
+    async def _direction(self, held: bool) -> int | None:
+        """Our re-INVITE to the caller's side: sendonly (held) or sendrecv (back)."""
+        call = self.call
         sdp = call.leg.sdp.direction_offer("sendonly" if held else "sendrecv")
         status = await call.uas.refreshes.reinvite(call.sip, sdp)
         self.log.info("transfer.hold" if held else "transfer.resume", status=status)
@@ -265,9 +270,16 @@ class WarmRun:
         sip = self.leg.sip
         if self.target_gone.is_set() or sip is None:
             return self.machine.target_hung_up()
-        refer_to = replaces_refer_to(
-            sip.dialog.remote_target, sip.call_id, sip.dialog.remote_tag or "", sip.dialog.local_tag
-        )
+        try:
+            refer_to = replaces_refer_to(
+                sip.dialog.remote_target,
+                sip.call_id,
+                sip.dialog.remote_tag or "",
+                sip.dialog.local_tag,
+            )
+        except ValueError as exc:  # the target's answer left its dialog unnamed (no To tag)
+            self.log.warning("transfer.refer", ok=False, detail=str(exc))
+            return self.machine.referred(False, f"no REFER: {exc}")
         refer = asyncio.ensure_future(
             self.call.uas.transfer(
                 self.call.sip,
@@ -293,10 +305,14 @@ class WarmRun:
             return self.machine.target_hung_up()
         return self.machine.referred(ok, detail)
 
-    def _bridge(self) -> None:
-        """The legs' audio relayed through the gateway; the model hears and says nothing."""
+    async def _bridge(self) -> None:
+        """The legs' audio relayed through the gateway; the model hears and says nothing.
+        The caller's side comes off hold first (sendrecv): on hold it sends nothing, and the
+        human would hear silence."""
+        await self._direction(False)
         stream = self.leg.stream
-        assert stream is not None
+        if stream is None:  # the human's leg ended while the caller came back
+            return
         to_target, to_caller = Relay(self.caller.codec), Relay(stream.codec)
         self.caller.on_payload = to_target.heard
         stream.on_payload = to_caller.heard

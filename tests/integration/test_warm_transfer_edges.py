@@ -169,6 +169,28 @@ async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:
     assert entry["outcome"] == "bridged", entry
 
 
+async def test_a_target_answering_without_a_to_tag_is_bridged_with_the_caller_off_hold(
+    tmp_path: Path,
+) -> None:
+    """The human's 200 carries no To tag, so no REFER with Replaces can name its dialog: the
+    legs are bridged instead, the caller taken off hold first (re-INVITE sendrecv, which the
+    caller's scenario checks), and its BYE ends both legs."""
+    fake = transfer_call()
+    target = answering_target(tmp_path / "target", None, to_tag=False)
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "resumed")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await sipp.wait(30) == 0, sipp.report()
+                assert await target.wait(30) == 0, target.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+    assert event["outcome"] == "bridged" and "no REFER" in event["detail"], event
+    assert ended["reason"] == "caller_bye", ended
+
+
 async def test_caller_hangs_up_while_the_target_rings(tmp_path: Path) -> None:
     """The caller hangs up while the human's phone rings: the second leg is CANCELled
     (SIPp answers 200 and 487 and takes our ACK), the outcome is recorded, nothing is

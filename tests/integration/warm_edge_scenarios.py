@@ -32,10 +32,12 @@ def edge_caller(path: Path, edge: str, *, pause_ms: int = 4000) -> Path:
     "blind_bye" (not held): takes a blind REFER (202) and hangs up at once, no NOTIFY;
 
     "notify503": takes the REFER (202), reports the new call failed (NOTIFY sipfrag 503),
-    hangs up after `pause_ms` (the bridged conversation);
+    is taken off hold (re-INVITE sendrecv checked: to be bridged), hangs up after `pause_ms`
+    (the bridged conversation);
     "refer_pending": takes the REFER (202) and says no more (no NOTIFY), then comes off
     hold (re-INVITE sendrecv checked) and hangs up after `pause_ms`;
-    "refused_then_bye": refuses the REFER (405) and waits for the gateway's BYE;
+    "refused_then_bye": refuses the REFER (405), is taken off hold (re-INVITE sendrecv) and
+    waits for the gateway's BYE;
     "resumed": comes off hold (re-INVITE sendrecv checked), hangs up after `pause_ms`;
     "hangs_up": hangs up after `pause_ms`, while on hold (the target rings)."""
     steps = "" if edge == "blind_bye" else _reinvite("sendonly", "recvonly", 2, 1)
@@ -47,6 +49,7 @@ def edge_caller(path: Path, edge: str, *, pause_ms: int = 4000) -> Path:
     elif edge == "notify503":
         steps += _REFER.format(status="202 Accepted")
         steps += _FAILED_NOTIFY.format(notify_request=_caller_request("NOTIFY", 2))
+        steps += _reinvite("sendrecv", "sendrecv", 3, 2)  # off hold, to be bridged
         steps += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 3))
     elif edge == "refer_pending":
         steps += _REFER.format(status="202 Accepted")  # and no NOTIFY: the PBX is slow
@@ -54,6 +57,7 @@ def edge_caller(path: Path, edge: str, *, pause_ms: int = 4000) -> Path:
         steps += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 2))
     elif edge == "refused_then_bye":
         steps += _REFER.format(status="405 Method Not Allowed")
+        steps += _reinvite("sendrecv", "sendrecv", 3, 2)  # off hold, to be bridged
         steps += answer_bye(40_000) + "\n</scenario>\n"
     elif edge == "resumed":
         steps += _reinvite("sendrecv", "sendrecv", 3, 2)
@@ -125,13 +129,16 @@ _TARGET_BYE = """  <pause milliseconds="{pause_ms}"/>
 """
 
 
-def answering_target(workdir: Path, bye_after_ms: int | None) -> Sipp:
+def answering_target(workdir: Path, bye_after_ms: int | None, *, to_tag: bool = True) -> Sipp:
     """A SIPp UAS that answers the one INVITE 200 (PCMU), then sends its BYE after
-    `bye_after_ms`, or (None) waits for ours."""
+    `bye_after_ms`, or (None) waits for ours. `to_tag` False: its 200 carries no To tag (a
+    broken phone: its dialog cannot be named in a Replaces)."""
     workdir.mkdir(parents=True, exist_ok=True)
     scenario = workdir / "answer.xml"
     if bye_after_ms is None:
         text = _ANSWER.format(then="waits for our BYE", ending=answer_bye(60_000) + "\n")
+        if not to_tag:
+            text = text.replace("[last_To:];tag=[pid]human[call_number]", "[last_To:]", 1)
     else:
         text = _ANSWER.format(then="hangs up", ending=_TARGET_BYE.format(pause_ms=bye_after_ms))
         capture = (

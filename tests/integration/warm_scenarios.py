@@ -87,8 +87,9 @@ def held_caller(path: Path, refer: str | None, *, pause_ms: int = 6000) -> Path:
     """A call the gateway puts on hold (re-INVITE sendonly, answered recvonly).
 
     refer "202": the REFER with Replaces is taken (202, NOTIFY 200), then the gateway's BYE;
-    refer "405 Method Not Allowed" (or another refusal): refused, and the caller hangs up
-    after `pause_ms` (the bridged conversation); None: the caller comes off hold
+    refer "405 Method Not Allowed" (or another refusal): refused, the gateway takes the
+    caller off hold (re-INVITE sendrecv: the bridged human must hear it) and the caller hangs
+    up after `pause_ms` (the bridged conversation); None: the caller comes off hold
     (re-INVITE sendrecv) and hangs up after `pause_ms`."""
     steps = _reinvite("sendonly", "recvonly", 2, 1)
     if refer == "202":
@@ -97,6 +98,7 @@ def held_caller(path: Path, refer: str | None, *, pause_ms: int = 6000) -> Path:
         steps += answer_bye(30_000) + "\n</scenario>\n"
     elif refer is not None:
         steps += _REFER.format(status=refer)
+        steps += _reinvite("sendrecv", "sendrecv", 3, 2)
         steps += _CALLER_BYE.format(pause_ms=pause_ms, bye_request=_caller_request("BYE", 2))
     else:
         steps += _reinvite("sendrecv", "sendrecv", 3, 2)
