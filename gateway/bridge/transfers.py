@@ -17,6 +17,7 @@ result when the transfer is over: at once, or for a bridge when one side hangs u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -148,6 +149,7 @@ class WarmRun:
         self.target_gone = asyncio.Event()
         self.leg.on_bye = self.target_gone.set
         self.told = ""
+        self.held = False  # the caller's side is on hold (our last re-INVITE was sendonly)
 
     async def run(self) -> tuple[bool, str]:
         pending: deque[Command] = deque(self.machine.start())
@@ -164,6 +166,11 @@ class WarmRun:
             return finish.ok, self.told or finish.detail
         except asyncio.CancelledError:  # the call ended (the caller hung up) under way
             self._caller_gone()
+            raise
+        except Exception:  # a step failed unforeseen: the caller comes back to the model
+            if self.held:
+                with contextlib.suppress(Exception):
+                    await self._hold(False)
             raise
         finally:
             self.leg.hang_up()
@@ -217,6 +224,7 @@ class WarmRun:
     async def _direction(self, held: bool) -> int | None:
         """Our re-INVITE to the caller's side: sendonly (held) or sendrecv (back)."""
         call = self.call
+        self.held = held
         sdp = call.leg.sdp.direction_offer("sendonly" if held else "sendrecv")
         status = await call.uas.refreshes.reinvite(call.sip, sdp)
         self.log.info("transfer.hold" if held else "transfer.resume", status=status)
