@@ -46,6 +46,12 @@ LOSS_PERC = 10  # the expected loss libopus protects against with FEC
 # (CPU time on a loaded 2-core machine): complexity 0 48 us, 3 86, 5 108, 10 188; in-band
 # FEC adds about 25 at 5. The default (9/10) would double the encoder's share of a call.
 COMPLEXITY = 5
+# Silence (the agent saying nothing: the pacer's zero frames) is encoded for this many frames,
+# so the far end's decoder settles on it, then sent as a TOC byte alone: a frame of zero bytes,
+# which decoders take as DTX (RFC 6716 §3.2.1: libopus conceals it; after silence, silence).
+# The encoder is not run for those frames (about 90 us each: half of an Opus call's CPU while
+# the caller talks); the packets keep flowing (a PBX hangs up on an RTP timeout).
+SILENT_FRAMES_ENCODED = 3
 OUR_FMTP = "maxplaybackrate=24000;sprop-maxcapturerate=24000;stereo=0;sprop-stereo=0;useinbandfec=1"
 
 
@@ -125,6 +131,9 @@ class OpusCodec:
         self._pcm = np.zeros(MAX_FRAME, dtype=np.int16)
         self._pcm_ptr = self._pcm.ctypes.data_as(ctypes.POINTER(ctypes.c_int16))
         self._out = ctypes.create_string_buffer(MAX_PACKET)
+        self._silent = 0  # zero frames in a row
+        self._dtx: dict[int, bytes] = {}  # frame length -> the TOC byte of its DTX packet
+        self.dtx_frames = 0  # silent frames sent as a TOC byte, the encoder not run
         self.bad_packets = 0  # payloads libopus could not decode (concealed as lost)
         self.fec_frames = 0  # losses decoded from the next packet's FEC (PLC if it had none)
         self.concealed_samples = 0
@@ -132,11 +141,22 @@ class OpusCodec:
     def encode(self, pcm: np.ndarray) -> bytes:
         """One frame of 24 kHz int16 samples (10, 20, 40 or 60 ms) -> one Opus packet."""
         frame = np.ascontiguousarray(pcm, dtype=np.int16)
+        if frame.any():
+            self._silent = 0
+        else:
+            self._silent += 1
+            dtx = self._dtx.get(len(frame))
+            if dtx is not None and self._silent > SILENT_FRAMES_ENCODED:
+                self.dtx_frames += 1
+                return dtx
         ptr = frame.ctypes.data_as(ctypes.POINTER(ctypes.c_int16))
         n = self._encode(self._enc.encoder_state, ptr, len(frame), self._out, MAX_PACKET)
         if n < 0:
             raise ValueError(f"opus_encode failed ({n}) on a frame of {len(frame)} samples")
-        return self._out.raw[:n]
+        packet = self._out.raw[:n]
+        if len(frame) not in self._dtx:  # its configuration, code 0: one frame (of 0 bytes)
+            self._dtx[len(frame)] = bytes([packet[0] & 0xFC])
+        return packet
 
     def decode(self, payload: bytes) -> np.ndarray:
         """One packet -> its 24 kHz int16 samples (a new array); empty if it is not Opus."""
@@ -149,7 +169,11 @@ class OpusCodec:
 
     def counters(self) -> dict[str, int]:
         """For ``rtp.stats``: losses read from FEC, packets libopus refused."""
-        return {"opus_fec_frames": self.fec_frames, "opus_bad_packets": self.bad_packets}
+        return {
+            "opus_fec_frames": self.fec_frames,
+            "opus_bad_packets": self.bad_packets,
+            "opus_dtx_frames": self.dtx_frames,
+        }
 
     def conceal(self, ticks: int, following: bytes | None = None) -> np.ndarray:
         """Audio for ``ticks`` lost 48 kHz ticks: the last lost frame from ``following``'s

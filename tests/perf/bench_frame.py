@@ -10,7 +10,8 @@ payload through its energy gate and one pacer frame (the clock read only when th
 or stops), with turns every 2 s.
 ``inbound_G722``/``outbound_G722`` and ``inbound_opus``/``outbound_opus``: the same paths for a
 call in G.722 (libg722; 16k <-> 24k through minphase_rational.py) and in Opus (libopus at
-24 kHz, nothing resampled); ``codec_us`` is the coder alone (encode, decode) per 20 ms frame.
+24 kHz, nothing resampled); ``outbound_*_idle``, the pacer's packet while the agent is
+silent; ``codec_us`` is the coder alone (encode, decode) per 20 ms frame.
 ``caller_audio*``: the uplink's own work on a decoded RTP payload (``bridge/uplink.py``:
 decode, local barge-in, 8k->24k) on a voice (tests/unit/data's words, -20 dBFS, 200 ms pauses):
 ``caller_audio`` with ``agent.local_barge_in: null``; ``_local_silent``, the default, the agent
@@ -266,6 +267,21 @@ def outbound_codec(frames: int, name: str):
     return run
 
 
+def outbound_idle(frames: int, name: str):
+    """The pacer's packet while the agent says nothing (a caller talking): its silence
+    encoded and the RTP built (Opus: DTX once settled, ``opus.SILENT_FRAMES_ENCODED``)."""
+    spec = codec_spec(name)
+
+    def run(n: int) -> None:
+        codec = spec.open()
+        sender = RtpSender(spec.payload_type or 111, spec.clock_rate // 50)
+        silence = np.zeros(spec.rate // 50, dtype=np.int16)
+        for _ in range(n):
+            sender.build(codec.encode(silence))
+
+    return run
+
+
 def coder_alone(name: str, frames: int = 500) -> dict[str, float]:
     """Encode and decode of one 20 ms frame, the coder alone (median of 5 runs, us)."""
     spec = codec_spec(name)
@@ -337,6 +353,7 @@ def main() -> None:
     for name in ("G722", "opus"):  # HD voice
         runs[f"inbound_{name}"] = inbound_codec(frames, name)
         runs[f"outbound_{name}"] = outbound_codec(frames, name)
+        runs[f"outbound_{name}_idle"] = outbound_idle(frames, name)
     for suite in SUITES:
         runs[f"srtp_protect_{suite}"] = srtp_protect(frames, suite)
         runs[f"srtp_unprotect_{suite}"] = srtp_unprotect(frames, suite)

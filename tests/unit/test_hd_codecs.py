@@ -88,8 +88,35 @@ def test_opus_plc_covers_a_longer_gap_and_junk_counts_as_lost() -> None:
     codec.decode(packets[0])
     assert len(codec.conceal(3 * 960, None)) == 3 * 480  # PLC, nothing to read FEC from
     assert len(codec.decode(b"\xff\xff\xff")) == 0  # not Opus: counted, not raised
-    assert codec.counters() == {"opus_fec_frames": 0, "opus_bad_packets": 1}  # rtp.stats
+    assert codec.counters() == {"opus_fec_frames": 0, "opus_bad_packets": 1, "opus_dtx_frames": 0}
     assert packet_ticks(b"") == 0
+
+
+def test_opus_silence_goes_out_as_dtx_without_running_the_encoder() -> None:
+    """The agent's silence: encoded for SILENT_FRAMES_ENCODED frames, then one TOC byte a
+    frame (its configuration, code 0: a frame of zero bytes) that a decoder conceals as
+    silence; the next sound is encoded again at once and decodes as that sound."""
+    from gateway.media.opus import SILENT_FRAMES_ENCODED, OpusCodec
+
+    encoder, decoder = OpusCodec(), OpusCodec()
+    sound = frames(tone(440, 24000, 0.4), 480)
+    quiet = np.zeros(480, dtype=np.int16)
+    before = [encoder.encode(f) for f in sound[:10]]
+    silent = [encoder.encode(quiet) for _ in range(SILENT_FRAMES_ENCODED + 20)]
+    after = [encoder.encode(f) for f in sound[10:]]
+    assert all(len(p) > 1 for p in before + silent[:SILENT_FRAMES_ENCODED] + after)
+    dtx = silent[SILENT_FRAMES_ENCODED:]
+    assert set(dtx) == {bytes([before[-1][0] & 0xFC])} and encoder.dtx_frames == 20
+    assert encoder.counters()["opus_dtx_frames"] == 20
+    decoded = [decoder.decode(p) for p in before + silent + after]
+    assert all(len(d) == 480 for d in decoded) and decoder.bad_packets == 0
+    quiet_out = np.concatenate(decoded[10 + SILENT_FRAMES_ENCODED : 10 + len(silent)])
+    assert np.abs(quiet_out).max() <= 4
+    resumed = np.concatenate(decoded[-8:]).astype(np.float64)
+    reference = np.concatenate(sound[-8:]).astype(np.float64)
+    lag = int(np.argmax(np.correlate(resumed, reference[:2400], "valid")))
+    piece = resumed[lag : lag + 2400]
+    assert np.corrcoef(piece, reference[:2400])[0, 1] > 0.9
 
 
 def test_opus_encoder_follows_the_peers_fmtp() -> None:
