@@ -34,6 +34,7 @@ from .hooks.decide import DecisionHook, decision_hook
 from .hooks.delivery import EventDelivery, start_events
 from .hooks.events import Emit, no_events
 from .listeners import TlsContexts, build_listener, prepare_tls, session_policy
+from .media import native
 from .media.stream import PortAllocator, local_ip_towards
 from .metrics import EventMetrics, Metrics, MetricsServer
 from .outbound import Dialer
@@ -136,6 +137,7 @@ class Gateway:
             realtime="embedded:echo" if rt.embedded else rt.url,
             deployment=None if rt.embedded else rt.deployment,
             metrics=f"{metrics.bind}:{metrics.port}" if metrics.enabled else None,
+            media_kernels="c" if native.dsp is not None else "numpy",  # _dsp.c built or not
             version=__version__,
         )
 

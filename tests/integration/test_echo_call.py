@@ -29,13 +29,16 @@ RATE = 8000
 
 
 @pytest.mark.parametrize(
-    ("codec", "audio_format"),
-    [("PCMU", "pcm16"), ("PCMA", "pcm16"), ("PCMU", "g711"), ("PCMA", "g711")],
-)
+    ("codec", "audio_format", "kernels"),
+    [("PCMU", "pcm16", "c"), ("PCMA", "pcm16", "c"), ("PCMU", "g711", "c"),
+     ("PCMA", "g711", "c"), ("PCMU", "pcm16", "numpy")],
+)  # fmt: skip
 async def test_caller_hears_their_own_words_back(
-    tmp_path: Path, codec: str, audio_format: str
+    tmp_path: Path, codec: str, audio_format: str, kernels: str
 ) -> None:
-    """pcm16: G.711 <-> 24 kHz PCM through soxr; g711: audio/pcmu|pcma to the model as is."""
+    """pcm16: G.711 <-> 24 kHz PCM through the minimum-phase filters; g711: audio/pcmu|pcma to
+    the model as is. kernels "numpy": the gateway as installed without a C compiler
+    (GATEWAY_NUMPY_MEDIA=1: the media arithmetic in numpy, not gateway/media/_dsp.c)."""
     # Lead silence, the sentence, then enough silence for the echo to come back and play
     # out: baresip hangs up when its WAV ends.
     speech = speech_wav(tmp_path / "speech.wav", SENTENCE, RATE, 0.5, 9.0)
@@ -53,7 +56,10 @@ async def test_caller_hears_their_own_words_back(
                 "audio_format": audio_format,
             }
         }
-        async with GatewayProcess(tmp_path, config) as gateway:
+        env = {"GATEWAY_NUMPY_MEDIA": "1"} if kernels == "numpy" else {}
+        async with GatewayProcess(tmp_path, config, env=env) as gateway:
+            [ready] = gateway.find("gateway.ready")
+            assert ready["media_kernels"] == kernels
             caller = Baresip(
                 tmp_path / "baresip", tmp_path / "speech.wav", gateway.uri(), codecs=codec
             )
@@ -88,7 +94,7 @@ async def test_caller_hears_their_own_words_back(
     # wall clock: the echo must start only after the caller finished the sentence.
     lag_s = lag / RATE
     print(
-        f"\necho {codec} {audio_format}: correlation {peak:.3f},"
+        f"\necho {codec} {audio_format} ({kernels}): correlation {peak:.3f},"
         f" echo starts {lag_s:.2f} s into the call"
     )
     assert peak >= 0.8
