@@ -128,18 +128,7 @@ class Gateway:
         if sip.registration is not None and register_password is not None:
             self._start_registration(register_password)
         self.ready = True
-        metrics = self.cfg.metrics
-        log.info(
-            "gateway.ready",
-            sip=f"{sip.bind}:{self.sip_port}",
-            tls=f"{sip.bind}:{self.tls_port}" if "tls" in sip.transports else None,
-            transports=sip.transports,
-            realtime="embedded:echo" if rt.embedded else rt.url,
-            deployment=None if rt.embedded else rt.deployment,
-            metrics=f"{metrics.bind}:{metrics.port}" if metrics.enabled else None,
-            media_kernels="c" if native.dsp is not None else "numpy",  # _dsp.c built or not
-            version=__version__,
-        )
+        _log_ready(self.cfg, self.sip_port, self.tls_port)
 
     async def _start_listener(self, kind: str) -> None:
         sip = self.cfg.sip
@@ -367,3 +356,19 @@ class Gateway:
 def _teed(hub: Hub, events: EventDelivery | None, call_id: str) -> Emit:
     """A call's emitter: hooks.events when configured, and the console's open pages."""
     return hub.tee(call_id, events.emitter(call_id) if events is not None else no_events)
+
+
+def _log_ready(cfg: GatewayConfig, sip_port: int, tls_port: int | None) -> None:
+    """The gateway.ready line: where it listens, what it talks to, how it runs."""
+    sip, rt, metrics = cfg.sip, cfg.realtime, cfg.metrics
+    log.info(
+        "gateway.ready",
+        sip=f"{sip.bind}:{sip_port}",
+        tls=f"{sip.bind}:{tls_port}" if "tls" in sip.transports else None,
+        transports=sip.transports,
+        realtime="embedded:echo" if rt.embedded else rt.url,
+        deployment=None if rt.embedded else rt.deployment,
+        metrics=f"{metrics.bind}:{metrics.port}" if metrics.enabled else None,
+        media_kernels="c" if native.dsp is not None else "numpy",  # _dsp.c built or not
+        version=__version__,
+    )
