@@ -285,7 +285,7 @@ class WarmRun:
                 sip.dialog.remote_tag or "",
                 sip.dialog.local_tag,
             )
-        except ValueError as exc:  # the target's answer left its dialog unnamed (no To tag)
+        except ValueError as exc:  # the target's dialog cannot be named (no To tag, odd Contact)
             self.log.warning("transfer.refer", ok=False, detail=str(exc))
             return self.machine.referred(False, f"no REFER: {exc}")
         refer = asyncio.ensure_future(

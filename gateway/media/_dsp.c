@@ -53,8 +53,11 @@ static void Fir_dealloc(Fir *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* The most outputs n inputs can complete (in one piece: ceil of up * n / down, plus one). */
-static Py_ssize_t Fir_most(const Fir *self, Py_ssize_t n) { return self->up * n / self->down + 2; }
+/* The outputs n more inputs complete: those whose last input is in by then, less those out. */
+static Py_ssize_t Fir_outputs(const Fir *self, Py_ssize_t n) {
+    const long long end = (self->up * (self->fed + n) + self->down - 1) / self->down;
+    return end > self->emitted ? (Py_ssize_t)(end - self->emitted) : 0;
+}
 
 /* The most outputs of one phase in a piece: every up-th of them. */
 static Py_ssize_t Fir_phase_most(const Fir *self) { return self->piece / self->down + 2; }
@@ -162,7 +165,7 @@ static Py_ssize_t Fir_piece(Fir *self, const int16_t *in, Py_ssize_t n, int16_t 
     double *buf = self->buf, *acc = self->acc;
     const Py_ssize_t hist = self->hist, up = self->up, down = self->down, total = hist + n;
     const long long first = self->emitted, fed = self->fed;
-    const long long end = (up * (fed + n) + down - 1) / down; /* outputs whose inputs are in */
+    const long long end = (up * (fed + n) + down - 1) / down; /* as Fir_outputs */
     double *part = acc + Fir_phase_most(self); /* down > 1 only */
     for (Py_ssize_t i = 0; i < n; i++) buf[hist + i] = in[i];
     const double *lanes = buf;
@@ -215,8 +218,8 @@ static PyObject *Fir_process(Fir *self, PyObject *arg) {
         return NULL;
     }
     const Py_ssize_t n = in.len / 2;
-    const Py_ssize_t most = Fir_most(self, n) + n / self->piece;
-    PyObject *result = PyByteArray_FromStringAndSize(NULL, most * 2);
+    const Py_ssize_t outputs = Fir_outputs(self, n); /* exactly: no resize afterwards */
+    PyObject *result = PyByteArray_FromStringAndSize(NULL, outputs * 2);
     if (result == NULL) {
         PyBuffer_Release(&in);
         return NULL;
@@ -229,8 +232,9 @@ static PyObject *Fir_process(Fir *self, PyObject *arg) {
         written += Fir_piece(self, samples + i, len, out + written);
     }
     PyBuffer_Release(&in);
-    if (written != most && PyByteArray_Resize(result, written * 2) < 0) {
+    if (written != outputs) { /* the pieces' ends are the same sums: cannot happen */
         Py_DECREF(result);
+        PyErr_SetString(PyExc_SystemError, "Fir.process: output count mismatch");
         return NULL;
     }
     return result;
