@@ -189,7 +189,7 @@ class InDialogUAS(SipUAS):
             "sip.session_timer",
             sip_call_id=call.call_id,
             interval_s=timer.interval,
-            refresher=timer.refresher,
+            refresher="uas" if timer.we_refresh else "uac",  # the call's terms: uas = us
         )
 
     def session_expired(self, call: IncomingCall, why: str = "no refresh in time") -> None:

@@ -148,7 +148,7 @@ class Refreshes:
         request.headers.set_single("Contact", f"<sip:{format_addr(host, port)}>")
         request.headers.set_single("Supported", "timer")
         if timer is not None:
-            request.headers.set_single("Session-Expires", f"{timer.interval};refresher=uas")
+            request.headers.set_single("Session-Expires", timer.in_our_request)
         if uas.session_policy is not None:
             request.headers.set_single("Min-SE", str(uas.session_policy.min_se_s))
         if uas.user_agent:
@@ -255,7 +255,7 @@ class Refreshes:
             min_se = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
             if timer.interval < min_se <= MAX_INTERVAL_S:
                 self._lengthened.add(call.call_id)  # once: a peer cannot keep us retrying
-                self._replace(call, Negotiated(min_se, "uas", timer.require))
+                self._replace(call, Negotiated(min_se, "uac", timer.require, role="uac"))
                 self.send(call)
         elif status in (405, 501) and method == "UPDATE":
             self._no_update.add(call.call_id)
@@ -273,15 +273,19 @@ class Refreshes:
 
     def _adopt(self, call: IncomingCall, response: SipResponse, timer: Negotiated | None) -> None:
         """§7.4: the 2xx's Session-Expires is the interval (and refresher) in force; a 2xx
-        without one leaves ours as it was."""
+        without one leaves ours as it was. Its refresher names a role in our request's
+        transaction: "uac" is us (a UAS that will not refresh answers so to our
+        refresher=uas), "uas" the peer; none (§9 says it MUST be there) leaves it as it was."""
         raw = response.headers.get_first("session-expires") or response.headers.get_first("x")
         if raw is None or timer is None:
             return
         interval, refresher = parse_session_expires(raw)
         if interval is None or interval < 1:
             return
-        new = Negotiated(min(interval, MAX_INTERVAL_S), refresher or "uas", timer.require)
-        if new != timer:
+        if refresher is None:
+            refresher = "uac" if timer.we_refresh else "uas"
+        new = Negotiated(min(interval, MAX_INTERVAL_S), refresher, timer.require, role="uac")
+        if new.we_refresh != timer.we_refresh or new.interval != timer.interval:
             self._replace(call, new)
 
     def _replace(self, call: IncomingCall, timer: Negotiated) -> None:

@@ -40,13 +40,24 @@ class TimerPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Negotiated:
+    """A session timer in force. ``refresher`` names a role in the transaction that set it
+    (§4: "uac" is whoever sent that request), so ``role`` says which one we had there: "uas"
+    for a request of the caller's we answered, "uac" for a refresh of ours it answered."""
+
     interval: int  # seconds
     refresher: Refresher
     require: bool  # the 2xx carries Require: timer (the caller supports timers)
+    role: Refresher = "uas"
 
     @property
     def we_refresh(self) -> bool:
-        return self.refresher == "uas"
+        return self.refresher == self.role
+
+    @property
+    def in_our_request(self) -> str:
+        """Session-Expires in a request of ours (a refresh, a re-INVITE): we are its UAC, so
+        "uac" when we go on refreshing, else "uas" (pjsip, Asterisk read it so)."""
+        return f"{self.interval};refresher={'uac' if self.we_refresh else 'uas'}"
 
     def headers(self) -> dict[str, str]:
         """What a 2xx to the refresh (or the INVITE) carries (§9)."""

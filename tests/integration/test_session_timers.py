@@ -64,27 +64,29 @@ def timer_invite(media: dict[str, Any], session_expires: str, *extra: str) -> st
 
 def we_refresh(path: Path, media: dict[str, Any], allow: str, refreshes: int) -> Path:
     """refresher=uas: SIPp answers the gateway's refreshes 200 (with its SDP to a re-INVITE,
-    which must repeat ours: o= version 0), then hangs up."""
+    which must repeat ours: o= version 0), then hangs up. Each refresh says refresher=uac (we
+    are its UAC and go on refreshing) and SIPp's 200 says the same, as pjsip does: the gateway
+    keeps refreshing (read as the caller's role, it would wait for refreshes and hang up)."""
     method = "UPDATE" if "UPDATE" in allow else "INVITE"
     refresh = [
-        recv_request(method, timeout_ms=4000, headers={"Session-Expires": "^ *4;refresher=uas"})
+        recv_request(method, timeout_ms=4000, headers={"Session-Expires": "^ *4;refresher=uac"})
     ]
     if method == "INVITE":
         refresh = [
             recv_request(
                 "INVITE",
                 timeout_ms=4000,
-                headers={"Session-Expires": "^ *4;refresher=uas"},
+                headers={"Session-Expires": "^ *4;refresher=uac"},
                 body="o=[^ ]+ [0-9]+ 0 IN IP4",
             ),
             ok_to_request(
                 sdp(**media),
-                ("Contact: <sip:sipp@[local_ip]:[local_port]>", "Session-Expires: 4;refresher=uas"),
+                ("Contact: <sip:sipp@[local_ip]:[local_port]>", "Session-Expires: 4;refresher=uac"),
             ),
             recv_request("ACK", timeout_ms=2000),
         ]
     else:
-        refresh.append(ok_to_request(None, ("Session-Expires: 4;refresher=uas",)))
+        refresh.append(ok_to_request(None, ("Session-Expires: 4;refresher=uac",)))
     return scenario(
         path,
         timer_invite(media, "4;refresher=uas", allow),
@@ -251,16 +253,17 @@ async def test_a_target_refresh_moves_the_requests_we_send(tmp_path: Path) -> No
     """RFC 3261 §12.2: the Contact of the 2xx to our refresh, then of the caller's UPDATE,
     becomes the Request-URI of our next refresh; our 200 to the UPDATE carries a Contact."""
     media = {"port": free_udp_port(), "ip": LOOPBACK}
-    uas = {"Session-Expires": "^ *4;refresher=uas"}
+    uas = {"Session-Expires": "^ *4;refresher=uas"}  # our 200 to the caller's UPDATE: us
+    ours = {"Session-Expires": "^ *4;refresher=uac"}  # our UPDATEs: us, their UAC
     path = scenario(
         tmp_path / "retarget.xml",
         timer_invite(media, "4;refresher=uas", WITH_UPDATE),
         recv(100, optional=True),
         recv(200, headers={"Session-Expires": "^ *4;refresher=uas$"}),
         in_dialog("ACK", 1),
-        recv_request("UPDATE", timeout_ms=4000, headers=uas, start="UPDATE sip:sipp@"),
+        recv_request("UPDATE", timeout_ms=4000, headers=ours, start="UPDATE sip:sipp@"),
         ok_to_request(None, ("Contact: <sip:moved@[local_ip]:[local_port]>",)),
-        recv_request("UPDATE", timeout_ms=4000, headers=uas, start="UPDATE sip:moved@"),
+        recv_request("UPDATE", timeout_ms=4000, headers=ours, start="UPDATE sip:moved@"),
         ok_to_request(),
         in_dialog(
             "UPDATE",
@@ -273,7 +276,7 @@ async def test_a_target_refresh_moves_the_requests_we_send(tmp_path: Path) -> No
             ),
         ),
         recv(200, headers={"Contact": "^ *<sip:", **uas}),
-        recv_request("UPDATE", timeout_ms=4000, headers=uas, start="UPDATE sip:again@"),
+        recv_request("UPDATE", timeout_ms=4000, headers=ours, start="UPDATE sip:again@"),
         ok_to_request(),
         in_dialog("BYE", 3, peer_tag=True),
         recv(200),

@@ -118,14 +118,15 @@ async def test_the_2xx_carries_the_timer_and_a_reinvite_refresh_is_acked() -> No
     await until(lambda: wire.requests("INVITE"))
     [refresh] = wire.requests("INVITE")
     assert refresh.text == OURS  # the same SDP, o= version unchanged
-    assert refresh.headers.get_first("session-expires") == "4;refresher=uas"
+    # We are this request's UAC and go on refreshing: "uac" (RFC 4028 §4, §7.4).
+    assert refresh.headers.get_first("session-expires") == "4;refresher=uac"
     cseq = refresh.cseq.seq if refresh.cseq else -1
-    wire.receive(reply(refresh, 200, ("Session-Expires", "4;refresher=uas"), body=SDP))
+    wire.receive(reply(refresh, 200, ("Session-Expires", "4;refresher=uac"), body=SDP))
     await until(lambda: wire.requests("ACK"))
     [ack] = wire.requests("ACK")
     assert ack.headers.get_first("cseq") == f"{cseq} ACK"
     assert ack.via[0].branch != refresh.via[0].branch  # an ACK of a 2xx is its own transaction
-    wire.receive(reply(refresh, 200, ("Session-Expires", "4;refresher=uas"), body=SDP))
+    wire.receive(reply(refresh, 200, ("Session-Expires", "4;refresher=uac"), body=SDP))
     assert len(wire.requests("ACK")) == 2  # the 2xx again: our ACK again
     assert len(answers) == 1
     uas.refreshes.send(call)  # the next refresh takes the next CSeq (the ACK took none)
@@ -152,7 +153,7 @@ async def test_update_refused_falls_back_to_reinvite_and_422_lengthens() -> None
     [ack] = wire.requests("ACK")
     assert ack.via[0].branch == reinvite.via[0].branch
     retry = wire.requests("INVITE")[1]
-    assert retry.headers.get_first("session-expires") == "8;refresher=uas"
+    assert retry.headers.get_first("session-expires") == "8;refresher=uac"
     wire.receive(reply(retry, 422, ("Min-SE", "16")))  # a second 422 in a row: no retry
     await until(lambda: len(wire.requests("ACK")) == 2)
     for _ in range(20):
@@ -181,3 +182,38 @@ async def test_a_caller_without_timers_gets_none() -> None:
     _, wire, call, se = await answered_call()
     assert se == "" and call._session_timer is None
     assert not any(m.headers.get("require") for m in wire.sent)
+
+
+async def test_the_refresher_of_a_refresh_names_a_role_in_that_transaction() -> None:
+    """RFC 4028 §4: "uac" is whoever sent the request. In a 2xx to our refresh, "uac" keeps us
+    the refresher (a peer that will not refresh answers so), "uas" hands it to the caller, whose
+    refreshes we then watch for; our next request says which it is."""
+    uas, wire, call, se = await answered_call(
+        "Supported: timer", "Session-Expires: 4;refresher=uas", "Allow: INVITE, ACK, BYE, UPDATE"
+    )
+    assert se == "4;refresher=uas" and call.timer.we_refresh
+    uas.refreshes.send(call)
+    await until(lambda: wire.requests("UPDATE"))
+    first = wire.requests("UPDATE")[0]
+    assert first.headers.get_first("session-expires") == "4;refresher=uac"
+    wire.receive(reply(first, 200, ("Session-Expires", "4;refresher=uac")))
+    await until(lambda: not uas.refreshes._tasks)
+    assert call.timer.we_refresh  # unchanged: the timer runs on as it was
+    uas.refreshes.send(call)
+    await until(lambda: len(wire.requests("UPDATE")) == 2)
+    second = wire.requests("UPDATE")[1]
+    wire.receive(reply(second, 200, ("Session-Expires", "6;refresher=uas")))  # the caller's now
+    await until(lambda: call.timer.interval == 6)
+    assert not call.timer.we_refresh and not call._session_timer.we_refresh
+    call._session_timer.cancel()
+    # A request of ours while the caller refreshes (a hold re-INVITE) leaves it to the caller.
+    status = asyncio.ensure_future(uas.refreshes.reinvite(call, parse_sdp(OURS)))
+    await until(lambda: wire.requests("INVITE"))
+    [hold] = wire.requests("INVITE")
+    assert hold.headers.get_first("session-expires") == "6;refresher=uas"
+    wire.receive(reply(hold, 200, ("Session-Expires", "6;refresher=uas"), body=SDP))
+    assert await asyncio.wait_for(status, 5) == 200
+    assert not call.timer.we_refresh
+    if call._session_timer is not None:
+        call._session_timer.cancel()
+    uas.refreshes.close()
