@@ -255,7 +255,8 @@ class Refreshes:
             min_se = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
             if timer.interval < min_se <= MAX_INTERVAL_S:
                 self._lengthened.add(call.call_id)  # once: a peer cannot keep us retrying
-                self._replace(call, Negotiated(min_se, "uac", timer.require, role="uac"))
+                refresher = "uac" if timer.we_refresh else "uas"  # whoever refreshed still does
+                self._replace(call, Negotiated(min_se, refresher, timer.require, role="uac"))
                 self.send(call)
         elif status in (405, 501) and method == "UPDATE":
             self._no_update.add(call.call_id)
