@@ -206,6 +206,7 @@ class OutboundSetup(CallSetup):
             auth=auth,
             user_agent=self.services.cfg.sip.user_agent or None,
             dialog=call.sip.dialog,
+            session_timers=call.uas.session_policy,
         )
         self.client = client
         client.on_answered = self._dialog_up
@@ -217,11 +218,16 @@ class OutboundSetup(CallSetup):
         return client
 
     def _dialog_up(self) -> None:
-        """The 2xx is ACKed: the callee's BYE, INFO and re-INVITEs now reach the call."""
-        sip = self.call.sip
-        if self.client is not None and self.client.invite is not None:
-            sip.invite = self.client.invite
+        """The 2xx is ACKed: the callee's BYE, INFO and re-INVITEs now reach the call, and
+        the session timer its 2xx put in force runs (we refresh, or watch the callee's)."""
+        sip, client = self.call.sip, self.client
+        if client is not None and client.invite is not None:
+            sip.invite = client.invite
         self.call.uas._calls[sip.call_id] = sip
+        if client is not None:
+            sip.answer = client.answer
+            sip.timer = sip.offered_timer = client.timer
+            self.call.uas.arm_session_timer(sip)
 
     def _forget_client(self, client: InviteClient) -> None:
         """The call is over; still ringing (the API's hang-up, a shutdown), it is CANCELled

@@ -281,14 +281,17 @@ class SipSessionTimersConfig(_Model):
         True,
         description="Take part in session timers when the caller asks for them (Session-Expires "
         "or Supported: timer in its INVITE): refresh, or watch the caller's refreshes and hang "
-        "up (BYE, end reason session_timer_expired) when they stop. false = ignore them and "
-        "never answer 422. Default true.",
+        "up (BYE, end reason session_timer_expired) when they stop; on the calls we place "
+        "(sip.outbound), ask for them (Supported: timer, Session-Expires expires_s, Min-SE) and "
+        "do what the callee's 2xx says. false = ignore them, never answer 422, and place calls "
+        "without them. Default true.",
     )
     expires_s: Int = Field(
         1800,
         ge=1,
         description="The session interval we ask for when the caller supports timers but names "
-        "no interval (seconds); the caller's Session-Expires, when given, is used as it is. "
+        "no interval, and in the INVITEs of the calls we place (seconds; a callee's 422 raises "
+        "it to its Min-SE, once); the caller's Session-Expires, when given, is used as it is. "
         "Default 1800.",
     )
     min_se_s: Int = Field(

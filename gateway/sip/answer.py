@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiosipua import IncomingCall, SipResponse
 from aiosipua.dialog import DialogState
 from aiosipua.sdp import SdpMessage, serialize_sdp
 from aiosipua.utils import format_addr
 
-from .session_timer import Negotiated
+from .session_timer import Negotiated, Refresher, allows
 from .validate import retarget
 
 
@@ -32,6 +32,11 @@ class GatewayCall(IncomingCall):
     timer: Negotiated | None = field(default=None, repr=False)
     timers_supported: bool = field(default=False, repr=False)
     on_refreshed: Callable[[GatewayCall], Any] | None = field(default=None, repr=False)
+    role: ClassVar[Refresher] = "uas"  # ours in the INVITE that made the dialog
+
+    def peer_allows(self, method: str) -> bool:
+        """Whether the other side's Allow lists `method` (an absent Allow lists nothing)."""
+        return allows(self.invite, method)
 
     def _send_response(
         self,

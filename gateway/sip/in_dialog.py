@@ -31,7 +31,7 @@ from .invite_client import InviteClient
 from .messages import error_response, info_digit
 from .outgoing import OutgoingRequests
 from .refresh import Refreshes
-from .session_timer import IntervalTooSmall, Negotiated, TimerPolicy, negotiate
+from .session_timer import IntervalTooSmall, Negotiated, Refresher, TimerPolicy, negotiate
 from .transactions import SipTimers
 from .transport import Listener, Source
 from .validate import retarget
@@ -189,7 +189,7 @@ class InDialogUAS(SipUAS):
             "sip.session_timer",
             sip_call_id=call.call_id,
             interval_s=timer.interval,
-            refresher="uas" if timer.we_refresh else "uac",  # the call's terms: uas = us
+            refresher=_role(call.role, timer.we_refresh),  # in the INVITE's terms
         )
 
     def session_expired(self, call: IncomingCall, why: str = "no refresh in time") -> None:
@@ -270,3 +270,10 @@ class InDialogUAS(SipUAS):
     ) -> None:
         response = error_response(request, status_code, reason, extra_headers, self.user_agent)
         self.transport.send_reply(response)
+
+
+def _role(ours: Refresher, we_refresh: bool) -> Refresher:
+    """Who refreshes, named by the roles of the INVITE that made the dialog."""
+    if we_refresh:
+        return ours
+    return "uac" if ours == "uas" else "uas"

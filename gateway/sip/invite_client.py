@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import structlog
 from aiosipua import SdpMessage, SipRequest, SipResponse, parse_sdp, serialize_sdp
@@ -25,6 +26,7 @@ from aiosipua.headers import CSeq, stringify_cseq
 from aiosipua.utils import format_addr, generate_call_id, generate_tag
 
 from .answer import GatewayCall
+from .session_timer import MAX_INTERVAL_S, Negotiated, Refresher, TimerPolicy, allows, answered
 from .transactions import SipTimers
 from .transport import Listener, Source
 
@@ -61,10 +63,18 @@ class InviteClient:
         user_agent: str | None = None,
         dialog: Dialog | None = None,
         headers: dict[str, str] | None = None,
+        session_timers: TimerPolicy | None = None,
     ) -> None:
         """`dialog`: the early dialog to use (its Call-ID chosen already), else a new one;
-        `headers`: more headers on the INVITE (a warm transfer's context, sanitised)."""
+        `headers`: more headers on the INVITE (a warm transfer's context, sanitised);
+        `session_timers`: ask for a session timer (RFC 4028 §7.1), None: say nothing of them."""
         self.headers = dict(headers or {})
+        self.session_timers = session_timers
+        self._interval = session_timers.expires_s if session_timers is not None else 0
+        self._lengthened = False  # a 422 was answered with a longer interval (once)
+        self.timer: Negotiated | None = None  # what the 2xx put in force
+        self.answer: SipResponse | None = None  # the 2xx (its Allow is the callee's)
+        self._authorization: tuple[str, str] | None = None
         self.transport = transport
         self.timers = timers
         self.destination = destination
@@ -115,6 +125,12 @@ class InviteClient:
             invite.headers.set_single("User-Agent", self.user_agent)
         for name, value in self.headers.items():
             invite.headers.set_single(name, value)
+        if self.session_timers is not None:
+            # No refresher named: §7.1 leaves the choice to the UAS's negotiation.
+            invite.headers.set_single("Supported", "timer")
+            invite.headers.set_single("Session-Expires", str(self._interval))
+            invite.headers.set_single("Min-SE", str(self.session_timers.min_se_s))
+        self._authorization = authorization  # a 422's retry carries it again
         if authorization is not None:
             invite.headers.set_single(*authorization)
         invite.text = serialize_sdp(self.offer)
@@ -230,6 +246,8 @@ class InviteClient:
             self.dialog.remote_target = target
         self.dialog.route_set = list(reversed(response.headers.get("record-route")))
         self.dialog.confirm()
+        self.answer = response
+        self.timer = answered(response) if self.session_timers is not None else None
         seq = response.cseq.seq if response.cseq else 1
         host, port = self.contact
         ack = self.dialog.create_request(
@@ -253,7 +271,24 @@ class InviteClient:
                 self.proceeding = False
                 self.send(header)
                 return
+        if status == 422 and self._longer(response) and not self.cancelled:
+            self.proceeding = False
+            self.send(self._authorization)
+            return
         self._finish(Answer(status, response.reason_phrase))
+
+    def _longer(self, response: SipResponse) -> bool:
+        """§7.3: a 422 names the shortest interval the callee takes (Min-SE); we ask again
+        with it, once, when it is longer than ours and no more than a day."""
+        raw = (response.headers.get_first("min-se") or "").split(";")[0].strip()
+        min_se = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
+        if self.session_timers is None or self._lengthened:
+            return False
+        if not self._interval < min_se <= MAX_INTERVAL_S:
+            return False
+        self._lengthened = True
+        self._interval = min_se
+        return True
 
     def _ack_error(self, response: SipResponse) -> None:
         """§17.1.1.3: the ACK of a 3xx-6xx shares the INVITE's branch and the response's To."""
@@ -325,6 +360,12 @@ class PlacedCall(GatewayCall):
     """An outbound call's dialog, shaped as the calls the UAS answers: once answered it sits
     in the UAS's table, so the callee's BYE, INFO and re-INVITEs, and our BYE, go the ways
     an inbound call's do. From is ours: the caller is the local party."""
+
+    role: ClassVar[Refresher] = "uac"
+    answer: SipResponse | None = field(default=None, repr=False)  # the callee's 2xx
+
+    def peer_allows(self, method: str) -> bool:
+        return self.answer is not None and allows(self.answer, method)
 
     @property
     def caller(self) -> str:

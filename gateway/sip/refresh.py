@@ -111,7 +111,8 @@ class Refreshes:
         timer: Negotiated | None = getattr(call, "timer", None)
         if timer is None:
             return
-        update = allows(call.invite, "UPDATE") and call.call_id not in self._no_update
+        peer_allows = getattr(call, "peer_allows", lambda method: allows(call.invite, method))
+        update = peer_allows("UPDATE") and call.call_id not in self._no_update
         body = None
         if not update:
             sdp = self.local_sdp(call)

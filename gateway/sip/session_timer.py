@@ -135,6 +135,19 @@ def negotiate(request: SipMessage, policy: TimerPolicy) -> Negotiated | None:
     return Negotiated(interval, refresher, require=supports)
 
 
+def answered(response: SipMessage) -> Negotiated | None:
+    """The session timer the 2xx to our INVITE put in force (§7.2): none without a
+    Session-Expires; its refresher names a role in our INVITE's transaction, "uac" us, and
+    is "uac" when missing (the UAS must name it; pjsip reads a missing one so too)."""
+    raw = _header(response, "session-expires", "x")
+    if raw is None:
+        return None
+    interval, refresher = parse_session_expires(raw)
+    if interval is None or interval < 1:
+        return None
+    return Negotiated(min(interval, MAX_INTERVAL_S), refresher or "uac", True, role="uac")
+
+
 def allows(message: SipMessage, method: str) -> bool:
     """Whether the message's Allow lists `method` (an absent Allow lists nothing)."""
     return method.lower() in tokens(message, "allow")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import ssl
@@ -29,6 +30,7 @@ from .scenarios import caller_ulaw
 from .test_control_api import TOKEN, Api, ends, key_events
 from .test_features import config as agent_config
 from .test_features import sent
+from .test_session_timers import at
 from .test_sip_tls import (
     header,
     read_message,
@@ -44,6 +46,8 @@ from .trunk_scenarios import (
     challenging,
     early_media,
     ivr,
+    refreshed_by_us,
+    refreshing_then_silent,
     refusing,
     ringing_forever,
 )
@@ -434,6 +438,56 @@ async def test_a_hang_up_while_it_rings_cancels_it(tmp_path: Path) -> None:
                 assert failed["reason"] == "api_hangup" and failed["status"] is None
                 # SIPp got our CANCEL and the ACK of its 487 (the client outlived the call).
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
+
+
+async def test_a_placed_call_asks_for_a_session_timer_and_refreshes_it(tmp_path: Path) -> None:
+    """RFC 4028 as the UAC: our INVITE says Supported: timer, Session-Expires 4 and Min-SE 2;
+    the callee's 422 (Min-SE 6) gets the INVITE again with 6; its 200 names us the refresher,
+    so our bodyless UPDATEs (it allows UPDATE) come every 3 s, saying refresher=uac."""
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=refreshed_by_us(tmp_path / "timer.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            cfg["sip"]["session_timers"] = {"expires_s": 4, "min_se_s": 2}
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                ended = await gateway.wait_for("call.ended", timeout=30)
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+            [armed] = gateway.find("sip.session_timer")
+            sent = gateway.find("sip.refresh_sent")
+            answered = gateway.find("sip.refresh_answered")
+    assert ended["reason"] == "caller_bye", ended
+    assert armed["interval_s"] == 6 and armed["refresher"] == "uac"  # us, the INVITE's UAC
+    assert [e["method"] for e in sent] == ["UPDATE", "UPDATE"]
+    assert [e["status"] for e in answered] == [200, 200]
+    gaps = [at(b) - at(a) for a, b in itertools.pairwise([armed, *sent])]
+    print(f"\noutbound, refresher us, interval 6 s: refreshes {[round(g, 3) for g in gaps]} apart")
+    assert all(2.9 <= gap <= 3.5 for gap in gaps), gaps
+    assert not gateway.find("sip.session_expired")
+
+
+async def test_a_callee_that_stops_refreshing_gets_a_bye(tmp_path: Path) -> None:
+    """The callee took the refreshes on itself (refresher=uas, 4 s) and sends none: BYE by
+    4 - 4/3 s after the answer (RFC 4028 §10), end reason session_timer_expired."""
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=refreshing_then_silent(tmp_path / "t.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            cfg["sip"]["session_timers"] = {"expires_s": 4, "min_se_s": 2}
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                ended = await gateway.wait_for("call.ended", timeout=30)
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+            [armed] = gateway.find("sip.session_timer")
+            [expired] = gateway.find("sip.session_expired")
+    assert armed["interval_s"] == 4 and armed["refresher"] == "uas"  # the callee
+    assert ended["reason"] == "session_timer_expired", ended
+    waited = at(expired) - at(armed)
+    print(f"\noutbound, callee silent, interval 4 s: BYE {waited:.3f} s after the answer")
+    assert 2.5 <= waited <= 3.2, waited
+    assert not gateway.find("sip.refresh_sent")
 
 
 async def test_an_outbound_call_over_tcp(tmp_path: Path) -> None:

@@ -6,7 +6,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .scenarios import PCMU_MAPS, ok_to_request, pause, recv_request, scenario, sdp, sip_message
+from .scenarios import (
+    _VAR,
+    PCMU_MAPS,
+    _xml,
+    ok_to_request,
+    pause,
+    recv_request,
+    scenario,
+    sdp,
+    sip_message,
+)
 
 TO_TAG = "[pid]SIPpTag01[call_number]"
 
@@ -28,12 +38,18 @@ def reply(status: str, body: str | None = None, *, headers: tuple[str, ...] = ()
     )
 
 
-def recv_invite(*, body: str | None = None) -> str:
-    """The gateway's INVITE; its From is kept (our BYE's To)."""
+def recv_invite(*, body: str | None = None, headers: dict[str, str] | None = None) -> str:
+    """The gateway's INVITE; its From is kept (our BYE's To); `headers` map to regexps its
+    headers must match."""
     check = (
         f'<ereg regexp="{body}" search_in="body" check_it="true" assign_to="offer"/>'
         if body
         else ""
+    )
+    check += "".join(
+        f'<ereg regexp="{_xml(rx)}" search_in="hdr" header="{name}:" check_it="true" '
+        f'assign_to="v{next(_VAR)}"/>'
+        for name, rx in (headers or {}).items()
     )
     return (
         '  <recv request="INVITE">\n    <action>'
@@ -237,6 +253,52 @@ def answering_in(path: Path, media_port: int, formats: str, rtpmaps: list[str], 
         reply("200 OK", sdp(port=media_port, ip="127.0.0.1", formats=formats, rtpmaps=rtpmaps)),
         recv_request("ACK"),
         recv_request("BYE", timeout_ms=30_000),
+        ok_to_request(),
+        REFERENCES,
+    )
+
+
+def refreshed_by_us(path: Path) -> Path:
+    """A callee with session timers (RFC 4028): 422 to our 4 s interval with Min-SE 6, then
+    200 naming us the refresher (refresher=uac) and allowing UPDATE; it answers our two
+    bodyless UPDATE refreshes, then hangs up."""
+    refresh = [
+        recv_request("UPDATE", timeout_ms=5000, headers={"Session-Expires": "^ *6;refresher=uac"}),
+        ok_to_request(None, ("Session-Expires: 6;refresher=uac",)),
+    ]
+    timer = {"Supported": "timer", "Min-SE": "^ *2$"}
+    return scenario(
+        path,
+        recv_invite(body="m=audio", headers={**timer, "Session-Expires": "^ *4$"}),
+        reply("422 Session Interval Too Small", headers=("Min-SE: 6",)),
+        recv_request("ACK"),
+        recv_invite(body="m=audio", headers={**timer, "Session-Expires": "^ *6$"}),
+        reply(
+            "200 OK",
+            sdp(),
+            headers=(
+                "Session-Expires: 6;refresher=uac",
+                "Require: timer",
+                "Allow: INVITE, ACK, BYE, UPDATE",
+            ),
+        ),
+        recv_request("ACK"),
+        *(refresh * 2),
+        bye(),
+        '  <recv response="200"/>',
+        REFERENCES,
+    )
+
+
+def refreshing_then_silent(path: Path) -> Path:
+    """A callee that takes the refreshes on itself (refresher=uas, 4 s) and never sends one:
+    the gateway's BYE comes by 4 - 4/3 s (RFC 4028 §10)."""
+    return scenario(
+        path,
+        recv_invite(body="m=audio", headers={"Supported": "timer"}),
+        reply("200 OK", sdp(), headers=("Session-Expires: 4;refresher=uas", "Require: timer")),
+        recv_request("ACK"),
+        recv_request("BYE", timeout_ms=5000),
         ok_to_request(),
         REFERENCES,
     )

@@ -10,6 +10,7 @@ import pytest
 from aiosipua import SipMessage, SipRequest, SipResponse, build_sdp
 
 from gateway.sip.invite_client import InviteClient
+from gateway.sip.session_timer import MAX_INTERVAL_S, TimerPolicy
 from gateway.sip.transactions import SipTimers
 from gateway.sip.transport import Listener
 
@@ -213,3 +214,53 @@ async def test_a_pending_cancel_still_ends_at_timer_b_without_any_response() -> 
         final = await c.final
     assert (final.status, final.local) == (408, True)
     assert "CANCEL" not in transport.methods()
+
+
+async def test_a_422_raises_the_interval_once_and_the_2xx_sets_the_timer() -> None:
+    """RFC 4028 §7: Supported/Session-Expires/Min-SE on the INVITE; a 422 with a longer
+    Min-SE gets the INVITE again (new CSeq) with it, a second 422 is the outcome; the 2xx's
+    Session-Expires is the timer, its refresher a role in our transaction (none: us)."""
+    transport = Recorder(reliable=True)
+    c = client(transport, session_timers=TimerPolicy(expires_s=100, min_se_s=90))
+    c.send()
+    first = c.invite
+    assert first is not None
+    assert first.headers.get_first("supported") == "timer"
+    assert first.headers.get_first("session-expires") == "100"  # no refresher: the UAS picks
+    assert first.headers.get_first("min-se") == "90"
+    c.on_response(answer(first, 422, "Session Interval Too Small", "min-se: 600"))
+    second = c.invite
+    assert second is not first and second is not None and not c.final.done()
+    assert second.headers.get_first("session-expires") == "600"
+    assert second.cseq is not None and first.cseq is not None
+    assert second.cseq.seq == first.cseq.seq + 1
+    c.on_response(answer(second, 422, "Session Interval Too Small", "min-se: 1200"))
+    assert (await c.final).status == 422  # once only: a callee cannot keep us asking
+    assert transport.methods() == ["INVITE", "ACK", "INVITE", "ACK"]
+
+    for raw, expected in (
+        ("600;refresher=uas", (600, False)),
+        ("600;refresher=uac", (600, True)),
+        ("600", (600, True)),
+        ("99999999;refresher=uac", (MAX_INTERVAL_S, True)),
+    ):
+        c = client(Recorder(reliable=True), session_timers=TimerPolicy(100, 90))
+        c.send()
+        assert c.invite is not None
+        c.on_response(answer(c.invite, 200, "OK", f"session-expires: {raw}"))
+        assert c.timer is not None and (c.timer.interval, c.timer.we_refresh) == expected
+    c = client(Recorder(reliable=True), session_timers=TimerPolicy(100, 90))
+    c.send()
+    assert c.invite is not None
+    c.on_response(answer(c.invite, 200, "OK"))
+    assert c.timer is None and c.answer is not None  # the callee wants none
+
+
+async def test_without_a_policy_the_invite_says_nothing_of_timers() -> None:
+    c = client(Recorder(reliable=True))
+    c.send()
+    assert c.invite is not None
+    for name in ("supported", "session-expires", "min-se"):
+        assert c.invite.headers.get_first(name) is None
+    c.on_response(answer(c.invite, 422, "Session Interval Too Small", "min-se: 600"))
+    assert (await c.final).status == 422
