@@ -60,8 +60,9 @@ class Negotiated:
         return f"{self.interval};refresher={'uac' if self.we_refresh else 'uas'}"
 
     def headers(self) -> dict[str, str]:
-        """What a 2xx to the refresh (or the INVITE) carries (§9)."""
-        out = {"Session-Expires": f"{self.interval};refresher={self.refresher}"}
+        """What our 2xx to the peer's refresh (or INVITE) carries (§9): we are its UAS."""
+        refresher = "uas" if self.we_refresh else "uac"
+        out = {"Session-Expires": f"{self.interval};refresher={refresher}"}
         if self.require:
             out["Require"] = "timer"
         return out

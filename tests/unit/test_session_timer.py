@@ -99,3 +99,16 @@ def test_min_se_is_written_as_rfc_4028_spells_it() -> None:
     response = SipResponse(status_code=422, reason_phrase="Session Interval Too Small")
     response.headers.set_single("Min-SE", "90")
     assert b"\r\nMin-SE: 90\r\n" in bytes(response)
+
+
+def test_the_refresher_is_written_in_the_terms_of_each_transaction() -> None:
+    """One timer, two directions: we refresh (set by the caller's INVITE, or by the 2xx to a
+    refresh of ours); our 2xx to the caller's request says "uas", our own request "uac"."""
+    for timer in (Negotiated(600, "uas", True), Negotiated(600, "uac", True, role="uac")):
+        assert timer.we_refresh
+        assert timer.headers()["Session-Expires"] == "600;refresher=uas"
+        assert timer.in_our_request == "600;refresher=uac"
+    for timer in (Negotiated(600, "uac", True), Negotiated(600, "uas", True, role="uac")):
+        assert not timer.we_refresh
+        assert timer.headers()["Session-Expires"] == "600;refresher=uac"
+        assert timer.in_our_request == "600;refresher=uas"
