@@ -26,10 +26,10 @@ class Calls(dict[str, ActiveCall]):
         uas.on_key = self._on_info_key
         uas.on_ack_timeout = lambda call: self.end(call.call_id, "ack_timeout")
         uas.on_ack = self._on_ack
-        uas.on_reinvite = self._on_reinvite
-        uas.on_session_expired = lambda call: self.end(call.call_id, SESSION_TIMER_EXPIRED)
-        uas.refreshes.local_sdp = self._local_sdp
-        uas.refreshes.on_answer = self._on_refresh_answer
+        uas.on_reinvite = lambda call: self._on_reinvite(uas, call)
+        uas.on_session_expired = lambda call: self._on_session_expired(uas, call)
+        uas.refreshes.local_sdp = lambda call: self._local_sdp(uas, call)
+        uas.refreshes.on_answer = lambda call, answer: self._on_refresh_answer(uas, call, answer)
 
     def end(self, sip_call_id: str, reason: str) -> None:
         """End a call for `reason` (its first reason wins): its task is cancelled, its
@@ -44,9 +44,18 @@ class Calls(dict[str, ActiveCall]):
         """A BYE: the end of a call, or of a warm transfer's second leg (its transfer hears)."""
         side = uas.side_legs.pop(sip.call_id, None)
         if side is not None:
-            side()
+            side.bye_in()
         else:
             self.end(sip.call_id, "caller_bye")
+
+    def _on_session_expired(self, uas: GatewayUAS, sip: IncomingCall) -> None:
+        """The session timer ran out: the call ends; a second leg's human is gone (its
+        transfer hangs the leg up: our BYE)."""
+        side = uas.side_legs.get(sip.call_id)
+        if side is not None:
+            side.expired()
+        else:
+            self.end(sip.call_id, SESSION_TIMER_EXPIRED)
 
     def carries(self, source: tuple[str, int]) -> bool:
         """Whether a call came from `source` (its TCP connection is then kept)."""
@@ -62,21 +71,28 @@ class Calls(dict[str, ActiveCall]):
             log.warning("call.bad_answer", call_id=call.id, reason=str(exc))
             self.end(sip.call_id, "bad_sdp_answer")
 
-    def _on_reinvite(self, sip: IncomingCall) -> None:
+    def _on_reinvite(self, uas: GatewayUAS, sip: IncomingCall) -> None:
         call = self.get(sip.call_id)
-        if call is None or call.leg is None:  # still being set up, or already ending
+        side = uas.side_legs.get(sip.call_id)
+        if side is not None:
+            side.reinvite()  # the human's PBX: a refresh, a hold, a move
+        elif call is None or call.leg is None:  # still being set up, or already ending
             respond(sip, 500, PHRASES[500], retry_after=1)  # §14.2
-            return
-        call.leg.on_reinvite()
+        else:
+            call.leg.on_reinvite()
 
-    def _local_sdp(self, sip: IncomingCall) -> SdpMessage | None:
+    def _local_sdp(self, uas: GatewayUAS, sip: IncomingCall) -> SdpMessage | None:
         """The SDP we last sent in this call: a refresh re-INVITE repeats it (RFC 4028 §7.4)."""
-        call = self.get(sip.call_id)
+        call, side = self.get(sip.call_id), uas.side_legs.get(sip.call_id)
+        if side is not None:
+            return side.local_sdp()
         return call.leg.sdp.local if call is not None and call.leg is not None else None
 
-    def _on_refresh_answer(self, sip: IncomingCall, answer: SdpMessage) -> None:
-        call = self.get(sip.call_id)
-        if call is not None and call.leg is not None:
+    def _on_refresh_answer(self, uas: GatewayUAS, sip: IncomingCall, answer: SdpMessage) -> None:
+        call, side = self.get(sip.call_id), uas.side_legs.get(sip.call_id)
+        if side is not None:
+            side.refresh_answered(answer)
+        elif call is not None and call.leg is not None:
             call.leg.on_refresh_answer(answer)
 
     def _on_info_key(self, sip: IncomingCall, digit: str) -> None:

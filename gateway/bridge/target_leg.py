@@ -5,7 +5,9 @@ ACK of errors; bridge/outbound.py's trunk lookup): through sip.outbound's trunk 
 configured, else straight to the target URI's host (an IP literal, or a name looked up
 without blocking). The leg offers only the caller's codec, so the model's audio and the
 caller's can pass to it without another conversion. Its dialog sits in the UAS's table once
-answered, so the human's BYE reaches ``on_bye``.
+answered, and the leg is the UAS's ``SideLeg`` for it: the human's BYE (or a session timer
+that ran out) reaches ``on_bye``, and their PBX's re-INVITEs (a refresh, a hold, a move) are
+answered as the caller's are (sip/leg.py). It asks for session timers as outbound calls do.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from aiosipua import SdpMessage
 from aiosipua.auth import SipDigestAuth
 from aiosipua.dialog import DialogState
 
 from ..config import outbound_password
 from ..media.stream import FrameSource, RtpStream, bind_rtp_socket
+from ..refusals import PHRASES
 from ..sip.addresses import ip_literal
+from ..sip.answer import respond
 from ..sip.invite_client import Answer, InviteClient, PlacedCall
+from ..sip.leg import CallLeg
 from ..sip.sdp import NotAcceptable, SdpSession, SrtpPolicy, srtp_session
 from .trunk import RESOLVE_TIMEOUT_S, placed_call, reach_trunk
 
@@ -74,6 +80,8 @@ class TargetLeg:
         self.uas = call.uas
         self.client: InviteClient | None = None
         self.sip: PlacedCall | None = None
+        self.sdp: SdpSession | None = None
+        self.leg: CallLeg | None = None  # once the media is up: the human's re-INVITEs
         self.stream: RtpStream | None = None
         self.on_bye: Callable[[], None] = lambda: None
         self._sock: socket.socket | None = None
@@ -90,13 +98,7 @@ class TargetLeg:
             self._sock, self._port = bind_rtp_socket(self.services.ports, cfg.sip.bind)
         except Exception as exc:
             raise LegFailed(str(exc)) from None
-        # SRTP as media.srtp says, as for the caller's own leg: required, the leg offers
-        # RTP/SAVP (and fails where its keys may not travel over this signalling).
-        srtp = SrtpPolicy.configured(cfg.media, self.uas.transport.name)
-        sdp = SdpSession(
-            [self.caller_codec], local_ip, allow_to=self.services.media_door, srtp=srtp
-        )
-        sdp.rtp_port = self._port
+        sdp = self.sdp = self._sdp(local_ip)
         try:
             offer = sdp.offer()
         except NotAcceptable as exc:
@@ -122,6 +124,7 @@ class TargetLeg:
             user_agent=cfg.sip.user_agent or None,
             dialog=sip.dialog,
             headers=headers,
+            session_timers=self.uas.session_policy,
         )
         client.on_answered = self._dialog_up
         self.uas.invite_clients[sip.call_id] = client
@@ -141,6 +144,17 @@ class TargetLeg:
                 return Answer(488, f"the target's answer is unusable: {exc}", local=True)
         return answer
 
+    def _sdp(self, local_ip: str) -> SdpSession:
+        """The leg's SDP: the caller's codec only; SRTP as media.srtp says, as for the
+        caller's own leg (required: RTP/SAVP, failing where its keys may not travel over this
+        signalling)."""
+        srtp = SrtpPolicy.configured(self.services.cfg.media, self.uas.transport.name)
+        sdp = SdpSession(
+            [self.caller_codec], local_ip, allow_to=self.services.media_door, srtp=srtp
+        )
+        sdp.rtp_port = self._port
+        return sdp
+
     def _auth(self) -> SipDigestAuth | None:
         outbound = self.services.cfg.sip.outbound
         password = outbound_password(self.services.cfg)
@@ -149,17 +163,42 @@ class TargetLeg:
         return SipDigestAuth(outbound.auth.username, password)
 
     def _dialog_up(self) -> None:
-        """The 2xx is ACKed: the human's BYE now reaches the UAS, and us."""
+        """The 2xx is ACKed: the human's requests now reach the UAS, and us; the session
+        timer its 2xx put in force runs."""
         sip, client = self.sip, self.client
         assert sip is not None and client is not None
         if client.invite is not None:
             sip.invite = client.invite
+        sip.answer = client.answer
+        sip.timer = sip.offered_timer = client.timer
         self.uas._calls[sip.call_id] = sip
-        self.uas.side_legs[sip.call_id] = self._bye_in
+        self.uas.side_legs[sip.call_id] = self
+        self.uas.arm_session_timer(sip)
 
-    def _bye_in(self) -> None:
+    # --- the UAS's SideLeg --------------------------------------------------------------------
+
+    def bye_in(self) -> None:
         self.log.info("transfer.target_bye")
         self.on_bye()
+
+    def expired(self) -> None:
+        """The human's side stopped refreshing: gone, as by a BYE (ours follows, hang_up)."""
+        self.log.info("transfer.target_session_expired")
+        self.on_bye()
+
+    def reinvite(self) -> None:
+        assert self.sip is not None
+        if self.leg is None:  # the answer's media is not set up yet (§14.2: try again)
+            respond(self.sip, 500, PHRASES[500], retry_after=1)
+        else:
+            self.leg.on_reinvite()
+
+    def local_sdp(self) -> SdpMessage | None:
+        return self.sdp.local if self.sdp is not None else None
+
+    def refresh_answered(self, answer: SdpMessage) -> None:
+        if self.leg is not None:
+            self.leg.on_refresh_answer(answer)
 
     def _media(self, plan: Any) -> None:
         media = self.services.cfg.media
@@ -178,6 +217,8 @@ class TargetLeg:
         stream.attach(self._sock)
         stream.port = self._port
         self.stream = stream
+        assert self.sip is not None and self.sdp is not None
+        self.leg = CallLeg(self.sip, self.sdp, stream, self.log)
 
     def play(self, source: FrameSource) -> None:
         """The leg's pacer: one frame from `source` each ptime (the model, or the caller)."""

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
-from aiosipua import IncomingCall, SipRequest, SipResponse, SipUAS
+from aiosipua import IncomingCall, SdpMessage, SipRequest, SipResponse, SipUAS
 from aiosipua.dialog import DialogState
 from aiosipua.session_timer import SessionTimer
 from aiosipua.utils import format_addr
@@ -37,6 +37,17 @@ from .transport import Listener, Source
 from .validate import retarget
 
 log = structlog.get_logger("gateway.sip")
+
+
+class SideLeg(Protocol):
+    """A dialog of ours that is not a call of its own (a warm transfer's leg to the human):
+    what the app hands it of the UAS's in-dialog events (calls.py)."""
+
+    def bye_in(self) -> None: ...
+    def reinvite(self) -> None: ...
+    def expired(self) -> None: ...
+    def local_sdp(self) -> SdpMessage | None: ...
+    def refresh_answered(self, answer: SdpMessage) -> None: ...
 
 
 class InDialogUAS(SipUAS):
@@ -67,8 +78,8 @@ class InDialogUAS(SipUAS):
         self._handlers["UPDATE"] = self._handle_update
         # Our outbound INVITEs by Call-ID (invite_client.py), until their call ends.
         self.invite_clients: dict[str, InviteClient] = {}
-        # A warm transfer's second legs by Call-ID: the human's BYE goes to its transfer.
-        self.side_legs: dict[str, Callable[[], None]] = {}
+        # A warm transfer's second legs by Call-ID: the human's requests go to its leg.
+        self.side_legs: dict[str, SideLeg] = {}
 
     async def stop(self) -> None:
         for client in list(self.invite_clients.values()):

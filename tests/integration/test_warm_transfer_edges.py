@@ -18,8 +18,14 @@ from gateway.agent import EmbeddedRealtimeServer
 
 from .gateway_proc import GatewayProcess
 from .rtp_caller import RtpCaller, voice
+from .test_session_timers import at
 from .test_warm_transfer import config, sent
-from .warm_edge_scenarios import answering_target, edge_caller_sipp
+from .warm_edge_scenarios import (
+    answering_target,
+    edge_caller_sipp,
+    reinviting_target,
+    timed_target,
+)
 from .warm_scenarios import ringing_target
 
 pytestmark = pytest.mark.integration
@@ -167,6 +173,60 @@ async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:
     assert ended["reason"] == "transferred", ended
     [entry] = record(tmp_path)["transfers"]
     assert entry["outcome"] == "bridged", entry
+
+
+async def test_the_humans_reinvite_is_answered_with_our_sdp(tmp_path: Path) -> None:
+    """The human's PBX re-INVITEs the second leg (a refresh, a move) once bridged: 200 with our
+    SDP, as on the caller's leg (it was 500 forever, so a PBX refreshing by re-INVITE dropped
+    the human after the session interval); then the human's BYE ends the caller."""
+    fake = transfer_call()
+    target = reinviting_target(tmp_path / "target", 3_000, 1_000)
+    async with fake, RtpCaller() as phone, target:
+        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refused_then_bye")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await target.wait(30) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+                reinvites = gw.find("sip.reinvite")
+            await settled(gw, before)
+    assert event["outcome"] == "bridged", event
+    assert ended["reason"] == "transferred", ended
+    assert [r["offer"] for r in reinvites] == [True], reinvites
+
+
+async def test_a_human_whose_pbx_stops_refreshing_is_hung_up(tmp_path: Path) -> None:
+    """The second leg asks for session timers as outbound calls do; the human's 200 takes the
+    refreshes on itself (8 s, refresher=uas) and sends none: by 8 - 8/3 s the gateway ends that
+    leg (our BYE, which SIPp waits for) and, bridged, the caller's with it."""
+    fake = transfer_call()
+    target = timed_target(tmp_path / "target", "8;refresher=uas")
+    async with fake, RtpCaller() as phone, target:
+        cfg = edge_config(fake, target.uri("600"), tmp_path)
+        cfg.setdefault("sip", {})["session_timers"] = {"expires_s": 8, "min_se_s": 2}
+        async with GatewayProcess(tmp_path, cfg) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refused_then_bye")
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await target.wait(30) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+                [armed] = gw.find("sip.session_timer", interval_s=8)
+                [expired] = gw.find("transfer.target_session_expired")
+            await settled(gw, before)
+    assert event["outcome"] == "bridged", event
+    assert ended["reason"] == "transferred", ended
+    assert armed["refresher"] == "uas"  # the human's side (we are the leg's UAC)
+    waited = at(expired) - at(armed)
+    print(f"\nthe human's leg, silent refresher, interval 8 s: ended {waited:.3f} s after")
+    assert 5.0 <= waited <= 6.0, waited
 
 
 async def test_a_target_answering_without_a_to_tag_is_bridged_with_the_caller_off_hold(

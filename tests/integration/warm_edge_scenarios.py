@@ -129,6 +129,92 @@ _TARGET_BYE = """  <pause milliseconds="{pause_ms}"/>
 """
 
 
+_TARGET_REINVITE = """  <pause milliseconds="{pause_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+      INVITE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:600@[local_ip]:[local_port]>;tag=[pid]human[call_number]
+      To: [$caller]
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:600@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=human 1 2 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+      a=sendrecv
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp="m=audio [0-9]+ RTP/AVP 0" search_in="body" check_it="true" assign_to="m"/>
+      <ereg regexp="a=sendrecv" search_in="body" check_it="true" assign_to="dir"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:600@[local_ip]:[local_port]>;tag=[pid]human[call_number]
+      To: [$caller]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def reinviting_target(workdir: Path, reinvite_after_ms: int, bye_after_ms: int) -> Sipp:
+    """A SIPp UAS that answers the INVITE, re-INVITEs with the same SDP after
+    `reinvite_after_ms` (as a PBX refreshes the session or moves the media), expects 200 with
+    our SDP (PCMU, sendrecv), ACKs it, and hangs up `bye_after_ms` later."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ending = _TARGET_REINVITE.format(pause_ms=reinvite_after_ms) + _TARGET_BYE.format(
+        pause_ms=bye_after_ms
+    ).replace("CSeq: 1 BYE", "CSeq: 2 BYE")
+    text = _ANSWER.format(then="re-INVITEs, then hangs up", ending=ending)
+    text = text.replace('<recv request="INVITE" rrs="true"/>', _CAPTURE, 1)
+    text = text.replace("</scenario>", '  <Reference variables="m,dir"/>\n</scenario>')
+    scenario = workdir / "reinvite.xml"
+    scenario.write_text(text)
+    return Sipp.uas(workdir, scenario=scenario, name="target")
+
+
+def timed_target(workdir: Path, session_expires: str) -> Sipp:
+    """A SIPp UAS whose 200 puts a session timer in force (`session_expires`, e.g.
+    "8;refresher=uas": the target refreshes) and then never refreshes: it waits for our
+    BYE."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    text = _ANSWER.format(then="never refreshes", ending=answer_bye(60_000) + "\n")
+    text = text.replace(
+        "      Content-Type: application/sdp\n",
+        f"      Session-Expires: {session_expires}\n      Require: timer\n"
+        "      Content-Type: application/sdp\n",
+        1,
+    )
+    scenario = workdir / "timed.xml"
+    scenario.write_text(text)
+    return Sipp.uas(workdir, scenario=scenario, name="target")
+
+
+_CAPTURE = (
+    '<recv request="INVITE" rrs="true">\n    <action>\n      <ereg regexp=".*" '
+    'search_in="hdr" header="From:" assign_to="caller"/>\n    </action>\n  </recv>'
+)
+
+
 def answering_target(workdir: Path, bye_after_ms: int | None, *, to_tag: bool = True) -> Sipp:
     """A SIPp UAS that answers the one INVITE 200 (PCMU), then sends its BYE after
     `bye_after_ms`, or (None) waits for ours. `to_tag` False: its 200 carries no To tag (a
@@ -141,10 +227,6 @@ def answering_target(workdir: Path, bye_after_ms: int | None, *, to_tag: bool = 
             text = text.replace("[last_To:];tag=[pid]human[call_number]", "[last_To:]", 1)
     else:
         text = _ANSWER.format(then="hangs up", ending=_TARGET_BYE.format(pause_ms=bye_after_ms))
-        capture = (
-            '<recv request="INVITE" rrs="true">\n    <action>\n      <ereg regexp=".*" '
-            'search_in="hdr" header="From:" assign_to="caller"/>\n    </action>\n  </recv>'
-        )
-        text = text.replace('<recv request="INVITE" rrs="true"/>', capture, 1)
+        text = text.replace('<recv request="INVITE" rrs="true"/>', _CAPTURE, 1)
     scenario.write_text(text)
     return Sipp.uas(workdir, scenario=scenario, name="target")
