@@ -45,6 +45,7 @@ from .trunk_scenarios import (
     answering_our_cancel,
     challenging,
     early_media,
+    holding_callee,
     ivr,
     refreshed_by_us,
     refreshing_then_silent,
@@ -438,6 +439,26 @@ async def test_a_hang_up_while_it_rings_cancels_it(tmp_path: Path) -> None:
                 assert failed["reason"] == "api_hangup" and failed["status"] is None
                 # SIPp got our CANCEL and the ACK of its 487 (the client outlived the call).
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
+
+
+async def test_the_callee_holds_and_resumes_the_call(tmp_path: Path) -> None:
+    """The callee's re-INVITEs reach the outbound call's leg as a caller's do: sendonly is
+    answered recvonly and our RTP toward it stops (call.hold), sendrecv brings it back."""
+    async with EmbeddedRealtimeServer() as fake:
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=holding_callee(tmp_path / "hold.xml"))
+        async with sipp:
+            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
+                code, body = await place(api_port, {"to": TO, "from": FROM})
+                assert code == 202, body
+                ended = await gateway.wait_for("call.ended", timeout=30)
+                assert await sipp.wait(timeout=20) == 0, sipp.report()
+    assert ended["reason"] == "caller_bye", ended
+    assert [e["event"] for e in gateway.events if e["event"] in ("call.hold", "call.resume")] == [
+        "call.hold",
+        "call.resume",
+    ]
+    assert [e["offer"] for e in gateway.find("sip.reinvite")] == [True, True]
 
 
 async def test_a_placed_call_asks_for_a_session_timer_and_refreshes_it(tmp_path: Path) -> None:

@@ -61,17 +61,24 @@ def recv_invite(*, body: str | None = None, headers: dict[str, str] | None = Non
 
 def bye() -> str:
     """Our BYE in the dialog the gateway's INVITE made (we are its UAS)."""
+    return callee_request("BYE", 1)
+
+
+def callee_request(method: str, cseq: int, body: str | None = None) -> str:
+    """A request the callee (SIPp, the UAS of our INVITE) sends in the dialog: to our
+    Contact, its own tag in From, ours in To."""
     return sip_message(
-        "BYE [$gwcontact] SIP/2.0",
+        f"{method} [$gwcontact] SIP/2.0",
         [
             "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
             f"From: <sip:callee@[local_ip]:[local_port]>;tag={TO_TAG}",
             "To: [$gwfrom]",
             "[last_Call-ID:]",
-            "CSeq: 1 BYE",
+            f"CSeq: {cseq} {method}",
+            "Contact: <sip:callee@[local_ip]:[local_port];transport=[transport]>",
             "Max-Forwards: 70",
         ],
-        None,
+        body,
     )
 
 
@@ -301,4 +308,38 @@ def refreshing_then_silent(path: Path) -> Path:
         recv_request("BYE", timeout_ms=5000),
         ok_to_request(),
         REFERENCES,
+    )
+
+
+def holding_callee(path: Path) -> Path:
+    """Answers, then holds the call (re-INVITE sendonly: our answer must say recvonly),
+    resumes it (sendrecv) and hangs up; each 200 of ours is ACKed."""
+
+    def reinvite(direction: str, answer: str, cseq: int, version: int) -> list[str]:
+        return [
+            pause(800),
+            callee_request("INVITE", cseq, sdp(direction=direction, version=version)),
+            '  <recv response="100" optional="true"/>',
+            recv_response_with(200, body=f"a={answer}"),
+            callee_request("ACK", cseq),
+        ]
+
+    return scenario(
+        path,
+        recv_invite(body="m=audio"),
+        reply("200 OK", sdp()),
+        recv_request("ACK"),
+        *reinvite("sendonly", "recvonly", 1, 2),
+        *reinvite("sendrecv", "sendrecv", 2, 3),
+        pause(500),
+        callee_request("BYE", 3),
+        '  <recv response="200"/>',
+        REFERENCES,
+    )
+
+
+def recv_response_with(status: int, *, body: str) -> str:
+    return (
+        f'  <recv response="{status}">\n    <action><ereg regexp="{body}" search_in="body" '
+        f'check_it="true" assign_to="v{next(_VAR)}"/></action>\n  </recv>'
     )
