@@ -247,7 +247,8 @@ class InviteClient:
         self.dialog.route_set = list(reversed(response.headers.get("record-route")))
         self.dialog.confirm()
         self.answer = response
-        self.timer = answered(response) if self.session_timers is not None else None
+        policy = self.session_timers
+        self.timer = answered(response, policy.min_se_s) if policy is not None else None
         seq = response.cseq.seq if response.cseq else 1
         host, port = self.contact
         ack = self.dialog.create_request(

@@ -25,7 +25,14 @@ from aiosipua.sdp import SdpMessage, serialize_sdp
 from aiosipua.utils import format_addr
 
 from .retransmit import resend
-from .session_timer import MAX_INTERVAL_S, Negotiated, TimerPolicy, allows, parse_session_expires
+from .session_timer import (
+    MAX_INTERVAL_S,
+    Negotiated,
+    TimerPolicy,
+    allows,
+    bounded,
+    parse_session_expires,
+)
 from .transactions import SipTimers
 from .transport import Listener
 from .validate import retarget
@@ -286,7 +293,8 @@ class Refreshes:
             return
         if refresher is None:
             refresher = "uac" if timer.we_refresh else "uas"
-        new = Negotiated(min(interval, MAX_INTERVAL_S), refresher, timer.require, role="uac")
+        min_se = self.uas.session_policy.min_se_s if self.uas.session_policy else 1
+        new = Negotiated(bounded(interval, min_se), refresher, timer.require, role="uac")
         if new.we_refresh != timer.we_refresh or new.interval != timer.interval:
             self._replace(call, new)
 

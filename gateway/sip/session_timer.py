@@ -136,7 +136,7 @@ def negotiate(request: SipMessage, policy: TimerPolicy) -> Negotiated | None:
     return Negotiated(interval, refresher, require=supports)
 
 
-def answered(response: SipMessage) -> Negotiated | None:
+def answered(response: SipMessage, min_se_s: int) -> Negotiated | None:
     """The session timer the 2xx to our INVITE put in force (§7.2): none without a
     Session-Expires; its refresher names a role in our INVITE's transaction, "uac" us, and
     is "uac" when missing (the UAS must name it; pjsip reads a missing one so too)."""
@@ -146,7 +146,13 @@ def answered(response: SipMessage) -> Negotiated | None:
     interval, refresher = parse_session_expires(raw)
     if interval is None or interval < 1:
         return None
-    return Negotiated(min(interval, MAX_INTERVAL_S), refresher or "uac", True, role="uac")
+    return Negotiated(bounded(interval, min_se_s), refresher or "uac", True, role="uac")
+
+
+def bounded(interval: int, min_se_s: int) -> int:
+    """A peer's interval in a 2xx, within our Min-SE and a day: §5 forbids it below the
+    Min-SE we sent, and one of a second would have us refresh twice a second."""
+    return min(max(interval, min_se_s), MAX_INTERVAL_S)
 
 
 def allows(message: SipMessage, method: str) -> bool:

@@ -243,6 +243,7 @@ async def test_a_422_raises_the_interval_once_and_the_2xx_sets_the_timer() -> No
         ("600;refresher=uac", (600, True)),
         ("600", (600, True)),
         ("99999999;refresher=uac", (MAX_INTERVAL_S, True)),
+        ("1;refresher=uac", (90, True)),  # below our Min-SE (§5): a refresh storm otherwise
     ):
         c = client(Recorder(reliable=True), session_timers=TimerPolicy(100, 90))
         c.send()
