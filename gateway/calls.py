@@ -25,7 +25,7 @@ class Calls(dict[str, ActiveCall]):
         uas.on_cancelled = lambda call: self.end(call.call_id, "caller_cancel")
         uas.on_key = self._on_info_key
         uas.on_ack_timeout = lambda call: self.end(call.call_id, "ack_timeout")
-        uas.on_ack = self._on_ack
+        uas.on_ack = lambda call, request: self._on_ack(uas, call, request)
         uas.on_reinvite = lambda call: self._on_reinvite(uas, call)
         uas.on_session_expired = lambda call: self._on_session_expired(uas, call)
         uas.refreshes.local_sdp = lambda call: self._local_sdp(uas, call)
@@ -61,8 +61,11 @@ class Calls(dict[str, ActiveCall]):
         """Whether a call came from `source` (its TCP connection is then kept)."""
         return any(call.sip.source_addr == source for call in self.values())
 
-    def _on_ack(self, sip: IncomingCall, request: SipRequest) -> None:
-        call = self.get(sip.call_id)
+    def _on_ack(self, uas: GatewayUAS, sip: IncomingCall, request: SipRequest) -> None:
+        call, side = self.get(sip.call_id), uas.side_legs.get(sip.call_id)
+        if side is not None:
+            side.ack(request)  # the answer to our offer in a 200 to an offerless re-INVITE
+            return
         if call is None or call.leg is None:
             return
         try:

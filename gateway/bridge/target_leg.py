@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from aiosipua import SdpMessage
+from aiosipua import SdpMessage, SipRequest
 from aiosipua.auth import SipDigestAuth
 from aiosipua.dialog import DialogState
 
@@ -192,6 +192,17 @@ class TargetLeg:
             respond(self.sip, 500, PHRASES[500], retry_after=1)
         else:
             self.leg.on_reinvite()
+
+    def ack(self, request: SipRequest) -> None:
+        """The ACK of our 200: the answer, when that 200 carried our offer; an unusable one
+        ends the leg as a refusal would (the human gone)."""
+        if self.leg is None:
+            return
+        try:
+            self.leg.on_ack(request)
+        except NotAcceptable as exc:
+            self.log.warning("transfer.target_bad_answer", reason=str(exc))
+            self.on_bye()
 
     def local_sdp(self) -> SdpMessage | None:
         return self.sdp.local if self.sdp is not None else None

@@ -175,12 +175,14 @@ async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:
     assert entry["outcome"] == "bridged", entry
 
 
-async def test_the_humans_reinvite_is_answered_with_our_sdp(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offer", [True, False], ids=["offer", "offerless"])
+async def test_the_humans_reinvite_is_answered_with_our_sdp(tmp_path: Path, offer: bool) -> None:
     """The human's PBX re-INVITEs the second leg (a refresh, a move) once bridged: 200 with our
     SDP, as on the caller's leg (it was 500 forever, so a PBX refreshing by re-INVITE dropped
-    the human after the session interval); then the human's BYE ends the caller."""
+    the human after the session interval); an offerless one gets our offer and its ACK's
+    answer is taken. Then the human's BYE ends the caller."""
     fake = transfer_call()
-    target = reinviting_target(tmp_path / "target", 3_000, 1_000)
+    target = reinviting_target(tmp_path / "target", 3_000, 1_000, offer=offer)
     async with fake, RtpCaller() as phone, target:
         async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
             before = await asyncio.to_thread(state, gw)
@@ -193,10 +195,12 @@ async def test_the_humans_reinvite_is_answered_with_our_sdp(tmp_path: Path) -> N
                 assert await sipp.wait(30) == 0, sipp.report()
                 ended = await gw.wait_for("call.ended", timeout=15)
                 reinvites = gw.find("sip.reinvite")
+                late = gw.find("sip.late_answer")
             await settled(gw, before)
     assert event["outcome"] == "bridged", event
     assert ended["reason"] == "transferred", ended
-    assert [r["offer"] for r in reinvites] == [True], reinvites
+    assert [r["offer"] for r in reinvites] == [offer], reinvites
+    assert [a["codec"] for a in late] == ([] if offer else ["PCMU"]), late
 
 
 async def test_a_human_whose_pbx_stops_refreshing_is_hung_up(tmp_path: Path) -> None:

@@ -129,21 +129,7 @@ _TARGET_BYE = """  <pause milliseconds="{pause_ms}"/>
 """
 
 
-_TARGET_REINVITE = """  <pause milliseconds="{pause_ms}"/>
-  <send retrans="500">
-    <![CDATA[
-      INVITE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:600@[local_ip]:[local_port]>;tag=[pid]human[call_number]
-      To: [$caller]
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:600@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
+_TARGET_SDP = """      v=0
       o=human 1 2 IN IP[local_ip_type] [local_ip]
       s=-
       c=IN IP[media_ip_type] [media_ip]
@@ -151,39 +137,56 @@ _TARGET_REINVITE = """  <pause milliseconds="{pause_ms}"/>
       m=audio [media_port] RTP/AVP 0
       a=rtpmap:0 PCMU/8000
       a=sendrecv
-    ]]>
+"""
+
+
+def _target_request(method: str, cseq: int, sdp: bool) -> str:
+    """A request the human (SIPp, the UAS of our INVITE) sends in the dialog."""
+    body = (
+        f"      Content-Type: application/sdp\n      Content-Length: [len]\n\n{_TARGET_SDP}"
+        if sdp
+        else "      Content-Length: 0\n\n"
+    )
+    return f"""  <send{' retrans="500"' if method != "ACK" else ""}>
+    <![CDATA[
+      {method} [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:600@[local_ip]:[local_port]>;tag=[pid]human[call_number]
+      To: [$caller]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:600@[local_ip]:[local_port]>
+      Max-Forwards: 70
+{body}    ]]>
   </send>
-  <recv response="100" optional="true"/>
+"""
+
+
+_OUR_ANSWER = """  <recv response="100" optional="true"/>
   <recv response="200">
     <action>
       <ereg regexp="m=audio [0-9]+ RTP/AVP 0" search_in="body" check_it="true" assign_to="m"/>
       <ereg regexp="a=sendrecv" search_in="body" check_it="true" assign_to="dir"/>
     </action>
   </recv>
-  <send>
-    <![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:600@[local_ip]:[local_port]>;tag=[pid]human[call_number]
-      To: [$caller]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
 """
 
 
-def reinviting_target(workdir: Path, reinvite_after_ms: int, bye_after_ms: int) -> Sipp:
+def reinviting_target(
+    workdir: Path, reinvite_after_ms: int, bye_after_ms: int, *, offer: bool = True
+) -> Sipp:
     """A SIPp UAS that answers the INVITE, re-INVITEs with the same SDP after
     `reinvite_after_ms` (as a PBX refreshes the session or moves the media), expects 200 with
-    our SDP (PCMU, sendrecv), ACKs it, and hangs up `bye_after_ms` later."""
+    our SDP (PCMU, sendrecv), ACKs it, and hangs up `bye_after_ms` later. `offer` False: the
+    re-INVITE has no SDP, our 200 offers, and its ACK carries the answer (RFC 3261 §14.1)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    ending = _TARGET_REINVITE.format(pause_ms=reinvite_after_ms) + _TARGET_BYE.format(
-        pause_ms=bye_after_ms
-    ).replace("CSeq: 1 BYE", "CSeq: 2 BYE")
+    ending = (
+        f'  <pause milliseconds="{reinvite_after_ms}"/>\n'
+        + _target_request("INVITE", 1, sdp=offer)
+        + _OUR_ANSWER
+        + _target_request("ACK", 1, sdp=not offer)
+        + _TARGET_BYE.format(pause_ms=bye_after_ms).replace("CSeq: 1 BYE", "CSeq: 2 BYE")
+    )
     text = _ANSWER.format(then="re-INVITEs, then hangs up", ending=ending)
     text = text.replace('<recv request="INVITE" rrs="true"/>', _CAPTURE, 1)
     text = text.replace("</scenario>", '  <Reference variables="m,dir"/>\n</scenario>')
