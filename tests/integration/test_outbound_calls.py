@@ -441,23 +441,32 @@ async def test_a_hang_up_while_it_rings_cancels_it(tmp_path: Path) -> None:
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
 
 
-async def test_the_callee_holds_and_resumes_the_call(tmp_path: Path) -> None:
-    """The callee's re-INVITEs reach the outbound call's leg as a caller's do: sendonly is
-    answered recvonly and our RTP toward it stops (call.hold), sendrecv brings it back."""
+async def placed(
+    tmp_path: Path, scenario: Path, session_timers: dict[str, Any] | None = None
+) -> tuple[GatewayProcess, dict[str, Any]]:
+    """One call placed to SIPp playing `scenario`, until it ends; the gateway (its log) and
+    call.ended. SIPp's own checks must all pass."""
     async with EmbeddedRealtimeServer() as fake:
-        sipp = Sipp.uas(tmp_path / "sipp", scenario=holding_callee(tmp_path / "hold.xml"))
+        sipp = Sipp.uas(tmp_path / "sipp", scenario=scenario)
         async with sipp:
             api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
+            if session_timers is not None:
+                cfg["sip"]["session_timers"] = session_timers
             async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
                 code, body = await place(api_port, {"to": TO, "from": FROM})
                 assert code == 202, body
                 ended = await gateway.wait_for("call.ended", timeout=30)
                 assert await sipp.wait(timeout=20) == 0, sipp.report()
+    return gateway, ended
+
+
+async def test_the_callee_holds_and_resumes_the_call(tmp_path: Path) -> None:
+    """The callee's re-INVITEs reach the outbound call's leg as a caller's do: sendonly is
+    answered recvonly and our RTP toward it stops (call.hold), sendrecv brings it back."""
+    gateway, ended = await placed(tmp_path, holding_callee(tmp_path / "hold.xml"))
     assert ended["reason"] == "caller_bye", ended
-    assert [e["event"] for e in gateway.events if e["event"] in ("call.hold", "call.resume")] == [
-        "call.hold",
-        "call.resume",
-    ]
+    holds = [e["event"] for e in gateway.events if e["event"] in ("call.hold", "call.resume")]
+    assert holds == ["call.hold", "call.resume"]
     assert [e["offer"] for e in gateway.find("sip.reinvite")] == [True, True]
 
 
@@ -465,23 +474,14 @@ async def test_a_placed_call_asks_for_a_session_timer_and_refreshes_it(tmp_path:
     """RFC 4028 as the UAC: our INVITE says Supported: timer, Session-Expires 4 and Min-SE 2;
     the callee's 422 (Min-SE 6) gets the INVITE again with 6; its 200 names us the refresher,
     so our bodyless UPDATEs (it allows UPDATE) come every 3 s, saying refresher=uac."""
-    async with EmbeddedRealtimeServer() as fake:
-        sipp = Sipp.uas(tmp_path / "sipp", scenario=refreshed_by_us(tmp_path / "timer.xml"))
-        async with sipp:
-            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
-            cfg["sip"]["session_timers"] = {"expires_s": 4, "min_se_s": 2}
-            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
-                code, body = await place(api_port, {"to": TO, "from": FROM})
-                assert code == 202, body
-                ended = await gateway.wait_for("call.ended", timeout=30)
-                assert await sipp.wait(timeout=20) == 0, sipp.report()
-            [armed] = gateway.find("sip.session_timer")
-            sent = gateway.find("sip.refresh_sent")
-            answered = gateway.find("sip.refresh_answered")
+    timers = {"expires_s": 4, "min_se_s": 2}
+    gateway, ended = await placed(tmp_path, refreshed_by_us(tmp_path / "timer.xml"), timers)
+    [armed] = gateway.find("sip.session_timer")
+    sent = gateway.find("sip.refresh_sent")
     assert ended["reason"] == "caller_bye", ended
     assert armed["interval_s"] == 6 and armed["refresher"] == "uac"  # us, the INVITE's UAC
     assert [e["method"] for e in sent] == ["UPDATE", "UPDATE"]
-    assert [e["status"] for e in answered] == [200, 200]
+    assert [e["status"] for e in gateway.find("sip.refresh_answered")] == [200, 200]
     gaps = [at(b) - at(a) for a, b in itertools.pairwise([armed, *sent])]
     print(f"\noutbound, refresher us, interval 6 s: refreshes {[round(g, 3) for g in gaps]} apart")
     assert all(2.9 <= gap <= 3.5 for gap in gaps), gaps
@@ -491,18 +491,10 @@ async def test_a_placed_call_asks_for_a_session_timer_and_refreshes_it(tmp_path:
 async def test_a_callee_that_stops_refreshing_gets_a_bye(tmp_path: Path) -> None:
     """The callee took the refreshes on itself (refresher=uas, 4 s) and sends none: BYE by
     4 - 4/3 s after the answer (RFC 4028 §10), end reason session_timer_expired."""
-    async with EmbeddedRealtimeServer() as fake:
-        sipp = Sipp.uas(tmp_path / "sipp", scenario=refreshing_then_silent(tmp_path / "t.xml"))
-        async with sipp:
-            api_port, cfg = outbound_config(fake, sipp.sip_port or 0)
-            cfg["sip"]["session_timers"] = {"expires_s": 4, "min_se_s": 2}
-            async with GatewayProcess(tmp_path, cfg, env=ENV) as gateway:
-                code, body = await place(api_port, {"to": TO, "from": FROM})
-                assert code == 202, body
-                ended = await gateway.wait_for("call.ended", timeout=30)
-                assert await sipp.wait(timeout=20) == 0, sipp.report()
-            [armed] = gateway.find("sip.session_timer")
-            [expired] = gateway.find("sip.session_expired")
+    timers = {"expires_s": 4, "min_se_s": 2}
+    gateway, ended = await placed(tmp_path, refreshing_then_silent(tmp_path / "t.xml"), timers)
+    [armed] = gateway.find("sip.session_timer")
+    [expired] = gateway.find("sip.session_expired")
     assert armed["interval_s"] == 4 and armed["refresher"] == "uas"  # the callee
     assert ended["reason"] == "session_timer_expired", ended
     waited = at(expired) - at(armed)

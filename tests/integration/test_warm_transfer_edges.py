@@ -152,66 +152,17 @@ async def test_human_hangs_up_while_the_refer_is_pending(tmp_path: Path) -> None
     assert event["outcome"] == "failed" and "hung up" in event["detail"], event
 
 
-async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:
-    """Bridged (the REFER refused 405), the human hangs up: the caller gets our BYE, the
-    call ends with reason transferred, the second leg's port is let go."""
+async def bridged(
+    tmp_path: Path, target: Any, session_timers: dict[str, Any] | None = None
+) -> tuple[GatewayProcess, dict[str, Any], dict[str, Any]]:
+    """A warm transfer whose REFER the caller refuses (405): bridged, until the human's side
+    ends it and the caller gets our BYE; the gateway (its log), the transfer event and
+    call.ended, the second leg's port and tasks let go."""
     fake = transfer_call()
-    target = answering_target(tmp_path / "target", 12_000)
-    async with fake, RtpCaller() as phone, target:
-        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
-            before = await asyncio.to_thread(state, gw)
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refused_then_bye")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                event = await gw.wait_for("call.transfer", timeout=60)
-                assert await target.wait(30) == 0, target.report()
-                assert await sipp.wait(30) == 0, sipp.report()
-                ended = await gw.wait_for("call.ended", timeout=15)
-            await settled(gw, before)
-    assert event["outcome"] == "bridged", event
-    assert ended["reason"] == "transferred", ended
-    [entry] = record(tmp_path)["transfers"]
-    assert entry["outcome"] == "bridged", entry
-
-
-@pytest.mark.parametrize("offer", [True, False], ids=["offer", "offerless"])
-async def test_the_humans_reinvite_is_answered_with_our_sdp(tmp_path: Path, offer: bool) -> None:
-    """The human's PBX re-INVITEs the second leg (a refresh, a move) once bridged: 200 with our
-    SDP, as on the caller's leg (it was 500 forever, so a PBX refreshing by re-INVITE dropped
-    the human after the session interval); an offerless one gets our offer and its ACK's
-    answer is taken. Then the human's BYE ends the caller."""
-    fake = transfer_call()
-    target = reinviting_target(tmp_path / "target", 3_000, 1_000, offer=offer)
-    async with fake, RtpCaller() as phone, target:
-        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
-            before = await asyncio.to_thread(state, gw)
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refused_then_bye")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                event = await gw.wait_for("call.transfer", timeout=60)
-                assert await target.wait(30) == 0, target.report()
-                assert await sipp.wait(30) == 0, sipp.report()
-                ended = await gw.wait_for("call.ended", timeout=15)
-                reinvites = gw.find("sip.reinvite")
-                late = gw.find("sip.late_answer")
-            await settled(gw, before)
-    assert event["outcome"] == "bridged", event
-    assert ended["reason"] == "transferred", ended
-    assert [r["offer"] for r in reinvites] == [offer], reinvites
-    assert [a["codec"] for a in late] == ([] if offer else ["PCMU"]), late
-
-
-async def test_a_human_whose_pbx_stops_refreshing_is_hung_up(tmp_path: Path) -> None:
-    """The second leg asks for session timers as outbound calls do; the human's 200 takes the
-    refreshes on itself (8 s, refresher=uas) and sends none: by 8 - 8/3 s the gateway ends that
-    leg (our BYE, which SIPp waits for) and, bridged, the caller's with it."""
-    fake = transfer_call()
-    target = timed_target(tmp_path / "target", "8;refresher=uas")
     async with fake, RtpCaller() as phone, target:
         cfg = edge_config(fake, target.uri("600"), tmp_path)
-        cfg.setdefault("sip", {})["session_timers"] = {"expires_s": 8, "min_se_s": 2}
+        if session_timers is not None:
+            cfg["sip"] = {"session_timers": session_timers}
         async with GatewayProcess(tmp_path, cfg) as gw:
             before = await asyncio.to_thread(state, gw)
             sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refused_then_bye")
@@ -222,11 +173,41 @@ async def test_a_human_whose_pbx_stops_refreshing_is_hung_up(tmp_path: Path) -> 
                 assert await target.wait(30) == 0, target.report()
                 assert await sipp.wait(30) == 0, sipp.report()
                 ended = await gw.wait_for("call.ended", timeout=15)
-                [armed] = gw.find("sip.session_timer", interval_s=8)
-                [expired] = gw.find("transfer.target_session_expired")
             await settled(gw, before)
     assert event["outcome"] == "bridged", event
     assert ended["reason"] == "transferred", ended
+    return gw, event, ended
+
+
+async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:
+    """Bridged (the REFER refused 405), the human hangs up: the caller gets our BYE, the
+    call ends with reason transferred, the second leg's port is let go."""
+    await bridged(tmp_path, answering_target(tmp_path / "target", 12_000))
+    [entry] = record(tmp_path)["transfers"]
+    assert entry["outcome"] == "bridged", entry
+
+
+@pytest.mark.parametrize("offer", [True, False], ids=["offer", "offerless"])
+async def test_the_humans_reinvite_is_answered_with_our_sdp(tmp_path: Path, offer: bool) -> None:
+    """The human's PBX re-INVITEs the second leg (a refresh, a move) once bridged: 200 with our
+    SDP, as on the caller's leg (it was 500 forever, so a PBX refreshing by re-INVITE dropped
+    the human after the session interval); an offerless one gets our offer and its ACK's
+    answer is taken. Then the human's BYE ends the caller."""
+    target = reinviting_target(tmp_path / "target", 3_000, 1_000, offer=offer)
+    gw, _, _ = await bridged(tmp_path, target)
+    assert [r["offer"] for r in gw.find("sip.reinvite")] == [offer]
+    late = gw.find("sip.late_answer")
+    assert [a["codec"] for a in late] == ([] if offer else ["PCMU"]), late
+
+
+async def test_a_human_whose_pbx_stops_refreshing_is_hung_up(tmp_path: Path) -> None:
+    """The second leg asks for session timers as outbound calls do; the human's 200 takes the
+    refreshes on itself (8 s, refresher=uas) and sends none: by 8 - 8/3 s the gateway ends that
+    leg (our BYE, which SIPp waits for) and, bridged, the caller's with it."""
+    target = timed_target(tmp_path / "target", "8;refresher=uas")
+    gw, _, _ = await bridged(tmp_path, target, {"expires_s": 8, "min_se_s": 2})
+    [armed] = gw.find("sip.session_timer", interval_s=8)
+    [expired] = gw.find("transfer.target_session_expired")
     assert armed["refresher"] == "uas"  # the human's side (we are the leg's UAC)
     waited = at(expired) - at(armed)
     print(f"\nthe human's leg, silent refresher, interval 8 s: ended {waited:.3f} s after")

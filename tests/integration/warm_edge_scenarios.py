@@ -97,15 +97,7 @@ _ANSWER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=human 1 1 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=sendrecv
-    ]]>
+{sdp}    ]]>
   </send>
   <recv request="ACK"/>
 {ending}</scenario>
@@ -130,7 +122,7 @@ _TARGET_BYE = """  <pause milliseconds="{pause_ms}"/>
 
 
 _TARGET_SDP = """      v=0
-      o=human 1 2 IN IP[local_ip_type] [local_ip]
+      o=human 1 {version} IN IP[local_ip_type] [local_ip]
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
@@ -140,13 +132,17 @@ _TARGET_SDP = """      v=0
 """
 
 
+def _answer(then: str, ending: str) -> str:
+    """The human's side: answers our INVITE (PCMU, sendrecv), takes the ACK, then `ending`."""
+    return _ANSWER.format(then=then, sdp=_TARGET_SDP.format(version=1), ending=ending)
+
+
 def _target_request(method: str, cseq: int, sdp: bool) -> str:
     """A request the human (SIPp, the UAS of our INVITE) sends in the dialog."""
-    body = (
-        f"      Content-Type: application/sdp\n      Content-Length: [len]\n\n{_TARGET_SDP}"
-        if sdp
-        else "      Content-Length: 0\n\n"
-    )
+    body = "      Content-Length: 0\n\n"
+    if sdp:
+        body = "      Content-Type: application/sdp\n      Content-Length: [len]\n\n"
+        body += _TARGET_SDP.format(version=2)
     return f"""  <send{' retrans="500"' if method != "ACK" else ""}>
     <![CDATA[
       {method} [next_url] SIP/2.0
@@ -187,7 +183,7 @@ def reinviting_target(
         + _target_request("ACK", 1, sdp=not offer)
         + _TARGET_BYE.format(pause_ms=bye_after_ms).replace("CSeq: 1 BYE", "CSeq: 2 BYE")
     )
-    text = _ANSWER.format(then="re-INVITEs, then hangs up", ending=ending)
+    text = _answer(then="re-INVITEs, then hangs up", ending=ending)
     text = text.replace('<recv request="INVITE" rrs="true"/>', _CAPTURE, 1)
     text = text.replace("</scenario>", '  <Reference variables="m,dir"/>\n</scenario>')
     scenario = workdir / "reinvite.xml"
@@ -200,7 +196,7 @@ def timed_target(workdir: Path, session_expires: str) -> Sipp:
     "8;refresher=uas": the target refreshes) and then never refreshes: it waits for our
     BYE."""
     workdir.mkdir(parents=True, exist_ok=True)
-    text = _ANSWER.format(then="never refreshes", ending=answer_bye(60_000) + "\n")
+    text = _answer(then="never refreshes", ending=answer_bye(60_000) + "\n")
     text = text.replace(
         "      Content-Type: application/sdp\n",
         f"      Session-Expires: {session_expires}\n      Require: timer\n"
@@ -225,11 +221,11 @@ def answering_target(workdir: Path, bye_after_ms: int | None, *, to_tag: bool = 
     workdir.mkdir(parents=True, exist_ok=True)
     scenario = workdir / "answer.xml"
     if bye_after_ms is None:
-        text = _ANSWER.format(then="waits for our BYE", ending=answer_bye(60_000) + "\n")
+        text = _answer(then="waits for our BYE", ending=answer_bye(60_000) + "\n")
         if not to_tag:
             text = text.replace("[last_To:];tag=[pid]human[call_number]", "[last_To:]", 1)
     else:
-        text = _ANSWER.format(then="hangs up", ending=_TARGET_BYE.format(pause_ms=bye_after_ms))
+        text = _answer(then="hangs up", ending=_TARGET_BYE.format(pause_ms=bye_after_ms))
         text = text.replace('<recv request="INVITE" rrs="true"/>', _CAPTURE, 1)
     scenario.write_text(text)
     return Sipp.uas(workdir, scenario=scenario, name="target")
