@@ -44,6 +44,7 @@ class _Connection:
 class TcpTransport(Listener):
     name = "TCP"
     reliable = True
+    contact_transport = "tcp"
 
     def __init__(
         self,

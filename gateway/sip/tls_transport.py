@@ -9,7 +9,7 @@ import asyncio
 import ssl
 
 import structlog
-from aiosipua import SipRequest, SipResponse
+from aiosipua import SipRequest
 
 from .door import Door
 from .tcp import MAX_HEADER_BYTES, TcpLimits, TcpTransport
@@ -28,6 +28,7 @@ class TlsTransport(TcpTransport):
 
     name = "TLS"
     reliable = True
+    contact_transport = "tls"
 
     def __init__(
         self,
@@ -171,15 +172,14 @@ class TlsTransport(TcpTransport):
         return True
 
     def send(self, message: Message, addr: Source) -> None:
-        """A request of ours; aiosipua's REGISTER names UDP in its Via whatever carries it,
-        and a Contact must say transport=tls (see send_reply)."""
+        """A request of ours; aiosipua's REGISTER names UDP in its Via whatever carries it
+        (and the Contact says transport=tls: Listener.send)."""
         if isinstance(message, SipRequest):
             vias = message.headers.get("via")
             if vias and vias[0].upper().startswith("SIP/2.0/UDP "):
                 message.headers.remove("via")
                 for index, via in enumerate(vias):
                     message.headers.append("Via", "SIP/2.0/TLS" + via[11:] if index == 0 else via)
-            _tls_contact(message)
         super().send(message, addr)
 
     def _tls_refused(self, reason: str, source: Source, why: str) -> None:
@@ -190,30 +190,6 @@ class TlsTransport(TcpTransport):
             log.warning(
                 "sip.tls_refused", reason=reason, source=source_text(source), error=why[:200]
             )
-
-    def send_reply(self, response: SipResponse) -> None:
-        """Our responses' Contact says transport=tls (aiosipua writes a bare sip: URI), so the
-        peer sends its in-dialog requests over TLS too."""
-        _tls_contact(response)
-        super().send_reply(response)
-
-
-def _tls_contact(message: Message) -> None:
-    contacts = message.headers.get("contact")
-    if len(contacts) == 1:
-        message.headers.set_single("Contact", tls_contact(contacts[0]))
-
-
-def tls_contact(contact: str) -> str:
-    """``<sip:host:port>`` as a TLS Contact: ``;transport=tls`` added to a sip: URI that names
-    no transport (a sips: URI implies TLS already)."""
-    value = contact.strip()
-    if not (value.startswith("<sip:") and value.endswith(">")):
-        return contact
-    uri = value[1:-1]
-    if ";transport=" in uri.lower():
-        return contact
-    return f"<{uri};transport=tls>"
 
 
 def _untrusted(exc: ssl.SSLError) -> bool:

@@ -71,6 +71,7 @@ class Listener:
 
     name = "UDP"
     reliable = False
+    contact_transport: str | None = None  # what our Contact names (TCP, TLS): see send
 
     def __init__(self, local_addr: Source, door: Door | None = None) -> None:
         self.local_addr = local_addr
@@ -160,6 +161,7 @@ class Listener:
 
     def send_reply(self, response: SipResponse) -> None:
         """A response, to where its request came from; `on_reply` sees it first."""
+        self._name_transport(response)
         if self.on_reply is not None:
             self.on_reply(response)
         self.resend(response)
@@ -175,7 +177,20 @@ class Listener:
 
     def send(self, message: Message, addr: Source) -> None:
         """A request of ours (BYE, REFER, REGISTER) or a message to an explicit address."""
+        self._name_transport(message)
         self.send_to(bytes(message), addr)
+
+    def _name_transport(self, message: Message) -> None:
+        """Over TCP and TLS, our Contact says so (aiosipua and our requests write a bare
+        sip: URI, which RFC 3263 reads as UDP): the peer's next requests in the dialog come
+        the same way, not over UDP, or nowhere on a gateway without it."""
+        if self.contact_transport is None:
+            return
+        contacts = message.headers.get("contact")
+        if len(contacts) == 1:
+            message.headers.set_single(
+                "Contact", with_transport(contacts[0], self.contact_transport)
+            )
 
     def send_to(self, data: bytes | Message, addr: Source) -> None:
         raise NotImplementedError
@@ -183,6 +198,18 @@ class Listener:
     @property
     def alive(self) -> bool:
         raise NotImplementedError
+
+
+def with_transport(contact: str, transport: str) -> str:
+    """``<sip:host:port>`` with ``;transport=`` added to a sip: URI that names none (a sips:
+    URI implies TLS already; anything else is left as it is)."""
+    value = contact.strip()
+    if not (value.startswith("<sip:") and value.endswith(">")):
+        return contact
+    uri = value[1:-1]
+    if ";transport=" in uri.lower():
+        return contact
+    return f"<{uri};transport={transport}>"
 
 
 def source_text(source: Source) -> str:

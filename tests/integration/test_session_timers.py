@@ -307,3 +307,31 @@ async def test_options_say_we_support_timers(tmp_path: Path) -> None:
     async with EmbeddedRealtimeServer() as fake:
         async with GatewayProcess(tmp_path, config(fake, tmp_path)) as gateway:
             await run_sipp(tmp_path, path, gateway.port, timeout=10, context=gateway.tail)
+
+
+async def test_over_tcp_our_contacts_say_tcp(tmp_path: Path) -> None:
+    """On a gateway that listens on TCP only, our 2xx and our refreshes carry a Contact with
+    transport=tcp: a bare sip: URI is UDP by RFC 3263, where a caller's next requests would go
+    nowhere (aiosipua writes it bare; only TLS said its transport before)."""
+    media = {"port": free_udp_port(), "ip": LOOPBACK}
+    tcp = {"Contact": "^ *<sip:[^>]+;transport=tcp>"}
+    path = scenario(
+        tmp_path / "tcp.xml",
+        timer_invite(media, "4;refresher=uas", WITH_UPDATE),
+        recv(100, optional=True),
+        recv(200, headers={"Session-Expires": "^ *4;refresher=uas$", **tcp}),
+        in_dialog("ACK", 1),
+        recv_request(
+            "UPDATE", timeout_ms=4000, headers={"Session-Expires": "^ *4;refresher=uac", **tcp}
+        ),
+        ok_to_request(None, ("Session-Expires: 4;refresher=uac",)),
+        in_dialog("BYE", 2, peer_tag=True),
+        recv(200),
+    )
+    async with EmbeddedRealtimeServer() as fake:
+        cfg = config(fake, tmp_path)
+        cfg["sip"]["transports"] = ["tcp"]
+        async with GatewayProcess(tmp_path, cfg) as gateway:
+            await run_sipp(tmp_path, path, gateway.port, transport="t1", context=gateway.tail)
+            ended = await gateway.wait_for("call.ended", timeout=10)
+    assert ended["reason"] == "caller_bye"

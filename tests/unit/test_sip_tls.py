@@ -16,7 +16,7 @@ from gateway.sip.tls import (
     reconnect_target,
     server_context,
 )
-from gateway.sip.tls_transport import tls_contact
+from gateway.sip.transport import with_transport
 
 
 def errors_of(data: object) -> str:
@@ -62,11 +62,12 @@ def test_allowed_names_match_san_or_cn_exactly() -> None:
     assert name_refusal(None, ["pbx.example.com"]) == "peer certificate has no name"
 
 
-def test_tls_contact() -> None:
-    assert tls_contact("<sip:127.0.0.1:5061>") == "<sip:127.0.0.1:5061;transport=tls>"
-    assert tls_contact("<sip:[::1]:5061>") == "<sip:[::1]:5061;transport=tls>"
-    assert tls_contact("<sip:h:5061;transport=TLS>") == "<sip:h:5061;transport=TLS>"
-    assert tls_contact("<sips:h:5061>") == "<sips:h:5061>"
+def test_a_contact_names_its_transport() -> None:
+    assert with_transport("<sip:127.0.0.1:5061>", "tls") == "<sip:127.0.0.1:5061;transport=tls>"
+    assert with_transport("<sip:[::1]:5061>", "tls") == "<sip:[::1]:5061;transport=tls>"
+    assert with_transport("<sip:h:5061;transport=TLS>", "tls") == "<sip:h:5061;transport=TLS>"
+    assert with_transport("<sips:h:5061>", "tls") == "<sips:h:5061>"
+    assert with_transport("<sip:h:5060>", "tcp") == "<sip:h:5060;transport=tcp>"
 
 
 def test_unusable_files_are_refused_with_a_reason(tmp_path: Path) -> None:
