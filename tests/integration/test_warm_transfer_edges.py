@@ -71,26 +71,58 @@ def transfer_call(summary: str = "Anna, refund.") -> EmbeddedRealtimeServer:
     return EmbeddedRealtimeServer(function_calls=[("transfer_call", arguments)])
 
 
+async def edge(
+    tmp_path: Path,
+    target: Any,
+    caller: str,
+    *,
+    fake: EmbeddedRealtimeServer | None = None,
+    session_timers: dict[str, Any] | None = None,
+) -> tuple[GatewayProcess, dict[str, Any], dict[str, Any]]:
+    """A warm transfer to `target` (a SIPp human) from a SIPp caller playing `caller`
+    (edge_caller_sipp), until the call ends; both SIPps' own checks must pass, and the RTP
+    ports and tasks are back to what they were. The gateway (its log), the transfer event
+    and call.ended."""
+    fake = fake or transfer_call()
+    async with fake, RtpCaller() as phone, target:
+        cfg = edge_config(fake, target.uri("600"), tmp_path)
+        if session_timers is not None:
+            cfg["sip"] = {"session_timers": session_timers}
+        async with GatewayProcess(tmp_path, cfg) as gw:
+            before = await asyncio.to_thread(state, gw)
+            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, caller)
+            async with sipp:
+                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
+                phone.say(voice(1.0, 150.0))
+                event = await gw.wait_for("call.transfer", timeout=60)
+                assert await target.wait(30) == 0, target.report()
+                assert await sipp.wait(30) == 0, sipp.report()
+                ended = await gw.wait_for("call.ended", timeout=15)
+            await settled(gw, before)
+    return gw, event, ended
+
+
+async def bridged(
+    tmp_path: Path, target: Any, session_timers: dict[str, Any] | None = None
+) -> GatewayProcess:
+    """`edge` with a caller that refuses the REFER (405): bridged, until the human's side
+    ends it and the caller gets our BYE (end reason transferred)."""
+    gw, event, ended = await edge(
+        tmp_path, target, "refused_then_bye", session_timers=session_timers
+    )
+    assert event["outcome"] == "bridged", event
+    assert ended["reason"] == "transferred", ended
+    return gw
+
+
 async def test_refer_failed_by_notify_503_bridges_and_caller_bye_ends_the_human(
     tmp_path: Path,
 ) -> None:
     """The caller's side takes the REFER (202), then reports the new call failed (NOTIFY
     sipfrag 503): the legs are bridged (outcome bridged, the 503 in the detail); the
     caller's BYE then ends the human's leg (SIPp target gets our BYE)."""
-    fake = transfer_call()
     target = answering_target(tmp_path / "target", None)
-    async with fake, RtpCaller() as phone, target:
-        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
-            before = await asyncio.to_thread(state, gw)
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "notify503")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                event = await gw.wait_for("call.transfer", timeout=60)
-                assert await sipp.wait(30) == 0, sipp.report()
-                assert await target.wait(15) == 0, target.report()
-                ended = await gw.wait_for("call.ended", timeout=15)
-            await settled(gw, before)
+    _, event, ended = await edge(tmp_path, target, "notify503")
     assert event["outcome"] == "bridged" and "503" in event["detail"], event
     assert ended["reason"] == "caller_bye", ended
     [entry] = record(tmp_path)["transfers"]
@@ -104,19 +136,8 @@ async def test_human_hangs_up_during_the_briefing(tmp_path: Path) -> None:
     go."""
     fake = transfer_call(LONG_SUMMARY)
     target = answering_target(tmp_path / "target", 200)
-    async with fake, RtpCaller() as phone, target:
-        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
-            before = await asyncio.to_thread(state, gw)
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "resumed")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                event = await gw.wait_for("call.transfer", timeout=60)
-                assert await target.wait(15) == 0, target.report()
-                assert await sipp.wait(30) == 0, sipp.report()
-                await gw.wait_for("call.ended", timeout=15)
-                refers = gw.find("transfer.step", step="refer")
-            await settled(gw, before)
+    gw, event, _ = await edge(tmp_path, target, "resumed", fake=fake)
+    refers = gw.find("transfer.step", step="refer")
     assert refers == [], "the human hung up after the briefing, not during it"
     assert event["outcome"] == "failed" and event["ok"] is False, event
     assert "hung up" in event["detail"], event
@@ -131,52 +152,13 @@ async def test_human_hangs_up_during_the_briefing(tmp_path: Path) -> None:
 async def test_human_hangs_up_while_the_refer_is_pending(tmp_path: Path) -> None:
     """The caller's side takes the REFER (202) and sends no NOTIFY; the human hangs up
     meanwhile: the caller comes off hold at once (not at the REFER's 30 s timeout)."""
-    fake = transfer_call()
     target = answering_target(tmp_path / "target", 1500)
-    async with fake, RtpCaller() as phone, target:
-        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
-            before = await asyncio.to_thread(state, gw)
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refer_pending")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                event = await gw.wait_for("call.transfer", timeout=60)
-                assert await target.wait(15) == 0, target.report()
-                assert await sipp.wait(30) == 0, sipp.report()
-                await gw.wait_for("call.ended", timeout=15)
-                [bye] = gw.find("transfer.target_bye")
-                [resume] = gw.find("transfer.resume")
-            await settled(gw, before)
+    gw, event, _ = await edge(tmp_path, target, "refer_pending")
+    [bye] = gw.find("transfer.target_bye")
+    [resume] = gw.find("transfer.resume")
     waited = datetime.fromisoformat(resume["timestamp"]) - datetime.fromisoformat(bye["timestamp"])
     assert waited.total_seconds() < 2, waited
     assert event["outcome"] == "failed" and "hung up" in event["detail"], event
-
-
-async def bridged(
-    tmp_path: Path, target: Any, session_timers: dict[str, Any] | None = None
-) -> tuple[GatewayProcess, dict[str, Any], dict[str, Any]]:
-    """A warm transfer whose REFER the caller refuses (405): bridged, until the human's side
-    ends it and the caller gets our BYE; the gateway (its log), the transfer event and
-    call.ended, the second leg's port and tasks let go."""
-    fake = transfer_call()
-    async with fake, RtpCaller() as phone, target:
-        cfg = edge_config(fake, target.uri("600"), tmp_path)
-        if session_timers is not None:
-            cfg["sip"] = {"session_timers": session_timers}
-        async with GatewayProcess(tmp_path, cfg) as gw:
-            before = await asyncio.to_thread(state, gw)
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "refused_then_bye")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                event = await gw.wait_for("call.transfer", timeout=60)
-                assert await target.wait(30) == 0, target.report()
-                assert await sipp.wait(30) == 0, sipp.report()
-                ended = await gw.wait_for("call.ended", timeout=15)
-            await settled(gw, before)
-    assert event["outcome"] == "bridged", event
-    assert ended["reason"] == "transferred", ended
-    return gw, event, ended
 
 
 async def test_human_bye_in_a_bridge_ends_the_caller(tmp_path: Path) -> None:
@@ -194,7 +176,7 @@ async def test_the_humans_reinvite_is_answered_with_our_sdp(tmp_path: Path, offe
     the human after the session interval); an offerless one gets our offer and its ACK's
     answer is taken. Then the human's BYE ends the caller."""
     target = reinviting_target(tmp_path / "target", 3_000, 1_000, offer=offer)
-    gw, _, _ = await bridged(tmp_path, target)
+    gw = await bridged(tmp_path, target)
     assert [r["offer"] for r in gw.find("sip.reinvite")] == [offer]
     late = gw.find("sip.late_answer")
     assert [a["codec"] for a in late] == ([] if offer else ["PCMU"]), late
@@ -205,7 +187,7 @@ async def test_a_human_whose_pbx_stops_refreshing_is_hung_up(tmp_path: Path) -> 
     refreshes on itself (8 s, refresher=uas) and sends none: by 8 - 8/3 s the gateway ends that
     leg (our BYE, which SIPp waits for) and, bridged, the caller's with it."""
     target = timed_target(tmp_path / "target", "8;refresher=uas")
-    gw, _, _ = await bridged(tmp_path, target, {"expires_s": 8, "min_se_s": 2})
+    gw = await bridged(tmp_path, target, {"expires_s": 8, "min_se_s": 2})
     [armed] = gw.find("sip.session_timer", interval_s=8)
     [expired] = gw.find("transfer.target_session_expired")
     assert armed["refresher"] == "uas"  # the human's side (we are the leg's UAC)
@@ -220,18 +202,8 @@ async def test_a_target_answering_without_a_to_tag_is_bridged_with_the_caller_of
     """The human's 200 carries no To tag, so no REFER with Replaces can name its dialog: the
     legs are bridged instead, the caller taken off hold first (re-INVITE sendrecv, which the
     caller's scenario checks), and its BYE ends both legs."""
-    fake = transfer_call()
     target = answering_target(tmp_path / "target", None, to_tag=False)
-    async with fake, RtpCaller() as phone, target:
-        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "resumed")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                event = await gw.wait_for("call.transfer", timeout=60)
-                assert await sipp.wait(30) == 0, sipp.report()
-                assert await target.wait(30) == 0, target.report()
-                ended = await gw.wait_for("call.ended", timeout=15)
+    _, event, ended = await edge(tmp_path, target, "resumed")
     assert event["outcome"] == "bridged" and "no REFER" in event["detail"], event
     assert ended["reason"] == "caller_bye", ended
 
@@ -240,20 +212,7 @@ async def test_caller_hangs_up_while_the_target_rings(tmp_path: Path) -> None:
     """The caller hangs up while the human's phone rings: the second leg is CANCELled
     (SIPp answers 200 and 487 and takes our ACK), the outcome is recorded, nothing is
     left running."""
-    fake = transfer_call()
-    target = ringing_target(tmp_path / "target")
-    async with fake, RtpCaller() as phone, target:
-        async with GatewayProcess(tmp_path, edge_config(fake, target.uri("600"), tmp_path)) as gw:
-            before = await asyncio.to_thread(state, gw)
-            sipp = edge_caller_sipp(tmp_path / "caller", gw.port, phone.port, "hangs_up")
-            async with sipp:
-                await phone.wait_until(lambda: bool(phone.heard), 15, "the first packet")
-                phone.say(voice(1.0, 150.0))
-                assert await sipp.wait(30) == 0, sipp.report()
-                assert await target.wait(15) == 0, target.report()
-                ended = await gw.wait_for("call.ended", timeout=15)
-                event = await gw.wait_for("call.transfer", timeout=5)
-            await settled(gw, before)
+    _, event, ended = await edge(tmp_path, ringing_target(tmp_path / "target"), "hangs_up")
     assert ended["reason"] == "caller_bye", ended
     assert event["outcome"] == "failed" and "caller hung up" in event["detail"], event
     [entry] = record(tmp_path)["transfers"]
