@@ -51,6 +51,7 @@ from .trunk_scenarios import (
     refreshing_then_silent,
     refusing,
     ringing_forever,
+    too_short_an_interval,
 )
 
 pytestmark = pytest.mark.integration
@@ -486,6 +487,19 @@ async def test_a_placed_call_asks_for_a_session_timer_and_refreshes_it(tmp_path:
     print(f"\noutbound, refresher us, interval 6 s: refreshes {[round(g, 3) for g in gaps]} apart")
     assert all(2.9 <= gap <= 3.5 for gap in gaps), gaps
     assert not gateway.find("sip.session_expired")
+
+
+async def test_a_callee_asking_for_a_second_long_session_gets_our_min_se(tmp_path: Path) -> None:
+    """Hostile: a 200 naming a 1 s session, us the refresher, would have us refresh twice a
+    second; RFC 4028 §5 forbids it below our Min-SE, so the timer runs at 4 s: one UPDATE
+    2 s after the answer (SIPp checks it says 4), not two a second."""
+    timers = {"expires_s": 8, "min_se_s": 4}
+    gateway, ended = await placed(tmp_path, too_short_an_interval(tmp_path / "s.xml"), timers)
+    [armed] = gateway.find("sip.session_timer")
+    [refresh] = gateway.find("sip.refresh_sent")
+    assert ended["reason"] == "caller_bye", ended
+    assert armed["interval_s"] == 4 and armed["refresher"] == "uac"
+    assert 1.9 <= at(refresh) - at(armed) <= 2.5
 
 
 async def test_a_callee_that_stops_refreshing_gets_a_bye(tmp_path: Path) -> None:

@@ -297,6 +297,26 @@ def refreshed_by_us(path: Path) -> Path:
     )
 
 
+def too_short_an_interval(path: Path) -> Path:
+    """A hostile or broken callee: its 200 asks for a 1 s session (refresher=uac, us), below
+    the Min-SE we sent (4); our one UPDATE must come at half of 4 s and say 4, not 1."""
+    return scenario(
+        path,
+        recv_invite(body="m=audio", headers={"Min-SE": "^ *4$"}),
+        reply(
+            "200 OK",
+            sdp(),
+            headers=("Session-Expires: 1;refresher=uac", "Allow: INVITE, ACK, BYE, UPDATE"),
+        ),
+        recv_request("ACK"),
+        recv_request("UPDATE", timeout_ms=5000, headers={"Session-Expires": "^ *4;refresher=uac"}),
+        ok_to_request(None, ("Session-Expires: 1;refresher=uac",)),
+        bye(),
+        '  <recv response="200"/>',
+        REFERENCES,
+    )
+
+
 def refreshing_then_silent(path: Path) -> Path:
     """A callee that takes the refreshes on itself (refresher=uas, 4 s) and never sends one:
     the gateway's BYE comes by 4 - 4/3 s (RFC 4028 §10)."""
