@@ -10,8 +10,16 @@ the collector), so full collections find next to nothing, and CPython's own trig
 more long-lived objects than at the last one: every ~50 calls at 200 concurrent) buys
 nothing for its pauses. ``FullCollections`` turns that trigger off and collects in full when
 the gateway has no call at all, and otherwise once every ``every_calls`` ended calls, which
-bounds what cyclic garbage could pile up on a gateway that is never idle. The young
-generations are collected as before (a few ms at most).
+bounds what cyclic garbage could pile up on a gateway that is never idle.
+
+The middle generation goes the same way. What the young collections find alive is each
+call's suspended tasks (the coroutines, futures and timers of the awaits that each of the
+model's deltas renews: about 50 objects a call, 15,000 at 300 calls), and all of it outlives
+the collection, so each generation-1 collection scanned two young generations of them for
+nothing: 8-14 ms at 300 calls, a late packet for every call (gap max 34-35 ms against 27 with
+no collector at all). Only generation 0 is collected automatically now (3-4 ms at 300
+calls, every few seconds); what survives it waits for the full collections, as generation 2
+always did.
 """
 
 from __future__ import annotations
@@ -82,7 +90,7 @@ class FullCollections:
     def install(self) -> None:
         if self._threshold is None:
             self._threshold = gc.get_threshold()
-            gc.set_threshold(self._threshold[0], self._threshold[1], NEVER)
+            gc.set_threshold(self._threshold[0], NEVER, NEVER)
 
     def remove(self) -> None:
         if self._threshold is not None:

@@ -21,11 +21,30 @@ def test_install_turns_off_the_automatic_trigger_and_remove_restores_it() -> Non
     policy = FullCollections()
     policy.install()
     try:
-        assert gc.get_threshold() == (before[0], before[1], NEVER)
+        assert gc.get_threshold() == (before[0], NEVER, NEVER)
         policy.install()  # twice: still restores the original, not NEVER
     finally:
         policy.remove()
     assert gc.get_threshold() == before
+
+
+def test_only_the_youngest_generation_is_collected_automatically() -> None:
+    """What survives a young collection (a call's suspended tasks) is not scanned again by
+    a middle-generation collection every tenth one: it waits for the full collections."""
+    policy = FullCollections()
+    policy.install()
+    try:
+        young, middle = (gc.get_stats()[g]["collections"] for g in (0, 1))
+        kept = []
+        for _ in range(100_000):  # 10 million objects at most; 30 collections need ~21,000
+            if gc.get_stats()[0]["collections"] >= young + 30:  # three times the old trigger
+                break
+            kept.append([[] for _ in range(100)])  # survivors, as suspended tasks are
+        assert gc.get_stats()[0]["collections"] >= young + 30
+        assert gc.get_stats()[1]["collections"] == middle
+    finally:
+        policy.remove()
+    del kept
 
 
 def test_a_full_collection_when_the_last_call_ends_or_every_n_calls() -> None:
