@@ -34,7 +34,8 @@ with a summary of the two side by side.
 stream, K listen-ins; ``console_clients.py``). ``--console-compare``: runs without and with
 them (ABBA with ``--rounds``), and the console's cost as the difference of the gateway's CPU.
 ``--local-compare``: runs with ``agent.local_barge_in`` (the default; the callers' voice-like
-audio keeps its detector busy while the agent talks) and without it, likewise.
+audio keeps its detector busy while the agent talks) and without it, likewise; ``--no-local``:
+one run without it.
 """
 
 from __future__ import annotations
@@ -479,7 +480,8 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 async def run_modes(args: argparse.Namespace) -> dict[str, Any]:
     other = "console" if args.console_compare else "no_local" if args.local_compare else "srtp"
     if not (args.compare or args.console_compare or args.local_compare):
-        modes = ["srtp" if args.srtp else "console" if args.console else "plain"]
+        single = "no_local" if args.no_local else "console" if args.console else "plain"
+        modes = ["srtp" if args.srtp else single]
     else:  # ABBA...: a drift of the machine's speed weighs on both modes alike
         modes = [m for i in range(args.rounds) for m in (("plain", other), (other, "plain"))[i % 2]]
     runs = []
@@ -537,6 +539,11 @@ def main() -> None:
         "--local-compare",
         action="store_true",
         help="a run with agent.local_barge_in (the default), one without",
+    )
+    mode.add_argument(
+        "--no-local",
+        action="store_true",
+        help="one run without agent.local_barge_in (the gateway as it was before issue 21)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="--compare: pairs of runs (ABBA)")
     parser.add_argument("--console", type=int, default=0, help="console pages open (live stream)")
