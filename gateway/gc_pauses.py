@@ -17,7 +17,7 @@ call's suspended tasks (the coroutines, futures and timers of the awaits that ea
 model's deltas renews: about 50 objects a call, 15,000 at 300 calls), and all of it outlives
 the collection, so each generation-1 collection scanned two young generations of them for
 nothing: 8-14 ms at 300 calls, a late packet for every call (gap max 34-35 ms against 27 with
-no collector at all). Only generation 0 is collected automatically now (3-4 ms at 300
+no collector at all). Only generation 0 is collected automatically now (3-8 ms at 300
 calls, every few seconds); what survives it waits for the full collections, as generation 2
 always did.
 """
