@@ -44,6 +44,7 @@ import math
 import numpy as np
 import webrtcvad
 
+from ..media.native import dsp
 from ..media.rates import TELEPHONE_RATE
 from .voice_cues import key_tone, voiced
 
@@ -151,15 +152,16 @@ class VoiceOnset:
 
     def _learn(self, frame: np.ndarray) -> bool:
         """One frame of the caller's: True when it counted towards their level."""
-        f = frame.astype(np.float64)
-        energy = float(np.dot(f, f))
+        energy = _energy(frame)
         ms = energy / FRAME
         if ms < self._learn_floor:
             return False
         self._loud_heard += 1
         if self.caller.known and self._loud_heard % LEARN_EVERY:
             return False  # known: a sample of their frames keeps it current, for less CPU
-        if not self._vad.is_speech(frame.tobytes(), RATE) or key_tone(f, energy):
+        if not self._vad.is_speech(frame.tobytes(), RATE):
+            return False
+        if key_tone(frame.astype(np.float64), energy):
             return False
         self.caller.add(ms)
         return True
@@ -204,8 +206,7 @@ class VoiceOnset:
         """0: not the caller's voice; 1: may be (past the gate and the detector); 2: is, a
         voiced frame (:mod:`.voice_cues`)."""
         self.frames += 1
-        f = frame.astype(np.float64)
-        energy = float(np.dot(f, f))
+        energy = _energy(frame)
         ms = energy / FRAME
         if self._pending_bg is not None:  # after an onset: the caller's, or noise? (unknown)
             if len(self._pending_bg) < BG_FRAMES:
@@ -219,6 +220,7 @@ class VoiceOnset:
             return 0
         if not self._armed:
             return 1  # an onset was just reported: only its end matters now
+        f = frame.astype(np.float64)
         if not self._run_voiced and not voiced(f):
             return 1  # not voiced, so no key tone either (one is as harmonic as it gets)
         return 0 if key_tone(f, energy) else 2
@@ -265,6 +267,16 @@ class VoiceOnset:
         if self._gap_ms >= REARM_MS:
             self._armed = True
         return False
+
+
+def _energy(frame: np.ndarray) -> float:
+    """The sum of a frame's squared samples, on every frame the detector looks at: in C where
+    it was built (0.1 us against 1.7 for a float copy and its dot product), the same value
+    (integer sums, exact either way)."""
+    if dsp is not None and frame.flags.c_contiguous:
+        return float(dsp.energy(frame))
+    f = frame.astype(np.float64)
+    return float(np.dot(f, f))
 
 
 def _one_frame(pending: np.ndarray, pcm: np.ndarray) -> bool:

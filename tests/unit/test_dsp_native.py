@@ -123,6 +123,28 @@ def test_the_gathers_refuse_tables_of_the_wrong_size() -> None:
         dsp.take_i16(bytes(256), b"\x00")
 
 
+def test_the_energy_in_c_is_numpys_float_dot_exactly() -> None:
+    """The local voice detector's level (voice_onset.py): integer sums, so the same float."""
+    assert dsp is not None
+    rng = np.random.default_rng(19)
+    extremes = np.array([-32768, 32767, -32768, 0, 1, -1], dtype=np.int16)
+    frames = [extremes, np.full(480, -32768, dtype=np.int16), np.zeros(0, dtype=np.int16)]
+    frames += [rng.integers(-32768, 32768, n, dtype=np.int16) for n in (1, 159, 160, 320, 4800)]
+    for frame in frames:
+        f = frame.astype(np.float64)
+        assert dsp.energy(frame) == float(np.dot(f, f))
+    assert dsp.energy(np.full(160, -32768, dtype=np.int16)) == 160 * 2.0**30
+
+
+def test_the_energy_refuses_what_is_not_contiguous_int16() -> None:
+    assert dsp is not None
+    for wrong in (np.zeros(4, dtype=np.float64), np.zeros(4, dtype=np.int32), b"\x00\x00"):
+        with pytest.raises(ValueError, match="int16"):
+            dsp.energy(wrong)
+    with pytest.raises((ValueError, BufferError)):
+        dsp.energy(np.zeros(8, dtype=np.int16)[::2])
+
+
 def test_gateway_numpy_media_keeps_to_numpy() -> None:
     """The switch bench_frame and bench_load compare with: the module is not loaded."""
     code = "from gateway.media.native import dsp; raise SystemExit(dsp is not None)"
