@@ -60,6 +60,11 @@ class Actions:
         self._core = core
         self._run = run
 
+    def detach(self) -> None:
+        """The call is over: its core and runner (the bridge's) are let go."""
+        self._core = None
+        self._run = lambda commands: None
+
     def run_tool(self, call: ToolCall) -> None:
         self._spawn(self._run_tool(call))
 

@@ -163,8 +163,9 @@ class CallSetup:
         self.bridge: CallBridge | None = None
         self.audio_format = services.cfg.realtime.audio_format  # the session's, once opened
         self.keys: OutgoingKeys | None = None  # send_dtmf, the control API's /dtmf
-        # Never blocks: the event is only queued.
-        self.emit = with_metadata(services.events(call.id), lambda: self.record.metadata)
+        # Never blocks: the event is only queued. (The record, not self: no cycle through it.)
+        record = self.record
+        self.emit = with_metadata(services.events(call.id), lambda: record.metadata)
 
     async def run(self) -> None:
         call, sip = self.call, self.call.sip
@@ -428,8 +429,19 @@ class CallSetup:
             **_rtp_counts(stream),
         )
         self.emit("call.ended", ended_data(reason, self.record, self.transcript))
+        _let_go(self)
         services.full_collections.call_ended(len(services.calls))
         services.on_calls_changed()
+
+
+def _let_go(setup: CallSetup) -> None:
+    """Cut the cycles among an ended call's objects (the registry's entry and its setup, the
+    bridge and its parts' callbacks): reference counting frees the call now, not a full
+    collection under load (gc_pauses.py; 167 ms for 300 calls' ~270 objects each)."""
+    if setup.bridge is not None:
+        setup.bridge.actions.detach()
+        setup.bridge.uplink.release()
+    setup.call.setup = setup.call.bridge = None
 
 
 def sdp_session(services: CallServices, transport: str, local_ip: str) -> SdpSession:

@@ -77,6 +77,10 @@ class CallerAudio:
         """How long a local barge-in holds playback unconfirmed (0: no local VAD)."""
         return self.local.confirm_s if self.local is not None else 0.0
 
+    def release(self) -> None:
+        """The call is over: the onset callback (the bridge's) is let go."""
+        self._on_onset = _no_onset
+
     def lost(self, ticks: int) -> None:
         """The receiver saw a gap (G.722, Opus): concealed with the packet that follows."""
         self._lost += ticks
@@ -118,3 +122,7 @@ class CallerAudio:
         ticks, self._lost = self._lost, 0
         lost = self.codec.conceal(ticks, payload)
         return np.concatenate((lost, self.codec.decode(payload)))
+
+
+def _no_onset() -> None:
+    """An onset after the call ended: nobody to tell."""

@@ -39,6 +39,10 @@ class SessionFeed:
         self._queue: asyncio.Queue[tuple[RealtimeSession, rt.ServerEvent | Closed]]
         self._queue = asyncio.Queue(EVENT_QUEUE)
 
+    def release(self) -> None:
+        """The link closed: its spawn is let go (a session started after this is closed)."""
+        self._spawn = _closed
+
     def start(self, session: RealtimeSession) -> None:
         """Pump a session's events into the queue until it closes."""
         self._spawn(self._pump(session), f"pump-{session.id}")
@@ -66,3 +70,10 @@ class SessionFeed:
                     stall_timeout_s=self._stall_s,
                 )
         await self._queue.put((session, Closed(code)))
+
+
+def _closed(coro: Awaitable[None], name: str) -> None:
+    """A pump after the link closed: never run."""
+    close = getattr(coro, "close", None)
+    if close is not None:
+        close()

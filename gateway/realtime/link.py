@@ -189,6 +189,9 @@ class RealtimeLink:
         for session in (self._session, self._rollover.take_spare()):
             if session is not None:
                 await session.close()
+        # Both call back into the link: let go, so the call frees it without the collector.
+        self._feed.release()
+        self._rollover.release()
         self.log.info("realtime.link_closed", **vars(self.stats))
 
     # --- events of the current session --------------------------------------------------------

@@ -43,6 +43,11 @@ class Rollover:
         self._pause.set()
         self._replaced = asyncio.Event()  # set each time a new session takes over
 
+    def release(self) -> None:
+        """The link closed: its callbacks are let go (nothing runs them any more)."""
+        self._current = _closed_current
+        self._switch = _closed_switch
+
     @property
     def at_pause(self) -> bool:
         return self._pause.is_set()
@@ -104,3 +109,11 @@ class Rollover:
                     return None
                 await asyncio.sleep(ROLLOVER_RETRY_S)
         return None
+
+
+def _closed_current() -> tuple[RealtimeSession, float]:
+    raise RuntimeError("the link is closed")
+
+
+async def _closed_switch(old: RealtimeSession, new: RealtimeSession) -> None:
+    raise RuntimeError("the link is closed")

@@ -7,8 +7,10 @@ answers in-dialog requests, the embedded echo agent.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import socket
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,35 @@ async def test_a_failing_teardown_step_leaves_the_others_running(
     assert timeline["call_id"] == record["call_id"]  # and its timeline beside it
     [wav] = (tmp_path / "recordings_dir").glob("*.wav")
     assert record["recording"] == str(wav) and wav.stat().st_size > 44  # header and audio
+
+
+async def test_an_ended_call_is_freed_by_reference_counting(tmp_path: Path) -> None:
+    """Nothing of a call waits for the garbage collector: a full collection under load scans
+    whatever cyclic garbage the ended calls left (their bridges, sessions, streams: ~270
+    objects a call), a pause on every other call's media clock (167 ms for 300 calls'). With
+    the collector off, every part of the call is gone once it has ended."""
+    gc.disable()
+    try:
+        async with answered_call(records_config(tmp_path), "td-freed") as (gateway, channel, ok):
+            call = gateway.gateway.calls["td-freed"]
+            bridge, setup = call.bridge, call.setup
+            assert bridge is not None and setup is not None
+            parts = {
+                "call": call,
+                "setup": setup,
+                "bridge": bridge,
+                "link": bridge.session,
+                "stream": bridge.rtp,
+                "actions": bridge.actions,
+                "uplink": bridge.uplink,
+                "core": bridge.core,
+            }
+            refs = {name: weakref.ref(part) for name, part in parts.items()}
+            del call, bridge, setup, parts
+            channel.send(channel._request("BYE", ok, 2))
+            assert (await channel.final("td-freed", "BYE")).status == 200
+            await gateway.wait_for("call.ended", timeout=10)
+        alive = [name for name, ref in refs.items() if ref() is not None]
+        assert alive == []
+    finally:
+        gc.enable()

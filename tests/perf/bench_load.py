@@ -344,6 +344,10 @@ async def run(args: argparse.Namespace, workdir: Path, mode: str) -> dict[str, A
         "call.ended", timeout=60, where=lambda e: len(gateway.find("call.ended")) >= answered
     )
     rss_after = rss_mib(pid)
+    # The last call's end ran a full collection: what cyclic garbage the calls left for it,
+    # and how long it took (the longest generation-2 pause so far).
+    after = await asyncio.to_thread(debug_state, gateway.metrics_url)
+    full = {**after["gc_full_collections"], "gen2_max_ms": after["gc_pauses"]["gen2"]["max_ms"]}
     load_after = os.getloadavg()
     await gateway.stop()
     # The offered keys (the injection file's second field) must appear nowhere in its log.
@@ -417,6 +421,7 @@ async def run(args: argparse.Namespace, workdir: Path, mode: str) -> dict[str, A
             for gen in state["gc_pauses"]
         },
         "gateway_gc_objects_with_calls": state["gc_objects"],
+        "gateway_gc_full_collection_after_calls": full,
         "profile": args.profile,
         "srtp_keys_found_in_gateway_log": keys_in_log if srtp else None,
         "console": console_report,
