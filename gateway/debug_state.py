@@ -20,9 +20,9 @@ def debug_state(
     collect: bool = False,
 ) -> dict[str, Any]:
     """``collect`` runs a full garbage collection first (tens of ms on the event loop: a
-    debugging tool), so that what is counted is alive, not garbage not yet collected."""
-    if collect:
-        gc.collect()
+    debugging tool), so that what is counted is alive, not garbage not yet collected; what it
+    found unreachable is ``gc_collected`` (an ended call should leave next to nothing)."""
+    collected = gc.collect() if collect else None
     buffers = list(playback.LIVE)
     return {
         "calls": calls,
@@ -33,6 +33,7 @@ def debug_state(
         "playback_buffers": len(buffers),
         "playback_buffered_s": round(sum(b.buffered_ms for b in buffers) / 1000, 3),
         "gc_objects": len(gc.get_objects()),
+        "gc_collected": collected,
         "gc_pauses": gc_pauses.as_dict(),
         "gc_full_collections": full_collections.as_dict(),
     }

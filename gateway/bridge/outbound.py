@@ -135,6 +135,7 @@ class OutboundSetup(CallSetup):
         if self.answered_at is None and not self._reported:
             self._failed(self.reason, None, "ended before it was answered")
         await super()._finish()
+        self.client = None  # it calls back here (on_answered): no cycle outlives the call
 
     # --- setting up -------------------------------------------------------------------------
 
