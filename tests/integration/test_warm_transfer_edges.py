@@ -44,8 +44,10 @@ def edge_config(fake: EmbeddedRealtimeServer, target: str, tmp_path: Path) -> di
     return cfg
 
 
-def state(gateway: GatewayProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{gateway.metrics_url}/debug/state", timeout=5) as response:
+def state(gateway: GatewayProcess, collect: bool = False) -> dict[str, Any]:
+    """/debug/state; ``collect``: after a full collection, with what it found unreachable."""
+    url = f"{gateway.metrics_url}/debug/state{'?gc=1' if collect else ''}"
+    with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
 
 
@@ -81,8 +83,8 @@ async def edge(
 ) -> tuple[GatewayProcess, dict[str, Any], dict[str, Any]]:
     """A warm transfer to `target` (a SIPp human) from a SIPp caller playing `caller`
     (edge_caller_sipp), until the call ends; both SIPps' own checks must pass, and the RTP
-    ports and tasks are back to what they were. The gateway (its log), the transfer event
-    and call.ended."""
+    ports and tasks are back to what they were, and nothing of the call left for the garbage
+    collector. The gateway (its log), the transfer event and call.ended."""
     fake = fake or transfer_call()
     async with fake, RtpCaller() as phone, target:
         cfg = edge_config(fake, target.uri("600"), tmp_path)
@@ -99,6 +101,9 @@ async def edge(
                 assert await sipp.wait(30) == 0, sipp.report()
                 ended = await gw.wait_for("call.ended", timeout=15)
             await settled(gw, before)
+            # Both legs freed by reference counting: asyncio's closed transports (which refer
+            # to themselves) are all a full collection finds.
+            assert (await asyncio.to_thread(state, gw, True))["gc_collected"] < 60
     return gw, event, ended
 
 
