@@ -186,12 +186,13 @@ class RealtimeLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._closing, return_exceptions=True)
-        for session in (self._session, self._rollover.take_spare()):
-            if session is not None:
-                await session.close()
-        # Both call back into the link: let go, so the call frees it without the collector.
-        self._feed.release()
-        self._rollover.release()
+        try:
+            for session in (self._session, self._rollover.take_spare()):
+                if session is not None:
+                    await session.close()
+        finally:  # both call back into the link: let go, so the call frees it by refcount
+            self._feed.release()
+            self._rollover.release()
         self.log.info("realtime.link_closed", **vars(self.stats))
 
     # --- events of the current session --------------------------------------------------------
