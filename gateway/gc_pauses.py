@@ -10,9 +10,10 @@ A call frees its own objects when it ends, by reference counting (``bridge/setup
 full collection: 81,000 after 300 calls, 167 ms to collect). What is left is asyncio's: a
 closed socket transport refers to itself (~24 objects a call). So full collections find next
 to nothing, and CPython's own trigger (25 % more long-lived objects than at the last one:
-every ~50 calls at 200 concurrent) buys nothing for its pauses. ``FullCollections`` turns that trigger off and collects in full when
-the gateway has no call at all, and otherwise once every ``every_calls`` ended calls, which
-bounds what cyclic garbage could pile up on a gateway that is never idle.
+every ~50 calls at 200 concurrent) buys nothing for its pauses. ``FullCollections`` turns
+that trigger off and collects in full when the gateway has no call at all, and otherwise once
+every ``every_calls`` ended calls, which bounds what cyclic garbage could pile up on a gateway
+that is never idle.
 
 The middle generation goes the same way. What the young collections find alive is each
 call's suspended tasks (the coroutines, futures and timers of the awaits that each of the
