@@ -50,7 +50,7 @@ class Actions:
         self.warm_ring_s = 30.0  # agent.transfer.ring_timeout_s (the API's wait is longer)
         self._log = log
         self._core: CallCore | None = None
-        self._run: Runner = lambda commands: None
+        self._run: Runner = _run_nothing
         self._tasks: set[asyncio.Task[None]] = set()
         self.tool_calls: list[dict[str, Any]] = []  # for the call record
         self._unanswered: dict[str, dict[str, Any]] = {}  # a transfer's entry, by call_id
@@ -63,7 +63,7 @@ class Actions:
     def detach(self) -> None:
         """The call is over: its core and runner (the bridge's) are let go."""
         self._core = None
-        self._run = lambda commands: None
+        self._run = _run_nothing
 
     def run_tool(self, call: ToolCall) -> None:
         self._spawn(self._run_tool(call))
@@ -219,3 +219,7 @@ class Actions:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._tools is not None:
             await self._tools.close()
+
+
+def _run_nothing(commands: Sequence[Command]) -> None:
+    """No call to run commands on: not attached yet, or over."""

@@ -221,14 +221,8 @@ class OutboundSetup(CallSetup):
     def _dialog_up(self) -> None:
         """The 2xx is ACKed: the callee's BYE, INFO and re-INVITEs now reach the call, and
         the session timer its 2xx put in force runs (we refresh, or watch the callee's)."""
-        sip, client = self.call.sip, self.client
-        if client is not None and client.invite is not None:
-            sip.invite = client.invite
-        self.call.uas._calls[sip.call_id] = sip
-        if client is not None:
-            sip.answer = client.answer
-            sip.timer = sip.offered_timer = client.timer
-            self.call.uas.arm_session_timer(sip)
+        assert self.client is not None  # the client calls this
+        self.call.uas.placed_call_up(self.call.sip, self.client)
 
     def _forget_client(self, client: InviteClient) -> None:
         """The call is over; still ringing (the API's hang-up, a shutdown), it is CANCELled

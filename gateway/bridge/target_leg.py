@@ -167,13 +167,8 @@ class TargetLeg:
         timer its 2xx put in force runs."""
         sip, client = self.sip, self.client
         assert sip is not None and client is not None
-        if client.invite is not None:
-            sip.invite = client.invite
-        sip.answer = client.answer
-        sip.timer = sip.offered_timer = client.timer
-        self.uas._calls[sip.call_id] = sip
         self.uas.side_legs[sip.call_id] = self
-        self.uas.arm_session_timer(sip)
+        self.uas.placed_call_up(sip, client)
 
     # --- the UAS's SideLeg --------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from aiosipua.session_timer import SessionTimer
 from aiosipua.utils import format_addr
 
 from .answer import GatewayCall
-from .invite_client import InviteClient
+from .invite_client import InviteClient, PlacedCall
 from .messages import error_response, info_digit
 from .outgoing import OutgoingRequests
 from .refresh import Refreshes
@@ -180,6 +180,16 @@ class InDialogUAS(SipUAS):
         """The ACK of our 2xx to the INVITE: the session timer starts."""
         if call._session_timer is None:
             self.arm_session_timer(call)
+
+    def placed_call_up(self, sip: PlacedCall, client: InviteClient) -> None:
+        """A call we placed is answered and ACKed: the callee's BYE, INFO and re-INVITEs now
+        reach it, and the session timer its 2xx put in force runs (we refresh, or watch)."""
+        if client.invite is not None:
+            sip.invite = client.invite
+        sip.answer = client.answer
+        sip.timer = sip.offered_timer = client.timer
+        self._calls[sip.call_id] = sip
+        self.arm_session_timer(sip)
 
     def arm_session_timer(self, call: IncomingCall) -> None:
         """(Re)start the call's timer from now, as its negotiation says: a refresh every half

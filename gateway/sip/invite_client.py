@@ -26,7 +26,15 @@ from aiosipua.headers import CSeq, stringify_cseq
 from aiosipua.utils import format_addr, generate_call_id, generate_tag
 
 from .answer import GatewayCall
-from .session_timer import MAX_INTERVAL_S, Negotiated, Refresher, TimerPolicy, allows, answered
+from .session_timer import (
+    MAX_INTERVAL_S,
+    Negotiated,
+    Refresher,
+    TimerPolicy,
+    allows,
+    answered,
+    min_se,
+)
 from .transactions import SipTimers
 from .transport import Listener, Source
 
@@ -281,14 +289,13 @@ class InviteClient:
     def _longer(self, response: SipResponse) -> bool:
         """§7.3: a 422 names the shortest interval the callee takes (Min-SE); we ask again
         with it, once, when it is longer than ours and no more than a day."""
-        raw = (response.headers.get_first("min-se") or "").split(";")[0].strip()
-        min_se = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
+        asked = min_se(response)
         if self.session_timers is None or self._lengthened:
             return False
-        if not self._interval < min_se <= MAX_INTERVAL_S:
+        if not self._interval < asked <= MAX_INTERVAL_S:
             return False
         self._lengthened = True
-        self._interval = min_se
+        self._interval = asked
         return True
 
     def _ack_error(self, response: SipResponse) -> None:

@@ -31,6 +31,7 @@ from .session_timer import (
     TimerPolicy,
     allows,
     bounded,
+    min_se,
     parse_session_expires,
 )
 from .transactions import SipTimers
@@ -259,12 +260,11 @@ class Refreshes:
                 except (ValueError, IndexError) as exc:
                     log.warning("sip.refresh_bad_sdp", sip_call_id=call.call_id, error=str(exc))
         elif status == 422 and timer is not None and call.call_id not in self._lengthened:
-            raw = (response.headers.get_first("min-se") or "").split(";")[0].strip()
-            min_se = int(raw) if raw.isdigit() and len(raw) <= 10 else 0
-            if timer.interval < min_se <= MAX_INTERVAL_S:
+            asked = min_se(response)
+            if timer.interval < asked <= MAX_INTERVAL_S:
                 self._lengthened.add(call.call_id)  # once: a peer cannot keep us retrying
                 refresher = "uac" if timer.we_refresh else "uas"  # whoever refreshed still does
-                self._replace(call, Negotiated(min_se, refresher, timer.require, role="uac"))
+                self._replace(call, Negotiated(asked, refresher, timer.require, role="uac"))
                 self.send(call)
         elif status in (405, 501) and method == "UPDATE":
             self._no_update.add(call.call_id)
@@ -293,8 +293,8 @@ class Refreshes:
             return
         if refresher is None:
             refresher = "uac" if timer.we_refresh else "uas"
-        min_se = self.uas.session_policy.min_se_s if self.uas.session_policy else 1
-        new = Negotiated(bounded(interval, min_se), refresher, timer.require, role="uac")
+        ours = self.uas.session_policy.min_se_s if self.uas.session_policy else 1
+        new = Negotiated(bounded(interval, ours), refresher, timer.require, role="uac")
         if new.we_refresh != timer.we_refresh or new.interval != timer.interval:
             self._replace(call, new)
 

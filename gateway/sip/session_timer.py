@@ -112,6 +112,13 @@ def _header(message: SipMessage, name: str, compact: str | None = None) -> str |
     return value
 
 
+def min_se(message: SipMessage) -> int:
+    """The Min-SE a peer names, in seconds (a request's, or a 422's: §7.3); 0 when it names
+    none or none readable (ten digits at most)."""
+    raw = _header(message, "min-se")
+    return (_seconds(raw.split(";")[0]) or 0) if raw is not None else 0
+
+
 def negotiate(request: SipMessage, policy: TimerPolicy) -> Negotiated | None:
     """The session timer for an INVITE (or a refresh) we accept; None when the caller asks
     for none. Raises IntervalTooSmall (-> 422) when its Session-Expires is below our Min-SE."""
@@ -120,9 +127,7 @@ def negotiate(request: SipMessage, policy: TimerPolicy) -> Negotiated | None:
     interval, refresher = parse_session_expires(raw) if raw is not None else (None, None)
     if interval is None and not supports:
         return None  # no timer asked, and none the caller would understand
-    peer_min_raw = _header(request, "min-se")
-    peer_min = _seconds(peer_min_raw.split(";")[0]) if peer_min_raw else None
-    peer_min = min(peer_min or 0, MAX_INTERVAL_S)
+    peer_min = min(min_se(request), MAX_INTERVAL_S)
     if interval is not None:
         if interval < policy.min_se_s:
             raise IntervalTooSmall(interval, policy.min_se_s)
