@@ -32,13 +32,16 @@ import time
 from typing import Any
 
 LONG_MS = 10.0  # a pause the caller may hear as a late packet
+SLOT_MS = 2.0  # a pause as long as a pacer slot (pacer.py): some calls' packets wait
 
 
 class GcPauses:
     def __init__(self) -> None:
         self.count = [0, 0, 0]
         self.long = [0, 0, 0]  # pauses of LONG_MS or more
+        self.slot = [0, 0, 0]  # pauses of SLOT_MS or more
         self.max_ms = [0.0, 0.0, 0.0]
+        self.total_ms = [0.0, 0.0, 0.0]  # the collector's share of the loop's time
         self._started = 0.0
 
     def install(self) -> None:
@@ -57,14 +60,18 @@ class GcPauses:
         generation = min(int(info.get("generation", 0)), 2)
         self.count[generation] += 1
         self.long[generation] += ms >= LONG_MS
+        self.slot[generation] += ms >= SLOT_MS
         self.max_ms[generation] = max(self.max_ms[generation], ms)
+        self.total_ms[generation] += ms
 
     def as_dict(self) -> dict[str, Any]:
         return {
             f"gen{g}": {
                 "count": self.count[g],
                 f"over_{LONG_MS:g}ms": self.long[g],
+                f"over_{SLOT_MS:g}ms": self.slot[g],
                 "max_ms": round(self.max_ms[g], 2),
+                "total_ms": round(self.total_ms[g], 1),
             }
             for g in range(3)
         }

@@ -420,6 +420,13 @@ async def run(args: argparse.Namespace, workdir: Path, mode: str) -> dict[str, A
             gen: state["gc_pauses"][gen]["count"] - before["gc_pauses"][gen]["count"]
             for gen in state["gc_pauses"]
         },
+        "gateway_gc_in_window": {  # the pauses of each generation: how long, in all
+            gen: {
+                key: round(state["gc_pauses"][gen][key] - before["gc_pauses"][gen][key], 1)
+                for key in ("over_2ms", "total_ms")
+            }
+            for gen in state["gc_pauses"]
+        },
         "gateway_gc_objects_with_calls": state["gc_objects"],
         "gateway_gc_full_collection_after_calls": full,
         "profile": args.profile,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from gateway.gc_pauses import NEVER, FullCollections
+from gateway.gc_pauses import NEVER, FullCollections, GcPauses
 
 
 def full_collections_so_far() -> int:
@@ -71,3 +71,16 @@ def test_a_full_collection_when_the_last_call_ends_or_every_n_calls() -> None:
         }
     finally:
         policy.remove()
+
+
+def test_pauses_count_their_total_time() -> None:
+    pauses = GcPauses()
+    pauses.install()
+    try:
+        gc.collect(0)
+        gc.collect(0)
+    finally:
+        pauses.remove()
+    assert pauses.count[0] == 2
+    assert 0 < pauses.max_ms[0] < pauses.total_ms[0]  # two pauses, neither of zero time
+    assert pauses.as_dict()["gen0"]["total_ms"] == round(pauses.total_ms[0], 1)
