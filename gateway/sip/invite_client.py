@@ -20,9 +20,9 @@ from typing import ClassVar
 
 import structlog
 from aiosipua import SdpMessage, SipRequest, SipResponse, parse_sdp, serialize_sdp
-from aiosipua.auth import SipDigestAuth, answer_challenge
+from aiosipua.auth import SipDigestAuth, answer_challenge, build_credentials
 from aiosipua.dialog import Dialog, DialogState
-from aiosipua.headers import CSeq, stringify_cseq
+from aiosipua.headers import CSeq, parse_auth, stringify_auth, stringify_cseq
 from aiosipua.utils import format_addr, generate_call_id, generate_tag
 
 from .answer import GatewayCall
@@ -82,7 +82,9 @@ class InviteClient:
         self._lengthened = False  # a 422 was answered with a longer interval (once)
         self.timer: Negotiated | None = None  # what the 2xx put in force
         self.answer: SipResponse | None = None  # the 2xx (its Allow is the callee's)
-        self._authorization: tuple[str, str] | None = None
+        # The challenge answered last (the 401/407) and how often its nonce was used since.
+        self._challenge: tuple[SipResponse, int] | None = None
+        self._nonce_count = 0
         self.transport = transport
         self.timers = timers
         self.destination = destination
@@ -138,7 +140,6 @@ class InviteClient:
             invite.headers.set_single("Supported", "timer")
             invite.headers.set_single("Session-Expires", str(self._interval))
             invite.headers.set_single("Min-SE", str(self.session_timers.min_se_s))
-        self._authorization = authorization  # a 422's retry carries it again
         if authorization is not None:
             invite.headers.set_single(*authorization)
         invite.text = serialize_sdp(self.offer)
@@ -277,14 +278,39 @@ class InviteClient:
             self._auth_tried = True
             header = answer_challenge(self.auth, response, status, "INVITE", self.invite.uri)
             if header is not None and not self.cancelled:
+                self._challenge, self._nonce_count = (response, status), 1
                 self.proceeding = False
                 self.send(header)
                 return
         if status == 422 and self._longer(response) and not self.cancelled:
             self.proceeding = False
-            self.send(self._authorization)
+            # A new request: a trunk whose nonces serve once may challenge it again.
+            self._auth_tried = False
+            self.send(self._authorization())
             return
         self._finish(Answer(status, response.reason_phrase))
+
+    def _authorization(self) -> tuple[str, str] | None:
+        """The credentials for the INVITE sent again after a 422: the same nonce with the
+        next count (RFC 7616 §3.4: a count seen before is a replay, which a trunk that
+        tracks counts refuses) and a new cnonce; None when no challenge was answered."""
+        if self._challenge is None or self.auth is None or self.invite is None:
+            return None
+        response, status = self._challenge
+        name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+        self._nonce_count += 1
+        credentials = build_credentials(
+            self.auth,
+            parse_auth(response.get_header(name) or ""),
+            "INVITE",
+            self.invite.uri,
+            nonce_count=self._nonce_count,
+        )
+        if credentials is None:
+            return None
+        return ("Authorization" if status == 401 else "Proxy-Authorization"), stringify_auth(
+            credentials
+        )
 
     def _longer(self, response: SipResponse) -> bool:
         """§7.3: a 422 names the shortest interval the callee takes (Min-SE); we ask again

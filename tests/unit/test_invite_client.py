@@ -124,6 +124,47 @@ async def test_one_challenge_is_answered_a_second_is_the_outcome() -> None:
     assert transport.methods() == ["INVITE", "ACK", "INVITE", "ACK"]
 
 
+async def test_after_a_challenge_a_422s_retry_counts_the_nonce_on_and_may_be_challenged_again() -> (
+    None
+):
+    """The trunk is the gateway's own digest verifier, which tracks nonce counts: the INVITE
+    sent again after a 422 carries the same nonce with nc=2 (nc=1 again was a replay, refused
+    as such), and a trunk that challenges that INVITE anew (its nonces serve once) is
+    answered with the new nonce."""
+    from aiosipua.auth import SipDigestAuth
+
+    from gateway.sip.digest import DigestVerifier
+
+    trunk = DigestVerifier("trunk.test", {"gateway": "secret"})
+    transport = Recorder(reliable=True)
+    c = client(
+        transport,
+        auth=SipDigestAuth("gateway", "secret"),
+        session_timers=TimerPolicy(expires_s=100, min_se_s=90),
+    )
+    c.send()
+    challenge = f"WWW-Authenticate: {trunk.challenges(TRUNK[0])[0]}"
+    c.on_response(answer(transport.sent[0], 401, "Unauthorized", challenge))
+    first = c.invite
+    assert first is not None and trunk.verify(first, TRUNK[0]).ok
+    c.on_response(answer(first, 422, "Session Interval Too Small", "min-se: 600"))
+    second = c.invite
+    assert second is not first and second is not None
+    assert second.headers.get_first("session-expires") == "600"
+    verdict = trunk.verify(second, TRUNK[0])
+    assert verdict.ok, verdict.reason
+    assert "nc=00000002" in (second.headers.get_first("authorization") or "")
+    fresh = f"WWW-Authenticate: {trunk.challenges(TRUNK[0], stale=True)[0]}"
+    c.on_response(answer(second, 401, "Unauthorized", fresh))
+    third = c.invite
+    assert third is not second and third is not None and not c.final.done()
+    assert trunk.verify(third, TRUNK[0]).ok
+    assert third.headers.get_first("session-expires") == "600"
+    c.on_response(answer(third, 401, "Unauthorized", fresh))  # twice for one request: the end
+    assert (await c.final).status == 401
+    assert transport.methods() == ["INVITE", "ACK"] * 4
+
+
 async def test_a_2xx_is_acked_and_a_resent_2xx_gets_the_same_ack() -> None:
     transport = Recorder(reliable=True)
     c = client(transport)
