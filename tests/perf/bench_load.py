@@ -172,6 +172,12 @@ def srtp_uac(path: Path, hangup_after_ms: int) -> Path:
     return path
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (sched_setaffinity takes one thread at a time)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
+
+
 def rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
@@ -244,6 +250,11 @@ async def run(args: argparse.Namespace, workdir: Path, mode: str) -> dict[str, A
         os.setpriority(os.PRIO_PROCESS, pid, args.nice)
     if args.rr:
         os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(args.rr))
+    if args.pin:  # the gateway on a core of its own, the rig (service, callers) on the rest
+        cores = sorted(os.sched_getaffinity(0))
+        pin(pid, {cores[0]})
+        for rig in (service.pid, caller.pid):
+            pin(rig, set(cores[1:]))
     rss_idle = rss_mib(pid)
 
     ramp_s = n / args.rate
@@ -265,6 +276,8 @@ async def run(args: argparse.Namespace, workdir: Path, mode: str) -> dict[str, A
         trace=False,
     )  # fmt: skip
     await sipp.start()
+    if args.pin and sipp.proc is not None:
+        pin(sipp.proc.pid, set(sorted(os.sched_getaffinity(0))[1:]))
 
     # Hand each answered call's ports to the callers as the gateway logs them.
     seen = answered = 0
@@ -374,6 +387,7 @@ async def run(args: argparse.Namespace, workdir: Path, mode: str) -> dict[str, A
         "audio_format": args.audio_format,
         "local_barge_in": local_barge_in,
         "gateway_nice": args.nice,
+        "pinned": args.pin,
         "gateway_sched_rr_priority": args.rr,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
@@ -538,6 +552,9 @@ def main() -> None:
     parser.add_argument("--measure-s", type=float, default=30)
     parser.add_argument("--audio-format", choices=["pcm16", "g711"], default="pcm16")
     parser.add_argument("--nice", type=int, default=0, help="gateway's nice value (root: < 0)")
+    parser.add_argument(
+        "--pin", action="store_true", help="the gateway on the first CPU, the rig on the others"
+    )
     parser.add_argument("--rr", type=int, default=0, help="run the gateway SCHED_RR (root)")
     parser.add_argument("--profile", help="write a py-spy raw profile of the gateway here")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory")
