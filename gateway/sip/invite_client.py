@@ -291,26 +291,11 @@ class InviteClient:
         self._finish(Answer(status, response.reason_phrase))
 
     def _authorization(self) -> tuple[str, str] | None:
-        """The credentials for the INVITE sent again after a 422: the same nonce with the
-        next count (RFC 7616 §3.4: a count seen before is a replay, which a trunk that
-        tracks counts refuses) and a new cnonce; None when no challenge was answered."""
+        """The credentials for the INVITE sent again after a 422 (None: no challenge)."""
         if self._challenge is None or self.auth is None or self.invite is None:
             return None
-        response, status = self._challenge
-        name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
         self._nonce_count += 1
-        credentials = build_credentials(
-            self.auth,
-            parse_auth(response.get_header(name) or ""),
-            "INVITE",
-            self.invite.uri,
-            nonce_count=self._nonce_count,
-        )
-        if credentials is None:
-            return None
-        return ("Authorization" if status == 401 else "Proxy-Authorization"), stringify_auth(
-            credentials
-        )
+        return answer_again(self.auth, *self._challenge, self.invite.uri, self._nonce_count)
 
     def _longer(self, response: SipResponse) -> bool:
         """§7.3: a 422 names the shortest interval the callee takes (Min-SE); we ask again
@@ -362,6 +347,21 @@ class InviteClient:
         self._stop_resending()
         if not self.final.done():
             self.final.cancel()
+
+
+def answer_again(
+    auth: SipDigestAuth, challenge: SipResponse, status: int, uri: str, nonce_count: int
+) -> tuple[str, str] | None:
+    """A challenge answered again for a new INVITE: the same nonce with the next count (RFC
+    7616 §3.4: a count seen before is a replay, which a trunk that tracks counts refuses) and
+    a new cnonce."""
+    name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+    parsed = parse_auth(challenge.get_header(name) or "")
+    credentials = build_credentials(auth, parsed, "INVITE", uri, nonce_count=nonce_count)
+    if credentials is None:
+        return None
+    header = "Authorization" if status == 401 else "Proxy-Authorization"
+    return header, stringify_auth(credentials)
 
 
 _ANGLED = re.compile(r"<((?:sips?|SIPS?):[^>\s]{1,500})>")
