@@ -1,14 +1,21 @@
-"""The server events of every session a link opened, in one bounded queue.
+"""The server events of the sessions a link opened, read where the link reads them.
 
-Each session gets a pump that puts its events on the queue tagged with the session, and last
-how it closed (:class:`Closed`, with its close code), so the link can skip a replaced
+The link's reader takes the current session's events straight from its socket: no pump task
+and no queue between them, so an event costs no task hop, and a call's suspended state while
+it waits is one chain of awaits, not two (the young generation the garbage collector scans
+holds every call's: gc_pauses.py). Each event comes tagged with its session, and last how the
+session closed (:class:`Closed`, with its close code), so the link can skip a replaced
 session's late events and tell a drop from a clean close.
+
+A replacement (``start``) takes effect at the reader's next read: one already waiting on the
+replaced session returns with its next event or its close, which ``_switch`` starts at once,
+and is skipped. Events of the link's own (a cut-off answer, ``put``) come first.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +23,6 @@ from websockets.exceptions import ConnectionClosed
 
 from . import protocol as rt
 from .client import RealtimeSession
-
-EVENT_QUEUE = 64
 
 
 @dataclass(slots=True)
@@ -28,40 +33,37 @@ class Closed:
 
 
 class SessionFeed:
-    """One queue for the events of every session; `spawn` runs the pumps as the link's tasks."""
+    """The events of the current session, and the link's own first."""
 
-    def __init__(
-        self, spawn: Callable[[Awaitable[None], str], None], log: Any, stall_timeout_s: float
-    ) -> None:
-        self._spawn = spawn
+    def __init__(self, log: Any, stall_timeout_s: float) -> None:
         self.log = log
         self._stall_s = stall_timeout_s
-        self._queue: asyncio.Queue[tuple[RealtimeSession, rt.ServerEvent | Closed]]
-        self._queue = asyncio.Queue(EVENT_QUEUE)
+        self._own: deque[tuple[RealtimeSession, rt.ServerEvent]] = deque()
+        self._current: tuple[RealtimeSession, AsyncIterator[rt.ServerEvent]] | None = None
 
     def release(self) -> None:
-        """The link closed: its spawn is let go (a session started after this is closed)."""
-        self._spawn = _closed
+        """The link closed: nothing of its sessions is held any more."""
+        self._own.clear()
+        self._current = None
 
     def start(self, session: RealtimeSession) -> None:
-        """Pump a session's events into the queue until it closes."""
-        self._spawn(self._pump(session), f"pump-{session.id}")
+        """Read ``session``'s events from now on (the one read so far is let go)."""
+        self._current = (session, session.events())
 
-    async def put(self, session: RealtimeSession, event: rt.ServerEvent) -> None:
+    def put(self, session: RealtimeSession, event: rt.ServerEvent) -> None:
         """An event of the link's own, as if `session` had sent it (a cut-off answer)."""
-        await self._queue.put((session, event))
+        self._own.append((session, event))
 
     async def get(self) -> tuple[RealtimeSession, rt.ServerEvent | Closed]:
-        return await self._queue.get()
-
-    async def _pump(self, session: RealtimeSession) -> None:
-        """One session's events into the queue, then how it closed."""
+        if self._own:
+            return self._own.popleft()
+        assert self._current is not None, "no session started"
+        session, events = self._current
         try:
-            async for event in session.events():
-                await self._queue.put((session, event))
-            code = session.close_code or 1006
+            return session, await events.__anext__()
+        except StopAsyncIteration:
+            return session, Closed(session.close_code or 1006)
         except ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else 1006
             if exc.rcvd is None and exc.sent is not None and "keepalive" in exc.sent.reason:
                 self.log.warning(
                     "realtime.stalled",
@@ -69,11 +71,4 @@ class SessionFeed:
                     waited_for="keepalive pong",
                     stall_timeout_s=self._stall_s,
                 )
-        await self._queue.put((session, Closed(code)))
-
-
-def _closed(coro: Awaitable[None], name: str) -> None:
-    """A pump after the link closed: never run."""
-    close = getattr(coro, "close", None)
-    if close is not None:
-        close()
+            return session, Closed(exc.rcvd.code if exc.rcvd else 1006)

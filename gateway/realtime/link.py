@@ -45,6 +45,8 @@ from .replacement import RECONNECT_WITHIN_S, ReplacementPolicy, reconnect_failur
 from .rollover import ROLLOVER_RETRY_S, Opener, Rollover
 from .turns import MAX_ITEMS, SessionTurns
 
+REPLACED_CLOSE_S = 0.5  # a replaced session's closing handshake, at most
+
 __all__ = ["MAX_ITEMS", "RECONNECT_WITHIN_S", "RealtimeLink", "RealtimePort"]
 
 
@@ -98,7 +100,7 @@ class RealtimeLink:
         self._outbox = Outbox()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._feed = SessionFeed(self._spawn, log, stall_timeout_s)
+        self._feed = SessionFeed(log, stall_timeout_s)
         self._closing: set[asyncio.Future[None]] = set()  # replaced sessions closing
         # Where the current session stands, for the rollover's pause and cut-off answers.
         self.turns = SessionTurns(answers_by_itself)
@@ -304,10 +306,13 @@ class RealtimeLink:
         self.turns = SessionTurns(self.turns.answers_by_itself)
         self._rollover.replaced()
         for event in cut_off or ():
-            await self._feed.put(new, event)
+            self._feed.put(new, event)
         self._feed.start(new)
         await self._outbox.hand_over(new)
-        self._closing.add(asyncio.ensure_future(old.close()))
+        # The link's reader may be waiting on the old session still (feed.py): it goes on to
+        # the new one once the old has closed, so a peer that does not answer the close is
+        # not waited for long.
+        self._closing.add(asyncio.ensure_future(old.close(REPLACED_CLOSE_S)))
         return len(replay)
 
     def _end_of(self, session: RealtimeSession) -> float:

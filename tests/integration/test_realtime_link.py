@@ -26,7 +26,7 @@ from gateway.realtime import protocol as rt
 from gateway.realtime.auth import ApiKeyAuth, Auth, NoAuth
 from gateway.realtime.client import RealtimeSession
 from gateway.realtime.conversation import cut_text
-from gateway.realtime.link import MAX_ITEMS, RECONNECT_WITHIN_S, RealtimeLink
+from gateway.realtime.link import MAX_ITEMS, RECONNECT_WITHIN_S, REPLACED_CLOSE_S, RealtimeLink
 from tests.realtime_schema import validate_client_event, validate_preview_client_event
 from tests.unit.test_embedded import noise, pcm, speechlike
 
@@ -521,6 +521,30 @@ async def test_rollover_at_a_pause_loses_no_audio() -> None:
             assert appends(second) > 0
             assert items(second) == [("assistant", CHIME_TRANSCRIPT)]
             assert second.received[0]["session"]["instructions"] == "Be the echo line."
+
+
+async def test_a_replaced_session_that_never_closes_holds_the_new_one_back_briefly() -> None:
+    """The link reads the current session's socket itself (no pump): at a rollover it may be
+    waiting on the old session, which it leaves once that closes. An old session that stopped
+    reading answers no close: dropped after REPLACED_CLOSE_S, so the new session's answer
+    reaches the reader within a second of the switch, not after the 2 s close timeout."""
+    async with EmbeddedRealtimeServer(burst_speed=40.0, max_session_s=4) as server:
+        async with linked(server, config({"rollover_margin_s": 3})) as (link, reader, log):
+            await link.send(rt.CreateResponse("Greet."))
+            await reader.wait(is_done)
+            server.sessions[0].stall()  # neither reads nor sends any more
+            rolled = await log.wait("realtime.rolled_over")
+            switched = time.monotonic()
+            assert rolled["previous_session_id"] == server.sessions[0].id
+            mark = len(reader.events)
+            await link.send(rt.CreateResponse("Again."))
+            await reader.wait(lambda e: isinstance(e, rt.ResponseStarted), mark)
+            waited = time.monotonic() - switched
+            assert waited < REPLACED_CLOSE_S + 0.7, waited
+            old = server.sessions[0]
+            old._ws.transport.resume_reading()  # so that it sees what the gateway did
+            await asyncio.wait_for(old.wait_closed(), 5)
+            assert old.close_code == 1000  # the gateway's close frame, sent before the drop
 
 
 async def test_rollover_goes_on_after_a_reconnect() -> None:
