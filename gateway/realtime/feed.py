@@ -8,8 +8,9 @@ session closed (:class:`Closed`, with its close code), so the link can skip a re
 session's late events and tell a drop from a clean close.
 
 A replacement (``start``) takes effect at the reader's next read: one already waiting on the
-replaced session returns with its next event or its close, which ``_switch`` starts at once,
-and is skipped. Events of the link's own (a cut-off answer, ``put``) come first.
+replaced session returns with its next event or its close, which the link starts at once and
+bounds (``link.REPLACED_CLOSE_S``), and is skipped. Events of the link's own (a cut-off
+answer, ``put``) come first.
 """
 
 from __future__ import annotations
