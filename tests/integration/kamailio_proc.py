@@ -132,7 +132,11 @@ class Kamailio:
                 start_new_session=True,
             )
         try:
-            await wait_udp_bound([self.port], timeout=15, proc=self.proc, what="kamailio")
+            # Its TLS listener comes up after the UDP socket: a connection before it is refused.
+            tls = [self.tls_port] if self.tls_port is not None else []
+            await wait_udp_bound(
+                [self.port], timeout=15, proc=self.proc, what="kamailio", listening=tls
+            )
         except PeerError as exc:
             await self.__aexit__()
             raise PeerError(f"{exc}\n{self.tail()}") from None

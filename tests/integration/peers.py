@@ -177,6 +177,19 @@ def udp_port_bound(port: int, host: str = LOOPBACK, *, pid: int | None = None) -
     return bool(inodes & _process_socket_inodes(pid))
 
 
+def tcp_listening(port: int, host: str = LOOPBACK) -> bool:
+    """True if a socket listens on TCP ``host:port`` (or ``0.0.0.0:port``): /proc/net/tcp's
+    LISTEN state (0A), without connecting (a TLS peer would log a failed handshake)."""
+    wanted = _proc_net_addr(host, port)
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f, None)
+            rows = [line.split() for line in f if line.strip()]
+    except OSError:
+        return not _bindable(port, host, socket.SOCK_STREAM)
+    return any(len(row) > 3 and row[1] in wanted and row[3] == "0A" for row in rows)
+
+
 async def wait_udp_bound(
     ports: Sequence[int],
     *,
@@ -184,9 +197,11 @@ async def wait_udp_bound(
     host: str = LOOPBACK,
     proc: asyncio.subprocess.Process | None = None,
     what: str = "peer",
+    listening: Sequence[int] = (),
 ) -> None:
     """Wait until ``proc`` (or anyone, without ``proc``) has bound every UDP port in
-    ``ports``, polling /proc every 20 ms.
+    ``ports``, and someone listens on every TCP port in ``listening``, polling /proc every
+    20 ms.
 
     Raises ``PeerError`` if ``proc`` exits first or ``timeout`` seconds pass.
     """
@@ -194,12 +209,17 @@ async def wait_udp_bound(
     deadline = loop.time() + timeout
     pid = proc.pid if proc is not None else None
     while True:
-        if all(udp_port_bound(p, host, pid=pid) for p in ports):
+        if all(udp_port_bound(p, host, pid=pid) for p in ports) and all(
+            tcp_listening(p, host) for p in listening
+        ):
             return
         if proc is not None and proc.returncode is not None:
             raise PeerError(f"{what} exited with code {proc.returncode} before binding {ports}")
         if loop.time() >= deadline:
-            raise PeerError(f"{what} did not bind UDP {host}:{list(ports)} within {timeout}s")
+            raise PeerError(
+                f"{what} did not bind UDP {host}:{list(ports)} (and listen on TCP"
+                f" {list(listening)}) within {timeout}s"
+            )
         await asyncio.sleep(0.02)
 
 
