@@ -138,14 +138,21 @@ def _proc_net_addr(host: str, port: int) -> tuple[str, str]:
     return f"{addr}:{port:04X}", f"00000000:{port:04X}"
 
 
+def _proc_net_rows(table: str) -> list[list[str]] | None:
+    """The rows of /proc/net/``table`` (udp, tcp), split; None without /proc."""
+    try:
+        with open(f"/proc/net/{table}") as f:
+            next(f, None)
+            return [line.split() for line in f if line.strip()]
+    except OSError:
+        return None
+
+
 def _udp_socket_inodes(port: int, host: str) -> set[str] | None:
     """Inodes of UDP sockets bound to ``host:port`` or ``0.0.0.0:port`` (None without /proc)."""
     wanted = _proc_net_addr(host, port)
-    try:
-        with open("/proc/net/udp") as f:
-            next(f, None)
-            rows = [line.split() for line in f if line.strip()]
-    except OSError:
+    rows = _proc_net_rows("udp")
+    if rows is None:
         return None
     return {row[9] for row in rows if len(row) > 9 and row[1] in wanted}
 
@@ -181,11 +188,8 @@ def tcp_listening(port: int, host: str = LOOPBACK) -> bool:
     """True if a socket listens on TCP ``host:port`` (or ``0.0.0.0:port``): /proc/net/tcp's
     LISTEN state (0A), without connecting (a TLS peer would log a failed handshake)."""
     wanted = _proc_net_addr(host, port)
-    try:
-        with open("/proc/net/tcp") as f:
-            next(f, None)
-            rows = [line.split() for line in f if line.strip()]
-    except OSError:
+    rows = _proc_net_rows("tcp")
+    if rows is None:
         return not _bindable(port, host, socket.SOCK_STREAM)
     return any(len(row) > 3 and row[1] in wanted and row[3] == "0A" for row in rows)
 
