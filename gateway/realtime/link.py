@@ -19,8 +19,8 @@ to it once it is ready. An answer cut off by a switch is closed for the bridge w
 
 The link keeps the session and the switch; its parts: :mod:`replacement` (sans-I/O: when a
 session ends and whether a close reconnects), :mod:`rollover` (the spare and its timing),
-:mod:`outbox` (sends, held while a new session takes over), :mod:`feed` (every session's
-events in one queue), :mod:`turns` (where the session stands).
+:mod:`outbox` (sends, held while a new session takes over), :mod:`feed` (the current
+session's events, read by the link's reader itself), :mod:`turns` (where the session stands).
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class Outbox:
 
     async def hand_over(self, new: RealtimeSession) -> None:
         """Send what was kept to the new session, in order; then send straight again. A
-        drop on the way keeps the rest (the new session's pump reports the drop)."""
+        drop on the way keeps the rest (the link's reader sees the new session close)."""
         with contextlib.suppress(ConnectionClosed):
             while self._pending:
                 await new.send(self._pending[0])
