@@ -10,6 +10,9 @@
  *   every product and every sum of int16 samples with them is exact in float64 and any order
  *   of the sums gives the same result; then rounded half to even (numpy's rint) and clipped.
  * - take_u8 / take_i16: a table lookup per sample (the tables are g711.py's).
+ * - send_rtp / sockaddr: the pacer's packet built (G.711 encoded straight into it through the
+ *   same table) and sent with one sendto, to a peer kept as the kernel's sockaddr (rtp_out.py):
+ *   3.6 us a G.711 packet against 5.0 through Python's encode, build and sendto.
  *
  * Samples are native-endian int16; the Python side uses this module only on little-endian
  * machines (the wire and the Realtime API are little-endian).
@@ -18,6 +21,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 /* One build for every x86-64: the filter's loop also compiled for AVX2, picked at load time
  * (an ifunc: GCC on glibc). Elsewhere the baseline build (SSE2 on x86-64, NEON on arm64). */
@@ -336,6 +342,113 @@ static PyObject *energy(PyObject *module, PyObject *arg) {
     return PyFloat_FromDouble((double)sum);
 }
 
+
+/* sockaddr(host, port) -> bytes: a numeric address (never a name: no lookup, AI_NUMERICHOST)
+   as the kernel's struct sockaddr, for send_rtp; IPv6 scope ids ("fe80::1%eth0") included. */
+static PyObject *sockaddr_of(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "sockaddr(host: str, port: int)");
+        return NULL;
+    }
+    const char *host = PyUnicode_AsUTF8(args[0]);
+    long port = PyLong_AsLong(args[1]);
+    if (host == NULL || (port == -1 && PyErr_Occurred())) return NULL;
+    if (port < 0 || port > 65535) {
+        PyErr_SetString(PyExc_ValueError, "sockaddr: port out of range");
+        return NULL;
+    }
+    char service[8];
+    snprintf(service, sizeof service, "%ld", port);
+    struct addrinfo hints = {0}, *found = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, service, &hints, &found);
+    if (rc != 0 || found == NULL) {
+        PyErr_Format(PyExc_ValueError, "sockaddr: not a numeric address: %s", host);
+        return NULL;
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)found->ai_addr, found->ai_addrlen);
+    freeaddrinfo(found);
+    return result;
+}
+
+/* send_rtp(fd, dest, marker_pt, seq, ts, ssrc, payload, table) -> int: one RTP packet built
+   (RFC 3550 5.1: V=2, no padding, extension or CSRC) and sent with one sendto(2), no Python
+   objects in between. table None: payload is the codec's bytes; else a 65536-byte G.711 table
+   and payload the int16 frame it encodes. Returns 0, or the errno of a refused send (the
+   caller counts it: real-time audio is dropped, never queued). */
+#define RTP_MAX_PACKET 1452
+static PyObject *send_rtp(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_rtp(fd, dest, marker_pt, seq, ts, ssrc, payload, table)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    long marker_pt = PyLong_AsLong(args[2]);
+    long seq = PyLong_AsLong(args[3]);
+    unsigned long ts = PyLong_AsUnsignedLongMask(args[4]);
+    unsigned long ssrc = PyLong_AsUnsignedLongMask(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    if (!PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "send_rtp: dest is sockaddr()'s bytes");
+        return NULL;
+    }
+    uint8_t packet[RTP_MAX_PACKET];
+    Py_buffer in;
+    int flags = args[7] == Py_None ? PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS | PyBUF_FORMAT;
+    if (PyObject_GetBuffer(args[6], &in, flags) < 0) return NULL;
+    if (args[7] != Py_None &&
+        (in.itemsize != 2 || in.format == NULL || strcmp(in.format, "h") != 0)) {
+        PyBuffer_Release(&in);
+        PyErr_SetString(PyExc_TypeError, "send_rtp: a frame of native int16 samples");
+        return NULL;
+    }
+    Py_ssize_t n;
+    if (args[7] == Py_None) {
+        n = in.len;
+        if (n <= RTP_MAX_PACKET - 12) memcpy(packet + 12, in.buf, n);
+    } else {
+        Py_buffer table;
+        if (PyObject_GetBuffer(args[7], &table, PyBUF_C_CONTIGUOUS) < 0) {
+            PyBuffer_Release(&in);
+            return NULL;
+        }
+        n = in.len / 2;
+        if (table.len != 65536) {
+            PyBuffer_Release(&table);
+            PyBuffer_Release(&in);
+            PyErr_SetString(PyExc_ValueError, "send_rtp: a 65536-byte table");
+            return NULL;
+        }
+        if (n <= RTP_MAX_PACKET - 12) {
+            const uint8_t *lut = table.buf;
+            const uint16_t *x = in.buf;
+            for (Py_ssize_t i = 0; i < n; i++) packet[12 + i] = lut[x[i]];
+        }
+        PyBuffer_Release(&table);
+    }
+    PyBuffer_Release(&in);
+    if (n > RTP_MAX_PACKET - 12 || fd < 0 || marker_pt < 0 || marker_pt > 0xFF || seq < 0 ||
+        seq > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "send_rtp: payload too large or a field out of range");
+        return NULL;
+    }
+    packet[0] = 0x80;
+    packet[1] = (uint8_t)marker_pt;
+    packet[2] = (uint8_t)(seq >> 8);
+    packet[3] = (uint8_t)seq;
+    for (int i = 0; i < 4; i++) {
+        packet[4 + i] = (uint8_t)(ts >> (24 - 8 * i));
+        packet[8 + i] = (uint8_t)(ssrc >> (24 - 8 * i));
+    }
+    ssize_t sent = sendto((int)fd, packet, (size_t)(12 + n), 0,
+                          (const struct sockaddr *)PyBytes_AS_STRING(args[1]),
+                          (socklen_t)PyBytes_GET_SIZE(args[1]));
+    return PyLong_FromLong(sent < 0 ? errno : 0);
+}
+
 static PyMethodDef module_methods[] = {
     {"energy", (PyCFunction)energy, METH_O,
      "energy(samples) -> float: the sum of the squared int16 samples (exact)."},
@@ -343,6 +456,11 @@ static PyMethodDef module_methods[] = {
      "take_u8(table, samples) -> bytes: a 65536-entry table indexed by each sample's bits."},
     {"take_i16", (PyCFunction)(void (*)(void))take_i16, METH_FASTCALL,
      "take_i16(table, codes) -> bytearray: a 256-entry int16 table indexed by each byte."},
+    {"sockaddr", (PyCFunction)(void (*)(void))sockaddr_of, METH_FASTCALL,
+     "sockaddr(host, port) -> bytes: a numeric address as a struct sockaddr, for send_rtp."},
+    {"send_rtp", (PyCFunction)(void (*)(void))send_rtp, METH_FASTCALL,
+     "send_rtp(fd, dest, marker_pt, seq, ts, ssrc, payload, table) -> int: build and send one "
+     "RTP packet; 0 or the errno."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef dsp_module = {

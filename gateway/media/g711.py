@@ -101,6 +101,12 @@ class G711:
     channels = None
     ticks = None
 
+    @property
+    def encode_table(self) -> np.ndarray:
+        """The 65536-entry table ``encode`` gathers from (int16 bits -> code), for a sender
+        that encodes as it builds the packet (``RtpSender.send``)."""
+        return self._encode_lut
+
     def open(self, fmtp: str | None = None) -> G711:
         """Stateless: the one shared instance serves every call."""
         return self

@@ -5,7 +5,7 @@ was built (``pip install`` compiles it; setup.py marks it optional, so an instal
 compiler still works) and through numpy when not: the same results, bit for bit
 (tests/unit/test_dsp_native.py).  ``GATEWAY_NUMPY_MEDIA=1`` in the environment keeps to numpy,
 for comparing the two (tests/perf/bench_frame.py).  Samples cross as native int16, so big-endian
-machines keep to numpy too.
+machines keep to numpy too; the same switch sends packets through Python (``rtp_out.py``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import secrets
 import struct
 from dataclasses import dataclass
 
+from .native import dsp
+
 __all__ = ["MAX_PACKET_SIZE", "RtpPacket", "RtpParseError", "RtpSender", "parse_rtp"]
 
 HEADER_SIZE = 12
@@ -24,6 +26,7 @@ HEADER_SIZE = 12
 # Leaves 1440 bytes of payload, 180 ms of G.711.
 MAX_PACKET_SIZE = 1452
 
+_BYTES = (bytes, bytearray)  # not ``bytes | bytearray``: a union built at every call
 HEADER = struct.Struct("!BBHII")  # the fixed header: V/P/X/CC, M/PT, sequence, timestamp, SSRC
 _SEQ_TS_SSRC = struct.Struct("!HII")
 _EXT_HEADER = struct.Struct("!HH")
@@ -184,10 +187,29 @@ class RtpSender:
         _check_range("timestamp", timestamp, 0, 0xFFFFFFFF)
         return self._write(payload, marker, payload_type, timestamp)
 
+    def send(
+        self, fd: int, dest: bytes, payload: object, table: object | None, marker: bool
+    ) -> int:
+        """The next media packet built and sent to ``dest`` (``_dsp.sockaddr``) on ``fd`` in
+        one C call (``_dsp.send_rtp``, native.py: only where the module is built): no packet
+        object, no address parsed. ``table``: G.711's encode table, ``payload`` then the int16
+        frame it encodes; None: ``payload`` is the codec's bytes. Advances as ``build``
+        does, sent or not; returns 0, or the errno of a refused send. Raises ValueError or
+        BufferError, advancing nothing, for a payload it cannot take (too large, a frame
+        not contiguous int16)."""
+        assert dsp is not None
+        error: int = dsp.send_rtp(
+            fd, dest, self._pt | (0x80 if marker else 0), self._seq, self._ts, self._ssrc,
+            payload, table,
+        )  # fmt: skip
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (self._ts + self._spp) & 0xFFFFFFFF
+        return error
+
     def _write(
         self, payload: bytes | bytearray | memoryview, marker: bool, pt: int, ts: int
     ) -> memoryview:
-        if not isinstance(payload, bytes | bytearray):
+        if not isinstance(payload, _BYTES):
             payload = memoryview(payload).cast("B")
         end = HEADER_SIZE + len(payload)
         if end > MAX_PACKET_SIZE:

@@ -13,7 +13,7 @@ Send: one packet per ptime for the whole call, silence when there is nothing to 
 hangs up on an RTP timeout, and a steady clock is what makes the caller hear the model without
 gaps or drift.
 
-The socket is read and written directly (``reactor.py``, ``sock.sendto``), not through
+The socket is read and written directly (``reactor.py``; sends: ``rtp_out.py``), not through
 asyncio's datagram transport: that transport receives into a 256 KiB buffer, which glibc
 serves with mmap, mremap and munmap for every packet (measured: 23 us per packet against 7 us,
 strace shows the three calls per datagram), and its Python layers cost more again on a path
@@ -38,7 +38,7 @@ from .key_sender import KeySender
 from .pacer import Pacer
 from .reactor import SocketReactor
 from .receiver import Lost, Output, RtpReceiver, RtpStats, Signal, SourceChanged
-from .rtp import RtpSender
+from .rtp_out import RtpOut
 from .source import LEARN_PACKETS
 from .srtp import SrtpSession
 
@@ -118,10 +118,11 @@ class RtpStream:
             srtp=srtp,
             codec=codec,
         )
-        # SRTP (RTP/SAVP): every packet we send protected last; None: plain RTP.
-        self._srtp = srtp
-        self._remote = self.receiver.remote  # where we send: the receiver's source, at hand
         self.stats: RtpStats = self.receiver.stats  # one set of counters, both directions
+        # The sending side (``rtp_out.py``): to the receiver's source, SRTP-protected last.
+        self._out = RtpOut(codec, payload_type, self.frame_ticks, self.stats)
+        self._out.srtp = srtp
+        self._out.to(self.receiver.remote)
         self.reorder, self.audio_clock = self.receiver.reorder, self.receiver.audio_clock
         self.dtmf = self.receiver.dtmf
         self.on_payload = on_payload
@@ -133,24 +134,22 @@ class RtpStream:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reactor: SocketReactor | None = None
-        self._sender = RtpSender(payload_type, self.frame_ticks)
         self._silence, self._zeros = _silence(codec, self.frame_samples)
         self._reorder_timer: asyncio.TimerHandle | None = None
         self._pacer: Pacer | None = None
         self._source: FrameSource | None = None
         self._talking = False
-        self._held = False  # the receiver's hold, kept at hand for send: we send nothing
         self.keys = KeySender(self.frame_ticks, clock_rate=codec.clock_rate)  # control API
         self.port = 0
 
     @property
     def srtp(self) -> SrtpSession | None:
-        return self._srtp
+        return self._out.srtp
 
     @srtp.setter
     def srtp(self, session: SrtpSession | None) -> None:
         """A re-INVITE may re-key: both directions take the new session."""
-        self._srtp = self.receiver.srtp = session
+        self._out.srtp = self.receiver.srtp = session
 
     # --- socket -------------------------------------------------------------------------------
 
@@ -177,6 +176,7 @@ class RtpStream:
             else:
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xB8)
         self._sock = sock
+        self._out.attach(sock)
         self._loop = asyncio.get_running_loop()
         self._reactor = SocketReactor.for_loop(self._loop)
         self._reactor.add(sock.fileno(), self._readable)
@@ -217,6 +217,7 @@ class RtpStream:
         if self._sock is not None:
             assert self._reactor is not None
             self._reactor.remove(self._sock.fileno())
+            self._out.detach()
             self._sock.close()
             self._sock = None
         # Whoever listened (the call's bridge) is let go: no reference cycle keeps the call's
@@ -230,7 +231,7 @@ class RtpStream:
 
     @property
     def remote(self) -> tuple[str, int] | None:
-        return self._remote
+        return self._out.remote
 
     def summary(self) -> dict[str, int]:
         """Counters for the end-of-call log line."""
@@ -267,7 +268,7 @@ class RtpStream:
                 self.on_flood()
 
     def _source_changed(self, change: SourceChanged) -> None:
-        self._remote = change.addr
+        self._out.to(change.addr)
         if change.learned:
             self.on_peer_learned(change.addr)
 
@@ -311,29 +312,23 @@ class RtpStream:
     def tick(self, skipped: int, late: bool) -> None:
         """The shared pacer's call: this ptime's packet."""
         assert self._source is not None
+        out = self._out
         if skipped:
-            # Packets lost to a stall: the timestamp moves on with the clock (RFC 3550 §5.1).
-            self._sender.timestamp += skipped * self.frame_ticks
+            out.skip(skipped)
             self.stats.skipped_sends += skipped
         self.stats.late_sends += late
-        if self.keys.busy and (event := self.keys.next_packet(self._sender.timestamp)):
+        if self.keys.busy and (event := self.keys.next_packet(out.sender.timestamp)):
             payload, marker, timestamp = event  # a key in place of audio, which waits
-            pt = self.dtmf_payload_type or 0
-            packet = self._sender.build_event(
-                payload, marker=marker, timestamp=timestamp, payload_type=pt
-            )
-            self._sender.timestamp += self.frame_ticks  # the interval passes as audio would
-            if self._sock is not None and self._remote is not None and not self._held:
-                self._transmit(packet)
+            out.event(payload, marker, timestamp, self.dtmf_payload_type or 0)
             return
         frame = self._source.next_frame()
         if frame is None:
             self._talking = False
-            self.send(self._silence or self.codec.encode(self._zeros))
-        else:
-            # RFC 3551 §4.1: the marker bit on the first packet of a talk spurt.
-            self.send(self.codec.encode(frame), not self._talking)
-            self._talking = True
+            out.payload(self._silence or self.codec.encode(self._zeros))
+            return
+        # RFC 3551 §4.1: the marker bit on the first packet of a talk spurt.
+        out.frame(frame, not self._talking)
+        self._talking = True
 
     def send_keys(self, keys: str) -> None:
         """Keys (0-9 * # A-D) to the caller as RFC 4733 events; ValueError without one."""
@@ -342,23 +337,8 @@ class RtpStream:
         self.keys.queue(keys)
 
     def send(self, payload: bytes, marker: bool = False) -> None:
-        if self._sock is None or self._remote is None or self._held:
-            self._sender.build(payload, marker=marker)  # keep seq/timestamp running
-            return
-        self._transmit(self._sender.build(payload, marker=marker))
-
-    def _transmit(self, packet: memoryview) -> None:
-        assert self._sock is not None and self._remote is not None
-        try:
-            if self._srtp is not None:
-                self._sock.sendto(self._srtp.protect(packet), self._remote)
-            else:
-                self._sock.sendto(packet, self._remote)
-        except OSError:
-            # Real-time audio is dropped, never queued: a packet sent late is worth nothing.
-            self.stats.send_errors += 1
-            return
-        self.stats.packets_out += 1
+        """One ptime of coded audio outside the pacer's clock (tests drive the sending side)."""
+        self._out.payload(payload, marker)
 
     # --- signalling hooks (re-INVITE, late offer) -----------------------------------------------
 
@@ -371,15 +351,15 @@ class RtpStream:
         receiver's RTP timeout count waits for the resume (a holding caller may send nothing).
         ``on_hold`` hears each change (the call's hold timeout runs from it)."""
         changed = self.receiver.hold(not on, (self._loop or asyncio.get_running_loop()).time())
-        self._held = self.receiver.held
+        self._out.held = self.receiver.held
         if changed:
-            self.on_hold(self._held)
+            self.on_hold(self._out.held)
 
     def set_remote(self, addr: tuple[str, int]) -> None:
         """The caller's media moved (new c=/m=): heard and sent to at once; an address other
         than this one must be learned again, under the same rules."""
         self.receiver.moved(addr)
-        self._remote = self.receiver.remote
+        self._out.to(self.receiver.remote)
 
 
 def bind_rtp_socket(allocator: PortAllocator, bind_ip: str) -> tuple[socket.socket, int]:

@@ -7,9 +7,12 @@ install without a compiler uses.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from gateway.media import g711
 from gateway.media.minphase import MinPhaseResampler
 from gateway.media.minphase_rational import RationalMinPhaseResampler
 from gateway.media.native import dsp
+from gateway.media.rtp import MAX_PACKET_SIZE, RtpSender
 
 RATES = [(8000, 24000), (24000, 8000), (8000, 16000), (16000, 8000), (8000, 48000), (48000, 8000)]
 # G.722's 16 <-> 24 kHz, and ratios whose phases and lanes differ from it (a 5/4, 4/5 too)
@@ -150,3 +154,87 @@ def test_gateway_numpy_media_keeps_to_numpy() -> None:
     code = "from gateway.media.native import dsp; raise SystemExit(dsp is not None)"
     env = {**os.environ, "GATEWAY_NUMPY_MEDIA": "1"}
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == 0
+
+
+@pytest.fixture
+def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A sender and a receiver on loopback; the receiver's reads time out, never hang."""
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with tx, rx:
+        tx.bind(("127.0.0.1", 0))
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        yield tx, rx
+
+
+@pytest.mark.parametrize("law", [g711.PCMU, g711.PCMA], ids=lambda c: c.name)
+def test_a_packet_sent_in_c_is_the_one_python_builds(
+    law: g711.G711, udp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Header, G.711 payload, marker, sequence and timestamp wrapping: the bytes on the wire
+    are RtpSender.build's of law.encode's, packet for packet."""
+    assert dsp is not None
+    tx, rx = udp_pair
+    dest = dsp.sockaddr(*rx.getsockname())
+    rng = np.random.default_rng(7)
+    native = RtpSender(
+        law.payload_type, 160, ssrc=0xFEDCBA98, sequence=0xFFFE, timestamp=2**32 - 200
+    )
+    python = RtpSender(
+        law.payload_type, 160, ssrc=0xFEDCBA98, sequence=0xFFFE, timestamp=2**32 - 200
+    )
+    for i in range(6):
+        frame = rng.integers(-32768, 32768, 160, dtype=np.int16)
+        marker = i in (0, 3)
+        assert native.send(tx.fileno(), dest, frame, law.encode_table, marker) == 0
+        assert rx.recv(2048) == bytes(python.build(law.encode(frame), marker=marker))
+    raw = bytes(range(200))  # a coded payload (G.722, Opus, silence) goes as it is
+    assert native.send(tx.fileno(), dest, raw, None, False) == 0
+    assert rx.recv(2048) == bytes(python.build(raw))
+    assert (native.sequence, native.timestamp) == (python.sequence, python.timestamp) == (5, 920)
+
+
+def test_the_c_send_refuses_what_it_cannot_send_and_advances_nothing(
+    udp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    assert dsp is not None
+    tx, rx = udp_pair
+    dest = dsp.sockaddr(*rx.getsockname())
+    sender = RtpSender(0, 160, sequence=10, timestamp=1000)
+    table = g711.PCMU.encode_table
+    with pytest.raises(ValueError, match="too large"):
+        sender.send(tx.fileno(), dest, bytes(MAX_PACKET_SIZE - 11), None, False)
+    with pytest.raises(TypeError, match="int16"):
+        sender.send(tx.fileno(), dest, np.zeros(160, dtype=np.float32), table, False)
+    with pytest.raises((ValueError, BufferError)):
+        sender.send(tx.fileno(), dest, np.zeros(320, dtype=np.int16)[::2], table, False)
+    with pytest.raises(ValueError, match="65536"):
+        sender.send(tx.fileno(), dest, np.zeros(160, dtype=np.int16), bytes(256), False)
+    with pytest.raises(TypeError, match="sockaddr"):
+        sender.send(tx.fileno(), rx.getsockname(), b"\x00", None, False)  # type: ignore[arg-type]
+    assert (sender.sequence, sender.timestamp) == (10, 1000)
+    # The largest payload goes; a refused send is an errno, counted by the stream, not raised.
+    assert sender.send(tx.fileno(), dest, bytes(MAX_PACKET_SIZE - 12), None, False) == 0
+    assert len(rx.recv(4096)) == MAX_PACKET_SIZE
+    v6 = dsp.sockaddr("::1", 5004)
+    assert sender.send(tx.fileno(), v6, b"\x00", None, False) == errno.EAFNOSUPPORT
+    assert (sender.sequence, sender.timestamp) == (12, 1320)  # sent or not, the clock runs
+
+
+def test_sockaddr_takes_numeric_addresses_only() -> None:
+    """Never a lookup on the event loop: a name is refused, as sdp.py refuses one."""
+    assert dsp is not None
+    v4 = dsp.sockaddr("127.0.0.2", 5004)
+    assert len(v4) == 16 and v4[2:8] == b"\x13\x8c\x7f\x00\x00\x02"  # port, then the address
+    v6 = dsp.sockaddr("2001:db8::1", 5004)
+    assert (
+        len(v6) == 28
+        and v6[2:4] == b"\x13\x8c"
+        and v6[8:24] == socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+    )
+    for name in ("localhost", "example.invalid", ""):
+        with pytest.raises(ValueError, match="numeric"):
+            dsp.sockaddr(name, 5004)
+    with pytest.raises(ValueError, match="port"):
+        dsp.sockaddr("127.0.0.1", 65536)

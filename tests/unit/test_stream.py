@@ -321,7 +321,7 @@ async def test_pacer_ptime_marker_and_continuous_timestamps(ptime: int) -> None:
             LOOPBACK,
             lambda: RtpStream(PCMU, 0, caller.getsockname(), lambda _: None, ptime),
         )
-        s._sender = RtpSender(0, samples, sequence=65530, timestamp=0xFFFFFF00)
+        s._out.sender = RtpSender(0, samples, sequence=65530, timestamp=0xFFFFFF00)
         pacer = asyncio.create_task(s.pace(Script("sstttsstt", samples)))
         loop = asyncio.get_running_loop()
         packets = []
@@ -339,6 +339,71 @@ async def test_pacer_ptime_marker_and_continuous_timestamps(ptime: int) -> None:
     ]
     markers = "".join("M" if p.marker else "." for p in packets)
     assert markers == "..M....M...M....M."  # first packet of each talk spurt (RFC 3551 §4.1)
+
+
+class Frames:
+    """A frame source of given frames, then silence."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = frames
+
+    def next_frame(self) -> np.ndarray | None:
+        return self.frames.pop(0) if self.frames else None
+
+
+async def test_every_frame_goes_out_encoded_whatever_its_layout() -> None:
+    """The pacer's packets (sent in C where the module is built: ``_dsp.send_rtp``) carry
+    exactly the codec's encoding of each frame: contiguous, a strided view (encoded by the
+    codec instead), then G.711 silence."""
+    base = free_port_block(4)
+    rng = np.random.default_rng(19)
+    wide = rng.integers(-32768, 32768, 320, dtype=np.int16)
+    frames = [rng.integers(-32768, 32768, 160, dtype=np.int16), wide[::2], wide[:160]]
+    expected = [PCMU.encode(np.ascontiguousarray(f)) for f in frames] + [b"\xff" * 160]
+    with peer() as caller:
+        s = await RtpStream.open(
+            PortAllocator(base, base + 3),
+            LOOPBACK,
+            lambda: RtpStream(PCMU, 0, caller.getsockname(), lambda _: None, 20),
+        )
+        pacer = asyncio.create_task(s.pace(Frames(list(frames))))
+        loop = asyncio.get_running_loop()
+        packets = []
+        try:
+            async with asyncio.timeout(5):
+                while len(packets) < 4:
+                    packets.append(parse_rtp(await loop.sock_recv(caller, 2048)))
+        finally:
+            pacer.cancel()
+            s.close()
+    assert [bytes(p.payload) for p in packets] == expected
+    assert [p.marker for p in packets] == [True, False, False, False]
+    assert s.stats.packets_out >= 4 and s.stats.send_errors == 0
+
+
+async def test_a_refused_send_is_counted_and_the_clock_runs_on() -> None:
+    """A peer the socket cannot reach (here an IPv6 one on an IPv4 socket): the packet is
+    dropped and counted, never raised into the pacer, and the next one follows in sequence."""
+    base = free_port_block(4)
+    with peer() as caller:
+        s = await RtpStream.open(
+            PortAllocator(base, base + 3),
+            LOOPBACK,
+            lambda: RtpStream(PCMU, 0, ("2001:db8::9", 5004), lambda _: None, 20),
+        )
+        try:
+            s._out.sender = RtpSender(0, 160, sequence=100, timestamp=0)
+            s.send(b"\xff" * 160)
+            s.send(PCMU.encode(np.zeros(160, np.int16)))
+            assert (s.stats.send_errors, s.stats.packets_out) == (2, 0)
+            s.set_remote(caller.getsockname())
+            s.send(b"\xff" * 160)
+            async with asyncio.timeout(5):
+                got = parse_rtp(await asyncio.get_running_loop().sock_recv(caller, 2048))
+        finally:
+            s.close()
+    assert (got.sequence, got.timestamp) == (102, 320)
+    assert (s.stats.send_errors, s.stats.packets_out) == (2, 1)
 
 
 async def test_a_flood_from_the_caller_is_cut_to_twice_the_packet_rate(stream) -> None:
