@@ -18,9 +18,13 @@ decode, local barge-in, 8k->24k) on a voice (tests/unit/data's words, -20 dBFS, 
 silent (the detector learns the caller's level); ``_local_talking``, the agent talking (the
 detector at work: the worst case, the caller talking over it all the time); ``_g711``, the same
 with ``realtime.audio_format: g711`` (without local barge-in the payload goes as it came).
+``pacer_packet``: the pacer's packet out of a UDP socket (``rtp_out.py``: a speech frame
+G.711-encoded, the RTP built, ``sendto``; in one C call where the module is built, through
+Python with ``GATEWAY_NUMPY_MEDIA=1``); ``pacer_packet_silence``, the same for silence; sent
+to a loopback peer that never reads (what overflows its buffer, the kernel drops).
 ``srtp_*``: libsrtp's protect and unprotect of one 20 ms G.711 packet, per suite, and the
 inbound path with SRTP (``inbound_srtp``, AES_CM_128_HMAC_SHA1_80: unprotect first).
-Exactly the gateway's code, no sockets. Prints a JSON report.
+Exactly the gateway's code, no sockets but the pacer's. Prints a JSON report.
 
     .venv/bin/python tests/perf/bench_frame.py [--frames N]
 """
@@ -32,6 +36,7 @@ import asyncio
 import base64
 import json
 import platform
+import socket
 import statistics
 import sys
 import time
@@ -50,7 +55,9 @@ from gateway.media.codecs import codec_spec
 from gateway.media.conversion import converter
 from gateway.media.g711 import PCMU
 from gateway.media.minphase import MinPhaseResampler as Resampler
+from gateway.media.receiver import RtpStats
 from gateway.media.rtp import RtpSender
+from gateway.media.rtp_out import RtpOut
 from gateway.media.srtp import SUITES, CryptoAttribute, SrtpSession
 from gateway.media.stream import RtpStream
 from gateway.realtime.protocol import GaDialect
@@ -154,6 +161,29 @@ def outbound(frames: int, passthrough: bool = False):
             frame = playback.next_frame()
             payload = PCMU.encode(frame) if frame is not None else b"\xff" * 160
             sender.build(payload)
+
+    return run
+
+
+def pacer_packet(frames: int, talking: bool = True):
+    model = speechlike(frames * 0.02, 8000, seed=3)
+    silence = b"\xff" * 160
+    tx, rx = socket.socket(type=socket.SOCK_DGRAM), socket.socket(type=socket.SOCK_DGRAM)
+    tx.bind(("127.0.0.1", 0))
+    rx.bind(("127.0.0.1", 0))
+    tx.setblocking(False)
+
+    def run(n: int) -> None:
+        out = RtpOut(PCMU, 0, 160, RtpStats())
+        out.attach(tx)
+        out.to(rx.getsockname())
+        for i in range(n):
+            if talking:
+                out.frame(model[i * 160 : (i + 1) * 160], i == 0)
+            else:
+                out.payload(silence)
+        if out.stats.send_errors or out.stats.packets_out != n:
+            raise RuntimeError(f"{out.stats.send_errors} of {n} packets refused")
 
     return run
 
@@ -345,6 +375,8 @@ def main() -> None:
         "outbound_g711": outbound(frames, passthrough=True),
         "inbound_srtp": inbound(frames, srtp="AES_CM_128_HMAC_SHA1_80"),
         "timeline": timeline(frames),
+        "pacer_packet": pacer_packet(frames),
+        "pacer_packet_silence": pacer_packet(frames, talking=False),
     }
     for suffix, g711 in (("", False), ("_g711", True)):
         runs[f"caller_audio{suffix}"] = caller_audio(frames, g711, local=False)
