@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import wave
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,10 @@ __all__ = [
 ]
 
 LOOPBACK = "127.0.0.1"
+# Ports handed out lately: free now, but promised to a peer that may not have bound them yet.
+# ``free_udp_port(); free_port_block(4)`` in one SIPp command line once gave SIPp a SIP port
+# inside its own media block (SIPp's video RTP then failed to bind: errno 98).
+_HANDED_OUT: deque[int] = deque(maxlen=256)
 TEMPLATE_DIR = Path(__file__).resolve().parent / "peer_configs" / "baresip"
 BARESIP_MODULE_PATH = os.environ.get("BARESIP_MODULE_PATH", "/usr/lib/baresip/modules")
 
@@ -88,6 +93,8 @@ def free_udp_port(
     takes port + 1, and fails to start when that is taken). The port is released before
     returning, so there is a small window in which someone else could take it; the kernel
     hands out ephemeral ports at random, so collisions between parallel tests are unlikely.
+    Within this process, no port is handed out twice while it is among the last 256 handed
+    out here (this and ``free_port_block``): two picks for one command line never overlap.
     """
     for _ in range(attempts):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -97,6 +104,9 @@ def free_udp_port(
             continue
         if tls_next and (port >= 65535 or not _bindable(port + 1, host, socket.SOCK_STREAM)):
             continue
+        if port in _HANDED_OUT or (tls_next and port + 1 in _HANDED_OUT):
+            continue
+        _HANDED_OUT.extend((port, port + 1) if tls_next else (port,))
         return port
     raise RuntimeError(f"no free UDP{'+TCP' if also_tcp else ''} port on {host}")
 
@@ -117,6 +127,8 @@ def free_port_block(n: int, host: str = LOOPBACK, *, align: int = 2, attempts: i
         base = seed - seed % align
         if base < 1024 or base + n - 1 > 65535:
             continue
+        if any(port in _HANDED_OUT for port in range(base, base + n)):
+            continue
         socks: list[socket.socket] = []
         try:
             for port in range(base, base + n):
@@ -128,6 +140,7 @@ def free_port_block(n: int, host: str = LOOPBACK, *, align: int = 2, attempts: i
         finally:
             for sock in socks:
                 sock.close()
+        _HANDED_OUT.extend(range(base, base + n))
         return base
     raise RuntimeError(f"no block of {n} free UDP ports on {host}")
 
