@@ -21,6 +21,12 @@ syllable rhythm) as audio deltas paced at real time, each delta's send time note
     .venv/bin/python tests/perf/bench_latency.py [--seconds 20] [--delta-ms 50] [--save NAME]
 
 Targets: uplink mean <= 3 ms; downlink p50 <= 12 ms, p99 <= 22 ms.
+
+The phone speaks all through the call, over every answer, to measure both ways at once; with
+local barge-in (``agent.local_barge_in``, the default) that speech would pause each answer
+while the detector waits for the service's word on it (up to its ``tail_ms`` and more: a
+deliberate hold, not delay), so the gateway runs without it here.  ``--local-barge-in``
+measures with it, for that hold's own figure.
 """
 
 from __future__ import annotations
@@ -269,6 +275,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                              "auth": {"method": "none"}},
                 "logging": {"level": "info"},
                 "service": {"drain_timeout_s": 0},
+                # the phone talks over every answer: see the module's docstring
+                **({} if args.local_barge_in else {"agent": {"local_barge_in": None}}),
             }  # fmt: skip
             gateway = await GatewayProcess(workdir, config).start()
             loop = asyncio.get_running_loop()
@@ -295,6 +303,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "delta_ms": args.delta_ms,
         "answer_s": args.answer_s,
+        "local_barge_in": args.local_barge_in,
         **{"up": uplink(caller, script, service.appends)},
         **{"down": downlink(caller, service.responses)},
     }
@@ -306,6 +315,12 @@ def main() -> None:
     parser.add_argument("--delta-ms", type=int, default=100, help="audio per model delta")
     parser.add_argument("--answer-s", type=float, default=0.3, help="length of each answer")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--local-barge-in",
+        action="store_true",
+        help="the gateway with agent.local_barge_in (the default), which the phone's speech "
+        "over every answer holds up",
+    )
     parser.add_argument("--save", metavar="NAME", help="also write tests/perf/reports/NAME.json")
     args = parser.parse_args()
     report = asyncio.run(run(args))
