@@ -22,7 +22,7 @@ import structlog
 from aiosipua import SdpMessage, SipRequest, SipResponse, parse_sdp, serialize_sdp
 from aiosipua.auth import SipDigestAuth, answer_challenge, build_credentials
 from aiosipua.dialog import Dialog, DialogState
-from aiosipua.headers import CSeq, parse_auth, stringify_auth, stringify_cseq
+from aiosipua.headers import AuthChallenge, CSeq, parse_auth, stringify_auth, stringify_cseq
 from aiosipua.utils import format_addr, generate_call_id, generate_tag
 
 from .answer import GatewayCall
@@ -273,7 +273,12 @@ class InviteClient:
     def _failure(self, response: SipResponse) -> None:
         self._ack_error(response)
         status = response.status_code
-        if status in (401, 407) and self.auth is not None and not self._auth_tried:
+        if (
+            status in (401, 407)
+            and self.auth is not None
+            and not self._auth_tried
+            and not self._refused(response, status)
+        ):
             assert self.invite is not None
             self._auth_tried = True
             header = answer_challenge(self.auth, response, status, "INVITE", self.invite.uri)
@@ -289,6 +294,15 @@ class InviteClient:
             self.send(self._authorization())
             return
         self._finish(Answer(status, response.reason_phrase))
+
+    def _refused(self, response: SipResponse, status: int) -> bool:
+        """A challenge with the nonce we answered last: our credentials were refused (RFC
+        3261 §22.2; answered again, its nc=1 would be a replay of that nonce's first use)."""
+        if self._challenge is None:
+            return False
+        answered, answered_status = self._challenge
+        nonce = _challenge_of(response, status).params.get("nonce")
+        return nonce == _challenge_of(answered, answered_status).params.get("nonce")
 
     def _authorization(self) -> tuple[str, str] | None:
         """The credentials for the INVITE sent again after a 422 (None: no challenge)."""
@@ -355,13 +369,17 @@ def answer_again(
     """A challenge answered again for a new INVITE: the same nonce with the next count (RFC
     7616 §3.4: a count seen before is a replay, which a trunk that tracks counts refuses) and
     a new cnonce."""
-    name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
-    parsed = parse_auth(challenge.get_header(name) or "")
+    parsed = _challenge_of(challenge, status)
     credentials = build_credentials(auth, parsed, "INVITE", uri, nonce_count=nonce_count)
     if credentials is None:
         return None
     header = "Authorization" if status == 401 else "Proxy-Authorization"
     return header, stringify_auth(credentials)
+
+
+def _challenge_of(response: SipResponse, status: int) -> AuthChallenge:
+    name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+    return parse_auth(response.get_header(name) or "")
 
 
 _ANGLED = re.compile(r"<((?:sips?|SIPS?):[^>\s]{1,500})>")

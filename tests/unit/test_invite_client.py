@@ -165,6 +165,32 @@ async def test_after_a_challenge_a_422s_retry_counts_the_nonce_on_and_may_be_cha
     assert transport.methods() == ["INVITE", "ACK"] * 4
 
 
+async def test_after_a_422s_retry_a_challenge_with_the_same_nonce_ends_the_attempt() -> None:
+    """A trunk that refuses the credentials of the INVITE sent again after a 422 challenges
+    with the nonce it was answered with (RFC 3261 §22.2): the attempt ends there; answering
+    it again would be nc=1 of that nonce, a replay (the verifier refuses it as one)."""
+    from aiosipua.auth import SipDigestAuth
+
+    from gateway.sip.digest import DigestVerifier
+
+    trunk = DigestVerifier("trunk.test", {"gateway": "secret"})
+    transport = Recorder(reliable=True)
+    c = client(
+        transport,
+        auth=SipDigestAuth("gateway", "secret"),
+        session_timers=TimerPolicy(expires_s=100, min_se_s=90),
+    )
+    c.send()
+    challenge = f"WWW-Authenticate: {trunk.challenges(TRUNK[0])[0]}"
+    c.on_response(answer(transport.sent[0], 401, "Unauthorized", challenge))
+    c.on_response(answer(c.invite, 422, "Session Interval Too Small", "min-se: 600"))  # type: ignore[arg-type]
+    second = c.invite
+    assert second is not None and "nc=00000002" in (second.headers.get_first("authorization") or "")
+    c.on_response(answer(second, 401, "Unauthorized", challenge))  # the same nonce: refused
+    assert c.final.done() and c.final.result().status == 401
+    assert c.invite is second and transport.methods() == ["INVITE", "ACK"] * 3
+
+
 async def test_a_2xx_is_acked_and_a_resent_2xx_gets_the_same_ack() -> None:
     transport = Recorder(reliable=True)
     c = client(transport)
