@@ -273,12 +273,8 @@ class InviteClient:
     def _failure(self, response: SipResponse) -> None:
         self._ack_error(response)
         status = response.status_code
-        if (
-            status in (401, 407)
-            and self.auth is not None
-            and not self._auth_tried
-            and not self._refused(response, status)
-        ):
+        retry = status in (401, 407) and self.auth is not None and not self._auth_tried
+        if retry and not _refused(response, status, self._challenge):
             assert self.invite is not None
             self._auth_tried = True
             header = answer_challenge(self.auth, response, status, "INVITE", self.invite.uri)
@@ -294,15 +290,6 @@ class InviteClient:
             self.send(self._authorization())
             return
         self._finish(Answer(status, response.reason_phrase))
-
-    def _refused(self, response: SipResponse, status: int) -> bool:
-        """A challenge with the nonce we answered last: our credentials were refused (RFC
-        3261 §22.2; answered again, its nc=1 would be a replay of that nonce's first use)."""
-        if self._challenge is None:
-            return False
-        answered, answered_status = self._challenge
-        nonce = _challenge_of(response, status).params.get("nonce")
-        return nonce == _challenge_of(answered, answered_status).params.get("nonce")
 
     def _authorization(self) -> tuple[str, str] | None:
         """The credentials for the INVITE sent again after a 422 (None: no challenge)."""
@@ -375,6 +362,15 @@ def answer_again(
         return None
     header = "Authorization" if status == 401 else "Proxy-Authorization"
     return header, stringify_auth(credentials)
+
+
+def _refused(response: SipResponse, status: int, answered: tuple[SipResponse, int] | None) -> bool:
+    """A challenge with the nonce we answered last: our credentials were refused (RFC 3261
+    §22.2; answered again, its nc=1 would be a replay of that nonce's first use)."""
+    if answered is None:
+        return False
+    nonce = _challenge_of(response, status).params.get("nonce")
+    return nonce == _challenge_of(*answered).params.get("nonce")
 
 
 def _challenge_of(response: SipResponse, status: int) -> AuthChallenge:
