@@ -8,7 +8,9 @@ import asyncio
 
 import pytest
 from aiosipua import SipMessage, SipRequest, SipResponse, build_sdp
+from aiosipua.auth import SipDigestAuth
 
+from gateway.sip.digest import DigestVerifier
 from gateway.sip.invite_client import InviteClient
 from gateway.sip.session_timer import MAX_INTERVAL_S, TimerPolicy
 from gateway.sip.transactions import SipTimers
@@ -108,8 +110,6 @@ async def test_an_error_is_acked_on_the_invites_branch() -> None:
 
 
 async def test_one_challenge_is_answered_a_second_is_the_outcome() -> None:
-    from aiosipua.auth import SipDigestAuth
-
     transport = Recorder(reliable=True)
     c = client(transport, auth=SipDigestAuth("gateway", "secret"))
     c.send()
@@ -124,17 +124,10 @@ async def test_one_challenge_is_answered_a_second_is_the_outcome() -> None:
     assert transport.methods() == ["INVITE", "ACK", "INVITE", "ACK"]
 
 
-async def test_after_a_challenge_a_422s_retry_counts_the_nonce_on_and_may_be_challenged_again() -> (
-    None
-):
-    """The trunk is the gateway's own digest verifier, which tracks nonce counts: the INVITE
-    sent again after a 422 carries the same nonce with nc=2 (nc=1 again was a replay, refused
-    as such), and a trunk that challenges that INVITE anew (its nonces serve once) is
-    answered with the new nonce."""
-    from aiosipua.auth import SipDigestAuth
-
-    from gateway.sip.digest import DigestVerifier
-
+def challenged_with_session_timers() -> tuple[DigestVerifier, Recorder, InviteClient, str]:
+    """An INVITE with session timers, challenged by a trunk that is the gateway's own digest
+    verifier (it tracks nonce counts) and answered: the trunk, the transport, the client, and
+    the challenge header it answered."""
     trunk = DigestVerifier("trunk.test", {"gateway": "secret"})
     transport = Recorder(reliable=True)
     c = client(
@@ -145,6 +138,17 @@ async def test_after_a_challenge_a_422s_retry_counts_the_nonce_on_and_may_be_cha
     c.send()
     challenge = f"WWW-Authenticate: {trunk.challenges(TRUNK[0])[0]}"
     c.on_response(answer(transport.sent[0], 401, "Unauthorized", challenge))
+    return trunk, transport, c, challenge
+
+
+async def test_after_a_challenge_a_422s_retry_counts_the_nonce_on_and_may_be_challenged_again() -> (
+    None
+):
+    """The trunk is the gateway's own digest verifier, which tracks nonce counts: the INVITE
+    sent again after a 422 carries the same nonce with nc=2 (nc=1 again was a replay, refused
+    as such), and a trunk that challenges that INVITE anew (its nonces serve once) is
+    answered with the new nonce."""
+    trunk, transport, c, _ = challenged_with_session_timers()
     first = c.invite
     assert first is not None and trunk.verify(first, TRUNK[0]).ok
     c.on_response(answer(first, 422, "Session Interval Too Small", "min-se: 600"))
@@ -169,20 +173,7 @@ async def test_after_a_422s_retry_a_challenge_with_the_same_nonce_ends_the_attem
     """A trunk that refuses the credentials of the INVITE sent again after a 422 challenges
     with the nonce it was answered with (RFC 3261 §22.2): the attempt ends there; answering
     it again would be nc=1 of that nonce, a replay (the verifier refuses it as one)."""
-    from aiosipua.auth import SipDigestAuth
-
-    from gateway.sip.digest import DigestVerifier
-
-    trunk = DigestVerifier("trunk.test", {"gateway": "secret"})
-    transport = Recorder(reliable=True)
-    c = client(
-        transport,
-        auth=SipDigestAuth("gateway", "secret"),
-        session_timers=TimerPolicy(expires_s=100, min_se_s=90),
-    )
-    c.send()
-    challenge = f"WWW-Authenticate: {trunk.challenges(TRUNK[0])[0]}"
-    c.on_response(answer(transport.sent[0], 401, "Unauthorized", challenge))
+    _, transport, c, challenge = challenged_with_session_timers()
     c.on_response(answer(c.invite, 422, "Session Interval Too Small", "min-se: 600"))  # type: ignore[arg-type]
     second = c.invite
     assert second is not None and "nc=00000002" in (second.headers.get_first("authorization") or "")
